@@ -1,0 +1,1 @@
+//! ONNX frontend (to be filled)

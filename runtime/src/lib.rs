@@ -1,0 +1,1 @@
+//! CKKS runtime (to be filled)
