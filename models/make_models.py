@@ -86,8 +86,12 @@ class G:
         self.outputs.append(helper.make_tensor_value_info(name, dtype, dims))
 
     def weight(self, name: str, arr: np.ndarray) -> str:
-        """An initializer (trained parameter or exporter-folded constant)."""
-        name = self._unique(name)
+        """An initializer (trained parameter or exporter-folded constant).
+
+        Named like a torch state_dict key: the scope path joined by dots, then `name`.
+        """
+        path = ".".join(p for s in self._scope for p in s.split("/"))
+        name = self._unique(f"{path}.{name}" if path else name)
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
 
@@ -154,16 +158,16 @@ def linear(g: G, x: str, w: np.ndarray, b: np.ndarray, name: str, bias_first: bo
     exercise both operand orders in the frontend.
     """
     with g.scope(name):
-        y = g.op("MatMul", [x, g.weight(f"{name}.weight", w)])
-        bn = g.weight(f"{name}.bias", b)
+        y = g.op("MatMul", [x, g.weight("weight", w)])
+        bn = g.weight("bias", b)
         return g.op("Add", [bn, y] if bias_first else [y, bn])
 
 
 def layer_norm(g: G, x: str, gamma: np.ndarray, beta: np.ndarray, eps: float, name: str,
                decomposed: bool) -> str:
     with g.scope(name):
-        gw = g.weight(f"{name}.weight", gamma)
-        bw = g.weight(f"{name}.bias", beta)
+        gw = g.weight("weight", gamma)
+        bw = g.weight("bias", beta)
         if not decomposed:
             return g.op("LayerNormalization", [x, gw, bw], axis=-1, epsilon=eps)
         # The pattern torch.onnx (opset < 17) writes for nn.LayerNorm.
@@ -303,7 +307,7 @@ def post_ln_block(g: G, x: str, b: dict, name: str, *, heads: int, seq: int | No
 def classifier(g: G, pooled: str, w: np.ndarray, bias: np.ndarray) -> str:
     # nn.Linear on 2-D input exports as Gemm(transB=1) with the torch-layout [out, in] weight.
     with g.scope("classifier"):
-        return g.op("Gemm", [pooled, g.weight("classifier.weight", w), g.weight("classifier.bias", bias)],
+        return g.op("Gemm", [pooled, g.weight("weight", w), g.weight("bias", bias)],
                     alpha=1.0, beta=1.0, transB=1)
 
 
@@ -348,9 +352,9 @@ def build_sigma_encoder() -> onnx.ModelProto:
         with g.scope(name):
             scale, beta = p.ln(ENC_HID)
             t = g.op("Transpose", [x], perm=[0, 2, 1])
-            y = g.op("BatchNormalization", [t, g.weight(f"{name}.weight", scale), g.weight(f"{name}.bias", beta),
-                                            g.weight(f"{name}.running_mean", mean),
-                                            g.weight(f"{name}.running_var", var)],
+            y = g.op("BatchNormalization", [t, g.weight("weight", scale), g.weight("bias", beta),
+                                            g.weight("running_mean", mean),
+                                            g.weight("running_var", var)],
                      epsilon=1e-5, momentum=0.9)
             return g.op("Transpose", [y], perm=[0, 2, 1])
 
@@ -439,7 +443,7 @@ def build_bert_tiny() -> onnx.ModelProto:
     with g.scope("pooler"):
         first = g.op("Gather", [h, g.const(0, np.int64)], axis=1)
         pw, pb = p.normal((BERT_HID, BERT_HID), 1.0 / math.sqrt(BERT_HID)), p.normal((BERT_HID,), 0.05)
-        pooled = g.op("Tanh", [g.op("Gemm", [first, g.weight("pooler.dense.weight", pw), g.weight("pooler.dense.bias", pb)],
+        pooled = g.op("Tanh", [g.op("Gemm", [first, g.weight("dense.weight", pw), g.weight("dense.bias", pb)],
                                     alpha=1.0, beta=1.0, transB=1)])
     g.output(h, "last_hidden_state", TensorProto.FLOAT, ["batch_size", "sequence_length", BERT_HID])
     g.output(pooled, "pooler_output", TensorProto.FLOAT, ["batch_size", BERT_HID])
