@@ -1,8 +1,602 @@
-//! Shape and dtype inference for every op. (to be filled)
-use crate::{Graph, IrError, Op, TensorType};
+//! Shape and dtype inference for every op, with ONNX semantics.
+//!
+//! Contract: [`infer_types`] either returns one [`TensorType`] per result of the op or an
+//! [`IrError::Shape`] whose `msg` says exactly what did not fit (which input, which axis, which sizes).
+//! The `node` field is left empty; [`Graph::add_node`] fills it with the node's name.
+//!
+//! Rules (ONNX unless stated):
+//! - Binary elementwise ops and `Where` use numpy broadcasting ([`broadcast_shapes`]). Arithmetic needs
+//!   both inputs of the same numeric dtype; `Pow`'s exponent may be any numeric dtype and the result has
+//!   the base's dtype. Comparisons produce `bool`; `Equal` also accepts two `bool`s. `And`/`Or`/`Xor`
+//!   take `bool`s.
+//! - Transcendental unary ops (`Sqrt`, `Exp`, `Erf`, `Gelu`...) and `Floor`/`Ceil`/`IsNaN`/`IsInf` need
+//!   a float input; `Neg`/`Abs`/`Relu`/`Clip` any numeric input; `Not` a `bool`; `Cast` and `Identity`
+//!   anything.
+//! - `MatMul` follows numpy: a 1-D left operand is a row vector, a 1-D right operand a column vector, the
+//!   promoted dimension is dropped from the result, batch dimensions broadcast.
+//! - `Conv`: `x` is `[N, C, spatial...]`, `w` is `[M, C/group, kernel...]`; empty `kernel_shape`,
+//!   `strides`, `pads` or `dilations` mean the ONNX defaults (kernel from `w`, 1s, 0s, 1s).
+//! - Reductions with empty `axes` reduce every axis.
+//! - `Slice` expects starts/ends clamped as ONNX clamps them: for a positive step `0 <= start, end <= dim`;
+//!   for a negative step `-1 <= start, end <= dim - 1` (an end of `-1` means "through index 0").
+
+use crate::{DType, Graph, IrError, Op, TensorType};
+
+/// Numpy broadcast of two shapes (right-aligned; a dimension of 1 stretches), or `None` if they clash.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for (i, o) in out.iter_mut().enumerate() {
+        // Dimension i counted from the left of the result; missing leading dims count as 1.
+        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        *o = if da == db {
+            da
+        } else if da == 1 {
+            db
+        } else if db == 1 {
+            da
+        } else {
+            return None;
+        };
+    }
+    Some(out)
+}
+
+/// Geometry of a convolution, with ONNX defaults filled in. Shared with the interpreter.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ConvGeom {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    /// Begin pads, one per spatial axis.
+    pub pad_begin: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub group: usize,
+    /// Output spatial sizes.
+    pub out_spatial: Vec<usize>,
+}
+
+/// Number of elements of a (possibly stepped) slice along one axis; `None` if the bounds are not clamped.
+pub(crate) fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> Option<usize> {
+    let d = dim as i64;
+    if step > 0 {
+        if !(0..=d).contains(&start) || !(0..=d).contains(&end) {
+            return None;
+        }
+        Some(if end > start { ((end - start + step - 1) / step) as usize } else { 0 })
+    } else if step < 0 {
+        if !(-1..d).contains(&start) || !(-1..d).contains(&end) {
+            return None;
+        }
+        let s = -step;
+        Some(if start > end { ((start - end + s - 1) / s) as usize } else { 0 })
+    } else {
+        None
+    }
+}
+
+fn err(op: &Op, msg: impl Into<String>) -> IrError {
+    IrError::Shape { op: op.name().to_string(), node: String::new(), msg: msg.into() }
+}
+
+fn arity(op: &Op, inputs: &[TensorType], min: usize, max: usize) -> Result<(), IrError> {
+    let n = inputs.len();
+    if n < min || n > max {
+        let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        return Err(err(op, format!("expects {want} inputs, got {n}")));
+    }
+    Ok(())
+}
+
+fn is_numeric(d: DType) -> bool {
+    d.is_float() || d.is_int()
+}
+
+fn need_float(op: &Op, what: &str, t: &TensorType) -> Result<(), IrError> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(err(op, format!("{what} must be a float tensor, got {}", t)))
+    }
+}
+
+fn need_numeric(op: &Op, what: &str, t: &TensorType) -> Result<(), IrError> {
+    if is_numeric(t.dtype) {
+        Ok(())
+    } else {
+        Err(err(op, format!("{what} must be numeric, got {}", t)))
+    }
+}
+
+fn need_int(op: &Op, what: &str, t: &TensorType) -> Result<(), IrError> {
+    if t.dtype.is_int() {
+        Ok(())
+    } else {
+        Err(err(op, format!("{what} must be an integer tensor, got {}", t)))
+    }
+}
+
+fn same_dtype(op: &Op, a: &TensorType, b: &TensorType, what: &str) -> Result<(), IrError> {
+    if a.dtype == b.dtype {
+        Ok(())
+    } else {
+        Err(err(op, format!("{what}: dtypes differ ({} vs {})", a, b)))
+    }
+}
+
+fn bcast(op: &Op, a: &[usize], b: &[usize]) -> Result<Vec<usize>, IrError> {
+    broadcast_shapes(a, b).ok_or_else(|| err(op, format!("shapes {:?} and {:?} do not broadcast", a, b)))
+}
+
+fn check_axis(op: &Op, axis: usize, rank: usize, what: &str) -> Result<(), IrError> {
+    if axis < rank {
+        Ok(())
+    } else {
+        Err(err(op, format!("{what} {axis} is out of range for rank {rank}")))
+    }
+}
+
+/// Checks that `t` broadcasts unidirectionally to `target` (ONNX "unidirectional broadcasting").
+fn unidirectional(op: &Op, what: &str, t: &[usize], target: &[usize]) -> Result<(), IrError> {
+    match broadcast_shapes(target, t) {
+        Some(s) if s == target => Ok(()),
+        _ => Err(err(op, format!("{what} shape {:?} does not broadcast to {:?}", t, target))),
+    }
+}
 
 /// Result types of `op` applied to inputs of types `inputs`. `g` supplies constant types.
 pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<TensorType>, IrError> {
-    let _ = (op, inputs, g);
-    todo!()
+    let one = |t: TensorType| Ok(vec![t]);
+    match op {
+        Op::Constant(c) => {
+            arity(op, inputs, 0, 0)?;
+            match g.constants.get(*c) {
+                Some(t) => one(t.ty.clone()),
+                None => Err(err(op, format!("constant {c} is not in the graph's pool"))),
+            }
+        }
+
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Max | Op::Min => {
+            arity(op, inputs, 2, 2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            same_dtype(op, a, b, "operands")?;
+            need_numeric(op, "operand", a)?;
+            one(TensorType::new(a.dtype, bcast(op, &a.shape, &b.shape)?))
+        }
+        Op::Pow => {
+            arity(op, inputs, 2, 2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            need_numeric(op, "base", a)?;
+            need_numeric(op, "exponent", b)?;
+            one(TensorType::new(a.dtype, bcast(op, &a.shape, &b.shape)?))
+        }
+        Op::Equal | Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => {
+            arity(op, inputs, 2, 2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            same_dtype(op, a, b, "operands")?;
+            if *op != Op::Equal {
+                need_numeric(op, "operand", a)?;
+            }
+            one(TensorType::new(DType::Bool, bcast(op, &a.shape, &b.shape)?))
+        }
+        Op::And | Op::Or | Op::Xor => {
+            arity(op, inputs, 2, 2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            for (what, t) in [("first operand", a), ("second operand", b)] {
+                if t.dtype != DType::Bool {
+                    return Err(err(op, format!("{what} must be bool, got {t}")));
+                }
+            }
+            one(TensorType::new(DType::Bool, bcast(op, &a.shape, &b.shape)?))
+        }
+
+        Op::Sqrt
+        | Op::Reciprocal
+        | Op::Exp
+        | Op::Log
+        | Op::Erf
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Floor
+        | Op::Ceil
+        | Op::Gelu(_) => {
+            arity(op, inputs, 1, 1)?;
+            need_float(op, "input", &inputs[0])?;
+            one(inputs[0].clone())
+        }
+        Op::Neg | Op::Abs | Op::Relu => {
+            arity(op, inputs, 1, 1)?;
+            need_numeric(op, "input", &inputs[0])?;
+            one(inputs[0].clone())
+        }
+        Op::Clip { min, max } => {
+            arity(op, inputs, 1, 1)?;
+            need_numeric(op, "input", &inputs[0])?;
+            if let (Some(lo), Some(hi)) = (min, max) {
+                if lo > hi {
+                    return Err(err(op, format!("min {lo} is greater than max {hi}")));
+                }
+            }
+            one(inputs[0].clone())
+        }
+        Op::IsNaN | Op::IsInf => {
+            arity(op, inputs, 1, 1)?;
+            need_float(op, "input", &inputs[0])?;
+            one(TensorType::new(DType::Bool, inputs[0].shape.clone()))
+        }
+        Op::Not => {
+            arity(op, inputs, 1, 1)?;
+            if inputs[0].dtype != DType::Bool {
+                return Err(err(op, format!("input must be bool, got {}", inputs[0])));
+            }
+            one(inputs[0].clone())
+        }
+        Op::Identity => {
+            arity(op, inputs, 1, 1)?;
+            one(inputs[0].clone())
+        }
+        Op::Cast(to) => {
+            arity(op, inputs, 1, 1)?;
+            one(TensorType::new(*to, inputs[0].shape.clone()))
+        }
+
+        Op::Where => {
+            arity(op, inputs, 3, 3)?;
+            let (c, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+            if c.dtype != DType::Bool {
+                return Err(err(op, format!("condition must be bool, got {c}")));
+            }
+            same_dtype(op, a, b, "branches")?;
+            let ab = bcast(op, &a.shape, &b.shape)?;
+            one(TensorType::new(a.dtype, bcast(op, &c.shape, &ab)?))
+        }
+
+        Op::Softmax { axis } => {
+            arity(op, inputs, 1, 1)?;
+            need_float(op, "input", &inputs[0])?;
+            check_axis(op, *axis, inputs[0].rank(), "axis")?;
+            one(inputs[0].clone())
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            arity(op, inputs, 2, 3)?;
+            let x = &inputs[0];
+            need_float(op, "input", x)?;
+            check_axis(op, *axis, x.rank(), "axis")?;
+            if epsilon.is_nan() || *epsilon < 0.0 {
+                return Err(err(op, format!("epsilon {epsilon} must be non-negative")));
+            }
+            let norm = &x.shape[*axis..];
+            for (what, t) in [("scale", inputs.get(1)), ("bias", inputs.get(2))] {
+                if let Some(t) = t {
+                    same_dtype(op, x, t, what)?;
+                    unidirectional(op, what, &t.shape, norm)?;
+                }
+            }
+            one(x.clone())
+        }
+        Op::BatchNorm { epsilon } => {
+            arity(op, inputs, 5, 5)?;
+            let x = &inputs[0];
+            need_float(op, "input", x)?;
+            if x.rank() < 2 {
+                return Err(err(op, format!("input must have rank >= 2 (N, C, ...), got {x}")));
+            }
+            if epsilon.is_nan() || *epsilon < 0.0 {
+                return Err(err(op, format!("epsilon {epsilon} must be non-negative")));
+            }
+            let c = x.shape[1];
+            for (what, t) in ["scale", "bias", "mean", "var"].iter().zip(&inputs[1..]) {
+                same_dtype(op, x, t, what)?;
+                if t.shape != [c] {
+                    return Err(err(op, format!("{what} must have shape [{c}] (the channel count), got {t}")));
+                }
+            }
+            one(x.clone())
+        }
+
+        Op::MatMul => {
+            arity(op, inputs, 2, 2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            same_dtype(op, a, b, "operands")?;
+            need_numeric(op, "operand", a)?;
+            one(TensorType::new(a.dtype, matmul_shape(op, &a.shape, &b.shape)?))
+        }
+        Op::Gemm { trans_a, trans_b, .. } => {
+            arity(op, inputs, 2, 3)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            same_dtype(op, a, b, "A and B")?;
+            need_numeric(op, "A", a)?;
+            if a.rank() != 2 || b.rank() != 2 {
+                return Err(err(op, format!("A and B must be 2-D, got {a} and {b}")));
+            }
+            let (m, k) = if *trans_a { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+            let (k2, n) = if *trans_b { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
+            if k != k2 {
+                return Err(err(op, format!("inner dimensions differ: op(A) is [{m},{k}], op(B) is [{k2},{n}]")));
+            }
+            if let Some(c) = inputs.get(2) {
+                same_dtype(op, a, c, "A and C")?;
+                unidirectional(op, "C", &c.shape, &[m, n])?;
+            }
+            one(TensorType::new(a.dtype, vec![m, n]))
+        }
+        Op::Conv { .. } => {
+            arity(op, inputs, 2, 3)?;
+            let (x, w) = (&inputs[0], &inputs[1]);
+            same_dtype(op, x, w, "input and weight")?;
+            need_float(op, "input", x)?;
+            let geom = conv_geom(op, &x.shape, &w.shape)?;
+            let m = w.shape[0];
+            if let Some(b) = inputs.get(2) {
+                same_dtype(op, x, b, "input and bias")?;
+                if b.shape != [m] {
+                    return Err(err(op, format!("bias must have shape [{m}] (output channels), got {b}")));
+                }
+            }
+            let mut shape = vec![x.shape[0], m];
+            shape.extend_from_slice(&geom.out_spatial);
+            one(TensorType::new(x.dtype, shape))
+        }
+
+        Op::ReduceMean { axes, keepdims }
+        | Op::ReduceSum { axes, keepdims }
+        | Op::ReduceMax { axes, keepdims }
+        | Op::ReduceMin { axes, keepdims } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            need_numeric(op, "input", x)?;
+            let mask = reduce_mask(op, axes, x.rank())?;
+            let shape = x
+                .shape
+                .iter()
+                .zip(&mask)
+                .filter_map(|(&d, &r)| match (r, keepdims) {
+                    (false, _) => Some(d),
+                    (true, true) => Some(1),
+                    (true, false) => None,
+                })
+                .collect();
+            one(TensorType::new(x.dtype, shape))
+        }
+
+        Op::Transpose { perm } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            check_perm(op, perm, x.rank())?;
+            one(TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect()))
+        }
+        Op::Reshape { shape } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            let n: usize = shape.iter().product();
+            if n != x.numel() {
+                return Err(err(
+                    op,
+                    format!("cannot reshape {x} ({} elements) to {:?} ({n} elements)", x.numel(), shape),
+                ));
+            }
+            one(TensorType::new(x.dtype, shape.clone()))
+        }
+        Op::Expand { shape } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            one(TensorType::new(x.dtype, bcast(op, &x.shape, shape)?))
+        }
+        Op::Concat { axis } => {
+            if inputs.is_empty() {
+                return Err(err(op, "expects at least 1 input, got 0"));
+            }
+            let first = &inputs[0];
+            check_axis(op, *axis, first.rank(), "axis")?;
+            let mut total = 0;
+            for (i, t) in inputs.iter().enumerate() {
+                same_dtype(op, first, t, &format!("input 0 and input {i}"))?;
+                let same_rest = t.rank() == first.rank()
+                    && t.shape.iter().zip(&first.shape).enumerate().all(|(d, (a, b))| d == *axis || a == b);
+                if !same_rest {
+                    return Err(err(
+                        op,
+                        format!("input {i} {t} does not match input 0 {first} outside axis {axis}"),
+                    ));
+                }
+                total += t.shape[*axis];
+            }
+            let mut shape = first.shape.clone();
+            shape[*axis] = total;
+            one(TensorType::new(first.dtype, shape))
+        }
+        Op::Split { axis, sizes } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            check_axis(op, *axis, x.rank(), "axis")?;
+            let sum: usize = sizes.iter().sum();
+            if sizes.is_empty() || sum != x.shape[*axis] {
+                return Err(err(
+                    op,
+                    format!("sizes {:?} sum to {sum}, but axis {axis} of {x} has {}", sizes, x.shape[*axis]),
+                ));
+            }
+            Ok(sizes
+                .iter()
+                .map(|&s| {
+                    let mut shape = x.shape.clone();
+                    shape[*axis] = s;
+                    TensorType::new(x.dtype, shape)
+                })
+                .collect())
+        }
+        Op::Slice { axes, starts, ends, steps } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            let n = axes.len();
+            if starts.len() != n || ends.len() != n || steps.len() != n {
+                return Err(err(
+                    op,
+                    format!(
+                        "axes, starts, ends and steps must have equal lengths, got {}, {}, {}, {}",
+                        n,
+                        starts.len(),
+                        ends.len(),
+                        steps.len()
+                    ),
+                ));
+            }
+            let mut shape = x.shape.clone();
+            let mut seen = vec![false; x.rank()];
+            for i in 0..n {
+                let a = axes[i];
+                check_axis(op, a, x.rank(), "axis")?;
+                if std::mem::replace(&mut seen[a], true) {
+                    return Err(err(op, format!("axis {a} is sliced twice")));
+                }
+                shape[a] = slice_len(x.shape[a], starts[i], ends[i], steps[i]).ok_or_else(|| {
+                    err(
+                        op,
+                        format!(
+                            "start {}, end {}, step {} are not a clamped slice of axis {a} (size {})",
+                            starts[i], ends[i], steps[i], x.shape[a]
+                        ),
+                    )
+                })?;
+            }
+            one(TensorType::new(x.dtype, shape))
+        }
+        Op::Gather { axis } => {
+            arity(op, inputs, 2, 2)?;
+            let (data, idx) = (&inputs[0], &inputs[1]);
+            need_int(op, "indices", idx)?;
+            check_axis(op, *axis, data.rank(), "axis")?;
+            let mut shape = data.shape[..*axis].to_vec();
+            shape.extend_from_slice(&idx.shape);
+            shape.extend_from_slice(&data.shape[axis + 1..]);
+            one(TensorType::new(data.dtype, shape))
+        }
+        Op::GatherElements { axis } => {
+            arity(op, inputs, 2, 2)?;
+            let (data, idx) = (&inputs[0], &inputs[1]);
+            need_int(op, "indices", idx)?;
+            check_axis(op, *axis, data.rank(), "axis")?;
+            if idx.rank() != data.rank() {
+                return Err(err(op, format!("indices {idx} must have the rank of data {data}")));
+            }
+            for d in 0..data.rank() {
+                if d != *axis && idx.shape[d] > data.shape[d] {
+                    return Err(err(
+                        op,
+                        format!("indices dimension {d} is {}, larger than data's {}", idx.shape[d], data.shape[d]),
+                    ));
+                }
+            }
+            one(TensorType::new(data.dtype, idx.shape.clone()))
+        }
+    }
+}
+
+/// numpy `matmul` result shape.
+fn matmul_shape(op: &Op, a: &[usize], b: &[usize]) -> Result<Vec<usize>, IrError> {
+    if a.is_empty() || b.is_empty() {
+        return Err(err(op, format!("operands must have rank >= 1, got {:?} and {:?}", a, b)));
+    }
+    let (m, ka, batch_a) = if a.len() == 1 { (None, a[0], &a[..0]) } else { (Some(a[a.len() - 2]), a[a.len() - 1], &a[..a.len() - 2]) };
+    let (kb, n, batch_b) = if b.len() == 1 { (b[0], None, &b[..0]) } else { (b[b.len() - 2], Some(b[b.len() - 1]), &b[..b.len() - 2]) };
+    if ka != kb {
+        return Err(err(op, format!("inner dimensions differ: {:?} x {:?} ({ka} vs {kb})", a, b)));
+    }
+    let mut out = broadcast_shapes(batch_a, batch_b).ok_or_else(|| {
+        err(op, format!("batch dimensions {:?} and {:?} do not broadcast", batch_a, batch_b))
+    })?;
+    out.extend(m);
+    out.extend(n);
+    Ok(out)
+}
+
+/// Which axes a reduction reduces (empty `axes` = all).
+pub(crate) fn reduce_mask(op: &Op, axes: &[usize], rank: usize) -> Result<Vec<bool>, IrError> {
+    if axes.is_empty() {
+        return Ok(vec![true; rank]);
+    }
+    let mut mask = vec![false; rank];
+    for &a in axes {
+        check_axis(op, a, rank, "axis")?;
+        if std::mem::replace(&mut mask[a], true) {
+            return Err(err(op, format!("axis {a} is listed twice")));
+        }
+    }
+    Ok(mask)
+}
+
+fn check_perm(op: &Op, perm: &[usize], rank: usize) -> Result<(), IrError> {
+    let mut seen = vec![false; rank];
+    let ok = perm.len() == rank && perm.iter().all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(op, format!("perm {:?} is not a permutation of 0..{rank}", perm)))
+    }
+}
+
+/// Validates a convolution's attributes against `x` and `w` shapes and computes the output geometry.
+pub(crate) fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, IrError> {
+    let Op::Conv { kernel_shape, strides, pads, dilations, group } = op else {
+        return Err(err(op, "not a convolution"));
+    };
+    if x.len() < 3 {
+        return Err(err(op, format!("input must be [N, C, spatial...] with at least one spatial axis, got {:?}", x)));
+    }
+    if w.len() != x.len() {
+        return Err(err(op, format!("weight {:?} must have the rank of input {:?}", w, x)));
+    }
+    let k = x.len() - 2;
+    let kernel = &w[2..];
+    let fill = |v: &[usize], what: &str, default: usize, len: usize| -> Result<Vec<usize>, IrError> {
+        if v.is_empty() {
+            Ok(vec![default; len])
+        } else if v.len() == len {
+            Ok(v.to_vec())
+        } else {
+            Err(err(op, format!("{what} has {} entries, expected {len}", v.len())))
+        }
+    };
+    if !kernel_shape.is_empty() && kernel_shape.as_slice() != kernel {
+        return Err(err(op, format!("kernel_shape {:?} does not match weight spatial dims {:?}", kernel_shape, kernel)));
+    }
+    let strides = fill(strides, "strides", 1, k)?;
+    let pads = fill(pads, "pads", 0, 2 * k)?;
+    let dilations = fill(dilations, "dilations", 1, k)?;
+    if strides.contains(&0) || dilations.contains(&0) {
+        return Err(err(op, format!("strides {:?} and dilations {:?} must be positive", strides, dilations)));
+    }
+    let group = *group;
+    let (c, m) = (x[1], w[0]);
+    if group == 0 || c % group != 0 || m % group != 0 {
+        return Err(err(op, format!("group {group} must divide input channels {c} and output channels {m}")));
+    }
+    if w[1] * group != c {
+        return Err(err(
+            op,
+            format!("weight has {} input channels per group; input has {c} channels in {group} groups", w[1]),
+        ));
+    }
+    let mut out_spatial = Vec::with_capacity(k);
+    for i in 0..k {
+        let padded = x[2 + i] + pads[i] + pads[k + i];
+        let span = dilations[i] * (kernel[i].max(1) - 1) + 1;
+        if kernel[i] == 0 || padded < span {
+            return Err(err(
+                op,
+                format!(
+                    "spatial axis {i}: padded input {padded} is smaller than the dilated kernel {span}"
+                ),
+            ));
+        }
+        out_spatial.push((padded - span) / strides[i] + 1);
+    }
+    Ok(ConvGeom {
+        kernel: kernel.to_vec(),
+        strides,
+        pad_begin: pads[..k].to_vec(),
+        dilations,
+        group,
+        out_spatial,
+    })
 }
