@@ -6,8 +6,9 @@
 # Override interpreters with PY310=/path/python3.10 PY311=/path/python3.11.
 set -euo pipefail
 
-OPENFHE_VERSION="1.6.1.0.22.4"
-TENSEAL_VERSION="0.3.18"
+# numpy is a dependency of both; pinned to what the recorded runs used.
+OPENFHE_PKGS=(openfhe==1.6.1.0.22.4 numpy==2.2.6)
+SEAL_PKGS=(tenseal==0.3.18 numpy==2.4.6)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -34,23 +35,36 @@ find_py311() {
     return 1
 }
 
-# make_venv DIR PYTHON PACKAGE==VERSION IMPORT_CHECK
+# pins_ok PYTHON PKG==VER...: true when every pinned version is installed in that interpreter.
+pins_ok() {
+    local py="$1"; shift
+    "$py" - "$@" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+}
+
+# make_venv DIR PYTHON IMPORT_CHECK PKG==VER...
 make_venv() {
-    local dir="$1" py="$2" pkg="$3" check="$4"
-    if [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
-        echo "setup.sh: $dir ready ($pkg)"
+    local dir="$1" py="$2" check="$3"; shift 3
+    if [[ -x "$dir/bin/python" ]] && pins_ok "$dir/bin/python" "$@" \
+        && "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
+        echo "setup.sh: $dir ready ($*)"
         return
     fi
     if [[ ! -x "$dir/bin/python" ]]; then
         echo "setup.sh: creating $dir with $("$py" --version 2>&1)"
         "$py" -m venv "$dir"
     fi
-    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$pkg"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
     "$dir/bin/python" -c "$check"
-    echo "setup.sh: $dir ready ($pkg)"
+    echo "setup.sh: $dir ready ($*)"
 }
 
-make_venv "$here/.venv-openfhe" "$(find_py310)" "openfhe==$OPENFHE_VERSION" \
-    "import openfhe, sys; assert sys.version_info[:2] == (3, 10)"
-make_venv "$here/.venv-seal" "$(find_py311)" "tenseal==$TENSEAL_VERSION" \
-    "import tenseal, tenseal.sealapi"
+make_venv "$here/.venv-openfhe" "$(find_py310)" \
+    "import openfhe, sys; assert sys.version_info[:2] == (3, 10)" "${OPENFHE_PKGS[@]}"
+make_venv "$here/.venv-seal" "$(find_py311)" "import tenseal.sealapi" "${SEAL_PKGS[@]}"
