@@ -34,7 +34,7 @@ import platform
 import sys
 from importlib.metadata import version
 
-from peer_common import (HOISTED_ROTATIONS, arg_parser, check_args, machine_state, max_err,
+from peer_common import (HOISTED_ROTATIONS, MachineMonitor, arg_parser, check_args, max_err,
                          print_result, summarize, time_op)
 
 
@@ -96,7 +96,7 @@ def inspect_key_switching(o, args):
 
 def main():
     args = parse_args()
-    machine = machine_state()
+    monitor = MachineMonitor()
     # OpenMP reads OMP_NUM_THREADS when the library loads, so it must be set before the import.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np
@@ -210,7 +210,7 @@ def main():
             "hoisted_rotations": HOISTED_ROTATIONS,
             "hoisted_includes_precompute": True,
             "max_abs_error": max(checks.values()),
-            "machine": machine,
+            "machine": monitor.report(),
         },
         "ops_ms": med,
         "ops_min_ms": low,

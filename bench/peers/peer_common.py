@@ -66,9 +66,49 @@ def max_err(got, want):
     return max(abs(g - w) for g, w in zip(got, want))
 
 
-def machine_state():
-    """Load average when the run starts: other users' builds on 2 cores make timings noisy."""
-    return {"loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+def _proc_stat_cpu():
+    """Aggregate CPU jiffies from /proc/stat: (total, busy, steal), or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    total = sum(fields)
+    return total, total - idle - iowait - steal, steal
+
+
+class MachineMonitor:
+    """How busy the machine was with other work while this benchmark ran.
+
+    Other users' builds on 2 cores make timings noisy, and the 1-minute load average at the start
+    lags behind, so this also measures, over the whole run, the CPUs kept busy by everything except
+    this process (others_cpus, 0..cpus) and the hypervisor's steal share.
+    """
+
+    def __init__(self):
+        self.load = os.getloadavg()[0]
+        self.stat = _proc_stat_cpu()
+        self.own = self._own_jiffies()
+
+    @staticmethod
+    def _own_jiffies():
+        t = os.times()
+        return (t.user + t.system) * os.sysconf("SC_CLK_TCK")
+
+    def report(self):
+        out = {"loadavg_1m": round(self.load, 2), "cpus": os.cpu_count()}
+        end = _proc_stat_cpu()
+        if self.stat and end:
+            total = end[0] - self.stat[0]
+            busy = end[1] - self.stat[1]
+            steal = end[2] - self.stat[2]
+            own = self._own_jiffies() - self.own
+            if total > 0:
+                cpus = os.cpu_count() or 1
+                out["others_cpus"] = round(max(busy - own, 0) * cpus / total, 2)
+                out["steal_pct"] = round(100.0 * steal / total, 1)
+        return out
 
 
 def print_result(result, as_json):
@@ -78,7 +118,7 @@ def print_result(result, as_json):
     p = result["params"]
     print(f"{p['library']} {p['version']}: N=2^{p['log_n']} depth {p['depth']} dnum {p['dnum']} "
           f"special primes {p['special_primes']} logQP {p['log_qp']} security {p['security']}, "
-          f"{p['threads']} thread(s), median of {p['reps']}, load {p['machine']['loadavg_1m']}")
+          f"{p['threads']} thread(s), median of {p['reps']}, machine {p['machine']}")
     print(f"{'op':<16} {'median ms':>10} {'min ms':>10}")
     for op, ms in result["ops_ms"].items():
         if ms is None:

@@ -36,7 +36,7 @@ import sys
 import tempfile
 from importlib.metadata import version
 
-from peer_common import (OPS, arg_parser, check_args, machine_state, max_err, print_result,
+from peer_common import (OPS, MachineMonitor, arg_parser, check_args, max_err, print_result,
                          summarize, time_op)
 
 
@@ -53,7 +53,7 @@ def main():
     ap = arg_parser(__doc__.splitlines()[0])
     args = ap.parse_args()
     check_args(ap, args)
-    machine = machine_state()
+    monitor = MachineMonitor()
     import tenseal.sealapi as s
 
     n = 1 << args.log_n
@@ -85,7 +85,6 @@ def main():
         "reps": args.reps,
         "statistic": "median",
         "hoisted_rotations": None,
-        "machine": machine,
     }
     try:
         parms.set_coeff_modulus(s.CoeffModulus.Create(n, bits))
@@ -99,6 +98,7 @@ def main():
                  else "its security table has no entry for this N")
         base["skipped"] = (f"SEAL refuses N=2^{args.log_n} with {sum(bits)}-bit QP at 128-bit "
                            f"security ({refused}; {limit})")
+        base["machine"] = monitor.report()
         print_skip(base, args.json)
         return 0
 
@@ -189,6 +189,7 @@ def main():
 
     med, low = summarize(samples)
     base["max_abs_error"] = max(checks.values())
+    base["machine"] = monitor.report()
     print_result({"params": base, "ops_ms": med, "ops_min_ms": low}, args.json)
     return 0
 
