@@ -13,9 +13,11 @@ Parameters (chosen to match `polyhe bench runtime`):
   UNIFORM_TERNARY secret, public-key encryption, security HEStd_128_classic (falls back to
   HEStd_NotSet only if OpenFHE refuses the ring dimension, and says so in params.security).
 
-OpenFHE sizes the special modulus P itself (60-bit primes, enough to cover the largest digit), so
-with the default dnum=3 at D=5 it uses 2 special primes, not polyhe's single 60-bit one; `--dnum D+1`
-gives one digit per prime and a single special prime, i.e. polyhe's exact chain. params reports both.
+OpenFHE sizes the special modulus P itself from 60-bit primes with a margin over the largest digit,
+and the Python API cannot override it: at D=5 its default dnum=3 gets 2 special primes, and so does
+`--dnum 6` (one digit per Q prime, polyhe's and SEAL's digit count; dnum=2 gets 3). So OpenFHE
+never runs polyhe's exact [60, 40 x D, 60 special] chain; params reports the dnum and number of
+special primes actually used (counted in a key, see inspect_key_switching).
 
 Every operation is timed at the top level (fresh ciphertexts, level 0 in OpenFHE's numbering),
 R times after one warm-up call; ops_ms holds the median in milliseconds, ops_min_ms the minimum.
