@@ -1,0 +1,62 @@
+//! The single error type of the runtime.
+//!
+//! Contract: every fallible public function returns [`CkksError`]; user mistakes (mismatched levels,
+//! scales, parameter sets, missing keys, insecure parameters) have their own structured variants so a
+//! host program can react to them, and nothing in this crate panics on bad input.
+
+use thiserror::Error;
+
+/// Errors produced by the CKKS runtime.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CkksError {
+    /// The parameters are below 128-bit security per the HomomorphicEncryption.org table
+    /// (ternary secrets): `log_qp` (bits of Q·P, rounded up) exceeds `max` for ring degree `2^log_n`.
+    #[error("insecure parameters: log2(QP) = {log_qp} bits exceeds the 128-bit security bound of {max} bits for N = 2^{log_n}")]
+    InsecureParameters { log_n: u32, log_qp: u32, max: u32 },
+    /// The parameters are malformed (the reason says which rule is broken).
+    #[error("invalid parameters: {reason}")]
+    InvalidParameters { reason: String },
+    /// Two operands are at different levels.
+    #[error("level mismatch: {a} vs {b}")]
+    LevelMismatch { a: usize, b: usize },
+    /// Two operands have different scales (relative difference above tolerance).
+    #[error("scale mismatch: 2^{a_log2:.4} vs 2^{b_log2:.4}")]
+    ScaleMismatch { a_log2: f64, b_log2: f64 },
+    /// An object was created under a different parameter set (fingerprints differ).
+    #[error("parameter mismatch: object fingerprint {found:016x}, expected {expected:016x}")]
+    ParamsMismatch { expected: u64, found: u64 },
+    /// A rotation was requested for which no Galois key was generated.
+    #[error("missing Galois key for rotation step {step}")]
+    MissingGaloisKey { step: i64 },
+    /// Conjugation was requested but no conjugation key was generated.
+    #[error("missing Galois key for conjugation")]
+    MissingConjugationKey,
+    /// Relinearization was requested but no relinearization key was generated.
+    #[error("missing relinearization key")]
+    MissingRelinKey,
+    /// Rescaling (or a level-consuming operation) at level 0.
+    #[error("no level left: {op} needs level >= 1, ciphertext is at level 0")]
+    LevelExhausted { op: &'static str },
+    /// A requested level is outside `0..=max`.
+    #[error("invalid level {level}: must be in {min}..={max}")]
+    InvalidLevel { level: usize, min: usize, max: usize },
+    /// More values than slots were given to the encoder.
+    #[error("too many values: {got} > {slots} slots")]
+    TooManySlots { got: usize, slots: usize },
+    /// A value cannot be encoded (NaN/infinite, or too large for the modulus at this level).
+    #[error("value cannot be encoded: {reason}")]
+    EncodeOutOfRange { reason: String },
+    /// A ciphertext has the wrong degree for the operation (e.g. rotating a non-relinearized product).
+    #[error("ciphertext has {found} polynomials, operation {op} needs {expected}")]
+    CiphertextDegree { op: &'static str, expected: usize, found: usize },
+    /// A scale is not a positive finite number.
+    #[error("invalid scale {scale}")]
+    InvalidScale { scale: f64 },
+    /// Internal invariant violated (a bug in this crate, never a user error).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = CkksError> = std::result::Result<T, E>;

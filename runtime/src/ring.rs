@@ -1,0 +1,856 @@
+//! RNS polynomial layer over `Z_Q[X]/(X^N + 1)` on top of fhe-math's `zq::Modulus` (Barrett/Shoup
+//! arithmetic) and `ntt::NttOperator` (compiled with fhe-math's `tfhe-ntt` feature, so every transform
+//! is tfhe-ntt's AVX2 negacyclic NTT).
+//!
+//! Why not fhe-math's `rq::Poly`: CKKS key switching needs polynomials over changing bases (`Q_l`,
+//! `Q_l ∪ P`, digit sub-bases), an approximate ModUp/ModDown that only transforms the limbs that
+//! change, fused lazy multiply-accumulate over digits, and automorphisms applied as index gathers
+//! inside that accumulation (hoisting). `rq::Context` fixes one basis per context and every `Poly`
+//! operation allocates; switching contexts would copy whole polynomials. So this module keeps a flat
+//! limb-major `Vec<u64>` and uses fhe-math only for the per-prime arithmetic and the NTT.
+//!
+//! Contract:
+//! - An [`RnsPoly`] over basis `(nq, with_p)` holds `nq` limbs for `q_0 … q_{nq-1}` followed, when
+//!   `with_p`, by one limb per special prime; limb `t` is `data[t·N .. (t+1)·N]`, every value reduced.
+//! - The NTT order is tfhe-ntt's; slot `j` evaluates at `ψ^{e_j}`. The exponents `e_j` are measured
+//!   at construction (transforming `X`) and checked to be identical for every prime, so one index
+//!   permutation per Galois element serves all limbs ([`RingContext::galois_perm`]).
+//! - Limb-parallel loops use rayon only when the current pool has more than one thread; every limb is
+//!   computed by the same code either way, so results are bit-identical for any thread count.
+
+use std::collections::HashMap;
+
+use fhe_math::ntt::NttOperator;
+use fhe_math::zq::Modulus;
+use rayon::prelude::*;
+
+use crate::error::{CkksError, Result};
+use crate::params::CkksParams;
+
+/// One RNS prime with its arithmetic and NTT.
+#[derive(Debug, Clone)]
+pub(crate) struct Prime {
+    pub(crate) q: u64,
+    pub(crate) m: Modulus,
+    pub(crate) ntt: NttOperator,
+}
+
+impl Prime {
+    fn new(q: u64, n: usize) -> Result<Self> {
+        let m = Modulus::new(q).map_err(|_| CkksError::InvalidParameters { reason: format!("{q} is not a valid modulus") })?;
+        let ntt = NttOperator::new(&m, n).ok_or_else(|| CkksError::InvalidParameters { reason: format!("{q} does not support an NTT of size {n}") })?;
+        Ok(Self { q, m, ntt })
+    }
+    /// `(w, shoup(w))` for repeated multiplication by a constant.
+    pub(crate) fn shoup_pair(&self, w: u64) -> (u64, u64) {
+        (w, self.m.shoup(w))
+    }
+    /// Reduces a signed integer into `[0, q)`.
+    pub(crate) fn reduce_i64(&self, v: i64) -> u64 {
+        let r = self.m.reduce(v.unsigned_abs());
+        if v < 0 {
+            self.m.neg(r)
+        } else {
+            r
+        }
+    }
+    /// Reduces a signed 128-bit integer into `[0, q)`.
+    pub(crate) fn reduce_i128(&self, v: i128) -> u64 {
+        let r = self.m.reduce_u128(v.unsigned_abs());
+        if v < 0 {
+            self.m.neg(r)
+        } else {
+            r
+        }
+    }
+    pub(crate) fn inv(&self, a: u64) -> Result<u64> {
+        self.m.inv(self.m.reduce(a)).ok_or(CkksError::Internal("non-invertible value modulo a prime"))
+    }
+}
+
+/// Tables for the approximate ModUp of one digit at one level.
+#[derive(Debug, Clone)]
+pub(crate) struct ModUpTable {
+    /// Source limbs (indices into Q) of this digit at this level.
+    pub(crate) src: std::ops::Range<usize>,
+    /// `(Q'_j / q_i)^{-1} mod q_i` with Shoup companions, per source limb.
+    pub(crate) qhat_inv: Vec<(u64, u64)>,
+    /// For each target limb of the extended basis `Q_l ∪ P` (digit limbs included but unused):
+    /// `(Q'_j / q_i) mod target` per source limb.
+    pub(crate) qhat_mod: Vec<Vec<u64>>,
+}
+
+/// Precomputed ring data for one parameter set.
+#[derive(Debug)]
+pub(crate) struct RingContext {
+    pub(crate) n: usize,
+    pub(crate) log_n: u32,
+    /// Q primes followed by P primes.
+    pub(crate) primes: Vec<Prime>,
+    pub(crate) nq: usize,
+    pub(crate) np: usize,
+    pub(crate) alpha: usize,
+    /// NTT slot j evaluates at ψ^{ntt_exps[j]} (odd exponents mod 2N).
+    ntt_exps: Vec<u32>,
+    /// Position of odd exponent e in NTT order, at index e/2.
+    exp_pos: Vec<u32>,
+    /// `rescale_inv[l][i] = q_l^{-1} mod q_i` (Shoup pair), i < l.
+    rescale_inv: Vec<Vec<(u64, u64)>>,
+    /// `modup[l][j]`: digit j at level l.
+    modup: Vec<Vec<ModUpTable>>,
+    /// `(P/p_k)^{-1} mod p_k` (Shoup pair).
+    p_hat_inv: Vec<(u64, u64)>,
+    /// `p_hat_mod_q[i][k] = (P/p_k) mod q_i`.
+    p_hat_mod_q: Vec<Vec<u64>>,
+    /// `P^{-1} mod q_i` (Shoup pair).
+    p_inv_mod_q: Vec<(u64, u64)>,
+    /// `P mod q_i`.
+    pub(crate) p_mod_q: Vec<u64>,
+}
+
+/// A polynomial in RNS form (see module docs for the layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RnsPoly {
+    pub(crate) data: Vec<u64>,
+    pub(crate) nq: usize,
+    pub(crate) with_p: bool,
+}
+
+/// Runs `f(limb_index, limb)` over the `n`-sized limbs of `data`, in parallel when the pool has
+/// more than one thread.
+pub(crate) fn for_limbs<F>(data: &mut [u64], n: usize, f: F)
+where
+    F: Fn(usize, &mut [u64]) + Sync + Send,
+{
+    if rayon::current_num_threads() > 1 {
+        data.par_chunks_exact_mut(n).enumerate().for_each(|(t, l)| f(t, l));
+    } else {
+        data.chunks_exact_mut(n).enumerate().for_each(|(t, l)| f(t, l));
+    }
+}
+
+impl RingContext {
+    pub(crate) fn new(params: &CkksParams) -> Result<Self> {
+        let n = params.n();
+        let nq = params.moduli.len();
+        let np = params.special.len();
+        let primes = params.moduli.iter().chain(&params.special).map(|&q| Prime::new(q, n)).collect::<Result<Vec<_>>>()?;
+        let (ntt_exps, exp_pos) = measure_ntt_order(&primes, n)?;
+        let alpha = params.alpha();
+        let mut ctx = Self {
+            n,
+            log_n: params.log_n,
+            primes,
+            nq,
+            np,
+            alpha,
+            ntt_exps,
+            exp_pos,
+            rescale_inv: Vec::new(),
+            modup: Vec::new(),
+            p_hat_inv: Vec::new(),
+            p_hat_mod_q: Vec::new(),
+            p_inv_mod_q: Vec::new(),
+            p_mod_q: Vec::new(),
+        };
+        ctx.precompute()?;
+        Ok(ctx)
+    }
+
+    fn precompute(&mut self) -> Result<()> {
+        let qs: Vec<&Prime> = self.primes.iter().take(self.nq).collect();
+        let ps: Vec<&Prime> = self.primes.iter().skip(self.nq).collect();
+        // Rescale: q_l^{-1} mod q_i.
+        let mut rescale_inv = vec![Vec::new()];
+        for l in 1..self.nq {
+            let ql = qs.get(l).ok_or(CkksError::Internal("prime index"))?.q;
+            let row = qs.iter().take(l).map(|p| p.inv(ql).map(|v| p.shoup_pair(v))).collect::<Result<Vec<_>>>()?;
+            rescale_inv.push(row);
+        }
+        // ModUp per level and digit.
+        let mut modup = Vec::with_capacity(self.nq);
+        for l in 0..self.nq {
+            let beta = (l + 1).div_ceil(self.alpha);
+            let mut digits = Vec::with_capacity(beta);
+            for j in 0..beta {
+                let src = j * self.alpha..((j + 1) * self.alpha).min(l + 1);
+                let src_primes: Vec<&Prime> = qs.get(src.clone()).ok_or(CkksError::Internal("digit range"))?.iter().copied().collect();
+                let mut qhat_inv = Vec::with_capacity(src_primes.len());
+                for (a, pa) in src_primes.iter().enumerate() {
+                    // (prod_{b != a} q_b)^{-1} mod q_a
+                    let mut prod = 1u64;
+                    for (b, pb) in src_primes.iter().enumerate() {
+                        if a != b {
+                            prod = pa.m.mul(prod, pa.m.reduce(pb.q));
+                        }
+                    }
+                    let inv = pa.inv(prod)?;
+                    qhat_inv.push(pa.shoup_pair(inv));
+                }
+                let targets: Vec<&Prime> = qs.iter().take(l + 1).chain(ps.iter()).copied().collect();
+                let qhat_mod = targets
+                    .iter()
+                    .map(|pt| {
+                        (0..src_primes.len())
+                            .map(|a| {
+                                src_primes.iter().enumerate().filter(|(b, _)| *b != a).fold(1u64, |acc, (_, pb)| pt.m.mul(acc, pt.m.reduce(pb.q)))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                digits.push(ModUpTable { src, qhat_inv, qhat_mod });
+            }
+            modup.push(digits);
+        }
+        // ModDown: P -> Q.
+        let mut p_hat_inv = Vec::with_capacity(ps.len());
+        for (k, pk) in ps.iter().enumerate() {
+            let prod = ps.iter().enumerate().filter(|(b, _)| *b != k).fold(1u64, |acc, (_, pb)| pk.m.mul(acc, pk.m.reduce(pb.q)));
+            p_hat_inv.push(pk.shoup_pair(pk.inv(prod)?));
+        }
+        let mut p_hat_mod_q = Vec::with_capacity(self.nq);
+        let mut p_inv_mod_q = Vec::with_capacity(self.nq);
+        let mut p_mod_q = Vec::with_capacity(self.nq);
+        for qi in &qs {
+            p_hat_mod_q.push(
+                (0..ps.len())
+                    .map(|k| ps.iter().enumerate().filter(|(b, _)| *b != k).fold(1u64, |acc, (_, pb)| qi.m.mul(acc, qi.m.reduce(pb.q))))
+                    .collect(),
+            );
+            let pmod = ps.iter().fold(1u64, |acc, pb| qi.m.mul(acc, qi.m.reduce(pb.q)));
+            p_mod_q.push(pmod);
+            p_inv_mod_q.push(qi.shoup_pair(qi.inv(pmod)?));
+        }
+        self.rescale_inv = rescale_inv;
+        self.modup = modup;
+        self.p_hat_inv = p_hat_inv;
+        self.p_hat_mod_q = p_hat_mod_q;
+        self.p_inv_mod_q = p_inv_mod_q;
+        self.p_mod_q = p_mod_q;
+        Ok(())
+    }
+
+    /// The prime of limb `t` in basis `(nq, with_p)`.
+    #[inline]
+    pub(crate) fn limb_prime(&self, t: usize, nq: usize) -> &Prime {
+        let idx = if t < nq { t } else { self.nq + (t - nq) };
+        // Limb indices come from iterating a poly of this context; out of range is a bug.
+        #[allow(clippy::indexing_slicing)]
+        &self.primes[idx]
+    }
+
+    pub(crate) fn num_limbs(&self, nq: usize, with_p: bool) -> usize {
+        nq + if with_p { self.np } else { 0 }
+    }
+
+    pub(crate) fn zero(&self, nq: usize, with_p: bool) -> RnsPoly {
+        RnsPoly { data: vec![0; self.n * self.num_limbs(nq, with_p)], nq, with_p }
+    }
+
+    /// Coefficient-form polynomial from small signed coefficients.
+    pub(crate) fn from_i64(&self, coeffs: &[i64], nq: usize, with_p: bool) -> RnsPoly {
+        let mut p = self.zero(nq, with_p);
+        for_limbs(&mut p.data, self.n, |t, limb| {
+            let pr = self.limb_prime(t, nq);
+            for (o, &c) in limb.iter_mut().zip(coeffs) {
+                *o = pr.reduce_i64(c);
+            }
+        });
+        p
+    }
+
+    pub(crate) fn ntt_forward(&self, p: &mut RnsPoly) {
+        let nq = p.nq;
+        for_limbs(&mut p.data, self.n, |t, limb| self.limb_prime(t, nq).ntt.forward(limb));
+    }
+
+    pub(crate) fn ntt_inverse(&self, p: &mut RnsPoly) {
+        let nq = p.nq;
+        for_limbs(&mut p.data, self.n, |t, limb| self.limb_prime(t, nq).ntt.backward(limb));
+    }
+
+    pub(crate) fn add_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        let nq = a.nq;
+        let n = self.n;
+        for_limbs(&mut a.data, n, |t, limb| {
+            let q = self.limb_prime(t, nq).q;
+            for (x, &y) in limb.iter_mut().zip(b.data.chunks_exact(n).nth(t).unwrap_or(&[])) {
+                let s = *x + y;
+                *x = if s >= q { s - q } else { s };
+            }
+        });
+    }
+
+    pub(crate) fn sub_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        let nq = a.nq;
+        let n = self.n;
+        for_limbs(&mut a.data, n, |t, limb| {
+            let q = self.limb_prime(t, nq).q;
+            for (x, &y) in limb.iter_mut().zip(b.data.chunks_exact(n).nth(t).unwrap_or(&[])) {
+                let s = *x + q - y;
+                *x = if s >= q { s - q } else { s };
+            }
+        });
+    }
+
+    pub(crate) fn neg_assign(&self, a: &mut RnsPoly) {
+        let nq = a.nq;
+        for_limbs(&mut a.data, self.n, |t, limb| {
+            let q = self.limb_prime(t, nq).q;
+            for x in limb.iter_mut() {
+                *x = if *x == 0 { 0 } else { q - *x };
+            }
+        });
+    }
+
+    /// Pointwise product (NTT form).
+    pub(crate) fn mul_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        let nq = a.nq;
+        let n = self.n;
+        for_limbs(&mut a.data, n, |t, limb| {
+            let m = &self.limb_prime(t, nq).m;
+            for (x, &y) in limb.iter_mut().zip(b.data.chunks_exact(n).nth(t).unwrap_or(&[])) {
+                *x = m.reduce_u128(*x as u128 * y as u128);
+            }
+        });
+    }
+
+    /// `out = a * b` pointwise, `out` over the basis of `a` (b may have more Q limbs / P limbs:
+    /// its limbs are matched by prime).
+    pub(crate) fn mul(&self, a: &RnsPoly, b: &RnsPoly) -> RnsPoly {
+        let mut out = a.clone();
+        self.mul_matching_assign(&mut out, b);
+        out
+    }
+
+    /// `a *= b` where `b` is over a superset basis (`b.nq >= a.nq`, and P limbs if `a` has them).
+    pub(crate) fn mul_matching_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
+        let nq = a.nq;
+        let n = self.n;
+        for_limbs(&mut a.data, n, |t, limb| {
+            let m = &self.limb_prime(t, nq).m;
+            let bt = if t < nq { t } else { b.nq + (t - nq) };
+            for (x, &y) in limb.iter_mut().zip(b.data.chunks_exact(n).nth(bt).unwrap_or(&[])) {
+                *x = m.reduce_u128(*x as u128 * y as u128);
+            }
+        });
+    }
+
+    /// `acc += a * b` pointwise (all over the basis of `acc`; `a`, `b` may be over supersets).
+    pub(crate) fn mul_add_assign(&self, acc: &mut RnsPoly, a: &RnsPoly, b: &RnsPoly) {
+        let nq = acc.nq;
+        let n = self.n;
+        for_limbs(&mut acc.data, n, |t, limb| {
+            let m = &self.limb_prime(t, nq).m;
+            let at = if t < nq { t } else { a.nq + (t - nq) };
+            let bt = if t < nq { t } else { b.nq + (t - nq) };
+            let al = a.data.chunks_exact(n).nth(at).unwrap_or(&[]);
+            let bl = b.data.chunks_exact(n).nth(bt).unwrap_or(&[]);
+            for ((x, &y), &z) in limb.iter_mut().zip(al).zip(bl) {
+                *x = m.reduce_u128(*x as u128 + y as u128 * z as u128);
+            }
+        });
+    }
+
+    /// Multiplies every coefficient by a signed integer constant.
+    pub(crate) fn mul_scalar_i64(&self, a: &mut RnsPoly, c: i64) {
+        let nq = a.nq;
+        for_limbs(&mut a.data, self.n, |t, limb| {
+            let p = self.limb_prime(t, nq);
+            let (w, ws) = p.shoup_pair(p.reduce_i64(c));
+            for x in limb.iter_mut() {
+                *x = p.m.mul_shoup(*x, w, ws);
+            }
+        });
+    }
+
+    /// Adds a constant per limb (`c_t` for limb t) to every NTT slot: in NTT form this adds the constant
+    /// polynomial `c`.
+    pub(crate) fn add_const_per_limb(&self, a: &mut RnsPoly, c: &[u64]) {
+        let nq = a.nq;
+        for_limbs(&mut a.data, self.n, |t, limb| {
+            let q = self.limb_prime(t, nq).q;
+            let k = c.get(t).copied().unwrap_or(0);
+            for x in limb.iter_mut() {
+                let s = *x + k;
+                *x = if s >= q { s - q } else { s };
+            }
+        });
+    }
+
+    /// Keeps only the first `nq` Q limbs (drops P limbs too).
+    pub(crate) fn truncate_q(&self, a: &mut RnsPoly, nq: usize) {
+        let keep_p = if a.with_p { self.np } else { 0 };
+        if keep_p > 0 {
+            // Drop the P limbs first; callers only truncate Q-only polys or want Q only.
+            a.data.truncate(self.n * a.nq);
+        }
+        a.data.truncate(self.n * nq);
+        a.nq = nq;
+        a.with_p = false;
+    }
+
+    /// Restriction of a Q∪P (full) polynomial to `Q_l` (first `nq` limbs).
+    pub(crate) fn restrict(&self, a: &RnsPoly, nq: usize) -> RnsPoly {
+        RnsPoly { data: a.data.get(..self.n * nq).unwrap_or(&[]).to_vec(), nq, with_p: false }
+    }
+
+    /// Index permutation of the Galois automorphism `X -> X^g` (g odd) in NTT order:
+    /// `NTT(σ_g(a))[j] = NTT(a)[perm[j]]`.
+    pub(crate) fn galois_perm(&self, g: u64) -> Vec<u32> {
+        let two_n = 2 * self.n as u64;
+        self.ntt_exps
+            .iter()
+            .map(|&e| {
+                let eg = (e as u64 * g) % two_n;
+                self.exp_pos.get((eg / 2) as usize).copied().unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// Applies a Galois permutation to an NTT-form polynomial.
+    pub(crate) fn permute(&self, a: &RnsPoly, perm: &[u32]) -> RnsPoly {
+        let mut out = a.clone();
+        let n = self.n;
+        for_limbs(&mut out.data, n, |t, limb| {
+            let src = a.data.chunks_exact(n).nth(t).unwrap_or(&[]);
+            gather(limb, src, perm);
+        });
+        out
+    }
+
+    /// Rescale by the last prime: `a` over `Q_l` (NTT form) becomes `round(a / q_l)` over `Q_{l-1}`.
+    pub(crate) fn rescale(&self, a: &mut RnsPoly) -> Result<()> {
+        let l = a.nq.checked_sub(1).ok_or(CkksError::Internal("rescale of empty poly"))?;
+        if l == 0 {
+            return Err(CkksError::LevelExhausted { op: "rescale" });
+        }
+        let n = self.n;
+        let ql = self.limb_prime(l, a.nq);
+        let mut last = a.data.get(l * n..(l + 1) * n).ok_or(CkksError::Internal("rescale limb"))?.to_vec();
+        ql.ntt.backward(&mut last);
+        let half = ql.q / 2;
+        let qlq = ql.q;
+        let inv = self.rescale_inv.get(l).ok_or(CkksError::Internal("rescale table"))?;
+        a.data.truncate(l * n);
+        a.nq = l;
+        for_limbs(&mut a.data, n, |i, limb| {
+            let p = self.limb_prime(i, l);
+            let ql_mod = p.m.reduce(qlq);
+            let mut tmp: Vec<u64> = last
+                .iter()
+                .map(|&x| {
+                    // centered lift of x, reduced mod q_i (rounding division)
+                    let r = p.m.reduce(x);
+                    if x > half {
+                        p.m.sub(r, ql_mod)
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            p.ntt.forward(&mut tmp);
+            let (w, ws) = inv.get(i).copied().unwrap_or((1, 0));
+            for (x, &y) in limb.iter_mut().zip(&tmp) {
+                *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+            }
+        });
+        Ok(())
+    }
+
+    /// Approximate ModUp of every digit of `c` (given in both coefficient and NTT form over `Q_l`):
+    /// returns β polynomials over `Q_l ∪ P` in NTT form.
+    pub(crate) fn mod_up(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly) -> Result<Vec<RnsPoly>> {
+        let nq = c_coef.nq;
+        let l = nq - 1;
+        let n = self.n;
+        let tables = self.modup.get(l).ok_or(CkksError::Internal("modup table"))?;
+        let mut out = Vec::with_capacity(tables.len());
+        for tab in tables {
+            let mut d = self.zero(nq, true);
+            // y_i = x_i * qhat_inv_i mod q_i for the digit's limbs (identity for a one-prime digit)
+            let single = tab.src.len() == 1;
+            let mut ys: Vec<Vec<u64>> = Vec::with_capacity(tab.src.len());
+            if !single {
+                for (a, i) in tab.src.clone().enumerate() {
+                    let p = self.limb_prime(i, nq);
+                    let (w, ws) = tab.qhat_inv.get(a).copied().unwrap_or((1, 0));
+                    let x = c_coef.data.get(i * n..(i + 1) * n).unwrap_or(&[]);
+                    ys.push(x.iter().map(|&v| p.m.mul_shoup(v, w, ws)).collect());
+                }
+            }
+            let src_slices: Vec<&[u64]> = if single {
+                tab.src.clone().map(|i| c_coef.data.get(i * n..(i + 1) * n).unwrap_or(&[])).collect()
+            } else {
+                ys.iter().map(|v| v.as_slice()).collect()
+            };
+            let src_q = self.limb_prime(tab.src.start, nq).q;
+            for_limbs(&mut d.data, n, |t, limb| {
+                if tab.src.contains(&t) {
+                    limb.copy_from_slice(c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
+                    return;
+                }
+                let p = self.limb_prime(t, nq);
+                if single {
+                    let src = src_slices.first().copied().unwrap_or(&[]);
+                    if src_q < p.q {
+                        limb.copy_from_slice(src);
+                    } else {
+                        for (o, &x) in limb.iter_mut().zip(src) {
+                            *o = p.m.reduce(x);
+                        }
+                    }
+                } else {
+                    let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
+                    base_convert_into(limb, &src_slices, row, &p.m);
+                }
+                p.ntt.forward(limb);
+            });
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Approximate ModDown: `a` over `Q_l ∪ P` (NTT form) becomes `≈ a / P` over `Q_l` (NTT form).
+    pub(crate) fn mod_down(&self, a: &RnsPoly) -> Result<RnsPoly> {
+        let nq = a.nq;
+        let n = self.n;
+        let mut p_limbs: Vec<Vec<u64>> = Vec::with_capacity(self.np);
+        for k in 0..self.np {
+            let t = nq + k;
+            let p = self.limb_prime(t, nq);
+            let mut v = a.data.get(t * n..(t + 1) * n).ok_or(CkksError::Internal("moddown limb"))?.to_vec();
+            p.ntt.backward(&mut v);
+            if self.np > 1 {
+                let (w, ws) = self.p_hat_inv.get(k).copied().unwrap_or((1, 0));
+                v.iter_mut().for_each(|x| *x = p.m.mul_shoup(*x, w, ws));
+            }
+            p_limbs.push(v);
+        }
+        let p0 = self.primes.get(self.nq).ok_or(CkksError::Internal("no special prime"))?.q;
+        let half = p0 / 2;
+        let mut out = RnsPoly { data: a.data.get(..nq * n).ok_or(CkksError::Internal("moddown"))?.to_vec(), nq, with_p: false };
+        let srcs: Vec<&[u64]> = p_limbs.iter().map(|v| v.as_slice()).collect();
+        for_limbs(&mut out.data, n, |i, limb| {
+            let p = self.limb_prime(i, nq);
+            let mut conv = vec![0u64; n];
+            if self.np == 1 {
+                // centered conversion: rounds instead of flooring
+                let p0_mod = p.m.reduce(p0);
+                for (o, &x) in conv.iter_mut().zip(srcs.first().copied().unwrap_or(&[])) {
+                    let r = p.m.reduce(x);
+                    *o = if x > half { p.m.sub(r, p0_mod) } else { r };
+                }
+            } else {
+                let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
+                base_convert_into(&mut conv, &srcs, row, &p.m);
+            }
+            p.ntt.forward(&mut conv);
+            let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
+            for (x, &y) in limb.iter_mut().zip(&conv) {
+                *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+            }
+        });
+        Ok(out)
+    }
+
+    /// Key-switching inner product: `Σ_j σ(d_j) · key_j` for both key components, over `Q_l ∪ P`.
+    /// `digits` are over `Q_l ∪ P`; `key_b`/`key_a` are over the full `Q ∪ P`; `perm` applies a
+    /// Galois automorphism to the digits on the fly (hoisting).
+    pub(crate) fn key_inner_product(&self, digits: &[RnsPoly], key_b: &[RnsPoly], key_a: &[RnsPoly], perm: Option<&[u32]>) -> Result<(RnsPoly, RnsPoly)> {
+        let first = digits.first().ok_or(CkksError::Internal("no digits"))?;
+        let nq = first.nq;
+        if key_b.len() < digits.len() || key_a.len() < digits.len() {
+            return Err(CkksError::Internal("key has fewer digits than the decomposition"));
+        }
+        let n = self.n;
+        let limbs = self.num_limbs(nq, true);
+        let mut out_b = self.zero(nq, true);
+        let mut out_a = self.zero(nq, true);
+        // Interleave both outputs per limb so one pass over the digits produces both.
+        let work = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
+            let m = &self.limb_prime(t, nq).m;
+            let kt = if t < nq { t } else { self.nq + (t - nq) };
+            let ds: Vec<&[u64]> = digits.iter().map(|d| d.data.get(t * n..(t + 1) * n).unwrap_or(&[])).collect();
+            let kbs: Vec<&[u64]> = key_b.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+            let kas: Vec<&[u64]> = key_a.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+            inner_product_limb(ob, oa, &ds, &kbs, &kas, perm, m);
+        };
+        if rayon::current_num_threads() > 1 {
+            out_b.data.par_chunks_exact_mut(n).zip(out_a.data.par_chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+        } else {
+            out_b.data.chunks_exact_mut(n).zip(out_a.data.chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+        }
+        debug_assert_eq!(out_b.data.len(), limbs * n);
+        Ok((out_b, out_a))
+    }
+}
+
+/// `out[c] = src[perm[c]]`.
+#[allow(clippy::indexing_slicing)] // perm entries are < N by construction (galois_perm)
+fn gather(out: &mut [u64], src: &[u64], perm: &[u32]) {
+    if src.len() != out.len() {
+        return;
+    }
+    for (o, &p) in out.iter_mut().zip(perm) {
+        *o = src[p as usize];
+    }
+}
+
+/// Fast (approximate) base conversion of one target limb: `out = Σ_i y_i · qhat_i mod t`.
+fn base_convert_into(out: &mut [u64], ys: &[&[u64]], qhat_mod: &[u64], m: &Modulus) {
+    match (ys, qhat_mod) {
+        ([y0, y1], [h0, h1]) => {
+            for ((o, &a), &b) in out.iter_mut().zip(*y0).zip(*y1) {
+                *o = m.reduce_u128(a as u128 * *h0 as u128 + b as u128 * *h1 as u128);
+            }
+        }
+        _ => {
+            let mut acc = vec![0u128; out.len()];
+            for (y, &h) in ys.iter().zip(qhat_mod) {
+                for (s, &v) in acc.iter_mut().zip(*y) {
+                    *s += v as u128 * h as u128;
+                }
+            }
+            for (o, s) in out.iter_mut().zip(acc) {
+                *o = m.reduce_u128(s);
+            }
+        }
+    }
+}
+
+/// One limb of the key-switching inner product with lazy 128-bit accumulation (values < 2^61, so
+/// up to 64 products fit before the single Barrett reduction).
+#[allow(clippy::indexing_slicing)] // every slice has length N (checked below); perm entries < N
+fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], perm: Option<&[u32]>, m: &Modulus) {
+    let n = ob.len();
+    if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) || perm.is_some_and(|p| p.len() != n) {
+        return;
+    }
+    let beta = ds.len();
+    match perm {
+        None => {
+            for c in 0..n {
+                let mut sb = 0u128;
+                let mut sa = 0u128;
+                for j in 0..beta {
+                    let d = ds[j][c] as u128;
+                    sb += d * kbs[j][c] as u128;
+                    sa += d * kas[j][c] as u128;
+                }
+                ob[c] = m.reduce_u128(sb);
+                oa[c] = m.reduce_u128(sa);
+            }
+        }
+        Some(p) => {
+            for c in 0..n {
+                let src = p[c] as usize;
+                let mut sb = 0u128;
+                let mut sa = 0u128;
+                for j in 0..beta {
+                    let d = ds[j][src] as u128;
+                    sb += d * kbs[j][c] as u128;
+                    sa += d * kas[j][c] as u128;
+                }
+                ob[c] = m.reduce_u128(sb);
+                oa[c] = m.reduce_u128(sa);
+            }
+        }
+    }
+}
+
+/// Measures the evaluation exponent of every NTT slot (transforming the monomial `X`) and checks that
+/// the order is the same for every prime.
+fn measure_ntt_order(primes: &[Prime], n: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    let two_n = 2 * n;
+    let mut reference: Option<Vec<u32>> = None;
+    for p in primes {
+        let mut x = vec![0u64; n];
+        if let Some(v) = x.get_mut(1) {
+            *v = 1;
+        }
+        p.ntt.forward(&mut x);
+        let psi = *x.first().ok_or(CkksError::Internal("empty ntt"))?;
+        // Table of psi^e for e < 2N.
+        let mut table: HashMap<u64, u32> = HashMap::with_capacity(two_n);
+        let mut acc = 1u64;
+        for e in 0..two_n as u32 {
+            table.insert(acc, e);
+            acc = p.m.mul(acc, psi);
+        }
+        let exps = x.iter().map(|w| table.get(w).copied().ok_or(CkksError::Internal("NTT slot is not a power of psi"))).collect::<Result<Vec<u32>>>()?;
+        match &reference {
+            None => reference = Some(exps),
+            Some(r) if *r == exps => {}
+            Some(_) => return Err(CkksError::Internal("NTT slot order differs between primes")),
+        }
+    }
+    let exps = reference.ok_or(CkksError::Internal("no primes"))?;
+    let mut pos = vec![0u32; n];
+    for (j, &e) in exps.iter().enumerate() {
+        if e % 2 == 0 {
+            return Err(CkksError::Internal("NTT slot with even exponent"));
+        }
+        if let Some(s) = pos.get_mut((e / 2) as usize) {
+            *s = j as u32;
+        }
+    }
+    Ok((exps, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn ctx() -> &'static RingContext {
+        static C: OnceLock<RingContext> = OnceLock::new();
+        C.get_or_init(|| RingContext::new(&CkksParams::new(13, &[50, 40, 40], &[50], 3, 40).unwrap()).unwrap())
+    }
+    fn ctx_digits2() -> &'static RingContext {
+        static C: OnceLock<RingContext> = OnceLock::new();
+        C.get_or_init(|| RingContext::new(&CkksParams::new(13, &[45, 30, 30, 30], &[40, 40], 2, 30).unwrap()).unwrap())
+    }
+
+    /// Schoolbook negacyclic product mod q (small N only through a slice of the ring: compare on X·a).
+    fn coef_of(c: &RingContext, p: &RnsPoly, limb: usize) -> Vec<u64> {
+        let mut q = p.clone();
+        c.ntt_inverse(&mut q);
+        q.data[limb * c.n..(limb + 1) * c.n].to_vec()
+    }
+
+    #[test]
+    fn tfhe_ntt_is_the_transform_in_use() {
+        // fhe-math's NttOperator must produce tfhe-ntt's output order (its native NTT uses another one).
+        let c = ctx();
+        let p = &c.primes[0];
+        let plan = tfhe_ntt::prime64::Plan::try_new(c.n, p.q).unwrap();
+        let mut a: Vec<u64> = (0..c.n as u64).map(|i| (i * 7919 + 13) % p.q).collect();
+        let mut b = a.clone();
+        p.ntt.forward(&mut a);
+        plan.fwd(&mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn galois_permutation_matches_coefficient_automorphism() {
+        let c = ctx();
+        let n = c.n;
+        let coeffs: Vec<i64> = (0..n as i64).map(|i| (i * 31 % 17) - 8).collect();
+        let mut a = c.from_i64(&coeffs, c.nq, true);
+        c.ntt_forward(&mut a);
+        for g in [5u64, 25, 2 * n as u64 - 1, 3] {
+            let perm = c.galois_perm(g);
+            let b = c.permute(&a, &perm);
+            // coefficient automorphism: X^i -> ±X^{i g mod N}
+            let mut expect = vec![0i64; n];
+            for (i, &v) in coeffs.iter().enumerate() {
+                let e = (i as u64 * g) % (2 * n as u64);
+                if e < n as u64 {
+                    expect[e as usize] += v;
+                } else {
+                    expect[(e - n as u64) as usize] -= v;
+                }
+            }
+            let e = c.from_i64(&expect, c.nq, true);
+            for t in 0..c.num_limbs(c.nq, true) {
+                assert_eq!(coef_of(c, &b, t), e.data[t * n..(t + 1) * n].to_vec(), "g={g} limb {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn rescale_divides_and_rounds() {
+        let c = ctx();
+        let n = c.n;
+        let q2 = c.primes[2].q as i128;
+        // a = q2 * m + r with |r| < q2/2 -> rescale gives m
+        let m: Vec<i64> = (0..n as i64).map(|i| (i % 1000) - 500).collect();
+        let r: Vec<i64> = (0..n as i64).map(|i| ((i * 7) % 1001) - 500).collect();
+        let mut a = c.zero(3, false);
+        for t in 0..3 {
+            let p = &c.primes[t];
+            for k in 0..n {
+                a.data[t * n + k] = p.reduce_i128(q2 * m[k] as i128 + r[k] as i128);
+            }
+        }
+        c.ntt_forward(&mut a);
+        c.rescale(&mut a).unwrap();
+        assert_eq!(a.nq, 2);
+        let want = c.from_i64(&m, 2, false);
+        for t in 0..2 {
+            assert_eq!(coef_of(c, &a, t), want.data[t * n..(t + 1) * n].to_vec());
+        }
+        let mut z = c.zero(1, false);
+        assert!(matches!(c.rescale(&mut z), Err(CkksError::LevelExhausted { .. })));
+    }
+
+    fn check_modup_moddown(c: &RingContext) {
+        // ModUp then multiply by P (in Q∪P), ModDown must return the original (exactly: x*P/P).
+        let n = c.n;
+        let nq = c.nq;
+        let coeffs: Vec<i64> = (0..n as i64).map(|i| (i * 1_000_003) % 999_983 - 499_991).collect();
+        let x_coef = c.from_i64(&coeffs, nq, false);
+        let mut x_ntt = x_coef.clone();
+        c.ntt_forward(&mut x_ntt);
+        let digits = c.mod_up(&x_coef, &x_ntt).unwrap();
+        for d in &digits {
+            // each digit agrees with x on its own limbs and is a small-multiple lift elsewhere
+            assert_eq!(d.nq, nq);
+            assert!(d.with_p);
+        }
+        // Σ_j d_j * g_j with g_j = P on digit limbs, 0 elsewhere in Q, 0 in P: equals P*x mod QP.
+        let mut acc = c.zero(nq, true);
+        for (j, d) in digits.iter().enumerate() {
+            let mut g = c.zero(nq, true);
+            let tab = &c.modup[nq - 1][j];
+            for t in tab.src.clone() {
+                g.data[t * n..(t + 1) * n].fill(c.p_mod_q[t]);
+            }
+            c.mul_add_assign(&mut acc, d, &g);
+        }
+        let back = c.mod_down(&acc).unwrap();
+        assert_eq!(back, x_ntt);
+    }
+
+    #[test]
+    fn modup_moddown_roundtrip_single_prime_digits() {
+        check_modup_moddown(ctx());
+    }
+
+    #[test]
+    fn modup_moddown_roundtrip_two_prime_digits() {
+        check_modup_moddown(ctx_digits2());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn ntt_round_trip(seed in any::<u64>()) {
+            let c = ctx();
+            let coeffs: Vec<i64> = (0..c.n as u64).map(|i| (seed.wrapping_mul(i + 1).rotate_left(17) % 2_000_001) as i64 - 1_000_000).collect();
+            let a = c.from_i64(&coeffs, c.nq, true);
+            let mut b = a.clone();
+            c.ntt_forward(&mut b);
+            c.ntt_inverse(&mut b);
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn ntt_product_is_negacyclic(i in 0usize..8192, j in 0usize..8192, v in -1000i64..1000, w in -1000i64..1000) {
+            let c = ctx();
+            let n = c.n;
+            let mut a = vec![0i64; n]; a[i] = v;
+            let mut b = vec![0i64; n]; b[j] = w;
+            let mut pa = c.from_i64(&a, 2, false);
+            let mut pb = c.from_i64(&b, 2, false);
+            c.ntt_forward(&mut pa); c.ntt_forward(&mut pb);
+            c.mul_assign(&mut pa, &pb);
+            c.ntt_inverse(&mut pa);
+            let mut e = vec![0i64; n];
+            if i + j < n { e[i + j] = v * w } else { e[i + j - n] = -v * w }
+            prop_assert_eq!(pa, c.from_i64(&e, 2, false));
+        }
+    }
+}
