@@ -1,0 +1,16 @@
+//! polyhe compiler passes.
+//!
+//! For now this crate holds the numeric core of polynomial replacement ([`approx`]): Chebyshev
+//! interpolation, Remez minimax fitting, degree selection, the approximations the compiler needs for
+//! GELU/tanh/sigmoid/erf/exp/ReLU, iterative inverse square root and reciprocal, and depth-optimal
+//! evaluation plans. It is pure `f64` math, independent of the IR; the IR passes wire it to ops.
+
+pub mod approx;
+
+pub use approx::{
+    depth_for_degree, fit, fit_activation, fit_exp, fit_exp_squaring, fit_inv_sqrt, fit_reciprocal,
+    fit_relu, fit_to_target, max_error, remez, Activation, ApproxError, Approximation, Chebyshev,
+    CompositeRelu, DegreePolicy, ErrorKind, EvalPlan, ExpChoice, ExpMethod, FitMethod, FitOptions, Method,
+    InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Interval, PlanCost, PlanOp, Reg,
+    ReluChoice, ReluMethod, ReluOptions, SquaringExp,
+};
