@@ -806,11 +806,7 @@ proptest! {
 /// back byte for byte (comment lines starting with `//` at the top are a header and are skipped).
 #[test]
 fn filetests_text() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/filetests/text");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "ir"));
-    files.sort();
-    assert!(!files.is_empty(), "no .ir files in {}", dir.display());
+    let files = ir_files("tests/filetests/text");
     for path in files {
         let src = std::fs::read_to_string(&path).unwrap();
         let body: String = src.split_inclusive('\n').skip_while(|l| l.starts_with("//")).collect();
@@ -818,4 +814,35 @@ fn filetests_text() {
         verify(&g).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(print(&g, &full()), body, "{} is not in canonical form", path.display());
     }
+}
+
+/// Each `tests/filetests/text/invalid/*.ir` file starts with `// expect-error: <message>`; parsing and
+/// then verifying it must fail with exactly that message.
+#[test]
+fn filetests_text_invalid() {
+    for path in ir_files("tests/filetests/text/invalid") {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let expected = src
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// expect-error: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `// expect-error: ...`", path.display()));
+        let got = parse(&src).and_then(|g| verify(&g));
+        match got {
+            Err(e) => assert_eq!(e.to_string(), expected, "{}", path.display()),
+            Ok(()) => panic!("{}: expected error `{expected}`, but it parsed and verified", path.display()),
+        }
+    }
+}
+
+fn ir_files(rel: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ir"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .ir files in {}", dir.display());
+    files
 }
