@@ -394,10 +394,7 @@ pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<Tens
                 let same_rest = t.rank() == first.rank()
                     && t.shape.iter().zip(&first.shape).enumerate().all(|(d, (a, b))| d == *axis || a == b);
                 if !same_rest {
-                    return Err(err(
-                        op,
-                        format!("input {i} {t} does not match input 0 {first} outside axis {axis}"),
-                    ));
+                    return Err(err(op, format!("input {i} {t} does not match input 0 {first} outside axis {axis}")));
                 }
                 total += t.shape[*axis];
             }
@@ -497,14 +494,15 @@ fn matmul_shape(op: &Op, a: &[usize], b: &[usize]) -> Result<Vec<usize>, IrError
     if a.is_empty() || b.is_empty() {
         return Err(err(op, format!("operands must have rank >= 1, got {:?} and {:?}", a, b)));
     }
-    let (m, ka, batch_a) = if a.len() == 1 { (None, a[0], &a[..0]) } else { (Some(a[a.len() - 2]), a[a.len() - 1], &a[..a.len() - 2]) };
-    let (kb, n, batch_b) = if b.len() == 1 { (b[0], None, &b[..0]) } else { (b[b.len() - 2], Some(b[b.len() - 1]), &b[..b.len() - 2]) };
+    let (m, ka, batch_a) =
+        if a.len() == 1 { (None, a[0], &a[..0]) } else { (Some(a[a.len() - 2]), a[a.len() - 1], &a[..a.len() - 2]) };
+    let (kb, n, batch_b) =
+        if b.len() == 1 { (b[0], None, &b[..0]) } else { (b[b.len() - 2], Some(b[b.len() - 1]), &b[..b.len() - 2]) };
     if ka != kb {
         return Err(err(op, format!("inner dimensions differ: {:?} x {:?} ({ka} vs {kb})", a, b)));
     }
-    let mut out = broadcast_shapes(batch_a, batch_b).ok_or_else(|| {
-        err(op, format!("batch dimensions {:?} and {:?} do not broadcast", batch_a, batch_b))
-    })?;
+    let mut out = broadcast_shapes(batch_a, batch_b)
+        .ok_or_else(|| err(op, format!("batch dimensions {:?} and {:?} do not broadcast", batch_a, batch_b)))?;
     out.extend(m);
     out.extend(n);
     Ok(out)
@@ -558,7 +556,10 @@ pub(crate) fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, I
         }
     };
     if !kernel_shape.is_empty() && kernel_shape.as_slice() != kernel {
-        return Err(err(op, format!("kernel_shape {:?} does not match weight spatial dims {:?}", kernel_shape, kernel)));
+        return Err(err(
+            op,
+            format!("kernel_shape {:?} does not match weight spatial dims {:?}", kernel_shape, kernel),
+        ));
     }
     let strides = fill(strides, "strides", 1, k)?;
     let pads = fill(pads, "pads", 0, 2 * k)?;
@@ -584,19 +585,236 @@ pub(crate) fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, I
         if kernel[i] == 0 || padded < span {
             return Err(err(
                 op,
-                format!(
-                    "spatial axis {i}: padded input {padded} is smaller than the dilated kernel {span}"
-                ),
+                format!("spatial axis {i}: padded input {padded} is smaller than the dilated kernel {span}"),
             ));
         }
         out_spatial.push((padded - span) / strides[i] + 1);
     }
-    Ok(ConvGeom {
-        kernel: kernel.to_vec(),
-        strides,
-        pad_begin: pads[..k].to_vec(),
-        dilations,
-        group,
-        out_spatial,
-    })
+    Ok(ConvGeom { kernel: kernel.to_vec(), strides, pad_begin: pads[..k].to_vec(), dilations, group, out_spatial })
+}
+
+#[cfg(test)]
+#[allow(clippy::cloned_ref_to_slice_refs)] // Cloning reads better in type lists.
+mod tests {
+    use super::*;
+    use crate::GeluApprox;
+
+    fn t(dtype: DType, shape: &[usize]) -> TensorType {
+        TensorType::new(dtype, shape.to_vec())
+    }
+
+    fn f(shape: &[usize]) -> TensorType {
+        t(DType::F32, shape)
+    }
+
+    fn infer(op: Op, inputs: &[TensorType]) -> Result<Vec<TensorType>, IrError> {
+        infer_types(&op, inputs, &Graph::new("t"))
+    }
+
+    fn shape_of(op: Op, inputs: &[TensorType]) -> Vec<usize> {
+        let r = infer(op.clone(), inputs).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        assert_eq!(r.len(), 1);
+        r[0].shape.clone()
+    }
+
+    #[track_caller]
+    fn fails(op: Op, inputs: &[TensorType], needle: &str) {
+        match infer(op.clone(), inputs) {
+            Err(IrError::Shape { op: name, node, msg }) => {
+                assert_eq!(name, op.name());
+                assert!(node.is_empty());
+                assert!(msg.contains(needle), "{op:?}: message {msg:?} lacks {needle:?}");
+            }
+            other => panic!("{op:?}: expected a shape error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn broadcast_shapes_follows_numpy() {
+        assert_eq!(broadcast_shapes(&[2, 3], &[3]), Some(vec![2, 3]));
+        assert_eq!(broadcast_shapes(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
+        assert_eq!(broadcast_shapes(&[], &[5]), Some(vec![5]));
+        assert_eq!(broadcast_shapes(&[0], &[1]), Some(vec![0]));
+        assert_eq!(broadcast_shapes(&[1, 1], &[]), Some(vec![1, 1]));
+        assert_eq!(broadcast_shapes(&[2, 3], &[2]), None);
+        assert_eq!(broadcast_shapes(&[4, 1], &[3, 4]), None);
+    }
+
+    #[test]
+    fn elementwise_types() {
+        assert_eq!(shape_of(Op::Add, &[f(&[2, 1, 4]), f(&[3, 1])]), [2, 3, 4]);
+        fails(Op::Mul, &[f(&[2, 3]), f(&[2])], "[2, 3] and [2] do not broadcast");
+        fails(Op::Add, &[f(&[2]), t(DType::I64, &[2])], "dtypes differ (f32[2] vs i64[2])");
+        fails(Op::Add, &[t(DType::Bool, &[2]), t(DType::Bool, &[2])], "must be numeric");
+        fails(Op::Add, &[f(&[2])], "expects 2 inputs, got 1");
+        let r = infer(Op::Less, &[f(&[2]), f(&[])]).unwrap();
+        assert_eq!(r, [t(DType::Bool, &[2])]);
+        assert_eq!(infer(Op::Equal, &[t(DType::Bool, &[2]), t(DType::Bool, &[1])]).unwrap()[0].dtype, DType::Bool);
+        fails(Op::Less, &[t(DType::Bool, &[2]), t(DType::Bool, &[2])], "must be numeric");
+        fails(Op::And, &[f(&[2]), t(DType::Bool, &[2])], "first operand must be bool");
+        assert_eq!(infer(Op::Pow, &[f(&[2]), t(DType::I64, &[])]).unwrap(), [f(&[2])]);
+        assert_eq!(infer(Op::Cast(DType::I32), &[f(&[2, 2])]).unwrap(), [t(DType::I32, &[2, 2])]);
+        assert_eq!(infer(Op::IsNaN, &[f(&[3])]).unwrap(), [t(DType::Bool, &[3])]);
+        fails(Op::Exp, &[t(DType::I64, &[3])], "must be a float tensor");
+        fails(Op::Gelu(GeluApprox::Erf), &[t(DType::I64, &[3])], "must be a float tensor");
+        fails(Op::Not, &[f(&[3])], "must be bool");
+        fails(Op::Clip { min: Some(2.0), max: Some(1.0) }, &[f(&[3])], "min 2 is greater than max 1");
+        assert_eq!(infer(Op::Where, &[t(DType::Bool, &[2, 1]), f(&[3]), f(&[])]).unwrap(), [f(&[2, 3])]);
+        fails(Op::Where, &[f(&[2]), f(&[2]), f(&[2])], "condition must be bool");
+    }
+
+    #[test]
+    fn matmul_and_gemm_types() {
+        assert_eq!(shape_of(Op::MatMul, &[f(&[2, 3]), f(&[3, 4])]), [2, 4]);
+        assert_eq!(shape_of(Op::MatMul, &[f(&[3]), f(&[3, 4])]), [4]);
+        assert_eq!(shape_of(Op::MatMul, &[f(&[2, 3]), f(&[3])]), [2]);
+        assert_eq!(shape_of(Op::MatMul, &[f(&[3]), f(&[3])]), Vec::<usize>::new());
+        assert_eq!(shape_of(Op::MatMul, &[f(&[2, 1, 5, 3]), f(&[4, 3, 6])]), [2, 4, 5, 6]);
+        assert_eq!(shape_of(Op::MatMul, &[f(&[5, 3]), f(&[7, 3, 6])]), [7, 5, 6]);
+        fails(Op::MatMul, &[f(&[2, 3]), f(&[4, 5])], "inner dimensions differ");
+        fails(Op::MatMul, &[f(&[2, 2, 3]), f(&[3, 3, 5])], "batch dimensions [2] and [3] do not broadcast");
+        fails(Op::MatMul, &[f(&[]), f(&[3])], "rank >= 1");
+        let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: true, trans_b: false };
+        assert_eq!(shape_of(gemm.clone(), &[f(&[3, 2]), f(&[3, 4]), f(&[4])]), [2, 4]);
+        fails(gemm.clone(), &[f(&[3, 2]), f(&[3, 4]), f(&[2, 3])], "C shape [2, 3] does not broadcast to [2, 4]");
+        fails(gemm, &[f(&[2, 3]), f(&[3, 4])], "inner dimensions differ");
+    }
+
+    #[test]
+    fn conv_types() {
+        let conv = |strides: Vec<usize>, pads: Vec<usize>, dilations: Vec<usize>, group: usize| Op::Conv {
+            kernel_shape: vec![],
+            strides,
+            pads,
+            dilations,
+            group,
+        };
+        // (32 + 2 - 3) / 2 + 1 = 16
+        assert_eq!(
+            shape_of(conv(vec![2, 2], vec![1; 4], vec![1, 1], 1), &[f(&[1, 3, 32, 32]), f(&[8, 3, 3, 3])]),
+            [1, 8, 16, 16]
+        );
+        // Dilation 2 makes a 3-tap kernel span 5: 10 - 5 + 1 = 6.
+        assert_eq!(shape_of(conv(vec![], vec![], vec![2], 1), &[f(&[2, 4, 10]), f(&[6, 4, 3])]), [2, 6, 6]);
+        assert_eq!(shape_of(conv(vec![], vec![], vec![], 2), &[f(&[1, 4, 5]), f(&[6, 2, 1]), f(&[6])]), [1, 6, 5]);
+        fails(conv(vec![], vec![], vec![], 3), &[f(&[1, 4, 5]), f(&[6, 2, 1])], "group 3 must divide");
+        fails(conv(vec![], vec![], vec![], 1), &[f(&[1, 4, 5]), f(&[6, 2, 1])], "2 input channels per group");
+        fails(conv(vec![], vec![], vec![], 1), &[f(&[1, 1, 2]), f(&[1, 1, 3])], "smaller than the dilated kernel");
+        fails(
+            conv(vec![1], vec![0, 0], vec![1], 1),
+            &[f(&[1, 1, 3]), f(&[2, 1, 3]), f(&[1])],
+            "bias must have shape [2]",
+        );
+        fails(
+            conv(vec![1, 1], vec![], vec![], 1),
+            &[f(&[1, 1, 3]), f(&[1, 1, 3])],
+            "strides has 2 entries, expected 1",
+        );
+        let ks = Op::Conv { kernel_shape: vec![2], strides: vec![], pads: vec![], dilations: vec![], group: 1 };
+        fails(ks, &[f(&[1, 1, 3]), f(&[1, 1, 3])], "kernel_shape [2] does not match");
+    }
+
+    #[test]
+    fn norm_types() {
+        assert_eq!(shape_of(Op::Softmax { axis: 2 }, &[f(&[1, 2, 3])]), [1, 2, 3]);
+        fails(Op::Softmax { axis: 3 }, &[f(&[1, 2, 3])], "axis 3 is out of range for rank 3");
+        let ln = Op::LayerNorm { axis: 1, epsilon: 1e-5 };
+        assert_eq!(shape_of(ln.clone(), &[f(&[2, 4]), f(&[4]), f(&[4])]), [2, 4]);
+        assert_eq!(shape_of(ln.clone(), &[f(&[2, 4]), f(&[1])]), [2, 4]);
+        fails(ln.clone(), &[f(&[2, 4]), f(&[3])], "scale shape [3] does not broadcast to [4]");
+        fails(ln, &[f(&[2, 4]), f(&[4]), f(&[2, 4])], "bias shape [2, 4] does not broadcast to [4]");
+        let bn = Op::BatchNorm { epsilon: 1e-5 };
+        assert_eq!(shape_of(bn.clone(), &[f(&[1, 3, 4]), f(&[3]), f(&[3]), f(&[3]), f(&[3])]), [1, 3, 4]);
+        fails(bn, &[f(&[1, 3, 4]), f(&[3]), f(&[3]), f(&[4]), f(&[3])], "mean must have shape [3]");
+    }
+
+    #[test]
+    fn reduction_types() {
+        let x = f(&[2, 3, 4]);
+        assert_eq!(shape_of(Op::ReduceMean { axes: vec![2], keepdims: true }, &[x.clone()]), [2, 3, 1]);
+        assert_eq!(shape_of(Op::ReduceSum { axes: vec![0, 2], keepdims: false }, &[x.clone()]), [3]);
+        assert_eq!(shape_of(Op::ReduceMax { axes: vec![], keepdims: false }, &[x.clone()]), Vec::<usize>::new());
+        assert_eq!(shape_of(Op::ReduceMin { axes: vec![], keepdims: true }, &[x.clone()]), [1, 1, 1]);
+        fails(Op::ReduceSum { axes: vec![3], keepdims: true }, &[x.clone()], "axis 3 is out of range");
+        fails(Op::ReduceSum { axes: vec![1, 1], keepdims: true }, &[x], "axis 1 is listed twice");
+    }
+
+    #[test]
+    fn data_movement_types() {
+        let x = f(&[2, 3, 4]);
+        assert_eq!(shape_of(Op::Transpose { perm: vec![2, 0, 1] }, &[x.clone()]), [4, 2, 3]);
+        fails(Op::Transpose { perm: vec![0, 0, 1] }, &[x.clone()], "not a permutation of 0..3");
+        assert_eq!(shape_of(Op::Reshape { shape: vec![6, 4] }, &[x.clone()]), [6, 4]);
+        fails(Op::Reshape { shape: vec![5, 5] }, &[x.clone()], "(24 elements) to [5, 5] (25 elements)");
+        assert_eq!(shape_of(Op::Expand { shape: vec![5, 1, 1, 4] }, &[x.clone()]), [5, 2, 3, 4]);
+        assert_eq!(shape_of(Op::Expand { shape: vec![4] }, &[x.clone()]), [2, 3, 4]);
+        fails(Op::Expand { shape: vec![3, 3] }, &[x.clone()], "do not broadcast");
+        assert_eq!(shape_of(Op::Concat { axis: 1 }, &[x.clone(), f(&[2, 5, 4])]), [2, 8, 4]);
+        fails(Op::Concat { axis: 1 }, &[x.clone(), f(&[2, 5, 3])], "outside axis 1");
+        fails(Op::Concat { axis: 0 }, &[], "at least 1 input");
+        let parts = infer(Op::Split { axis: 2, sizes: vec![1, 3] }, &[x.clone()]).unwrap();
+        assert_eq!(parts, [f(&[2, 3, 1]), f(&[2, 3, 3])]);
+        fails(Op::Split { axis: 2, sizes: vec![1, 2] }, &[x.clone()], "sum to 3, but axis 2");
+        let slice =
+            |starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64>| Op::Slice { axes: vec![1], starts, ends, steps };
+        assert_eq!(shape_of(slice(vec![0], vec![3], vec![2]), &[x.clone()]), [2, 2, 4]);
+        assert_eq!(shape_of(slice(vec![2], vec![-1], vec![-1]), &[x.clone()]), [2, 3, 4]);
+        assert_eq!(shape_of(slice(vec![2], vec![0], vec![-3]), &[x.clone()]), [2, 1, 4]);
+        assert_eq!(shape_of(slice(vec![2], vec![1], vec![1]), &[x.clone()]), [2, 0, 4]);
+        fails(slice(vec![0], vec![4], vec![1]), &[x.clone()], "not a clamped slice of axis 1 (size 3)");
+        fails(slice(vec![0], vec![3], vec![0]), &[x.clone()], "step 0");
+        let ids = t(DType::I64, &[5, 7]);
+        assert_eq!(shape_of(Op::Gather { axis: 1 }, &[x.clone(), ids.clone()]), [2, 5, 7, 4]);
+        assert_eq!(shape_of(Op::Gather { axis: 0 }, &[x.clone(), t(DType::I64, &[])]), [3, 4]);
+        fails(Op::Gather { axis: 0 }, &[x.clone(), f(&[2])], "indices must be an integer tensor");
+        let gi = t(DType::I64, &[2, 5, 4]);
+        assert_eq!(shape_of(Op::GatherElements { axis: 1 }, &[x.clone(), gi]), [2, 5, 4]);
+        fails(Op::GatherElements { axis: 1 }, &[x, t(DType::I64, &[3, 1, 1])], "dimension 0 is 3");
+    }
+
+    #[test]
+    fn constant_type_comes_from_the_pool() {
+        let mut g = Graph::new("c");
+        g.add_constant(crate::Tensor::int(DType::I64, vec![2], vec![1, 2]).unwrap(), "k");
+        let c = g.constants.keys().next().unwrap();
+        assert_eq!(infer_types(&Op::Constant(c), &[], &g).unwrap(), [t(DType::I64, &[2])]);
+        let missing = Graph::new("empty");
+        assert!(infer_types(&Op::Constant(c), &[], &missing).is_err());
+    }
+
+    #[test]
+    fn every_op_has_a_rule() {
+        // One well-typed instance of each variant; a new variant without a rule would fail to compile in
+        // `infer_types` already, this checks the rules accept ordinary inputs.
+        let g = Graph::new("t");
+        let x = f(&[2, 4]);
+        let b = t(DType::Bool, &[2, 4]);
+        let i = t(DType::I64, &[2]);
+        let bin = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Pow, Op::Max, Op::Min];
+        for op in bin {
+            assert_eq!(infer_types(&op, &[x.clone(), x.clone()], &g).unwrap(), [x.clone()]);
+        }
+        for op in [
+            Op::Neg,
+            Op::Abs,
+            Op::Sqrt,
+            Op::Reciprocal,
+            Op::Exp,
+            Op::Log,
+            Op::Erf,
+            Op::Tanh,
+            Op::Sigmoid,
+            Op::Relu,
+            Op::Floor,
+            Op::Ceil,
+            Op::Identity,
+            Op::Gelu(GeluApprox::Tanh),
+        ] {
+            assert_eq!(infer_types(&op, &[x.clone()], &g).unwrap(), [x.clone()], "{op:?}");
+        }
+        for op in [Op::Xor, Op::Or] {
+            assert_eq!(infer_types(&op, &[b.clone(), b.clone()], &g).unwrap(), [b.clone()]);
+        }
+        assert_eq!(infer_types(&Op::Gather { axis: 1 }, &[x.clone(), i.clone()], &g).unwrap(), [f(&[2, 2])]);
+    }
 }

@@ -109,7 +109,10 @@ pub fn run_with(g: &Graph, inputs: &[Tensor], observer: &mut Observer<'_>) -> Re
             }
         }
         let results: Vec<Slot> = if let Op::Constant(c) = node.op {
-            let t = g.constants.get(c).ok_or_else(|| name_err(eval_err(&node.op, format!("constant {c} is not in the pool"))))?;
+            let t = g
+                .constants
+                .get(c)
+                .ok_or_else(|| name_err(eval_err(&node.op, format!("constant {c} is not in the pool"))))?;
             observer(n, &args, std::slice::from_ref(t));
             vec![Slot::Borrowed(t)]
         } else {
@@ -223,9 +226,8 @@ fn strided_offsets(shape: &[usize], base: isize, strides: &[isize]) -> Vec<usize
 fn broadcast_index(input: &[usize], out: &[usize]) -> Vec<usize> {
     let s = strides(input);
     let lead = out.len() - input.len();
-    let st: Vec<isize> = (0..out.len())
-        .map(|d| if d < lead || input[d - lead] == 1 { 0 } else { s[d - lead] as isize })
-        .collect();
+    let st: Vec<isize> =
+        (0..out.len()).map(|d| if d < lead || input[d - lead] == 1 { 0 } else { s[d - lead] as isize }).collect();
     strided_offsets(out, 0, &st)
 }
 
@@ -340,15 +342,30 @@ fn compute(op: &Op, inputs: &[&Tensor], outs: &[TensorType], g: &Graph) -> Resul
             let pick = |i: usize| if cv[ci[i]] { (true, ai[i]) } else { (false, bi[i]) };
             let n = out.numel();
             one(match (&a.data, &b.data) {
-                (Data::Float(x), Data::Float(y)) => {
-                    Data::Float((0..n).map(|i| match pick(i) { (true, j) => x[j], (false, j) => y[j] }).collect())
-                }
-                (Data::Int(x), Data::Int(y)) => {
-                    Data::Int((0..n).map(|i| match pick(i) { (true, j) => x[j], (false, j) => y[j] }).collect())
-                }
-                (Data::Bool(x), Data::Bool(y)) => {
-                    Data::Bool((0..n).map(|i| match pick(i) { (true, j) => x[j], (false, j) => y[j] }).collect())
-                }
+                (Data::Float(x), Data::Float(y)) => Data::Float(
+                    (0..n)
+                        .map(|i| match pick(i) {
+                            (true, j) => x[j],
+                            (false, j) => y[j],
+                        })
+                        .collect(),
+                ),
+                (Data::Int(x), Data::Int(y)) => Data::Int(
+                    (0..n)
+                        .map(|i| match pick(i) {
+                            (true, j) => x[j],
+                            (false, j) => y[j],
+                        })
+                        .collect(),
+                ),
+                (Data::Bool(x), Data::Bool(y)) => Data::Bool(
+                    (0..n)
+                        .map(|i| match pick(i) {
+                            (true, j) => x[j],
+                            (false, j) => y[j],
+                        })
+                        .collect(),
+                ),
                 _ => return Err(eval_err(op, "branches have different storage")),
             })
         }
@@ -370,9 +387,10 @@ fn compute(op: &Op, inputs: &[&Tensor], outs: &[TensorType], g: &Graph) -> Resul
         Op::MatMul => one(matmul(inputs[0], inputs[1], out)),
         Op::Gemm { alpha, beta, trans_a, trans_b } => one(gemm(inputs, *alpha, *beta, *trans_a, *trans_b, out)),
         Op::Conv { .. } => one(Data::Float(conv(op, inputs)?)),
-        Op::ReduceMean { axes, .. } | Op::ReduceSum { axes, .. } | Op::ReduceMax { axes, .. } | Op::ReduceMin { axes, .. } => {
-            one(reduce(op, inputs[0], axes)?)
-        }
+        Op::ReduceMean { axes, .. }
+        | Op::ReduceSum { axes, .. }
+        | Op::ReduceMax { axes, .. }
+        | Op::ReduceMin { axes, .. } => one(reduce(op, inputs[0], axes)?),
         Op::Transpose { perm } => {
             let x = inputs[0];
             let s = strides(x.shape());
@@ -398,7 +416,8 @@ fn compute(op: &Op, inputs: &[&Tensor], outs: &[TensorType], g: &Graph) -> Resul
             let mut start = 0;
             let mut res = Vec::with_capacity(sizes.len());
             for &s in sizes {
-                let idx = strided_offsets(&[outer, s * inner], (start * inner) as isize, &[(total * inner) as isize, 1]);
+                let idx =
+                    strided_offsets(&[outer, s * inner], (start * inner) as isize, &[(total * inner) as isize, 1]);
                 res.push(take_data(&x.data, &idx));
                 start += s;
             }
@@ -486,7 +505,13 @@ fn binary(op: &Op, a: &Tensor, b: &Tensor, out: &TensorType) -> Result<Data, IrE
                     // Integer reciprocal powers truncate toward zero, as C's pow cast to int does.
                     match p {
                         1 => 1,
-                        -1 => if q % 2 == 0 { 1 } else { -1 },
+                        -1 => {
+                            if q % 2 == 0 {
+                                1
+                            } else {
+                                -1
+                            }
+                        }
                         0 => {
                             bad = Some(q);
                             0
@@ -779,7 +804,9 @@ fn matmul(a: &Tensor, b: &Tensor, out: &TensorType) -> Data {
     match (&a.data, &b.data) {
         (Data::Int(x), Data::Int(y)) => {
             let dt = out.dtype;
-            let c = batched_matmul(x, a.shape(), y, b.shape(), |p: i64, q: i64, acc: i64| acc.wrapping_add(p.wrapping_mul(q)));
+            let c = batched_matmul(x, a.shape(), y, b.shape(), |p: i64, q: i64, acc: i64| {
+                acc.wrapping_add(p.wrapping_mul(q))
+            });
             Data::Int(c.into_iter().map(|v| wrap(dt, v)).collect())
         }
         _ => Data::Float(batched_matmul(&to_f64(a), a.shape(), &to_f64(b), b.shape(), |p, q, acc| acc + p * q)),
@@ -898,8 +925,12 @@ fn reduce(op: &Op, x: &Tensor, axes: &[usize]) -> Result<Data, IrError> {
     Ok(match &x.data {
         Data::Float(v) => {
             let (init, f): (f64, fn(f64, f64) -> f64) = match op {
-                Op::ReduceMax { .. } => (f64::NEG_INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }),
-                Op::ReduceMin { .. } => (f64::INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }),
+                Op::ReduceMax { .. } => {
+                    (f64::NEG_INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
+                }
+                Op::ReduceMin { .. } => {
+                    (f64::INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) })
+                }
                 _ => (0.0, |a, b| a + b),
             };
             let mut acc = vec![init; out_n];
@@ -951,15 +982,33 @@ fn concat(inputs: &[&Tensor], axis: usize) -> Data {
     let chunk = |t: &Tensor| t.shape()[axis] * inner;
     match &inputs[0].data {
         Data::Float(_) => Data::Float(cat(
-            &inputs.iter().filter_map(|t| match &t.data { Data::Float(v) => Some((v.as_slice(), chunk(t))), _ => None }).collect::<Vec<_>>(),
+            &inputs
+                .iter()
+                .filter_map(|t| match &t.data {
+                    Data::Float(v) => Some((v.as_slice(), chunk(t))),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
             outer,
         )),
         Data::Int(_) => Data::Int(cat(
-            &inputs.iter().filter_map(|t| match &t.data { Data::Int(v) => Some((v.as_slice(), chunk(t))), _ => None }).collect::<Vec<_>>(),
+            &inputs
+                .iter()
+                .filter_map(|t| match &t.data {
+                    Data::Int(v) => Some((v.as_slice(), chunk(t))),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
             outer,
         )),
         Data::Bool(_) => Data::Bool(cat(
-            &inputs.iter().filter_map(|t| match &t.data { Data::Bool(v) => Some((v.as_slice(), chunk(t))), _ => None }).collect::<Vec<_>>(),
+            &inputs
+                .iter()
+                .filter_map(|t| match &t.data {
+                    Data::Bool(v) => Some((v.as_slice(), chunk(t))),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
             outer,
         )),
     }
