@@ -2,9 +2,14 @@
 #![deny(clippy::panic, clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::panic, clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing))]
 
+mod context;
+mod encoder;
 mod error;
 mod params;
 mod ring;
 
+pub use context::CkksContext;
+pub use encoder::{Encoder, Plaintext};
 pub use error::{CkksError, Result};
+pub use num_complex::Complex64;
 pub use params::{max_log_qp_128, CkksParams, ERROR_STD_DEV};
