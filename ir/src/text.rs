@@ -46,7 +46,9 @@ use std::fmt::{self, Write as _};
 
 use indexmap::IndexMap;
 
-use crate::{Const, DType, Data, GeluApprox, Graph, IrError, Node, NodeData, Op, Tensor, TensorType, Value, ValueData, ValueDef};
+use crate::{
+    Const, DType, Data, GeluApprox, Graph, IrError, Node, NodeData, Op, Tensor, TensorType, Value, ValueData, ValueDef,
+};
 
 /// Options for [`print`].
 #[derive(Clone, Debug, Default)]
@@ -324,7 +326,8 @@ fn write_summary(out: &mut String, data: &Data) {
     match data {
         Data::Float(v) => {
             let finite_or_inf = v.iter().copied().filter(|x| !x.is_nan());
-            let (min, max) = finite_or_inf.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            let (min, max) =
+                finite_or_inf.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
             let nans = v.iter().filter(|x| x.is_nan()).count();
             if nans == n {
                 let _ = write!(out, "<elided {n} values, all NaN>");
@@ -543,7 +546,8 @@ impl<'a> Lexer<'a> {
             Tok::Arrow
         } else if c.is_ascii_digit() || matches!(c, '-' | '+' | '.') {
             self.bump();
-            while matches!(self.peek_char(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-')) {
+            while matches!(self.peek_char(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
+            {
                 self.bump();
             }
             Tok::Num(&self.src[start..self.pos])
@@ -688,7 +692,10 @@ impl<'a> Parser<'a> {
     fn entity_id(&self, prefix: char) -> Option<u32> {
         let Tok::Ident(s) = self.cur.tok else { return None };
         let digits = s.strip_prefix(prefix)?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+        {
             return None;
         }
         // u32::MAX is cranelift-entity's reserved value.
@@ -814,7 +821,11 @@ impl<'a> Parser<'a> {
 
         for (c, line, col) in const_refs {
             if g.constants.get(c).is_none() {
-                return Err(perr(line, col, format!("undefined constant {c} (the file defines {} constants)", g.constants.len())));
+                return Err(perr(
+                    line,
+                    col,
+                    format!("undefined constant {c} (the file defines {} constants)", g.constants.len()),
+                ));
             }
         }
 
@@ -845,7 +856,11 @@ impl<'a> Parser<'a> {
     fn decl(&mut self, decls: &mut HashMap<u32, DeclInfo>, def: ValueDef) -> Result<Value, IrError> {
         let (v, line, col) = self.expect_value()?;
         if let Some(prev) = decls.get(&v.as_u32()) {
-            return Err(perr(line, col, format!("value {v} is already defined at line {}, column {}", prev.line, prev.col)));
+            return Err(perr(
+                line,
+                col,
+                format!("value {v} is already defined at line {}, column {}", prev.line, prev.col),
+            ));
         }
         self.expect_punct(':')?;
         let ty = self.ty()?;
@@ -874,7 +889,8 @@ impl<'a> Parser<'a> {
                 let (v, line, col) = self.expect_value()?;
                 self.expect_punct(':')?;
                 let ty = self.ty()?;
-                let name = if let Tok::Str(_) = self.cur.tok { Some(self.expect_string("a value name")?) } else { None };
+                let name =
+                    if let Tok::Str(_) = self.cur.tok { Some(self.expect_string("a value name")?) } else { None };
                 results.push((v, ty, name, line, col));
                 if self.is_punct(',') {
                     self.advance()?;
@@ -933,9 +949,16 @@ impl<'a> Parser<'a> {
         let mut outputs = Vec::with_capacity(results.len());
         for (i, (v, ty, vname, line, col)) in results.into_iter().enumerate() {
             if let Some(prev) = decls.get(&v.as_u32()) {
-                return Err(perr(line, col, format!("value {v} is already defined at line {}, column {}", prev.line, prev.col)));
+                return Err(perr(
+                    line,
+                    col,
+                    format!("value {v} is already defined at line {}, column {}", prev.line, prev.col),
+                ));
             }
-            decls.insert(v.as_u32(), DeclInfo { data: ValueData { ty, name: vname, def: ValueDef::Result(node, i) }, line, col });
+            decls.insert(
+                v.as_u32(),
+                DeclInfo { data: ValueData { ty, name: vname, def: ValueDef::Result(node, i) }, line, col },
+            );
             outputs.push(v);
         }
         g.nodes.push(NodeData { op, inputs, outputs, name });
@@ -965,7 +988,13 @@ impl<'a> Parser<'a> {
                         let t = self.advance()?;
                         match t.tok {
                             Tok::Num(_) | Tok::Ident(_) => items.push((t.tok, t.line, t.col)),
-                            other => return Err(perr(t.line, t.col, format!("expected a number, found {}", other.describe()))),
+                            other => {
+                                return Err(perr(
+                                    t.line,
+                                    t.col,
+                                    format!("expected a number, found {}", other.describe()),
+                                ))
+                            }
                         }
                         if self.is_punct(',') {
                             self.advance()?;
@@ -999,7 +1028,11 @@ impl<'a> Parser<'a> {
         let (c, line, col) = self.expect_const()?;
         let expected = g.constants.next_key();
         if c != expected {
-            return Err(perr(line, col, format!("expected constant {expected} here (constants are listed in order), found {c}")));
+            return Err(perr(
+                line,
+                col,
+                format!("expected constant {expected} here (constants are listed in order), found {c}"),
+            ));
         }
         self.expect_punct(':')?;
         let ty = self.ty()?;
@@ -1034,7 +1067,11 @@ impl<'a> Parser<'a> {
                     .map(|b| bools.push(b)),
                 };
                 if ok.is_none() {
-                    return Err(perr(t.line, t.col, format!("expected a {} element, found {}", ty.dtype, t.tok.describe())));
+                    return Err(perr(
+                        t.line,
+                        t.col,
+                        format!("expected a {} element, found {}", ty.dtype, t.tok.describe()),
+                    ));
                 }
                 count += 1;
                 if self.is_punct(',') {
@@ -1046,7 +1083,11 @@ impl<'a> Parser<'a> {
         }
         self.expect_punct(']')?;
         if count != numel {
-            return Err(perr(open_line, open_col, format!("constant {c} of type {ty} has {count} elements, expected {numel}")));
+            return Err(perr(
+                open_line,
+                open_col,
+                format!("constant {c} of type {ty} has {count} elements, expected {numel}"),
+            ));
         }
         let data = if ty.dtype.is_float() {
             Data::Float(floats)
@@ -1162,15 +1203,21 @@ impl<'a> Attrs<'a> {
     fn list<T>(&mut self, key: &str, what: &str, conv: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, IrError> {
         let a = self.take(key)?;
         let AttrVal::List(items) = a.val else {
-            return Err(perr(a.line, a.col, format!("attribute `{key}` of `{}` must be a list `[...]` of {what}", self.op)));
+            return Err(perr(
+                a.line,
+                a.col,
+                format!("attribute `{key}` of `{}` must be a list `[...]` of {what}", self.op),
+            ));
         };
         items
             .iter()
-            .map(|(t, line, col)| match t {
-                Tok::Num(s) => conv(s),
-                _ => None,
-            }
-            .ok_or_else(|| perr(*line, *col, format!("elements of `{key}` must be {what}"))))
+            .map(|(t, line, col)| {
+                match t {
+                    Tok::Num(s) => conv(s),
+                    _ => None,
+                }
+                .ok_or_else(|| perr(*line, *col, format!("elements of `{key}` must be {what}")))
+            })
             .collect()
     }
 
@@ -1199,7 +1246,8 @@ fn build_op<'a>(
     col: usize,
 ) -> Result<Op, IrError> {
     let mut a = Attrs { map: attrs, op: kw, line, col };
-    let reduce = |a: &mut Attrs<'a>| -> Result<(Vec<usize>, bool), IrError> { Ok((a.usizes("axes")?, a.bool("keepdims")?)) };
+    let reduce =
+        |a: &mut Attrs<'a>| -> Result<(Vec<usize>, bool), IrError> { Ok((a.usizes("axes")?, a.bool("keepdims")?)) };
     let op = match kw {
         "const" => match konst {
             Some(c) => Op::Constant(c),
@@ -1257,7 +1305,12 @@ fn build_op<'a>(
         "layer_norm" => Op::LayerNorm { axis: a.usize("axis")?, epsilon: a.f64("epsilon")? },
         "batch_norm" => Op::BatchNorm { epsilon: a.f64("epsilon")? },
         "matmul" => Op::MatMul,
-        "gemm" => Op::Gemm { alpha: a.f64("alpha")?, beta: a.f64("beta")?, trans_a: a.bool("trans_a")?, trans_b: a.bool("trans_b")? },
+        "gemm" => Op::Gemm {
+            alpha: a.f64("alpha")?,
+            beta: a.f64("beta")?,
+            trans_a: a.bool("trans_a")?,
+            trans_b: a.bool("trans_b")?,
+        },
         "conv" => Op::Conv {
             kernel_shape: a.usizes("kernel_shape")?,
             strides: a.usizes("strides")?,
@@ -1286,7 +1339,12 @@ fn build_op<'a>(
         "expand" => Op::Expand { shape: a.usizes("shape")? },
         "concat" => Op::Concat { axis: a.usize("axis")? },
         "split" => Op::Split { axis: a.usize("axis")?, sizes: a.usizes("sizes")? },
-        "slice" => Op::Slice { axes: a.usizes("axes")?, starts: a.i64s("starts")?, ends: a.i64s("ends")?, steps: a.i64s("steps")? },
+        "slice" => Op::Slice {
+            axes: a.usizes("axes")?,
+            starts: a.i64s("starts")?,
+            ends: a.i64s("ends")?,
+            steps: a.i64s("steps")?,
+        },
         "gather" => Op::Gather { axis: a.usize("axis")? },
         "gather_elements" => Op::GatherElements { axis: a.usize("axis")? },
         _ => return Err(perr(line, col, format!("unknown op `{kw}`"))),

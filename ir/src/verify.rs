@@ -67,26 +67,62 @@ fn fail<T>(msg: String) -> Result<T, IrError> {
     Err(IrError::Verifier(msg))
 }
 
-/// Input count an op accepts: `(min, max)`, `max = None` for variadic.
+/// Input count an op accepts: `(min, max)`, `max = None` for variadic. Exhaustive on purpose: a new op
+/// must state its arity here.
 fn arity(op: &Op) -> (usize, Option<usize>) {
     match op {
         Op::Constant(_) => (0, Some(0)),
-        op if op.is_binary_elementwise() => (2, Some(2)),
-        op if op.is_unary_elementwise() => (1, Some(1)),
+        Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Pow
+        | Op::Max
+        | Op::Min
+        | Op::Equal
+        | Op::Less
+        | Op::LessOrEqual
+        | Op::Greater
+        | Op::GreaterOrEqual
+        | Op::And
+        | Op::Or
+        | Op::Xor
+        | Op::MatMul
+        | Op::Gather { .. }
+        | Op::GatherElements { .. } => (2, Some(2)),
+        Op::Neg
+        | Op::Abs
+        | Op::Sqrt
+        | Op::Reciprocal
+        | Op::Exp
+        | Op::Log
+        | Op::Erf
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Floor
+        | Op::Ceil
+        | Op::Not
+        | Op::IsNaN
+        | Op::IsInf
+        | Op::Identity
+        | Op::Cast(_)
+        | Op::Clip { .. }
+        | Op::Gelu(_)
+        | Op::Softmax { .. }
+        | Op::ReduceMean { .. }
+        | Op::ReduceSum { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Expand { .. }
+        | Op::Split { .. }
+        | Op::Slice { .. } => (1, Some(1)),
         Op::Where => (3, Some(3)),
-        Op::Softmax { .. } => (1, Some(1)),
-        Op::LayerNorm { .. } => (2, Some(3)),
+        Op::LayerNorm { .. } | Op::Gemm { .. } | Op::Conv { .. } => (2, Some(3)),
         Op::BatchNorm { .. } => (5, Some(5)),
-        Op::MatMul => (2, Some(2)),
-        Op::Gemm { .. } => (2, Some(3)),
-        Op::Conv { .. } => (2, Some(3)),
-        Op::ReduceMean { .. } | Op::ReduceSum { .. } | Op::ReduceMax { .. } | Op::ReduceMin { .. } => (1, Some(1)),
-        Op::Transpose { .. } | Op::Reshape { .. } | Op::Expand { .. } | Op::Split { .. } | Op::Slice { .. } => (1, Some(1)),
         Op::Concat { .. } => (1, None),
-        Op::Gather { .. } | Op::GatherElements { .. } => (2, Some(2)),
-        // Every op is covered above (unary/binary through the predicates); this arm is unreachable
-        // but keeps the match total without listing them twice.
-        _ => (0, None),
     }
 }
 
@@ -110,37 +146,46 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
 
     // 2-4. definitions where values appear.
     let mut seen: SecondaryMap<Value, Seen> = SecondaryMap::new();
-    let mut define = |g: &Graph, v: Value, at: Seen| -> Result<(), IrError> {
+    let mut define = |g: &Graph, v: Value, at: Seen, expected: ValueDef| -> Result<(), IrError> {
         let Some(data) = g.values.get(v) else {
             return fail(format!("{} is {v}, which is not in the value arena", describe(g, at)));
         };
-        let expected = match at {
-            Seen::Input(i) => ValueDef::Input(i),
-            Seen::Result(n, i) => ValueDef::Result(n, i),
-            Seen::Nowhere => unreachable!("only called with a definition site"),
-        };
         if seen[v] != Seen::Nowhere {
-            return fail(format!("{} is defined twice: as {} and as {}", value_label(g, v), describe(g, seen[v]), describe(g, at)));
+            return fail(format!(
+                "{} is defined twice: as {} and as {}",
+                value_label(g, v),
+                describe(g, seen[v]),
+                describe(g, at)
+            ));
         }
         if data.def != expected {
-            return fail(format!("{} appears as {} but its def says {:?}", value_label(g, v), describe(g, at), data.def));
+            return fail(format!(
+                "{} appears as {} but its def says {:?}",
+                value_label(g, v),
+                describe(g, at),
+                data.def
+            ));
         }
         seen[v] = at;
         Ok(())
     };
     for (i, &v) in g.inputs.iter().enumerate() {
-        define(g, v, Seen::Input(i))?;
+        define(g, v, Seen::Input(i), ValueDef::Input(i))?;
     }
     for (n, node) in g.nodes.iter() {
         for (i, &v) in node.outputs.iter().enumerate() {
-            define(g, v, Seen::Result(n, i))?;
+            define(g, v, Seen::Result(n, i), ValueDef::Result(n, i))?;
         }
     }
 
     // 5. every value is defined.
     for (v, data) in g.values.iter() {
         if seen[v] == Seen::Nowhere {
-            return fail(format!("{} (def {:?}) is not defined by any graph input or node result", value_label(g, v), data.def));
+            return fail(format!(
+                "{} (def {:?}) is not defined by any graph input or node result",
+                value_label(g, v),
+                data.def
+            ));
         }
     }
 
@@ -185,7 +230,11 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
 
         if let Op::Constant(c) = node.op {
             let Some(t) = g.constants.get(c) else {
-                return fail(format!("{}: constant {c} is not in the pool ({} constants)", node_label(g, n), g.constants.len()));
+                return fail(format!(
+                    "{}: constant {c} is not in the pool ({} constants)",
+                    node_label(g, n),
+                    g.constants.len()
+                ));
             };
             let out = node.outputs[0];
             if g.values[out].ty != t.ty {
@@ -241,4 +290,216 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Const, DType, Tensor, TensorType, ValueData};
+
+    fn f32t(shape: &[usize]) -> TensorType {
+        TensorType::new(DType::F32, shape.to_vec())
+    }
+
+    /// `x: f32[2]` → `w = const [1, 2]` → `y = add x, w` → `z = neg y`; outputs `(z)`.
+    fn valid() -> Graph {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", f32t(&[2]));
+        let w = g.add_constant(Tensor::float(DType::F32, vec![2], vec![1.0, 2.0]).unwrap(), "w");
+        let y = g.add_node_typed(Op::Add, vec![x, w], vec![f32t(&[2])], "/add");
+        let y = g.result(y);
+        let z = g.add_node_typed(Op::Neg, vec![y], vec![f32t(&[2])], "/neg");
+        let z = g.result(z);
+        g.set_name(z, "z");
+        g.outputs = vec![z];
+        g
+    }
+
+    /// The verifier message for `g`, which must fail.
+    fn message(g: &Graph) -> String {
+        match verify(g) {
+            Err(IrError::Verifier(msg)) => msg,
+            Err(other) => panic!("expected a verifier error, got {other}"),
+            Ok(()) => {
+                panic!("expected a verifier error, graph verified:\n{}", crate::text::print(g, &Default::default()))
+            }
+        }
+    }
+
+    fn v(n: u32) -> Value {
+        Value::from_u32(n)
+    }
+
+    fn n(i: u32) -> Node {
+        Node::from_u32(i)
+    }
+
+    #[test]
+    fn valid_graph_verifies() {
+        verify(&valid()).unwrap();
+        verify(&Graph::new("empty")).unwrap();
+    }
+
+    #[test]
+    fn constant_storage_must_match_dtype() {
+        let mut g = valid();
+        g.constants[Const::from_u32(0)].data = Data::Int(vec![1, 2]);
+        assert_eq!(message(&g), "constant c0 of type f32[2]: storage does not match its dtype");
+    }
+
+    #[test]
+    fn constant_length_must_match_shape() {
+        let mut g = valid();
+        g.constants[Const::from_u32(0)].data = Data::Float(vec![1.0]);
+        assert_eq!(message(&g), "constant c0 of type f32[2] holds 1 elements");
+    }
+
+    #[test]
+    fn input_def_must_match_position() {
+        let mut g = valid();
+        g.values[v(0)].def = ValueDef::Input(3);
+        assert_eq!(message(&g), "v0 `x` appears as graph input 0 but its def says Input(3)");
+    }
+
+    #[test]
+    fn input_must_exist() {
+        let mut g = valid();
+        g.inputs.push(v(99));
+        assert_eq!(message(&g), "graph input 1 is v99, which is not in the value arena");
+    }
+
+    #[test]
+    fn result_def_must_match_position() {
+        let mut g = valid();
+        g.values[v(2)].def = ValueDef::Result(n(1), 1);
+        assert_eq!(message(&g), "v2 appears as result 0 of node n1 `/add` (add) but its def says Result(n1, 1)");
+    }
+
+    #[test]
+    fn result_must_exist() {
+        let mut g = valid();
+        g.nodes[n(2)].outputs[0] = v(42);
+        assert_eq!(message(&g), "result 0 of node n2 `/neg` (neg) is v42, which is not in the value arena");
+    }
+
+    #[test]
+    fn no_value_defined_twice() {
+        let mut g = valid();
+        g.inputs.push(v(0));
+        assert_eq!(message(&g), "v0 `x` is defined twice: as graph input 0 and as graph input 1");
+    }
+
+    #[test]
+    fn every_value_is_defined() {
+        let mut g = valid();
+        // An orphan whose def points at a slot that holds another value.
+        g.values.push(ValueData { ty: f32t(&[2]), name: None, def: ValueDef::Result(n(1), 0) });
+        assert_eq!(message(&g), "v4 (def Result(n1, 0)) is not defined by any graph input or node result");
+    }
+
+    #[test]
+    fn nodes_in_topological_order() {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", f32t(&[2]));
+        // n0 uses v2, the result of n1.
+        g.add_node_typed(Op::Neg, vec![v(2)], vec![f32t(&[2])], "early");
+        g.add_node_typed(Op::Neg, vec![x], vec![f32t(&[2])], "late");
+        assert_eq!(message(&g), "node n0 `early` (neg): input 0 v2 is defined by result 0 of node n1 `late` (neg), which is not earlier in storage order");
+        // A node may not use its own result either.
+        let mut g = Graph::new("g");
+        g.add_node_typed(Op::Neg, vec![v(0)], vec![f32t(&[2])], "self");
+        assert!(message(&g).contains("not earlier in storage order"));
+    }
+
+    #[test]
+    fn node_inputs_must_exist() {
+        let mut g = valid();
+        g.nodes[n(2)].inputs[0] = v(7);
+        assert_eq!(message(&g), "node n2 `/neg` (neg): input 0 is v7, which is not in the value arena");
+    }
+
+    #[test]
+    fn input_arity() {
+        let mut g = valid();
+        g.nodes[n(1)].inputs.pop();
+        assert_eq!(message(&g), "node n1 `/add` (add): takes 2 inputs, has 1");
+        let mut g = valid();
+        g.nodes[n(1)].op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+        g.nodes[n(1)].inputs = vec![v(0); 4];
+        assert_eq!(message(&g), "node n1 `/add` (gemm): takes 2 to 3 inputs, has 4");
+        let mut g = valid();
+        g.nodes[n(2)].op = Op::Concat { axis: 0 };
+        g.nodes[n(2)].inputs.clear();
+        assert_eq!(message(&g), "node n2 `/neg` (concat): takes at least 1 inputs, has 0");
+    }
+
+    #[test]
+    fn result_count() {
+        let mut g = valid();
+        g.nodes[n(2)].op = Op::Split { axis: 0, sizes: vec![1, 1] };
+        assert_eq!(message(&g), "node n2 `/neg` (split): produces 2 results, has 1");
+    }
+
+    #[test]
+    fn constant_must_exist() {
+        let mut g = valid();
+        g.nodes[n(0)].op = Op::Constant(Const::from_u32(5));
+        assert_eq!(message(&g), "node n0 `w` (const): constant c5 is not in the pool (1 constants)");
+    }
+
+    #[test]
+    fn constant_type_must_match() {
+        let mut g = valid();
+        g.values[v(1)].ty = f32t(&[1, 2]);
+        assert_eq!(message(&g), "node n0 `w` (const): result v1 has type f32[1,2] but constant c0 has type f32[2]");
+    }
+
+    #[test]
+    fn result_types_match_inference() {
+        let mut g = valid();
+        g.values[v(3)].ty = TensorType::new(DType::F64, vec![2]);
+        assert_eq!(message(&g), "node n2 `/neg` (neg): result 0 v3 `z` has type f64[2] but inference gives f32[2]");
+    }
+
+    #[test]
+    fn inference_must_succeed() {
+        let mut g = valid();
+        g.values[v(0)].ty = f32t(&[3]);
+        let msg = message(&g);
+        assert!(msg.starts_with("node n1 `/add` (add): shape inference fails: "), "{msg}");
+    }
+
+    #[test]
+    fn outputs_must_exist() {
+        let mut g = valid();
+        g.outputs.push(v(11));
+        assert_eq!(message(&g), "graph output 1 is v11, which is not in the value arena");
+    }
+
+    #[test]
+    fn input_names_unique() {
+        let mut g = valid();
+        let x2 = g.add_input("x", f32t(&[2]));
+        let _ = x2;
+        assert_eq!(message(&g), "graph inputs 0 and 1 are both named `x`");
+        // Unnamed inputs do not clash.
+        let mut g = valid();
+        let a = g.add_input("a", f32t(&[2]));
+        let b = g.add_input("b", f32t(&[2]));
+        g.values[a].name = None;
+        g.values[b].name = None;
+        verify(&g).unwrap();
+    }
+
+    #[test]
+    fn output_names_unique() {
+        let mut g = valid();
+        let z = g.outputs[0];
+        g.outputs.push(z);
+        assert_eq!(message(&g), "graph outputs 0 and 1 are both named `z`");
+        let mut g = valid();
+        g.values[v(3)].name = None;
+        g.outputs.push(v(3));
+        verify(&g).unwrap();
+    }
 }

@@ -337,9 +337,15 @@ fn small_graph() -> Graph {
     let mm = g.add_node_typed(Op::MatMul, vec![x, w], vec![f(&[1, 2, 4])], "/attn/q/MatMul");
     let mm = g.result(mm);
     let gamma = g.add_constant(Tensor::float(DType::F32, vec![4], vec![1.0, 1.0, 0.5, -0.0]).unwrap(), "gamma");
-    let ln = g.add_node_typed(Op::LayerNorm { axis: 2, epsilon: 1e-5 }, vec![mm, gamma, gamma], vec![f(&[1, 2, 4])], "/ln");
+    let ln =
+        g.add_node_typed(Op::LayerNorm { axis: 2, epsilon: 1e-5 }, vec![mm, gamma, gamma], vec![f(&[1, 2, 4])], "/ln");
     let ln = g.result(ln);
-    let sp = g.add_node_typed(Op::Split { axis: 2, sizes: vec![2, 2] }, vec![ln], vec![f(&[1, 2, 2]), f(&[1, 2, 2])], "/split");
+    let sp = g.add_node_typed(
+        Op::Split { axis: 2, sizes: vec![2, 2] },
+        vec![ln],
+        vec![f(&[1, 2, 2]), f(&[1, 2, 2])],
+        "/split",
+    );
     let (a, b) = (g.nodes[sp].outputs[0], g.nodes[sp].outputs[1]);
     let clip = g.add_node_typed(Op::Clip { min: None, max: Some(6.0) }, vec![b], vec![f(&[1, 2, 2])], "");
     let c = g.result(clip);
@@ -435,7 +441,10 @@ fn every_op_variant_roundtrips() {
         g.add_node_typed(op, inputs, vec![TensorType::new(DType::F32, vec![2]); k], format!("n{i}"));
     }
     let text = assert_roundtrip(&g);
-    assert!(text.contains("slice {axes=[0], starts=[-9223372036854775808], ends=[9223372036854775807], steps=[-1]}"), "{text}");
+    assert!(
+        text.contains("slice {axes=[0], starts=[-9223372036854775808], ends=[9223372036854775807], steps=[-1]}"),
+        "{text}"
+    );
     assert!(text.contains("clip {min=-inf, max=-0.0}"), "{text}");
     assert!(text.contains("() = split {axis=0, sizes=[]} v0, v0"), "{text}");
 }
@@ -529,7 +538,8 @@ fn undefined_output_and_constant() {
     let (line, col, msg) = parse_err("graph \"g\" (v0: f32[2]) {\n} -> (v0, v3)\n");
     assert_eq!((line, col), (2, 11));
     assert!(msg.contains("v3"), "{msg}");
-    let (line, col, msg) = parse_err("graph \"g\" () {\n  v0: f32[2] = const c1\n} -> (v0)\nconst c0: f32[2] = [1.0, 2.0]\n");
+    let (line, col, msg) =
+        parse_err("graph \"g\" () {\n  v0: f32[2] = const c1\n} -> (v0)\nconst c0: f32[2] = [1.0, 2.0]\n");
     assert_eq!((line, col), (2, 22));
     assert!(msg.contains("undefined constant c1"), "{msg}");
 }
@@ -754,13 +764,15 @@ fn build_valid(shape: Vec<usize>, steps: &[ValidStep]) -> Result<Graph, IrError>
             ValidStep::SplitConcat(a) => {
                 let axis = a % rank;
                 let d = shape[axis];
-                let n = g.add_node(Op::Split { axis, sizes: vec![d / 2, d - d / 2] }, vec![x], format!("{name}/split"))?;
+                let n =
+                    g.add_node(Op::Split { axis, sizes: vec![d / 2, d - d / 2] }, vec![x], format!("{name}/split"))?;
                 let parts = g.nodes[n].outputs.clone();
                 let n = g.add_node(Op::Concat { axis }, parts, name)?;
                 g.result(n)
             }
             ValidStep::CompareWhere => {
-                let zero = g.add_constant(Tensor::float(DType::F32, vec![], vec![0.0]).unwrap(), format!("{name}/zero"));
+                let zero =
+                    g.add_constant(Tensor::float(DType::F32, vec![], vec![0.0]).unwrap(), format!("{name}/zero"));
                 let cond = g.add_node(Op::Greater, vec![x, zero], format!("{name}/cmp"))?;
                 let cond = g.result(cond);
                 let neg = g.add_node(Op::Neg, vec![x], format!("{name}/neg"))?;
