@@ -799,6 +799,7 @@ impl<'a> Importer<'a> {
                 let shape = polyhe_ir::infer::broadcast_shapes(&self.ty(x).shape, &spec).ok_or_else(|| {
                     cx.invalid(format!("cannot expand {} to shape {spec:?}", self.ty(x)))
                 })?;
+                check_size(cx, &shape)?;
                 self.emit(cx, Op::Expand { shape }, vec![x])
             }
             "Constant" => {
@@ -842,6 +843,7 @@ impl<'a> Importer<'a> {
                     return Err(cx.invalid(format!("negative size in shape {spec:?}")));
                 }
                 let shape: Vec<usize> = spec.iter().map(|&d| d as usize).collect();
+                check_size(cx, &shape)?;
                 let fill = match cx.attrs.tensor("value")? {
                     Some(t) => tensor_from_proto(t)?,
                     None => Tensor::scalar_f32(0.0),
@@ -874,7 +876,8 @@ impl<'a> Importer<'a> {
                         if d == 0 {
                             return Err(cx.invalid("delta is 0"));
                         }
-                        let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
+                        let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0) as usize;
+                        check_size(cx, &[n])?;
                         let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
                         self.tensor(cx, TensorType::new(dtype, vec![n]), Data::Int(v))?
                     }
@@ -884,6 +887,7 @@ impl<'a> Importer<'a> {
                             return Err(cx.invalid("delta is 0"));
                         }
                         let n = ((l - s) / d).ceil().max(0.0) as usize;
+                        check_size(cx, &[n])?;
                         let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
                         self.tensor(cx, TensorType::new(dtype, vec![n]), Data::Float(v))?
                     }
@@ -1003,6 +1007,17 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// Constants the importer materializes itself (ConstantOfShape, Range) are bounded, so that a corrupt
+/// model gives an error instead of exhausting memory.
+const MAX_CONSTANT_ELEMENTS: usize = 1 << 28;
+
+fn check_size(cx: &Cx, shape: &[usize]) -> Result<(), FrontendError> {
+    match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(n) if n <= MAX_CONSTANT_ELEMENTS => Ok(()),
+        _ => Err(cx.invalid(format!("constant of shape {shape:?} is too large"))),
+    }
+}
+
 fn one(v: Value) -> Result<Vec<Value>, FrontendError> {
     Ok(vec![v])
 }
@@ -1042,7 +1057,7 @@ pub(crate) fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> 
             d => out.push(d as usize),
         }
     }
-    let known: usize = out.iter().product();
+    let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("shape {spec:?} is too large"))?;
     if let Some(i) = infer {
         if numel.checked_rem(known) != Some(0) {
             return Err(format!("cannot reshape {input:?} ({numel} elements) to {spec:?}"));
