@@ -58,21 +58,23 @@ pub(crate) struct ConvGeom {
 
 /// Number of elements of a (possibly stepped) slice along one axis; `None` if the bounds are not clamped.
 pub(crate) fn slice_len(dim: usize, start: i64, end: i64, step: i64) -> Option<usize> {
-    let d = dim as i64;
-    if step > 0 {
+    // i128 so that steps like i64::MAX (exporters' "to the end") cannot overflow.
+    let (d, start, end, step) = (dim as i128, start as i128, end as i128, step as i128);
+    let span = if step > 0 {
         if !(0..=d).contains(&start) || !(0..=d).contains(&end) {
             return None;
         }
-        Some(if end > start { ((end - start + step - 1) / step) as usize } else { 0 })
+        end - start
     } else if step < 0 {
         if !(-1..d).contains(&start) || !(-1..d).contains(&end) {
             return None;
         }
-        let s = -step;
-        Some(if start > end { ((start - end + s - 1) / s) as usize } else { 0 })
+        start - end
     } else {
-        None
-    }
+        return None;
+    };
+    let s = step.abs();
+    Some(if span > 0 { ((span + s - 1) / s) as usize } else { 0 })
 }
 
 fn err(op: &Op, msg: impl Into<String>) -> IrError {
@@ -368,7 +370,7 @@ pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<Tens
         Op::Reshape { shape } => {
             arity(op, inputs, 1, 1)?;
             let x = &inputs[0];
-            let n: usize = shape.iter().product();
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
             if n != x.numel() {
                 return Err(err(
                     op,
@@ -380,7 +382,11 @@ pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<Tens
         Op::Expand { shape } => {
             arity(op, inputs, 1, 1)?;
             let x = &inputs[0];
-            one(TensorType::new(x.dtype, bcast(op, &x.shape, shape)?))
+            let out = bcast(op, &x.shape, shape)?;
+            if out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
+                return Err(err(op, format!("expanded shape {:?} has too many elements", out)));
+            }
+            one(TensorType::new(x.dtype, out))
         }
         Op::Concat { axis } => {
             if inputs.is_empty() {
@@ -580,8 +586,9 @@ pub(crate) fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, I
     }
     let mut out_spatial = Vec::with_capacity(k);
     for i in 0..k {
-        let padded = x[2 + i] + pads[i] + pads[k + i];
-        let span = dilations[i] * (kernel[i].max(1) - 1) + 1;
+        // Saturating: absurd attributes must give an error, not an overflow.
+        let padded = x[2 + i].saturating_add(pads[i]).saturating_add(pads[k + i]);
+        let span = dilations[i].saturating_mul(kernel[i].max(1) - 1).saturating_add(1);
         if kernel[i] == 0 || padded < span {
             return Err(err(
                 op,
@@ -710,6 +717,8 @@ mod tests {
             &[f(&[1, 1, 3]), f(&[1, 1, 3])],
             "strides has 2 entries, expected 1",
         );
+        let huge = conv(vec![], vec![], vec![usize::MAX], 1);
+        fails(huge, &[f(&[1, 1, 3]), f(&[1, 1, 3])], "smaller than the dilated kernel");
         let ks = Op::Conv { kernel_shape: vec![2], strides: vec![], pads: vec![], dilations: vec![], group: 1 };
         fails(ks, &[f(&[1, 1, 3]), f(&[1, 1, 3])], "kernel_shape [2] does not match");
     }

@@ -431,7 +431,9 @@ fn compute(op: &Op, inputs: &[&Tensor], outs: &[TensorType], g: &Graph) -> Resul
             for i in 0..axes.len() {
                 let a = axes[i];
                 base += starts[i] as isize * s[a] as isize;
-                st[a] = steps[i] as isize * s[a] as isize;
+                // A step only matters when at least two elements are taken (then |step| < dim, so the
+                // product cannot overflow even for steps like i64::MAX).
+                st[a] = if out.shape[a] > 1 { steps[i] as isize * s[a] as isize } else { 0 };
             }
             one(take_data(&x.data, &strided_offsets(&out.shape, base, &st)))
         }

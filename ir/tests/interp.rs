@@ -438,6 +438,11 @@ fn slice_with_negative_steps() {
     let r = eval(s, &[&y]);
     assert_eq!(r.shape(), &[2, 2]);
     assert_eq!(ints(&r), &[3, 1, 11, 9]);
+    // Extreme steps take one element and must not overflow.
+    let s = Op::Slice { axes: vec![0], starts: vec![1], ends: vec![5], steps: vec![i64::MAX] };
+    assert_eq!(ints(&eval(s, &[&x])), &[1]);
+    let s = Op::Slice { axes: vec![0], starts: vec![2], ends: vec![-1], steps: vec![i64::MIN] };
+    assert_eq!(ints(&eval(s, &[&x])), &[2]);
     let empty = Op::Slice { axes: vec![0], starts: vec![3], ends: vec![3], steps: vec![1] };
     assert_eq!(eval(empty, &[&x]).shape(), &[0]);
 }
@@ -564,4 +569,136 @@ fn run_handles_repeated_and_pass_through_outputs() {
     assert_eq!(floats(&outs[0]), &[16.]);
     assert_eq!(floats(&outs[1]), &[3., 4.]);
     assert_eq!(outs[2], outs[0]);
+}
+
+// ---------------- properties against naive index arithmetic ----------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Row-major multi-index of flat index `f` in `shape`.
+    fn unravel(mut f: usize, shape: &[usize]) -> Vec<usize> {
+        let mut idx = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            idx[d] = f % shape[d];
+            f /= shape[d];
+        }
+        idx
+    }
+
+    fn ravel(idx: &[usize], shape: &[usize]) -> usize {
+        idx.iter().zip(shape).fold(0, |acc, (&i, &d)| acc * d + i)
+    }
+
+    /// Element of `v` (shape `shape`) that numpy broadcasting maps to output index `out_idx`.
+    fn bget(v: &[f64], shape: &[usize], out_idx: &[usize]) -> f64 {
+        let lead = out_idx.len() - shape.len();
+        let idx: Vec<usize> =
+            shape.iter().enumerate().map(|(d, &s)| if s == 1 { 0 } else { out_idx[d + lead] }).collect();
+        v[ravel(&idx, shape)]
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 97) % 17) as f64 - 8.0).collect()
+    }
+
+    /// A shape and a second shape that broadcasts with it (some dims set to 1, some leading dims dropped).
+    fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        (prop::collection::vec(1usize..4, 0..5), any::<u32>(), 0usize..3).prop_map(|(a, ones, drop)| {
+            let mut b: Vec<usize> =
+                a.iter().enumerate().map(|(i, &d)| if ones >> i & 1 == 1 { 1 } else { d }).collect();
+            let drop = drop.min(b.len());
+            b.drain(..drop);
+            if ones >> 31 & 1 == 1 {
+                (b, a)
+            } else {
+                (a, b)
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn binary_broadcast_matches_naive((ash, bsh) in broadcast_pair(), seed in 0u64..100) {
+            let av = values(ash.iter().product(), seed);
+            let bv = values(bsh.iter().product(), seed + 1);
+            let r = eval(Op::Sub, &[&f32t(&ash, &av), &f32t(&bsh, &bv)]);
+            let out = r.shape().to_vec();
+            for (f, &got) in floats(&r).iter().enumerate() {
+                let idx = unravel(f, &out);
+                prop_assert_eq!(got, bget(&av, &ash, &idx) - bget(&bv, &bsh, &idx));
+            }
+        }
+
+        #[test]
+        fn matmul_matches_naive(batch in prop::collection::vec(1usize..3, 0..3), m in 1usize..7, k in 1usize..6, n in 1usize..7, bcast_b in any::<bool>()) {
+            let mut ash = batch.clone();
+            ash.extend([m, k]);
+            let mut bsh = if bcast_b { vec![] } else { batch.clone() };
+            bsh.extend([k, n]);
+            let av = values(ash.iter().product(), 3);
+            let bv = values(bsh.iter().product(), 5);
+            let r = eval(Op::MatMul, &[&f32t(&ash, &av), &f32t(&bsh, &bv)]);
+            let nb: usize = batch.iter().product();
+            let mut want = Vec::new();
+            for i in 0..nb {
+                let bo = if bcast_b { 0 } else { i * k * n };
+                want.extend(naive_matmul(&av[i * m * k..(i + 1) * m * k], &bv[bo..bo + k * n], m, k, n));
+            }
+            prop_assert_eq!(floats(&r), &want[..]);
+        }
+
+        #[test]
+        fn reduce_sum_matches_naive(shape in prop::collection::vec(1usize..4, 1..5), mask in any::<u8>(), keepdims in any::<bool>()) {
+            let axes: Vec<usize> = (0..shape.len()).filter(|&d| mask >> d & 1 == 1).collect();
+            let v = values(shape.iter().product(), 7);
+            let r = eval(Op::ReduceSum { axes: axes.clone(), keepdims }, &[&f32t(&shape, &v)]);
+            let reduced = |d: usize| axes.is_empty() || axes.contains(&d);
+            let kept: Vec<usize> = shape.iter().enumerate().map(|(d, &s)| if reduced(d) { 1 } else { s }).collect();
+            let mut want = vec![0.0; kept.iter().product()];
+            for (f, &x) in v.iter().enumerate() {
+                let idx: Vec<usize> = unravel(f, &shape).iter().enumerate().map(|(d, &i)| if reduced(d) { 0 } else { i }).collect();
+                want[ravel(&idx, &kept)] += x;
+            }
+            prop_assert_eq!(floats(&r), &want[..]);
+            let expected_shape: Vec<usize> = if keepdims { kept } else { kept.iter().enumerate().filter(|(d, _)| !reduced(*d)).map(|(_, &s)| s).collect() };
+            prop_assert_eq!(r.shape(), &expected_shape[..]);
+        }
+
+        #[test]
+        fn transpose_matches_naive(shape in prop::collection::vec(1usize..4, 1..5), rot in 0usize..4) {
+            let r = shape.len();
+            let perm: Vec<usize> = (0..r).map(|d| (d + rot) % r).collect();
+            let v = values(shape.iter().product(), 11);
+            let t = eval(Op::Transpose { perm: perm.clone() }, &[&f32t(&shape, &v)]);
+            let out = t.shape().to_vec();
+            for (f, &got) in floats(&t).iter().enumerate() {
+                let oi = unravel(f, &out);
+                let mut ii = vec![0; r];
+                for d in 0..r {
+                    ii[perm[d]] = oi[d];
+                }
+                prop_assert_eq!(got, v[ravel(&ii, &shape)]);
+            }
+        }
+
+        #[test]
+        fn slice_matches_naive(dim in 1usize..7, a in 0i64..7, b in -1i64..7, step in prop::sample::select(vec![-3i64, -2, -1, 1, 2, 3])) {
+            let d = dim as i64;
+            // Clamp like ONNX does before building the op.
+            let (start, end) = if step > 0 { (a.clamp(0, d), b.clamp(0, d)) } else { (a.clamp(0, d - 1), b.clamp(-1, d - 1)) };
+            let x = i64t(&[dim], &(0..d).collect::<Vec<_>>());
+            let r = eval(Op::Slice { axes: vec![0], starts: vec![start], ends: vec![end], steps: vec![step] }, &[&x]);
+            let mut want = Vec::new();
+            let mut i = start;
+            while (step > 0 && i < end) || (step < 0 && i > end) {
+                want.push(i);
+                i += step;
+            }
+            prop_assert_eq!(ints(&r), &want[..]);
+        }
+    }
 }
