@@ -1,1 +1,169 @@
-//! polyhe facade
+//! polyhe: compile trained transformers (ONNX) into circuits for CKKS homomorphic encryption.
+//!
+//! This facade ties the crates together for the CLI and for host programs:
+//! [`load_model`] reads an ONNX file, [`bind_inputs`] matches `.npy` inputs to model inputs, and
+//! [`import_for_inputs`] builds the tensor IR with every dynamic dim bound.
+//! The crates: `polyhe_frontend` (ONNX → IR), `polyhe_ir` (IR, text form, interpreter),
+//! `polyhe_runtime` (CKKS).
+
+pub mod npy;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+pub use polyhe_frontend as frontend;
+pub use polyhe_ir as ir;
+use polyhe_ir::{Graph, Tensor};
+
+/// A `NAME=FILE` or bare `FILE` argument of `--input`, `--output`, `--calib`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedPath {
+    pub name: Option<String>,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for NamedPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // A bare path may itself contain '=' only if it also contains a path separator before it.
+        match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !n.contains('/') && !p.is_empty() => {
+                Ok(NamedPath { name: Some(n.to_string()), path: PathBuf::from(p) })
+            }
+            Some((_, p)) if p.is_empty() => Err(format!("`{s}`: missing file after `=`")),
+            _ => Ok(NamedPath { name: None, path: PathBuf::from(s) }),
+        }
+    }
+}
+
+/// Parses a `NAME=VALUE` dim binding.
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (n, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected NAME=VALUE"))?;
+    let v: usize = v.parse().map_err(|_| format!("`{s}`: `{v}` is not a non-negative integer"))?;
+    Ok((n.to_string(), v))
+}
+
+/// Loads an ONNX model.
+pub fn load_model(path: &Path) -> Result<polyhe_frontend::OnnxModel> {
+    Ok(polyhe_frontend::load(path)?)
+}
+
+/// Assigns named or bare paths to the model's input (or output) names.
+/// A bare path is allowed only when the model has exactly one such name.
+pub fn assign_names(kind: &str, names: &[String], given: &[NamedPath]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for g in given {
+        let name = match &g.name {
+            Some(n) => {
+                if !names.contains(n) {
+                    bail!("--{kind} {n}=...: the model has no {kind} named `{n}` (its {kind}s: {})", names.join(", "));
+                }
+                n.clone()
+            }
+            None => {
+                if names.len() != 1 {
+                    bail!(
+                        "--{kind} {}: the model has {} {kind}s ({}); name each one as --{kind} NAME=FILE",
+                        g.path.display(),
+                        names.len(),
+                        names.join(", ")
+                    );
+                }
+                names[0].clone()
+            }
+        };
+        if out.insert(name.clone(), g.path.clone()).is_some() {
+            bail!("--{kind} `{name}` given twice");
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the `.npy` inputs for a model, keyed by input name; every model input must be given.
+pub fn read_inputs(input_names: &[String], given: &[NamedPath]) -> Result<BTreeMap<String, Tensor>> {
+    let paths = assign_names("input", input_names, given)?;
+    let missing: Vec<&String> = input_names.iter().filter(|n| !paths.contains_key(*n)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing --input for {}; give each as --input NAME=FILE.npy",
+            missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    paths
+        .into_iter()
+        .map(|(n, p)| Ok((n, npy::read(&p)?)))
+        .collect()
+}
+
+/// Imports the model to the tensor IR with dims bound from `dims` and from the shapes of `inputs`.
+pub fn import_for_inputs(
+    model: &polyhe_frontend::OnnxModel,
+    dims: &BTreeMap<String, usize>,
+    inputs: &BTreeMap<String, Tensor>,
+    recognize: bool,
+) -> Result<Graph> {
+    let opts = polyhe_frontend::ImportOptions {
+        dims: dims.clone(),
+        input_shapes: inputs.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect(),
+        recognize,
+    };
+    Ok(polyhe_frontend::import(model, &opts)?)
+}
+
+/// Orders named tensors as the graph's inputs, converting integer/float kinds the model expects
+/// only where lossless (an i32 file for an i64 input); anything else is a clear mismatch error.
+pub fn ordered_inputs(g: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<Tensor>> {
+    g.inputs
+        .iter()
+        .map(|&v| {
+            let name = g.value_label(v);
+            let want = g.ty(v);
+            let t = inputs.get(&name).with_context(|| format!("no input given for `{name}`"))?;
+            if t.shape() != want.shape.as_slice() {
+                bail!("input `{name}`: the model expects shape {:?}, the file has {:?}", want.shape, t.shape());
+            }
+            if t.dtype() == want.dtype {
+                return Ok(t.clone());
+            }
+            let compatible = (t.dtype().is_int() && want.dtype.is_int())
+                || (t.dtype().is_float() && want.dtype.is_float())
+                || (t.dtype() == polyhe_ir::DType::Bool && want.dtype == polyhe_ir::DType::Bool);
+            if !compatible {
+                bail!("input `{name}`: the model expects {} elements, the file holds {}", want.dtype, t.dtype());
+            }
+            let mut t = t.clone();
+            t.ty.dtype = want.dtype;
+            Ok(t)
+        })
+        .collect()
+}
+
+/// Largest relative error `max|a-b| / max(max|b|, tiny)` between two tensors of equal shape.
+pub fn max_rel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
+    if a.shape() != b.shape() {
+        bail!("shape {:?} vs {:?}", a.shape(), b.shape());
+    }
+    let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+    let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-30);
+    let err = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    Ok(err / scale)
+}
+
+/// Like [`read_inputs`] but inputs may be missing (used by `dump`, where files only bind dims).
+pub fn read_inputs_partial(input_names: &[String], given: &[NamedPath]) -> Result<BTreeMap<String, Tensor>> {
+    assign_names("input", input_names, given)?
+        .into_iter()
+        .map(|(n, p)| Ok((n, npy::read(&p)?)))
+        .collect()
+}
+
+/// Names of the model's real inputs (initializers that exporters also list as inputs excluded).
+pub fn input_names(m: &polyhe_frontend::OnnxModel) -> Vec<String> {
+    polyhe_frontend::inspect(m).inputs.into_iter().map(|i| i.name).collect()
+}
+
+/// Names of the model's outputs.
+pub fn output_names(m: &polyhe_frontend::OnnxModel) -> Vec<String> {
+    polyhe_frontend::inspect(m).outputs.into_iter().map(|i| i.name).collect()
+}

@@ -1,0 +1,182 @@
+//! The command line as users and outside checks see it: exit status 0 on success, 1 with a message that
+//! names the file/input/node on bad input, never a panic or a backtrace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polyhe_ir::{DType, Tensor};
+
+fn polyhe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_polyhe")).args(args).output().expect("spawn polyhe")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("polyhe-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts a clean user error: exit 1, message contains every needle, no panic text.
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic on bad input:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`:\n{err}");
+    }
+}
+
+#[test]
+fn run_reference_writes_output_matching_onnxruntime() {
+    let m = root().join("models/encoder");
+    let out = tmp("encoder_logits.npy");
+    let o = polyhe(&[
+        "run",
+        s(&m.join("model.onnx")),
+        "--input",
+        s(&m.join("inputs/x.npy")),
+        "--output",
+        s(&out),
+        "--mode",
+        "reference",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = polyhe::npy::read(&out).unwrap();
+    let want = polyhe::npy::read(&m.join("expected/logits.npy")).unwrap();
+    assert_eq!(got.dtype(), DType::F32);
+    assert!(polyhe::max_rel_error(&got, &want).unwrap() <= 1e-5);
+}
+
+#[test]
+fn run_with_named_inputs_and_outputs() {
+    let m = root().join("models/bert_tiny");
+    let out = tmp("bert_pooler.npy");
+    let o = polyhe(&[
+        "run",
+        s(&m.join("model.onnx")),
+        "--input",
+        &format!("input_ids={}", s(&m.join("inputs/input_ids.npy"))),
+        "--input",
+        &format!("attention_mask={}", s(&m.join("inputs/attention_mask.npy"))),
+        "--output",
+        &format!("pooler_output={}", s(&out)),
+        "--compare",
+        &format!("pooler_output={}", s(&m.join("expected/pooler_output.npy"))),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("max relative error"));
+    assert!(out.exists());
+}
+
+#[test]
+fn bare_input_for_multi_input_model_is_an_error() {
+    let m = root().join("models/bert_tiny");
+    let o = polyhe(&["run", s(&m.join("model.onnx")), "--input", s(&m.join("inputs/input_ids.npy"))]);
+    assert_user_error(&o, &["input_ids", "attention_mask", "NAME=FILE"]);
+}
+
+#[test]
+fn truncated_model_file() {
+    let bytes = std::fs::read(root().join("models/encoder/model.onnx")).unwrap();
+    let p = tmp("truncated.onnx");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let o = polyhe(&["inspect", s(&p)]);
+    assert_user_error(&o, &["truncated.onnx"]);
+}
+
+#[test]
+fn random_bytes_model_file() {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let p = tmp("random.onnx");
+    std::fs::write(&p, bytes).unwrap();
+    let o = polyhe(&["inspect", s(&p)]);
+    assert_user_error(&o, &["random.onnx"]);
+    let o = polyhe(&["run", s(&p), "--input", s(&root().join("models/encoder/inputs/x.npy"))]);
+    assert_user_error(&o, &["random.onnx"]);
+}
+
+#[test]
+fn missing_model_file() {
+    let o = polyhe(&["inspect", "/nonexistent/model.onnx"]);
+    assert_user_error(&o, &["/nonexistent/model.onnx"]);
+}
+
+#[test]
+fn unsupported_ops_are_all_named() {
+    let p = root().join("tests/fixtures/unsupported_ops.onnx");
+    let o = polyhe(&["inspect", s(&p)]);
+    assert!(o.status.success(), "inspect lists unsupported ops without failing");
+    let text = String::from_utf8_lossy(&o.stdout);
+    for n in ["TopK", "topk_node", "NonZero", "nonzero_node"] {
+        assert!(text.contains(n), "inspect output lacks {n}:\n{text}");
+    }
+    let x = tmp("unsup_in.npy");
+    polyhe::npy::write(&x, &Tensor::float(DType::F32, vec![4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()).unwrap();
+    let o = polyhe(&["run", s(&p), "--input", s(&x)]);
+    assert_user_error(&o, &["TopK", "topk_node", "NonZero", "nonzero_node"]);
+}
+
+#[test]
+fn input_of_wrong_shape() {
+    let m = root().join("models/encoder");
+    let x = tmp("wrong_shape.npy");
+    polyhe::npy::write(&x, &Tensor::float(DType::F32, vec![2, 5, 7], vec![0.5; 70]).unwrap()).unwrap();
+    let o = polyhe(&["run", s(&m.join("model.onnx")), "--input", s(&x)]);
+    assert_user_error(&o, &["x"]);
+}
+
+#[test]
+fn input_of_wrong_dtype() {
+    let m = root().join("models/encoder");
+    let x = tmp("wrong_dtype.npy");
+    polyhe::npy::write(&x, &Tensor::int(DType::I64, vec![8, 16, 32], vec![1; 8 * 16 * 32]).unwrap()).unwrap();
+    let o = polyhe(&["run", s(&m.join("model.onnx")), "--input", s(&x)]);
+    assert_user_error(&o, &["`x`", "i64"]);
+}
+
+#[test]
+fn corrupt_npy_input() {
+    let m = root().join("models/encoder");
+    let x = tmp("corrupt.npy");
+    std::fs::write(&x, b"\x93NUMPY\x01\x00garbage").unwrap();
+    let o = polyhe(&["run", s(&m.join("model.onnx")), "--input", s(&x)]);
+    assert_user_error(&o, &["corrupt.npy"]);
+}
+
+#[test]
+fn unbound_dynamic_dim() {
+    let m = root().join("models/bert_tiny/model.onnx");
+    let o = polyhe(&["dump", s(&m)]);
+    assert_user_error(&o, &["batch_size"]);
+    let o = polyhe(&["dump", s(&m), "--dim", "batch_size=1", "--dim", "sequence_length=12"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gather"));
+}
+
+#[test]
+fn dump_dot_and_inspect() {
+    let m = root().join("models/vit/model.onnx");
+    let o = polyhe(&["dump", s(&m), "--dim", "batch_size=1", "--format", "dot"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
+    let o = polyhe(&["inspect", s(&m)]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Conv") && text.contains("pixels"), "{text}");
+}
