@@ -89,9 +89,18 @@ impl Chebyshev {
         self.coeffs.len() - 1
     }
 
-    /// `ceil(log2(degree + 1))`, the depth [`Chebyshev::plan`] reaches.
+    /// Degree without trailing zero coefficients.
+    pub fn effective_degree(&self) -> usize {
+        self.coeffs.iter().rposition(|&c| c != 0.0).unwrap_or(0)
+    }
+
+    /// `ceil(log2(d + 1))` of the effective degree `d`: the depth [`Chebyshev::plan`] reaches (0 for
+    /// `d ≤ 1`, an affine map of the input folded upstream).
     pub fn depth(&self) -> u32 {
-        depth_for_degree(self.degree())
+        match self.effective_degree() {
+            0 | 1 => 0,
+            d => depth_for_degree(d),
+        }
     }
 
     /// `p(x)` by Clenshaw's recurrence.

@@ -127,14 +127,21 @@ impl ExpChoice {
 /// exp on `interval` both ways; chooses by depth, then ct×ct multiplications (module doc).
 pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpChoice> {
     opts.validate()?;
+    let mut best_error = f64::INFINITY;
     let squaring = match fit_exp_squaring(interval, opts.target, opts.kind, max_r) {
         Ok(s) => Some(s),
-        Err(ApproxError::TargetNotReached { .. }) => None,
+        Err(ApproxError::TargetNotReached { best_error: b, .. }) => {
+            best_error = best_error.min(b);
+            None
+        }
         Err(e) => return Err(e),
     };
     let chebyshev = match fit_to_target(&f64::exp, interval, opts) {
         Ok(c) => Some(c),
-        Err(ApproxError::TargetNotReached { .. }) => None,
+        Err(ApproxError::TargetNotReached { best_error: b, .. }) => {
+            best_error = best_error.min(b);
+            None
+        }
         Err(e) => return Err(e),
     };
     let chosen = match (&squaring, &chebyshev) {
@@ -150,7 +157,7 @@ pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpC
         (None, None) => {
             return Err(ApproxError::TargetNotReached {
                 target: opts.target,
-                best_error: f64::INFINITY,
+                best_error,
                 max_degree: opts.max_degree,
             })
         }

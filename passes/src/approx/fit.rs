@@ -149,8 +149,44 @@ pub fn remez(
     kind: ErrorKind,
 ) -> Result<Approximation> {
     let cheb = chebyshev_fit(f, interval, degree, kind)?;
-    let spec = RemezSpec { f, kind, repr: interval, domain: interval, basis: (0..=degree).collect() };
-    let Ok(res) = remez_core(&spec) else {
+    // Symmetric functions make the full-basis Remez system degenerate (a symmetric reference forces
+    // the levelled error to 0); solve in the parity subspace on the half interval instead, with the
+    // positive half of the symmetric problem's Chebyshev reference (which avoids the midpoint, where
+    // every odd basis function vanishes).
+    let sym = if kind == ErrorKind::Absolute { parity(f, interval) } else { Parity::None };
+    let fm = f(interval.mid());
+    let g = |x: f64| f(x) - fm;
+    let half = Interval::new(interval.mid(), interval.hi())?;
+    let half_reference = |npts: usize, denom: usize| -> Vec<f64> {
+        let mut r: Vec<f64> = (0..npts)
+            .map(|k| half.lo() + half.width() * (std::f64::consts::PI * k as f64 / denom as f64).cos())
+            .collect();
+        r.reverse();
+        r
+    };
+    let spec = match sym {
+        Parity::OddPlusConstant => {
+            let basis: Vec<usize> = (1..=degree).step_by(2).collect();
+            let npts = basis.len() + 1;
+            let initial = half_reference(npts, 2 * npts - 1);
+            RemezSpec { f: &g, kind, repr: interval, domain: half, basis, initial: Some(initial) }
+        }
+        Parity::Even => {
+            let basis: Vec<usize> = (0..=degree).step_by(2).collect();
+            let npts = basis.len() + 1;
+            let initial = half_reference(npts, 2 * npts - 2);
+            RemezSpec { f, kind, repr: interval, domain: half, basis, initial: Some(initial) }
+        }
+        Parity::None => RemezSpec { f, kind, repr: interval, domain: interval, basis: (0..=degree).collect(), initial: None },
+    };
+    let spec_result = remez_core(&spec).map(|mut r| {
+        if sym == Parity::OddPlusConstant {
+            r.coeffs[0] += fm;
+        }
+        r.coeffs.resize(degree + 1, 0.0);
+        r
+    });
+    let Ok(res) = spec_result else {
         return Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb });
     };
     let Ok(poly) = Chebyshev::new(interval, res.coeffs) else {
@@ -161,6 +197,34 @@ pub fn remez(
         Ok(rem)
     } else {
         Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parity {
+    None,
+    Even,
+    OddPlusConstant,
+}
+
+/// Symmetry of `f` about the interval midpoint, checked at 64 points to 1e-13 relative.
+fn parity(f: &dyn Fn(f64) -> f64, interval: Interval) -> Parity {
+    let m = interval.mid();
+    let fm = f(m);
+    let (mut odd, mut even) = (true, true);
+    for i in 1..=64 {
+        let h = 0.5 * interval.width() * i as f64 / 64.0;
+        let (a, b) = (f(m + h), f(m - h));
+        let scale = a.abs().max(b.abs()).max(fm.abs()).max(1e-300);
+        odd &= (a + b - 2.0 * fm).abs() <= 1e-13 * scale;
+        even &= (a - b).abs() <= 1e-13 * scale;
+    }
+    if even {
+        Parity::Even
+    } else if odd {
+        Parity::OddPlusConstant
+    } else {
+        Parity::None
     }
 }
 

@@ -279,6 +279,38 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
     })
 }
 
+/// A given guess followed by `steps` iterations of `scheme`, measured on the guess's interval;
+/// `target_met` compares with `target`. For callers that force a schedule (and for tests).
+pub fn build_inverse(
+    function: InverseFunction,
+    scheme: InverseScheme,
+    guess: &Chebyshev,
+    steps: u32,
+    target: f64,
+) -> Result<IterativeInverse> {
+    let interval = guess.interval();
+    if interval.lo() <= 0.0 {
+        return Err(ApproxError::NonPositiveInterval { what: "iterative inverse", lo: interval.lo(), hi: interval.hi() });
+    }
+    let grid = grid_for(guess.degree());
+    let guess_error = rel_error(function, &|x| guess.eval(x), interval, grid)?;
+    let plan = build(function, scheme, guess, steps);
+    let max_error = rel_error(function, &|x| plan.eval(x), interval, grid)?;
+    Ok(IterativeInverse {
+        function,
+        interval,
+        guess: guess.clone(),
+        guess_error,
+        scheme,
+        steps,
+        max_error,
+        depth: plan.depth(),
+        ct_mults: plan.num_ct_mults(),
+        target_met: max_error <= target,
+        plan,
+    })
+}
+
 /// `1/sqrt(x)` on a positive interval (module doc).
 pub fn fit_inv_sqrt(interval: Interval, opts: &InverseOptions) -> Result<IterativeInverse> {
     fit_inverse(InverseFunction::InvSqrt, interval, opts)

@@ -45,7 +45,7 @@ pub use fit::{
 pub use functions::{fit_activation, Activation};
 pub use interval::Interval;
 pub use inverse::{
-    fit_inv_sqrt, fit_reciprocal, InverseFunction, InverseOptions, InverseScheme, IterativeInverse,
+    build_inverse, fit_inv_sqrt, fit_reciprocal, InverseFunction, InverseOptions, InverseScheme, IterativeInverse,
 };
 pub use measure::{max_error, ErrorKind};
 pub use plan::{EvalPlan, PlanCost, PlanOp, Reg};

@@ -141,6 +141,7 @@ fn fit_component(l: f64, d: usize) -> Result<Component> {
         repr: Interval::unit(),
         domain,
         basis: (1..=d).step_by(2).collect(),
+        initial: None,
     };
     let res = remez_core(&spec)?;
     let coeffs = res.coeffs;
@@ -175,16 +176,16 @@ pub fn fit_relu_composite(interval: Interval, target: f64, max_depth: u32) -> Re
         return Err(ApproxError::InvalidTarget { target });
     }
     let radius = interval.lo().abs().max(interval.hi().abs());
-    let mut eps = (target / radius).min(0.5);
     let mut best_error = f64::INFINITY;
-    // Retry with a smaller ε if the error near 0 (not covered by the sign bound) is too large.
-    for _ in 0..4 {
-        match composite_with_eps(interval, radius, eps, target, max_depth)? {
-            Some(c) if c.max_error <= target => return Ok(c),
-            Some(c) => best_error = best_error.min(c.max_error),
-            None => break,
+    // The error for |x| < εR is about εR/4 (measured, not assumed): try ε from 4·target/R down and
+    // keep the first composite that measures within the target (a larger ε is never deeper).
+    for factor in [4.0, 2.0, 1.0, 0.5, 0.25] {
+        let eps = (factor * target / radius).min(0.5);
+        let Some(c) = composite_with_eps(interval, radius, eps, target, max_depth)? else { continue };
+        if c.max_error <= target {
+            return Ok(c);
         }
-        eps *= 0.5;
+        best_error = best_error.min(c.max_error);
     }
     Err(ApproxError::TargetNotReached { target, best_error, max_degree: 1usize << max_depth.min(40) })
 }
@@ -196,6 +197,7 @@ fn composite_with_eps(
     target: f64,
     max_depth: u32,
 ) -> Result<Option<CompositeRelu>> {
+    // x·|1 − s|/2 ≤ R·δ/2 on |x| ≥ εR: δ = 1.8·target/R keeps that part at 0.9·target.
     let sign_target = 1.8 * target / radius;
     // states[D] = best (l, chain of (degree, component)) using sign depth D.
     let sign_budget = max_depth.saturating_sub(1) as usize;
@@ -246,7 +248,6 @@ fn composite_with_eps(
     let plan = b.finish(out);
     let sign_error = chain.last().map_or(f64::INFINITY, |(_, c)| c.delta);
     let max_error = relu_error(&|x| plan.eval(x), interval, eps)?;
-    let _ = target;
     Ok(Some(CompositeRelu {
         interval,
         radius,

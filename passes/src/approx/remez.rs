@@ -22,6 +22,9 @@ pub(crate) struct RemezSpec<'a> {
     pub repr: Interval,
     pub domain: Interval,
     pub basis: Vec<usize>,
+    /// Initial reference (`basis.len() + 1` ascending points in the domain); default: the
+    /// Chebyshev extrema of the domain.
+    pub initial: Option<Vec<f64>>,
 }
 
 pub(crate) struct RemezResult {
@@ -38,9 +41,12 @@ pub(crate) fn remez_core(spec: &RemezSpec<'_>) -> Result<RemezResult> {
         return Err(ApproxError::EmptyCoefficients);
     }
     let npts = m + 1;
-    let mut reference: Vec<f64> = (0..npts)
-        .map(|k| spec.domain.from_unit(-(std::f64::consts::PI * k as f64 / m as f64).cos()))
-        .collect();
+    let mut reference: Vec<f64> = match &spec.initial {
+        Some(r) if r.len() == npts => r.clone(),
+        _ => (0..npts)
+            .map(|k| spec.domain.from_unit(-(std::f64::consts::PI * k as f64 / m as f64).cos()))
+            .collect(),
+    };
     let grid = build_grid(spec.domain, (32 * npts).max(2048));
     let mut best: Option<RemezResult> = None;
     let mut tvals = vec![0.0; len];
