@@ -23,7 +23,7 @@
 //! attr     := NUMBER | IDENT | "[" [NUMBER {"," NUMBER}] "]"
 //! operands := CONST                                        -- for `const`
 //!           | "(" ")" | VALUE {"," VALUE}                  -- for every other op; `()` is no operands
-//! const    := "const" CONST ":" type "=" "[" [scalar {"," scalar}] "]"
+//! const    := "const" CONST ":" type "=" ["f64"] "[" [scalar {"," scalar}] "]"
 //! ```
 //!
 //! Contract:
@@ -32,8 +32,12 @@
 //!   and rebuilds the value arena in id order. Constants print as `c0, c1, ...` in pool order and must be
 //!   parsed in that order. Hence `parse(print(g)) == g` for every graph whose values are each defined
 //!   exactly once (which [`crate::verify::verify`] guarantees), and `print(parse(s)) == s` for printed `s`.
-//! - Floats (constant data and attributes) print with Rust's shortest round-trip form (`{:?}`), so they
-//!   parse back bit-exactly, including `-0.0`, `inf`, `-inf` (NaN parses back as the canonical NaN).
+//! - Floats print with Rust's shortest round-trip form (`{:?}`), so they parse back bit-exactly,
+//!   including `-0.0`, `inf`, `-inf` (NaN parses back as the canonical NaN). Attributes are `f64`. The
+//!   data of an f16/f32 constant prints in `f32` precision (`0.1`, not `0.10000000149011612`) and is
+//!   read back as `f32` then widened, which is exact because every element is an `f32` value; when
+//!   some element is not (e.g. the result of folding in f64), the data is written `f64 [...]` and read
+//!   in f64 precision.
 //! - `parse` checks syntax, that every operand and graph output names a value defined earlier (inputs
 //!   and earlier statements), that constant references exist, and that constant data fits its type. It
 //!   does not run shape inference: call the verifier for that. It never panics; errors carry the 1-based
@@ -155,7 +159,7 @@ pub fn print(g: &Graph, opts: &PrintOptions) -> String {
         let _ = write!(out, "const {c}: {} = ", t.ty);
         match opts.elide_constants_over {
             Some(n) if t.data.len() > n => write_summary(&mut out, &t.data),
-            _ => write_data(&mut out, &t.data),
+            _ => write_data(&mut out, t),
         }
         out.push('\n');
     }
@@ -303,22 +307,45 @@ fn gelu_name(a: GeluApprox) -> &'static str {
     }
 }
 
-fn write_data(out: &mut String, data: &Data) {
-    let items: Vec<String> = match data {
-        Data::Float(v) => v.iter().map(|&x| fmt_f64(x)).collect(),
-        Data::Int(v) => v.iter().map(|x| x.to_string()).collect(),
-        Data::Bool(v) => v.iter().map(|x| x.to_string()).collect(),
-    };
-    if items.len() <= ELEMS_PER_LINE {
-        let _ = write!(out, "[{}]", items.join(", "));
-        return;
+/// Whether `x` is exactly an `f32` (NaN counts: its payload is not preserved anyway).
+fn is_f32_exact(x: f64) -> bool {
+    x.is_nan() || (x as f32) as f64 == x
+}
+
+/// Whether an f16/f32 constant's elements all print in `f32` precision (shortest `f32` form), the
+/// readable default; otherwise the data is written `f64 [...]` in full precision.
+fn narrow_floats(t: &Tensor) -> bool {
+    match &t.data {
+        Data::Float(v) => matches!(t.ty.dtype, DType::F16 | DType::F32) && v.iter().all(|&x| is_f32_exact(x)),
+        _ => false,
     }
+}
+
+fn write_data(out: &mut String, t: &Tensor) {
+    let narrow = narrow_floats(t);
+    if matches!(t.data, Data::Float(_)) && t.ty.dtype != DType::F64 && !narrow {
+        out.push_str("f64 ");
+    }
+    let n = t.data.len();
+    let multiline = n > ELEMS_PER_LINE;
     out.push('[');
-    for (i, chunk) in items.chunks(ELEMS_PER_LINE).enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        out.push_str(&chunk.join(", "));
+    for i in 0..n {
+        if multiline && i % ELEMS_PER_LINE == 0 {
+            out.push_str(if i == 0 { "\n  " } else { ",\n  " });
+        } else if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = match &t.data {
+            Data::Float(v) if narrow => write!(out, "{:?}", v[i] as f32),
+            Data::Float(v) => write!(out, "{:?}", v[i]),
+            Data::Int(v) => write!(out, "{}", v[i]),
+            Data::Bool(v) => write!(out, "{}", v[i]),
+        };
     }
-    out.push_str("\n]");
+    if multiline {
+        out.push('\n');
+    }
+    out.push(']');
 }
 
 fn write_summary(out: &mut String, data: &Data) {
@@ -332,7 +359,8 @@ fn write_summary(out: &mut String, data: &Data) {
             if nans == n {
                 let _ = write!(out, "<elided {n} values, all NaN>");
             } else {
-                let _ = write!(out, "<elided {n} values, min {} max {}", fmt_f64(min), fmt_f64(max));
+                let short = |x: f64| if is_f32_exact(x) { format!("{:?}", x as f32) } else { fmt_f64(x) };
+                let _ = write!(out, "<elided {n} values, min {} max {}", short(min), short(max));
                 if nans > 0 {
                     let _ = write!(out, ", {nans} NaN");
                 }
@@ -1043,6 +1071,15 @@ impl<'a> Parser<'a> {
                  print with all constant data to get parseable text"
             )));
         }
+        // `f64 [...]`: float data written in full f64 precision (see the module doc).
+        let mut wide = ty.dtype == DType::F64;
+        if self.cur.tok == Tok::Ident("f64") {
+            if !ty.dtype.is_float() {
+                return Err(self.err_here(format!("`f64` data only applies to float constants, {c} is {ty}")));
+            }
+            wide = true;
+            self.advance()?;
+        }
         let (open_line, open_col) = (self.cur.line, self.cur.col);
         self.expect_punct('[')?;
         let numel = ty.numel();
@@ -1057,7 +1094,8 @@ impl<'a> Parser<'a> {
                 }
                 let t = self.advance()?;
                 let ok = match ty.dtype {
-                    d if d.is_float() => parse_f64(&t.tok).map(|x| floats.push(x)),
+                    d if d.is_float() && wide => parse_f64(&t.tok).map(|x| floats.push(x)),
+                    d if d.is_float() => parse_f32(&t.tok).map(|x| floats.push(x)),
                     d if d.is_int() => parse_i64(&t.tok).map(|x| ints.push(x)),
                     _ => match t.tok {
                         Tok::Ident("true") => Some(true),
@@ -1110,20 +1148,27 @@ fn check_defined(decls: &HashMap<u32, DeclInfo>, v: Value, line: usize, col: usi
     }
 }
 
-fn parse_f64(t: &Tok<'_>) -> Option<f64> {
+/// The text of a float token, if it is spelled as the printer spells floats: a decimal number, `inf`
+/// or `NaN`, optionally signed (`f64::from_str` also accepts `infinity` and any case, which would make
+/// the text form needlessly ambiguous).
+fn float_text<'t>(t: &Tok<'t>) -> Option<&'t str> {
     match t {
         Tok::Num(s) | Tok::Ident(s) => {
-            // Only the spellings the printer emits, plus plain numbers (`f64::from_str` also accepts
-            // `infinity` and any case, which would make the text form needlessly ambiguous).
             let body = s.strip_prefix(['-', '+']).unwrap_or(s);
-            if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') || body == "inf" || body == "NaN" {
-                s.parse::<f64>().ok()
-            } else {
-                None
-            }
+            let ok = body.starts_with(|c: char| c.is_ascii_digit() || c == '.') || body == "inf" || body == "NaN";
+            ok.then_some(*s)
         }
         _ => None,
     }
+}
+
+fn parse_f64(t: &Tok<'_>) -> Option<f64> {
+    float_text(t)?.parse::<f64>().ok()
+}
+
+/// A float read in `f32` precision, widened (the default for f16/f32 constant data).
+fn parse_f32(t: &Tok<'_>) -> Option<f64> {
+    float_text(t)?.parse::<f32>().ok().map(f64::from)
 }
 
 fn parse_i64(t: &Tok<'_>) -> Option<i64> {

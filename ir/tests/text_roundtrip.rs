@@ -79,7 +79,11 @@ fn arb_tensor() -> impl Strategy<Value = Tensor> {
         let n: usize = shape.iter().product();
         let ty = TensorType::new(dtype, shape);
         let data: BoxedStrategy<Data> = if dtype.is_float() {
-            prop::collection::vec(arb_f64(), n).prop_map(Data::Float).boxed()
+            // Either arbitrary f64 values or values that are exactly f32 (what f32 weights hold), which
+            // print in f32 precision for f16/f32 constants.
+            let f32s =
+                prop::collection::vec(any::<f32>().prop_filter("no NaN", |x| !x.is_nan()).prop_map(f64::from), n);
+            prop_oneof![prop::collection::vec(arb_f64(), n), f32s].prop_map(Data::Float).boxed()
         } else if dtype.is_int() {
             prop::collection::vec(any::<i64>(), n).prop_map(Data::Int).boxed()
         } else {
@@ -459,6 +463,24 @@ fn nan_constants_print_and_parse() {
     let Data::Float(v) = &back.constants[Const::from_u32(0)].data else { panic!("float storage expected") };
     assert!(v[0].is_nan() && v[1] == f64::INFINITY && v[2].is_nan());
     assert_eq!(print(&back, &full()), text);
+}
+
+#[test]
+fn f32_constants_print_in_f32_precision() {
+    let mut g = Graph::new("p");
+    let f32s = vec![f64::from(0.1f32), f64::from(-1e-5f32), f64::from(f32::MAX), -0.0, f64::INFINITY];
+    g.add_constant(Tensor::float(DType::F32, vec![5], f32s.clone()).unwrap(), "a");
+    g.add_constant(Tensor::float(DType::F16, vec![1], vec![0.5]).unwrap(), "b");
+    // 0.1 (f64) is not an f32, so this f32 constant keeps full precision.
+    g.add_constant(Tensor::float(DType::F32, vec![2], vec![0.1, 0.5]).unwrap(), "c");
+    g.add_constant(Tensor::float(DType::F64, vec![1], vec![f64::from(0.1f32)]).unwrap(), "d");
+    let text = assert_roundtrip(&g);
+    assert!(text.contains("const c0: f32[5] = [0.1, -1e-5, 3.4028235e38, -0.0, inf]"), "{text}");
+    assert!(text.contains("const c1: f16[1] = [0.5]"), "{text}");
+    assert!(text.contains("const c2: f32[2] = f64 [0.1, 0.5]"), "{text}");
+    assert!(text.contains("const c3: f64[1] = [0.10000000149011612]"), "{text}");
+    let (line, col, msg) = parse_err("graph \"g\" () {\n} -> ()\nconst c0: i64[1] = f64 [1]\n");
+    assert_eq!((line, col, msg.as_str()), (3, 20, "`f64` data only applies to float constants, c0 is i64[1]"));
 }
 
 #[test]
