@@ -128,18 +128,21 @@ pub fn run_with(g: &Graph, inputs: &[Tensor], observer: &mut Observer<'_>) -> Re
             )));
         }
         for (i, (&v, r)) in node.outputs.iter().zip(results).enumerate() {
-            let declared = &g.values[v].ty;
-            if &r.get().ty != declared {
+            let (Some(data), Some(slot)) = (g.values.get(v), slots.get_mut(v.index())) else {
+                return Err(IrError::Verifier(format!("node {n} defines {v}, which is not in the graph")));
+            };
+            if r.get().ty != data.ty {
                 return Err(name_err(eval_err(
                     &node.op,
-                    format!("result {i} has type {}, but the graph declares {declared}", r.get().ty),
+                    format!("result {i} has type {}, but the graph declares {}", r.get().ty, data.ty),
                 )));
             }
             if uses[v] > 0 {
-                slots[v.index()] = Some(r);
+                *slot = Some(r);
             }
         }
         for &v in &node.inputs {
+            // Inputs were all found above, so their counts are positive.
             uses[v] -= 1;
             if uses[v] == 0 {
                 slots[v.index()] = None;
@@ -149,16 +152,20 @@ pub fn run_with(g: &Graph, inputs: &[Tensor], observer: &mut Observer<'_>) -> Re
 
     let mut outs = Vec::with_capacity(g.outputs.len());
     for &v in &g.outputs {
+        // Graph outputs are counted in `uses`, so this count is positive.
         uses[v] -= 1;
-        let slot = if uses[v] == 0 { slots[v.index()].take() } else { None };
-        let t = match slot {
-            Some(Slot::Owned(t)) => t,
-            Some(Slot::Borrowed(t)) => t.clone(),
-            None => match slots.get(v.index()).and_then(|s| s.as_ref()) {
-                Some(s) => s.get().clone(),
-                None => return Err(IrError::UseBeforeDef(v)),
+        let last = uses[v] == 0;
+        // The last use of an owned value moves it out; everything else is copied.
+        let t = match slots.get_mut(v.index()) {
+            Some(entry) if last => match entry.take() {
+                Some(Slot::Owned(t)) => Some(t),
+                Some(Slot::Borrowed(t)) => Some(t.clone()),
+                None => None,
             },
-        };
+            Some(entry) => entry.as_ref().map(|s| s.get().clone()),
+            None => None,
+        }
+        .ok_or(IrError::UseBeforeDef(v))?;
         outs.push(t);
     }
     Ok(outs)

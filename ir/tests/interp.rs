@@ -702,3 +702,46 @@ mod props {
         }
     }
 }
+
+#[test]
+fn values_with_several_later_uses_survive_until_their_last_use() {
+    let mut g = Graph::new("diamond");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![2]));
+    let a = g.add_node(Op::Relu, vec![x], "a").unwrap();
+    let a = g.result(a);
+    let b = g.add_node(Op::Neg, vec![a], "b").unwrap();
+    let c = g.add_node(Op::Sub, vec![a, g.result(b)], "c").unwrap();
+    let d = g.add_node(Op::Mul, vec![g.result(c), a], "d").unwrap();
+    g.outputs = vec![g.result(d)];
+    let outs = run(&g, &[f32t(&[2], &[-1., 3.])]).unwrap();
+    assert_eq!(floats(&outs[0]), &[0., 18.]);
+}
+
+#[test]
+fn out_of_order_graph_is_use_before_def() {
+    let mut g = Graph::new("bad");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![2]));
+    let early = g.add_node(Op::Relu, vec![x], "early").unwrap();
+    let late = g.add_node(Op::Neg, vec![x], "late").unwrap();
+    let late_v = g.result(late);
+    g.nodes[early].inputs = vec![late_v];
+    g.outputs = vec![g.result(early)];
+    let e = run(&g, &[f32t(&[2], &[1., 2.])]).unwrap_err();
+    assert!(matches!(e, IrError::UseBeforeDef(v) if v == late_v), "{e}");
+}
+
+#[test]
+fn declared_types_are_checked_against_results() {
+    let mut g = Graph::new("typed");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![2]));
+    let n = g.add_node_typed(Op::Relu, vec![x], vec![TensorType::new(DType::F32, vec![3])], "liar");
+    g.outputs = vec![g.result(n)];
+    let e = run(&g, &[f32t(&[2], &[1., 2.])]).unwrap_err();
+    match e {
+        IrError::Eval { node, msg, .. } => {
+            assert_eq!(node, "liar");
+            assert!(msg.contains("f32[2]") && msg.contains("f32[3]"), "{msg}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
