@@ -30,8 +30,10 @@
 //! - Nodes print in storage order, so the parser recreates node `n{i}` from the i-th statement. Values
 //!   carry their ids (`v3`): the parser requires the declared ids to be exactly `v0..vN` (in any order)
 //!   and rebuilds the value arena in id order. Constants print as `c0, c1, ...` in pool order and must be
-//!   parsed in that order. Hence `parse(print(g)) == g` for every graph whose values are each defined
-//!   exactly once (which [`crate::verify::verify`] guarantees), and `print(parse(s)) == s` for printed `s`.
+//!   parsed in that order. Hence `parse(print(g)) == g` for every graph that passes
+//!   [`crate::verify::verify`] (really: whose values are each defined exactly once, whose operands come
+//!   after their definitions, and whose constants are well-formed) and holds no NaN (`NaN != NaN`), and
+//!   `print(parse(s)) == s` for printed `s`.
 //! - Floats print with Rust's shortest round-trip form (`{:?}`), so they parse back bit-exactly,
 //!   including `-0.0`, `inf`, `-inf` (NaN parses back as the canonical NaN). Attributes are `f64`. The
 //!   data of an f16/f32 constant prints in `f32` precision (`0.1`, not `0.10000000149011612`) and is

@@ -271,11 +271,22 @@ fn arb_structural_graph() -> impl Strategy<Value = Graph> {
 // ------------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn structural_graphs_roundtrip(g in arb_structural_graph()) {
         assert_roundtrip(&g);
+    }
+
+    /// The verifier and the Graphviz printer never panic, whatever the graph (most of these graphs are
+    /// ill-typed, so this also drives shape inference with arbitrary attributes).
+    #[test]
+    fn verifier_and_dot_survive_arbitrary_graphs(g in arb_structural_graph()) {
+        let _ = verify(&g);
+        let dot = to_dot(&g);
+        let edges = dot.lines().filter(|l| l.contains(" -> ")).count();
+        let uses: usize = g.nodes.values().map(|n| n.inputs.len()).sum::<usize>() + g.outputs.len();
+        prop_assert_eq!(edges, uses);
     }
 
     /// Truncating valid text anywhere, or replacing one character, yields `Ok` or a parse error with
@@ -821,7 +832,7 @@ fn build_valid(shape: Vec<usize>, steps: &[ValidStep]) -> Result<Graph, IrError>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     /// Graphs built through shape inference verify, and round-trip.
     #[test]
