@@ -45,7 +45,12 @@ fn squaring_plan(r: u32) -> EvalPlan {
 }
 
 /// Smallest `r ≤ max_r` meeting `target` (module doc); `TargetNotReached` otherwise.
-pub fn fit_exp_squaring(interval: Interval, target: f64, kind: ErrorKind, max_r: u32) -> Result<SquaringExp> {
+pub fn fit_exp_squaring(
+    interval: Interval,
+    target: f64,
+    kind: ErrorKind,
+    max_r: u32,
+) -> Result<SquaringExp> {
     if !target.is_finite() || target <= 0.0 {
         return Err(ApproxError::InvalidTarget { target });
     }
@@ -67,7 +72,11 @@ pub fn fit_exp_squaring(interval: Interval, target: f64, kind: ErrorKind, max_r:
             });
         }
     }
-    Err(ApproxError::TargetNotReached { target, best_error, max_degree: 1usize << max_r })
+    Err(ApproxError::TargetNotReached {
+        target,
+        best_error,
+        max_degree: 1usize << max_r,
+    })
 }
 
 /// Which exp method [`fit_exp`] chose.
@@ -162,5 +171,9 @@ pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpC
             })
         }
     };
-    Ok(ExpChoice { squaring, chebyshev, chosen })
+    Ok(ExpChoice {
+        squaring,
+        chebyshev,
+        chosen,
+    })
 }

@@ -72,10 +72,15 @@ impl FitOptions {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.target.is_finite() || self.target <= 0.0 {
-            return Err(ApproxError::InvalidTarget { target: self.target });
+            return Err(ApproxError::InvalidTarget {
+                target: self.target,
+            });
         }
         if self.max_degree > MAX_DEGREE {
-            return Err(ApproxError::DegreeTooLarge { degree: self.max_degree, max: MAX_DEGREE });
+            return Err(ApproxError::DegreeTooLarge {
+                degree: self.max_degree,
+                max: MAX_DEGREE,
+            });
         }
         Ok(())
     }
@@ -126,8 +131,20 @@ fn measured(
     kind: ErrorKind,
     method: FitMethod,
 ) -> Result<Approximation> {
-    let max_error = max_error_grid(f, &|x| poly.eval(x), poly.interval(), kind, grid_for(poly.degree()))?;
-    Ok(Approximation { depth: poly.depth(), poly, max_error, kind, method })
+    let max_error = max_error_grid(
+        f,
+        &|x| poly.eval(x),
+        poly.interval(),
+        kind,
+        grid_for(poly.degree()),
+    )?;
+    Ok(Approximation {
+        depth: poly.depth(),
+        poly,
+        max_error,
+        kind,
+        method,
+    })
 }
 
 /// Chebyshev interpolant of degree `degree`, with its measured error.
@@ -153,13 +170,19 @@ pub fn remez(
     // the levelled error to 0); solve in the parity subspace on the half interval instead, with the
     // positive half of the symmetric problem's Chebyshev reference (which avoids the midpoint, where
     // every odd basis function vanishes).
-    let sym = if kind == ErrorKind::Absolute { parity(f, interval) } else { Parity::None };
+    let sym = if kind == ErrorKind::Absolute {
+        parity(f, interval)
+    } else {
+        Parity::None
+    };
     let fm = f(interval.mid());
     let g = |x: f64| f(x) - fm;
     let half = Interval::new(interval.mid(), interval.hi())?;
     let half_reference = |npts: usize, denom: usize| -> Vec<f64> {
         let mut r: Vec<f64> = (0..npts)
-            .map(|k| half.lo() + half.width() * (std::f64::consts::PI * k as f64 / denom as f64).cos())
+            .map(|k| {
+                half.lo() + half.width() * (std::f64::consts::PI * k as f64 / denom as f64).cos()
+            })
             .collect();
         r.reverse();
         r
@@ -169,15 +192,36 @@ pub fn remez(
             let basis: Vec<usize> = (1..=degree).step_by(2).collect();
             let npts = basis.len() + 1;
             let initial = half_reference(npts, 2 * npts - 1);
-            RemezSpec { f: &g, kind, repr: interval, domain: half, basis, initial: Some(initial) }
+            RemezSpec {
+                f: &g,
+                kind,
+                repr: interval,
+                domain: half,
+                basis,
+                initial: Some(initial),
+            }
         }
         Parity::Even => {
             let basis: Vec<usize> = (0..=degree).step_by(2).collect();
             let npts = basis.len() + 1;
             let initial = half_reference(npts, 2 * npts - 2);
-            RemezSpec { f, kind, repr: interval, domain: half, basis, initial: Some(initial) }
+            RemezSpec {
+                f,
+                kind,
+                repr: interval,
+                domain: half,
+                basis,
+                initial: Some(initial),
+            }
         }
-        Parity::None => RemezSpec { f, kind, repr: interval, domain: interval, basis: (0..=degree).collect(), initial: None },
+        Parity::None => RemezSpec {
+            f,
+            kind,
+            repr: interval,
+            domain: interval,
+            basis: (0..=degree).collect(),
+            initial: None,
+        },
     };
     let spec_result = remez_core(&spec).map(|mut r| {
         if sym == Parity::OddPlusConstant {
@@ -187,16 +231,32 @@ pub fn remez(
         r
     });
     let Ok(res) = spec_result else {
-        return Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb });
+        return Ok(Approximation {
+            method: FitMethod::ChebyshevFallback,
+            ..cheb
+        });
     };
     let Ok(poly) = Chebyshev::new(interval, res.coeffs) else {
-        return Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb });
+        return Ok(Approximation {
+            method: FitMethod::ChebyshevFallback,
+            ..cheb
+        });
     };
-    let rem = measured(f, poly, kind, FitMethod::Remez { converged: res.converged })?;
+    let rem = measured(
+        f,
+        poly,
+        kind,
+        FitMethod::Remez {
+            converged: res.converged,
+        },
+    )?;
     if rem.max_error <= cheb.max_error {
         Ok(rem)
     } else {
-        Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb })
+        Ok(Approximation {
+            method: FitMethod::ChebyshevFallback,
+            ..cheb
+        })
     }
 }
 
@@ -243,7 +303,11 @@ pub fn fit(
 }
 
 /// Smallest-depth fit reaching `opts.target` (module doc).
-pub fn fit_to_target(f: &dyn Fn(f64) -> f64, interval: Interval, opts: &FitOptions) -> Result<Approximation> {
+pub fn fit_to_target(
+    f: &dyn Fn(f64) -> f64,
+    interval: Interval,
+    opts: &FitOptions,
+) -> Result<Approximation> {
     opts.validate()?;
     let mut best_error = f64::INFINITY;
     let mut prev_degree: Option<usize> = None;
@@ -277,7 +341,11 @@ pub fn fit_to_target(f: &dyn Fn(f64) -> f64, interval: Interval, opts: &FitOptio
         prev_degree = Some(degree);
         k += 1;
     }
-    Err(ApproxError::TargetNotReached { target: opts.target, best_error, max_degree: opts.max_degree })
+    Err(ApproxError::TargetNotReached {
+        target: opts.target,
+        best_error,
+        max_degree: opts.max_degree,
+    })
 }
 
 /// Bisection on `[lo, hi_fit.degree()]` for the smallest degree meeting the target.

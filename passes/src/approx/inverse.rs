@@ -66,7 +66,12 @@ pub struct InverseOptions {
 
 impl InverseOptions {
     pub fn new(target: f64) -> Self {
-        Self { target, max_depth: 16, max_guess_degree: 63, max_steps: 10 }
+        Self {
+            target,
+            max_depth: 16,
+            max_guess_degree: 63,
+            max_steps: 10,
+        }
     }
 }
 
@@ -129,7 +134,12 @@ fn best_baby(c: &[f64]) -> usize {
     best.1
 }
 
-fn build(function: InverseFunction, scheme: InverseScheme, guess: &Chebyshev, steps: u32) -> EvalPlan {
+fn build(
+    function: InverseFunction,
+    scheme: InverseScheme,
+    guess: &Chebyshev,
+    steps: u32,
+) -> EvalPlan {
     let mut b = Builder::new();
     let mut y = poly_of_input(&mut b, guess);
     let x = b.input();
@@ -187,7 +197,12 @@ fn build(function: InverseFunction, scheme: InverseScheme, guess: &Chebyshev, st
 }
 
 /// Relative error of `g` against `function`; non-finite values count as 1e300.
-fn rel_error(function: InverseFunction, g: &dyn Fn(f64) -> f64, interval: Interval, grid: usize) -> Result<f64> {
+fn rel_error(
+    function: InverseFunction,
+    g: &dyn Fn(f64) -> f64,
+    interval: Interval,
+    grid: usize,
+) -> Result<f64> {
     let e = |x: f64| {
         let f = function.eval(x);
         let v = (g(x) - f) / f;
@@ -207,16 +222,26 @@ fn predicted(function: InverseFunction, e0: f64, steps: u32) -> f64 {
     e
 }
 
-fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOptions) -> Result<IterativeInverse> {
+fn fit_inverse(
+    function: InverseFunction,
+    interval: Interval,
+    opts: &InverseOptions,
+) -> Result<IterativeInverse> {
     if !opts.target.is_finite() || opts.target <= 0.0 {
-        return Err(ApproxError::InvalidTarget { target: opts.target });
+        return Err(ApproxError::InvalidTarget {
+            target: opts.target,
+        });
     }
     if interval.lo() <= 0.0 {
         let what = match function {
             InverseFunction::InvSqrt => "inverse square root",
             InverseFunction::Reciprocal => "reciprocal",
         };
-        return Err(ApproxError::NonPositiveInterval { what, lo: interval.lo(), hi: interval.hi() });
+        return Err(ApproxError::NonPositiveInterval {
+            what,
+            lo: interval.lo(),
+            hi: interval.hi(),
+        });
     }
     let schemes: &[InverseScheme] = match function {
         InverseFunction::InvSqrt => &[InverseScheme::Newton],
@@ -246,7 +271,11 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
                 // Worst-case prediction; skip measuring hopeless candidates (fallback still needs the
                 // best error, so only skip when we already have some fallback).
                 let pred = predicted(function, guess_error.min(1.0), steps);
-                if guess_error < 1.0 && pred > 1e3 * opts.target && fallback.is_some() && steps < opts.max_steps {
+                if guess_error < 1.0
+                    && pred > 1e3 * opts.target
+                    && fallback.is_some()
+                    && steps < opts.max_steps
+                {
                     continue;
                 }
                 let max_error = rel_error(function, &|x| plan.eval(x), interval, grid_for(degree))?;
@@ -267,7 +296,10 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
                     met = Some(cand);
                     break;
                 }
-                if fallback.as_ref().is_none_or(|fb| cand.max_error < fb.max_error) {
+                if fallback
+                    .as_ref()
+                    .is_none_or(|fb| cand.max_error < fb.max_error)
+                {
                     fallback = Some(cand);
                 }
             }
@@ -290,7 +322,11 @@ pub fn build_inverse(
 ) -> Result<IterativeInverse> {
     let interval = guess.interval();
     if interval.lo() <= 0.0 {
-        return Err(ApproxError::NonPositiveInterval { what: "iterative inverse", lo: interval.lo(), hi: interval.hi() });
+        return Err(ApproxError::NonPositiveInterval {
+            what: "iterative inverse",
+            lo: interval.lo(),
+            hi: interval.hi(),
+        });
     }
     let grid = grid_for(guess.degree());
     let guess_error = rel_error(function, &|x| guess.eval(x), interval, grid)?;

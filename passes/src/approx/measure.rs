@@ -40,7 +40,11 @@ impl ErrorKind {
 pub const DEFAULT_GRID: usize = 4096;
 
 /// `(max |e(x)|, argmax)` over `interval` for a signed error function `e` (see module doc).
-pub fn sup_norm(e: &dyn Fn(f64) -> Result<f64>, interval: Interval, n: usize) -> Result<(f64, f64)> {
+pub fn sup_norm(
+    e: &dyn Fn(f64) -> Result<f64>,
+    interval: Interval,
+    n: usize,
+) -> Result<(f64, f64)> {
     let n = n.max(16);
     let mut xs = Vec::with_capacity(2 * n + 2);
     for i in 0..=n {
@@ -62,8 +66,16 @@ pub fn sup_norm(e: &dyn Fn(f64) -> Result<f64>, interval: Interval, n: usize) ->
         if vals[i] > best.0 {
             best = (vals[i], xs[i]);
         }
-        let left = if i == 0 { f64::NEG_INFINITY } else { vals[i - 1] };
-        let right = if i + 1 == xs.len() { f64::NEG_INFINITY } else { vals[i + 1] };
+        let left = if i == 0 {
+            f64::NEG_INFINITY
+        } else {
+            vals[i - 1]
+        };
+        let right = if i + 1 == xs.len() {
+            f64::NEG_INFINITY
+        } else {
+            vals[i + 1]
+        };
         if vals[i] >= left && vals[i] >= right {
             peaks.push(i);
         }
@@ -82,7 +94,11 @@ pub fn sup_norm(e: &dyn Fn(f64) -> Result<f64>, interval: Interval, n: usize) ->
 }
 
 /// Golden-section search for the maximum of `|e|` on `[lo, hi]` (assumed unimodal there).
-pub(crate) fn golden_max(e: &dyn Fn(f64) -> Result<f64>, mut lo: f64, mut hi: f64) -> Result<(f64, f64)> {
+pub(crate) fn golden_max(
+    e: &dyn Fn(f64) -> Result<f64>,
+    mut lo: f64,
+    mut hi: f64,
+) -> Result<(f64, f64)> {
     const INV_PHI: f64 = 0.618_033_988_749_894_8;
     let mut best = (e(lo)?.abs(), lo);
     let eh = e(hi)?.abs();

@@ -55,7 +55,11 @@ pub enum PlanOp {
     /// A plaintext constant.
     Const(f64),
     /// `scale·src + shift`.
-    Affine { src: Reg, scale: f64, shift: f64 },
+    Affine {
+        src: Reg,
+        scale: f64,
+        shift: f64,
+    },
     /// ct×ct product.
     Mul(Reg, Reg),
     MulConst(Reg, f64),
@@ -113,9 +117,9 @@ impl EvalPlan {
             let reads: &[Reg] = match op {
                 PlanOp::Input if i != 0 => return Err(ApproxError::InvalidPlan { op: i, reg: i }),
                 PlanOp::Input | PlanOp::Const(_) => &[],
-                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => {
-                    std::slice::from_ref(src)
-                }
+                PlanOp::Affine { src, .. }
+                | PlanOp::MulConst(src, _)
+                | PlanOp::AddConst(src, _) => std::slice::from_ref(src),
                 PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
                     if b.0 >= i {
                         return Err(ApproxError::InvalidPlan { op: i, reg: b.0 });
@@ -128,7 +132,10 @@ impl EvalPlan {
             }
         }
         if output.0 >= ops.len() {
-            return Err(ApproxError::InvalidPlan { op: ops.len(), reg: output.0 });
+            return Err(ApproxError::InvalidPlan {
+                op: ops.len(),
+                reg: output.0,
+            });
         }
         Ok(Self { ops, output })
     }
@@ -171,7 +178,10 @@ impl EvalPlan {
 
     /// Number of ct×ct multiplications.
     pub fn num_ct_mults(&self) -> usize {
-        self.ops.iter().filter(|op| matches!(op, PlanOp::Mul(..))).count()
+        self.ops
+            .iter()
+            .filter(|op| matches!(op, PlanOp::Mul(..)))
+            .count()
     }
 
     pub fn cost(&self) -> PlanCost {
@@ -269,7 +279,10 @@ pub(crate) struct Builder {
 
 impl Builder {
     pub(crate) fn new() -> Self {
-        Self { ops: vec![PlanOp::Input], depth: vec![0] }
+        Self {
+            ops: vec![PlanOp::Input],
+            depth: vec![0],
+        }
     }
 
     pub(crate) fn input(&self) -> Val {
@@ -280,13 +293,6 @@ impl Builder {
         self.ops.push(op);
         self.depth.push(depth);
         Val::Reg(Reg(self.ops.len() - 1))
-    }
-
-    pub(crate) fn depth_of(&self, v: Val) -> u32 {
-        match v {
-            Val::Const(_) => 0,
-            Val::Reg(r) => self.depth[r.0],
-        }
     }
 
     /// The plan computing `out`, with ops that do not contribute to it removed.
@@ -307,9 +313,9 @@ impl Builder {
             }
             match self.ops[i] {
                 PlanOp::Input | PlanOp::Const(_) => {}
-                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => {
-                    live[src.0] = true
-                }
+                PlanOp::Affine { src, .. }
+                | PlanOp::MulConst(src, _)
+                | PlanOp::AddConst(src, _) => live[src.0] = true,
                 PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
                     live[a.0] = true;
                     live[b.0] = true;
@@ -326,7 +332,11 @@ impl Builder {
             let new = match *op {
                 PlanOp::Input => PlanOp::Input,
                 PlanOp::Const(c) => PlanOp::Const(c),
-                PlanOp::Affine { src, scale, shift } => PlanOp::Affine { src: m(src), scale, shift },
+                PlanOp::Affine { src, scale, shift } => PlanOp::Affine {
+                    src: m(src),
+                    scale,
+                    shift,
+                },
                 PlanOp::Mul(a, b) => PlanOp::Mul(m(a), m(b)),
                 PlanOp::MulConst(a, c) => PlanOp::MulConst(m(a), c),
                 PlanOp::Add(a, b) => PlanOp::Add(m(a), m(b)),
@@ -336,7 +346,10 @@ impl Builder {
             remap[i] = ops.len();
             ops.push(new);
         }
-        EvalPlan { ops, output: Reg(remap[output.0]) }
+        EvalPlan {
+            ops,
+            output: Reg(remap[output.0]),
+        }
     }
 
     /// `scale·x + shift` on the plan input: free (folded upstream).
@@ -347,7 +360,14 @@ impl Builder {
         if scale == 0.0 {
             return Val::Const(shift);
         }
-        self.push(PlanOp::Affine { src: Reg(0), scale, shift }, 0)
+        self.push(
+            PlanOp::Affine {
+                src: Reg(0),
+                scale,
+                shift,
+            },
+            0,
+        )
     }
 
     pub(crate) fn mul(&mut self, a: Val, b: Val) -> Val {
@@ -415,7 +435,9 @@ impl Builder {
     pub(crate) fn chebyshev(&mut self, t: Val, coeffs: &[f64], baby: usize) -> Val {
         let n = effective_degree(coeffs);
         let coeffs = &coeffs[..=n];
-        let mut powers = Powers { cache: BTreeMap::new() };
+        let mut powers = Powers {
+            cache: BTreeMap::new(),
+        };
         powers.cache.insert(0, Val::Const(1.0));
         powers.cache.insert(1, t);
         let budget = depth_for_degree(n);

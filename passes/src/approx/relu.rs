@@ -38,7 +38,11 @@ pub struct ReluOptions {
 
 impl ReluOptions {
     pub fn new(target: f64) -> Self {
-        Self { target, max_depth: 30, max_direct_degree: 255 }
+        Self {
+            target,
+            max_depth: 30,
+            max_direct_degree: 255,
+        }
     }
 }
 
@@ -106,7 +110,11 @@ fn relu(x: f64) -> f64 {
 }
 
 /// Max |relu − g| on `interval`: dense grid plus zoom windows `[-R·10^-k, R·10^-k]`.
-pub(crate) fn relu_error(g: &dyn Fn(f64) -> f64, interval: Interval, min_scale: f64) -> Result<f64> {
+pub(crate) fn relu_error(
+    g: &dyn Fn(f64) -> f64,
+    interval: Interval,
+    min_scale: f64,
+) -> Result<f64> {
     let e = |x: f64| Ok(relu(x) - g(x));
     let mut worst = sup_norm(&e, interval, DEFAULT_GRID)?.0;
     let radius = interval.lo().abs().max(interval.hi().abs());
@@ -149,8 +157,16 @@ fn fit_component(l: f64, d: usize) -> Result<Component> {
     let delta = sup_norm(&|x| Ok(p(x) - 1.0), domain, DEFAULT_GRID)?.0;
     let abs_max = sup_norm(&|x| Ok(p(x)), Interval::new(0.0, 1.0)?, DEFAULT_GRID)?.0;
     let min_on_domain = 1.0 - sup_norm(&|x| Ok((1.0 - p(x)).max(0.0)), domain, DEFAULT_GRID)?.0;
-    Ok(Component { coeffs, delta, abs_max, min_on_domain })
+    Ok(Component {
+        coeffs,
+        delta,
+        abs_max,
+        min_on_domain,
+    })
 }
+
+/// A chain of fitted components (degree, fit) and the lower end `l` of the next domain.
+type Chain = Vec<(usize, std::rc::Rc<Component>)>;
 
 const COMPONENT_DEGREES: [usize; 4] = [3, 7, 15, 31];
 
@@ -171,7 +187,11 @@ fn best_baby(coeffs: &[f64]) -> usize {
 }
 
 /// Composite-sign ReLU of smallest depth within `max_depth` (module doc).
-pub fn fit_relu_composite(interval: Interval, target: f64, max_depth: u32) -> Result<CompositeRelu> {
+pub fn fit_relu_composite(
+    interval: Interval,
+    target: f64,
+    max_depth: u32,
+) -> Result<CompositeRelu> {
     if !target.is_finite() || target <= 0.0 {
         return Err(ApproxError::InvalidTarget { target });
     }
@@ -181,13 +201,19 @@ pub fn fit_relu_composite(interval: Interval, target: f64, max_depth: u32) -> Re
     // keep the first composite that measures within the target (a larger ε is never deeper).
     for factor in [4.0, 2.0, 1.0, 0.5, 0.25] {
         let eps = (factor * target / radius).min(0.5);
-        let Some(c) = composite_with_eps(interval, radius, eps, target, max_depth)? else { continue };
+        let Some(c) = composite_with_eps(interval, radius, eps, target, max_depth)? else {
+            continue;
+        };
         if c.max_error <= target {
             return Ok(c);
         }
         best_error = best_error.min(c.max_error);
     }
-    Err(ApproxError::TargetNotReached { target, best_error, max_degree: 1usize << max_depth.min(40) })
+    Err(ApproxError::TargetNotReached {
+        target,
+        best_error,
+        max_degree: 1usize << max_depth.min(40),
+    })
 }
 
 fn composite_with_eps(
@@ -201,18 +227,22 @@ fn composite_with_eps(
     let sign_target = 1.8 * target / radius;
     // states[D] = best (l, chain of (degree, component)) using sign depth D.
     let sign_budget = max_depth.saturating_sub(1) as usize;
-    let mut states: Vec<Option<(f64, Vec<(usize, std::rc::Rc<Component>)>)>> = vec![None; sign_budget + 1];
+    let mut states: Vec<Option<(f64, Chain)>> = vec![None; sign_budget + 1];
     states[0] = Some((eps, Vec::new()));
-    let mut done: Option<Vec<(usize, std::rc::Rc<Component>)>> = None;
+    let mut done: Option<Chain> = None;
     'depth: for total in 1..=sign_budget {
-        let mut best: Option<(f64, Vec<(usize, std::rc::Rc<Component>)>)> = None;
+        let mut best: Option<(f64, Chain)> = None;
         for &d in &COMPONENT_DEGREES {
             let dd = depth_for_degree(d) as usize;
             if dd > total {
                 continue;
             }
-            let Some((l, chain)) = &states[total - dd] else { continue };
-            let Ok(comp) = fit_component(*l, d) else { continue };
+            let Some((l, chain)) = &states[total - dd] else {
+                continue;
+            };
+            let Ok(comp) = fit_component(*l, d) else {
+                continue;
+            };
             let comp = std::rc::Rc::new(comp);
             let mut chain = chain.clone();
             chain.push((d, comp.clone()));
@@ -221,7 +251,7 @@ fn composite_with_eps(
                 break 'depth;
             }
             let next_l = comp.min_on_domain / comp.abs_max;
-            if !(next_l > *l) || !next_l.is_finite() {
+            if next_l.partial_cmp(l) != Some(std::cmp::Ordering::Greater) || !next_l.is_finite() {
                 continue;
             }
             if best.as_ref().is_none_or(|(bl, _)| next_l > *bl) {
@@ -238,7 +268,11 @@ fn composite_with_eps(
     let n = chain.len();
     for (i, (_, comp)) in chain.iter().enumerate() {
         let poly = Chebyshev::new(Interval::unit(), comp.coeffs.clone())?;
-        let poly = if i + 1 == n { poly.scaled(0.5, 0.5) } else { poly.scaled(1.0 / comp.abs_max, 0.0) };
+        let poly = if i + 1 == n {
+            poly.scaled(0.5, 0.5)
+        } else {
+            poly.scaled(1.0 / comp.abs_max, 0.0)
+        };
         let baby = best_baby(poly.coeffs());
         v = b.chebyshev(v, poly.coeffs(), baby);
         components.push(poly);
@@ -263,7 +297,10 @@ fn composite_with_eps(
 
 /// Direct and composite ReLU; picks smaller depth, then fewer ct×ct multiplications (module doc).
 pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
-    let fit_opts = FitOptions { max_degree: opts.max_direct_degree, ..FitOptions::new(opts.target) };
+    let fit_opts = FitOptions {
+        max_degree: opts.max_direct_degree,
+        ..FitOptions::new(opts.target)
+    };
     fit_opts.validate()?;
     let mut best_error = f64::INFINITY;
     let direct = match fit_to_target(&relu, interval, &fit_opts) {
@@ -315,9 +352,19 @@ pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
         (_, Some(a), None) => (a.plan(), a.max_error, a.depth),
         (_, None, None) => unreachable_choice()?,
     };
-    Ok(ReluChoice { direct, composite, chosen, plan, max_error, depth })
+    Ok(ReluChoice {
+        direct,
+        composite,
+        chosen,
+        plan,
+        max_error,
+        depth,
+    })
 }
 
 fn unreachable_choice() -> Result<(EvalPlan, f64, u32)> {
-    Err(ApproxError::Numerical { stage: "relu", detail: "no candidate after choice".into() })
+    Err(ApproxError::Numerical {
+        stage: "relu",
+        detail: "no candidate after choice".into(),
+    })
 }
