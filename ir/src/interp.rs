@@ -616,7 +616,7 @@ fn unary(op: &Op, x: &Tensor, out: &TensorType) -> Result<Data, IrError> {
             Op::IsInf => Data::Bool(v.iter().map(|x| x.is_infinite()).collect()),
             Op::Clip { min, max } => {
                 let (lo, hi) = (min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY));
-                // NaN stays NaN (clamp would too, but be explicit).
+                // max-then-min, as onnxruntime does: with lo > hi every element becomes hi; NaN stays NaN.
                 Data::Float(v.iter().map(|&x| if x.is_nan() { x } else { x.max(lo).min(hi) }).collect())
             }
             Op::Gelu(a) => Data::Float(v.iter().map(|&x| gelu(*a, x)).collect()),

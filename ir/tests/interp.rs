@@ -134,6 +134,7 @@ fn unary_ops() {
     assert_close(&eval(Op::Reciprocal, &[&x]), &[4], &[-0.5, -2., 2., 0.25], 0.0);
     assert_close(&eval(Op::Clip { min: Some(-1.), max: Some(1.) }, &[&x]), &[4], &[-1., -0.5, 0.5, 1.], 0.0);
     assert_close(&eval(Op::Clip { min: None, max: Some(0.) }, &[&x]), &[4], &[-2., -0.5, 0., 0.], 0.0);
+    assert_close(&eval(Op::Clip { min: Some(1.), max: Some(-1.) }, &[&x]), &[4], &[-1., -1., -1., -1.], 0.0);
     let s = eval(Op::Sigmoid, &[&f32t(&[3], &[0., -800., 800.])]);
     assert_close(&s, &[3], &[0.5, 0., 1.], 0.0);
     let e = eval(Op::Exp, &[&f32t(&[2], &[0., 1.])]);
