@@ -82,9 +82,10 @@ def describe(name, params):
     keys = ("version", "log_n", "depth", "dnum", "special_primes", "log_qp", "security", "threads",
             "reps", "statistic")
     bits = [f"{k}={params[k]}" for k in keys if k in params]
-    load = params.get("machine", {}).get("loadavg_1m") if isinstance(params.get("machine"), dict) else None
-    if load is not None:
-        bits.append(f"load1m={load}")
+    machine = params.get("machine") if isinstance(params.get("machine"), dict) else {}
+    for key in ("others_cpus", "loadavg_1m"):
+        if key in machine:
+            bits.append(f"{key}={machine[key]}")
     return f"{name}: " + ", ".join(bits)
 
 
