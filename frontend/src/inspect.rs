@@ -82,13 +82,19 @@ fn io_info(vi: &ValueInfoProto) -> IoInfo {
                     .iter()
                     .map(|d| match &d.value {
                         Some(dimension::Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as usize),
-                        Some(dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Named(p.clone()),
+                        Some(dimension::Value::DimParam(p)) if !p.is_empty() => {
+                            Dim::Named(p.clone())
+                        }
                         _ => Dim::Unknown,
                     })
                     .collect()
             }),
         },
-        _ => IoInfo { name: vi.name.clone(), dtype: "not a tensor".into(), shape: None },
+        _ => IoInfo {
+            name: vi.name.clone(),
+            dtype: "not a tensor".into(),
+            shape: None,
+        },
     }
 }
 
@@ -99,7 +105,11 @@ pub fn inspect(m: &OnnxModel) -> ModelInfo {
     let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut op_histogram = BTreeMap::new();
     for n in &g.node {
-        let key = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
+        let key = if n.domain.is_empty() || n.domain == "ai.onnx" {
+            n.op_type.clone()
+        } else {
+            format!("{}::{}", n.domain, n.op_type)
+        };
         *op_histogram.entry(key).or_insert(0) += 1;
     }
     let parameter_count = g
@@ -109,10 +119,17 @@ pub fn inspect(m: &OnnxModel) -> ModelInfo {
         .sum();
     ModelInfo {
         path: m.path.display().to_string(),
-        producer: format!("{} {}", m.proto.producer_name, m.proto.producer_version).trim().to_string(),
+        producer: format!("{} {}", m.proto.producer_name, m.proto.producer_version)
+            .trim()
+            .to_string(),
         ir_version: m.proto.ir_version,
         opset: m.opset(),
-        inputs: g.input.iter().filter(|i| !inits.contains(i.name.as_str())).map(io_info).collect(),
+        inputs: g
+            .input
+            .iter()
+            .filter(|i| !inits.contains(i.name.as_str()))
+            .map(io_info)
+            .collect(),
         outputs: g.output.iter().map(io_info).collect(),
         op_histogram,
         node_count: g.node.len(),

@@ -43,15 +43,25 @@ impl OnnxModel {
 
 /// Reads and decodes an ONNX file, loading external data relative to the file's directory.
 pub fn load(path: &Path) -> Result<OnnxModel, FrontendError> {
-    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     decode(&bytes, path, Some(&base))
 }
 
 /// Decodes a model from bytes. `path` labels messages; external data is resolved against `base_dir`
 /// (an external reference with `base_dir = None` is an error).
-pub fn decode(bytes: &[u8], path: &Path, base_dir: Option<&Path>) -> Result<OnnxModel, FrontendError> {
-    let decode_err = |msg: String| FrontendError::Decode { path: path.to_path_buf(), msg };
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    base_dir: Option<&Path>,
+) -> Result<OnnxModel, FrontendError> {
+    let decode_err = |msg: String| FrontendError::Decode {
+        path: path.to_path_buf(),
+        msg,
+    };
     let mut proto = ModelProto::decode(bytes).map_err(|e| decode_err(e.to_string()))?;
     let Some(graph) = proto.graph.as_mut() else {
         return Err(decode_err("the model has no graph".into()));
@@ -59,7 +69,9 @@ pub fn decode(bytes: &[u8], path: &Path, base_dir: Option<&Path>) -> Result<Onnx
     // Random bytes sometimes decode as a valid (nonsense) protobuf; a model without any declared
     // opset and without nodes and inputs is not something an exporter writes.
     if proto.opset_import.is_empty() && graph.node.is_empty() && graph.input.is_empty() {
-        return Err(decode_err("no opset_import, nodes or inputs (not an ONNX model?)".into()));
+        return Err(decode_err(
+            "no opset_import, nodes or inputs (not an ONNX model?)".into(),
+        ));
     }
     let mut ext = ExternalFiles::new(base_dir);
     for t in graph.initializer.iter_mut() {
@@ -75,7 +87,10 @@ pub fn decode(bytes: &[u8], path: &Path, base_dir: Option<&Path>) -> Result<Onnx
             }
         }
     }
-    Ok(OnnxModel { proto, path: path.to_path_buf() })
+    Ok(OnnxModel {
+        proto,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Open external data files, so that a file holding hundreds of tensors is opened once.
@@ -86,7 +101,10 @@ struct ExternalFiles<'a> {
 
 impl<'a> ExternalFiles<'a> {
     fn new(base: Option<&'a Path>) -> Self {
-        ExternalFiles { base, open: Vec::new() }
+        ExternalFiles {
+            base,
+            open: Vec::new(),
+        }
     }
 
     /// Replaces an external reference by inline `raw_data`.
@@ -105,7 +123,8 @@ impl<'a> ExternalFiles<'a> {
         let mut length = None;
         for kv in &t.external_data {
             let parse = |v: &str| {
-                v.parse::<u64>().map_err(|_| missing(Path::new(&kv.value), format!("bad {} `{v}`", kv.key)))
+                v.parse::<u64>()
+                    .map_err(|_| missing(Path::new(&kv.value), format!("bad {} `{v}`", kv.key)))
             };
             match kv.key.as_str() {
                 "location" => location = Some(kv.value.clone()),
@@ -119,17 +138,26 @@ impl<'a> ExternalFiles<'a> {
         };
         let rel = Path::new(&location);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(missing(rel, "location must be a relative path inside the model directory".into()));
+            return Err(missing(
+                rel,
+                "location must be a relative path inside the model directory".into(),
+            ));
         }
         let Some(base) = self.base else {
-            return Err(missing(rel, "model was not read from a file, so external data cannot be found".into()));
+            return Err(missing(
+                rel,
+                "model was not read from a file, so external data cannot be found".into(),
+            ));
         };
         let full = base.join(rel);
         let idx = match self.open.iter().position(|(p, _, _)| *p == full) {
             Some(i) => i,
             None => {
                 let f = File::open(&full).map_err(|e| missing(&full, e.to_string()))?;
-                let size = f.metadata().map_err(|e| missing(&full, e.to_string()))?.len();
+                let size = f
+                    .metadata()
+                    .map_err(|e| missing(&full, e.to_string()))?
+                    .len();
                 self.open.push((full.clone(), f, size));
                 self.open.len() - 1
             }
@@ -140,12 +168,17 @@ impl<'a> ExternalFiles<'a> {
         if offset.checked_add(length).is_none_or(|end| end > size) {
             return Err(missing(
                 &full,
-                format!("bytes {offset}..{} are out of range (file has {size} bytes)", offset.saturating_add(length)),
+                format!(
+                    "bytes {offset}..{} are out of range (file has {size} bytes)",
+                    offset.saturating_add(length)
+                ),
             ));
         }
         let mut buf = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(offset)).map_err(|e| missing(&full, e.to_string()))?;
-        file.read_exact(&mut buf).map_err(|e| missing(&full, e.to_string()))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| missing(&full, e.to_string()))?;
+        file.read_exact(&mut buf)
+            .map_err(|e| missing(&full, e.to_string()))?;
         t.raw_data = buf;
         t.data_location = 0;
         t.external_data.clear();
@@ -183,8 +216,15 @@ pub(crate) fn f16_to_f64(bits: u16) -> f64 {
 
 /// Converts a `TensorProto` (with inline data) to an IR tensor.
 pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError> {
-    let name = if t.name.is_empty() { "<unnamed>" } else { t.name.as_str() };
-    let err = |msg: String| FrontendError::InvalidTensor { tensor: name.to_string(), msg };
+    let name = if t.name.is_empty() {
+        "<unnamed>"
+    } else {
+        t.name.as_str()
+    };
+    let err = |msg: String| FrontendError::InvalidTensor {
+        tensor: name.to_string(),
+        msg,
+    };
     if t.data_location == DATA_LOCATION_EXTERNAL {
         return Err(err("external data was not loaded".into()));
     }
@@ -195,7 +235,10 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         shape.push(d as usize);
     }
-    let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| err("too many elements".into()))?;
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| err("too many elements".into()))?;
     let raw = &t.raw_data;
     let has_raw = !raw.is_empty();
     // Fixed-width raw data: check the byte count before decoding.
@@ -220,7 +263,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
     let (dtype, data) = match t.data_type {
         dt::FLOAT => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(4)?.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
+                raw_chunks(4)?
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                    .collect()
             } else {
                 typed_len(t.float_data.len(), "float_data")?;
                 t.float_data.iter().map(|&x| x as f64).collect()
@@ -229,7 +274,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::DOUBLE => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(8)?.map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+                raw_chunks(8)?
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect()
             } else {
                 typed_len(t.double_data.len(), "double_data")?;
                 t.double_data.clone()
@@ -238,7 +285,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::FLOAT16 => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(2)?.map(|c| f16_to_f64(u16::from_le_bytes([c[0], c[1]]))).collect()
+                raw_chunks(2)?
+                    .map(|c| f16_to_f64(u16::from_le_bytes([c[0], c[1]])))
+                    .collect()
             } else {
                 // Typed storage of f16 is the bit pattern in int32_data.
                 typed_len(t.int32_data.len(), "int32_data")?;
@@ -258,9 +307,15 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
                 match t.data_type {
                     dt::INT8 => chunks.map(|c| c[0] as i8 as i64).collect(),
                     dt::UINT8 => chunks.map(|c| c[0] as i64).collect(),
-                    dt::INT16 => chunks.map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-                    dt::UINT16 => chunks.map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
-                    _ => chunks.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
+                    dt::INT16 => chunks
+                        .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                        .collect(),
+                    dt::UINT16 => chunks
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                        .collect(),
+                    _ => chunks
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                        .collect(),
                 }
             } else {
                 typed_len(t.int32_data.len(), "int32_data")?;
@@ -270,7 +325,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::INT64 => {
             let v: Vec<i64> = if has_raw {
-                raw_chunks(8)?.map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+                raw_chunks(8)?
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect()
             } else {
                 typed_len(t.int64_data.len(), "int64_data")?;
                 t.int64_data.clone()
@@ -280,9 +337,13 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         dt::UINT32 | dt::UINT64 => {
             let v: Vec<u64> = if has_raw {
                 if t.data_type == dt::UINT32 {
-                    raw_chunks(4)?.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64).collect()
+                    raw_chunks(4)?
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
+                        .collect()
                 } else {
-                    raw_chunks(8)?.map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+                    raw_chunks(8)?
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect()
                 }
             } else {
                 typed_len(t.uint64_data.len(), "uint64_data")?;
@@ -290,7 +351,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
             };
             let v = v
                 .into_iter()
-                .map(|x| i64::try_from(x).map_err(|_| err(format!("value {x} does not fit in i64"))))
+                .map(|x| {
+                    i64::try_from(x).map_err(|_| err(format!("value {x} does not fit in i64")))
+                })
                 .collect::<Result<Vec<i64>, _>>()?;
             (DType::I64, Data::Int(v))
         }

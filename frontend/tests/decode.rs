@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use polyhe_frontend::proto::{data_type as dt, ModelProto, StringStringEntryProto, TensorProto, DATA_LOCATION_EXTERNAL};
+use polyhe_frontend::proto::{
+    data_type as dt, ModelProto, StringStringEntryProto, TensorProto, DATA_LOCATION_EXTERNAL,
+};
 use polyhe_frontend::{decode, import, inspect, load, FrontendError, ImportOptions};
 use polyhe_ir::DType;
 use prost::Message;
@@ -14,16 +16,30 @@ use prost::Message;
 /// A model whose only output is the initializer `t` (through Identity), so import yields it as a constant.
 fn const_model(t: TensorProto) -> ModelProto {
     let name = t.name.clone();
-    model(13, vec![node("Identity", "id", &[&name], &["y"], vec![])], vec![t], vec![], vec![vout("y")])
+    model(
+        13,
+        vec![node("Identity", "id", &[&name], &["y"], vec![])],
+        vec![t],
+        vec![],
+        vec![vout("y")],
+    )
 }
 
 fn import_const(t: TensorProto) -> Result<polyhe_ir::Tensor, FrontendError> {
     let g = import_model(&const_model(t), &ImportOptions::default())?;
-    Ok(g.constant_of(g.outputs[0]).expect("output is a constant").clone())
+    Ok(g.constant_of(g.outputs[0])
+        .expect("output is a constant")
+        .clone())
 }
 
 fn raw(name: &str, data_type: i32, dims: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto { name: name.into(), data_type, dims: dims.to_vec(), raw_data: bytes, ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        data_type,
+        dims: dims.to_vec(),
+        raw_data: bytes,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -32,47 +48,128 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
     let f16_bits: [u16; 4] = [0x3c00, 0xc000, 0x3555, 0x0001]; // 1, -2, ~1/3, smallest subnormal
     let f16_vals = [1.0, -2.0, 0.333251953125, 5.960464477539063e-8];
     let cases: Vec<(TensorProto, TensorProto, DType, Vec<f64>)> = vec![
-        (f32_raw("f", &[2, 2], &[1.0, -2.5, 3.25, 0.0]), f32_typed("f", &[2, 2], &[1.0, -2.5, 3.25, 0.0]), DType::F32, vec![1.0, -2.5, 3.25, 0.0]),
         (
-            raw("d", dt::DOUBLE, &[2], [0.1f64, -1e300].iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorProto { name: "d".into(), data_type: dt::DOUBLE, dims: vec![2], double_data: vec![0.1, -1e300], ..Default::default() },
+            f32_raw("f", &[2, 2], &[1.0, -2.5, 3.25, 0.0]),
+            f32_typed("f", &[2, 2], &[1.0, -2.5, 3.25, 0.0]),
+            DType::F32,
+            vec![1.0, -2.5, 3.25, 0.0],
+        ),
+        (
+            raw(
+                "d",
+                dt::DOUBLE,
+                &[2],
+                [0.1f64, -1e300]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
+            TensorProto {
+                name: "d".into(),
+                data_type: dt::DOUBLE,
+                dims: vec![2],
+                double_data: vec![0.1, -1e300],
+                ..Default::default()
+            },
             DType::F64,
             vec![0.1, -1e300],
         ),
         (
-            raw("h", dt::FLOAT16, &[4], f16_bits.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorProto { name: "h".into(), data_type: dt::FLOAT16, dims: vec![4], int32_data: f16_bits.iter().map(|&b| b as i32).collect(), ..Default::default() },
+            raw(
+                "h",
+                dt::FLOAT16,
+                &[4],
+                f16_bits.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            TensorProto {
+                name: "h".into(),
+                data_type: dt::FLOAT16,
+                dims: vec![4],
+                int32_data: f16_bits.iter().map(|&b| b as i32).collect(),
+                ..Default::default()
+            },
             DType::F16,
             f16_vals.to_vec(),
         ),
         (
             raw("i8", dt::INT8, &[3], vec![0x80, 0x7f, 0xff]),
-            TensorProto { name: "i8".into(), data_type: dt::INT8, dims: vec![3], int32_data: vec![-128, 127, -1], ..Default::default() },
+            TensorProto {
+                name: "i8".into(),
+                data_type: dt::INT8,
+                dims: vec![3],
+                int32_data: vec![-128, 127, -1],
+                ..Default::default()
+            },
             DType::I8,
             vec![-128.0, 127.0, -1.0],
         ),
         (
             raw("u8", dt::UINT8, &[3], vec![0x80, 0x7f, 0xff]),
-            TensorProto { name: "u8".into(), data_type: dt::UINT8, dims: vec![3], int32_data: vec![128, 127, 255], ..Default::default() },
+            TensorProto {
+                name: "u8".into(),
+                data_type: dt::UINT8,
+                dims: vec![3],
+                int32_data: vec![128, 127, 255],
+                ..Default::default()
+            },
             DType::U8,
             vec![128.0, 127.0, 255.0],
         ),
         (
-            raw("i32", dt::INT32, &[2], [-7i32, 1 << 30].iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorProto { name: "i32".into(), data_type: dt::INT32, dims: vec![2], int32_data: vec![-7, 1 << 30], ..Default::default() },
+            raw(
+                "i32",
+                dt::INT32,
+                &[2],
+                [-7i32, 1 << 30]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
+            TensorProto {
+                name: "i32".into(),
+                data_type: dt::INT32,
+                dims: vec![2],
+                int32_data: vec![-7, 1 << 30],
+                ..Default::default()
+            },
             DType::I32,
             vec![-7.0, (1u64 << 30) as f64],
         ),
-        (i64_raw("i64", &[2], &[-(1 << 40), 5]), i64_typed("i64", &[2], &[-(1 << 40), 5]), DType::I64, vec![-(2f64.powi(40)), 5.0]),
+        (
+            i64_raw("i64", &[2], &[-(1 << 40), 5]),
+            i64_typed("i64", &[2], &[-(1 << 40), 5]),
+            DType::I64,
+            vec![-(2f64.powi(40)), 5.0],
+        ),
         (
             raw("b", dt::BOOL, &[3], vec![1, 0, 1]),
-            TensorProto { name: "b".into(), data_type: dt::BOOL, dims: vec![3], int32_data: vec![1, 0, 1], ..Default::default() },
+            TensorProto {
+                name: "b".into(),
+                data_type: dt::BOOL,
+                dims: vec![3],
+                int32_data: vec![1, 0, 1],
+                ..Default::default()
+            },
             DType::Bool,
             vec![1.0, 0.0, 1.0],
         ),
         (
-            raw("u64", dt::UINT64, &[2], [3u64, 1 << 62].iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorProto { name: "u64".into(), data_type: dt::UINT64, dims: vec![2], uint64_data: vec![3, 1 << 62], ..Default::default() },
+            raw(
+                "u64",
+                dt::UINT64,
+                &[2],
+                [3u64, 1 << 62]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
+            TensorProto {
+                name: "u64".into(),
+                data_type: dt::UINT64,
+                dims: vec![2],
+                uint64_data: vec![3, 1 << 62],
+                ..Default::default()
+            },
             DType::I64,
             vec![3.0, 2f64.powi(62)],
         ),
@@ -90,18 +187,32 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
 #[test]
 fn unsupported_dtypes_and_bad_sizes_name_the_tensor() {
     let cases = [
-        TensorProto { name: "words".into(), data_type: dt::STRING, dims: vec![1], string_data: vec![b"hi".to_vec()], ..Default::default() },
+        TensorProto {
+            name: "words".into(),
+            data_type: dt::STRING,
+            dims: vec![1],
+            string_data: vec![b"hi".to_vec()],
+            ..Default::default()
+        },
         raw("bf", dt::BFLOAT16, &[1], vec![0, 0x3f]),
         raw("cplx", dt::COMPLEX64, &[1], vec![0; 8]),
         raw("short", dt::FLOAT, &[3], vec![0; 8]),
         f32_typed("typed_short", &[3], &[1.0]),
         raw("neg", dt::FLOAT, &[-1], vec![]),
-        raw("huge_u64", dt::UINT64, &[1], u64::MAX.to_le_bytes().to_vec()),
+        raw(
+            "huge_u64",
+            dt::UINT64,
+            &[1],
+            u64::MAX.to_le_bytes().to_vec(),
+        ),
     ];
     for t in cases {
         let name = t.name.clone();
         let err = import_const(t).unwrap_err();
-        assert!(matches!(&err, FrontendError::InvalidTensor { tensor, .. } if *tensor == name), "{name}: {err}");
+        assert!(
+            matches!(&err, FrontendError::InvalidTensor { tensor, .. } if *tensor == name),
+            "{name}: {err}"
+        );
         assert!(err.to_string().contains(&name), "{err}");
     }
 }
@@ -122,21 +233,37 @@ fn external_data_is_read_relative_to_the_model() {
         dims: dims.to_vec(),
         data_type: dt::FLOAT,
         data_location: DATA_LOCATION_EXTERNAL,
-        external_data: kv.iter().map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() }).collect(),
+        external_data: kv
+            .iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: k.to_string(),
+                value: v.clone(),
+            })
+            .collect(),
         ..Default::default()
     };
     let loc = ("location", "weights/model.data".to_string());
     let mk = |w_kv: Vec<(&str, String)>, b_kv: Vec<(&str, String)>| {
         model(
             13,
-            vec![node("MatMul", "mm", &["x", "w"], &["h"], vec![]), node("Add", "add", &["h", "b"], &["y"], vec![])],
+            vec![
+                node("MatMul", "mm", &["x", "w"], &["h"], vec![]),
+                node("Add", "add", &["h", "b"], &["y"], vec![]),
+            ],
             vec![ext("w", &[2, 3], &w_kv), ext("b", &[3], &b_kv)],
             vec![vf("x", &[1, 2])],
             vec![vout("y")],
         )
     };
     // b has no length: it runs to the end of the file.
-    let good = mk(vec![loc.clone(), ("offset", "16".into()), ("length", "24".into())], vec![loc.clone(), ("offset", "40".into())]);
+    let good = mk(
+        vec![
+            loc.clone(),
+            ("offset", "16".into()),
+            ("length", "24".into()),
+        ],
+        vec![loc.clone(), ("offset", "40".into())],
+    );
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, good.encode_to_vec()).unwrap();
     let m = load(&path).unwrap();
@@ -147,27 +274,52 @@ fn external_data_is_read_relative_to_the_model() {
     assert_close(&out[0], &[1, 3], &[13.0, 24.5, 36.0], 0.0);
 
     // Out of range.
-    let bad = mk(vec![loc.clone(), ("offset", "40".into()), ("length", "24".into())], vec![loc.clone()]);
+    let bad = mk(
+        vec![
+            loc.clone(),
+            ("offset", "40".into()),
+            ("length", "24".into()),
+        ],
+        vec![loc.clone()],
+    );
     std::fs::write(&path, bad.encode_to_vec()).unwrap();
     let err = load(&path).unwrap_err();
-    assert!(matches!(&err, FrontendError::MissingExternalData { tensor, .. } if tensor == "w"), "{err}");
+    assert!(
+        matches!(&err, FrontendError::MissingExternalData { tensor, .. } if tensor == "w"),
+        "{err}"
+    );
     assert!(err.to_string().contains("out of range"), "{err}");
     // Missing file.
     let missing = mk(vec![("location", "nope.data".into())], vec![loc.clone()]);
     std::fs::write(&path, missing.encode_to_vec()).unwrap();
     let err = load(&path).unwrap_err();
-    assert!(matches!(&err, FrontendError::MissingExternalData { tensor, path, .. } if tensor == "w" && path.ends_with("nope.data")), "{err}");
+    assert!(
+        matches!(&err, FrontendError::MissingExternalData { tensor, path, .. } if tensor == "w" && path.ends_with("nope.data")),
+        "{err}"
+    );
     // Escaping the model directory.
     let escape = mk(vec![("location", "../x.data".into())], vec![loc]);
     std::fs::write(&path, escape.encode_to_vec()).unwrap();
-    assert!(matches!(load(&path), Err(FrontendError::MissingExternalData { .. })));
+    assert!(matches!(
+        load(&path),
+        Err(FrontendError::MissingExternalData { .. })
+    ));
     // Decoding from memory cannot resolve external data.
-    assert!(matches!(decode(&good.encode_to_vec(), Path::new("mem.onnx"), None), Err(FrontendError::MissingExternalData { .. })));
+    assert!(matches!(
+        decode(&good.encode_to_vec(), Path::new("mem.onnx"), None),
+        Err(FrontendError::MissingExternalData { .. })
+    ));
 }
 
 #[test]
 fn bad_bytes_are_decode_errors_not_panics() {
-    let m = model(13, vec![node("Relu", "r", &["x"], &["y"], vec![])], vec![f32_raw("w", &[64], &[1.0; 64])], vec![vf("x", &[2])], vec![vout("y")]);
+    let m = model(
+        13,
+        vec![node("Relu", "r", &["x"], &["y"], vec![])],
+        vec![f32_raw("w", &[64], &[1.0; 64])],
+        vec![vf("x", &[2])],
+        vec![vout("y")],
+    );
     let bytes = m.encode_to_vec();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.onnx");
@@ -186,13 +338,20 @@ fn bad_bytes_are_decode_errors_not_panics() {
             }
         }
     }
-    assert!(decode_errors > bytes.len() / 2, "{decode_errors} of {}", bytes.len());
+    assert!(
+        decode_errors > bytes.len() / 2,
+        "{decode_errors} of {}",
+        bytes.len()
+    );
     // A file cut in half.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     assert!(matches!(load(&path), Err(FrontendError::Decode { .. })));
     // Random bytes.
     for seed in 0..200u64 {
-        let junk: Vec<u8> = rand_vec(64 + seed as usize, seed + 1, 128.0).iter().map(|&v| (v + 128.0) as u8).collect();
+        let junk: Vec<u8> = rand_vec(64 + seed as usize, seed + 1, 128.0)
+            .iter()
+            .map(|&v| (v + 128.0) as u8)
+            .collect();
         match decode(&junk, Path::new("junk.onnx"), None) {
             Err(FrontendError::Decode { .. }) => {}
             Err(e) => panic!("seed {seed}: unexpected {e}"),
@@ -204,7 +363,13 @@ fn bad_bytes_are_decode_errors_not_panics() {
     }
     // Missing file.
     let err = load(&dir.path().join("absent.onnx")).unwrap_err();
-    assert!(matches!(&err, FrontendError::Io { path, .. } if path.ends_with("absent.onnx")), "{err}");
+    assert!(
+        matches!(&err, FrontendError::Io { path, .. } if path.ends_with("absent.onnx")),
+        "{err}"
+    );
     // Valid protobuf that is not a model.
-    assert!(matches!(decode(&[], Path::new("empty.onnx"), None), Err(FrontendError::Decode { .. })));
+    assert!(matches!(
+        decode(&[], Path::new("empty.onnx"), None),
+        Err(FrontendError::Decode { .. })
+    ));
 }

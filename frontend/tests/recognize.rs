@@ -3,6 +3,9 @@
 //! (interpreted on random inputs, ≤ 1e-6). Near-misses (wrong constants, intermediates used elsewhere)
 //! are left alone.
 
+// The models spell constants the way exporters write them (f32-rounded, truncated).
+#![allow(clippy::approx_constant)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -22,7 +25,14 @@ fn scalar(name: &str, v: f32) -> TensorProto {
 /// returns the op counts of the recognized graph.
 fn fused_equal(m: &ModelProto) -> BTreeMap<&'static str, usize> {
     let plain = import_ok(m);
-    let fused = import_model(m, &ImportOptions { recognize: true, ..Default::default() }).unwrap_or_else(|e| panic!("{e}"));
+    let fused = import_model(
+        m,
+        &ImportOptions {
+            recognize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fused.inputs.len(), plain.inputs.len());
     assert_eq!(fused.outputs.len(), plain.outputs.len());
     for seed in 1..4 {
@@ -33,7 +43,10 @@ fn fused_equal(m: &ModelProto) -> BTreeMap<&'static str, usize> {
         for (ta, tb) in a.iter().zip(&b) {
             assert_eq!(ta.ty, tb.ty);
             for (p, q) in ta.to_f64_vec().iter().zip(tb.to_f64_vec()) {
-                assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()), "seed {seed}: {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= 1e-6 * (1.0 + p.abs()),
+                    "seed {seed}: {p} vs {q}"
+                );
             }
         }
     }
@@ -59,13 +72,25 @@ enum Norm {
 fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelProto {
     let sw = |a: &'static str, b: &'static str| if commuted { [b, a] } else { [a, b] };
     let mut nodes = vec![
-        node("ReduceMean", "mean", &["x"], &["m"], vec![a_ints("axes", &[-1])]),
+        node(
+            "ReduceMean",
+            "mean",
+            &["x"],
+            &["m"],
+            vec![a_ints("axes", &[-1])],
+        ),
         node("Sub", "sub", &["x", "m"], &["d"], vec![]),
         match square {
             Square::Pow => node("Pow", "pow", &["d", "two"], &["sq"], vec![]),
             Square::MulSelf => node("Mul", "sqr", &["d", "d"], &["sq"], vec![]),
         },
-        node("ReduceMean", "var", &["sq"], &["v"], vec![a_ints("axes", &[2])]),
+        node(
+            "ReduceMean",
+            "var",
+            &["sq"],
+            &["v"],
+            vec![a_ints("axes", &[2])],
+        ),
         node("Add", "addeps", &sw("v", "eps"), &["ve"], vec![]),
         node("Sqrt", "sqrt", &["ve"], &["s"], vec![]),
     ];
@@ -78,7 +103,13 @@ fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelP
         }
     }
     if affine >= 1 {
-        nodes.push(node("Mul", "gamma", &sw("n", "scale"), &[if affine == 1 { "y" } else { "ns" }], vec![]));
+        nodes.push(node(
+            "Mul",
+            "gamma",
+            &sw("n", "scale"),
+            &[if affine == 1 { "y" } else { "ns" }],
+            vec![],
+        ));
     }
     if affine >= 2 {
         nodes.push(node("Add", "beta", &sw("ns", "bias"), &["y"], vec![]));
@@ -86,8 +117,22 @@ fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelP
     let inits = vec![
         scalar("two", 2.0),
         scalar("eps", 1e-5),
-        f32_raw("scale", &[8], &rand_vec(8, 11, 1.5).iter().map(|&v| v as f32).collect::<Vec<_>>()),
-        f32_raw("bias", &[8], &rand_vec(8, 12, 1.0).iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        f32_raw(
+            "scale",
+            &[8],
+            &rand_vec(8, 11, 1.5)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>(),
+        ),
+        f32_raw(
+            "bias",
+            &[8],
+            &rand_vec(8, 12, 1.0)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>(),
+        ),
     ];
     model(13, nodes, inits, vec![vf("x", &SHAPE)], vec![vout("y")])
 }
@@ -99,9 +144,19 @@ fn layer_norm_variants_fuse() {
             for affine in 0..3 {
                 for commuted in [false, true] {
                     let ops = fused_equal(&ln_model(square, norm, affine, commuted));
-                    let what = format!("{square:?} {norm:?} affine={affine} commuted={commuted}: {ops:?}");
+                    let what =
+                        format!("{square:?} {norm:?} affine={affine} commuted={commuted}: {ops:?}");
                     assert_eq!(ops.get("layer_norm"), Some(&1), "{what}");
-                    for gone in ["reduce_mean", "sqrt", "sub", "mul", "div", "add", "pow", "reciprocal"] {
+                    for gone in [
+                        "reduce_mean",
+                        "sqrt",
+                        "sub",
+                        "mul",
+                        "div",
+                        "add",
+                        "pow",
+                        "reciprocal",
+                    ] {
                         assert_eq!(ops.get(gone), None, "{what}");
                     }
                 }
@@ -109,9 +164,26 @@ fn layer_norm_variants_fuse() {
         }
     }
     // The epsilon is the model's own constant, the axis the reduced one.
-    let g = import_model(&ln_model(Square::Pow, Norm::Div, 2, false), &ImportOptions { recognize: true, ..Default::default() }).unwrap();
-    let ln = g.nodes.values().find(|n| matches!(n.op, Op::LayerNorm { .. })).unwrap();
-    assert_eq!(ln.op, Op::LayerNorm { axis: 2, epsilon: 1e-5f32 as f64 });
+    let g = import_model(
+        &ln_model(Square::Pow, Norm::Div, 2, false),
+        &ImportOptions {
+            recognize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ln = g
+        .nodes
+        .values()
+        .find(|n| matches!(n.op, Op::LayerNorm { .. }))
+        .unwrap();
+    assert_eq!(
+        ln.op,
+        Op::LayerNorm {
+            axis: 2,
+            epsilon: 1e-5f32 as f64
+        }
+    );
     assert_eq!(ln.inputs.len(), 3);
 }
 
@@ -129,7 +201,13 @@ fn layer_norm_near_misses_are_left_alone() {
     assert_eq!(ops.get("layer_norm"), None, "{ops:?}");
     // Mean over a different axis than the variance.
     let mut m = ln_model(Square::Pow, Norm::Div, 2, false);
-    m.graph.as_mut().unwrap().node[3] = node("ReduceMean", "var", &["sq"], &["v"], vec![a_ints("axes", &[1])]);
+    m.graph.as_mut().unwrap().node[3] = node(
+        "ReduceMean",
+        "var",
+        &["sq"],
+        &["v"],
+        vec![a_ints("axes", &[1])],
+    );
     let ops = fused_equal(&m);
     assert_eq!(ops.get("layer_norm"), None, "{ops:?}");
 }
@@ -147,20 +225,38 @@ enum Tail {
 /// `a` → `y` by one of the three tails; `x` is the GELU input.
 fn tail_nodes(tail: Tail) -> Vec<NodeProto> {
     match tail {
-        Tail::XaHalf => vec![node("Mul", "t1", &["x", "a"], &["xa"], vec![]), node("Mul", "t2", &["xa", "half"], &["y"], vec![])],
-        Tail::HalfXa => vec![node("Mul", "t1", &["half", "x"], &["hx"], vec![]), node("Mul", "t2", &["hx", "a"], &["y"], vec![])],
-        Tail::XaHalfInner => vec![node("Mul", "t1", &["a", "half"], &["ah"], vec![]), node("Mul", "t2", &["x", "ah"], &["y"], vec![])],
+        Tail::XaHalf => vec![
+            node("Mul", "t1", &["x", "a"], &["xa"], vec![]),
+            node("Mul", "t2", &["xa", "half"], &["y"], vec![]),
+        ],
+        Tail::HalfXa => vec![
+            node("Mul", "t1", &["half", "x"], &["hx"], vec![]),
+            node("Mul", "t2", &["hx", "a"], &["y"], vec![]),
+        ],
+        Tail::XaHalfInner => vec![
+            node("Mul", "t1", &["a", "half"], &["ah"], vec![]),
+            node("Mul", "t2", &["x", "ah"], &["y"], vec![]),
+        ],
     }
 }
 
 fn gelu_erf_model(div: bool, tail: Tail, half: f32) -> ModelProto {
     let mut nodes = vec![
-        if div { node("Div", "scale", &["x", "sqrt2"], &["d"], vec![]) } else { node("Mul", "scale", &["inv_sqrt2", "x"], &["d"], vec![]) },
+        if div {
+            node("Div", "scale", &["x", "sqrt2"], &["d"], vec![])
+        } else {
+            node("Mul", "scale", &["inv_sqrt2", "x"], &["d"], vec![])
+        },
         node("Erf", "erf", &["d"], &["e"], vec![]),
         node("Add", "plus1", &["one", "e"], &["a"], vec![]),
     ];
     nodes.extend(tail_nodes(tail));
-    let inits = vec![scalar("sqrt2", 1.4142135), scalar("inv_sqrt2", 0.70710677), scalar("one", 1.0), scalar("half", half)];
+    let inits = vec![
+        scalar("sqrt2", 1.4142135),
+        scalar("inv_sqrt2", 0.70710677),
+        scalar("one", 1.0),
+        scalar("half", half),
+    ];
     model(13, nodes, inits, vec![vf("x", &SHAPE)], vec![vout("y")])
 }
 
@@ -174,8 +270,14 @@ enum Cube {
 fn gelu_tanh_model(cube: Cube, tail: Tail) -> ModelProto {
     let mut nodes = match cube {
         Cube::Pow => vec![node("Pow", "cube", &["x", "three"], &["c"], vec![])],
-        Cube::MulOuter => vec![node("Mul", "sq", &["x", "x"], &["x2"], vec![]), node("Mul", "cube", &["x", "x2"], &["c"], vec![])],
-        Cube::MulInner => vec![node("Mul", "sq", &["x", "x"], &["x2"], vec![]), node("Mul", "cube", &["x2", "x"], &["c"], vec![])],
+        Cube::MulOuter => vec![
+            node("Mul", "sq", &["x", "x"], &["x2"], vec![]),
+            node("Mul", "cube", &["x", "x2"], &["c"], vec![]),
+        ],
+        Cube::MulInner => vec![
+            node("Mul", "sq", &["x", "x"], &["x2"], vec![]),
+            node("Mul", "cube", &["x2", "x"], &["c"], vec![]),
+        ],
     };
     nodes.extend([
         node("Mul", "k", &["c", "coef"], &["k"], vec![]),
@@ -185,7 +287,13 @@ fn gelu_tanh_model(cube: Cube, tail: Tail) -> ModelProto {
         node("Add", "plus1", &["th", "one"], &["a"], vec![]),
     ]);
     nodes.extend(tail_nodes(tail));
-    let inits = vec![scalar("three", 3.0), scalar("coef", 0.044715), scalar("s2pi", 0.7978846), scalar("one", 1.0), scalar("half", 0.5)];
+    let inits = vec![
+        scalar("three", 3.0),
+        scalar("coef", 0.044715),
+        scalar("s2pi", 0.7978846),
+        scalar("one", 1.0),
+        scalar("half", 0.5),
+    ];
     model(13, nodes, inits, vec![vf("x", &SHAPE)], vec![vout("y")])
 }
 
@@ -198,7 +306,14 @@ fn gelu_erf_variants_fuse() {
             assert_eq!(ops.len(), 1, "only the gelu is left: {ops:?}");
         }
     }
-    let g = import_model(&gelu_erf_model(true, Tail::XaHalf, 0.5), &ImportOptions { recognize: true, ..Default::default() }).unwrap();
+    let g = import_model(
+        &gelu_erf_model(true, Tail::XaHalf, 0.5),
+        &ImportOptions {
+            recognize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(g.nodes.values().any(|n| n.op == Op::Gelu(GeluApprox::Erf)));
 }
 
@@ -211,7 +326,14 @@ fn gelu_tanh_variants_fuse() {
             assert_eq!(ops.len(), 1, "only the gelu is left: {ops:?}");
         }
     }
-    let g = import_model(&gelu_tanh_model(Cube::Pow, Tail::HalfXa), &ImportOptions { recognize: true, ..Default::default() }).unwrap();
+    let g = import_model(
+        &gelu_tanh_model(Cube::Pow, Tail::HalfXa),
+        &ImportOptions {
+            recognize: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(g.nodes.values().any(|n| n.op == Op::Gelu(GeluApprox::Tanh)));
 }
 

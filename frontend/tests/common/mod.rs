@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use polyhe_frontend::proto::{
-    attribute_type as at, data_type as dt, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_type as at, data_type as dt, tensor_shape_proto::dimension,
+    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use polyhe_frontend::{decode, import, FrontendError, ImportOptions};
 use polyhe_ir::{DType, Graph, Tensor};
@@ -48,7 +48,11 @@ pub fn vi(name: &str, elem: i32, dims: &[D]) -> ValueInfoProto {
 
 /// A static f32 input/output.
 pub fn vf(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi(name, dt::FLOAT, &dims.iter().map(|&d| D::N(d)).collect::<Vec<_>>())
+    vi(
+        name,
+        dt::FLOAT,
+        &dims.iter().map(|&d| D::N(d)).collect::<Vec<_>>(),
+    )
 }
 
 /// An f32 output with unknown shape (typical for intermediate outputs).
@@ -56,7 +60,10 @@ pub fn vout(name: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: 0, shape: None })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 0,
+                shape: None,
+            })),
             denotation: String::new(),
         }),
         doc_string: String::new(),
@@ -74,7 +81,13 @@ pub fn f32_raw(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
 }
 
 pub fn f32_typed(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: dt::FLOAT, float_data: data.to_vec(), ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: dt::FLOAT,
+        float_data: data.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn i64_raw(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
@@ -88,34 +101,76 @@ pub fn i64_raw(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
 }
 
 pub fn i64_typed(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: dt::INT64, int64_data: data.to_vec(), ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: dt::INT64,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::INT, i: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::INT,
+        i: v,
+        ..Default::default()
+    }
 }
 
 pub fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::INTS, ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::INTS,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::FLOAT, f: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::FLOAT,
+        f: v,
+        ..Default::default()
+    }
 }
 
 pub fn a_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::FLOATS, floats: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::FLOATS,
+        floats: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_str(name: &str, v: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::STRING, s: v.as_bytes().to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::STRING,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: at::TENSOR, t: Some(t), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: at::TENSOR,
+        t: Some(t),
+        ..Default::default()
+    }
 }
 
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -126,12 +181,28 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<
     }
 }
 
-pub fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> ModelProto {
+pub fn model(
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+) -> ModelProto {
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
         producer_name: "frontend-tests".into(),
-        graph: Some(GraphProto { node: nodes, name: "test".into(), initializer: inits, input: inputs, output: outputs, ..Default::default() }),
+        graph: Some(GraphProto {
+            node: nodes,
+            name: "test".into(),
+            initializer: inits,
+            input: inputs,
+            output: outputs,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -170,7 +241,10 @@ pub fn assert_close(got: &Tensor, shape: &[usize], want: &[f64], tol: f64) {
     let g = got.to_f64_vec();
     assert_eq!(g.len(), want.len());
     for (i, (a, b)) in g.iter().zip(want).enumerate() {
-        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "element {i}: got {a}, want {b}\n all: {g:?}");
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "element {i}: got {a}, want {b}\n all: {g:?}"
+        );
     }
 }
 
