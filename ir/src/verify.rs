@@ -12,7 +12,8 @@
 //! 4. **No value is defined twice**: a value appears at most once among all graph inputs and node
 //!    results.
 //! 5. **Every value is defined**: each value in the arena appears exactly where its def says (so there
-//!    are no orphan values whose def points at a slot holding another value).
+//!    are no orphan values whose def points at a slot holding another value). Its type's element count
+//!    fits in `usize` (so shape arithmetic downstream cannot overflow).
 //! 6. **Topological storage order**: each node input is a graph input or a result of an *earlier* node.
 //! 7. **Arity**: each node has the number of inputs its op takes (e.g. 2 for `add`, 2 or 3 for `gemm`,
 //!    at least 1 for `concat`) and `op.num_outputs()` results.
@@ -186,6 +187,9 @@ pub fn verify(g: &Graph) -> Result<(), IrError> {
                 value_label(g, v),
                 data.def
             ));
+        }
+        if data.ty.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+            return fail(format!("{} has type {}, whose element count overflows usize", value_label(g, v), data.ty));
         }
     }
 
@@ -395,6 +399,16 @@ mod tests {
         // An orphan whose def points at a slot that holds another value.
         g.values.push(ValueData { ty: f32t(&[2]), name: None, def: ValueDef::Result(n(1), 0) });
         assert_eq!(message(&g), "v4 (def Result(n1, 0)) is not defined by any graph input or node result");
+    }
+
+    #[test]
+    fn value_types_fit_usize() {
+        let mut g = valid();
+        g.values[v(3)].ty = f32t(&[usize::MAX, 2]);
+        assert_eq!(
+            message(&g),
+            format!("v3 `z` has type f32[{},2], whose element count overflows usize", usize::MAX)
+        );
     }
 
     #[test]
