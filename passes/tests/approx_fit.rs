@@ -1,7 +1,7 @@
 //! Chebyshev interpolation, Remez, degree selection and input validation.
 
-mod common_approx;
-use common_approx::{assert_truthful, dense_max};
+mod approx_common;
+use approx_common::{assert_truthful, dense_max};
 use polyhe_passes::{
     chebyshev_fit, fit, fit_to_target, remez, Activation, ApproxError, Chebyshev, DegreePolicy,
     ErrorKind, FitMethod, FitOptions, Interval, Method,

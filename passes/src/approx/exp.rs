@@ -92,44 +92,17 @@ pub struct ExpChoice {
     pub squaring: Option<SquaringExp>,
     pub chebyshev: Option<Approximation>,
     pub chosen: ExpMethod,
+    /// Plan of the chosen method.
+    pub plan: EvalPlan,
+    /// Max error of the chosen method.
+    pub max_error: f64,
+    /// Depth of the chosen method.
+    pub depth: u32,
 }
 
 impl ExpChoice {
-    pub fn depth(&self) -> u32 {
-        match (self.chosen, &self.squaring, &self.chebyshev) {
-            (ExpMethod::Squaring, Some(s), _) => s.depth,
-            (_, _, Some(c)) => c.depth,
-            (_, Some(s), None) => s.depth,
-            (_, None, None) => 0,
-        }
-    }
-
-    pub fn max_error(&self) -> f64 {
-        match (self.chosen, &self.squaring, &self.chebyshev) {
-            (ExpMethod::Squaring, Some(s), _) => s.max_error,
-            (_, _, Some(c)) => c.max_error,
-            (_, Some(s), None) => s.max_error,
-            (_, None, None) => f64::INFINITY,
-        }
-    }
-
     pub fn eval(&self, x: f64) -> f64 {
-        match (self.chosen, &self.squaring, &self.chebyshev) {
-            (ExpMethod::Squaring, Some(s), _) => s.eval(x),
-            (_, _, Some(c)) => c.eval(x),
-            (_, Some(s), None) => s.eval(x),
-            (_, None, None) => f64::NAN,
-        }
-    }
-
-    /// The plan of the chosen method.
-    pub fn plan(&self) -> EvalPlan {
-        match (self.chosen, &self.squaring, &self.chebyshev) {
-            (ExpMethod::Squaring, Some(s), _) => s.plan.clone(),
-            (_, _, Some(c)) => c.plan(),
-            (_, Some(s), None) => s.plan.clone(),
-            (_, None, None) => Builder::new().finish(super::plan::Val::Const(f64::NAN)),
-        }
+        self.plan.eval(x)
     }
 }
 
@@ -153,27 +126,41 @@ pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpC
         }
         Err(e) => return Err(e),
     };
-    let chosen = match (&squaring, &chebyshev) {
-        (Some(s), Some(c)) => {
-            if (s.depth, s.ct_mults) <= (c.depth, c.plan().num_ct_mults()) {
-                ExpMethod::Squaring
-            } else {
-                ExpMethod::Chebyshev
-            }
-        }
-        (Some(_), None) => ExpMethod::Squaring,
-        (None, Some(_)) => ExpMethod::Chebyshev,
-        (None, None) => {
-            return Err(ApproxError::TargetNotReached {
-                target: opts.target,
-                best_error,
-                max_degree: opts.max_degree,
-            })
-        }
+    // Candidates as (depth, ct×ct mults, method, plan, max error); squaring wins ties.
+    let mut candidates = Vec::new();
+    if let Some(s) = &squaring {
+        candidates.push((
+            s.depth,
+            s.ct_mults,
+            ExpMethod::Squaring,
+            s.plan.clone(),
+            s.max_error,
+        ));
+    }
+    if let Some(c) = &chebyshev {
+        let plan = c.plan();
+        candidates.push((
+            c.depth,
+            plan.num_ct_mults(),
+            ExpMethod::Chebyshev,
+            plan,
+            c.max_error,
+        ));
+    }
+    let best = candidates.into_iter().min_by_key(|c| (c.0, c.1));
+    let Some((depth, _, chosen, plan, max_error)) = best else {
+        return Err(ApproxError::TargetNotReached {
+            target: opts.target,
+            best_error,
+            max_degree: opts.max_degree,
+        });
     };
     Ok(ExpChoice {
         squaring,
         chebyshev,
         chosen,
+        plan,
+        max_error,
+        depth,
     })
 }

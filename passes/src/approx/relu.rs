@@ -332,25 +332,35 @@ pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
     } else {
         None
     };
-    let direct_key = direct.as_ref().map(|a| (a.depth, a.plan().num_ct_mults()));
-    let composite_key = composite.as_ref().map(|c| (c.depth, c.ct_mults));
-    let chosen = match (direct_key, composite_key) {
-        (Some(d), Some(c)) if c < d => ReluMethod::Composite,
-        (Some(_), _) => ReluMethod::Direct,
-        (None, Some(_)) => ReluMethod::Composite,
-        (None, None) => {
-            return Err(ApproxError::TargetNotReached {
-                target: opts.target,
-                best_error,
-                max_degree: opts.max_direct_degree,
-            })
-        }
-    };
-    let (plan, max_error, depth) = match (chosen, &direct, &composite) {
-        (ReluMethod::Direct, Some(a), _) => (a.plan(), a.max_error, a.depth),
-        (_, _, Some(c)) => (c.plan.clone(), c.max_error, c.depth),
-        (_, Some(a), None) => (a.plan(), a.max_error, a.depth),
-        (_, None, None) => unreachable_choice()?,
+    // Candidates as (depth, ct×ct mults, method, plan, max error); the first minimum wins, so the
+    // direct method is preferred on ties.
+    let mut candidates = Vec::new();
+    if let Some(a) = &direct {
+        let plan = a.plan();
+        candidates.push((
+            a.depth,
+            plan.num_ct_mults(),
+            ReluMethod::Direct,
+            plan,
+            a.max_error,
+        ));
+    }
+    if let Some(c) = &composite {
+        candidates.push((
+            c.depth,
+            c.ct_mults,
+            ReluMethod::Composite,
+            c.plan.clone(),
+            c.max_error,
+        ));
+    }
+    let best = candidates.into_iter().min_by_key(|c| (c.0, c.1));
+    let Some((depth, _, chosen, plan, max_error)) = best else {
+        return Err(ApproxError::TargetNotReached {
+            target: opts.target,
+            best_error,
+            max_degree: opts.max_direct_degree,
+        });
     };
     Ok(ReluChoice {
         direct,
@@ -359,12 +369,5 @@ pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
         plan,
         max_error,
         depth,
-    })
-}
-
-fn unreachable_choice() -> Result<(EvalPlan, f64, u32)> {
-    Err(ApproxError::Numerical {
-        stage: "relu",
-        detail: "no candidate after choice".into(),
     })
 }
