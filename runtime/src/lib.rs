@@ -5,11 +5,18 @@
 mod context;
 mod encoder;
 mod error;
+mod eval;
+mod keys;
 mod params;
 mod ring;
 
 pub use context::CkksContext;
 pub use encoder::{Encoder, Plaintext};
 pub use error::{CkksError, Result};
+pub use eval::{Evaluator, HoistedCiphertext};
+pub use keys::{
+    conjugation_galois_element, rotation_galois_element, Ciphertext, ClientKeys, Encryptor, EvaluationKeys, KeySwitchKey, PublicKey,
+    SecretKey,
+};
 pub use num_complex::Complex64;
 pub use params::{max_log_qp_128, CkksParams, ERROR_STD_DEV};

@@ -78,6 +78,10 @@ pub(crate) struct ModUpTable {
     /// For each target limb of the extended basis `Q_l ∪ P` (digit limbs included but unused):
     /// `(Q'_j / q_i) mod target` per source limb.
     pub(crate) qhat_mod: Vec<Vec<u64>>,
+    /// `1 / q_i` per source limb (for the centered correction).
+    pub(crate) q_inv_f64: Vec<f64>,
+    /// `Q'_j mod target` per target limb.
+    pub(crate) qj_mod: Vec<u64>,
 }
 
 /// Precomputed ring data for one parameter set.
@@ -106,6 +110,8 @@ pub(crate) struct RingContext {
     p_inv_mod_q: Vec<(u64, u64)>,
     /// `P mod q_i`.
     pub(crate) p_mod_q: Vec<u64>,
+    /// `1 / p_k`.
+    p_inv_f64: Vec<f64>,
 }
 
 /// A polynomial in RNS form (see module docs for the layout).
@@ -152,6 +158,7 @@ impl RingContext {
             p_hat_mod_q: Vec::new(),
             p_inv_mod_q: Vec::new(),
             p_mod_q: Vec::new(),
+            p_inv_f64: params.special.iter().map(|&p| 1.0 / p as f64).collect(),
         };
         ctx.precompute()?;
         Ok(ctx)
@@ -198,7 +205,9 @@ impl RingContext {
                             .collect()
                     })
                     .collect();
-                digits.push(ModUpTable { src, qhat_inv, qhat_mod });
+                let q_inv_f64 = src_primes.iter().map(|p| 1.0 / p.q as f64).collect();
+                let qj_mod = targets.iter().map(|pt| src_primes.iter().fold(1u64, |acc, pb| pt.m.mul(acc, pt.m.reduce(pb.q)))).collect();
+                digits.push(ModUpTable { src, qhat_inv, qhat_mod, q_inv_f64, qj_mod });
             }
             modup.push(digits);
         }
@@ -491,18 +500,20 @@ impl RingContext {
                     return;
                 }
                 let p = self.limb_prime(t, nq);
+                // Centered digits (in (-Q'_j/2, Q'_j/2)): zero-mean, so the key-switching noise
+                // Σ d_j·e_j has no structured (coherent) component.
                 if single {
                     let src = src_slices.first().copied().unwrap_or(&[]);
-                    if src_q < p.q {
-                        limb.copy_from_slice(src);
-                    } else {
-                        for (o, &x) in limb.iter_mut().zip(src) {
-                            *o = p.m.reduce(x);
-                        }
+                    let half = src_q / 2;
+                    let q_mod = p.m.reduce(src_q);
+                    for (o, &x) in limb.iter_mut().zip(src) {
+                        let r = p.m.reduce(x);
+                        *o = if x > half { p.m.sub(r, q_mod) } else { r };
                     }
                 } else {
                     let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
-                    base_convert_into(limb, &src_slices, row, &p.m);
+                    let total = tab.qj_mod.get(t).copied().unwrap_or(0);
+                    base_convert_centered(limb, &src_slices, &tab.q_inv_f64, row, total, &p.m);
                 }
                 p.ntt.forward(limb);
             });
@@ -543,7 +554,8 @@ impl RingContext {
                 }
             } else {
                 let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
-                base_convert_into(&mut conv, &srcs, row, &p.m);
+                let total = self.p_mod_q.get(i).copied().unwrap_or(0);
+                base_convert_centered(&mut conv, &srcs, &self.p_inv_f64, row, total, &p.m);
             }
             p.ntt.forward(&mut conv);
             let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
@@ -597,23 +609,30 @@ fn gather(out: &mut [u64], src: &[u64], perm: &[u32]) {
     }
 }
 
-/// Fast (approximate) base conversion of one target limb: `out = Σ_i y_i · qhat_i mod t`.
-fn base_convert_into(out: &mut [u64], ys: &[&[u64]], qhat_mod: &[u64], m: &Modulus) {
-    match (ys, qhat_mod) {
-        ([y0, y1], [h0, h1]) => {
+/// Centered base conversion of one target limb: with `y_i = [x_i·qhat_i^{-1}]_{q_i}`, the centered
+/// representative of `x` modulo `Q' = Π q_i` is `Σ_i y_i·qhat_i − v·Q'` with `v = round(Σ_i y_i/q_i)`
+/// (the f64 estimate can be off by one only when `x` is within ~2^-50·Q' of ±Q'/2, which merely
+/// picks the other valid representative). `total_mod` is `Q' mod t`.
+fn base_convert_centered(out: &mut [u64], ys: &[&[u64]], q_inv: &[f64], qhat_mod: &[u64], total_mod: u64, m: &Modulus) {
+    let neg_total = m.neg(total_mod) as u128;
+    match (ys, qhat_mod, q_inv) {
+        ([y0, y1], [h0, h1], [i0, i1]) => {
             for ((o, &a), &b) in out.iter_mut().zip(*y0).zip(*y1) {
-                *o = m.reduce_u128(a as u128 * *h0 as u128 + b as u128 * *h1 as u128);
+                let v = (a as f64 * i0 + b as f64 * i1 + 0.5) as u64;
+                *o = m.reduce_u128(a as u128 * *h0 as u128 + b as u128 * *h1 as u128 + v as u128 * neg_total);
             }
         }
         _ => {
             let mut acc = vec![0u128; out.len()];
-            for (y, &h) in ys.iter().zip(qhat_mod) {
-                for (s, &v) in acc.iter_mut().zip(*y) {
+            let mut frac = vec![0.5f64; out.len()];
+            for ((y, &h), &qi) in ys.iter().zip(qhat_mod).zip(q_inv) {
+                for ((s, f), &v) in acc.iter_mut().zip(frac.iter_mut()).zip(*y) {
                     *s += v as u128 * h as u128;
+                    *f += v as f64 * qi;
                 }
             }
-            for (o, s) in out.iter_mut().zip(acc) {
-                *o = m.reduce_u128(s);
+            for ((o, s), f) in out.iter_mut().zip(acc).zip(frac) {
+                *o = m.reduce_u128(s + (f as u64) as u128 * neg_total);
             }
         }
     }

@@ -1,0 +1,378 @@
+//! Key material, encryption and decryption.
+//!
+//! Contract:
+//! - The secret key is a ternary polynomial (uniform in {-1,0,1}, or exactly `h` nonzero ±1 entries
+//!   when the parameters ask for a sparse secret). It lives only inside [`ClientKeys`] /
+//!   [`SecretKey`]; the server side gets [`EvaluationKeys`] (relinearization + Galois keys), which hold
+//!   no secret and from which the [`crate::Evaluator`] cannot reach one.
+//! - Key-switching keys use hybrid key switching with the special modulus `P` and `dnum` digits: for a
+//!   source key `s'` digit `j` is `(b_j, a_j)` over `Q ∪ P` with `b_j = -a_j·s + e_j + P·s'` on the
+//!   digit's primes (and `-a_j·s + e_j` elsewhere); this is `P·(Q/Q_j)·[(Q/Q_j)^{-1}]_{Q_j}·s'` in CRT
+//!   form, valid at every level because the digits of a lower level are prefixes of these.
+//! - Galois keys are indexed by Galois element: `5^k mod 2N` rotates slots left by `k`, `2N-1`
+//!   conjugates.
+//! - Public-key encryption: `(v·b + e_0, v·a + e_1)` over `Q_l ∪ P`, divided by `P` (ModDown), plus
+//!   `m` on the first component, with ternary `v`; secret-key encryption:
+//!   `(-a·s + e + m, a)` with uniform `a`. Errors are rounded Gaussians with σ = 3.2 cut at 6σ.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::{CryptoRng, Rng};
+
+use crate::context::{check_level, CkksContext, ContextInner};
+use crate::encoder::Plaintext;
+use crate::error::{CkksError, Result};
+use crate::ring::{for_limbs, RingContext, RnsPoly};
+
+/// A ciphertext: 2 polynomials (3 after a multiplication without relinearization) in NTT form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ciphertext {
+    pub(crate) polys: Vec<RnsPoly>,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+    pub(crate) fingerprint: u64,
+}
+
+impl Ciphertext {
+    /// Current level.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    /// Current scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    /// Number of polynomials (2, or 3 before relinearization).
+    pub fn degree(&self) -> usize {
+        self.polys.len()
+    }
+    /// Overrides the tracked scale (for hosts that manage scales themselves, e.g. after
+    /// multiplying by a constant they encoded with a known factor).
+    pub fn set_scale(&mut self, scale: f64) -> Result<()> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(CkksError::InvalidScale { scale });
+        }
+        self.scale = scale;
+        Ok(())
+    }
+}
+
+/// The secret key (client only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretKey {
+    /// Ternary coefficients.
+    pub(crate) coeffs: Vec<i8>,
+    /// NTT form over the full `Q ∪ P`.
+    pub(crate) poly: RnsPoly,
+    pub(crate) fingerprint: u64,
+}
+
+/// The public encryption key `(b, a) = (-a·s + e, a)` over `Q ∪ P` (NTT form).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicKey {
+    pub(crate) b: RnsPoly,
+    pub(crate) a: RnsPoly,
+    pub(crate) fingerprint: u64,
+}
+
+/// One hybrid key-switching key: `dnum` pairs over `Q ∪ P` (NTT form).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySwitchKey {
+    pub(crate) b: Vec<RnsPoly>,
+    pub(crate) a: Vec<RnsPoly>,
+}
+
+/// Public evaluation keys handed to the server: relinearization and Galois keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationKeys {
+    pub(crate) relin: Option<KeySwitchKey>,
+    /// Galois element → key.
+    pub(crate) galois: BTreeMap<u64, KeySwitchKey>,
+    pub(crate) fingerprint: u64,
+}
+
+impl EvaluationKeys {
+    /// Whether a relinearization key is present.
+    pub fn has_relin(&self) -> bool {
+        self.relin.is_some()
+    }
+    /// Galois elements with a key, in increasing order.
+    pub fn galois_elements(&self) -> Vec<u64> {
+        self.galois.keys().copied().collect()
+    }
+    /// Fingerprint of the parameters these keys belong to.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+/// Galois element of a left rotation by `step` slots (negative = right).
+pub fn rotation_galois_element(log_n: u32, step: i64) -> u64 {
+    let n = 1u64 << log_n;
+    let slots = n / 2;
+    let k = step.rem_euclid(slots as i64) as u64;
+    let two_n = 2 * n;
+    let mut g = 1u64;
+    let mut base = 5u64;
+    let mut e = k;
+    while e > 0 {
+        if e & 1 == 1 {
+            g = g * base % two_n;
+        }
+        base = base * base % two_n;
+        e >>= 1;
+    }
+    g
+}
+
+/// Galois element of complex conjugation.
+pub fn conjugation_galois_element(log_n: u32) -> u64 {
+    (2u64 << log_n) - 1
+}
+
+/// The client's keys: secret key, public key, and the means to make evaluation keys.
+#[derive(Debug, Clone)]
+pub struct ClientKeys {
+    pub(crate) ctx: Arc<ContextInner>,
+    pub(crate) secret: SecretKey,
+    pub(crate) public: PublicKey,
+}
+
+// ---------------------------------------------------------------- sampling
+
+fn sample_ternary<R: Rng + ?Sized>(n: usize, hw: Option<usize>, rng: &mut R) -> Vec<i64> {
+    match hw {
+        None => (0..n).map(|_| rng.random_range(0..3i64) - 1).collect(),
+        Some(h) => {
+            let mut idx: Vec<usize> = (0..n).collect();
+            let mut out = vec![0i64; n];
+            for i in 0..h.min(n) {
+                let j = rng.random_range(i..n);
+                idx.swap(i, j);
+                if let Some(&pos) = idx.get(i) {
+                    if let Some(o) = out.get_mut(pos) {
+                        *o = if rng.random::<bool>() { 1 } else { -1 };
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn sample_gaussian<R: Rng + ?Sized>(n: usize, sigma: f64, rng: &mut R) -> Vec<i64> {
+    let bound = 6.0 * sigma;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        // Box–Muller: two independent normals per draw.
+        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt() * sigma;
+        let th = 2.0 * std::f64::consts::PI * u2;
+        for x in [r * th.cos(), r * th.sin()] {
+            if x.abs() <= bound && out.len() < n {
+                out.push(x.round() as i64);
+            }
+        }
+    }
+    out
+}
+
+fn sample_uniform<R: Rng + ?Sized>(ring: &RingContext, nq: usize, with_p: bool, rng: &mut R) -> RnsPoly {
+    let mut p = ring.zero(nq, with_p);
+    // Sequential on purpose: the RNG stream must not depend on the thread count.
+    for (t, limb) in p.data.chunks_exact_mut(ring.n).enumerate() {
+        let q = ring.limb_prime(t, nq).q;
+        limb.iter_mut().for_each(|x| *x = rng.random_range(0..q));
+    }
+    p
+}
+
+fn small_ntt(ring: &RingContext, coeffs: &[i64], nq: usize, with_p: bool) -> RnsPoly {
+    let mut p = ring.from_i64(coeffs, nq, with_p);
+    ring.ntt_forward(&mut p);
+    p
+}
+
+impl ClientKeys {
+    /// Generates a secret and public key with the thread-local CSPRNG.
+    pub fn generate(ctx: &CkksContext) -> Result<Self> {
+        Self::generate_with_rng(ctx, &mut rand::rng())
+    }
+
+    /// Generates a secret and public key from the given cryptographic RNG (deterministic for a seeded
+    /// RNG, whatever the thread count).
+    pub fn generate_with_rng<R: Rng + CryptoRng + ?Sized>(ctx: &CkksContext, rng: &mut R) -> Result<Self> {
+        let c = &ctx.inner;
+        let ring = &c.ring;
+        let s = sample_ternary(ring.n, c.params.hamming_weight, rng);
+        let poly = small_ntt(ring, &s, ring.nq, true);
+        let coeffs = s.iter().map(|&v| v as i8).collect();
+        let secret = SecretKey { coeffs, poly, fingerprint: c.fingerprint };
+        // Over Q ∪ P, so encryption can divide its noise by P (see `Encryptor`).
+        let a = sample_uniform(ring, ring.nq, true, rng);
+        let e = small_ntt(ring, &sample_gaussian(ring.n, c.params.error_std, rng), ring.nq, true);
+        let mut b = ring.mul(&a, &secret.poly);
+        ring.neg_assign(&mut b);
+        ring.add_assign(&mut b, &e);
+        let public = PublicKey { b, a, fingerprint: c.fingerprint };
+        Ok(Self { ctx: c.clone(), secret, public })
+    }
+
+    /// The secret key.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.secret
+    }
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Builds evaluation keys: relinearization, one Galois key per rotation step (negative = right),
+    /// and the conjugation key if asked.
+    pub fn evaluation_keys(&self, rotations: &[i64], conjugation: bool) -> Result<EvaluationKeys> {
+        self.evaluation_keys_with_rng(rotations, conjugation, &mut rand::rng())
+    }
+
+    /// [`Self::evaluation_keys`] with an explicit RNG.
+    pub fn evaluation_keys_with_rng<R: Rng + CryptoRng + ?Sized>(&self, rotations: &[i64], conjugation: bool, rng: &mut R) -> Result<EvaluationKeys> {
+        let ring = &self.ctx.ring;
+        let s2 = ring.mul(&self.secret.poly, &self.secret.poly);
+        let relin = Some(self.switch_key(&s2, rng)?);
+        let log_n = self.ctx.params.log_n;
+        let mut elements: Vec<u64> = rotations.iter().map(|&k| rotation_galois_element(log_n, k)).filter(|&g| g != 1).collect();
+        if conjugation {
+            elements.push(conjugation_galois_element(log_n));
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let mut galois = BTreeMap::new();
+        for g in elements {
+            let perm = ring.galois_perm(g);
+            let sg = ring.permute(&self.secret.poly, &perm);
+            galois.insert(g, self.switch_key(&sg, rng)?);
+        }
+        Ok(EvaluationKeys { relin, galois, fingerprint: self.ctx.fingerprint })
+    }
+
+    /// Key-switching key from `s_from` (NTT, full Q∪P) to the secret key.
+    fn switch_key<R: Rng + CryptoRng + ?Sized>(&self, s_from: &RnsPoly, rng: &mut R) -> Result<KeySwitchKey> {
+        let ring = &self.ctx.ring;
+        let n = ring.n;
+        let dnum = self.ctx.params.dnum;
+        let alpha = ring.alpha;
+        let mut bs = Vec::with_capacity(dnum);
+        let mut as_ = Vec::with_capacity(dnum);
+        for j in 0..dnum {
+            let a = sample_uniform(ring, ring.nq, true, rng);
+            let e = small_ntt(ring, &sample_gaussian(n, self.ctx.params.error_std, rng), ring.nq, true);
+            let mut b = ring.mul(&a, &self.secret.poly);
+            ring.neg_assign(&mut b);
+            ring.add_assign(&mut b, &e);
+            let digit = j * alpha..((j + 1) * alpha).min(ring.nq);
+            for_limbs(&mut b.data, n, |t, limb| {
+                if !digit.contains(&t) {
+                    return;
+                }
+                let p = ring.limb_prime(t, ring.nq);
+                let pm = ring.p_mod_q.get(t).copied().unwrap_or(0);
+                let (w, ws) = p.shoup_pair(pm);
+                let src = s_from.data.get(t * n..(t + 1) * n).unwrap_or(&[]);
+                for (x, &y) in limb.iter_mut().zip(src) {
+                    *x = p.m.add(*x, p.m.mul_shoup(y, w, ws));
+                }
+            });
+            bs.push(b);
+            as_.push(a);
+        }
+        Ok(KeySwitchKey { b: bs, a: as_ })
+    }
+
+    /// Public-key encryptor.
+    pub fn encryptor(&self) -> Encryptor {
+        Encryptor { ctx: self.ctx.clone(), pk: self.public.clone() }
+    }
+
+    /// Secret-key (symmetric) encryption of a plaintext at its level.
+    pub fn encrypt_symmetric(&self, pt: &Plaintext) -> Result<Ciphertext> {
+        self.encrypt_symmetric_with_rng(pt, &mut rand::rng())
+    }
+
+    /// [`Self::encrypt_symmetric`] with an explicit RNG.
+    pub fn encrypt_symmetric_with_rng<R: Rng + CryptoRng + ?Sized>(&self, pt: &Plaintext, rng: &mut R) -> Result<Ciphertext> {
+        let c = &self.ctx;
+        c.check_fp(pt.fingerprint)?;
+        let ring = &c.ring;
+        let nq = pt.level + 1;
+        let a = sample_uniform(ring, nq, false, rng);
+        let e = small_ntt(ring, &sample_gaussian(ring.n, c.params.error_std, rng), nq, false);
+        let mut c0 = ring.mul(&a, &self.secret.poly);
+        ring.neg_assign(&mut c0);
+        ring.add_assign(&mut c0, &e);
+        ring.add_assign(&mut c0, &pt.poly);
+        Ok(Ciphertext { polys: vec![c0, a], level: pt.level, scale: pt.scale, fingerprint: c.fingerprint })
+    }
+
+    /// Decrypts to a plaintext (decode it with [`crate::Encoder`]).
+    pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext> {
+        let c = &self.ctx;
+        c.check_fp(ct.fingerprint)?;
+        let ring = &c.ring;
+        let mut polys = ct.polys.iter();
+        let mut m = polys.next().ok_or(CkksError::Internal("empty ciphertext"))?.clone();
+        let mut s_pow = self.secret.poly.clone();
+        for (i, ci) in polys.enumerate() {
+            if i > 0 {
+                ring.mul_matching_assign(&mut s_pow, &self.secret.poly);
+            }
+            ring.mul_add_assign(&mut m, ci, &s_pow);
+        }
+        Ok(Plaintext { poly: m, level: ct.level, scale: ct.scale, fingerprint: c.fingerprint })
+    }
+}
+
+/// Public-key encryption.
+#[derive(Debug, Clone)]
+pub struct Encryptor {
+    ctx: Arc<ContextInner>,
+    pk: PublicKey,
+}
+
+impl Encryptor {
+    /// An encryptor from a public key (checks it belongs to `ctx`).
+    pub fn new(ctx: &CkksContext, pk: PublicKey) -> Result<Self> {
+        ctx.inner.check_fp(pk.fingerprint)?;
+        Ok(Self { ctx: ctx.inner.clone(), pk })
+    }
+
+    /// Encrypts a plaintext at its level with the thread-local CSPRNG.
+    pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext> {
+        self.encrypt_with_rng(pt, &mut rand::rng())
+    }
+
+    /// Encrypts a plaintext at its level.
+    pub fn encrypt_with_rng<R: Rng + CryptoRng + ?Sized>(&self, pt: &Plaintext, rng: &mut R) -> Result<Ciphertext> {
+        let c = &self.ctx;
+        c.check_fp(pt.fingerprint)?;
+        check_level(pt.level, c.params.max_level())?;
+        let ring = &c.ring;
+        let nq = pt.level + 1;
+        let n = ring.n;
+        // Encrypt zero over Q_l ∪ P and divide by P (ModDown): the noise v·e + e_0 + e_1·s shrinks
+        // by P and only the rounding noise (≈ r_0 + r_1·s) remains, as in SEAL.
+        let v = small_ntt(ring, &sample_ternary(n, None, rng), nq, true);
+        let e0 = sample_gaussian(n, c.params.error_std, rng);
+        let e1 = sample_gaussian(n, c.params.error_std, rng);
+        let mut c0 = ring.from_i64(&e0, nq, true);
+        let mut c1 = ring.from_i64(&e1, nq, true);
+        ring.ntt_forward(&mut c0);
+        ring.ntt_forward(&mut c1);
+        ring.mul_add_assign(&mut c0, &v, &self.pk.b);
+        ring.mul_add_assign(&mut c1, &v, &self.pk.a);
+        let mut c0 = ring.mod_down(&c0)?;
+        let c1 = ring.mod_down(&c1)?;
+        ring.add_assign(&mut c0, &pt.poly);
+        Ok(Ciphertext { polys: vec![c0, c1], level: pt.level, scale: pt.scale, fingerprint: c.fingerprint })
+    }
+}
