@@ -1,4 +1,4 @@
-//! The text form of the IR: [`print`], [`parse`] (they round-trip exactly) and [`to_dot`] (Graphviz).
+//! The text form of the IR: [`print()`], [`parse`] (they round-trip exactly) and [`to_dot`] (Graphviz).
 //!
 //! ```text
 //! graph "encoder" (v0: f32[1,16,64] "input", v1: i64[1,16] "mask") {
@@ -56,7 +56,7 @@ use crate::{
     Const, DType, Data, GeluApprox, Graph, IrError, Node, NodeData, Op, Tensor, TensorType, Value, ValueData, ValueDef,
 };
 
-/// Options for [`print`].
+/// Options for [`print()`].
 #[derive(Clone, Debug, Default)]
 pub struct PrintOptions {
     /// `None`: print all constant data (the output parses back). `Some(n)`: constants with more than `n`
@@ -387,7 +387,7 @@ fn write_summary(out: &mut String, data: &Data) {
 
 /// Graphviz `dot` source: one box per IR node labelled with its op (and constant id), its name and its
 /// result types; graph inputs and outputs as separate house-shaped nodes; one edge per value use,
-/// labelled with the value id. Like [`print`], never panics on a broken graph.
+/// labelled with the value id. Like [`print()`], never panics on a broken graph.
 pub fn to_dot(g: &Graph) -> String {
     let mut out = String::new();
     out.push_str("digraph ");
