@@ -1,8 +1,8 @@
-//! Closed intervals [lo, hi] with finite bounds and lo < hi, and the affine map to [-1, 1].
+//! Closed intervals [lo, hi] with finite bounds and width and lo < hi, and the affine map to [-1, 1].
 
 use super::error::{ApproxError, Result};
 
-/// A validated closed interval `[lo, hi]`: both bounds finite, `lo < hi`.
+/// A validated closed interval `[lo, hi]`: both bounds and the width finite, `lo < hi`.
 ///
 /// Degenerate (`lo == hi`) and NaN/infinite bounds are rejected by [`Interval::new`], so every
 /// function taking an `Interval` can divide by its width.
@@ -14,7 +14,8 @@ pub struct Interval {
 
 impl Interval {
     pub fn new(lo: f64, hi: f64) -> Result<Self> {
-        if !lo.is_finite() || !hi.is_finite() || lo >= hi {
+        // The width must be finite too: every map to [-1, 1] divides by it.
+        if !lo.is_finite() || !hi.is_finite() || lo >= hi || !(hi - lo).is_finite() {
             return Err(ApproxError::InvalidInterval { lo, hi });
         }
         Ok(Self { lo, hi })
