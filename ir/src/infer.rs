@@ -201,7 +201,8 @@ pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<Tens
         | Op::Sigmoid
         | Op::Floor
         | Op::Ceil
-        | Op::Gelu(_) => {
+        | Op::Gelu(_)
+        | Op::Chebyshev { .. } => {
             arity(op, inputs, 1, 1)?;
             need_float(op, "input", &inputs[0])?;
             one(inputs[0].clone())

@@ -583,6 +583,19 @@ fn binary(op: &Op, a: &Tensor, b: &Tensor, out: &TensorType) -> Result<Data, IrE
     })
 }
 
+/// Clenshaw evaluation of `Σ c_k T_k(t)`, `t = (2x − lo − hi)/(hi − lo)`. Outside `[lo, hi]` the
+/// polynomial is evaluated as it is (that is what a ciphertext gets); callers count such inputs.
+pub fn chebyshev(lo: f64, hi: f64, coeffs: &[f64], x: f64) -> f64 {
+    let t = (2.0 * x - lo - hi) / (hi - lo);
+    let (mut b1, mut b2) = (0.0f64, 0.0f64);
+    for &c in coeffs.iter().skip(1).rev() {
+        let b0 = 2.0 * t * b1 - b2 + c;
+        b2 = b1;
+        b1 = b0;
+    }
+    t * b1 - b2 + coeffs.first().copied().unwrap_or(0.0)
+}
+
 fn gelu(approx: GeluApprox, x: f64) -> f64 {
     match approx {
         GeluApprox::Erf => 0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)),
@@ -620,6 +633,7 @@ fn unary(op: &Op, x: &Tensor, out: &TensorType) -> Result<Data, IrError> {
                 Data::Float(v.iter().map(|&x| if x.is_nan() { x } else { x.max(lo).min(hi) }).collect())
             }
             Op::Gelu(a) => Data::Float(v.iter().map(|&x| gelu(*a, x)).collect()),
+            Op::Chebyshev { lo, hi, coeffs } => Data::Float(v.iter().map(|&x| chebyshev(*lo, *hi, coeffs, x)).collect()),
             _ => {
                 let f: fn(f64) -> f64 = match op {
                     Op::Neg => |x| -x,

@@ -62,6 +62,11 @@ pub enum Op {
     Clip { min: Option<f64>, max: Option<f64> },
     /// Recognized GELU (from Erf/Tanh subgraphs or a `Gelu` op).
     Gelu(GeluApprox),
+    /// The polynomial stage's elementwise polynomial `Σ coeffs[k]·T_k(t)` in the Chebyshev basis, with
+    /// `t = (2x − lo − hi)/(hi − lo)` mapping the fitted interval `[lo, hi]` onto `[−1, 1]`. It is only
+    /// accurate inside `[lo, hi]`; the poly-mode runner counts inputs that fall outside. Multiplicative
+    /// depth `ceil(log2(degree + 1))`.
+    Chebyshev { lo: f64, hi: f64, coeffs: Vec<f64> },
 
     /// `(cond, a, b)` → `cond ? a : b`, broadcasting.
     Where,
@@ -145,6 +150,7 @@ impl Op {
             Op::Cast(_) => "cast",
             Op::Clip { .. } => "clip",
             Op::Gelu(_) => "gelu",
+            Op::Chebyshev { .. } => "chebyshev",
             Op::Where => "where",
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layer_norm",
@@ -212,7 +218,20 @@ impl Op {
                 | Op::Cast(_)
                 | Op::Clip { .. }
                 | Op::Gelu(_)
+                | Op::Chebyshev { .. }
         )
+    }
+
+    /// Multiplicative depth of the op's own evaluation when it runs on a ciphertext: the degree's
+    /// `ceil(log2(d+1))` for a Chebyshev polynomial, 0 for others (whose cost depends on operands).
+    pub fn poly_depth(&self) -> u32 {
+        match self {
+            Op::Chebyshev { coeffs, .. } => {
+                let d = coeffs.len().saturating_sub(1) as u64;
+                64 - d.leading_zeros()
+            }
+            _ => 0,
+        }
     }
 
     /// Number of results the op produces.

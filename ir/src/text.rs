@@ -234,6 +234,10 @@ fn op_attrs(op: &Op) -> Vec<(&'static str, String)> {
             a
         }
         Op::Gelu(approx) => vec![("approx", gelu_name(*approx).to_string())],
+        Op::Chebyshev { lo, hi, coeffs } => {
+            let cs: Vec<String> = coeffs.iter().map(|&c| fmt_f64(c)).collect();
+            vec![("lo", fmt_f64(*lo)), ("hi", fmt_f64(*hi)), ("coeffs", format!("[{}]", cs.join(",")))]
+        }
         Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } | Op::GatherElements { axis } => {
             vec![("axis", axis.to_string())]
         }
@@ -1347,6 +1351,11 @@ fn build_op<'a>(
                 _ => return Err(perr(l, c, format!("unknown gelu approximation `{s}` (expected `erf` or `tanh`)"))),
             }
         }
+        "chebyshev" => Op::Chebyshev {
+            lo: a.f64("lo")?,
+            hi: a.f64("hi")?,
+            coeffs: a.list("coeffs", "numbers", |s| parse_f64(&Tok::Num(s)))?,
+        },
         "where" => Op::Where,
         "softmax" => Op::Softmax { axis: a.usize("axis")? },
         "layer_norm" => Op::LayerNorm { axis: a.usize("axis")?, epsilon: a.f64("epsilon")? },

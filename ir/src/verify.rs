@@ -110,6 +110,7 @@ fn arity(op: &Op) -> (usize, Option<usize>) {
         | Op::Cast(_)
         | Op::Clip { .. }
         | Op::Gelu(_)
+        | Op::Chebyshev { .. }
         | Op::Softmax { .. }
         | Op::ReduceMean { .. }
         | Op::ReduceSum { .. }
