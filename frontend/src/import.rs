@@ -29,7 +29,8 @@ use crate::{FrontendError, OnnxModel};
 /// How to import a model.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
-    /// Values of symbolic dims (`dim_param`), e.g. `batch_size = 1` (`--dim NAME=VALUE`).
+    /// Values of symbolic dims (`dim_param`), e.g. `batch_size = 1` (`--dim NAME=VALUE`). Names the
+    /// model does not use are ignored, so one set of bindings can serve several models.
     pub dims: BTreeMap<String, usize>,
     /// Concrete shapes of graph inputs (e.g. of the tensors that will be fed); they bind the input's
     /// symbolic and unnamed dims and must agree with its static ones.
@@ -163,7 +164,8 @@ pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendErro
         .iter()
         .filter(|i| !imp.inits.contains_key(i.name.as_str()))
         .collect();
-    for (name, ty) in resolve_inputs(&real_inputs, opts)? {
+    let (resolved, bound) = resolve_inputs(&real_inputs, opts)?;
+    for (name, ty) in resolved {
         let v = imp.g.add_input(name.clone(), ty);
         imp.env.insert(name, v);
     }
@@ -177,7 +179,7 @@ pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendErro
         let v = imp.value(&out.name)?.ok_or_else(|| FrontendError::Graph {
             msg: format!("graph output `{}` is not produced by any node", out.name),
         })?;
-        check_declared_output(out, imp.g.ty(v))?;
+        check_declared_output(out, imp.g.ty(v), &bound)?;
         let v = if imp.g.values[v].name.is_some() {
             let n = imp
                 .g
@@ -203,8 +205,14 @@ pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendErro
     }
 }
 
-/// Checks an output's declared element type and static dims against what the import computed.
-fn check_declared_output(out: &ValueInfoProto, ty: &TensorType) -> Result<(), FrontendError> {
+/// Checks an output's declared element type, static dims and bound symbolic dims against what the
+/// import computed (a mismatch means the model is inconsistent or the frontend is wrong; either way the
+/// user must hear of it).
+fn check_declared_output(
+    out: &ValueInfoProto,
+    ty: &TensorType,
+    bound: &BTreeMap<String, usize>,
+) -> Result<(), FrontendError> {
     let Some(type_proto::Value::TensorType(t)) = out.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return Ok(());
@@ -226,10 +234,17 @@ fn check_declared_output(out: &ValueInfoProto, ty: &TensorType) -> Result<(), Fr
             return Err(mismatch(format!("rank {}", shape.dim.len())));
         }
         for (axis, d) in shape.dim.iter().enumerate() {
-            if let Some(dimension::Value::DimValue(v)) = d.value {
-                if v > 0 && v as usize != ty.shape[axis] {
+            match &d.value {
+                Some(dimension::Value::DimValue(v)) if *v > 0 && *v as usize != ty.shape[axis] => {
                     return Err(mismatch(format!("size {v} on axis {axis}")));
                 }
+                Some(dimension::Value::DimParam(p)) => match bound.get(p) {
+                    Some(&b) if b != ty.shape[axis] => {
+                        return Err(mismatch(format!("`{p}` = {b} on axis {axis}")));
+                    }
+                    _ => {}
+                },
+                _ => {}
             }
         }
     }
@@ -271,11 +286,14 @@ fn declared_input(vi: &ValueInfoProto) -> Result<(DType, Option<Vec<DeclDim>>), 
     Ok((dtype, dims))
 }
 
+/// The resolved input types and the value of every bound symbolic dim.
+type Resolved = (Vec<(String, TensorType)>, BTreeMap<String, usize>);
+
 /// Binds every input dim to a number (see [`ImportOptions`]).
 fn resolve_inputs(
     inputs: &[&ValueInfoProto],
     opts: &ImportOptions,
-) -> Result<Vec<(String, TensorType)>, FrontendError> {
+) -> Result<Resolved, FrontendError> {
     for name in opts.input_shapes.keys() {
         if !inputs.iter().any(|i| &i.name == name) {
             let known = inputs
@@ -374,7 +392,7 @@ fn resolve_inputs(
         };
         out.push((vi.name.clone(), TensorType::new(dtype, shape)));
     }
-    Ok(out)
+    Ok((out, bound))
 }
 
 /// Typed access to a node's attributes.

@@ -208,3 +208,44 @@ fn inspect_needs_no_binding() {
     assert!(text.contains("z: f32[?,4]"), "{text}");
     assert!(text.contains("opset 14"), "{text}");
 }
+
+#[test]
+fn declared_output_shapes_are_checked() {
+    // `y` is declared [sequence_length, batch_size] but computes [batch_size, sequence_length].
+    let mut m = bert_like();
+    m.graph.as_mut().unwrap().output[0] = vi(
+        "y",
+        dt::FLOAT,
+        &[D::P("sequence_length"), D::P("batch_size")],
+    );
+    let o = opts(
+        &[("batch_size", 2), ("sequence_length", 5)],
+        &[("z", &[1, 4])],
+    );
+    let err = import_model(&m, &o).unwrap_err();
+    assert!(
+        matches!(&err, FrontendError::Graph { msg } if msg.contains("`y`") && msg.contains("sequence_length")),
+        "{err}"
+    );
+    // Equal values cannot be told apart and are accepted.
+    let o = opts(
+        &[("batch_size", 3), ("sequence_length", 3)],
+        &[("z", &[1, 4])],
+    );
+    assert!(import_model(&m, &o).is_ok());
+    // A wrong element type.
+    let mut m = bert_like();
+    m.graph.as_mut().unwrap().output[0] = vi(
+        "y",
+        dt::INT64,
+        &[D::P("batch_size"), D::P("sequence_length")],
+    );
+    let o = opts(
+        &[("batch_size", 2), ("sequence_length", 5)],
+        &[("z", &[1, 4])],
+    );
+    assert!(matches!(
+        import_model(&m, &o),
+        Err(FrontendError::Graph { .. })
+    ));
+}

@@ -85,7 +85,10 @@ fn check_files(
             .insert(vi.name.clone(), t.shape().to_vec());
         inputs.push(t);
     }
+    let start = std::time::Instant::now();
     let g = import(&m, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!("{name}: imported in {:?}", start.elapsed());
+    polyhe_ir::verify::verify(&g).unwrap_or_else(|e| panic!("{name}: verifier: {e}"));
     let outs = polyhe_ir::interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     for (vi, got) in gp.output.iter().zip(&outs) {
         let want = read_npy(

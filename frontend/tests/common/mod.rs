@@ -211,7 +211,11 @@ pub fn model(
 pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Graph, FrontendError> {
     let bytes = m.encode_to_vec();
     let om = decode(&bytes, Path::new("test.onnx"), None)?;
-    import(&om, opts)
+    let g = import(&om, opts)?;
+    if let Err(e) = polyhe_ir::verify::verify(&g) {
+        panic!("imported graph fails the verifier: {e}");
+    }
+    Ok(g)
 }
 
 pub fn import_ok(m: &ModelProto) -> Graph {
