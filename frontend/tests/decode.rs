@@ -377,11 +377,14 @@ fn bad_bytes_are_decode_errors_not_panics() {
 /// Bit flips and byte changes in a real model give errors or a graph, never a panic.
 #[test]
 fn corrupted_real_model_never_panics() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/bert_tiny/model.onnx");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/bert_tiny/model.onnx");
     let bytes = std::fs::read(&path).unwrap();
     let opts = ImportOptions {
-        dims: [("batch_size".to_string(), 1), ("sequence_length".to_string(), 4)].into(),
+        dims: [
+            ("batch_size".to_string(), 1),
+            ("sequence_length".to_string(), 4),
+        ]
+        .into(),
         recognize: true,
         ..Default::default()
     };

@@ -53,6 +53,7 @@ fn check_files(
     eprintln!("{name}: loaded in {:?}", start.elapsed());
     let info = inspect(&m);
     assert!(info.unsupported.is_empty(), "{info}");
+    eprintln!("{info}");
     let gp = m.proto.graph.as_ref().unwrap();
     let inits: Vec<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut opts = ImportOptions {
