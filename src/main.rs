@@ -78,6 +78,30 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Time the CKKS operations (median ms) with the chain [first, scale×depth, special] bits.
+    Runtime {
+        #[arg(long, default_value_t = 16)]
+        log_n: u32,
+        #[arg(long, default_value_t = 5)]
+        depth: usize,
+        /// Worker threads (1 = single-threaded, the setting peers are compared at).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 40)]
+        scale_bits: u32,
+        #[arg(long, default_value_t = 60)]
+        first_bits: u32,
+        #[arg(long, default_value_t = 60)]
+        special_bits: u32,
+        /// Key-switching digits (default: one per ciphertext prime).
+        #[arg(long)]
+        dnum: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Print one JSON object `{"params": {...}, "ops_ms": {...}}` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time loading + importing a model and a reference run on its inputs.
     Frontend {
         model: PathBuf,
@@ -177,6 +201,20 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             eprintln!("reference run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
+            Ok(())
+        }
+        Cmd::Bench { what: BenchCmd::Runtime { log_n, depth, threads, scale_bits, first_bits, special_bits, dnum, reps, json } } => {
+            if threads == 0 {
+                anyhow::bail!("--threads must be at least 1");
+            }
+            let cfg = polyhe_runtime::BenchConfig { log_n, depth, scale_bits, first_bits, special_bits, dnum, reps };
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("building the thread pool")?;
+            let report = pool.install(|| polyhe_runtime::bench_ops(&cfg))?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
             Ok(())
         }
         Cmd::Bench { what: BenchCmd::Frontend { model, inputs, reps, import } } => {
