@@ -4,14 +4,10 @@ use polyhe_passes::{depth_for_degree, ApproxError, Chebyshev, EvalPlan, Interval
 
 /// Deterministic pseudo-random coefficients decaying like a smooth function's.
 fn coeffs(d: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..=d)
         .map(|k| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let u = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
             // Non-integer, non-zero, decaying slowly so every term matters.
             (u + 0.01) / (1.0 + k as f64).sqrt()
@@ -39,10 +35,7 @@ fn chebyshev_plans_hit_depth_bound_and_match_clenshaw() {
         let m = plan.num_ct_mults();
         // BSGS optimum ~ sqrt(2d) + log2(d); allow the tight-chain overhead of log2(d).
         let bound = (2.0 * d as f64).sqrt() + 2.0 * (d as f64).log2() + 1.0;
-        assert!(
-            (m as f64) <= bound,
-            "degree {d}: {m} ct×ct mults > {bound:.1}"
-        );
+        assert!((m as f64) <= bound, "degree {d}: {m} ct×ct mults > {bound:.1}");
         report.push((d, m));
     }
     eprintln!("ct mults by degree: {report:?}");
@@ -52,35 +45,21 @@ fn chebyshev_plans_hit_depth_bound_and_match_clenshaw() {
 fn depth_model_charges_non_integer_scalars_and_ct_products() {
     let ops = vec![
         PlanOp::Input,
-        PlanOp::Affine {
-            src: Reg(0),
-            scale: 0.3,
-            shift: 1.0,
-        }, // r1: folded upstream, depth 0
-        PlanOp::Mul(Reg(1), Reg(1)),   // r2: depth 1
-        PlanOp::MulConst(Reg(2), 2.0), // r3: integer, depth 1
-        PlanOp::MulConst(Reg(2), 0.5), // r4: rescale, depth 2
-        PlanOp::Affine {
-            src: Reg(3),
-            scale: 0.5,
-            shift: 0.0,
-        }, // r5: not the input, depth 2
-        PlanOp::Add(Reg(4), Reg(1)),   // r6: max, depth 2
-        PlanOp::AddConst(Reg(6), 0.25), // r7: depth 2
-        PlanOp::Sub(Reg(7), Reg(5)),   // r8: depth 2
-        PlanOp::Const(3.0),            // r9: depth 0
-        PlanOp::Mul(Reg(8), Reg(9)),   // r10: ct×ct by the model, depth 3
+        PlanOp::Affine { src: Reg(0), scale: 0.3, shift: 1.0 }, // r1: folded upstream, depth 0
+        PlanOp::Mul(Reg(1), Reg(1)),                            // r2: depth 1
+        PlanOp::MulConst(Reg(2), 2.0),                          // r3: integer, depth 1
+        PlanOp::MulConst(Reg(2), 0.5),                          // r4: rescale, depth 2
+        PlanOp::Affine { src: Reg(3), scale: 0.5, shift: 0.0 }, // r5: not the input, depth 2
+        PlanOp::Add(Reg(4), Reg(1)),                            // r6: max, depth 2
+        PlanOp::AddConst(Reg(6), 0.25),                         // r7: depth 2
+        PlanOp::Sub(Reg(7), Reg(5)),                            // r8: depth 2
+        PlanOp::Const(3.0),                                     // r9: depth 0
+        PlanOp::Mul(Reg(8), Reg(9)),                            // r10: ct×ct by the model, depth 3
     ];
     let plan = EvalPlan::new(ops, Reg(10)).unwrap();
-    assert_eq!(
-        plan.register_depths(),
-        vec![0, 0, 1, 1, 2, 2, 2, 2, 2, 0, 3]
-    );
+    assert_eq!(plan.register_depths(), vec![0, 0, 1, 1, 2, 2, 2, 2, 2, 0, 3]);
     let cost = plan.cost();
-    assert_eq!(
-        (cost.depth, cost.ct_mults, cost.scalar_mults, cost.ops),
-        (3, 2, 2, 10)
-    );
+    assert_eq!((cost.depth, cost.ct_mults, cost.scalar_mults, cost.ops), (3, 2, 2, 10));
     let x: f64 = 0.7;
     let r1 = 0.3 * x + 1.0;
     let r2 = r1 * r1;
@@ -93,15 +72,8 @@ fn depth_model_charges_non_integer_scalars_and_ct_products() {
 
 #[test]
 fn invalid_plans_are_rejected() {
-    let forward = vec![
-        PlanOp::Input,
-        PlanOp::Mul(Reg(0), Reg(2)),
-        PlanOp::Const(1.0),
-    ];
-    assert!(matches!(
-        EvalPlan::new(forward, Reg(1)),
-        Err(ApproxError::InvalidPlan { op: 1, reg: 2 })
-    ));
+    let forward = vec![PlanOp::Input, PlanOp::Mul(Reg(0), Reg(2)), PlanOp::Const(1.0)];
+    assert!(matches!(EvalPlan::new(forward, Reg(1)), Err(ApproxError::InvalidPlan { op: 1, reg: 2 })));
     let no_input = vec![PlanOp::Const(1.0)];
     assert!(EvalPlan::new(no_input, Reg(0)).is_err());
     let second_input = vec![PlanOp::Input, PlanOp::Input];
@@ -122,9 +94,7 @@ fn low_degree_and_integer_coefficient_plans() {
     assert_eq!((plan.depth(), plan.num_ct_mults()), (0, 0));
     assert!((plan.eval(3.0) - lin.eval(3.0)).abs() < 1e-15);
     // A bare T_4 (integer coefficients) needs no scalar level: depth 2 < ceil(log2 5) = 3.
-    let t4 = Chebyshev::new(Interval::unit(), vec![0.0, 0.0, 0.0, 0.0, 1.0])
-        .unwrap()
-        .plan();
+    let t4 = Chebyshev::new(Interval::unit(), vec![0.0, 0.0, 0.0, 0.0, 1.0]).unwrap().plan();
     assert_eq!(t4.depth(), 2);
     assert!((t4.eval(0.3) - (8.0 * 0.3f64.powi(4) - 8.0 * 0.09 + 1.0)).abs() < 1e-14);
 }

@@ -1,16 +1,13 @@
 //! Extreme inputs return errors or flagged results, never panics.
 
 use polyhe_passes::{
-    fit, fit_activation, fit_exp, fit_inv_sqrt, fit_reciprocal, fit_relu, remez, Activation,
-    ApproxError, ErrorKind, FitOptions, InverseOptions, Interval, Method, ReluOptions,
+    fit, fit_activation, fit_exp, fit_inv_sqrt, fit_reciprocal, fit_relu, remez, Activation, ApproxError, ErrorKind,
+    FitOptions, Interval, InverseOptions, Method, ReluOptions,
 };
 
 #[test]
 fn infinite_width_is_rejected() {
-    assert!(matches!(
-        Interval::new(-1e308, 1e308),
-        Err(ApproxError::InvalidInterval { .. })
-    ));
+    assert!(matches!(Interval::new(-1e308, 1e308), Err(ApproxError::InvalidInterval { .. })));
 }
 
 #[test]

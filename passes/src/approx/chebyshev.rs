@@ -39,10 +39,7 @@ impl Chebyshev {
             return Err(ApproxError::NonFiniteCoefficient { index, value });
         }
         if coeffs.len() - 1 > MAX_DEGREE {
-            return Err(ApproxError::DegreeTooLarge {
-                degree: coeffs.len() - 1,
-                max: MAX_DEGREE,
-            });
+            return Err(ApproxError::DegreeTooLarge { degree: coeffs.len() - 1, max: MAX_DEGREE });
         }
         Ok(Self { interval, coeffs })
     }
@@ -52,10 +49,7 @@ impl Chebyshev {
     /// Errors if `f` is not finite at a node.
     pub fn interpolate(f: impl Fn(f64) -> f64, interval: Interval, degree: usize) -> Result<Self> {
         if degree > MAX_DEGREE {
-            return Err(ApproxError::DegreeTooLarge {
-                degree,
-                max: MAX_DEGREE,
-            });
+            return Err(ApproxError::DegreeTooLarge { degree, max: MAX_DEGREE });
         }
         let n = degree + 1;
         let mut values = Vec::with_capacity(n);
@@ -118,10 +112,7 @@ impl Chebyshev {
     pub fn scaled(&self, alpha: f64, beta: f64) -> Self {
         let mut coeffs: Vec<f64> = self.coeffs.iter().map(|c| alpha * c).collect();
         coeffs[0] += beta;
-        Self {
-            interval: self.interval,
-            coeffs,
-        }
+        Self { interval: self.interval, coeffs }
     }
 
     /// Depth-optimal evaluation plan for this polynomial (see [`EvalPlan::chebyshev`]).

@@ -11,11 +11,7 @@ pub enum ApproxError {
     #[error("invalid interval [{lo}, {hi}]: bounds must be finite with lo < hi")]
     InvalidInterval { lo: f64, hi: f64 },
     #[error("{what} needs a strictly positive interval, got [{lo}, {hi}]")]
-    NonPositiveInterval {
-        what: &'static str,
-        lo: f64,
-        hi: f64,
-    },
+    NonPositiveInterval { what: &'static str, lo: f64, hi: f64 },
     #[error("degree {degree} exceeds the supported maximum {max}")]
     DegreeTooLarge { degree: usize, max: usize },
     #[error("invalid target error {target}: must be finite and > 0")]
@@ -28,14 +24,8 @@ pub enum ApproxError {
     EmptyCoefficients,
     #[error("coefficient {index} is not finite ({value})")]
     NonFiniteCoefficient { index: usize, value: f64 },
-    #[error(
-        "target error {target} not reached up to degree {max_degree}: best max error {best_error}"
-    )]
-    TargetNotReached {
-        target: f64,
-        best_error: f64,
-        max_degree: usize,
-    },
+    #[error("target error {target} not reached up to degree {max_degree}: best max error {best_error}")]
+    TargetNotReached { target: f64, best_error: f64, max_degree: usize },
     #[error("invalid plan: op {op} reads register {reg} that is not defined before it")]
     InvalidPlan { op: usize, reg: usize },
     #[error("numerical failure in {stage}: {detail}")]

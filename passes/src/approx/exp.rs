@@ -45,12 +45,7 @@ fn squaring_plan(r: u32) -> EvalPlan {
 }
 
 /// Smallest `r ≤ max_r` meeting `target` (module doc); `TargetNotReached` otherwise.
-pub fn fit_exp_squaring(
-    interval: Interval,
-    target: f64,
-    kind: ErrorKind,
-    max_r: u32,
-) -> Result<SquaringExp> {
+pub fn fit_exp_squaring(interval: Interval, target: f64, kind: ErrorKind, max_r: u32) -> Result<SquaringExp> {
     if !target.is_finite() || target <= 0.0 {
         return Err(ApproxError::InvalidTarget { target });
     }
@@ -72,11 +67,7 @@ pub fn fit_exp_squaring(
             });
         }
     }
-    Err(ApproxError::TargetNotReached {
-        target,
-        best_error,
-        max_degree: 1usize << max_r,
-    })
+    Err(ApproxError::TargetNotReached { target, best_error, max_degree: 1usize << max_r })
 }
 
 /// Which exp method [`fit_exp`] chose.
@@ -129,38 +120,15 @@ pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpC
     // Candidates as (depth, ct×ct mults, method, plan, max error); squaring wins ties.
     let mut candidates = Vec::new();
     if let Some(s) = &squaring {
-        candidates.push((
-            s.depth,
-            s.ct_mults,
-            ExpMethod::Squaring,
-            s.plan.clone(),
-            s.max_error,
-        ));
+        candidates.push((s.depth, s.ct_mults, ExpMethod::Squaring, s.plan.clone(), s.max_error));
     }
     if let Some(c) = &chebyshev {
         let plan = c.plan();
-        candidates.push((
-            c.depth,
-            plan.num_ct_mults(),
-            ExpMethod::Chebyshev,
-            plan,
-            c.max_error,
-        ));
+        candidates.push((c.depth, plan.num_ct_mults(), ExpMethod::Chebyshev, plan, c.max_error));
     }
     let best = candidates.into_iter().min_by_key(|c| (c.0, c.1));
     let Some((depth, _, chosen, plan, max_error)) = best else {
-        return Err(ApproxError::TargetNotReached {
-            target: opts.target,
-            best_error,
-            max_degree: opts.max_degree,
-        });
+        return Err(ApproxError::TargetNotReached { target: opts.target, best_error, max_degree: opts.max_degree });
     };
-    Ok(ExpChoice {
-        squaring,
-        chebyshev,
-        chosen,
-        plan,
-        max_error,
-        depth,
-    })
+    Ok(ExpChoice { squaring, chebyshev, chosen, plan, max_error, depth })
 }

@@ -72,15 +72,10 @@ impl FitOptions {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.target.is_finite() || self.target <= 0.0 {
-            return Err(ApproxError::InvalidTarget {
-                target: self.target,
-            });
+            return Err(ApproxError::InvalidTarget { target: self.target });
         }
         if self.max_degree > MAX_DEGREE {
-            return Err(ApproxError::DegreeTooLarge {
-                degree: self.max_degree,
-                max: MAX_DEGREE,
-            });
+            return Err(ApproxError::DegreeTooLarge { degree: self.max_degree, max: MAX_DEGREE });
         }
         Ok(())
     }
@@ -125,26 +120,9 @@ pub(crate) fn grid_for(degree: usize) -> usize {
     DEFAULT_GRID.max(16 * (degree + 1))
 }
 
-fn measured(
-    f: &dyn Fn(f64) -> f64,
-    poly: Chebyshev,
-    kind: ErrorKind,
-    method: FitMethod,
-) -> Result<Approximation> {
-    let max_error = max_error_grid(
-        f,
-        &|x| poly.eval(x),
-        poly.interval(),
-        kind,
-        grid_for(poly.degree()),
-    )?;
-    Ok(Approximation {
-        depth: poly.depth(),
-        poly,
-        max_error,
-        kind,
-        method,
-    })
+fn measured(f: &dyn Fn(f64) -> f64, poly: Chebyshev, kind: ErrorKind, method: FitMethod) -> Result<Approximation> {
+    let max_error = max_error_grid(f, &|x| poly.eval(x), poly.interval(), kind, grid_for(poly.degree()))?;
+    Ok(Approximation { depth: poly.depth(), poly, max_error, kind, method })
 }
 
 /// Chebyshev interpolant of degree `degree`, with its measured error.
@@ -159,30 +137,19 @@ pub fn chebyshev_fit(
 }
 
 /// Minimax (Remez) fit of degree `degree`, never worse than Chebyshev interpolation (module doc).
-pub fn remez(
-    f: &dyn Fn(f64) -> f64,
-    interval: Interval,
-    degree: usize,
-    kind: ErrorKind,
-) -> Result<Approximation> {
+pub fn remez(f: &dyn Fn(f64) -> f64, interval: Interval, degree: usize, kind: ErrorKind) -> Result<Approximation> {
     let cheb = chebyshev_fit(f, interval, degree, kind)?;
     // Symmetric functions make the full-basis Remez system degenerate (a symmetric reference forces
     // the levelled error to 0); solve in the parity subspace on the half interval instead, with the
     // positive half of the symmetric problem's Chebyshev reference (which avoids the midpoint, where
     // every odd basis function vanishes).
-    let sym = if kind == ErrorKind::Absolute {
-        parity(f, interval)
-    } else {
-        Parity::None
-    };
+    let sym = if kind == ErrorKind::Absolute { parity(f, interval) } else { Parity::None };
     let fm = f(interval.mid());
     let g = |x: f64| f(x) - fm;
     let half = Interval::new(interval.mid(), interval.hi())?;
     let half_reference = |npts: usize, denom: usize| -> Vec<f64> {
         let mut r: Vec<f64> = (0..npts)
-            .map(|k| {
-                half.lo() + half.width() * (std::f64::consts::PI * k as f64 / denom as f64).cos()
-            })
+            .map(|k| half.lo() + half.width() * (std::f64::consts::PI * k as f64 / denom as f64).cos())
             .collect();
         r.reverse();
         r
@@ -192,36 +159,17 @@ pub fn remez(
             let basis: Vec<usize> = (1..=degree).step_by(2).collect();
             let npts = basis.len() + 1;
             let initial = half_reference(npts, 2 * npts - 1);
-            RemezSpec {
-                f: &g,
-                kind,
-                repr: interval,
-                domain: half,
-                basis,
-                initial: Some(initial),
-            }
+            RemezSpec { f: &g, kind, repr: interval, domain: half, basis, initial: Some(initial) }
         }
         Parity::Even => {
             let basis: Vec<usize> = (0..=degree).step_by(2).collect();
             let npts = basis.len() + 1;
             let initial = half_reference(npts, 2 * npts - 2);
-            RemezSpec {
-                f,
-                kind,
-                repr: interval,
-                domain: half,
-                basis,
-                initial: Some(initial),
-            }
+            RemezSpec { f, kind, repr: interval, domain: half, basis, initial: Some(initial) }
         }
-        Parity::None => RemezSpec {
-            f,
-            kind,
-            repr: interval,
-            domain: interval,
-            basis: (0..=degree).collect(),
-            initial: None,
-        },
+        Parity::None => {
+            RemezSpec { f, kind, repr: interval, domain: interval, basis: (0..=degree).collect(), initial: None }
+        }
     };
     let spec_result = remez_core(&spec).map(|mut r| {
         if sym == Parity::OddPlusConstant {
@@ -231,32 +179,16 @@ pub fn remez(
         r
     });
     let Ok(res) = spec_result else {
-        return Ok(Approximation {
-            method: FitMethod::ChebyshevFallback,
-            ..cheb
-        });
+        return Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb });
     };
     let Ok(poly) = Chebyshev::new(interval, res.coeffs) else {
-        return Ok(Approximation {
-            method: FitMethod::ChebyshevFallback,
-            ..cheb
-        });
+        return Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb });
     };
-    let rem = measured(
-        f,
-        poly,
-        kind,
-        FitMethod::Remez {
-            converged: res.converged,
-        },
-    )?;
+    let rem = measured(f, poly, kind, FitMethod::Remez { converged: res.converged })?;
     if rem.max_error <= cheb.max_error {
         Ok(rem)
     } else {
-        Ok(Approximation {
-            method: FitMethod::ChebyshevFallback,
-            ..cheb
-        })
+        Ok(Approximation { method: FitMethod::ChebyshevFallback, ..cheb })
     }
 }
 
@@ -303,11 +235,7 @@ pub fn fit(
 }
 
 /// Smallest-depth fit reaching `opts.target` (module doc).
-pub fn fit_to_target(
-    f: &dyn Fn(f64) -> f64,
-    interval: Interval,
-    opts: &FitOptions,
-) -> Result<Approximation> {
+pub fn fit_to_target(f: &dyn Fn(f64) -> f64, interval: Interval, opts: &FitOptions) -> Result<Approximation> {
     opts.validate()?;
     let mut best_error = f64::INFINITY;
     let mut prev_degree: Option<usize> = None;
@@ -320,7 +248,11 @@ pub fn fit_to_target(
         }
         // Interpolation first: it is cheap and Remez can only improve on it.
         let mut cand = chebyshev_fit(f, interval, degree, opts.kind)?;
-        if cand.max_error > opts.target && opts.method == Method::Remez {
+        // Interpolation at Chebyshev points is within 1 + Λ_d of minimax, with the Lebesgue
+        // constant Λ_d ≤ 1 + (2/π) ln(d + 1): skip Remez when even minimax cannot reach the target.
+        let lebesgue = 2.0 + std::f64::consts::FRAC_2_PI * ((degree + 1) as f64).ln();
+        let remez_may_reach = cand.max_error / lebesgue <= opts.target;
+        if cand.max_error > opts.target && opts.method == Method::Remez && remez_may_reach {
             cand = remez(f, interval, degree, opts.kind)?;
         }
         best_error = best_error.min(cand.max_error);
@@ -341,11 +273,7 @@ pub fn fit_to_target(
         prev_degree = Some(degree);
         k += 1;
     }
-    Err(ApproxError::TargetNotReached {
-        target: opts.target,
-        best_error,
-        max_degree: opts.max_degree,
-    })
+    Err(ApproxError::TargetNotReached { target: opts.target, best_error, max_degree: opts.max_degree })
 }
 
 /// Bisection on `[lo, hi_fit.degree()]` for the smallest degree meeting the target.

@@ -55,10 +55,6 @@ impl std::fmt::Display for Activation {
 }
 
 /// Smallest-depth polynomial for `act` on `interval` reaching `opts.target`.
-pub fn fit_activation(
-    act: Activation,
-    interval: Interval,
-    opts: &FitOptions,
-) -> Result<Approximation> {
+pub fn fit_activation(act: Activation, interval: Interval, opts: &FitOptions) -> Result<Approximation> {
     fit_to_target(&|x| act.eval(x), interval, opts)
 }

@@ -7,8 +7,7 @@ pub(crate) fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         return None;
     }
     for col in 0..n {
-        let pivot =
-            (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))?;
+        let pivot = (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))?;
         let pv = a[pivot * n + col];
         if !pv.is_finite() || pv.abs() < 1e-300 {
             return None;

@@ -39,14 +39,10 @@ impl ErrorKind {
 /// Default grid size for the measurements (each of the uniform and clustered grids).
 pub const DEFAULT_GRID: usize = 4096;
 
-/// `(max |e(x)|, argmax)` over `interval` for a signed error function `e` (see module doc).
-pub fn sup_norm(
-    e: &dyn Fn(f64) -> Result<f64>,
-    interval: Interval,
-    n: usize,
-) -> Result<(f64, f64)> {
+/// The measurement grid: `n + 1` uniform and `n` Chebyshev-clustered points, sorted, deduplicated.
+pub(crate) fn grid(interval: Interval, n: usize) -> Vec<f64> {
     let n = n.max(16);
-    let mut xs = Vec::with_capacity(2 * n + 2);
+    let mut xs = Vec::with_capacity(2 * n + 1);
     for i in 0..=n {
         xs.push(interval.lo() + interval.width() * i as f64 / n as f64);
     }
@@ -56,6 +52,12 @@ pub fn sup_norm(
     }
     xs.sort_by(f64::total_cmp);
     xs.dedup();
+    xs
+}
+
+/// `(max |e(x)|, argmax)` over `interval` for a signed error function `e` (see module doc).
+pub fn sup_norm(e: &dyn Fn(f64) -> Result<f64>, interval: Interval, n: usize) -> Result<(f64, f64)> {
+    let xs = grid(interval, n);
     let mut vals = Vec::with_capacity(xs.len());
     for &x in &xs {
         vals.push(e(x)?.abs());
@@ -66,16 +68,8 @@ pub fn sup_norm(
         if vals[i] > best.0 {
             best = (vals[i], xs[i]);
         }
-        let left = if i == 0 {
-            f64::NEG_INFINITY
-        } else {
-            vals[i - 1]
-        };
-        let right = if i + 1 == xs.len() {
-            f64::NEG_INFINITY
-        } else {
-            vals[i + 1]
-        };
+        let left = if i == 0 { f64::NEG_INFINITY } else { vals[i - 1] };
+        let right = if i + 1 == xs.len() { f64::NEG_INFINITY } else { vals[i + 1] };
         if vals[i] >= left && vals[i] >= right {
             peaks.push(i);
         }
@@ -94,11 +88,7 @@ pub fn sup_norm(
 }
 
 /// Golden-section search for the maximum of `|e|` on `[lo, hi]` (assumed unimodal there).
-pub(crate) fn golden_max(
-    e: &dyn Fn(f64) -> Result<f64>,
-    mut lo: f64,
-    mut hi: f64,
-) -> Result<(f64, f64)> {
+pub(crate) fn golden_max(e: &dyn Fn(f64) -> Result<f64>, mut lo: f64, mut hi: f64) -> Result<(f64, f64)> {
     const INV_PHI: f64 = 0.618_033_988_749_894_8;
     let mut best = (e(lo)?.abs(), lo);
     let eh = e(hi)?.abs();
@@ -136,12 +126,7 @@ pub(crate) fn golden_max(
 }
 
 /// Max error of `p` against `f` on `interval` in the given kind (see module doc for the method).
-pub fn max_error(
-    f: &dyn Fn(f64) -> f64,
-    p: &dyn Fn(f64) -> f64,
-    interval: Interval,
-    kind: ErrorKind,
-) -> Result<f64> {
+pub fn max_error(f: &dyn Fn(f64) -> f64, p: &dyn Fn(f64) -> f64, interval: Interval, kind: ErrorKind) -> Result<f64> {
     max_error_grid(f, p, interval, kind, DEFAULT_GRID)
 }
 

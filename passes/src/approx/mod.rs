@@ -39,15 +39,11 @@ mod remez;
 pub use chebyshev::{depth_for_degree, Chebyshev, MAX_DEGREE};
 pub use error::{ApproxError, Result};
 pub use exp::{fit_exp, fit_exp_squaring, ExpChoice, ExpMethod, SquaringExp};
-pub use fit::{
-    chebyshev_fit, fit, fit_to_target, remez, Approximation, DegreePolicy, FitMethod, FitOptions,
-    Method,
-};
+pub use fit::{chebyshev_fit, fit, fit_to_target, remez, Approximation, DegreePolicy, FitMethod, FitOptions, Method};
 pub use functions::{fit_activation, Activation};
 pub use interval::Interval;
 pub use inverse::{
-    build_inverse, fit_inv_sqrt, fit_reciprocal, InverseFunction, InverseOptions, InverseScheme,
-    IterativeInverse,
+    build_inverse, fit_inv_sqrt, fit_reciprocal, InverseFunction, InverseOptions, InverseScheme, IterativeInverse,
 };
 pub use measure::{max_error, ErrorKind};
 pub use plan::{EvalPlan, PlanCost, PlanOp, Reg};

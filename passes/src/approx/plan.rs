@@ -117,9 +117,9 @@ impl EvalPlan {
             let reads: &[Reg] = match op {
                 PlanOp::Input if i != 0 => return Err(ApproxError::InvalidPlan { op: i, reg: i }),
                 PlanOp::Input | PlanOp::Const(_) => &[],
-                PlanOp::Affine { src, .. }
-                | PlanOp::MulConst(src, _)
-                | PlanOp::AddConst(src, _) => std::slice::from_ref(src),
+                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => {
+                    std::slice::from_ref(src)
+                }
                 PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
                     if b.0 >= i {
                         return Err(ApproxError::InvalidPlan { op: i, reg: b.0 });
@@ -132,10 +132,7 @@ impl EvalPlan {
             }
         }
         if output.0 >= ops.len() {
-            return Err(ApproxError::InvalidPlan {
-                op: ops.len(),
-                reg: output.0,
-            });
+            return Err(ApproxError::InvalidPlan { op: ops.len(), reg: output.0 });
         }
         Ok(Self { ops, output })
     }
@@ -178,10 +175,7 @@ impl EvalPlan {
 
     /// Number of ct×ct multiplications.
     pub fn num_ct_mults(&self) -> usize {
-        self.ops
-            .iter()
-            .filter(|op| matches!(op, PlanOp::Mul(..)))
-            .count()
+        self.ops.iter().filter(|op| matches!(op, PlanOp::Mul(..))).count()
     }
 
     pub fn cost(&self) -> PlanCost {
@@ -239,9 +233,9 @@ impl EvalPlan {
             let t = b.affine_input(scale, shift);
             let out = b.chebyshev(t, c, baby);
             let plan = b.finish(out);
-            let better = best.as_ref().is_none_or(|cur| {
-                (plan.num_ct_mults(), plan.ops.len()) < (cur.num_ct_mults(), cur.ops.len())
-            });
+            let better = best
+                .as_ref()
+                .is_none_or(|cur| (plan.num_ct_mults(), plan.ops.len()) < (cur.num_ct_mults(), cur.ops.len()));
             if better {
                 best = Some(plan);
             }
@@ -279,10 +273,7 @@ pub(crate) struct Builder {
 
 impl Builder {
     pub(crate) fn new() -> Self {
-        Self {
-            ops: vec![PlanOp::Input],
-            depth: vec![0],
-        }
+        Self { ops: vec![PlanOp::Input], depth: vec![0] }
     }
 
     pub(crate) fn input(&self) -> Val {
@@ -313,9 +304,7 @@ impl Builder {
             }
             match self.ops[i] {
                 PlanOp::Input | PlanOp::Const(_) => {}
-                PlanOp::Affine { src, .. }
-                | PlanOp::MulConst(src, _)
-                | PlanOp::AddConst(src, _) => live[src.0] = true,
+                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => live[src.0] = true,
                 PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
                     live[a.0] = true;
                     live[b.0] = true;
@@ -332,11 +321,7 @@ impl Builder {
             let new = match *op {
                 PlanOp::Input => PlanOp::Input,
                 PlanOp::Const(c) => PlanOp::Const(c),
-                PlanOp::Affine { src, scale, shift } => PlanOp::Affine {
-                    src: m(src),
-                    scale,
-                    shift,
-                },
+                PlanOp::Affine { src, scale, shift } => PlanOp::Affine { src: m(src), scale, shift },
                 PlanOp::Mul(a, b) => PlanOp::Mul(m(a), m(b)),
                 PlanOp::MulConst(a, c) => PlanOp::MulConst(m(a), c),
                 PlanOp::Add(a, b) => PlanOp::Add(m(a), m(b)),
@@ -346,10 +331,7 @@ impl Builder {
             remap[i] = ops.len();
             ops.push(new);
         }
-        EvalPlan {
-            ops,
-            output: Reg(remap[output.0]),
-        }
+        EvalPlan { ops, output: Reg(remap[output.0]) }
     }
 
     /// `scale·x + shift` on the plan input: free (folded upstream).
@@ -360,14 +342,7 @@ impl Builder {
         if scale == 0.0 {
             return Val::Const(shift);
         }
-        self.push(
-            PlanOp::Affine {
-                src: Reg(0),
-                scale,
-                shift,
-            },
-            0,
-        )
+        self.push(PlanOp::Affine { src: Reg(0), scale, shift }, 0)
     }
 
     pub(crate) fn mul(&mut self, a: Val, b: Val) -> Val {
@@ -435,9 +410,7 @@ impl Builder {
     pub(crate) fn chebyshev(&mut self, t: Val, coeffs: &[f64], baby: usize) -> Val {
         let n = effective_degree(coeffs);
         let coeffs = &coeffs[..=n];
-        let mut powers = Powers {
-            cache: BTreeMap::new(),
-        };
+        let mut powers = Powers { cache: BTreeMap::new() };
         powers.cache.insert(0, Val::Const(1.0));
         powers.cache.insert(1, t);
         let budget = depth_for_degree(n);
@@ -449,11 +422,8 @@ impl Builder {
         if n == 0 {
             return Val::Const(c[0]);
         }
-        let leaf_depth = (1..=n)
-            .filter(|&i| c[i] != 0.0)
-            .map(|i| ceil_log2(i) + u32::from(!is_integer(c[i])))
-            .max()
-            .unwrap_or(0);
+        let leaf_depth =
+            (1..=n).filter(|&i| c[i] != 0.0).map(|i| ceil_log2(i) + u32::from(!is_integer(c[i]))).max().unwrap_or(0);
         if n <= baby && leaf_depth <= budget {
             let mut acc = Val::Const(c[0]);
             for (i, &ci) in c.iter().enumerate().skip(1) {

@@ -38,11 +38,7 @@ pub struct ReluOptions {
 
 impl ReluOptions {
     pub fn new(target: f64) -> Self {
-        Self {
-            target,
-            max_depth: 30,
-            max_direct_degree: 255,
-        }
+        Self { target, max_depth: 30, max_direct_degree: 255 }
     }
 }
 
@@ -110,11 +106,7 @@ fn relu(x: f64) -> f64 {
 }
 
 /// Max |relu − g| on `interval`: dense grid plus zoom windows `[-R·10^-k, R·10^-k]`.
-pub(crate) fn relu_error(
-    g: &dyn Fn(f64) -> f64,
-    interval: Interval,
-    min_scale: f64,
-) -> Result<f64> {
+pub(crate) fn relu_error(g: &dyn Fn(f64) -> f64, interval: Interval, min_scale: f64) -> Result<f64> {
     let e = |x: f64| Ok(relu(x) - g(x));
     let mut worst = sup_norm(&e, interval, DEFAULT_GRID)?.0;
     let radius = interval.lo().abs().max(interval.hi().abs());
@@ -157,12 +149,7 @@ fn fit_component(l: f64, d: usize) -> Result<Component> {
     let delta = sup_norm(&|x| Ok(p(x) - 1.0), domain, DEFAULT_GRID)?.0;
     let abs_max = sup_norm(&|x| Ok(p(x)), Interval::new(0.0, 1.0)?, DEFAULT_GRID)?.0;
     let min_on_domain = 1.0 - sup_norm(&|x| Ok((1.0 - p(x)).max(0.0)), domain, DEFAULT_GRID)?.0;
-    Ok(Component {
-        coeffs,
-        delta,
-        abs_max,
-        min_on_domain,
-    })
+    Ok(Component { coeffs, delta, abs_max, min_on_domain })
 }
 
 /// A chain of fitted components (degree, fit) and the lower end `l` of the next domain.
@@ -187,11 +174,7 @@ fn best_baby(coeffs: &[f64]) -> usize {
 }
 
 /// Composite-sign ReLU of smallest depth within `max_depth` (module doc).
-pub fn fit_relu_composite(
-    interval: Interval,
-    target: f64,
-    max_depth: u32,
-) -> Result<CompositeRelu> {
+pub fn fit_relu_composite(interval: Interval, target: f64, max_depth: u32) -> Result<CompositeRelu> {
     if !target.is_finite() || target <= 0.0 {
         return Err(ApproxError::InvalidTarget { target });
     }
@@ -209,11 +192,7 @@ pub fn fit_relu_composite(
         }
         best_error = best_error.min(c.max_error);
     }
-    Err(ApproxError::TargetNotReached {
-        target,
-        best_error,
-        max_degree: 1usize << max_depth.min(40),
-    })
+    Err(ApproxError::TargetNotReached { target, best_error, max_degree: 1usize << max_depth.min(40) })
 }
 
 fn composite_with_eps(
@@ -268,11 +247,7 @@ fn composite_with_eps(
     let n = chain.len();
     for (i, (_, comp)) in chain.iter().enumerate() {
         let poly = Chebyshev::new(Interval::unit(), comp.coeffs.clone())?;
-        let poly = if i + 1 == n {
-            poly.scaled(0.5, 0.5)
-        } else {
-            poly.scaled(1.0 / comp.abs_max, 0.0)
-        };
+        let poly = if i + 1 == n { poly.scaled(0.5, 0.5) } else { poly.scaled(1.0 / comp.abs_max, 0.0) };
         let baby = best_baby(poly.coeffs());
         v = b.chebyshev(v, poly.coeffs(), baby);
         components.push(poly);
@@ -297,10 +272,7 @@ fn composite_with_eps(
 
 /// Direct and composite ReLU; picks smaller depth, then fewer ct×ct multiplications (module doc).
 pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
-    let fit_opts = FitOptions {
-        max_degree: opts.max_direct_degree,
-        ..FitOptions::new(opts.target)
-    };
+    let fit_opts = FitOptions { max_degree: opts.max_direct_degree, ..FitOptions::new(opts.target) };
     fit_opts.validate()?;
     let mut best_error = f64::INFINITY;
     let direct = match fit_to_target(&relu, interval, &fit_opts) {
@@ -337,22 +309,10 @@ pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
     let mut candidates = Vec::new();
     if let Some(a) = &direct {
         let plan = a.plan();
-        candidates.push((
-            a.depth,
-            plan.num_ct_mults(),
-            ReluMethod::Direct,
-            plan,
-            a.max_error,
-        ));
+        candidates.push((a.depth, plan.num_ct_mults(), ReluMethod::Direct, plan, a.max_error));
     }
     if let Some(c) = &composite {
-        candidates.push((
-            c.depth,
-            c.ct_mults,
-            ReluMethod::Composite,
-            c.plan.clone(),
-            c.max_error,
-        ));
+        candidates.push((c.depth, c.ct_mults, ReluMethod::Composite, c.plan.clone(), c.max_error));
     }
     let best = candidates.into_iter().min_by_key(|c| (c.0, c.1));
     let Some((depth, _, chosen, plan, max_error)) = best else {
@@ -362,12 +322,5 @@ pub fn fit_relu(interval: Interval, opts: &ReluOptions) -> Result<ReluChoice> {
             max_degree: opts.max_direct_degree,
         });
     };
-    Ok(ReluChoice {
-        direct,
-        composite,
-        chosen,
-        plan,
-        max_error,
-        depth,
-    })
+    Ok(ReluChoice { direct, composite, chosen, plan, max_error, depth })
 }

@@ -12,7 +12,7 @@ use super::chebyshev::{cheb_values, clenshaw};
 use super::error::{ApproxError, Result};
 use super::interval::Interval;
 use super::linalg::solve;
-use super::measure::{golden_max, sup_norm, ErrorKind};
+use super::measure::{golden_max, grid, sup_norm, ErrorKind};
 
 pub(crate) const MAX_ITERATIONS: usize = 60;
 
@@ -43,14 +43,9 @@ pub(crate) fn remez_core(spec: &RemezSpec<'_>) -> Result<RemezResult> {
     let npts = m + 1;
     let mut reference: Vec<f64> = match &spec.initial {
         Some(r) if r.len() == npts => r.clone(),
-        _ => (0..npts)
-            .map(|k| {
-                spec.domain
-                    .from_unit(-(std::f64::consts::PI * k as f64 / m as f64).cos())
-            })
-            .collect(),
+        _ => (0..npts).map(|k| spec.domain.from_unit(-(std::f64::consts::PI * k as f64 / m as f64).cos())).collect(),
     };
-    let grid = build_grid(spec.domain, (32 * npts).max(2048));
+    let grid = grid(spec.domain, (32 * npts).max(2048));
     let mut best: Option<RemezResult> = None;
     let mut tvals = vec![0.0; len];
     for _ in 0..MAX_ITERATIONS {
@@ -76,28 +71,19 @@ pub(crate) fn remez_core(spec: &RemezSpec<'_>) -> Result<RemezResult> {
         for (&j, &c) in spec.basis.iter().zip(&sol) {
             coeffs[j] = c;
         }
-        let e = |x: f64| {
-            spec.kind
-                .weighted(x, (spec.f)(x), clenshaw(&coeffs, spec.repr.to_unit(x)))
-        };
+        let e = |x: f64| spec.kind.weighted(x, (spec.f)(x), clenshaw(&coeffs, spec.repr.to_unit(x)));
         let extrema = alternating_extrema(&e, &grid)?;
         let max_err = extrema.iter().fold(0.0f64, |acc, &(_, v)| acc.max(v.abs()));
         let max_err = max_err.max(sup_norm(&e, spec.domain, 1024)?.0);
         let improved = best.as_ref().is_none_or(|b| max_err < b.max_error);
         if improved {
-            best = Some(RemezResult {
-                coeffs: coeffs.clone(),
-                max_error: max_err,
-                converged: false,
-            });
+            best = Some(RemezResult { coeffs: coeffs.clone(), max_error: max_err, converged: false });
         }
         if extrema.len() < npts {
             break;
         }
         let chosen = reduce(extrema, npts);
-        let min_ref = chosen
-            .iter()
-            .fold(f64::INFINITY, |acc, &(_, v)| acc.min(v.abs()));
+        let min_ref = chosen.iter().fold(f64::INFINITY, |acc, &(_, v)| acc.min(v.abs()));
         if max_err - min_ref <= 1e-6 * max_err {
             if let Some(b) = best.as_mut() {
                 b.converged = true;
@@ -106,23 +92,7 @@ pub(crate) fn remez_core(spec: &RemezSpec<'_>) -> Result<RemezResult> {
         }
         reference = chosen.iter().map(|&(x, _)| x).collect();
     }
-    best.ok_or(ApproxError::Numerical {
-        stage: "remez",
-        detail: "the first reference system was singular".into(),
-    })
-}
-
-fn build_grid(domain: Interval, n: usize) -> Vec<f64> {
-    let mut xs: Vec<f64> = (0..=n)
-        .map(|i| domain.lo() + domain.width() * i as f64 / n as f64)
-        .collect();
-    xs.extend(
-        (0..n)
-            .map(|i| domain.from_unit(-(std::f64::consts::PI * (i as f64 + 0.5) / n as f64).cos())),
-    );
-    xs.sort_by(f64::total_cmp);
-    xs.dedup();
-    xs
+    best.ok_or(ApproxError::Numerical { stage: "remez", detail: "the first reference system was singular".into() })
 }
 
 /// One extremum per maximal run of constant error sign, each refined by golden section.
@@ -133,11 +103,7 @@ fn alternating_extrema(e: &dyn Fn(f64) -> Result<f64>, grid: &[f64]) -> Result<V
     let mut sign = 0.0;
     while i < grid.len() {
         // Zeros join the current run.
-        let s = if vals[i] == 0.0 {
-            sign
-        } else {
-            vals[i].signum()
-        };
+        let s = if vals[i] == 0.0 { sign } else { vals[i].signum() };
         let mut j = i;
         let mut arg = i;
         while j < grid.len() {
@@ -178,17 +144,11 @@ fn reduce(mut pts: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
             }
             continue;
         }
-        let i = (0..pts.len())
-            .min_by(|&a, &b| pts[a].1.abs().total_cmp(&pts[b].1.abs()))
-            .unwrap_or(0);
+        let i = (0..pts.len()).min_by(|&a, &b| pts[a].1.abs().total_cmp(&pts[b].1.abs())).unwrap_or(0);
         if i == 0 || i == last {
             pts.remove(i);
         } else {
-            let j = if pts[i - 1].1.abs() < pts[i + 1].1.abs() {
-                i - 1
-            } else {
-                i + 1
-            };
+            let j = if pts[i - 1].1.abs() < pts[i + 1].1.abs() { i - 1 } else { i + 1 };
             pts.remove(i.max(j));
             pts.remove(i.min(j));
         }

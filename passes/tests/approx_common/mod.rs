@@ -5,9 +5,7 @@ use polyhe_passes::Interval;
 
 /// Max of |err(x)| on a uniform grid of `n + 1` points: an independent, denser re-measurement.
 pub fn dense_max(err: impl Fn(f64) -> f64, iv: Interval, n: usize) -> f64 {
-    (0..=n)
-        .map(|i| err(iv.lo() + iv.width() * i as f64 / n as f64).abs())
-        .fold(0.0, f64::max)
+    (0..=n).map(|i| err(iv.lo() + iv.width() * i as f64 / n as f64).abs()).fold(0.0, f64::max)
 }
 
 /// `reported` is not an underestimate of `measured` (allowing float noise).
