@@ -73,13 +73,13 @@ fn depth_model_charges_non_integer_scalars_and_ct_products() {
 #[test]
 fn invalid_plans_are_rejected() {
     let forward = vec![PlanOp::Input, PlanOp::Mul(Reg(0), Reg(2)), PlanOp::Const(1.0)];
-    assert!(matches!(EvalPlan::new(forward, Reg(1)), Err(ApproxError::InvalidPlan { op: 1, reg: 2 })));
+    assert_eq!(EvalPlan::new(forward, Reg(1)), Err(ApproxError::PlanForwardRef { op: 1, reg: 2 }));
     let no_input = vec![PlanOp::Const(1.0)];
-    assert!(EvalPlan::new(no_input, Reg(0)).is_err());
+    assert_eq!(EvalPlan::new(no_input, Reg(0)), Err(ApproxError::PlanInput { op: 0 }));
     let second_input = vec![PlanOp::Input, PlanOp::Input];
-    assert!(EvalPlan::new(second_input, Reg(1)).is_err());
+    assert_eq!(EvalPlan::new(second_input, Reg(1)), Err(ApproxError::PlanInput { op: 1 }));
     let bad_output = vec![PlanOp::Input];
-    assert!(EvalPlan::new(bad_output, Reg(3)).is_err());
+    assert_eq!(EvalPlan::new(bad_output, Reg(3)), Err(ApproxError::PlanOutput { reg: 3, len: 1 }));
 }
 
 #[test]

@@ -2,23 +2,16 @@ use polyhe_passes::*;
 use std::time::Instant;
 #[test]
 fn table() {
-    let relu = |x: f64| x.max(0.0);
-    let iv = Interval::new(-50.0, 50.0).unwrap();
-    for d in [63, 127, 255] {
-        let t = Instant::now();
-        let c = chebyshev_fit(&relu, iv, d, ErrorKind::Absolute).unwrap();
-        let t1 = t.elapsed();
-        let r = remez(&relu, iv, d, ErrorKind::Absolute).unwrap();
-        eprintln!(
-            "relu d={d}: cheb {:?} {:.3e} remez {:?} {:.3e} {:?}",
-            t1,
-            c.max_error,
-            t.elapsed() - t1,
-            r.max_error,
-            r.method
-        );
-    }
     let t = Instant::now();
-    let c = fit_relu_composite(iv, 1e-2, 30).unwrap();
-    eprintln!("composite {:?} {:?}", t.elapsed(), c.degrees());
+    let _ = fit_inv_sqrt(Interval::new(0.365, 149.5).unwrap(), &InverseOptions::new(1e-3)).unwrap();
+    eprintln!("fit_inv_sqrt {:?}", t.elapsed());
+    let t = Instant::now();
+    let _ = fit_reciprocal(Interval::new(8.5e-4, 1.26).unwrap(), &InverseOptions::new(1e-3)).unwrap();
+    eprintln!("fit_reciprocal {:?}", t.elapsed());
+    let t = Instant::now();
+    let _ = fit_relu(Interval::new(-50.0, 50.0).unwrap(), &ReluOptions::new(1e-2)).unwrap();
+    eprintln!("fit_relu wide {:?}", t.elapsed());
+    let t = Instant::now();
+    let _ = fit_activation(Activation::Gelu, Interval::new(-19.8, 28.3).unwrap(), &FitOptions::new(1e-2)).unwrap();
+    eprintln!("gelu {:?}", t.elapsed());
 }

@@ -26,8 +26,12 @@ pub enum ApproxError {
     NonFiniteCoefficient { index: usize, value: f64 },
     #[error("target error {target} not reached up to degree {max_degree}: best max error {best_error}")]
     TargetNotReached { target: f64, best_error: f64, max_degree: usize },
-    #[error("invalid plan: op {op} reads register {reg} that is not defined before it")]
-    InvalidPlan { op: usize, reg: usize },
+    #[error("invalid plan: op {op} reads register r{reg}, which is not defined before it")]
+    PlanForwardRef { op: usize, reg: usize },
+    #[error("invalid plan: op {op}: op 0, and only op 0, must be `Input`")]
+    PlanInput { op: usize },
+    #[error("invalid plan: output r{reg} is not among its {len} registers")]
+    PlanOutput { reg: usize, len: usize },
     #[error("numerical failure in {stage}: {detail}")]
     Numerical { stage: &'static str, detail: String },
 }

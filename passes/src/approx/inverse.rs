@@ -21,8 +21,7 @@
 //! reported `max_error` is that measurement. The result is the smallest depth reaching the target,
 //! then the fewest ct×ct multiplications. If nothing within `max_depth` reaches the target (ranges
 //! like 1:10⁶), the most accurate schedule within the cap is returned with `target_met = false`: the
-//! flag callers must
-//! surface as a warning.
+//! flag callers must surface as a warning.
 
 use super::chebyshev::Chebyshev;
 use super::error::{ApproxError, Result};

@@ -68,6 +68,17 @@ pub enum PlanOp {
     AddConst(Reg, f64),
 }
 
+impl PlanOp {
+    /// The registers this op reads.
+    pub fn operands(&self) -> [Option<Reg>; 2] {
+        match *self {
+            PlanOp::Input | PlanOp::Const(_) => [None, None],
+            PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => [Some(src), None],
+            PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => [Some(a), Some(b)],
+        }
+    }
+}
+
 impl std::fmt::Display for PlanOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -111,28 +122,18 @@ impl EvalPlan {
     /// Validates that op 0 is the only `Input` and every op reads only earlier registers.
     pub fn new(ops: Vec<PlanOp>, output: Reg) -> Result<Self> {
         if ops.first() != Some(&PlanOp::Input) {
-            return Err(ApproxError::InvalidPlan { op: 0, reg: 0 });
+            return Err(ApproxError::PlanInput { op: 0 });
         }
         for (i, op) in ops.iter().enumerate() {
-            let reads: &[Reg] = match op {
-                PlanOp::Input if i != 0 => return Err(ApproxError::InvalidPlan { op: i, reg: i }),
-                PlanOp::Input | PlanOp::Const(_) => &[],
-                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => {
-                    std::slice::from_ref(src)
-                }
-                PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
-                    if b.0 >= i {
-                        return Err(ApproxError::InvalidPlan { op: i, reg: b.0 });
-                    }
-                    std::slice::from_ref(a)
-                }
-            };
-            if let Some(r) = reads.iter().find(|r| r.0 >= i) {
-                return Err(ApproxError::InvalidPlan { op: i, reg: r.0 });
+            if i > 0 && *op == PlanOp::Input {
+                return Err(ApproxError::PlanInput { op: i });
+            }
+            if let Some(r) = op.operands().into_iter().flatten().find(|r| r.0 >= i) {
+                return Err(ApproxError::PlanForwardRef { op: i, reg: r.0 });
             }
         }
         if output.0 >= ops.len() {
-            return Err(ApproxError::InvalidPlan { op: ops.len(), reg: output.0 });
+            return Err(ApproxError::PlanOutput { reg: output.0, len: ops.len() });
         }
         Ok(Self { ops, output })
     }
@@ -302,13 +303,8 @@ impl Builder {
             if !live[i] {
                 continue;
             }
-            match self.ops[i] {
-                PlanOp::Input | PlanOp::Const(_) => {}
-                PlanOp::Affine { src, .. } | PlanOp::MulConst(src, _) | PlanOp::AddConst(src, _) => live[src.0] = true,
-                PlanOp::Mul(a, b) | PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
-                    live[a.0] = true;
-                    live[b.0] = true;
-                }
+            for r in self.ops[i].operands().into_iter().flatten() {
+                live[r.0] = true;
             }
         }
         let mut remap = vec![0usize; self.ops.len()];
