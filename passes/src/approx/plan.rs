@@ -30,7 +30,12 @@
 //! products there; all other nodes have a spare level for their scalars. Baby-step count `b` is chosen
 //! by trying every value and keeping the fewest ct×ct multiplications (ties: fewest ops); powers are
 //! materialized lazily, so only used `T_i` are paid for. The ct×ct count is close to the BSGS optimum
-//! `~ sqrt(2d) + log2 d` plus at most `log2 d` for the tight chain.
+//! `~ sqrt(2d) + log2 d` plus at most `log2 d` for the tight chain (measured: d = 7 → 5, 15 → 8,
+//! 31 → 13, 63 → 18, 127 → 27, 255 → 36). For comparison, OpenFHE's `EvalChebyshevSeries` (PS) charges
+//! the leaf scalars on top and needs about one level more.
+//!
+//! Not modelled: CKKS scale management (terms added at different levels need matching scales, which a
+//! backend handles by level-aware constant encoding as Lattigo does) and noise growth.
 
 use std::collections::BTreeMap;
 

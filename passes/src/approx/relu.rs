@@ -8,8 +8,10 @@
 //!   basis) approximating 1 on the current image `[l_i, 1]`; its output is renormalized (scalar folded
 //!   into its coefficients) so the next input stays in `[-1, 1]`. Component degrees come from
 //!   `{3, 7, 15, 31}` (depths 2..5) by dynamic programming over total depth: since a larger lower end
-//!   `l` is always easier, keeping the best `l` per depth is enough. `ε = target/R`, and the last
-//!   component must reach sign error `1.8·target/R`.
+//!   `l` is always easier, keeping the best `l` per depth is enough. The last component must reach
+//!   sign error `δ = 1.8·target/R`, so `|x| ≥ εR` contributes at most `R·δ/2 = 0.9·target`; the error
+//!   for `|x| < εR` (about `εR/4`) is measured, with `ε` tried at `4, 2, 1, 0.5, 0.25 × target/R`
+//!   (largest first — a larger `ε` is never deeper) until the measured error meets the target.
 //!   Depth = Σ component depths + 1 (the final `x·s` product; `(1+s)/2` is folded into the last
 //!   component's coefficients, `x/R` into the producer of `x`).
 //!

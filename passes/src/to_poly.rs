@@ -1,0 +1,927 @@
+//! PolynomialReplacement: every non-polynomial op on an encrypted value becomes a subgraph of
+//! `chebyshev` evaluations and add/sub/mul/reduce ops, fit on the calibrated range widened by a margin.
+//!
+//! Requires: a verified graph (after [`crate::fold_affine`]) and a [`Calibration`] of the same model.
+//! Guarantees: the output passes [`verify_poly_stage`]: on values that depend on encrypted data only
+//! the poly-stage ops of `notes/poly_design.md` remain; values that depend only on constants and
+//! plaintext client inputs keep their ops (they run in plaintext; [`encrypted_values`] decides).
+//! Every approximation is recorded as an [`ApproxRecord`] (node, op, calibrated range, fitted interval,
+//! method, degree, measured max error, depth). File test: `passes/tests/poly_models.rs`.
+//!
+//! Which values are encrypted ([`encrypted_values`]): float graph inputs, and embedding lookups
+//! (a `gather` from a float constant table with indices that come from an input: the client encrypts
+//! the embeddings it looked up), and everything computed from an encrypted value. Integer inputs
+//! (token ids, attention masks) and what is computed only from them and constants is plaintext.
+//!
+//! Replacements:
+//! | op | replacement |
+//! |---|---|
+//! | gelu, erf, tanh, sigmoid | one `chebyshev` (Remez/Chebyshev, smallest depth reaching `target_error`) |
+//! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
+//! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error) followed by `r` squarings |
+//! | layer_norm | `reduce_mean`, `x − mean`, its square, `reduce_mean`, `+ eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub), `× gamma + beta` |
+//! | softmax | `x − shift` (per head), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as a `chebyshev` guess + Newton/Goldschmidt steps, mul |
+//! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
+//! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
+//! | div by encrypted, reciprocal | reciprocal guess + iterations on the calibrated divisor range |
+//! | sqrt, pow (non-integer exponent) | `chebyshev` on the calibrated range; pow with a small integer exponent → muls |
+//! | cast (float→float), identity | removed |
+//!
+//! Positive ranges (row sums, variances) are widened multiplicatively: `[lo/f, hi·f]` with
+//! `f = (hi/lo)^margin` (at least `1 + margin`), so a margin never makes them reach 0.
+
+use cranelift_entity::SecondaryMap;
+use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
+use serde::Serialize;
+
+use crate::approx::{
+    build_inverse, fit_activation, fit_inv_sqrt, fit_reciprocal, fit_relu, fit_to_target, remez, Activation,
+    ApproxError, Chebyshev, ErrorKind, FitOptions, InverseFunction, InverseOptions, InverseScheme, Interval,
+    IterativeInverse, Method, ReluMethod, ReluOptions,
+};
+use crate::calibrate::{masked_scores, CalibDetail, Calibration, NodeCalibration, Range};
+use crate::error::{PassError, UnsupportedOp};
+
+/// How softmax is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SoftmaxMethod {
+    /// `exp(x − shift) / Σ exp(x − shift)`, exp and 1/x approximated (the model's own function).
+    ExpInverse,
+    /// The paper's σ-attention `relu(x)/n`: a different function, only for models trained with it.
+    Sigma,
+}
+
+/// Options of the polynomial replacement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolyOptions {
+    /// Absolute max error for activations (gelu, erf, tanh, sigmoid, relu).
+    pub target_error: f64,
+    /// Relative max error of exp and of 1/x in softmax and of reciprocals.
+    pub softmax_target: f64,
+    /// Relative max error of 1/√(var+eps) in layer_norm.
+    pub layer_norm_target: f64,
+    /// Widen calibrated ranges by this fraction of their width on each side.
+    pub margin: f64,
+    /// Largest polynomial degree for one `chebyshev`.
+    pub max_degree: usize,
+    pub softmax: SoftmaxMethod,
+    /// Force this many Newton steps for layer_norm's 1/√ (the guess degree is then the smallest
+    /// reaching the target); `None` lets the fitter choose.
+    pub layer_norm_newton_steps: Option<usize>,
+    /// Depth cap of an iterative inverse (guess + steps).
+    pub max_inverse_depth: u32,
+    /// Largest number of Newton/Goldschmidt steps of an iterative inverse.
+    pub max_inverse_steps: u32,
+    /// Run the egg depth minimization after replacement.
+    pub egraph: bool,
+    /// Run the verifier after every pass (tests set it).
+    pub verify: bool,
+}
+
+impl Default for PolyOptions {
+    fn default() -> Self {
+        PolyOptions {
+            target_error: 1e-3,
+            softmax_target: 1e-3,
+            layer_norm_target: 1e-3,
+            margin: 0.15,
+            max_degree: 127,
+            softmax: SoftmaxMethod::ExpInverse,
+            layer_norm_newton_steps: None,
+            max_inverse_depth: 40,
+            max_inverse_steps: 30,
+            egraph: true,
+            verify: false,
+        }
+    }
+}
+
+/// One approximation made by the pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApproxRecord {
+    /// The original node's name.
+    pub node: String,
+    /// The original op (`gelu`, `softmax`, ...).
+    pub op: String,
+    /// Which function of the op this approximates (`gelu`, `exp`, `1/sum`, `1/sqrt(var+eps)`, ...).
+    pub part: String,
+    /// Calibrated [min, max] of the approximated input.
+    pub calibrated: [f64; 2],
+    /// The interval the polynomial is fit on (calibrated range plus margin).
+    pub interval: [f64; 2],
+    /// How: `remez`, `chebyshev`, `composite sign`, `chebyshev + 3 squarings`, `guess deg 7 + 2 newton`...
+    pub method: String,
+    /// Degree of the (largest) polynomial.
+    pub degree: usize,
+    /// Measured max error on the interval.
+    pub max_error: f64,
+    /// `absolute` or `relative`.
+    pub error_kind: &'static str,
+    /// Whether the target error was reached (false: best effort within the degree/depth caps).
+    pub target_met: bool,
+    /// Multiplicative depth of the emitted subgraph (output depth − input depth, [`crate::depth`] model).
+    pub depth: u32,
+    /// Degree-only depth `ceil(log2(d+1))` of a single `chebyshev` (for checks), or the plan depth.
+    pub poly_depth: u32,
+    /// First and last value of the emitted subgraph in the poly graph (for depth measurement).
+    #[serde(skip)]
+    pub(crate) io: (Value, Value),
+}
+
+/// Result of the pass.
+#[derive(Debug, Clone)]
+pub struct Replaced {
+    pub graph: Graph,
+    pub records: Vec<ApproxRecord>,
+    /// Names of nodes that stay non-polynomial because they run in plaintext.
+    pub plaintext_nodes: Vec<String>,
+}
+
+/// Which values depend on encrypted data (module doc).
+pub fn encrypted_values(g: &Graph) -> SecondaryMap<Value, bool> {
+    let mut enc: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
+    for &v in &g.inputs {
+        enc[v] = g.ty(v).dtype.is_float();
+    }
+    for (_, d) in g.nodes.iter() {
+        let any = d.inputs.iter().any(|&v| enc[v]);
+        let embedding = matches!(d.op, Op::Gather { .. })
+            && d.inputs.len() == 2
+            && g.constant_of(d.inputs[0]).is_some_and(|t| t.dtype().is_float())
+            && depends_on_input(g, d.inputs[1]);
+        for &o in &d.outputs {
+            enc[o] = any || embedding;
+        }
+    }
+    enc
+}
+
+/// Whether `v` is computed from some graph input (not only from constants).
+fn depends_on_input(g: &Graph, v: Value) -> bool {
+    let mut stack = vec![v];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        match g.values[v].def {
+            ValueDef::Input(_) => return true,
+            ValueDef::Result(n, _) => stack.extend(g.nodes[n].inputs.iter().copied()),
+        }
+    }
+    false
+}
+
+/// Whether `op` may run on encrypted values in the poly stage (notes/poly_design.md).
+pub fn is_poly_stage_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Constant(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Neg
+            | Op::Mul
+            | Op::MatMul
+            | Op::Gemm { .. }
+            | Op::Conv { .. }
+            | Op::ReduceSum { .. }
+            | Op::ReduceMean { .. }
+            | Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Expand { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Chebyshev { .. }
+    )
+}
+
+/// Checks the poly-stage guarantee: every node with an encrypted result is a poly-stage op, `gather`s
+/// on encrypted data use plaintext indices, and `conv` weights are not encrypted.
+pub fn verify_poly_stage(g: &Graph) -> Result<(), PassError> {
+    let enc = encrypted_values(g);
+    for (_, d) in g.nodes.iter() {
+        if !d.outputs.iter().any(|&o| enc[o]) {
+            continue;
+        }
+        let embedding = matches!(d.op, Op::Gather { .. }) && !d.inputs.iter().any(|&v| enc[v]);
+        let bad = !is_poly_stage_op(&d.op)
+            || (matches!(d.op, Op::Gather { .. }) && d.inputs.len() > 1 && enc[d.inputs[1]])
+            || (matches!(d.op, Op::Conv { .. }) && d.inputs.iter().skip(1).any(|&v| enc[v]));
+        if bad && !embedding {
+            return Err(PassError::NotPolynomial { node: d.name.clone(), op: d.op.name().to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// Appends nodes to the new graph; names are `{orig}/{part}`.
+struct Emit<'a> {
+    g: Graph,
+    node: &'a str,
+    counter: usize,
+}
+
+impl Emit<'_> {
+    fn op(&mut self, op: Op, inputs: Vec<Value>, part: &str) -> Result<Value, PassError> {
+        self.counter += 1;
+        let name = format!("{}/{}", self.node, part);
+        let n = self
+            .g
+            .add_node(op, inputs, name)
+            .map_err(|e| PassError::Internal { pass: "to_poly", msg: e.to_string() })?;
+        Ok(self.g.result(n))
+    }
+
+    fn constant(&mut self, t: Tensor, part: &str) -> Value {
+        let name = format!("{}/{}", self.node, part);
+        self.g.add_constant(t, name)
+    }
+
+    fn scalar(&mut self, x: f64, dtype: DType, part: &str) -> Value {
+        let t = Tensor { ty: polyhe_ir::TensorType::new(dtype, vec![]), data: polyhe_ir::Data::Float(vec![x]) };
+        self.constant(t, part)
+    }
+
+    fn mul_scalar(&mut self, x: Value, c: f64, part: &str) -> Result<Value, PassError> {
+        let dt = self.g.ty(x).dtype;
+        let k = self.scalar(c, dt, &format!("{part}_c"));
+        self.op(Op::Mul, vec![x, k], part)
+    }
+
+    fn add_scalar(&mut self, x: Value, c: f64, part: &str) -> Result<Value, PassError> {
+        let dt = self.g.ty(x).dtype;
+        let k = self.scalar(c, dt, &format!("{part}_c"));
+        self.op(Op::Add, vec![x, k], part)
+    }
+
+    /// `c − x` for a scalar `c`.
+    fn rsub_scalar(&mut self, c: f64, x: Value, part: &str) -> Result<Value, PassError> {
+        let dt = self.g.ty(x).dtype;
+        let k = self.scalar(c, dt, &format!("{part}_c"));
+        self.op(Op::Sub, vec![k, x], part)
+    }
+
+    fn cheb(&mut self, x: Value, p: &Chebyshev, part: &str) -> Result<Value, PassError> {
+        let i = p.interval();
+        self.op(Op::Chebyshev { lo: i.lo(), hi: i.hi(), coeffs: p.coeffs().to_vec() }, vec![x], part)
+    }
+}
+
+/// Widens `[lo, hi]` by `margin` of its width on each side; a point range gets ±max(1, |x|)·margin.
+fn widen(node: &str, op: &str, lo: f64, hi: f64, margin: f64) -> Result<Interval, PassError> {
+    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+        return Err(PassError::RangeTooWide {
+            node: node.into(),
+            op: op.into(),
+            lo,
+            hi,
+            why: "the calibrated range is empty or not finite".into(),
+        });
+    }
+    let pad = if hi - lo > 1e-9 * lo.abs().max(hi.abs()).max(1.0) {
+        margin.max(1e-6) * (hi - lo)
+    } else {
+        margin.max(0.05) * lo.abs().max(1.0)
+    };
+    Interval::new(lo - pad, hi + pad).map_err(|e| approx_err(node, op, e))
+}
+
+/// Multiplicative widening of a positive range (module doc).
+fn widen_positive(node: &str, op: &str, lo: f64, hi: f64, margin: f64) -> Result<Interval, PassError> {
+    if !(lo > 0.0) || !hi.is_finite() || lo > hi {
+        return Err(PassError::RangeTooWide {
+            node: node.into(),
+            op: op.into(),
+            lo,
+            hi,
+            why: "needs a strictly positive, finite range".into(),
+        });
+    }
+    let f = (hi / lo).powf(margin).max(1.0 + margin);
+    Interval::new(lo / f, hi * f).map_err(|e| approx_err(node, op, e))
+}
+
+fn approx_err(node: &str, op: &str, source: ApproxError) -> PassError {
+    PassError::Approx { node: node.into(), op: op.into(), source }
+}
+
+fn calib<'c>(c: &'c Calibration, d: &polyhe_ir::NodeData) -> Result<&'c NodeCalibration, PassError> {
+    c.get(&d.name).ok_or_else(|| PassError::MissingCalibration { node: d.name.clone(), op: d.op.name().to_string() })
+}
+
+/// The exact function of an elementwise op, for fitting.
+fn exact_fn(op: &Op) -> Option<Box<dyn Fn(f64) -> f64>> {
+    Some(match op {
+        Op::Gelu(polyhe_ir::GeluApprox::Erf) => Box::new(|x| Activation::Gelu.eval(x)),
+        Op::Gelu(polyhe_ir::GeluApprox::Tanh) => Box::new(|x: f64| {
+            let k = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+        }),
+        Op::Erf => Box::new(|x| Activation::Erf.eval(x)),
+        Op::Tanh => Box::new(|x| Activation::Tanh.eval(x)),
+        Op::Sigmoid => Box::new(|x| Activation::Sigmoid.eval(x)),
+        Op::Sqrt => Box::new(|x: f64| x.max(0.0).sqrt()),
+        _ => return None,
+    })
+}
+
+/// Replaces every non-polynomial op on encrypted values (module doc).
+pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Replaced, PassError> {
+    let enc = encrypted_values(g);
+    let mut out = Graph::new(g.name.clone());
+    let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_default(None);
+    for &v in &g.inputs {
+        let d = &g.values[v];
+        let nv = out.add_input(d.name.clone().unwrap_or_else(|| v.to_string()), d.ty.clone());
+        map[v] = Some(nv);
+    }
+    let mut records = Vec::new();
+    let mut plaintext_nodes = Vec::new();
+    let mut unsupported = Vec::new();
+    for (n, d) in g.nodes.iter() {
+        let ins: Vec<Value> = d.inputs.iter().map(|&v| map[v].expect("topological order")).collect();
+        let is_enc = d.outputs.iter().any(|&o| enc[o]);
+        let keep = !is_enc || is_poly_stage_op(&d.op) && !matches!(d.op, Op::Constant(_));
+        if let Op::Constant(c) = d.op {
+            let nv = out.add_constant(g.constants[c].clone(), d.name.clone());
+            map[d.outputs[0]] = Some(nv);
+            continue;
+        }
+        if keep {
+            if !is_enc && !is_poly_stage_op(&d.op) {
+                plaintext_nodes.push(d.name.clone());
+            }
+            let tys = d.outputs.iter().map(|&o| g.ty(o).clone()).collect();
+            let nn = out.add_node_typed(d.op.clone(), ins, tys, d.name.clone());
+            for (k, &o) in d.outputs.iter().enumerate() {
+                map[o] = Some(out.nodes[nn].outputs[k]);
+                if let Some(name) = &g.values[o].name {
+                    out.set_name(out.nodes[nn].outputs[k], name.clone());
+                }
+            }
+            continue;
+        }
+        let mut e = Emit { g: out, node: &d.name, counter: 0 };
+        let res = replace(&mut e, g, n, &ins, &enc, cal, opts, &mut records, &map);
+        out = e.g;
+        match res {
+            Ok(v) => {
+                map[d.outputs[0]] = Some(v);
+                if let Some(name) = &g.values[d.outputs[0]].name {
+                    out.set_name(v, name.clone());
+                }
+            }
+            Err(PassError::Unsupported(mut u)) => {
+                unsupported.append(&mut u);
+                // Keep going to report every unsupported op; map to the input to stay well-formed.
+                if let Some(&first) = ins.first() {
+                    map[d.outputs[0]] = Some(first);
+                }
+                for &o in &d.outputs {
+                    if map[o].is_none() {
+                        map[o] = ins.first().copied();
+                    }
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(PassError::Unsupported(unsupported));
+    }
+    for &o in &g.outputs {
+        let nv = map[o].expect("outputs are defined");
+        out.outputs.push(nv);
+        if let Some(name) = &g.values[o].name {
+            // An output that is directly a graph input keeps the input's name.
+            if !out.inputs.contains(&nv) {
+                out.set_name(nv, name.clone());
+            }
+        }
+    }
+    Ok(Replaced { graph: out, records, plaintext_nodes })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replace(
+    e: &mut Emit<'_>,
+    g: &Graph,
+    n: Node,
+    ins: &[Value],
+    enc: &SecondaryMap<Value, bool>,
+    cal: &Calibration,
+    opts: &PolyOptions,
+    records: &mut Vec<ApproxRecord>,
+    map: &SecondaryMap<Value, Option<Value>>,
+) -> Result<Value, PassError> {
+    let d = &g.nodes[n];
+    let name = d.name.as_str();
+    let opname = d.op.name();
+    let unsupported = || PassError::Unsupported(vec![UnsupportedOp { op: opname.to_string(), node: name.to_string() }]);
+    match &d.op {
+        Op::Identity | Op::Cast(DType::F16 | DType::F32 | DType::F64) if g.ty(d.inputs[0]).dtype.is_float() => {
+            Ok(ins[0])
+        }
+        Op::Gelu(_) | Op::Erf | Op::Tanh | Op::Sigmoid | Op::Sqrt => {
+            let c = calib(cal, d)?;
+            let mut iv = widen(name, opname, c.input.min, c.input.max, opts.margin)?;
+            if matches!(d.op, Op::Sqrt) {
+                iv = Interval::new(iv.lo().max(0.0), iv.hi()).map_err(|er| approx_err(name, opname, er))?;
+            }
+            let f = exact_fn(&d.op).expect("smooth op");
+            let part = if let Op::Gelu(_) = d.op { "gelu" } else { opname };
+            activation(e, ins[0], &*f, iv, &c.input, opts, name, opname, part, records)
+        }
+        Op::Relu => {
+            let c = calib(cal, d)?;
+            let iv = widen(name, opname, c.input.min, c.input.max, opts.margin)?;
+            relu(e, ins[0], iv, &c.input, opts, name, records)
+        }
+        Op::Exp => {
+            let c = calib(cal, d)?;
+            let iv = widen(name, opname, c.input.min, c.input.max, opts.margin)?;
+            let x = ins[0];
+            exp_poly(e, x, iv, &c.input, opts.softmax_target, opts, name, opname, records)
+        }
+        Op::Reciprocal => {
+            let c = calib(cal, d)?;
+            reciprocal(e, ins[0], &c.input, opts, name, opname, "1/x", records)
+        }
+        Op::Div => {
+            if !enc[d.inputs[1]] {
+                // Division by plaintext: multiply by its reciprocal computed in plaintext.
+                let r = match g.constant_of(d.inputs[1]) {
+                    Some(t) => {
+                        let inv = t.to_f64_vec().iter().map(|v| 1.0 / v).collect();
+                        let t = Tensor { ty: t.ty.clone(), data: polyhe_ir::Data::Float(inv) };
+                        if !t.dtype().is_float() {
+                            return Err(unsupported());
+                        }
+                        e.constant(t, "inv")
+                    }
+                    None => e.op(Op::Reciprocal, vec![ins[1]], "inv")?,
+                };
+                return e.op(Op::Mul, vec![ins[0], r], "mul_inv");
+            }
+            let c = calib(cal, d)?;
+            let inv = reciprocal(e, ins[1], &c.input, opts, name, opname, "1/divisor", records)?;
+            e.op(Op::Mul, vec![ins[0], inv], "mul_inv")
+        }
+        Op::Pow => {
+            let Some(k) = g.constant_of(d.inputs[1]).filter(|t| t.numel() == 1).map(|t| t.to_f64_vec()[0]) else {
+                return Err(unsupported());
+            };
+            if enc[d.inputs[1]] {
+                return Err(unsupported());
+            }
+            if k.fract() == 0.0 && (1.0..=16.0).contains(&k) {
+                return int_power(e, ins[0], k as u32);
+            }
+            let c = calib(cal, d)?;
+            let iv = widen(name, opname, c.input.min.max(0.0), c.input.max, opts.margin)?;
+            let iv = Interval::new(iv.lo().max(0.0), iv.hi()).map_err(|er| approx_err(name, opname, er))?;
+            let f = move |x: f64| x.max(0.0).powf(k);
+            activation(e, ins[0], &f, iv, &c.input, opts, name, opname, "pow", records)
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            let c = calib(cal, d)?;
+            let CalibDetail::LayerNorm { var_eps } = &c.detail else {
+                return Err(PassError::MissingCalibration { node: name.into(), op: opname.into() });
+            };
+            layer_norm(e, ins, *axis, *epsilon, var_eps, opts, name, records)
+        }
+        Op::Softmax { axis } => {
+            let c = calib(cal, d)?;
+            match opts.softmax {
+                SoftmaxMethod::Sigma => {
+                    let iv = widen(name, opname, c.input.min, c.input.max, opts.margin)?;
+                    let r = relu(e, ins[0], iv, &c.input, opts, name, records)?;
+                    let len = g.ty(d.inputs[0]).shape[*axis] as f64;
+                    e.mul_scalar(r, 1.0 / len, "scale_1/n")
+                }
+                SoftmaxMethod::ExpInverse => softmax(e, g, d, ins, *axis, c, enc, opts, records, map),
+            }
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+fn int_power(e: &mut Emit<'_>, x: Value, k: u32) -> Result<Value, PassError> {
+    // Square-and-multiply: depth ceil(log2 k).
+    let mut acc: Option<Value> = None;
+    let mut base = x;
+    let mut k = k;
+    let mut i = 0;
+    while k > 0 {
+        if k & 1 == 1 {
+            acc = Some(match acc {
+                None => base,
+                Some(a) => e.op(Op::Mul, vec![a, base], &format!("pow_mul{i}"))?,
+            });
+        }
+        k >>= 1;
+        if k > 0 {
+            base = e.op(Op::Mul, vec![base, base], &format!("pow_sq{i}"))?;
+        }
+        i += 1;
+    }
+    Ok(acc.unwrap_or(x))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn activation(
+    e: &mut Emit<'_>,
+    x: Value,
+    f: &dyn Fn(f64) -> f64,
+    iv: Interval,
+    range: &Range,
+    opts: &PolyOptions,
+    node: &str,
+    op: &str,
+    part: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let fo = FitOptions { max_degree: opts.max_degree, ..FitOptions::new(opts.target_error) };
+    let (a, met) = match fit_to_target(f, iv, &fo) {
+        Ok(a) => (a, true),
+        // Best effort at the degree cap; the record says the target was missed.
+        Err(ApproxError::TargetNotReached { .. }) => {
+            (remez(f, iv, opts.max_degree, ErrorKind::Absolute).map_err(|er| approx_err(node, op, er))?, false)
+        }
+        Err(er) => return Err(approx_err(node, op, er)),
+    };
+    let y = e.cheb(x, &a.poly, part)?;
+    records.push(ApproxRecord {
+        node: node.into(),
+        op: op.into(),
+        part: part.into(),
+        calibrated: [range.min, range.max],
+        interval: [iv.lo(), iv.hi()],
+        method: format!("{:?}", a.method).to_lowercase(),
+        degree: a.degree(),
+        max_error: a.max_error,
+        error_kind: "absolute",
+        target_met: met,
+        depth: 0,
+        poly_depth: a.depth,
+        io: (x, y),
+    });
+    Ok(y)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn relu(
+    e: &mut Emit<'_>,
+    x: Value,
+    iv: Interval,
+    range: &Range,
+    opts: &PolyOptions,
+    node: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let ro = ReluOptions { max_direct_degree: opts.max_degree, ..ReluOptions::new(opts.target_error) };
+    let choice = fit_relu(iv, &ro).map_err(|er| approx_err(node, "relu", er))?;
+    let (y, method, degree, poly_depth) = match (choice.chosen, &choice.direct, &choice.composite) {
+        (ReluMethod::Direct, Some(a), _) => {
+            (e.cheb(x, &a.poly, "relu")?, format!("{:?}", a.method).to_lowercase(), a.degree(), a.depth)
+        }
+        (ReluMethod::Composite, _, Some(c)) => {
+            // First component evaluated on [-R, R] (folds x/R), the rest on [-1, 1], then x·s.
+            let mut s = x;
+            for (k, p) in c.components.iter().enumerate() {
+                let p = if k == 0 {
+                    let iv = Interval::new(-c.radius, c.radius).map_err(|er| approx_err(node, "relu", er))?;
+                    Chebyshev::new(iv, p.coeffs().to_vec()).map_err(|er| approx_err(node, "relu", er))?
+                } else {
+                    p.clone()
+                };
+                s = e.cheb(s, &p, &format!("relu_sign{k}"))?;
+            }
+            let y = e.op(Op::Mul, vec![x, s], "relu_x_sign")?;
+            let degs = c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘");
+            (y, format!("composite sign ({degs})"), c.degrees().into_iter().max().unwrap_or(0), c.depth)
+        }
+        _ => {
+            return Err(PassError::Internal { pass: "to_poly", msg: "relu choice without its candidate".into() })
+        }
+    };
+    records.push(ApproxRecord {
+        node: node.into(),
+        op: "relu".into(),
+        part: "relu".into(),
+        calibrated: [range.min, range.max],
+        interval: [iv.lo(), iv.hi()],
+        method,
+        degree,
+        max_error: choice.max_error,
+        error_kind: "absolute",
+        target_met: choice.max_error <= opts.target_error,
+        depth: 0,
+        poly_depth,
+        io: (x, y),
+    });
+    Ok(y)
+}
+
+/// `exp(x)` on `iv` as `q(x)^(2^r)` with `q ≈ exp(x/2^r)` (a Chebyshev series on `iv` of the scaled
+/// function, so the scaling is free): relative error `(1+ε)^(2^r) − 1`. Chooses the smallest total
+/// depth `depth(q) + r`, then the fewest squarings.
+#[allow(clippy::too_many_arguments)]
+fn exp_poly(
+    e: &mut Emit<'_>,
+    x: Value,
+    iv: Interval,
+    range: &Range,
+    target: f64,
+    opts: &PolyOptions,
+    node: &str,
+    op: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let (q, r, err) = fit_exp_reduced(iv, target, opts.max_degree.min(63)).map_err(|er| approx_err(node, op, er))?;
+    let mut y = e.cheb(x, &q, "exp_reduced")?;
+    for k in 0..r {
+        y = e.op(Op::Mul, vec![y, y], &format!("exp_sq{k}"))?;
+    }
+    records.push(ApproxRecord {
+        node: node.into(),
+        op: op.into(),
+        part: "exp".into(),
+        calibrated: [range.min, range.max],
+        interval: [iv.lo(), iv.hi()],
+        method: format!("chebyshev of exp(x/2^{r}) + {r} squarings"),
+        degree: q.degree(),
+        max_error: err,
+        error_kind: "relative",
+        target_met: err <= target,
+        depth: 0,
+        poly_depth: q.depth() + r,
+        io: (x, y),
+    });
+    Ok(y)
+}
+
+/// The range-reduced exp of [`exp_poly`]: returns `(q on iv, r, measured relative error)`.
+pub(crate) fn fit_exp_reduced(iv: Interval, target: f64, max_degree: usize) -> Result<(Chebyshev, u32, f64), ApproxError> {
+    let mut best: Option<(u32, u32, Chebyshev, f64)> = None;
+    for r in 0..=16u32 {
+        let s = (r as f64).exp2();
+        // Relative error budget per factor so that (1+eps)^(2^r) - 1 <= target.
+        let eps = (1.0 + target).ln() / s * 0.9;
+        let small = Interval::new(iv.lo() / s, iv.hi() / s)?;
+        let fo = FitOptions {
+            kind: ErrorKind::Relative,
+            method: Method::Chebyshev,
+            max_degree,
+            ..FitOptions::new(eps)
+        };
+        let a = match fit_to_target(&f64::exp, small, &fo) {
+            Ok(a) => a,
+            Err(ApproxError::TargetNotReached { .. }) => continue,
+            Err(er) => return Err(er),
+        };
+        let total = a.depth + r;
+        if best.as_ref().is_some_and(|b| b.0 <= total) {
+            if total > best.as_ref().map_or(0, |b| b.0) + 1 {
+                break;
+            }
+            continue;
+        }
+        let q = Chebyshev::new(iv, a.poly.coeffs().to_vec())?;
+        best = Some((total, r, q, 0.0));
+    }
+    let (_, r, q, _) = best.ok_or(ApproxError::TargetNotReached { target, best_error: f64::INFINITY, max_degree })?;
+    // Measure the whole composition (relative error) on a dense grid.
+    let err = measure_rel(&|x| q.eval(x).powi(1 << r), &f64::exp, iv);
+    Ok((q, r, err))
+}
+
+fn measure_rel(p: &dyn Fn(f64) -> f64, f: &dyn Fn(f64) -> f64, iv: Interval) -> f64 {
+    let n = 8192;
+    (0..=n)
+        .map(|i| {
+            let t = i as f64 / n as f64;
+            let x = iv.lo() + t * iv.width();
+            let fx = f(x);
+            ((p(x) - fx) / fx).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Emits an iterative inverse (guess `chebyshev` + Newton/Goldschmidt steps as mul/sub ops) on `x`.
+fn emit_inverse(e: &mut Emit<'_>, x: Value, inv: &IterativeInverse, part: &str) -> Result<Value, PassError> {
+    let mut y = e.cheb(x, &inv.guess, &format!("{part}_guess"))?;
+    match (inv.function, inv.scheme) {
+        (InverseFunction::InvSqrt, _) => {
+            if inv.steps > 0 {
+                let xh = e.mul_scalar(x, 0.5, &format!("{part}_half"))?;
+                for k in 0..inv.steps {
+                    // y ← 1.5·y − (x/2·y)·y²
+                    let a = e.op(Op::Mul, vec![xh, y], &format!("{part}_n{k}_xy"))?;
+                    let y2 = e.op(Op::Mul, vec![y, y], &format!("{part}_n{k}_yy"))?;
+                    let prod = e.op(Op::Mul, vec![a, y2], &format!("{part}_n{k}_xyyy"))?;
+                    let y15 = e.mul_scalar(y, 1.5, &format!("{part}_n{k}_1.5y"))?;
+                    y = e.op(Op::Sub, vec![y15, prod], &format!("{part}_n{k}"))?;
+                }
+            }
+        }
+        (InverseFunction::Reciprocal, InverseScheme::Newton) => {
+            for k in 0..inv.steps {
+                // y ← y·(2 − x·y)
+                let a = e.op(Op::Mul, vec![x, y], &format!("{part}_n{k}_xy"))?;
+                let s = e.rsub_scalar(2.0, a, &format!("{part}_n{k}_2-xy"))?;
+                y = e.op(Op::Mul, vec![y, s], &format!("{part}_n{k}"))?;
+            }
+        }
+        (InverseFunction::Reciprocal, InverseScheme::Goldschmidt) => {
+            if inv.steps > 0 {
+                // e ← 1 − x·y; y ← y·(1 + e); then e ← e², y ← y·(1 + e).
+                let a = e.op(Op::Mul, vec![x, y], &format!("{part}_g_xy"))?;
+                let mut err = e.rsub_scalar(1.0, a, &format!("{part}_g_e0"))?;
+                let f = e.add_scalar(err, 1.0, &format!("{part}_g_f0"))?;
+                y = e.op(Op::Mul, vec![y, f], &format!("{part}_g0"))?;
+                for k in 1..inv.steps {
+                    err = e.op(Op::Mul, vec![err, err], &format!("{part}_g_e{k}"))?;
+                    let f = e.add_scalar(err, 1.0, &format!("{part}_g_f{k}"))?;
+                    y = e.op(Op::Mul, vec![y, f], &format!("{part}_g{k}"))?;
+                }
+            }
+        }
+    }
+    Ok(y)
+}
+
+fn inverse_record(
+    node: &str,
+    op: &str,
+    part: &str,
+    range: [f64; 2],
+    inv: &IterativeInverse,
+    io: (Value, Value),
+) -> ApproxRecord {
+    let scheme = match inv.scheme {
+        InverseScheme::Newton => "newton",
+        InverseScheme::Goldschmidt => "goldschmidt",
+    };
+    ApproxRecord {
+        node: node.into(),
+        op: op.into(),
+        part: part.into(),
+        calibrated: range,
+        interval: [inv.interval.lo(), inv.interval.hi()],
+        method: format!("guess deg {} (rel err {:.2e}) + {} {scheme}", inv.guess.degree(), inv.guess_error, inv.steps),
+        degree: inv.guess.degree(),
+        max_error: inv.max_error,
+        error_kind: "relative",
+        target_met: inv.target_met,
+        depth: 0,
+        poly_depth: inv.depth,
+        io,
+    }
+}
+
+/// `1/x` on the calibrated range of `x` (which must not contain 0; negative ranges use `−1/(−x)`).
+#[allow(clippy::too_many_arguments)]
+fn reciprocal(
+    e: &mut Emit<'_>,
+    x: Value,
+    range: &Range,
+    opts: &PolyOptions,
+    node: &str,
+    op: &str,
+    part: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let negative = range.max < 0.0;
+    let (lo, hi) = if negative { (-range.max, -range.min) } else { (range.min, range.max) };
+    let iv = widen_positive(node, op, lo, hi, opts.margin)?;
+    let io = InverseOptions {
+        target: opts.softmax_target,
+        max_depth: opts.max_inverse_depth,
+        max_guess_degree: 7,
+        max_steps: opts.max_inverse_steps,
+    };
+    let inv = fit_reciprocal(iv, &io).map_err(|er| approx_err(node, op, er))?;
+    let xin = if negative { e.op(Op::Neg, vec![x], &format!("{part}_neg_in"))? } else { x };
+    let mut y = emit_inverse(e, xin, &inv, part)?;
+    if negative {
+        y = e.op(Op::Neg, vec![y], &format!("{part}_neg_out"))?;
+    }
+    records.push(inverse_record(node, op, part, [range.min, range.max], &inv, (x, y)));
+    Ok(y)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_norm(
+    e: &mut Emit<'_>,
+    ins: &[Value],
+    axis: usize,
+    eps: f64,
+    var_eps: &Range,
+    opts: &PolyOptions,
+    node: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let x = ins[0];
+    let rank = e.g.ty(x).rank();
+    let axes: Vec<usize> = (axis..rank).collect();
+    let mean = e.op(Op::ReduceMean { axes: axes.clone(), keepdims: true }, vec![x], "mean")?;
+    let dx = e.op(Op::Sub, vec![x, mean], "centered")?;
+    let sq = e.op(Op::Mul, vec![dx, dx], "square")?;
+    let var = e.op(Op::ReduceMean { axes, keepdims: true }, vec![sq], "var")?;
+    let v = e.add_scalar(var, eps, "var_eps")?;
+    let iv = widen_positive(node, "layer_norm", var_eps.min, var_eps.max, opts.margin)?;
+    let inv = inv_sqrt(iv, opts).map_err(|er| approx_err(node, "layer_norm", er))?;
+    let r = emit_inverse(e, v, &inv, "rsqrt")?;
+    records.push(inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min, var_eps.max], &inv, (v, r)));
+    let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
+    if let Some(&gamma) = ins.get(1) {
+        y = e.op(Op::Mul, vec![y, gamma], "gamma")?;
+    }
+    if let Some(&beta) = ins.get(2) {
+        y = e.op(Op::Add, vec![y, beta], "beta")?;
+    }
+    Ok(y)
+}
+
+/// 1/√x: the fitter's choice, or a forced number of Newton steps with the smallest guess degree
+/// (`0, 1, 3, ..., 63`) reaching the target (the most accurate if none does).
+fn inv_sqrt(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, ApproxError> {
+    let io = InverseOptions {
+        target: opts.layer_norm_target,
+        max_depth: opts.max_inverse_depth,
+        max_guess_degree: 63.min(opts.max_degree),
+        max_steps: opts.max_inverse_steps.min(6),
+    };
+    let Some(steps) = opts.layer_norm_newton_steps else { return fit_inv_sqrt(iv, &io) };
+    let f = |x: f64| 1.0 / x.sqrt();
+    let mut best: Option<IterativeInverse> = None;
+    for deg in [0usize, 1, 3, 7, 15, 31, 63] {
+        if deg > io.max_guess_degree {
+            break;
+        }
+        let guess = remez(&f, iv, deg, ErrorKind::Relative)?;
+        let cand = build_inverse(InverseFunction::InvSqrt, InverseScheme::Newton, &guess.poly, steps as u32, io.target)?;
+        if cand.target_met {
+            return Ok(cand);
+        }
+        if best.as_ref().is_none_or(|b| cand.max_error < b.max_error) {
+            best = Some(cand);
+        }
+    }
+    best.ok_or(ApproxError::Numerical { stage: "inverse sqrt", detail: "no guess degree allowed".into() })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn softmax(
+    e: &mut Emit<'_>,
+    g: &Graph,
+    d: &polyhe_ir::NodeData,
+    ins: &[Value],
+    axis: usize,
+    c: &NodeCalibration,
+    enc: &SecondaryMap<Value, bool>,
+    opts: &PolyOptions,
+    records: &mut Vec<ApproxRecord>,
+    map: &SecondaryMap<Value, Option<Value>>,
+) -> Result<Value, PassError> {
+    let node = d.name.as_str();
+    let CalibDetail::Softmax(s) = &c.detail else {
+        return Err(PassError::MissingCalibration { node: node.into(), op: "softmax".into() });
+    };
+    let dtype = g.ty(d.inputs[0]).dtype;
+    // scores + plaintext mask: exp(scores + mask) = exp(scores)·exp(mask), exp(mask) in plaintext.
+    let (scores, mask) = match (s.masked, masked_scores(g, d.inputs[0], enc)) {
+        (true, Some((add, k))) => {
+            let a = &g.nodes[add];
+            let m = |v: Value| map[v].expect("defined");
+            (m(a.inputs[k]), Some(m(a.inputs[1 - k])))
+        }
+        _ => (ins[0], None),
+    };
+    // x − shift (one shift per head, or one).
+    let shift = if s.shifts.len() > 1 {
+        let mut shape = vec![1usize; g.ty(d.inputs[0]).rank()];
+        if let Some(ax) = s.shift_axis {
+            shape[ax] = s.shifts.len();
+        }
+        let t = Tensor { ty: polyhe_ir::TensorType::new(dtype, shape), data: polyhe_ir::Data::Float(s.shifts.clone()) };
+        e.constant(t, "shift")
+    } else {
+        e.scalar(s.shifts.first().copied().unwrap_or(0.0), dtype, "shift")
+    };
+    let shifted = e.op(Op::Sub, vec![scores, shift], "shifted")?;
+    let ss = &s.shifted_scores;
+    let iv = widen(node, "softmax", ss.min, ss.max, opts.margin)?;
+    let mut ex = exp_poly(e, shifted, iv, ss, opts.softmax_target, opts, node, "softmax", records)?;
+    if let Some(m) = mask {
+        let em = e.op(Op::Exp, vec![m], "exp_mask")?;
+        ex = e.op(Op::Mul, vec![ex, em], "masked")?;
+    }
+    let sum = e.op(Op::ReduceSum { axes: vec![axis], keepdims: true }, vec![ex], "row_sum")?;
+    let rs = &s.row_sum;
+    let inv = reciprocal(e, sum, rs, opts, node, "softmax", "1/sum", records)?;
+    e.op(Op::Mul, vec![ex, inv], "probs")
+}
