@@ -53,6 +53,25 @@ pub enum CkksError {
     /// A scale is not a positive finite number.
     #[error("invalid scale {scale}")]
     InvalidScale { scale: f64 },
+    /// Serialized bytes are malformed: truncated, corrupt (checksum), not a polyhe object, or a field
+    /// out of the range its parameters allow (`offset` is the byte where reading stopped).
+    #[error("malformed {what}: {reason} (at byte {offset})")]
+    Malformed { what: &'static str, offset: usize, reason: String },
+    /// A serialized object of another kind was given (e.g. a public key read as a ciphertext).
+    #[error("wrong object kind: expected {expected}, found {found}")]
+    WrongKind { expected: &'static str, found: &'static str },
+    /// The serialized format version is not one this build reads.
+    #[error("unsupported serialization format version {found} (this build reads version {supported})")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// A file could not be read or written.
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    /// Loading or saving the named file failed.
+    #[error("{path}: {source}")]
+    InFile { path: String, source: Box<CkksError> },
+    /// A secret key and a public key that do not belong together.
+    #[error("key mismatch: {reason}")]
+    KeyMismatch { reason: String },
     /// Internal invariant violated (a bug in this crate, never a user error).
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -284,7 +284,7 @@ impl Evaluator {
             [c0, c1, c2] => {
                 let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
                 let digits = self.decompose(c2)?;
-                let (u0, u1) = self.switch(&digits, key, None)?;
+                let (u0, u1) = self.switch(&digits, key)?;
                 let ring = &self.ctx.ring;
                 let mut r0 = c0.clone();
                 ring.add_assign(&mut r0, &u0);
@@ -344,10 +344,10 @@ impl Evaluator {
         self.ctx.ring.mod_up(&coef, c)
     }
 
-    /// Inner product with a key (optionally through a Galois permutation) and ModDown.
-    fn switch(&self, digits: &[RnsPoly], key: &KeySwitchKey, perm: Option<&[u32]>) -> Result<(RnsPoly, RnsPoly)> {
+    /// Inner product with a key and ModDown.
+    fn switch(&self, digits: &[RnsPoly], key: &KeySwitchKey) -> Result<(RnsPoly, RnsPoly)> {
         let ring = &self.ctx.ring;
-        let (b, a) = ring.key_inner_product(digits, &key.b, &key.a, perm)?;
+        let (b, a) = ring.key_inner_product(digits, &key.b, &key.a)?;
         Ok((ring.mod_down(&b)?, ring.mod_down(&a)?))
     }
 
@@ -369,11 +369,12 @@ impl Evaluator {
     fn apply_galois(&self, h: &HoistedCiphertext, g: u64, err: CkksError) -> Result<Ciphertext> {
         self.ctx.check_fp(h.fingerprint)?;
         let (key, perm) = self.galois(g, err)?;
-        let (u0, u1) = self.switch(&h.digits, key, Some(perm))?;
+        // key = σ^{-1}(k): σ(c_0 + ModDown(Σ d_j·σ^{-1}(k_j))) = σ(c_0) + key-switch(σ(c_1)).
+        // (ModDown commutes with σ: it acts coefficient-wise and its centered lift is odd.)
+        let (mut u0, u1) = self.switch(&h.digits, key)?;
         let ring = &self.ctx.ring;
-        let mut r0 = ring.permute(&h.c0, perm);
-        ring.add_assign(&mut r0, &u0);
-        Ok(Ciphertext { polys: vec![r0, u1], level: h.level, scale: h.scale, fingerprint: h.fingerprint })
+        ring.add_assign(&mut u0, &h.c0);
+        Ok(Ciphertext { polys: vec![ring.permute(&u0, perm), ring.permute(&u1, perm)], level: h.level, scale: h.scale, fingerprint: h.fingerprint })
     }
 
     /// Rotation of a hoisted ciphertext by `step` slots.

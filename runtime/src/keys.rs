@@ -10,7 +10,8 @@
 //!   digit's primes (and `-a_j·s + e_j` elsewhere); this is `P·(Q/Q_j)·[(Q/Q_j)^{-1}]_{Q_j}·s'` in CRT
 //!   form, valid at every level because the digits of a lower level are prefixes of these.
 //! - Galois keys are indexed by Galois element: `5^k mod 2N` rotates slots left by `k`, `2N-1`
-//!   conjugates.
+//!   conjugates. The key for `g` (switching `σ_g(s)` to `s`) is stored with `σ_g^{-1}` applied to
+//!   every polynomial, so the evaluator permutes only its two outputs, never the digits.
 //! - Public-key encryption: `(v·b + e_0, v·a + e_1)` over `Q_l ∪ P`, divided by `P` (ModDown), plus
 //!   `m` on the first component, with ternary `v`; secret-key encryption:
 //!   `(-a·s + e + m, a)` with uniform `a`. Errors are rounded Gaussians with σ = 3.2 cut at 6σ.
@@ -124,6 +125,19 @@ pub fn rotation_galois_element(log_n: u32, step: i64) -> u64 {
         e >>= 1;
     }
     g
+}
+
+/// Inverse of an odd `g` modulo a power of two.
+fn mod_inverse_pow2(g: u64, modulus: u64) -> Option<u64> {
+    if g % 2 == 0 {
+        return None;
+    }
+    // Newton iteration: x ← x(2 − g·x) doubles the number of correct low bits.
+    let mut x: u64 = 1;
+    for _ in 0..7 {
+        x = x.wrapping_mul(2u64.wrapping_sub(g.wrapping_mul(x)));
+    }
+    Some(x & (modulus - 1))
 }
 
 /// Galois element of complex conjugation.
@@ -248,10 +262,18 @@ impl ClientKeys {
         elements.sort_unstable();
         elements.dedup();
         let mut galois = BTreeMap::new();
+        let two_n = 2u64 << log_n;
         for g in elements {
             let perm = ring.galois_perm(g);
             let sg = ring.permute(&self.secret.poly, &perm);
-            galois.insert(g, self.switch_key(&sg, rng)?);
+            let key = self.switch_key(&sg, rng)?;
+            // Stored as σ_g^{-1}(key): the evaluator computes Σ d_j·σ^{-1}(k_j) = σ^{-1}(Σ σ(d_j)·k_j)
+            // and applies σ once to the two outputs instead of to every digit.
+            let g_inv = mod_inverse_pow2(g, two_n).ok_or(CkksError::Internal("even Galois element"))?;
+            let inv_perm = ring.galois_perm(g_inv);
+            let b = key.b.iter().map(|p| ring.permute(p, &inv_perm)).collect();
+            let a = key.a.iter().map(|p| ring.permute(p, &inv_perm)).collect();
+            galois.insert(g, KeySwitchKey { b, a });
         }
         Ok(EvaluationKeys { relin, galois, fingerprint: self.ctx.fingerprint })
     }

@@ -566,10 +566,9 @@ impl RingContext {
         Ok(out)
     }
 
-    /// Key-switching inner product: `Σ_j σ(d_j) · key_j` for both key components, over `Q_l ∪ P`.
-    /// `digits` are over `Q_l ∪ P`; `key_b`/`key_a` are over the full `Q ∪ P`; `perm` applies a
-    /// Galois automorphism to the digits on the fly (hoisting).
-    pub(crate) fn key_inner_product(&self, digits: &[RnsPoly], key_b: &[RnsPoly], key_a: &[RnsPoly], perm: Option<&[u32]>) -> Result<(RnsPoly, RnsPoly)> {
+    /// Key-switching inner product: `Σ_j d_j · key_j` for both key components, over `Q_l ∪ P`.
+    /// `digits` are over `Q_l ∪ P`; `key_b`/`key_a` are over the full `Q ∪ P`.
+    pub(crate) fn key_inner_product(&self, digits: &[RnsPoly], key_b: &[RnsPoly], key_a: &[RnsPoly]) -> Result<(RnsPoly, RnsPoly)> {
         let first = digits.first().ok_or(CkksError::Internal("no digits"))?;
         let nq = first.nq;
         if key_b.len() < digits.len() || key_a.len() < digits.len() {
@@ -586,7 +585,7 @@ impl RingContext {
             let ds: Vec<&[u64]> = digits.iter().map(|d| d.data.get(t * n..(t + 1) * n).unwrap_or(&[])).collect();
             let kbs: Vec<&[u64]> = key_b.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
             let kas: Vec<&[u64]> = key_a.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
-            inner_product_limb(ob, oa, &ds, &kbs, &kas, perm, m);
+            inner_product_limb(ob, oa, &ds, &kbs, &kas, m);
         };
         if rayon::current_num_threads() > 1 {
             out_b.data.par_chunks_exact_mut(n).zip(out_a.data.par_chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
@@ -639,42 +638,43 @@ fn base_convert_centered(out: &mut [u64], ys: &[&[u64]], q_inv: &[f64], qhat_mod
 }
 
 /// One limb of the key-switching inner product with lazy 128-bit accumulation (values < 2^61, so
-/// up to 64 products fit before the single Barrett reduction).
-#[allow(clippy::indexing_slicing)] // every slice has length N (checked below); perm entries < N
-fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], perm: Option<&[u32]>, m: &Modulus) {
+/// up to 64 products fit before the single Barrett reduction). Digits are consumed two at a time
+/// with iterator zips (no bounds checks in the hot loop).
+fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], m: &Modulus) {
+    fn get<'a>(v: &[&'a [u64]], k: usize) -> &'a [u64] {
+        v.get(k).copied().unwrap_or(&[])
+    }
     let n = ob.len();
-    if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) || perm.is_some_and(|p| p.len() != n) {
+    if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) {
         return;
     }
-    let beta = ds.len();
-    match perm {
-        None => {
-            for c in 0..n {
-                let mut sb = 0u128;
-                let mut sa = 0u128;
-                for j in 0..beta {
-                    let d = ds[j][c] as u128;
-                    sb += d * kbs[j][c] as u128;
-                    sa += d * kas[j][c] as u128;
-                }
-                ob[c] = m.reduce_u128(sb);
-                oa[c] = m.reduce_u128(sa);
+    let mut acc_b = vec![0u128; n];
+    let mut acc_a = vec![0u128; n];
+    let mut j = 0;
+    while j < ds.len() {
+        let (d0, kb0, ka0) = (get(ds, j), get(kbs, j), get(kas, j));
+        if j + 1 < ds.len() {
+            let (d1, kb1, ka1) = (get(ds, j + 1), get(kbs, j + 1), get(kas, j + 1));
+            for ((((((sb, sa), &x0), &x1), (&b0, &a0)), &b1), &a1) in
+                acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d0).zip(d1).zip(kb0.iter().zip(ka0)).zip(kb1).zip(ka1)
+            {
+                *sb += x0 as u128 * b0 as u128 + x1 as u128 * b1 as u128;
+                *sa += x0 as u128 * a0 as u128 + x1 as u128 * a1 as u128;
             }
-        }
-        Some(p) => {
-            for c in 0..n {
-                let src = p[c] as usize;
-                let mut sb = 0u128;
-                let mut sa = 0u128;
-                for j in 0..beta {
-                    let d = ds[j][src] as u128;
-                    sb += d * kbs[j][c] as u128;
-                    sa += d * kas[j][c] as u128;
-                }
-                ob[c] = m.reduce_u128(sb);
-                oa[c] = m.reduce_u128(sa);
+            j += 2;
+        } else {
+            for (((sb, sa), &x0), (&b0, &a0)) in acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d0).zip(kb0.iter().zip(ka0)) {
+                *sb += x0 as u128 * b0 as u128;
+                *sa += x0 as u128 * a0 as u128;
             }
+            j += 1;
         }
+    }
+    for (o, s) in ob.iter_mut().zip(acc_b) {
+        *o = m.reduce_u128(s);
+    }
+    for (o, s) in oa.iter_mut().zip(acc_a) {
+        *o = m.reduce_u128(s);
     }
 }
 

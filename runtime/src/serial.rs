@@ -1,0 +1,849 @@
+//! Versioned binary serialization of parameters, plaintexts, ciphertexts and keys.
+//!
+//! Every object is one self-checking envelope (all integers little-endian; `docs/ckks-format.md`
+//! has the full table and the versioning policy):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `PHEC` |
+//! | 4 | 2 | format version ([`FORMAT_VERSION`]) |
+//! | 6 | 2 | kind tag ([`ObjectKind::tag`]) |
+//! | 8 | 8 | parameter fingerprint ([`CkksParams::fingerprint_u64`]) |
+//! | 16 | 8 | payload length `len` in bytes |
+//! | 24 | `len` | payload (layout per kind) |
+//! | 24 + `len` | 8 | XXH64 (seed 0) of every preceding byte |
+//!
+//! Contract:
+//! - Loading never panics and never allocates more than a small constant times the input: the
+//!   length field must equal the bytes actually present, every count read from the payload is
+//!   checked against the bytes that remain before anything is allocated, and files are only read
+//!   when their size is within what the context's parameters allow for the declared kind.
+//! - Checks run in this order, so the first error is the most telling one: size and magic, version
+//!   ([`CkksError::UnsupportedVersion`]), length, checksum (any flipped bit is
+//!   [`CkksError::Malformed`]), kind ([`CkksError::WrongKind`] names both kinds), parameter
+//!   fingerprint against the context ([`CkksError::ParamsMismatch`] names both fingerprints), then
+//!   the payload: level, degree, scale, Galois elements and every RNS coefficient (`< q` of its
+//!   limb) are range-checked, and trailing bytes are an error.
+//! - Payloads hold no redundant data: polynomials are stored as their RNS limbs in the runtime's
+//!   NTT form (`u64` each); a secret key is stored as its ternary coefficients (one `i8` each) and
+//!   its NTT form is recomputed on load. The parameter payload also lists the generated primes, so
+//!   a reader outside this crate needs no prime-generation code, and a build whose generator
+//!   differs refuses the file instead of silently using other primes.
+//! - Client artifacts ([`SecretKey`], [`ClientKeys`]) and server artifacts ([`EvaluationKeys`],
+//!   [`PublicKey`]) are distinct kinds; an evaluation-key file holds only key-switching keys.
+//! - `write_to`/`read_from` errors name the file ([`CkksError::Io`], [`CkksError::InFile`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use crate::context::CkksContext;
+use crate::encoder::Plaintext;
+use crate::error::{CkksError, Result};
+use crate::keys::{Ciphertext, ClientKeys, EvaluationKeys, KeySwitchKey, PublicKey, SecretKey};
+use crate::params::CkksParams;
+use crate::ring::{RingContext, RnsPoly};
+
+/// The four bytes every serialized object starts with.
+pub const MAGIC: [u8; 4] = *b"PHEC";
+/// The format version this build writes and the only one it reads.
+pub const FORMAT_VERSION: u16 = 1;
+const HEADER_LEN: usize = 24;
+const TRAILER_LEN: usize = 8;
+/// Largest ciphertext degree accepted on load (3 = a product before relinearization).
+const MAX_CT_DEGREE: u32 = 3;
+/// Upper bound on primes per chain in a parameter payload (the 128-bit bound at N = 2^16 with
+/// 20-bit primes allows 88); only keeps a corrupt count from driving the parser.
+const MAX_PRIMES: u32 = 128;
+/// Upper bound on a parameter payload, used to refuse absurd files before reading them.
+const MAX_PARAMS_PAYLOAD: u64 = 36 + 2 * 12 * MAX_PRIMES as u64;
+
+/// What a serialized object is.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// [`CkksParams`].
+    Params,
+    /// [`Plaintext`].
+    Plaintext,
+    /// [`Ciphertext`].
+    Ciphertext,
+    /// [`PublicKey`].
+    PublicKey,
+    /// [`SecretKey`] (client only).
+    SecretKey,
+    /// [`EvaluationKeys`]: relinearization and Galois keys (server).
+    EvaluationKeys,
+    /// [`ClientKeys`]: secret and public key together (client only).
+    ClientKeys,
+}
+
+impl ObjectKind {
+    /// Every kind, in tag order.
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Params,
+        ObjectKind::Plaintext,
+        ObjectKind::Ciphertext,
+        ObjectKind::PublicKey,
+        ObjectKind::SecretKey,
+        ObjectKind::EvaluationKeys,
+        ObjectKind::ClientKeys,
+    ];
+
+    /// The tag stored at offset 6. Tags are never reused for another kind.
+    pub fn tag(self) -> u16 {
+        match self {
+            ObjectKind::Params => 1,
+            ObjectKind::Plaintext => 2,
+            ObjectKind::Ciphertext => 3,
+            ObjectKind::PublicKey => 4,
+            ObjectKind::SecretKey => 5,
+            ObjectKind::EvaluationKeys => 6,
+            ObjectKind::ClientKeys => 7,
+        }
+    }
+
+    /// The kind of a tag, if known.
+    pub fn from_tag(tag: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.tag() == tag)
+    }
+
+    /// Human-readable name (used in errors).
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Params => "parameters",
+            ObjectKind::Plaintext => "plaintext",
+            ObjectKind::Ciphertext => "ciphertext",
+            ObjectKind::PublicKey => "public key",
+            ObjectKind::SecretKey => "secret key",
+            ObjectKind::EvaluationKeys => "evaluation keys",
+            ObjectKind::ClientKeys => "client keys",
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The checked envelope of a serialized object (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectHeader {
+    /// Format version.
+    pub version: u16,
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Fingerprint of the parameters the object was made under.
+    pub fingerprint: u64,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+}
+
+impl ObjectHeader {
+    /// Checks the envelope of `bytes` (magic, version, length, checksum, kind tag) without a
+    /// context, e.g. to tell what a file holds and under which parameters it was made.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        open(bytes, "polyhe CKKS object").map(|(h, _)| h)
+    }
+}
+
+// ---------------------------------------------------------------- checksum
+
+/// XXH64 (Yann Collet's xxHash, 64-bit variant): fast enough for gigabyte key files and
+/// detects every single-bit flip.
+pub(crate) fn xxh64(data: &[u8], seed: u64) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, input: u64) -> u64 {
+        acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+    }
+    fn merge(acc: u64, v: u64) -> u64 {
+        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    fn le64(b: &[u8]) -> u64 {
+        b.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64)
+    }
+
+    let mut stripes = data.chunks_exact(32);
+    let mut h = if data.len() >= 32 {
+        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+        for s in &mut stripes {
+            for (acc, lane) in v.iter_mut().zip(s.chunks_exact(8)) {
+                *acc = round(*acc, le64(lane));
+            }
+        }
+        let [v1, v2, v3, v4] = v;
+        let h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
+        v.into_iter().fold(h, merge)
+    } else {
+        seed.wrapping_add(P5)
+    };
+    h = h.wrapping_add(data.len() as u64);
+    let tail = stripes.remainder();
+    let mut words = tail.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ round(0, le64(w))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+    }
+    let rest = words.remainder();
+    let (four, bytes) = rest.split_at(if rest.len() >= 4 { 4 } else { 0 });
+    if !four.is_empty() {
+        h = (h ^ le64(four).wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+    }
+    for &b in bytes {
+        h = (h ^ (b as u64).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
+}
+
+// ---------------------------------------------------------------- envelope
+
+fn malformed(what: &'static str, offset: usize, reason: impl Into<String>) -> CkksError {
+    CkksError::Malformed { what, offset, reason: reason.into() }
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2).map_or(0, |s| s.iter().rev().fold(0u16, |a, &x| (a << 8) | x as u16))
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |s| s.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64))
+}
+
+/// Checks magic and version of the first [`HEADER_LEN`] bytes and returns the kind tag, the
+/// fingerprint and the declared payload length.
+fn parse_prefix(head: &[u8], what: &'static str) -> Result<(u16, u64, u64)> {
+    if head.len() < HEADER_LEN {
+        return Err(malformed(what, head.len(), format!("truncated: {} bytes, a header needs {HEADER_LEN}", head.len())));
+    }
+    if head.get(..4) != Some(&MAGIC[..]) {
+        return Err(malformed(what, 0, "bad magic: not a polyhe CKKS object"));
+    }
+    let version = le_u16(head, 4);
+    if version != FORMAT_VERSION {
+        return Err(CkksError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+    }
+    Ok((le_u16(head, 6), le_u64(head, 8), le_u64(head, 16)))
+}
+
+/// Checks the envelope (see the module docs for the order) and returns the header and payload.
+fn open<'a>(bytes: &'a [u8], what: &'static str) -> Result<(ObjectHeader, &'a [u8])> {
+    let (tag, fingerprint, payload_len) = parse_prefix(bytes, what)?;
+    let present = bytes.len().saturating_sub(HEADER_LEN + TRAILER_LEN);
+    if bytes.len() < HEADER_LEN + TRAILER_LEN || payload_len != present as u64 {
+        let reason = format!(
+            "length field says {payload_len} payload bytes, {} bytes follow the header (truncated or trailing data)",
+            bytes.len().saturating_sub(HEADER_LEN)
+        );
+        return Err(malformed(what, 16, reason));
+    }
+    let body_end = HEADER_LEN + present;
+    let (body, trailer) = bytes.split_at(body_end);
+    let stored = le_u64(trailer, 0);
+    let computed = xxh64(body, 0);
+    if stored != computed {
+        return Err(malformed(what, body_end, format!("checksum mismatch (stored {stored:016x}, computed {computed:016x}): the data is corrupt")));
+    }
+    let kind = ObjectKind::from_tag(tag).ok_or_else(|| malformed(what, 6, format!("unknown object kind tag {tag}")))?;
+    let payload = body.get(HEADER_LEN..).unwrap_or(&[]);
+    Ok((ObjectHeader { version: FORMAT_VERSION, kind, fingerprint, payload_len }, payload))
+}
+
+/// Writes header, payload (by `fill`) and checksum. `size` is the exact payload size.
+fn seal(kind: ObjectKind, fingerprint: u64, size: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + size + TRAILER_LEN);
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf.extend_from_slice(&kind.tag().to_le_bytes());
+    buf.extend_from_slice(&fingerprint.to_le_bytes());
+    buf.extend_from_slice(&0u64.to_le_bytes());
+    fill(&mut buf);
+    let len = (buf.len() - HEADER_LEN) as u64;
+    if let Some(slot) = buf.get_mut(16..24) {
+        slot.copy_from_slice(&len.to_le_bytes());
+    }
+    let h = xxh64(&buf, 0);
+    buf.extend_from_slice(&h.to_le_bytes());
+    buf
+}
+
+fn put_poly(out: &mut Vec<u8>, p: &RnsPoly) {
+    for &v in &p.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn poly_bytes(p: &RnsPoly) -> usize {
+    p.data.len() * 8
+}
+
+/// Bounds-checked payload reader; offsets in its errors are from the start of the object.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], what: &'static str) -> Self {
+        Self { buf, pos: 0, what }
+    }
+
+    fn err(&self, reason: impl Into<String>) -> CkksError {
+        malformed(self.what, HEADER_LEN + self.pos, reason)
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let s = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or_else(|| self.err(format!("truncated payload: {n} more bytes needed, {} left", self.remaining())))?;
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(self.take(4)?.iter().rev().fold(0u32, |a, &x| (a << 8) | x as u32))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(le_u64(self.take(8)?, 0))
+    }
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// A polynomial over basis `(nq, with_p)`; every coefficient must be below its limb's prime.
+    fn poly(&mut self, ring: &RingContext, nq: usize, with_p: bool) -> Result<RnsPoly> {
+        let limbs = ring.num_limbs(nq, with_p);
+        let len = limbs.checked_mul(ring.n * 8).ok_or_else(|| self.err("polynomial size overflows"))?;
+        let start = self.pos;
+        let raw = self.take(len)?;
+        let mut data = Vec::with_capacity(limbs * ring.n);
+        for (t, limb) in raw.chunks_exact(ring.n * 8).enumerate() {
+            let q = ring.limb_prime(t, nq).q;
+            for (i, c) in limb.chunks_exact(8).enumerate() {
+                let v = le_u64(c, 0);
+                if v >= q {
+                    let at = HEADER_LEN + start + (t * ring.n + i) * 8;
+                    return Err(malformed(self.what, at, format!("coefficient {i} of limb {t} is {v}, not below its modulus {q}")));
+                }
+                data.push(v);
+            }
+        }
+        Ok(RnsPoly { data, nq, with_p })
+    }
+
+    /// `n` ternary coefficients stored as `i8`.
+    fn ternary(&mut self, n: usize) -> Result<Vec<i8>> {
+        let start = self.pos;
+        let raw = self.take(n)?;
+        raw.iter()
+            .enumerate()
+            .map(|(i, &b)| match b as i8 {
+                v @ -1..=1 => Ok(v),
+                v => Err(malformed(self.what, HEADER_LEN + start + i, format!("secret coefficient {i} is {v}, not in {{-1, 0, 1}}"))),
+            })
+            .collect()
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.remaining() != 0 {
+            return Err(self.err(format!("{} trailing bytes after the object", self.remaining())));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- per-kind payloads
+
+/// An object serialized under a context.
+trait Serial: Sized {
+    const KIND: ObjectKind;
+    fn object_fingerprint(&self) -> u64;
+    fn payload_size(&self) -> usize;
+    fn write_payload(&self, out: &mut Vec<u8>);
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self>;
+}
+
+fn object_to_bytes<T: Serial>(x: &T) -> Vec<u8> {
+    seal(T::KIND, x.object_fingerprint(), x.payload_size(), |out| x.write_payload(out))
+}
+
+fn object_from_bytes<T: Serial>(ctx: &CkksContext, bytes: &[u8]) -> Result<T> {
+    let what = T::KIND.name();
+    let (header, payload) = open(bytes, what)?;
+    if header.kind != T::KIND {
+        return Err(CkksError::WrongKind { expected: what, found: header.kind.name() });
+    }
+    ctx.inner.check_fp(header.fingerprint)?;
+    let mut r = Reader::new(payload, what);
+    let x = T::read_payload(ctx, &mut r)?;
+    r.finish()?;
+    Ok(x)
+}
+
+fn read_level(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<usize> {
+    let level = r.u32()?;
+    let max = ctx.params().max_level();
+    if level as usize > max {
+        return Err(r.err(format!("level {level} exceeds the maximum level {max} of these parameters")));
+    }
+    Ok(level as usize)
+}
+
+fn read_scale(r: &mut Reader<'_>) -> Result<f64> {
+    let scale = r.f64()?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(r.err(format!("scale {scale} is not a positive finite number")));
+    }
+    Ok(scale)
+}
+
+impl Serial for Plaintext {
+    const KIND: ObjectKind = ObjectKind::Plaintext;
+    fn object_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        12 + poly_bytes(&self.poly)
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.level as u32).to_le_bytes());
+        out.extend_from_slice(&self.scale.to_bits().to_le_bytes());
+        put_poly(out, &self.poly);
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        let level = read_level(ctx, r)?;
+        let scale = read_scale(r)?;
+        let poly = r.poly(&ctx.inner.ring, level + 1, false)?;
+        Ok(Plaintext { poly, level, scale, fingerprint: ctx.fingerprint() })
+    }
+}
+
+impl Serial for Ciphertext {
+    const KIND: ObjectKind = ObjectKind::Ciphertext;
+    fn object_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        16 + self.polys.iter().map(poly_bytes).sum::<usize>()
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.level as u32).to_le_bytes());
+        out.extend_from_slice(&(self.polys.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.scale.to_bits().to_le_bytes());
+        self.polys.iter().for_each(|p| put_poly(out, p));
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        let level = read_level(ctx, r)?;
+        let degree = r.u32()?;
+        if !(2..=MAX_CT_DEGREE).contains(&degree) {
+            return Err(r.err(format!("ciphertext degree {degree} is not in 2..={MAX_CT_DEGREE}")));
+        }
+        let scale = read_scale(r)?;
+        let polys = (0..degree).map(|_| r.poly(&ctx.inner.ring, level + 1, false)).collect::<Result<Vec<_>>>()?;
+        Ok(Ciphertext { polys, level, scale, fingerprint: ctx.fingerprint() })
+    }
+}
+
+impl Serial for PublicKey {
+    const KIND: ObjectKind = ObjectKind::PublicKey;
+    fn object_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        poly_bytes(&self.b) + poly_bytes(&self.a)
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        put_poly(out, &self.b);
+        put_poly(out, &self.a);
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        let ring = &ctx.inner.ring;
+        let b = r.poly(ring, ring.nq, true)?;
+        let a = r.poly(ring, ring.nq, true)?;
+        Ok(PublicKey { b, a, fingerprint: ctx.fingerprint() })
+    }
+}
+
+/// Reads `N` ternary coefficients and checks the sparse-secret weight of the parameters.
+fn read_secret(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<SecretKey> {
+    let ring = &ctx.inner.ring;
+    let start = r.pos;
+    let coeffs = r.ternary(ring.n)?;
+    if let Some(h) = ctx.params().hamming_weight() {
+        let w = coeffs.iter().filter(|&&c| c != 0).count();
+        if w != h {
+            return Err(malformed(r.what, HEADER_LEN + start, format!("secret has {w} nonzero coefficients, the parameters require exactly {h}")));
+        }
+    }
+    let wide: Vec<i64> = coeffs.iter().map(|&c| c as i64).collect();
+    let mut poly = ring.from_i64(&wide, ring.nq, true);
+    ring.ntt_forward(&mut poly);
+    Ok(SecretKey { coeffs, poly, fingerprint: ctx.fingerprint() })
+}
+
+fn put_secret(out: &mut Vec<u8>, sk: &SecretKey) {
+    out.extend(sk.coeffs.iter().map(|&c| c as u8));
+}
+
+impl Serial for SecretKey {
+    const KIND: ObjectKind = ObjectKind::SecretKey;
+    fn object_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        self.coeffs.len()
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        put_secret(out, self);
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        read_secret(ctx, r)
+    }
+}
+
+impl Serial for ClientKeys {
+    const KIND: ObjectKind = ObjectKind::ClientKeys;
+    fn object_fingerprint(&self) -> u64 {
+        self.ctx.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        self.secret.coeffs.len() + self.public.payload_size()
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        put_secret(out, &self.secret);
+        self.public.write_payload(out);
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        let secret = read_secret(ctx, r)?;
+        let public = PublicKey::read_payload(ctx, r)?;
+        ClientKeys::from_parts(ctx, secret, public)
+    }
+}
+
+fn ksk_bytes(ring: &RingContext, dnum: usize) -> Option<usize> {
+    ring.num_limbs(ring.nq, true).checked_mul(ring.n)?.checked_mul(8)?.checked_mul(2)?.checked_mul(dnum)
+}
+
+fn put_ksk(out: &mut Vec<u8>, k: &KeySwitchKey) {
+    for (b, a) in k.b.iter().zip(&k.a) {
+        put_poly(out, b);
+        put_poly(out, a);
+    }
+}
+
+fn read_ksk(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<KeySwitchKey> {
+    let ring = &ctx.inner.ring;
+    let dnum = ctx.params().dnum();
+    let mut b = Vec::with_capacity(dnum);
+    let mut a = Vec::with_capacity(dnum);
+    for _ in 0..dnum {
+        b.push(r.poly(ring, ring.nq, true)?);
+        a.push(r.poly(ring, ring.nq, true)?);
+    }
+    Ok(KeySwitchKey { b, a })
+}
+
+impl Serial for EvaluationKeys {
+    const KIND: ObjectKind = ObjectKind::EvaluationKeys;
+    fn object_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    fn payload_size(&self) -> usize {
+        let ksk = |k: &KeySwitchKey| k.b.iter().chain(&k.a).map(poly_bytes).sum::<usize>();
+        5 + 8 * self.galois.len() + self.relin.iter().chain(self.galois.values()).map(ksk).sum::<usize>()
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.relin.is_some()));
+        out.extend_from_slice(&(self.galois.len() as u32).to_le_bytes());
+        for g in self.galois.keys() {
+            out.extend_from_slice(&g.to_le_bytes());
+        }
+        self.relin.iter().chain(self.galois.values()).for_each(|k| put_ksk(out, k));
+    }
+    fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
+        let ring = &ctx.inner.ring;
+        let flags = r.u8()?;
+        if flags > 1 {
+            return Err(r.err(format!("unknown flag bits {flags:#04x} (only bit 0, relinearization key present, is defined)")));
+        }
+        let has_relin = flags == 1;
+        let count = r.u32()? as usize;
+        let two_n = 2 * ring.n as u64;
+        // Galois elements are distinct odd residues in (1, 2N): at most N - 1 of them.
+        if count >= ring.n {
+            return Err(r.err(format!("{count} Galois keys, more than the {} distinct automorphisms of N = {}", ring.n - 1, ring.n)));
+        }
+        // Size check before reading or allocating any key.
+        let keys = count + usize::from(has_relin);
+        let need = count.checked_mul(8).and_then(|g| ksk_bytes(ring, ctx.params().dnum())?.checked_mul(keys)?.checked_add(g));
+        if need != Some(r.remaining()) {
+            let need = need.map_or("an overflowing number of".to_string(), |n| n.to_string());
+            return Err(r.err(format!("{keys} key-switching keys need {need} payload bytes, {} remain", r.remaining())));
+        }
+        let mut elements = Vec::with_capacity(count);
+        for _ in 0..count {
+            let g = r.u64()?;
+            if g % 2 == 0 || g <= 1 || g >= two_n || elements.last().is_some_and(|&prev| g <= prev) {
+                return Err(r.err(format!("Galois element {g} is not odd, in 3..{two_n} and above the previous one")));
+            }
+            elements.push(g);
+        }
+        let relin = if has_relin { Some(read_ksk(ctx, r)?) } else { None };
+        let mut galois = BTreeMap::new();
+        for g in elements {
+            galois.insert(g, read_ksk(ctx, r)?);
+        }
+        Ok(EvaluationKeys { relin, galois, fingerprint: ctx.fingerprint() })
+    }
+}
+
+/// Largest payload a `kind` object may have under `ctx` (saturating); bounds file reads.
+fn max_payload(kind: ObjectKind, ctx: &CkksContext) -> u64 {
+    let p = ctx.params();
+    let n = p.n() as u64;
+    let nq = p.moduli().len() as u64;
+    let full = nq + p.special_moduli().len() as u64;
+    let limb = n * 8;
+    let pk = 2 * full * limb;
+    match kind {
+        ObjectKind::Params => MAX_PARAMS_PAYLOAD,
+        ObjectKind::Plaintext => 12 + nq * limb,
+        ObjectKind::Ciphertext => 16 + MAX_CT_DEGREE as u64 * nq * limb,
+        ObjectKind::PublicKey => pk,
+        ObjectKind::SecretKey => n,
+        ObjectKind::ClientKeys => n + pk,
+        ObjectKind::EvaluationKeys => (pk.saturating_mul(p.dnum() as u64).saturating_add(8)).saturating_mul(n).saturating_add(5),
+    }
+}
+
+// ---------------------------------------------------------------- files
+
+fn path_string(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn in_file(path: &Path, e: CkksError) -> CkksError {
+    CkksError::InFile { path: path_string(path), source: Box::new(e) }
+}
+
+fn io_err(path: &Path, action: &str, e: &std::io::Error) -> CkksError {
+    CkksError::Io { path: path_string(path), reason: format!("cannot {action}: {e}") }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| io_err(path, "write", &e))
+}
+
+/// Reads a serialized object, refusing (before reading the payload) a file whose declared kind and
+/// size do not fit `max(kind)`.
+fn read_file(path: &Path, what: &'static str, max: impl Fn(ObjectKind) -> u64) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path).map_err(|e| io_err(path, "open", &e))?;
+    let file_len = f.metadata().map_err(|e| io_err(path, "read metadata of", &e))?.len();
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    (&mut f).take(HEADER_LEN as u64).read_to_end(&mut head).map_err(|e| io_err(path, "read", &e))?;
+    let (tag, _, payload_len) = parse_prefix(&head, what).map_err(|e| in_file(path, e))?;
+    let kind = ObjectKind::from_tag(tag).ok_or_else(|| in_file(path, malformed(what, 6, format!("unknown object kind tag {tag}"))))?;
+    let limit = max(kind);
+    if payload_len > limit {
+        let reason = format!("length field says {payload_len} payload bytes, more than any {kind} under these parameters ({limit})");
+        return Err(in_file(path, malformed(what, 16, reason)));
+    }
+    let expected = HEADER_LEN as u64 + payload_len + TRAILER_LEN as u64;
+    if file_len != expected {
+        let reason = format!("file has {file_len} bytes, its header declares {expected} (truncated or trailing data)");
+        return Err(in_file(path, malformed(what, 16, reason)));
+    }
+    let mut bytes = head;
+    bytes.reserve_exact((expected as usize).saturating_sub(HEADER_LEN));
+    // `take` keeps a file that grows while being read from growing the buffer past the bound.
+    (&mut f).take(expected - HEADER_LEN as u64).read_to_end(&mut bytes).map_err(|e| io_err(path, "read", &e))?;
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------- public API
+
+macro_rules! ctx_serial_api {
+    ($ty:ty, $name:literal) => {
+        impl $ty {
+            #[doc = concat!("Serializes the ", $name, " (format in [`crate::serial`] and `docs/ckks-format.md`).")]
+            pub fn to_bytes(&self) -> Vec<u8> {
+                object_to_bytes(self)
+            }
+            #[doc = concat!("Loads a ", $name, " made under `ctx`'s parameters; bad bytes, another kind or other parameters are errors.")]
+            pub fn from_bytes(ctx: &CkksContext, bytes: &[u8]) -> Result<Self> {
+                object_from_bytes(ctx, bytes)
+            }
+            #[doc = concat!("Writes [`Self::to_bytes`] to `path`; errors name the file.")]
+            pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
+                write_file(path.as_ref(), &self.to_bytes())
+            }
+            #[doc = concat!("Reads a ", $name, " written by [`Self::write_to`]; errors name the file.")]
+            pub fn read_from(ctx: &CkksContext, path: impl AsRef<Path>) -> Result<Self> {
+                let path = path.as_ref();
+                let bytes = read_file(path, <$ty as Serial>::KIND.name(), |k| max_payload(k, ctx))?;
+                object_from_bytes(ctx, &bytes).map_err(|e| in_file(path, e))
+            }
+        }
+    };
+}
+
+ctx_serial_api!(Plaintext, "plaintext");
+ctx_serial_api!(Ciphertext, "ciphertext");
+ctx_serial_api!(PublicKey, "public key");
+ctx_serial_api!(SecretKey, "secret key (a client artifact: keep it off the server)");
+ctx_serial_api!(EvaluationKeys, "set of evaluation keys (a server artifact: relinearization and Galois keys only)");
+ctx_serial_api!(ClientKeys, "client key pair (secret and public key; a client artifact)");
+
+impl ClientKeys {
+    /// Reassembles client keys from a secret and a public key (e.g. loaded from separate files).
+    ///
+    /// Both must belong to `ctx`, and `b + a·s` must be a small error (at most `6σ` in every
+    /// coefficient), which fails with overwhelming probability for a public key of another secret
+    /// ([`CkksError::KeyMismatch`]).
+    pub fn from_parts(ctx: &CkksContext, secret: SecretKey, public: PublicKey) -> Result<Self> {
+        let c = &ctx.inner;
+        c.check_fp(secret.fingerprint)?;
+        c.check_fp(public.fingerprint)?;
+        let ring = &c.ring;
+        let mut e = ring.mul(&public.a, &secret.poly);
+        ring.add_assign(&mut e, &public.b);
+        ring.ntt_inverse(&mut e);
+        let q0 = ring.limb_prime(0, ring.nq).q;
+        let bound = (6.0 * c.params.error_std).ceil() as u64;
+        let first = e.data.get(..ring.n).unwrap_or(&[]);
+        if let Some((i, &v)) = first.iter().enumerate().find(|&(_, &v)| v.min(q0 - v) > bound) {
+            return Err(CkksError::KeyMismatch {
+                reason: format!("the public key was not made from this secret key (error coefficient {i} has magnitude {} > {bound})", v.min(q0 - v)),
+            });
+        }
+        Ok(ClientKeys { ctx: c.clone(), secret, public })
+    }
+}
+
+impl CkksParams {
+    /// Serializes the parameters (self-describing: no context is needed to load them).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let size = 36 + 12 * (self.moduli.len() + self.special.len());
+        seal(ObjectKind::Params, self.fingerprint_u64(), size, |out| {
+            out.extend_from_slice(&self.log_n.to_le_bytes());
+            out.extend_from_slice(&self.log_scale.to_le_bytes());
+            out.extend_from_slice(&(self.dnum as u32).to_le_bytes());
+            out.extend_from_slice(&self.hamming_weight.map_or(0, |h| h as u64).to_le_bytes());
+            out.extend_from_slice(&self.error_std.to_bits().to_le_bytes());
+            for (bits, primes) in [(&self.q_bits, &self.moduli), (&self.p_bits, &self.special)] {
+                out.extend_from_slice(&(primes.len() as u32).to_le_bytes());
+                for (b, q) in bits.iter().zip(primes) {
+                    out.extend_from_slice(&b.to_le_bytes());
+                    out.extend_from_slice(&q.to_le_bytes());
+                }
+            }
+        })
+    }
+
+    /// Loads parameters written by [`Self::to_bytes`]. They are rebuilt through [`Self::new`] (so
+    /// insecure or malformed sets are refused as usual) and must reproduce the stored primes and
+    /// fingerprint.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let what = ObjectKind::Params.name();
+        let (header, payload) = open(bytes, what)?;
+        if header.kind != ObjectKind::Params {
+            return Err(CkksError::WrongKind { expected: what, found: header.kind.name() });
+        }
+        let mut r = Reader::new(payload, what);
+        let log_n = r.u32()?;
+        let log_scale = r.u32()?;
+        let dnum = r.u32()? as usize;
+        let hamming = r.u64()?;
+        let error_std = r.f64()?;
+        if !(error_std.is_finite() && error_std > 0.0) {
+            return Err(r.err(format!("error standard deviation {error_std} is not a positive finite number")));
+        }
+        let mut chains = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+        for (bits, primes) in &mut chains {
+            let count = r.u32()?;
+            if count > MAX_PRIMES {
+                return Err(r.err(format!("{count} primes in one chain, at most {MAX_PRIMES} are allowed")));
+            }
+            for _ in 0..count {
+                bits.push(r.u32()?);
+                primes.push(r.u64()?);
+            }
+        }
+        r.finish()?;
+        let [(q_bits, moduli), (p_bits, special)] = chains;
+        let mut params = CkksParams::new(log_n, &q_bits, &p_bits, dnum, log_scale)?;
+        if hamming != 0 {
+            let h = usize::try_from(hamming).unwrap_or(usize::MAX);
+            params = params.with_hamming_weight(h)?;
+        }
+        params.error_std = error_std;
+        if params.moduli != moduli || params.special != special {
+            return Err(malformed(what, HEADER_LEN, "the stored primes differ from the ones this build generates for these bit sizes"));
+        }
+        let fp = params.fingerprint_u64();
+        if fp != header.fingerprint {
+            return Err(malformed(what, 8, format!("header fingerprint {:016x} does not match the parameters' fingerprint {fp:016x}", header.fingerprint)));
+        }
+        Ok(params)
+    }
+
+    /// Writes [`Self::to_bytes`] to `path`; errors name the file.
+    pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_file(path.as_ref(), &self.to_bytes())
+    }
+
+    /// Reads parameters written by [`Self::write_to`]; errors name the file.
+    pub fn read_from(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = read_file(path, ObjectKind::Params.name(), |k| if k == ObjectKind::Params { MAX_PARAMS_PAYLOAD } else { u64::MAX })?;
+        Self::from_bytes(&bytes).map_err(|e| in_file(path, e))
+    }
+}
+
+impl CkksError {
+    /// The error inside any [`CkksError::InFile`] wrappers (the cause to match on).
+    pub fn innermost(&self) -> &CkksError {
+        match self {
+            CkksError::InFile { source, .. } => source.innermost(),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_matches_reference_vectors() {
+        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"", 668_718_853), 0x04E8_3058_2A31_A119);
+        assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxh64(b"a", 191_961_062), 0x6E05_BA28_87C9_7977);
+        assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
+        assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz12345", 0), 0x4676_0590_1B01_D6F6);
+        assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz12345", 877_380_273), 0x37B5_62EC_5715_E132);
+        assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz123456", 0), 0x0022_EE3B_5A18_531B);
+        assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz1234567", 0), 0x23BB_D16D_2935_3C5F);
+        assert_eq!(xxh64("鹅鹅鹅，曲项向天歌。白毛浮绿水，红掌拨清波".as_bytes(), 0), 0x497A_D04E_6A19_7D28);
+    }
+}
