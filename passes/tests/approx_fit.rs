@@ -131,6 +131,8 @@ fn degree_selection_reaches_targets_at_minimal_depth() {
         }
         let dense = dense_max(|x| gelu(x) - a.eval(x), interval, 200_000);
         assert_truthful("gelu", a.max_error, dense);
+        let line = a.to_string();
+        assert!(line.contains(&format!("deg {d} depth {} on [-10, 12]: max abs error", a.depth)), "{line}");
     }
 }
 

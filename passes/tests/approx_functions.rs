@@ -87,6 +87,7 @@ fn relu_composite_on_wide_range() {
     let interval = iv(-50.0, 40.0);
     let r = fit_relu(interval, &ReluOptions::new(1e-2)).unwrap();
     assert_eq!(r.chosen, ReluMethod::Composite, "direct would need degree > 255");
+    assert!(r.to_string().starts_with("composite sign degrees ["), "{r}");
     let c = r.composite.as_ref().unwrap();
     assert!(c.max_error <= 1e-2);
     // Depth: the components' depths plus the final x·s product.
@@ -164,6 +165,7 @@ fn reciprocal_flags_ranges_too_wide_for_the_depth_cap() {
     let r = fit_reciprocal(iv(1e-6, 1.0), &opts).unwrap();
     assert!(!r.target_met);
     assert!(r.depth <= 10);
+    assert!(r.to_string().ends_with("(TARGET NOT MET)"), "{r}");
     assert!(r.max_error > 1e-2);
 }
 

@@ -97,6 +97,25 @@ impl ExpChoice {
     }
 }
 
+/// One line for reports.
+impl std::fmt::Display for ExpChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.chosen, &self.squaring, &self.chebyshev) {
+            (ExpMethod::Squaring, Some(s), _) => write!(
+                f,
+                "(1 + x/2^{r})^(2^{r}) depth {} on {}: max {} error {:.3e}",
+                s.depth,
+                s.interval,
+                s.kind,
+                s.max_error,
+                r = s.r
+            ),
+            (_, _, Some(c)) => write!(f, "{c}"),
+            _ => write!(f, "exp depth {}: max error {:.3e}", self.depth, self.max_error),
+        }
+    }
+}
+
 /// exp on `interval` both ways; chooses by depth, then ct×ct multiplications (module doc).
 pub fn fit_exp(interval: Interval, opts: &FitOptions, max_r: u32) -> Result<ExpChoice> {
     opts.validate()?;

@@ -116,6 +116,42 @@ impl Approximation {
     }
 }
 
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Absolute => "abs",
+            ErrorKind::Relative => "rel",
+        })
+    }
+}
+
+impl std::fmt::Display for FitMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FitMethod::Chebyshev => "chebyshev",
+            FitMethod::Remez { converged: true } => "remez",
+            FitMethod::Remez { converged: false } => "remez (not converged)",
+            FitMethod::ChebyshevFallback => "chebyshev (remez fallback)",
+        })
+    }
+}
+
+/// One line for reports: `remez deg 63 depth 6 on [a, b]: max abs error 1.8e-3`.
+impl std::fmt::Display for Approximation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} deg {} depth {} on {}: max {} error {:.3e}",
+            self.method,
+            self.poly.effective_degree(),
+            self.depth,
+            self.interval(),
+            self.kind,
+            self.max_error
+        )
+    }
+}
+
 pub(crate) fn grid_for(degree: usize) -> usize {
     DEFAULT_GRID.max(16 * (degree + 1))
 }

@@ -101,6 +101,31 @@ impl IterativeInverse {
     }
 }
 
+/// One line for reports.
+impl std::fmt::Display for IterativeInverse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.function {
+            InverseFunction::InvSqrt => "1/sqrt",
+            InverseFunction::Reciprocal => "1/x",
+        };
+        let scheme = match self.scheme {
+            InverseScheme::Newton => "newton",
+            InverseScheme::Goldschmidt => "goldschmidt",
+        };
+        write!(
+            f,
+            "{name}: guess deg {} + {} {scheme} depth {} ({} ct×ct) on {}: max rel error {:.3e}{}",
+            self.guess.effective_degree(),
+            self.steps,
+            self.depth,
+            self.ct_mults,
+            self.interval,
+            self.max_error,
+            if self.target_met { "" } else { " (TARGET NOT MET)" }
+        )
+    }
+}
+
 /// The guess `p(x)` as a builder value; degree ≤ 1 becomes a free affine map of the input.
 pub(crate) fn poly_of_input(b: &mut Builder, p: &Chebyshev, baby: usize) -> Val {
     let c = p.coeffs();

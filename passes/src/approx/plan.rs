@@ -31,8 +31,8 @@
 //! by trying every value and keeping the fewest ct×ct multiplications (ties: fewest ops); powers are
 //! materialized lazily, so only used `T_i` are paid for. The ct×ct count is close to the BSGS optimum
 //! `~ sqrt(2d) + log2 d` plus at most `log2 d` for the tight chain (measured: d = 7 → 5, 15 → 8,
-//! 31 → 13, 63 → 18, 127 → 27, 255 → 36). For comparison, OpenFHE's `EvalChebyshevSeries` (PS) charges
-//! the leaf scalars on top and needs about one level more.
+//! 31 → 13, 63 → 18, 127 → 27, 255 → 36). For comparison, OpenFHE's Chebyshev series evaluation needs
+//! about one level more (as noted in issue 4).
 //!
 //! Not modelled: CKKS scale management (terms added at different levels need matching scales, which a
 //! backend handles by level-aware constant encoding as Lattigo does) and noise growth.

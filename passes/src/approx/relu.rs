@@ -107,6 +107,25 @@ fn relu(x: f64) -> f64 {
     x.max(0.0)
 }
 
+/// One line for reports.
+impl std::fmt::Display for ReluChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.chosen, &self.direct, &self.composite) {
+            (ReluMethod::Composite, _, Some(c)) => write!(
+                f,
+                "composite sign degrees {:?} depth {} ({} ct×ct) on {}: max abs error {:.3e}",
+                c.degrees(),
+                c.depth,
+                c.ct_mults,
+                c.interval,
+                c.max_error
+            ),
+            (_, Some(a), _) => write!(f, "{a}"),
+            _ => write!(f, "relu depth {}: max abs error {:.3e}", self.depth, self.max_error),
+        }
+    }
+}
+
 /// Max |relu − g| on `interval`: dense grid plus zoom windows `[-R·10^-k, R·10^-k]`.
 pub(crate) fn relu_error(g: &dyn Fn(f64) -> f64, interval: Interval, min_scale: f64) -> Result<f64> {
     let e = |x: f64| Ok(relu(x) - g(x));
