@@ -14,3 +14,25 @@ pub use approx::{
     FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method, PlanCost, PlanOp,
     Reg, ReluChoice, ReluMethod, ReluOptions, SquaringExp,
 };
+
+// ---- polynomial stage (calibration, replacement, depth, report) ----
+mod calibrate;
+mod depth;
+mod error;
+mod fold_affine;
+mod pipeline;
+mod poly_run;
+mod report;
+mod to_poly;
+
+pub use calibrate::{calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, SoftmaxCalibration};
+pub use depth::{analyze_depth, DepthReport, PathStep, SLOTS};
+pub use error::{PassError, UnsupportedOp};
+pub use fold_affine::fold_affine;
+pub use pipeline::{compile_to_poly, PolyResult};
+pub use poly_run::{run_poly, OutOfRange, RangeCount};
+pub use report::{layer_of, CompileReport, EgraphSummary, PassTiming};
+pub use to_poly::{
+    encrypted_values, is_poly_stage_op, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
+    SoftmaxMethod,
+};

@@ -35,7 +35,7 @@ use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_activation, fit_inv_sqrt, fit_reciprocal, fit_relu, fit_to_target, remez, Activation,
+    build_inverse, fit_inv_sqrt, fit_reciprocal, fit_relu, fit_to_target, remez, Activation,
     ApproxError, Chebyshev, ErrorKind, FitOptions, InverseFunction, InverseOptions, InverseScheme, Interval,
     IterativeInverse, Method, ReluMethod, ReluOptions,
 };
