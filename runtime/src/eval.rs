@@ -283,8 +283,7 @@ impl Evaluator {
             [_, _] => Ok(ct.clone()),
             [c0, c1, c2] => {
                 let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
-                let digits = self.decompose(c2)?;
-                let (u0, u1) = self.switch(&digits, key)?;
+                let (u0, u1) = self.switch_poly(c2, key)?;
                 let ring = &self.ctx.ring;
                 let mut r0 = c0.clone();
                 ring.add_assign(&mut r0, &u0);
@@ -344,11 +343,20 @@ impl Evaluator {
         self.ctx.ring.mod_up(&coef, c)
     }
 
-    /// Inner product with a key and ModDown.
+    /// Inner product of stored digits with a key, and ModDown.
     fn switch(&self, digits: &[RnsPoly], key: &KeySwitchKey) -> Result<(RnsPoly, RnsPoly)> {
         let ring = &self.ctx.ring;
         let (b, a) = ring.key_inner_product(digits, &key.b, &key.a)?;
-        Ok((ring.mod_down(&b)?, ring.mod_down(&a)?))
+        Ok((ring.mod_down(b)?, ring.mod_down(a)?))
+    }
+
+    /// Full key switch of an NTT-form polynomial (ModUp fused with the inner product), and ModDown.
+    fn switch_poly(&self, c: &RnsPoly, key: &KeySwitchKey) -> Result<(RnsPoly, RnsPoly)> {
+        let ring = &self.ctx.ring;
+        let mut coef = c.clone();
+        ring.ntt_inverse(&mut coef);
+        let (b, a) = ring.key_switch_fused(&coef, c, &key.b, &key.a)?;
+        Ok((ring.mod_down(b)?, ring.mod_down(a)?))
     }
 
     fn galois(&self, g: u64, err: CkksError) -> Result<(&KeySwitchKey, &[u32])> {
@@ -369,12 +377,26 @@ impl Evaluator {
     fn apply_galois(&self, h: &HoistedCiphertext, g: u64, err: CkksError) -> Result<Ciphertext> {
         self.ctx.check_fp(h.fingerprint)?;
         let (key, perm) = self.galois(g, err)?;
-        // key = σ^{-1}(k): σ(c_0 + ModDown(Σ d_j·σ^{-1}(k_j))) = σ(c_0) + key-switch(σ(c_1)).
-        // (ModDown commutes with σ: it acts coefficient-wise and its centered lift is odd.)
-        let (mut u0, u1) = self.switch(&h.digits, key)?;
+        let (u0, u1) = self.switch(&h.digits, key)?;
+        Ok(self.finish_galois(&h.c0, u0, u1, perm, h.level, h.scale))
+    }
+
+    /// key = σ^{-1}(k): σ(c_0 + ModDown(Σ d_j·σ^{-1}(k_j))) = σ(c_0) + key-switch(σ(c_1)).
+    /// (ModDown commutes with σ: it acts coefficient-wise and its centered lift is odd.)
+    fn finish_galois(&self, c0: &RnsPoly, mut u0: RnsPoly, u1: RnsPoly, perm: &[u32], level: usize, scale: f64) -> Ciphertext {
         let ring = &self.ctx.ring;
-        ring.add_assign(&mut u0, &h.c0);
-        Ok(Ciphertext { polys: vec![ring.permute(&u0, perm), ring.permute(&u1, perm)], level: h.level, scale: h.scale, fingerprint: h.fingerprint })
+        ring.add_assign(&mut u0, c0);
+        Ciphertext { polys: vec![ring.permute(&u0, perm), ring.permute(&u1, perm)], level, scale, fingerprint: self.ctx.fingerprint }
+    }
+
+    /// One automorphism without storing the decomposition (same arithmetic as the hoisted path,
+    /// so the result is bit-identical).
+    fn galois_single(&self, ct: &Ciphertext, g: u64, err: CkksError) -> Result<Ciphertext> {
+        self.check(ct)?;
+        let (c0, c1) = Self::two(ct, "rotate")?;
+        let (key, perm) = self.galois(g, err)?;
+        let (u0, u1) = self.switch_poly(c1, key)?;
+        Ok(self.finish_galois(c0, u0, u1, perm, ct.level, ct.scale))
     }
 
     /// Rotation of a hoisted ciphertext by `step` slots.
@@ -406,11 +428,11 @@ impl Evaluator {
     /// Rotates left by `step` slots (negative: right).
     pub fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext> {
         self.check(ct)?;
-        if rotation_galois_element(self.ctx.params.log_n, step) == 1 {
+        let g = rotation_galois_element(self.ctx.params.log_n, step);
+        if g == 1 {
             return Ok(ct.clone());
         }
-        let h = self.hoist(ct)?;
-        self.rotate_hoisted_one(&h, step)
+        self.galois_single(ct, g, CkksError::MissingGaloisKey { step })
     }
 
     /// Several rotations of one ciphertext sharing one decomposition.
@@ -421,8 +443,7 @@ impl Evaluator {
 
     /// Complex conjugation of every slot.
     pub fn conjugate(&self, ct: &Ciphertext) -> Result<Ciphertext> {
-        let h = self.hoist(ct)?;
-        self.apply_galois(&h, conjugation_galois_element(self.ctx.params.log_n), CkksError::MissingConjugationKey)
+        self.galois_single(ct, conjugation_galois_element(self.ctx.params.log_n), CkksError::MissingConjugationKey)
     }
 
     /// Sum of `count` slots spaced `stride` apart, in every slot: result slot `j` =

@@ -392,8 +392,8 @@ impl Encryptor {
         ring.ntt_forward(&mut c1);
         ring.mul_add_assign(&mut c0, &v, &self.pk.b);
         ring.mul_add_assign(&mut c1, &v, &self.pk.a);
-        let mut c0 = ring.mod_down(&c0)?;
-        let c1 = ring.mod_down(&c1)?;
+        let mut c0 = ring.mod_down(c0)?;
+        let c1 = ring.mod_down(c1)?;
         ring.add_assign(&mut c0, &pt.poly);
         Ok(Ciphertext { polys: vec![c0, c1], level: pt.level, scale: pt.scale, fingerprint: c.fingerprint })
     }

@@ -135,6 +135,44 @@ where
     }
 }
 
+thread_local! {
+    static SCRATCH_U64: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_U128: std::cell::RefCell<Vec<u128>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a per-thread reusable buffer of `n` u64 (stale contents: `f` must overwrite what it
+/// reads). Reusing it avoids page faults and zeroing of fresh large allocations in hot paths.
+fn with_scratch_u64<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    SCRATCH_U64.with(|c| match c.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < n {
+                v.resize(n, 0);
+            }
+            match v.get_mut(..n) {
+                Some(s) => f(s),
+                None => f(&mut vec![0; n]),
+            }
+        }
+        Err(_) => f(&mut vec![0; n]),
+    })
+}
+
+/// Like [`with_scratch_u64`] for `n` u128 accumulators.
+fn with_scratch_u128<R>(n: usize, f: impl FnOnce(&mut [u128]) -> R) -> R {
+    SCRATCH_U128.with(|c| match c.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < n {
+                v.resize(n, 0);
+            }
+            match v.get_mut(..n) {
+                Some(s) => f(s),
+                None => f(&mut vec![0; n]),
+            }
+        }
+        Err(_) => f(&mut vec![0; n]),
+    })
+}
+
 impl RingContext {
     pub(crate) fn new(params: &CkksParams) -> Result<Self> {
         let n = params.n();
@@ -467,63 +505,126 @@ impl RingContext {
         Ok(())
     }
 
+    /// Conversion inputs of the ModUp: `y_i = x_i·(Q'_j/q_i)^{-1}` on multi-prime digits, `x_i` on
+    /// one-prime digits (borrowed when every digit has one prime).
+    fn modup_inputs<'a>(&self, c_coef: &'a RnsPoly, tables: &[ModUpTable]) -> std::borrow::Cow<'a, [u64]> {
+        if tables.iter().all(|t| t.src.len() == 1) {
+            return std::borrow::Cow::Borrowed(&c_coef.data);
+        }
+        let n = self.n;
+        let nq = c_coef.nq;
+        let mut ys = c_coef.data.clone();
+        for tab in tables.iter().filter(|t| t.src.len() > 1) {
+            for (a, i) in tab.src.clone().enumerate() {
+                let p = self.limb_prime(i, nq);
+                let (w, ws) = tab.qhat_inv.get(a).copied().unwrap_or((1, 0));
+                if let Some(limb) = ys.get_mut(i * n..(i + 1) * n) {
+                    limb.iter_mut().for_each(|v| *v = p.m.mul_shoup(*v, w, ws));
+                }
+            }
+        }
+        std::borrow::Cow::Owned(ys)
+    }
+
+    /// Limb `t` (not in the digit) of the ModUp of digit `tab`, in NTT form.
+    fn modup_limb(&self, tab: &ModUpTable, t: usize, nq: usize, ys: &[u64], out: &mut [u64]) {
+        let n = self.n;
+        let p = self.limb_prime(t, nq);
+        // Centered digits (in (-Q'_j/2, Q'_j/2)): zero-mean, so the key-switching noise Σ d_j·e_j
+        // has no structured (coherent) component.
+        if tab.src.len() == 1 {
+            let src_q = self.limb_prime(tab.src.start, nq).q;
+            let src = ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]);
+            let half = src_q / 2;
+            let q_mod = p.m.reduce(src_q);
+            for (o, &x) in out.iter_mut().zip(src) {
+                let r = p.m.reduce(x);
+                *o = if x > half { p.m.sub(r, q_mod) } else { r };
+            }
+        } else {
+            let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
+            let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
+            let total = tab.qj_mod.get(t).copied().unwrap_or(0);
+            base_convert_centered(out, &srcs, &tab.q_inv_f64, row, total, &p.m);
+        }
+        p.ntt.forward(out);
+    }
+
     /// Approximate ModUp of every digit of `c` (given in both coefficient and NTT form over `Q_l`):
-    /// returns β polynomials over `Q_l ∪ P` in NTT form.
+    /// returns β polynomials over `Q_l ∪ P` in NTT form (kept for hoisting).
     pub(crate) fn mod_up(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly) -> Result<Vec<RnsPoly>> {
         let nq = c_coef.nq;
         let l = nq - 1;
         let n = self.n;
         let tables = self.modup.get(l).ok_or(CkksError::Internal("modup table"))?;
+        let ys = self.modup_inputs(c_coef, tables);
         let mut out = Vec::with_capacity(tables.len());
         for tab in tables {
-            let mut d = self.zero(nq, true);
-            // y_i = x_i * qhat_inv_i mod q_i for the digit's limbs (identity for a one-prime digit)
-            let single = tab.src.len() == 1;
-            let mut ys: Vec<Vec<u64>> = Vec::with_capacity(tab.src.len());
-            if !single {
-                for (a, i) in tab.src.clone().enumerate() {
-                    let p = self.limb_prime(i, nq);
-                    let (w, ws) = tab.qhat_inv.get(a).copied().unwrap_or((1, 0));
-                    let x = c_coef.data.get(i * n..(i + 1) * n).unwrap_or(&[]);
-                    ys.push(x.iter().map(|&v| p.m.mul_shoup(v, w, ws)).collect());
-                }
-            }
-            let src_slices: Vec<&[u64]> = if single {
-                tab.src.clone().map(|i| c_coef.data.get(i * n..(i + 1) * n).unwrap_or(&[])).collect()
-            } else {
-                ys.iter().map(|v| v.as_slice()).collect()
-            };
-            let src_q = self.limb_prime(tab.src.start, nq).q;
+            let mut d = RnsPoly { data: Vec::with_capacity(n * self.num_limbs(nq, true)), nq, with_p: true };
+            d.data.resize(n * self.num_limbs(nq, true), 0);
             for_limbs(&mut d.data, n, |t, limb| {
                 if tab.src.contains(&t) {
                     limb.copy_from_slice(c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
-                    return;
-                }
-                let p = self.limb_prime(t, nq);
-                // Centered digits (in (-Q'_j/2, Q'_j/2)): zero-mean, so the key-switching noise
-                // Σ d_j·e_j has no structured (coherent) component.
-                if single {
-                    let src = src_slices.first().copied().unwrap_or(&[]);
-                    let half = src_q / 2;
-                    let q_mod = p.m.reduce(src_q);
-                    for (o, &x) in limb.iter_mut().zip(src) {
-                        let r = p.m.reduce(x);
-                        *o = if x > half { p.m.sub(r, q_mod) } else { r };
-                    }
                 } else {
-                    let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
-                    let total = tab.qj_mod.get(t).copied().unwrap_or(0);
-                    base_convert_centered(limb, &src_slices, &tab.q_inv_f64, row, total, &p.m);
+                    self.modup_limb(tab, t, nq, &ys, limb);
                 }
-                p.ntt.forward(limb);
             });
             out.push(d);
         }
         Ok(out)
     }
 
-    /// Approximate ModDown: `a` over `Q_l ∪ P` (NTT form) becomes `≈ a / P` over `Q_l` (NTT form).
-    pub(crate) fn mod_down(&self, a: &RnsPoly) -> Result<RnsPoly> {
+    /// ModUp fused with the key inner product (no hoisting): for every limb of `Q_l ∪ P`, each
+    /// digit's limb is produced in a scratch buffer and accumulated at once, so the β extended
+    /// digits are never stored. Returns `(Σ d_j·b_j, Σ d_j·a_j)` over `Q_l ∪ P`, NTT form.
+    pub(crate) fn key_switch_fused(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly, key_b: &[RnsPoly], key_a: &[RnsPoly]) -> Result<(RnsPoly, RnsPoly)> {
+        let nq = c_coef.nq;
+        let l = nq.checked_sub(1).ok_or(CkksError::Internal("empty poly"))?;
+        let n = self.n;
+        let tables = self.modup.get(l).ok_or(CkksError::Internal("modup table"))?;
+        if key_b.len() < tables.len() || key_a.len() < tables.len() {
+            return Err(CkksError::Internal("key has fewer digits than the decomposition"));
+        }
+        let ys = self.modup_inputs(c_coef, tables);
+        let mut out_b = self.zero(nq, true);
+        let mut out_a = self.zero(nq, true);
+        let work = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
+            let m = &self.limb_prime(t, nq).m;
+            let kt = if t < nq { t } else { self.nq + (t - nq) };
+            with_scratch_u128(2 * n, |acc| {
+                let (acc_b, acc_a) = acc.split_at_mut(n);
+                with_scratch_u64(n, |buf| {
+                    for (j, tab) in tables.iter().enumerate() {
+                        let d: &[u64] = if tab.src.contains(&t) {
+                            c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[])
+                        } else {
+                            self.modup_limb(tab, t, nq, &ys, buf);
+                            buf
+                        };
+                        let kb = key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
+                        let ka = key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
+                        accumulate(acc_b, acc_a, d, kb, ka, j == 0);
+                    }
+                });
+                for (o, &s) in ob.iter_mut().zip(acc_b.iter()) {
+                    *o = m.reduce_u128(s);
+                }
+                for (o, &s) in oa.iter_mut().zip(acc_a.iter()) {
+                    *o = m.reduce_u128(s);
+                }
+            });
+        };
+        if rayon::current_num_threads() > 1 {
+            out_b.data.par_chunks_exact_mut(n).zip(out_a.data.par_chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+        } else {
+            out_b.data.chunks_exact_mut(n).zip(out_a.data.chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+        }
+        Ok((out_b, out_a))
+    }
+
+    /// Approximate ModDown: `a` over `Q_l ∪ P` (NTT form) becomes `≈ a / P` over `Q_l` (NTT form),
+    /// in place.
+    pub(crate) fn mod_down(&self, mut a: RnsPoly) -> Result<RnsPoly> {
         let nq = a.nq;
         let n = self.n;
         let mut p_limbs: Vec<Vec<u64>> = Vec::with_capacity(self.np);
@@ -540,30 +641,32 @@ impl RingContext {
         }
         let p0 = self.primes.get(self.nq).ok_or(CkksError::Internal("no special prime"))?.q;
         let half = p0 / 2;
-        let mut out = RnsPoly { data: a.data.get(..nq * n).ok_or(CkksError::Internal("moddown"))?.to_vec(), nq, with_p: false };
+        a.data.truncate(nq * n);
+        a.with_p = false;
         let srcs: Vec<&[u64]> = p_limbs.iter().map(|v| v.as_slice()).collect();
-        for_limbs(&mut out.data, n, |i, limb| {
+        for_limbs(&mut a.data, n, |i, limb| {
             let p = self.limb_prime(i, nq);
-            let mut conv = vec![0u64; n];
-            if self.np == 1 {
-                // centered conversion: rounds instead of flooring
-                let p0_mod = p.m.reduce(p0);
-                for (o, &x) in conv.iter_mut().zip(srcs.first().copied().unwrap_or(&[])) {
-                    let r = p.m.reduce(x);
-                    *o = if x > half { p.m.sub(r, p0_mod) } else { r };
+            with_scratch_u64(n, |conv| {
+                if self.np == 1 {
+                    // centered conversion: rounds instead of flooring
+                    let p0_mod = p.m.reduce(p0);
+                    for (o, &x) in conv.iter_mut().zip(srcs.first().copied().unwrap_or(&[])) {
+                        let r = p.m.reduce(x);
+                        *o = if x > half { p.m.sub(r, p0_mod) } else { r };
+                    }
+                } else {
+                    let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
+                    let total = self.p_mod_q.get(i).copied().unwrap_or(0);
+                    base_convert_centered(conv, &srcs, &self.p_inv_f64, row, total, &p.m);
                 }
-            } else {
-                let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
-                let total = self.p_mod_q.get(i).copied().unwrap_or(0);
-                base_convert_centered(&mut conv, &srcs, &self.p_inv_f64, row, total, &p.m);
-            }
-            p.ntt.forward(&mut conv);
-            let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
-            for (x, &y) in limb.iter_mut().zip(&conv) {
-                *x = p.m.mul_shoup(*x + p.q - y, w, ws);
-            }
+                p.ntt.forward(conv);
+                let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
+                for (x, &y) in limb.iter_mut().zip(conv.iter()) {
+                    *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+                }
+            });
         });
-        Ok(out)
+        Ok(a)
     }
 
     /// Key-switching inner product: `Σ_j d_j · key_j` for both key components, over `Q_l ∪ P`.
@@ -637,45 +740,41 @@ fn base_convert_centered(out: &mut [u64], ys: &[&[u64]], q_inv: &[f64], qhat_mod
     }
 }
 
-/// One limb of the key-switching inner product with lazy 128-bit accumulation (values < 2^61, so
-/// up to 64 products fit before the single Barrett reduction). Digits are consumed two at a time
-/// with iterator zips (no bounds checks in the hot loop).
-fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], m: &Modulus) {
-    fn get<'a>(v: &[&'a [u64]], k: usize) -> &'a [u64] {
-        v.get(k).copied().unwrap_or(&[])
+/// `acc_b (+)= d·kb`, `acc_a (+)= d·ka` (assign when `first`), lazily in 128 bits (values < 2^61:
+/// up to 64 products fit before the single Barrett reduction).
+fn accumulate(acc_b: &mut [u128], acc_a: &mut [u128], d: &[u64], kb: &[u64], ka: &[u64], first: bool) {
+    let it = acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d).zip(kb.iter().zip(ka));
+    if first {
+        for (((sb, sa), &x), (&b, &a)) in it {
+            *sb = x as u128 * b as u128;
+            *sa = x as u128 * a as u128;
+        }
+    } else {
+        for (((sb, sa), &x), (&b, &a)) in it {
+            *sb += x as u128 * b as u128;
+            *sa += x as u128 * a as u128;
+        }
     }
+}
+
+/// One limb of the key-switching inner product over stored digits.
+fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], m: &Modulus) {
     let n = ob.len();
     if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) {
         return;
     }
-    let mut acc_b = vec![0u128; n];
-    let mut acc_a = vec![0u128; n];
-    let mut j = 0;
-    while j < ds.len() {
-        let (d0, kb0, ka0) = (get(ds, j), get(kbs, j), get(kas, j));
-        if j + 1 < ds.len() {
-            let (d1, kb1, ka1) = (get(ds, j + 1), get(kbs, j + 1), get(kas, j + 1));
-            for ((((((sb, sa), &x0), &x1), (&b0, &a0)), &b1), &a1) in
-                acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d0).zip(d1).zip(kb0.iter().zip(ka0)).zip(kb1).zip(ka1)
-            {
-                *sb += x0 as u128 * b0 as u128 + x1 as u128 * b1 as u128;
-                *sa += x0 as u128 * a0 as u128 + x1 as u128 * a1 as u128;
-            }
-            j += 2;
-        } else {
-            for (((sb, sa), &x0), (&b0, &a0)) in acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d0).zip(kb0.iter().zip(ka0)) {
-                *sb += x0 as u128 * b0 as u128;
-                *sa += x0 as u128 * a0 as u128;
-            }
-            j += 1;
+    with_scratch_u128(2 * n, |acc| {
+        let (acc_b, acc_a) = acc.split_at_mut(n);
+        for (j, ((d, kb), ka)) in ds.iter().zip(kbs).zip(kas).enumerate() {
+            accumulate(acc_b, acc_a, d, kb, ka, j == 0);
         }
-    }
-    for (o, s) in ob.iter_mut().zip(acc_b) {
-        *o = m.reduce_u128(s);
-    }
-    for (o, s) in oa.iter_mut().zip(acc_a) {
-        *o = m.reduce_u128(s);
-    }
+        for (o, &s) in ob.iter_mut().zip(acc_b.iter()) {
+            *o = m.reduce_u128(s);
+        }
+        for (o, &s) in oa.iter_mut().zip(acc_a.iter()) {
+            *o = m.reduce_u128(s);
+        }
+    });
 }
 
 /// Measures the evaluation exponent of every NTT slot (transforming the monomial `X`) and checks that
@@ -829,7 +928,7 @@ mod tests {
             }
             c.mul_add_assign(&mut acc, d, &g);
         }
-        let back = c.mod_down(&acc).unwrap();
+        let back = c.mod_down(acc).unwrap();
         assert_eq!(back, x_ntt);
     }
 
