@@ -36,3 +36,8 @@ pub use to_poly::{
     encrypted_values, is_poly_stage_op, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
     SoftmaxMethod,
 };
+
+// ---- e-graph depth minimization of the polynomial stage ----
+pub mod egraph;
+
+pub use egraph::{optimize, rule_names, EgraphError, EgraphOptions, EgraphReport, RegionReport, Stop};
