@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 pub use polyhe_frontend as frontend;
 pub use polyhe_ir as ir;
+pub use polyhe_passes as passes;
 use polyhe_ir::{Graph, Tensor};
 
 /// A `NAME=FILE` or bare `FILE` argument of `--input`, `--output`, `--calib`.
@@ -166,4 +167,18 @@ pub fn input_names(m: &polyhe_frontend::OnnxModel) -> Vec<String> {
 /// Names of the model's outputs.
 pub fn output_names(m: &polyhe_frontend::OnnxModel) -> Vec<String> {
     polyhe_frontend::inspect(m).outputs.into_iter().map(|i| i.name).collect()
+}
+
+/// Calibrates a model: imports it with the calibration inputs' shapes (dims bound from them) and records the input ranges of every non-polynomial op. The result is keyed by node name, so
+/// it applies to the same model imported with other batch sizes.
+pub fn calibrate_model(
+    model: &polyhe_frontend::OnnxModel,
+    calib: &BTreeMap<String, Tensor>,
+    recognize: bool,
+) -> Result<polyhe_passes::Calibration> {
+    // Calibration batches may have another batch size than the deployment inputs, so `--dim` values
+    // (meant for deployment) are not applied here; the calibration files' shapes bind every dim.
+    let g = import_for_inputs(model, &BTreeMap::new(), calib, recognize).context("importing the model for calibration")?;
+    let ordered = ordered_inputs(&g, calib).context("calibration inputs")?;
+    Ok(polyhe_passes::calibrate(&g, &[ordered])?)
 }

@@ -28,6 +28,70 @@ struct ImportArgs {
     no_recognize: bool,
 }
 
+#[derive(clap::Args, Clone)]
+struct PolyArgs {
+    /// Calibration inputs (a batch of sample inputs per model input), `[NAME=]FILE.npy`.
+    #[arg(long = "calib", value_name = "[NAME=]FILE")]
+    calib: Vec<NamedPath>,
+    /// Max absolute error of activation polynomials (GELU, ReLU, tanh, sigmoid, erf).
+    #[arg(long)]
+    target_error: Option<f64>,
+    /// Max relative error of exp and 1/x in softmax.
+    #[arg(long)]
+    softmax_target: Option<f64>,
+    /// Max relative error of LayerNorm's 1/sqrt(var + eps).
+    #[arg(long)]
+    layer_norm_target: Option<f64>,
+    /// Widen calibrated ranges by this fraction of their width on each side.
+    #[arg(long)]
+    margin: Option<f64>,
+    /// Largest degree of one polynomial.
+    #[arg(long)]
+    max_degree: Option<usize>,
+    /// How softmax is replaced: `exp-inverse` (the model's function) or `sigma` (σ-attention, only for
+    /// models trained with it).
+    #[arg(long, value_enum)]
+    softmax: Option<SoftmaxArg>,
+    /// Skip the e-graph depth minimization.
+    #[arg(long)]
+    no_egraph: bool,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum SoftmaxArg {
+    ExpInverse,
+    Sigma,
+}
+
+impl PolyArgs {
+    fn options(&self) -> polyhe_passes::PolyOptions {
+        let mut o = polyhe_passes::PolyOptions::default();
+        if let Some(x) = self.target_error {
+            o.target_error = x;
+        }
+        if let Some(x) = self.softmax_target {
+            o.softmax_target = x;
+        }
+        if let Some(x) = self.layer_norm_target {
+            o.layer_norm_target = x;
+        }
+        if let Some(x) = self.margin {
+            o.margin = x;
+        }
+        if let Some(x) = self.max_degree {
+            o.max_degree = x;
+        }
+        if let Some(x) = self.softmax {
+            o.softmax = match x {
+                SoftmaxArg::ExpInverse => polyhe_passes::SoftmaxMethod::ExpInverse,
+                SoftmaxArg::Sigma => polyhe_passes::SoftmaxMethod::Sigma,
+            };
+        }
+        o.egraph = !self.no_egraph;
+        o
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Show a model's inputs, outputs, op histogram, parameter count and unsupported ops.
@@ -53,6 +117,22 @@ enum Cmd {
         out: Option<PathBuf>,
         #[command(flatten)]
         import: ImportArgs,
+        #[command(flatten)]
+        poly: PolyArgs,
+    },
+    /// Calibrate and compile a model to the polynomial stage; writes OUT/report.json and OUT/poly.ir.
+    Compile {
+        model: PathBuf,
+        #[command(flatten)]
+        poly: PolyArgs,
+        /// Deployment inputs; only their shapes are used, to bind dynamic dims (else `--dim`, else the
+        /// calibration files' shapes).
+        #[arg(long = "input", value_name = "[NAME=]FILE")]
+        inputs: Vec<NamedPath>,
+        #[arg(short = 'o', long = "out", value_name = "OUT")]
+        out: PathBuf,
+        #[command(flatten)]
+        import: ImportArgs,
     },
     /// Run a model on `.npy` inputs and write `.npy` outputs.
     Run {
@@ -68,6 +148,8 @@ enum Cmd {
         compare: Vec<NamedPath>,
         #[command(flatten)]
         import: ImportArgs,
+        #[command(flatten)]
+        poly: PolyArgs,
     },
     /// Benchmarks.
     Bench {
@@ -114,10 +196,12 @@ enum BenchCmd {
     },
 }
 
-#[derive(Copy, Clone, ValueEnum)]
+#[derive(Copy, Clone, ValueEnum, PartialEq)]
 enum Stage {
     /// The tensor IR after ONNX import and pattern recognition.
     Tensor,
+    /// The polynomial circuit (needs `--calib`).
+    Poly,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -126,10 +210,13 @@ enum Format {
     Dot,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
+#[derive(Copy, Clone, ValueEnum, PartialEq)]
 enum Mode {
     /// The f64 reference interpreter on the tensor IR.
     Reference,
+    /// The polynomial circuit in f64 (needs `--calib`); counts polynomial inputs outside their fitted
+    /// intervals.
+    Poly,
 }
 
 fn main() -> ExitCode {
@@ -155,12 +242,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("{info}");
             Ok(())
         }
-        Cmd::Dump { model, stage: Stage::Tensor, format, inputs, full, out, import } => {
+        Cmd::Dump { model, stage, format, inputs, full, out, import, poly } => {
             let m = polyhe::load_model(&model)?;
             let names = polyhe::input_names(&m);
             let given = polyhe::read_inputs_partial(&names, &inputs)?;
-            let g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
+            let mut g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
+            if stage == Stage::Poly {
+                g = compile_poly(&m, &model, &g, &poly, &import)?.graph;
+            }
             let s = match format {
                 Format::Text => {
                     let opts = PrintOptions { elide_constants_over: if full { None } else { Some(16) } };
@@ -174,7 +264,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { model, inputs, outputs, mode: Mode::Reference, compare, import } => {
+        Cmd::Run { model, inputs, outputs, mode, compare, import, poly } => {
             let m = polyhe::load_model(&model)?;
             let in_names = polyhe::input_names(&m);
             let out_names = polyhe::output_names(&m);
@@ -184,9 +274,27 @@ fn run(cli: Cli) -> Result<()> {
             let g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
             let ordered = polyhe::ordered_inputs(&g, &given)?;
-            let t0 = Instant::now();
-            let results = polyhe_ir::interp::run(&g, &ordered).with_context(|| format!("running {}", model.display()))?;
-            let elapsed = t0.elapsed();
+            let (g, results, elapsed) = match mode {
+                Mode::Reference => {
+                    let t0 = Instant::now();
+                    let r = polyhe_ir::interp::run(&g, &ordered).with_context(|| format!("running {}", model.display()))?;
+                    (g, r, t0.elapsed())
+                }
+                Mode::Poly => {
+                    let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+                    eprintln!(
+                        "polynomial circuit: depth {}, {} approximations",
+                        compiled.report.depth.total_depth,
+                        compiled.report.approximations.len()
+                    );
+                    let t0 = Instant::now();
+                    let (r, oor) = polyhe_passes::run_poly(&compiled.graph, &ordered)
+                        .with_context(|| format!("running {} in poly mode", model.display()))?;
+                    let elapsed = t0.elapsed();
+                    eprint!("{oor}");
+                    (compiled.graph, r, elapsed)
+                }
+            };
             for (&v, t) in g.outputs.iter().zip(&results) {
                 let name = g.value_label(v);
                 let stats = summary(t);
@@ -200,7 +308,31 @@ fn run(cli: Cli) -> Result<()> {
                     println!("{name}: max relative error vs {} = {err:.3e}", p.display());
                 }
             }
-            eprintln!("reference run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
+            let what = if mode == Mode::Poly { "poly" } else { "reference" };
+            eprintln!("{what} run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
+            Ok(())
+        }
+        Cmd::Compile { model, poly, inputs, out, import } => {
+            let m = polyhe::load_model(&model)?;
+            let names = polyhe::input_names(&m);
+            let mut given = polyhe::read_inputs_partial(&names, &inputs)?;
+            let dims = dims_map(&import);
+            if given.is_empty() && dims.is_empty() {
+                // Bind dims from the calibration files' shapes.
+                given = polyhe::read_inputs(&names, &poly.calib)?;
+            }
+            let g = polyhe::import_for_inputs(&m, &dims, &given, !import.no_recognize)
+                .with_context(|| format!("importing {}", model.display()))?;
+            let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let report_path = out.join("report.json");
+            std::fs::write(&report_path, compiled.report.to_json())
+                .with_context(|| format!("writing {}", report_path.display()))?;
+            let ir_path = out.join("poly.ir");
+            std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default()))
+                .with_context(|| format!("writing {}", ir_path.display()))?;
+            print!("{}", compiled.report);
+            println!("wrote {} and {}", report_path.display(), ir_path.display());
             Ok(())
         }
         Cmd::Bench { what: BenchCmd::Runtime { log_n, depth, threads, scale_bits, first_bits, special_bits, dnum, reps, json } } => {
@@ -244,6 +376,26 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Calibrates `m` on `--calib` and compiles the imported graph `g` to the polynomial stage.
+fn compile_poly(
+    m: &polyhe_frontend::OnnxModel,
+    path: &std::path::Path,
+    g: &polyhe_ir::Graph,
+    poly: &PolyArgs,
+    import: &ImportArgs,
+) -> Result<polyhe_passes::PolyResult> {
+    if poly.calib.is_empty() {
+        anyhow::bail!("the polynomial stage needs calibration inputs: give --calib [NAME=]FILE.npy (a batch of sample inputs)");
+    }
+    let names = polyhe::input_names(m);
+    let calib = polyhe::read_inputs(&names, &poly.calib).context("reading --calib")?;
+    let cal = polyhe::calibrate_model(m, &calib, !import.no_recognize)
+        .with_context(|| format!("calibrating {}", path.display()))?;
+    let mut opts = poly.options();
+    opts.verify = cfg!(debug_assertions);
+    polyhe_passes::compile_to_poly(g, &cal, &opts).with_context(|| format!("compiling {} to the polynomial stage", path.display()))
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -180,3 +180,75 @@ fn dump_dot_and_inspect() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("Conv") && text.contains("pixels"), "{text}");
 }
+
+#[test]
+fn compile_writes_report_and_poly_ir() {
+    let m = root().join("models/encoder");
+    let out = tmp("compile_encoder");
+    let o = polyhe(&[
+        "compile",
+        s(&m.join("model.onnx")),
+        "--calib",
+        s(&m.join("calib/x.npy")),
+        "--dim",
+        "batch_size=1",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(report.contains("\"approximations\"") && report.contains("total_depth"), "{report}");
+    let ir = std::fs::read_to_string(out.join("poly.ir")).unwrap();
+    let g = polyhe_ir::text::parse(&ir).unwrap();
+    assert!(g.nodes.values().any(|n| n.op.name() == "chebyshev"));
+    assert!(!g.nodes.values().any(|n| matches!(n.op.name(), "softmax" | "layer_norm" | "gelu")));
+    assert_eq!(g.ty(g.inputs[0]).shape, vec![1, 16, 32], "--dim binds the deployment batch");
+}
+
+#[test]
+fn run_poly_mode_matches_onnxruntime_closely() {
+    let m = root().join("models/encoder");
+    let out = tmp("encoder_poly_logits.npy");
+    let o = polyhe(&[
+        "run",
+        s(&m.join("model.onnx")),
+        "--mode",
+        "poly",
+        "--calib",
+        s(&m.join("calib/x.npy")),
+        "--input",
+        s(&m.join("inputs/x.npy")),
+        "--output",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = polyhe::npy::read(&out).unwrap().to_f64_vec();
+    let want = polyhe::npy::read(&m.join("expected/logits.npy")).unwrap().to_f64_vec();
+    let argmax = |v: &[f64]| v.chunks(4).map(|r| (0..4).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()).collect::<Vec<_>>();
+    assert_eq!(argmax(&got), argmax(&want));
+}
+
+#[test]
+fn poly_mode_without_calibration_is_a_user_error() {
+    let m = root().join("models/encoder");
+    let o = polyhe(&["run", s(&m.join("model.onnx")), "--mode", "poly", "--input", s(&m.join("inputs/x.npy"))]);
+    assert_user_error(&o, &["--calib"]);
+}
+
+#[test]
+fn dump_poly_stage() {
+    let m = root().join("models/sigma_encoder");
+    let o = polyhe(&[
+        "dump",
+        s(&m.join("model.onnx")),
+        "--stage",
+        "poly",
+        "--calib",
+        s(&m.join("calib/x.npy")),
+        "--dim",
+        "batch_size=1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("chebyshev") && !text.contains(" relu "), "{text}");
+}
