@@ -197,6 +197,7 @@ pub(crate) fn needs_calibration(op: &Op) -> bool {
             | Op::Sqrt
             | Op::Reciprocal
             | Op::Pow
+            | Op::Clip { .. }
     )
 }
 

@@ -25,17 +25,19 @@
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
 //! | div by encrypted, reciprocal | reciprocal guess + iterations on the calibrated divisor range |
 //! | sqrt, pow (non-integer exponent) | `chebyshev` on the calibrated range; pow with a small integer exponent → muls |
+//! | clip | removed when the calibrated range lies inside its bounds (an epsilon clamp), else `chebyshev` |
 //! | cast (float→float), identity | removed |
 //!
 //! Positive ranges (row sums, variances) are widened multiplicatively: `[lo/f, hi·f]` with
-//! `f = (hi/lo)^margin` (at least `1 + margin`), so a margin never makes them reach 0.
+//! `f = 1 + 2·margin`, so a margin never makes them reach 0 (and does not blow up ranges that already
+//! span many orders of magnitude).
 
 use cranelift_entity::SecondaryMap;
 use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_inv_sqrt, fit_reciprocal, fit_relu, fit_to_target, remez, Activation,
+    build_inverse, fit_inv_sqrt, fit_relu, fit_to_target, remez, Activation,
     ApproxError, Chebyshev, ErrorKind, FitOptions, InverseFunction, InverseOptions, InverseScheme, Interval,
     IterativeInverse, Method, ReluMethod, ReluOptions,
 };
@@ -72,6 +74,9 @@ pub struct PolyOptions {
     pub max_inverse_depth: u32,
     /// Largest number of Newton/Goldschmidt steps of an iterative inverse.
     pub max_inverse_steps: u32,
+    /// Reciprocals converge for inputs up to `2·headroom` times the top of their fitted interval
+    /// (see `robust_reciprocal`); each doubling costs one Goldschmidt step.
+    pub reciprocal_headroom: f64,
     /// Run the egg depth minimization after replacement.
     pub egraph: bool,
     /// Run the verifier after every pass (tests set it).
@@ -88,8 +93,9 @@ impl Default for PolyOptions {
             max_degree: 127,
             softmax: SoftmaxMethod::ExpInverse,
             layer_norm_newton_steps: None,
-            max_inverse_depth: 40,
-            max_inverse_steps: 30,
+            max_inverse_depth: 64,
+            max_inverse_steps: 48,
+            reciprocal_headroom: 8.0,
             egraph: true,
             verify: false,
         }
@@ -299,7 +305,7 @@ fn widen_positive(node: &str, op: &str, lo: f64, hi: f64, margin: f64) -> Result
             why: "needs a strictly positive, finite range".into(),
         });
     }
-    let f = (hi / lo).powf(margin).max(1.0 + margin);
+    let f = 1.0 + 2.0 * margin;
     Interval::new(lo / f, hi * f).map_err(|e| approx_err(node, op, e))
 }
 
@@ -401,7 +407,58 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
             }
         }
     }
-    Ok(Replaced { graph: out, records, plaintext_nodes })
+    let (graph, remap) = prune(&out);
+    for r in &mut records {
+        r.io = (remap[r.io.0].unwrap_or(r.io.0), remap[r.io.1].unwrap_or(r.io.1));
+    }
+    Ok(Replaced { graph, records, plaintext_nodes })
+}
+
+/// Drops nodes whose results reach no graph output (the replaced ops' leftovers: a mask `add`
+/// consumed only by its softmax, batch_norm parameters, ...). Returns the new graph and the map
+/// from old to new values.
+pub(crate) fn prune(g: &Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
+    let mut live: SecondaryMap<Node, bool> = SecondaryMap::with_default(false);
+    let mut stack: Vec<Value> = g.outputs.clone();
+    while let Some(v) = stack.pop() {
+        if let ValueDef::Result(n, _) = g.values[v].def {
+            if !live[n] {
+                live[n] = true;
+                stack.extend(g.nodes[n].inputs.iter().copied());
+            }
+        }
+    }
+    let mut out = Graph::new(g.name.clone());
+    let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_default(None);
+    for &v in &g.inputs {
+        let d = &g.values[v];
+        map[v] = Some(out.add_input(d.name.clone().unwrap_or_else(|| v.to_string()), d.ty.clone()));
+    }
+    for (n, d) in g.nodes.iter() {
+        if !live[n] {
+            continue;
+        }
+        if let Op::Constant(c) = d.op {
+            let nv = out.add_constant(g.constants[c].clone(), d.name.clone());
+            if let Some(name) = &g.values[d.outputs[0]].name {
+                out.set_name(nv, name.clone());
+            }
+            map[d.outputs[0]] = Some(nv);
+            continue;
+        }
+        let ins = d.inputs.iter().map(|&v| map[v].expect("live inputs are defined")).collect();
+        let tys = d.outputs.iter().map(|&o| g.ty(o).clone()).collect();
+        let nn = out.add_node_typed(d.op.clone(), ins, tys, d.name.clone());
+        for (k, &o) in d.outputs.iter().enumerate() {
+            let nv = out.nodes[nn].outputs[k];
+            map[o] = Some(nv);
+            if let Some(name) = &g.values[o].name {
+                out.set_name(nv, name.clone());
+            }
+        }
+    }
+    out.outputs = g.outputs.iter().map(|&o| map[o].expect("outputs are live")).collect();
+    (out, map)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -433,6 +490,17 @@ fn replace(
             let f = exact_fn(&d.op).expect("smooth op");
             let part = if let Op::Gelu(_) = d.op { "gelu" } else { opname };
             activation(e, ins[0], &*f, iv, &c.input, opts, name, opname, part, records)
+        }
+        Op::Clip { min, max } => {
+            // Inactive on the calibrated range (e.g. the epsilon clamp of an L2 norm): the identity.
+            let c = calib(cal, d)?;
+            let (lo, hi) = (min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY));
+            if c.input.min >= lo && c.input.max <= hi {
+                return Ok(ins[0]);
+            }
+            let iv = widen(name, opname, c.input.min, c.input.max, opts.margin)?;
+            let f = move |x: f64| x.max(lo).min(hi);
+            activation(e, ins[0], &f, iv, &c.input, opts, name, opname, "clip", records)
         }
         Op::Relu => {
             let c = calib(cal, d)?;
@@ -797,13 +865,7 @@ fn reciprocal(
     let negative = range.max < 0.0;
     let (lo, hi) = if negative { (-range.max, -range.min) } else { (range.min, range.max) };
     let iv = widen_positive(node, op, lo, hi, opts.margin)?;
-    let io = InverseOptions {
-        target: opts.softmax_target,
-        max_depth: opts.max_inverse_depth,
-        max_guess_degree: 7,
-        max_steps: opts.max_inverse_steps,
-    };
-    let inv = fit_reciprocal(iv, &io).map_err(|er| approx_err(node, op, er))?;
+    let inv = robust_reciprocal(iv, opts).map_err(|er| approx_err(node, op, er))?;
     let xin = if negative { e.op(Op::Neg, vec![x], &format!("{part}_neg_in"))? } else { x };
     let mut y = emit_inverse(e, xin, &inv, part)?;
     if negative {
@@ -811,6 +873,26 @@ fn reciprocal(
     }
     records.push(inverse_record(node, op, part, [range.min, range.max], &inv, (x, y)));
     Ok(y)
+}
+
+/// 1/x on `iv` from the constant guess `y₀ = 1/(H·hi)` (`H` = [`PolyOptions::reciprocal_headroom`])
+/// with Goldschmidt steps: `x·y₀ ∈ (0, 1/H]` on the interval, so the iteration converges for every
+/// `x ∈ (0, 2H·hi)` — inputs above the calibrated range (up to `2H` times its widened top: softmax row
+/// sums of sentences unlike the calibration set) still converge, at the price of `log2 H` extra
+/// steps; inputs below the range only converge more slowly. The
+/// number of steps is the smallest reaching the target on `iv` (about `log2(hi/lo) + log2 ln(1/target)`),
+/// capped by `max_inverse_steps` (then `target_met` is false).
+fn robust_reciprocal(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, ApproxError> {
+    let guess = Chebyshev::new(iv, vec![1.0 / (opts.reciprocal_headroom.max(1.0) * iv.hi())])?;
+    let mut last = None;
+    for steps in 1..=opts.max_inverse_steps.max(1) {
+        let cand = build_inverse(InverseFunction::Reciprocal, InverseScheme::Goldschmidt, &guess, steps, opts.softmax_target)?;
+        if cand.target_met || cand.depth >= opts.max_inverse_depth {
+            return Ok(cand);
+        }
+        last = Some(cand);
+    }
+    last.ok_or(ApproxError::Numerical { stage: "reciprocal", detail: "no step allowed".into() })
 }
 
 #[allow(clippy::too_many_arguments)]
