@@ -33,13 +33,22 @@ pub(crate) struct Prime {
     pub(crate) q: u64,
     pub(crate) m: Modulus,
     pub(crate) ntt: NttOperator,
+    /// `floor((2^64 - 1) / q)` for the one-multiplication Barrett reduction of a u64.
+    ratio: u64,
 }
 
 impl Prime {
     fn new(q: u64, n: usize) -> Result<Self> {
         let m = Modulus::new(q).map_err(|_| CkksError::InvalidParameters { reason: format!("{q} is not a valid modulus") })?;
         let ntt = NttOperator::new(&m, n).ok_or_else(|| CkksError::InvalidParameters { reason: format!("{q} does not support an NTT of size {n}") })?;
-        Ok(Self { q, m, ntt })
+        Ok(Self { q, m, ntt, ratio: u64::MAX / q })
+    }
+    /// `x mod q` for any u64 (variable time; ciphertext data only). With `ratio = floor(2^64/q)`
+    /// the quotient estimate is short by at most 1, so one conditional subtraction suffices.
+    #[inline]
+    pub(crate) fn reduce_u64(&self, x: u64) -> u64 {
+        let qt = ((x as u128 * self.ratio as u128) >> 64) as u64;
+        csub(x.wrapping_sub(qt.wrapping_mul(self.q)), self.q)
     }
     /// `(w, shoup(w))` for repeated multiplication by a constant.
     pub(crate) fn shoup_pair(&self, w: u64) -> (u64, u64) {
@@ -47,7 +56,7 @@ impl Prime {
     }
     /// Reduces a signed integer into `[0, q)`.
     pub(crate) fn reduce_i64(&self, v: i64) -> u64 {
-        let r = self.m.reduce(v.unsigned_abs());
+        let r = self.reduce_u64(v.unsigned_abs());
         if v < 0 {
             self.m.neg(r)
         } else {
@@ -457,8 +466,16 @@ impl RingContext {
 
     /// Applies a Galois permutation to an NTT-form polynomial.
     pub(crate) fn permute(&self, a: &RnsPoly, perm: &[u32]) -> RnsPoly {
-        let mut out = a.clone();
         let n = self.n;
+        if rayon::current_num_threads() == 1 {
+            // Build the output directly (no zeroing or copy first).
+            let mut data = Vec::with_capacity(a.data.len());
+            for src in a.data.chunks_exact(n) {
+                data.extend(perm.iter().map(|&p| src.get(p as usize).copied().unwrap_or(0)));
+            }
+            return RnsPoly { data, nq: a.nq, with_p: a.with_p };
+        }
+        let mut out = a.clone();
         for_limbs(&mut out.data, n, |t, limb| {
             let src = a.data.chunks_exact(n).nth(t).unwrap_or(&[]);
             gather(limb, src, perm);
@@ -476,31 +493,21 @@ impl RingContext {
         let ql = self.limb_prime(l, a.nq);
         let mut last = a.data.get(l * n..(l + 1) * n).ok_or(CkksError::Internal("rescale limb"))?.to_vec();
         ql.ntt.backward(&mut last);
-        let half = ql.q / 2;
         let qlq = ql.q;
         let inv = self.rescale_inv.get(l).ok_or(CkksError::Internal("rescale table"))?;
         a.data.truncate(l * n);
         a.nq = l;
         for_limbs(&mut a.data, n, |i, limb| {
             let p = self.limb_prime(i, l);
-            let ql_mod = p.m.reduce(qlq);
-            let mut tmp: Vec<u64> = last
-                .iter()
-                .map(|&x| {
-                    // centered lift of x, reduced mod q_i (rounding division)
-                    let r = p.m.reduce(x);
-                    if x > half {
-                        p.m.sub(r, ql_mod)
-                    } else {
-                        r
-                    }
-                })
-                .collect();
-            p.ntt.forward(&mut tmp);
-            let (w, ws) = inv.get(i).copied().unwrap_or((1, 0));
-            for (x, &y) in limb.iter_mut().zip(&tmp) {
-                *x = p.m.mul_shoup(*x + p.q - y, w, ws);
-            }
+            with_scratch_u64(n, |tmp| {
+                // centered lift of the last limb (rounding division)
+                centered_lift_into(tmp, &last, qlq, p);
+                p.ntt.forward(tmp);
+                let (w, ws) = inv.get(i).copied().unwrap_or((1, 0));
+                for (x, &y) in limb.iter_mut().zip(tmp.iter()) {
+                    *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+                }
+            });
         });
         Ok(())
     }
@@ -535,12 +542,7 @@ impl RingContext {
         if tab.src.len() == 1 {
             let src_q = self.limb_prime(tab.src.start, nq).q;
             let src = ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]);
-            let half = src_q / 2;
-            let q_mod = p.m.reduce(src_q);
-            for (o, &x) in out.iter_mut().zip(src) {
-                let r = p.m.reduce(x);
-                *o = if x > half { p.m.sub(r, q_mod) } else { r };
-            }
+            centered_lift_into(out, src, src_q, p);
         } else {
             let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
             let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
@@ -640,7 +642,6 @@ impl RingContext {
             p_limbs.push(v);
         }
         let p0 = self.primes.get(self.nq).ok_or(CkksError::Internal("no special prime"))?.q;
-        let half = p0 / 2;
         a.data.truncate(nq * n);
         a.with_p = false;
         let srcs: Vec<&[u64]> = p_limbs.iter().map(|v| v.as_slice()).collect();
@@ -649,11 +650,7 @@ impl RingContext {
             with_scratch_u64(n, |conv| {
                 if self.np == 1 {
                     // centered conversion: rounds instead of flooring
-                    let p0_mod = p.m.reduce(p0);
-                    for (o, &x) in conv.iter_mut().zip(srcs.first().copied().unwrap_or(&[])) {
-                        let r = p.m.reduce(x);
-                        *o = if x > half { p.m.sub(r, p0_mod) } else { r };
-                    }
+                    centered_lift_into(conv, srcs.first().copied().unwrap_or(&[]), p0, p);
                 } else {
                     let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
                     let total = self.p_mod_q.get(i).copied().unwrap_or(0);
@@ -698,6 +695,24 @@ impl RingContext {
         debug_assert_eq!(out_b.data.len(), limbs * n);
         Ok((out_b, out_a))
     }
+}
+
+/// `out = [x]_{src_q}` lifted to the centered range `(-src_q/2, src_q/2]` and reduced modulo `p`.
+fn centered_lift_into(out: &mut [u64], src: &[u64], src_q: u64, p: &Prime) {
+    let half = src_q / 2;
+    let neg = p.q - p.reduce_u64(src_q); // adding it subtracts src_q modulo p
+    for (o, &x) in out.iter_mut().zip(src) {
+        // branchless: the sign of x > half is random, so a branch would mispredict half the time
+        let above = 0u64.wrapping_sub(half.wrapping_sub(x) >> 63); // all ones iff x > half (x, half < 2^63)
+        *o = csub(p.reduce_u64(x) + (neg & above), p.q);
+    }
+}
+
+/// `r mod q` for `r < 2q < 2^63`, without branches.
+#[inline]
+fn csub(r: u64, q: u64) -> u64 {
+    let t = r.wrapping_sub(q);
+    t.wrapping_add(q & 0u64.wrapping_sub(t >> 63))
 }
 
 /// `out[c] = src[perm[c]]`.
@@ -757,24 +772,32 @@ fn accumulate(acc_b: &mut [u128], acc_a: &mut [u128], d: &[u64], kb: &[u64], ka:
     }
 }
 
-/// One limb of the key-switching inner product over stored digits.
+/// One limb of the key-switching inner product over stored digits, in blocks of coefficients so
+/// the 128-bit accumulators stay in L1 while every digit streams through once.
 fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u64]], kas: &[&[u64]], m: &Modulus) {
+    const B: usize = 256;
     let n = ob.len();
     if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) {
         return;
     }
-    with_scratch_u128(2 * n, |acc| {
-        let (acc_b, acc_a) = acc.split_at_mut(n);
+    let mut acc_b = [0u128; B];
+    let mut acc_a = [0u128; B];
+    for (blk, (obb, oab)) in ob.chunks_mut(B).zip(oa.chunks_mut(B)).enumerate() {
+        let range = blk * B..blk * B + obb.len();
+        let (Some(ab), Some(aa)) = (acc_b.get_mut(..obb.len()), acc_a.get_mut(..obb.len())) else {
+            return;
+        };
         for (j, ((d, kb), ka)) in ds.iter().zip(kbs).zip(kas).enumerate() {
-            accumulate(acc_b, acc_a, d, kb, ka, j == 0);
+            let (d, kb, ka) = (d.get(range.clone()).unwrap_or(&[]), kb.get(range.clone()).unwrap_or(&[]), ka.get(range.clone()).unwrap_or(&[]));
+            accumulate(ab, aa, d, kb, ka, j == 0);
         }
-        for (o, &s) in ob.iter_mut().zip(acc_b.iter()) {
+        for (o, &s) in obb.iter_mut().zip(ab.iter()) {
             *o = m.reduce_u128(s);
         }
-        for (o, &s) in oa.iter_mut().zip(acc_a.iter()) {
+        for (o, &s) in oab.iter_mut().zip(aa.iter()) {
             *o = m.reduce_u128(s);
         }
-    });
+    }
 }
 
 /// Measures the evaluation exponent of every NTT slot (transforming the monomial `X`) and checks that

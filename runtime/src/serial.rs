@@ -179,7 +179,11 @@ pub(crate) fn xxh64(data: &[u8], seed: u64) -> u64 {
             }
         }
         let [v1, v2, v3, v4] = v;
-        let h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
+        let h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
         v.into_iter().fold(h, merge)
     } else {
         seed.wrapping_add(P5)
@@ -223,7 +227,11 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 /// fingerprint and the declared payload length.
 fn parse_prefix(head: &[u8], what: &'static str) -> Result<(u16, u64, u64)> {
     if head.len() < HEADER_LEN {
-        return Err(malformed(what, head.len(), format!("truncated: {} bytes, a header needs {HEADER_LEN}", head.len())));
+        return Err(malformed(
+            what,
+            head.len(),
+            format!("truncated: {} bytes, a header needs {HEADER_LEN}", head.len()),
+        ));
     }
     if head.get(..4) != Some(&MAGIC[..]) {
         return Err(malformed(what, 0, "bad magic: not a polyhe CKKS object"));
@@ -251,7 +259,11 @@ fn open<'a>(bytes: &'a [u8], what: &'static str) -> Result<(ObjectHeader, &'a [u
     let stored = le_u64(trailer, 0);
     let computed = xxh64(body, 0);
     if stored != computed {
-        return Err(malformed(what, body_end, format!("checksum mismatch (stored {stored:016x}, computed {computed:016x}): the data is corrupt")));
+        return Err(malformed(
+            what,
+            body_end,
+            format!("checksum mismatch (stored {stored:016x}, computed {computed:016x}): the data is corrupt"),
+        ));
     }
     let kind = ObjectKind::from_tag(tag).ok_or_else(|| malformed(what, 6, format!("unknown object kind tag {tag}")))?;
     let payload = body.get(HEADER_LEN..).unwrap_or(&[]);
@@ -307,11 +319,10 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end))
-            .ok_or_else(|| self.err(format!("truncated payload: {n} more bytes needed, {} left", self.remaining())))?;
+        let s =
+            self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)).ok_or_else(|| {
+                self.err(format!("truncated payload: {n} more bytes needed, {} left", self.remaining()))
+            })?;
         self.pos += n;
         Ok(s)
     }
@@ -342,7 +353,11 @@ impl<'a> Reader<'a> {
                 let v = le_u64(c, 0);
                 if v >= q {
                     let at = HEADER_LEN + start + (t * ring.n + i) * 8;
-                    return Err(malformed(self.what, at, format!("coefficient {i} of limb {t} is {v}, not below its modulus {q}")));
+                    return Err(malformed(
+                        self.what,
+                        at,
+                        format!("coefficient {i} of limb {t} is {v}, not below its modulus {q}"),
+                    ));
                 }
                 data.push(v);
             }
@@ -358,7 +373,11 @@ impl<'a> Reader<'a> {
             .enumerate()
             .map(|(i, &b)| match b as i8 {
                 v @ -1..=1 => Ok(v),
-                v => Err(malformed(self.what, HEADER_LEN + start + i, format!("secret coefficient {i} is {v}, not in {{-1, 0, 1}}"))),
+                v => Err(malformed(
+                    self.what,
+                    HEADER_LEN + start + i,
+                    format!("secret coefficient {i} is {v}, not in {{-1, 0, 1}}"),
+                )),
             })
             .collect()
     }
@@ -491,7 +510,11 @@ fn read_secret(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<SecretKey> {
     if let Some(h) = ctx.params().hamming_weight() {
         let w = coeffs.iter().filter(|&&c| c != 0).count();
         if w != h {
-            return Err(malformed(r.what, HEADER_LEN + start, format!("secret has {w} nonzero coefficients, the parameters require exactly {h}")));
+            return Err(malformed(
+                r.what,
+                HEADER_LEN + start,
+                format!("secret has {w} nonzero coefficients, the parameters require exactly {h}"),
+            ));
         }
     }
     let wide: Vec<i64> = coeffs.iter().map(|&c| c as i64).collect();
@@ -583,18 +606,25 @@ impl Serial for EvaluationKeys {
         let ring = &ctx.inner.ring;
         let flags = r.u8()?;
         if flags > 1 {
-            return Err(r.err(format!("unknown flag bits {flags:#04x} (only bit 0, relinearization key present, is defined)")));
+            return Err(
+                r.err(format!("unknown flag bits {flags:#04x} (only bit 0, relinearization key present, is defined)"))
+            );
         }
         let has_relin = flags == 1;
         let count = r.u32()? as usize;
         let two_n = 2 * ring.n as u64;
         // Galois elements are distinct odd residues in (1, 2N): at most N - 1 of them.
         if count >= ring.n {
-            return Err(r.err(format!("{count} Galois keys, more than the {} distinct automorphisms of N = {}", ring.n - 1, ring.n)));
+            return Err(r.err(format!(
+                "{count} Galois keys, more than the {} distinct automorphisms of N = {}",
+                ring.n - 1,
+                ring.n
+            )));
         }
         // Size check before reading or allocating any key.
         let keys = count + usize::from(has_relin);
-        let need = count.checked_mul(8).and_then(|g| ksk_bytes(ring, ctx.params().dnum())?.checked_mul(keys)?.checked_add(g));
+        let need =
+            count.checked_mul(8).and_then(|g| ksk_bytes(ring, ctx.params().dnum())?.checked_mul(keys)?.checked_add(g));
         if need != Some(r.remaining()) {
             let need = need.map_or("an overflowing number of".to_string(), |n| n.to_string());
             return Err(r.err(format!("{keys} key-switching keys need {need} payload bytes, {} remain", r.remaining())));
@@ -631,7 +661,9 @@ fn max_payload(kind: ObjectKind, ctx: &CkksContext) -> u64 {
         ObjectKind::PublicKey => pk,
         ObjectKind::SecretKey => n,
         ObjectKind::ClientKeys => n + pk,
-        ObjectKind::EvaluationKeys => (pk.saturating_mul(p.dnum() as u64).saturating_add(8)).saturating_mul(n).saturating_add(5),
+        ObjectKind::EvaluationKeys => {
+            (pk.saturating_mul(p.dnum() as u64).saturating_add(8)).saturating_mul(n).saturating_add(5)
+        }
     }
 }
 
@@ -653,29 +685,40 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| io_err(path, "write", &e))
 }
 
-/// Reads a serialized object, refusing (before reading the payload) a file whose declared kind and
-/// size do not fit `max(kind)`.
-fn read_file(path: &Path, what: &'static str, max: impl Fn(ObjectKind) -> u64) -> Result<Vec<u8>> {
+/// Reads a serialized `expected` object, refusing from the header alone (before reading the
+/// payload) a file of another kind or one larger than `limit` payload bytes.
+fn read_file(path: &Path, expected: ObjectKind, limit: u64) -> Result<Vec<u8>> {
+    let what = expected.name();
     let mut f = std::fs::File::open(path).map_err(|e| io_err(path, "open", &e))?;
     let file_len = f.metadata().map_err(|e| io_err(path, "read metadata of", &e))?.len();
     let mut head = Vec::with_capacity(HEADER_LEN);
     (&mut f).take(HEADER_LEN as u64).read_to_end(&mut head).map_err(|e| io_err(path, "read", &e))?;
     let (tag, _, payload_len) = parse_prefix(&head, what).map_err(|e| in_file(path, e))?;
-    let kind = ObjectKind::from_tag(tag).ok_or_else(|| in_file(path, malformed(what, 6, format!("unknown object kind tag {tag}"))))?;
-    let limit = max(kind);
+    match ObjectKind::from_tag(tag) {
+        None => return Err(in_file(path, malformed(what, 6, format!("unknown object kind tag {tag}")))),
+        Some(kind) if kind != expected => {
+            return Err(in_file(path, CkksError::WrongKind { expected: what, found: kind.name() }))
+        }
+        Some(_) => {}
+    }
     if payload_len > limit {
-        let reason = format!("length field says {payload_len} payload bytes, more than any {kind} under these parameters ({limit})");
+        let reason = format!(
+            "length field says {payload_len} payload bytes, more than any {what} under these parameters ({limit})"
+        );
         return Err(in_file(path, malformed(what, 16, reason)));
     }
-    let expected = HEADER_LEN as u64 + payload_len + TRAILER_LEN as u64;
-    if file_len != expected {
-        let reason = format!("file has {file_len} bytes, its header declares {expected} (truncated or trailing data)");
+    let total = payload_len.checked_add((HEADER_LEN + TRAILER_LEN) as u64);
+    if total != Some(file_len) {
+        let reason = format!(
+            "file has {file_len} bytes, its header declares {payload_len} payload bytes (truncated or trailing data)"
+        );
         return Err(in_file(path, malformed(what, 16, reason)));
     }
+    let rest = file_len - HEADER_LEN as u64;
     let mut bytes = head;
-    bytes.reserve_exact((expected as usize).saturating_sub(HEADER_LEN));
+    bytes.reserve_exact(usize::try_from(rest).unwrap_or(0));
     // `take` keeps a file that grows while being read from growing the buffer past the bound.
-    (&mut f).take(expected - HEADER_LEN as u64).read_to_end(&mut bytes).map_err(|e| io_err(path, "read", &e))?;
+    (&mut f).take(rest).read_to_end(&mut bytes).map_err(|e| io_err(path, "read", &e))?;
     Ok(bytes)
 }
 
@@ -699,7 +742,8 @@ macro_rules! ctx_serial_api {
             #[doc = concat!("Reads a ", $name, " written by [`Self::write_to`]; errors name the file.")]
             pub fn read_from(ctx: &CkksContext, path: impl AsRef<Path>) -> Result<Self> {
                 let path = path.as_ref();
-                let bytes = read_file(path, <$ty as Serial>::KIND.name(), |k| max_payload(k, ctx))?;
+                let kind = <$ty as Serial>::KIND;
+                let bytes = read_file(path, kind, max_payload(kind, ctx))?;
                 object_from_bytes(ctx, &bytes).map_err(|e| in_file(path, e))
             }
         }
@@ -797,11 +841,22 @@ impl CkksParams {
         }
         params.error_std = error_std;
         if params.moduli != moduli || params.special != special {
-            return Err(malformed(what, HEADER_LEN, "the stored primes differ from the ones this build generates for these bit sizes"));
+            return Err(malformed(
+                what,
+                HEADER_LEN,
+                "the stored primes differ from the ones this build generates for these bit sizes",
+            ));
         }
         let fp = params.fingerprint_u64();
         if fp != header.fingerprint {
-            return Err(malformed(what, 8, format!("header fingerprint {:016x} does not match the parameters' fingerprint {fp:016x}", header.fingerprint)));
+            return Err(malformed(
+                what,
+                8,
+                format!(
+                    "header fingerprint {:016x} does not match the parameters' fingerprint {fp:016x}",
+                    header.fingerprint
+                ),
+            ));
         }
         Ok(params)
     }
@@ -814,7 +869,7 @@ impl CkksParams {
     /// Reads parameters written by [`Self::write_to`]; errors name the file.
     pub fn read_from(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = read_file(path, ObjectKind::Params.name(), |k| if k == ObjectKind::Params { MAX_PARAMS_PAYLOAD } else { u64::MAX })?;
+        let bytes = read_file(path, ObjectKind::Params, MAX_PARAMS_PAYLOAD)?;
         Self::from_bytes(&bytes).map_err(|e| in_file(path, e))
     }
 }
@@ -831,7 +886,83 @@ impl CkksError {
 
 #[cfg(test)]
 mod tests {
+    //! Payload-level checks: mutations behind a freshly computed length and checksum, so they
+    //! reach the per-kind parsers (the envelope tests are in `tests/serial.rs`).
+
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
     use super::*;
+    use crate::Encoder;
+
+    struct Fx {
+        ctx: CkksContext,
+        client: ClientKeys,
+        keys: EvaluationKeys,
+        ct: Ciphertext,
+    }
+
+    /// N = 2^13, [50, 40] + [50], dnum 2; relinearization and one Galois key.
+    fn fx() -> &'static Fx {
+        static F: OnceLock<Fx> = OnceLock::new();
+        F.get_or_init(|| {
+            let ctx = CkksContext::new(CkksParams::new(13, &[50, 40], &[50], 2, 40).unwrap()).unwrap();
+            let mut rng = ChaCha20Rng::seed_from_u64(7);
+            let client = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
+            let keys = client.evaluation_keys_with_rng(&[1], false, &mut rng).unwrap();
+            let pt = Encoder::new(&ctx).encode(&[0.5, -0.25], 0, 2f64.powi(40)).unwrap();
+            let ct = client.encryptor().encrypt_with_rng(&pt, &mut rng).unwrap();
+            Fx { ctx, client, keys, ct }
+        })
+    }
+
+    /// Rewrites the payload of a valid object with `f`, then fixes length and checksum.
+    fn reseal(bytes: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut payload = bytes[HEADER_LEN..bytes.len() - TRAILER_LEN].to_vec();
+        f(&mut payload);
+        let mut out = bytes[..HEADER_LEN].to_vec();
+        out.extend_from_slice(&payload);
+        out[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        let h = xxh64(&out, 0);
+        out.extend_from_slice(&h.to_le_bytes());
+        out
+    }
+
+    /// Rewrites header bytes `at..at+new.len()` and fixes the checksum.
+    fn reseal_header(bytes: &[u8], at: usize, new: &[u8]) -> Vec<u8> {
+        let mut out = bytes[..bytes.len() - TRAILER_LEN].to_vec();
+        out[at..at + new.len()].copy_from_slice(new);
+        let h = xxh64(&out, 0);
+        out.extend_from_slice(&h.to_le_bytes());
+        out
+    }
+
+    fn put(p: &mut [u8], at: usize, v: &[u8]) {
+        p[at..at + v.len()].copy_from_slice(v);
+    }
+
+    fn reason(e: CkksError) -> String {
+        match e {
+            CkksError::Malformed { reason, .. } => reason,
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    fn load(kind: ObjectKind, bytes: &[u8]) -> Result<()> {
+        let ctx = &fx().ctx;
+        match kind {
+            ObjectKind::Params => CkksParams::from_bytes(bytes).map(drop),
+            ObjectKind::Plaintext => Plaintext::from_bytes(ctx, bytes).map(drop),
+            ObjectKind::Ciphertext => Ciphertext::from_bytes(ctx, bytes).map(drop),
+            ObjectKind::PublicKey => PublicKey::from_bytes(ctx, bytes).map(drop),
+            ObjectKind::SecretKey => SecretKey::from_bytes(ctx, bytes).map(drop),
+            ObjectKind::EvaluationKeys => EvaluationKeys::from_bytes(ctx, bytes).map(drop),
+            ObjectKind::ClientKeys => ClientKeys::from_bytes(ctx, bytes).map(drop),
+        }
+    }
 
     #[test]
     fn xxh64_matches_reference_vectors() {
@@ -845,5 +976,281 @@ mod tests {
         assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz123456", 0), 0x0022_EE3B_5A18_531B);
         assert_eq!(xxh64(b"abcdefghijklmnopqrstuvwxyz1234567", 0), 0x23BB_D16D_2935_3C5F);
         assert_eq!(xxh64("鹅鹅鹅，曲项向天歌。白毛浮绿水，红掌拨清波".as_bytes(), 0), 0x497A_D04E_6A19_7D28);
+    }
+
+    #[test]
+    fn reseal_of_an_unchanged_object_is_identical() {
+        let b = fx().ct.to_bytes();
+        assert_eq!(reseal(&b, |_| {}), b);
+        assert_eq!(reseal_header(&b, 6, &3u16.to_le_bytes()), b);
+    }
+
+    #[test]
+    fn unknown_kind_tag_is_malformed() {
+        let b = reseal_header(&fx().ct.to_bytes(), 6, &99u16.to_le_bytes());
+        assert!(reason(Ciphertext::from_bytes(&fx().ctx, &b).unwrap_err()).contains("unknown object kind tag 99"));
+        assert!(ObjectHeader::parse(&b).is_err());
+    }
+
+    #[test]
+    fn coefficients_must_be_below_their_modulus() {
+        let f = fx();
+        let q = f.ctx.params().moduli().to_vec();
+        let p = f.ctx.params().special_moduli()[0];
+        // Ciphertext at level 0: limb 0 of c_0 starts after level, degree and scale.
+        let b = reseal(&f.ct.to_bytes(), |pl| put(pl, 16, &q[0].to_le_bytes()));
+        match Ciphertext::from_bytes(&f.ctx, &b).unwrap_err() {
+            CkksError::Malformed { what: "ciphertext", offset, reason } => {
+                assert_eq!(offset, HEADER_LEN + 16);
+                assert!(
+                    reason.contains("coefficient 0 of limb 0") && reason.contains("not below its modulus"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // One below the modulus is accepted (the check is exact).
+        let b = reseal(&f.ct.to_bytes(), |pl| put(pl, 16, &(q[0] - 1).to_le_bytes()));
+        assert!(Ciphertext::from_bytes(&f.ctx, &b).is_ok());
+        // Public key: the last limb of `b` is over the special prime, which q_1 < p may not exceed.
+        let n = f.ctx.params().n();
+        let last = 3 * n * 8 - 8;
+        let b = reseal(&f.client.public_key().to_bytes(), |pl| put(pl, last, &p.to_le_bytes()));
+        assert!(reason(PublicKey::from_bytes(&f.ctx, &b).unwrap_err()).contains(&format!("limb 2 is {p}")));
+        let b = reseal(&f.client.public_key().to_bytes(), |pl| put(pl, last, &u64::MAX.to_le_bytes()));
+        assert!(PublicKey::from_bytes(&f.ctx, &b).is_err());
+    }
+
+    #[test]
+    fn ciphertext_and_plaintext_fields_are_range_checked() {
+        let f = fx();
+        let ct = f.ct.to_bytes();
+        let cases: [(usize, Vec<u8>, &str); 9] = [
+            (0, 2u32.to_le_bytes().to_vec(), "level 2 exceeds the maximum level 1"),
+            (0, u32::MAX.to_le_bytes().to_vec(), "exceeds the maximum level"),
+            (4, 1u32.to_le_bytes().to_vec(), "degree 1"),
+            (4, 4u32.to_le_bytes().to_vec(), "degree 4"),
+            (4, u32::MAX.to_le_bytes().to_vec(), "degree 4294967295"),
+            (8, f64::NAN.to_bits().to_le_bytes().to_vec(), "scale NaN"),
+            (8, f64::INFINITY.to_bits().to_le_bytes().to_vec(), "scale inf"),
+            (8, 0f64.to_bits().to_le_bytes().to_vec(), "scale 0"),
+            (8, (-1f64).to_bits().to_le_bytes().to_vec(), "scale -1"),
+        ];
+        for (at, v, want) in cases {
+            let b = reseal(&ct, |pl| put(pl, at, &v));
+            let r = reason(Ciphertext::from_bytes(&f.ctx, &b).unwrap_err());
+            assert!(r.contains(want), "{want}: {r}");
+        }
+        // A degree-3 header over a degree-2 body is a size error, not a short read.
+        let b = reseal(&ct, |pl| put(pl, 4, &3u32.to_le_bytes()));
+        assert!(reason(Ciphertext::from_bytes(&f.ctx, &b).unwrap_err()).contains("truncated payload"));
+        // Level 1 header over level-0 limbs: likewise.
+        let b = reseal(&ct, |pl| put(pl, 0, &1u32.to_le_bytes()));
+        assert!(Ciphertext::from_bytes(&f.ctx, &b).is_err());
+        // Trailing bytes after a complete object.
+        let b = reseal(&ct, |pl| pl.extend_from_slice(&[0; 8]));
+        assert!(reason(Ciphertext::from_bytes(&f.ctx, &b).unwrap_err()).contains("8 trailing bytes"));
+
+        let pt = Encoder::new(&f.ctx).encode(&[1.0], 1, 2f64.powi(40)).unwrap().to_bytes();
+        let b = reseal(&pt, |pl| put(pl, 0, &7u32.to_le_bytes()));
+        assert!(reason(Plaintext::from_bytes(&f.ctx, &b).unwrap_err()).contains("level 7"));
+        let b = reseal(&pt, |pl| put(pl, 4, &f64::NEG_INFINITY.to_bits().to_le_bytes()));
+        assert!(reason(Plaintext::from_bytes(&f.ctx, &b).unwrap_err()).contains("scale -inf"));
+    }
+
+    #[test]
+    fn evaluation_key_fields_are_checked_before_allocation() {
+        let f = fx();
+        let ek = f.keys.to_bytes();
+        let g = f.keys.galois_elements()[0];
+        let two_n = 2 * f.ctx.params().n() as u64;
+        let b = reseal(&ek, |pl| pl[0] = 3);
+        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("unknown flag bits"));
+        for count in [u32::MAX, 1 << 20, 8192] {
+            let b = reseal(&ek, |pl| put(pl, 1, &count.to_le_bytes()));
+            assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("distinct automorphisms"));
+        }
+        // A count that fits N but not the bytes present.
+        let b = reseal(&ek, |pl| put(pl, 1, &2u32.to_le_bytes()));
+        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("key-switching keys need"));
+        // Dropping the relinearization flag leaves one key's worth of bytes too many.
+        let b = reseal(&ek, |pl| pl[0] = 0);
+        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("key-switching keys need"));
+        for bad in [0, 1, 2, g + 1, two_n + 1, two_n - 1 + 2, u64::MAX] {
+            let b = reseal(&ek, |pl| put(pl, 5, &bad.to_le_bytes()));
+            let r = reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err());
+            assert!(r.contains(&format!("Galois element {bad}")), "{r}");
+        }
+        // Another valid odd element is accepted: the key is just indexed differently.
+        let b = reseal(&ek, |pl| put(pl, 5, &(two_n - 1).to_le_bytes()));
+        let keys = EvaluationKeys::from_bytes(&f.ctx, &b).unwrap();
+        assert_eq!(keys.galois_elements(), vec![two_n - 1]);
+    }
+
+    #[test]
+    fn galois_elements_must_increase() {
+        let f = fx();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let keys = f.client.evaluation_keys_with_rng(&[1, 2], false, &mut rng).unwrap();
+        let ek = keys.to_bytes();
+        let els = keys.galois_elements();
+        let b = reseal(&ek, |pl| {
+            put(pl, 5, &els[1].to_le_bytes());
+            put(pl, 13, &els[0].to_le_bytes());
+        });
+        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("above the previous one"));
+        let b = reseal(&ek, |pl| put(pl, 13, &els[0].to_le_bytes()));
+        assert!(EvaluationKeys::from_bytes(&f.ctx, &b).is_err());
+    }
+
+    #[test]
+    fn secret_coefficients_and_weight_are_checked() {
+        let f = fx();
+        let sk = f.client.secret_key().to_bytes();
+        for bad in [2u8, 0x80, 0xFE] {
+            let b = reseal(&sk, |pl| pl[100] = bad);
+            let r = reason(SecretKey::from_bytes(&f.ctx, &b).unwrap_err());
+            assert!(r.contains("secret coefficient 100"), "{r}");
+        }
+        let b = reseal(&f.client.to_bytes(), |pl| pl[5] = 7);
+        assert!(ClientKeys::from_bytes(&f.ctx, &b).is_err());
+
+        let ctx =
+            CkksContext::new(CkksParams::new(13, &[50, 40], &[50], 2, 40).unwrap().with_hamming_weight(32).unwrap())
+                .unwrap();
+        let client = ClientKeys::generate_with_rng(&ctx, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
+        let sk = client.secret_key().to_bytes();
+        assert_eq!(SecretKey::from_bytes(&ctx, &sk).unwrap(), *client.secret_key());
+        let zero = sk[HEADER_LEN..].iter().position(|&c| c == 0).unwrap();
+        let b = reseal(&sk, |pl| pl[zero] = 1);
+        let r = reason(SecretKey::from_bytes(&ctx, &b).unwrap_err());
+        assert!(r.contains("33 nonzero coefficients") && r.contains("exactly 32"), "{r}");
+    }
+
+    #[test]
+    fn client_keys_with_a_swapped_public_key_are_rejected() {
+        let f = fx();
+        let stranger = ClientKeys::generate_with_rng(&f.ctx, &mut ChaCha20Rng::seed_from_u64(42)).unwrap();
+        let n = f.ctx.params().n();
+        let pk = stranger.public_key().to_bytes();
+        let b = reseal(&f.client.to_bytes(), |pl| {
+            pl.truncate(n);
+            pl.extend_from_slice(&pk[HEADER_LEN..pk.len() - TRAILER_LEN]);
+        });
+        assert!(matches!(ClientKeys::from_bytes(&f.ctx, &b), Err(CkksError::KeyMismatch { .. })));
+    }
+
+    #[test]
+    fn parameter_payloads_are_rebuilt_and_checked() {
+        let params = fx().ctx.params().clone();
+        let pb = params.to_bytes();
+        assert_eq!(CkksParams::from_bytes(&pb).unwrap(), params);
+        // log_n outside 13..=16 and an insecure chain are refused by `CkksParams::new`.
+        let b = reseal(&pb, |pl| put(pl, 0, &12u32.to_le_bytes()));
+        assert!(matches!(CkksParams::from_bytes(&b), Err(CkksError::InvalidParameters { .. })));
+        let insecure = reseal(&pb, |pl| {
+            pl.truncate(36);
+            put(pl, 8, &4u32.to_le_bytes()); // dnum 4: one 60-bit prime per digit
+            let chain = [60u32, 60, 60, 60];
+            pl.extend_from_slice(&(chain.len() as u32).to_le_bytes());
+            for bits in chain {
+                pl.extend_from_slice(&bits.to_le_bytes());
+                pl.extend_from_slice(&0u64.to_le_bytes());
+            }
+            pl.extend_from_slice(&1u32.to_le_bytes());
+            pl.extend_from_slice(&60u32.to_le_bytes());
+            pl.extend_from_slice(&0u64.to_le_bytes());
+        });
+        assert!(matches!(CkksParams::from_bytes(&insecure), Err(CkksError::InsecureParameters { log_n: 13, .. })));
+        // Prime counts are bounded before anything is read.
+        for count in [MAX_PRIMES + 1, u32::MAX] {
+            let b = reseal(&pb, |pl| put(pl, 32, &count.to_le_bytes()));
+            assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("primes in one chain"));
+        }
+        // Stored primes must be the generated ones; the header fingerprint must match.
+        let b = reseal(&pb, |pl| put(pl, 40, &(params.moduli()[0] - 2 * 8192).to_le_bytes()));
+        assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("stored primes differ"));
+        let b = reseal_header(&pb, 8, &0u64.to_le_bytes());
+        assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("header fingerprint"));
+        // Error width and sparse weight.
+        let b = reseal(&pb, |pl| put(pl, 24, &f64::NAN.to_bits().to_le_bytes()));
+        assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("standard deviation"));
+        let b = reseal(&pb, |pl| put(pl, 16, &u64::MAX.to_le_bytes()));
+        assert!(matches!(CkksParams::from_bytes(&b), Err(CkksError::InvalidParameters { .. })));
+        // Parameters with an explicit weight still round-trip through the fingerprint check.
+        let sparse = params.with_hamming_weight(64).unwrap();
+        assert_eq!(CkksParams::from_bytes(&sparse.to_bytes()).unwrap(), sparse);
+    }
+
+    /// How a payload is damaged before resealing.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Truncate(prop::sample::Index),
+        Append(Vec<u8>),
+        Overwrite(prop::sample::Index, u64),
+        Xor(prop::sample::Index, u8),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let huge = prop_oneof![Just(u64::MAX), Just(u32::MAX as u64), Just(1u64 << 32), Just(0), any::<u64>()];
+        prop_oneof![
+            any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+            prop::collection::vec(any::<u8>(), 1..32).prop_map(Mutation::Append),
+            (any::<prop::sample::Index>(), huge).prop_map(|(i, v)| Mutation::Overwrite(i, v)),
+            (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(i, x)| Mutation::Xor(i, x)),
+        ]
+    }
+
+    fn objects() -> &'static [(ObjectKind, Vec<u8>)] {
+        static O: OnceLock<Vec<(ObjectKind, Vec<u8>)>> = OnceLock::new();
+        O.get_or_init(|| {
+            let f = fx();
+            vec![
+                (ObjectKind::Params, f.ctx.params().to_bytes()),
+                (ObjectKind::Ciphertext, f.ct.to_bytes()),
+                (ObjectKind::SecretKey, f.client.secret_key().to_bytes()),
+                (ObjectKind::EvaluationKeys, f.keys.to_bytes()),
+                (ObjectKind::ClientKeys, f.client.to_bytes()),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+        /// Damaged payloads behind a valid envelope never panic; changes of length are errors.
+        #[test]
+        fn damaged_payloads_never_panic(which in any::<prop::sample::Index>(), muts in prop::collection::vec(mutation(), 1..4)) {
+            let (kind, bytes) = &objects()[which.index(objects().len())];
+            let mut length_changed = false;
+            let b = reseal(bytes, |pl| {
+                for m in muts {
+                    match m {
+                        Mutation::Truncate(i) => {
+                            let at = i.index(pl.len().max(1));
+                            length_changed |= at < pl.len();
+                            pl.truncate(at);
+                        }
+                        Mutation::Append(extra) => {
+                            length_changed = true;
+                            pl.extend_from_slice(&extra);
+                        }
+                        Mutation::Overwrite(i, v) if pl.len() >= 8 => {
+                            let at = i.index(pl.len() - 7);
+                            pl[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                        }
+                        Mutation::Xor(i, x) if !pl.is_empty() => {
+                            let at = i.index(pl.len());
+                            pl[at] ^= x;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            let res = load(*kind, &b);
+            if length_changed && b.len() != bytes.len() {
+                prop_assert!(res.is_err(), "{} with a changed payload length loaded", kind);
+            }
+        }
     }
 }
