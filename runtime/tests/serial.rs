@@ -223,7 +223,8 @@ fn mismatched_secret_and_public_key_are_rejected() {
     let stranger = ClientKeys::generate_with_rng(&f.ctx, &mut ChaCha20Rng::seed_from_u64(99)).unwrap();
     let err = ClientKeys::from_parts(&f.ctx, stranger.secret_key().clone(), f.client.public_key().clone()).unwrap_err();
     assert!(matches!(err, CkksError::KeyMismatch { .. }), "{err}");
-    let err = ClientKeys::from_parts(&f.ctx, other().client.secret_key().clone(), f.client.public_key().clone()).unwrap_err();
+    let err =
+        ClientKeys::from_parts(&f.ctx, other().client.secret_key().clone(), f.client.public_key().clone()).unwrap_err();
     assert!(matches!(err, CkksError::ParamsMismatch { .. }), "{err}");
 }
 
@@ -276,9 +277,17 @@ fn objects_from_other_parameters_are_rejected() {
     assert_ne!(f.ctx.fingerprint(), o.ctx.fingerprint());
     for (kind, bytes) in all_objects(o) {
         let err = load_as(kind, &f.ctx, &bytes).unwrap_err();
-        assert_eq!(err, CkksError::ParamsMismatch { expected: f.ctx.fingerprint(), found: o.ctx.fingerprint() }, "{kind}");
+        assert_eq!(
+            err,
+            CkksError::ParamsMismatch { expected: f.ctx.fingerprint(), found: o.ctx.fingerprint() },
+            "{kind}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("{:016x}", f.ctx.fingerprint())) && msg.contains(&format!("{:016x}", o.ctx.fingerprint())), "{msg}");
+        assert!(
+            msg.contains(&format!("{:016x}", f.ctx.fingerprint()))
+                && msg.contains(&format!("{:016x}", o.ctx.fingerprint())),
+            "{msg}"
+        );
     }
     // Keys of other parameters never reach an evaluator or encryptor either.
     assert!(matches!(Evaluator::new(&f.ctx, o.keys.clone()), Err(CkksError::ParamsMismatch { .. })));
@@ -325,7 +334,8 @@ fn every_truncation_of_a_ciphertext_is_an_error() {
 #[test]
 fn every_truncation_of_small_objects_is_an_error() {
     let f = fx();
-    let objects = [(ObjectKind::Params, f.ctx.params().to_bytes()), (ObjectKind::SecretKey, f.client.secret_key().to_bytes())];
+    let objects =
+        [(ObjectKind::Params, f.ctx.params().to_bytes()), (ObjectKind::SecretKey, f.client.secret_key().to_bytes())];
     for (kind, bytes) in objects {
         for len in 0..bytes.len() {
             assert!(load_as(kind, &f.ctx, &bytes[..len]).is_err(), "{kind} truncated to {len}");
@@ -364,7 +374,10 @@ fn bad_magic_and_future_versions_are_reported() {
     assert!(err.to_string().contains("bad magic"), "{err}");
     let mut b = bytes.clone();
     b[4..6].copy_from_slice(&2u16.to_le_bytes());
-    assert_eq!(PublicKey::from_bytes(&f.ctx, &b).unwrap_err(), CkksError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION });
+    assert_eq!(
+        PublicKey::from_bytes(&f.ctx, &b).unwrap_err(),
+        CkksError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION }
+    );
 }
 
 fn small_ciphertext_bytes() -> &'static [u8] {
