@@ -75,8 +75,12 @@ impl Default for EgraphOptions {
 #[serde(rename_all = "snake_case")]
 pub enum Stop {
     Saturated,
+    /// The iteration limit was reached.
     IterationLimit { limit: usize },
-    NodeLimit { limit: usize },
+    /// The e-graph grew past the node limit. egg checks limits between iterations, so `nodes` (the
+    /// size when it stopped) can exceed `limit` by one iteration's growth.
+    NodeLimit { limit: usize, nodes: usize },
+    /// The time left in the shared budget ran out after `seconds` in this region.
     TimeLimit { seconds: f64 },
     /// The shared time budget was exhausted before this region: extracted as built.
     BudgetExhausted,
@@ -84,11 +88,11 @@ pub enum Stop {
 }
 
 impl Stop {
-    fn from_egg(r: &StopReason) -> Stop {
+    fn from_egg(r: &StopReason, node_limit: usize, iter_limit: usize) -> Stop {
         match r {
             StopReason::Saturated => Stop::Saturated,
-            StopReason::IterationLimit(n) => Stop::IterationLimit { limit: *n },
-            StopReason::NodeLimit(n) => Stop::NodeLimit { limit: *n },
+            StopReason::IterationLimit(_) => Stop::IterationLimit { limit: iter_limit },
+            StopReason::NodeLimit(n) => Stop::NodeLimit { limit: node_limit, nodes: *n },
             StopReason::TimeLimit(s) => Stop::TimeLimit { seconds: *s },
             StopReason::Other(s) => Stop::Other { reason: s.clone() },
         }
@@ -105,7 +109,7 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Saturated => write!(f, "saturated"),
             Stop::IterationLimit { limit } => write!(f, "iteration limit ({limit})"),
-            Stop::NodeLimit { limit } => write!(f, "node limit ({limit})"),
+            Stop::NodeLimit { limit, nodes } => write!(f, "node limit ({nodes} e-nodes > {limit})"),
             Stop::TimeLimit { seconds } => write!(f, "time limit ({seconds:.3} s)"),
             Stop::BudgetExhausted => write!(f, "time budget exhausted before this region"),
             Stop::Other { reason } => write!(f, "{reason}"),
@@ -633,7 +637,10 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                         .with_iter_limit(opts.iter_limit)
                         .with_time_limit(deadline - now)
                         .run(&rewrites);
-                    let stop = runner.stop_reason.as_ref().map_or(Stop::Saturated, Stop::from_egg);
+                    let stop = runner
+                        .stop_reason
+                        .as_ref()
+                        .map_or(Stop::Saturated, |r| Stop::from_egg(r, opts.node_limit, opts.iter_limit));
                     (runner.egraph, stop, runner.iterations.len())
                 };
                 // Leaves: every leaf the region references is mapped (emitted earlier) or a constant.
@@ -743,7 +750,7 @@ pub fn run_rules(
         .with_time_limit(Duration::from_secs(5))
         .run(&rewrites);
     let root = runner.egraph.find(runner.roots[0]);
-    let stop = runner.stop_reason.as_ref().map_or(Stop::Saturated, Stop::from_egg);
+    let stop = runner.stop_reason.as_ref().map_or(Stop::Saturated, |r| Stop::from_egg(r, 10_000, iter_limit));
     (runner.egraph, root, stop)
 }
 

@@ -1,0 +1,337 @@
+//! Graph-level tests of the e-graph pass: depth of polynomials written as Horner chains, scalar
+//! fusion into matmul weights and Chebyshev series, region boundaries, runner limits. Every rebuilt
+//! graph is verified and compared with the original on random inputs through the interpreter.
+
+use std::time::Duration;
+
+use polyhe_ir::{interp, verify, DType, Graph, Node, Op, Tensor, TensorType, Value, ValueDef};
+use polyhe_passes::egraph::power::depth_bound;
+use polyhe_passes::{optimize, EgraphOptions, EgraphReport, Stop};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next()
+    }
+    /// A non-integer coefficient in ±[0.1, 1.1].
+    fn coeff(&mut self) -> f64 {
+        let m = self.range(0.1, 1.1);
+        if self.next() < 0.5 {
+            -m
+        } else {
+            m
+        }
+    }
+}
+
+fn f32t(shape: &[usize]) -> TensorType {
+    TensorType::new(DType::F32, shape.to_vec())
+}
+
+fn scalar(g: &mut Graph, c: f64) -> Value {
+    g.add_constant(Tensor::float(DType::F32, vec![], vec![c]).unwrap(), format!("k{c}"))
+}
+
+fn node(g: &mut Graph, op: Op, inputs: Vec<Value>) -> Value {
+    let name = format!("n{}", g.nodes.len());
+    let n = g.add_node(op, inputs, name).unwrap();
+    g.result(n)
+}
+
+/// Independent depth measure: a ct×ct product adds 1 to the max of its operands; a multiplication
+/// by a constant adds 1 unless all its elements are integers; plaintext-weight matmul adds 1;
+/// chebyshev adds ceil(log2(degree + 1)); everything else takes the max of its operands. Constants
+/// have no depth (`None`).
+fn measure_depth(g: &Graph) -> u32 {
+    let mut d: Vec<Option<u32>> = vec![None; g.values.len()];
+    for &v in &g.inputs {
+        d[v.as_u32() as usize] = Some(0);
+    }
+    for (_, nd) in g.nodes.iter() {
+        let ins: Vec<Option<u32>> = nd.inputs.iter().map(|v| d[v.as_u32() as usize]).collect();
+        let enc: Vec<u32> = ins.iter().flatten().copied().collect();
+        let out = if enc.is_empty() {
+            None
+        } else {
+            let base = *enc.iter().max().unwrap();
+            let plus = match &nd.op {
+                Op::Mul if enc.len() == 2 => 1,
+                Op::Mul => {
+                    let c = nd.inputs.iter().find_map(|&v| g.constant_of(v)).unwrap();
+                    u32::from(!c.to_f64_vec().iter().all(|x| x.fract() == 0.0))
+                }
+                Op::MatMul => 1,
+                Op::Chebyshev { coeffs, .. } => depth_bound(coeffs.len() - 1),
+                _ => 0,
+            };
+            Some(base + plus)
+        };
+        for &o in &nd.outputs {
+            d[o.as_u32() as usize] = out;
+        }
+    }
+    g.outputs.iter().map(|v| d[v.as_u32() as usize].unwrap_or(0)).max().unwrap_or(0)
+}
+
+fn count(g: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
+    g.nodes.values().filter(|n| pred(&n.op)).count()
+}
+
+/// Runs both graphs on random inputs in `[lo, hi]` and compares outputs (≤ 1e-9 relative).
+fn assert_same_function(a: &Graph, b: &Graph, lo: f64, hi: f64, seed: u64) {
+    let mut rng = Rng(seed);
+    for _ in 0..3 {
+        let inputs: Vec<Tensor> = a
+            .inputs
+            .iter()
+            .map(|&v| {
+                let ty = a.ty(v).clone();
+                let vals = (0..ty.numel()).map(|_| rng.range(lo, hi)).collect();
+                Tensor::float(ty.dtype, ty.shape.clone(), vals).unwrap()
+            })
+            .collect();
+        let ra = interp::run(a, &inputs).unwrap();
+        let rb = interp::run(b, &inputs).unwrap();
+        assert_eq!(ra.len(), rb.len());
+        for (x, y) in ra.iter().zip(&rb) {
+            assert_eq!(x.ty, y.ty);
+            for (p, q) in x.to_f64_vec().iter().zip(y.to_f64_vec()) {
+                assert!((p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0), "{p} vs {q}");
+            }
+        }
+    }
+}
+
+fn run(g: &Graph, opts: &EgraphOptions) -> (Graph, EgraphReport) {
+    verify::verify(g).unwrap();
+    let (out, report) = optimize(g, opts).unwrap();
+    verify::verify(&out).unwrap();
+    (out, report)
+}
+
+/// `((a_d·x + a_{d−1})·x + …)·x + a_0` as graph nodes.
+fn horner_graph(coeffs: &[f64], n: usize) -> Graph {
+    let mut g = Graph::new("horner");
+    let x = g.add_input("x", f32t(&[n]));
+    let d = coeffs.len() - 1;
+    let c = scalar(&mut g, coeffs[d]);
+    let mut acc = node(&mut g, Op::Mul, vec![x, c]);
+    for i in (0..d).rev() {
+        let c = scalar(&mut g, coeffs[i]);
+        acc = node(&mut g, Op::Add, vec![acc, c]);
+        if i > 0 {
+            acc = node(&mut g, Op::Mul, vec![acc, x]);
+        }
+    }
+    g.outputs.push(acc);
+    g.set_name(acc, "y");
+    g
+}
+
+#[test]
+fn horner_polynomials_are_extracted_at_depth_ceil_log2_d_plus_1() {
+    let mut rng = Rng(7);
+    for d in (2..=15).chain([31]) {
+        let coeffs: Vec<f64> = (0..=d).map(|_| rng.coeff()).collect();
+        let g = horner_graph(&coeffs, 16);
+        let before = measure_depth(&g);
+        assert_eq!(before, d as u32, "Horner with a non-integer leading coefficient has depth d");
+        let (out, report) = run(&g, &EgraphOptions { time_limit: Duration::from_secs(5), ..Default::default() });
+        let after = measure_depth(&out);
+        assert_eq!(after, depth_bound(d), "degree {d}: report {:?}", report.stop_lines());
+        assert_eq!(report.depth_after, after, "degree {d}: the report agrees");
+        assert_eq!(report.regions.len(), 1);
+        assert_same_function(&g, &out, -1.0, 1.0, d as u64);
+    }
+}
+
+#[test]
+fn power_basis_plans_meet_the_bound_and_compute_the_polynomial() {
+    use polyhe_passes::egraph::power::{balanced, horner};
+    let mut rng = Rng(11);
+    for d in 1..=40usize {
+        let a: Vec<f64> = (0..=d).map(|_| rng.coeff()).collect();
+        let p = balanced(&a);
+        assert_eq!(p.depth(), depth_bound(d), "degree {d}\n{p}");
+        assert_eq!(horner(&a).depth(), d as u32, "Horner: the leading scalar, then d − 1 products");
+        for k in 0..20 {
+            let x = -1.0 + 2.0 * k as f64 / 19.0;
+            let want: f64 = a.iter().rev().fold(0.0, |acc, c| acc * x + c);
+            assert!((p.eval(x) - want).abs() <= 1e-12 * want.abs().max(1.0), "degree {d} at {x}");
+        }
+    }
+    // Integer coefficients need no scalar levels: x^4 + 2x costs only the squarings.
+    assert_eq!(balanced(&[0.0, 2.0, 0.0, 0.0, 1.0]).depth(), 2);
+}
+
+#[test]
+fn scalar_after_matmul_is_fused_into_the_weights() {
+    let mut rng = Rng(3);
+    let mut g = Graph::new("fuse");
+    let x = g.add_input("x", f32t(&[2, 8]));
+    let w = g.add_constant(Tensor::float(DType::F32, vec![8, 4], (0..32).map(|_| rng.coeff()).collect()).unwrap(), "W");
+    let y = node(&mut g, Op::MatMul, vec![x, w]);
+    let c = scalar(&mut g, 0.37);
+    let z = node(&mut g, Op::Mul, vec![y, c]);
+    // ... and a scalar before a second matmul.
+    let h = scalar(&mut g, -1.5);
+    let z2 = node(&mut g, Op::Mul, vec![z, h]);
+    let w2 = g.add_constant(Tensor::float(DType::F32, vec![4, 3], (0..12).map(|_| rng.coeff()).collect()).unwrap(), "W2");
+    let o = node(&mut g, Op::MatMul, vec![z2, w2]);
+    g.outputs.push(o);
+    assert_eq!(measure_depth(&g), 4);
+    let (out, report) = run(&g, &EgraphOptions::default());
+    assert_eq!(measure_depth(&out), 2, "two matmuls, no scalar levels left");
+    assert_eq!(count(&out, |op| matches!(op, Op::Mul)), 0, "scalars folded into new weight constants");
+    assert_eq!(count(&out, |op| matches!(op, Op::MatMul)), 2);
+    assert_eq!((report.depth_before, report.depth_after), (4, 2));
+    assert_same_function(&g, &out, -2.0, 2.0, 1);
+    // The original weights are untouched (the pass builds a new graph).
+    assert_eq!(g.nodes.len(), 8);
+}
+
+#[test]
+fn chebyshev_absorbs_neighbouring_affine_maps() {
+    let mut g = Graph::new("cheb");
+    let x = g.add_input("x", f32t(&[32]));
+    let c = scalar(&mut g, 0.25);
+    let xs = node(&mut g, Op::Mul, vec![x, c]);
+    let b = scalar(&mut g, 0.5);
+    let xb = node(&mut g, Op::Add, vec![xs, b]);
+    let p = node(&mut g, Op::Chebyshev { lo: -1.0, hi: 2.0, coeffs: vec![0.1, 0.7, -0.3, 0.05, 0.02] }, vec![xb]);
+    let s = scalar(&mut g, 1.7);
+    let ps = node(&mut g, Op::Mul, vec![p, s]);
+    let t = scalar(&mut g, -0.2);
+    let y = node(&mut g, Op::Sub, vec![ps, t]);
+    g.outputs.push(y);
+    // 1 (scale in) + 3 (degree 4) + 1 (scale out).
+    assert_eq!(measure_depth(&g), 5);
+    let (out, _) = run(&g, &EgraphOptions::default());
+    assert_eq!(measure_depth(&out), 3);
+    assert_eq!(count(&out, |op| !matches!(op, Op::Constant(_))), 1, "one chebyshev node and nothing else");
+    let Some(n) = out.nodes.values().find(|n| matches!(n.op, Op::Chebyshev { .. })) else { panic!() };
+    let Op::Chebyshev { lo, hi, .. } = n.op else { unreachable!() };
+    // (x·0.25 + 0.5) ∈ [-1, 2] ⇔ x ∈ [-6, 6]: the out-of-range accounting is unchanged.
+    assert!((lo + 6.0).abs() < 1e-12 && (hi - 6.0).abs() < 1e-12, "[{lo}, {hi}]");
+    assert_same_function(&g, &out, -6.0, 6.0, 2);
+}
+
+#[test]
+fn product_chains_are_balanced() {
+    // x^8 as a left-leaning chain of seven ct×ct products: depth 7 → 3.
+    let mut g = Graph::new("chain");
+    let x = g.add_input("x", f32t(&[8]));
+    let mut acc = x;
+    for _ in 0..7 {
+        acc = node(&mut g, Op::Mul, vec![acc, x]);
+    }
+    g.outputs.push(acc);
+    assert_eq!(measure_depth(&g), 7);
+    let (out, _) = run(&g, &EgraphOptions::default());
+    assert_eq!(measure_depth(&out), 3);
+    assert_eq!(count(&out, |op| matches!(op, Op::Mul)), 3, "three squarings");
+    assert_same_function(&g, &out, -1.2, 1.2, 3);
+}
+
+#[test]
+fn values_used_outside_stay_regions_roots_and_regions_stay_convex() {
+    // s = 2x; p = s + 1 (also reshaped: a boundary); m = s·s; out = m + reshape(p).
+    let mut g = Graph::new("convex");
+    let x = g.add_input("x", f32t(&[4, 4]));
+    let two = scalar(&mut g, 2.0);
+    let s = node(&mut g, Op::Mul, vec![x, two]);
+    let one = scalar(&mut g, 1.0);
+    let p = node(&mut g, Op::Add, vec![s, one]);
+    let r = node(&mut g, Op::Transpose { perm: vec![1, 0] }, vec![p]);
+    let m = node(&mut g, Op::Mul, vec![s, s]);
+    let o = node(&mut g, Op::Add, vec![m, r]);
+    let h = scalar(&mut g, 0.5);
+    let o2 = node(&mut g, Op::Mul, vec![o, h]);
+    g.outputs.push(o2);
+    g.outputs.push(p);
+    let (out, report) = run(&g, &EgraphOptions::default());
+    assert_eq!(report.regions.len(), 2, "{:?}", report.stop_lines());
+    assert_eq!(out.outputs.len(), 2);
+    assert_same_function(&g, &out, -1.0, 1.0, 4);
+}
+
+#[test]
+fn runner_limits_are_respected_and_reported() {
+    let mut rng = Rng(5);
+    let coeffs: Vec<f64> = (0..=31).map(|_| rng.coeff()).collect();
+    let g = horner_graph(&coeffs, 4);
+    // Node limit.
+    let (out, report) = run(&g, &EgraphOptions { node_limit: 60, ..Default::default() });
+    assert!(matches!(report.regions[0].stop, Stop::NodeLimit { limit: 60, nodes } if nodes > 60), "{:?}", report.regions[0].stop);
+    assert_eq!(report.limited_regions, 1);
+    assert_same_function(&g, &out, -1.0, 1.0, 5);
+    // Iteration limit.
+    let (_, report) = run(&g, &EgraphOptions { iter_limit: 1, ..Default::default() });
+    assert!(matches!(report.regions[0].stop, Stop::IterationLimit { limit: 1 }), "{:?}", report.regions[0].stop);
+    assert!(report.regions[0].iterations <= 1);
+    // No time at all: regions are extracted as built, never worse than before.
+    let (out, report) = run(&g, &EgraphOptions { time_limit: Duration::ZERO, ..Default::default() });
+    assert_eq!(report.regions[0].stop, Stop::BudgetExhausted);
+    assert_eq!(measure_depth(&out), measure_depth(&g));
+    assert_same_function(&g, &out, -1.0, 1.0, 6);
+    // Saturation on a tiny region.
+    let mut t = Graph::new("tiny");
+    let x = t.add_input("x", f32t(&[3]));
+    let one = scalar(&mut t, 1.0);
+    let y = node(&mut t, Op::Mul, vec![x, one]);
+    let z = node(&mut t, Op::Neg, vec![y]);
+    t.outputs.push(z);
+    let (out, report) = run(&t, &EgraphOptions::default());
+    assert_eq!(report.regions[0].stop, Stop::Saturated);
+    assert_eq!(count(&out, |op| !matches!(op, Op::Constant(_))), 1, "x·1 is gone");
+    // The report serializes (it goes into report.json).
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"saturated\""), "{json}");
+}
+
+#[test]
+fn bad_options_and_graphs_are_errors() {
+    let g = horner_graph(&[0.5, 0.25, 0.125], 2);
+    let err = optimize(&g, &EgraphOptions { node_limit: 0, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("node_limit"), "{err}");
+    let mut bad = g.clone();
+    bad.outputs.push(Value::from_u32(999));
+    assert!(optimize(&bad, &EgraphOptions::default()).is_err());
+}
+
+#[test]
+fn plaintext_and_non_elementwise_parts_are_copied() {
+    // A mask-like plaintext branch (integer input) and a reduce in the middle.
+    let mut g = Graph::new("mixed");
+    let x = g.add_input("x", f32t(&[2, 4]));
+    let m = g.add_input("mask", TensorType::new(DType::I64, vec![2, 4]));
+    let mf = node(&mut g, Op::Cast(DType::F32), vec![m]);
+    let xm = node(&mut g, Op::Mul, vec![x, mf]);
+    let c = scalar(&mut g, 0.3);
+    let a = node(&mut g, Op::Mul, vec![xm, c]);
+    let r = node(&mut g, Op::ReduceSum { axes: vec![1], keepdims: true }, vec![a]);
+    let sq = node(&mut g, Op::Mul, vec![r, r]);
+    let k = scalar(&mut g, 3.0);
+    let y = node(&mut g, Op::Mul, vec![sq, k]);
+    g.outputs.push(y);
+    let (out, _) = run(&g, &EgraphOptions::default());
+    assert!(out.nodes.values().any(|n| matches!(n.op, Op::ReduceSum { .. })));
+    assert!(out.nodes.values().any(|n| matches!(n.op, Op::Cast(_))));
+    let mut rng = Rng(9);
+    let xs = Tensor::float(DType::F32, vec![2, 4], (0..8).map(|_| rng.range(-1.0, 1.0)).collect()).unwrap();
+    let ms = Tensor::int(DType::I64, vec![2, 4], vec![1, 0, 1, 1, 0, 1, 1, 0]).unwrap();
+    let ra = interp::run(&g, &[xs.clone(), ms.clone()]).unwrap();
+    let rb = interp::run(&out, &[xs, ms]).unwrap();
+    for (p, q) in ra[0].to_f64_vec().iter().zip(rb[0].to_f64_vec()) {
+        assert!((p - q).abs() <= 1e-9 * p.abs().max(1.0));
+    }
+    let _ = (ValueDef::Input(0), Node::from_u32(0));
+}
