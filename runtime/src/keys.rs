@@ -129,7 +129,7 @@ pub fn rotation_galois_element(log_n: u32, step: i64) -> u64 {
 
 /// Inverse of an odd `g` modulo a power of two.
 fn mod_inverse_pow2(g: u64, modulus: u64) -> Option<u64> {
-    if g % 2 == 0 {
+    if g.is_multiple_of(2) {
         return None;
     }
     // Newton iteration: x ← x(2 − g·x) doubles the number of correct low bits.

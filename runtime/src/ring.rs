@@ -97,7 +97,6 @@ pub(crate) struct ModUpTable {
 #[derive(Debug)]
 pub(crate) struct RingContext {
     pub(crate) n: usize,
-    pub(crate) log_n: u32,
     /// Q primes followed by P primes.
     pub(crate) primes: Vec<Prime>,
     pub(crate) nq: usize,
@@ -192,7 +191,6 @@ impl RingContext {
         let alpha = params.alpha();
         let mut ctx = Self {
             n,
-            log_n: params.log_n,
             primes,
             nq,
             np,
@@ -228,7 +226,7 @@ impl RingContext {
             let mut digits = Vec::with_capacity(beta);
             for j in 0..beta {
                 let src = j * self.alpha..((j + 1) * self.alpha).min(l + 1);
-                let src_primes: Vec<&Prime> = qs.get(src.clone()).ok_or(CkksError::Internal("digit range"))?.iter().copied().collect();
+                let src_primes: Vec<&Prime> = qs.get(src.clone()).ok_or(CkksError::Internal("digit range"))?.to_vec();
                 let mut qhat_inv = Vec::with_capacity(src_primes.len());
                 for (a, pa) in src_primes.iter().enumerate() {
                     // (prod_{b != a} q_b)^{-1} mod q_a
@@ -304,6 +302,7 @@ impl RingContext {
     }
 
     /// Coefficient-form polynomial from small signed coefficients.
+    #[allow(clippy::wrong_self_convention)] // a constructor that needs the context's primes
     pub(crate) fn from_i64(&self, coeffs: &[i64], nq: usize, with_p: bool) -> RnsPoly {
         let mut p = self.zero(nq, with_p);
         for_limbs(&mut p.data, self.n, |t, limb| {
@@ -360,6 +359,7 @@ impl RingContext {
     }
 
     /// Pointwise product (NTT form).
+    #[cfg(test)]
     pub(crate) fn mul_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
         let nq = a.nq;
         let n = self.n;

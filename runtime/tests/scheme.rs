@@ -123,10 +123,10 @@ fn additive_ops_and_constants() {
     assert_eq!(m.level(), 2);
     assert!(bits(&times, &decrypt(f, &m)) > tol - 3.0);
     // real constant: one level, same scale
-    let k = f.eval.mul_const(&cx, 0.7071).unwrap();
+    let k = f.eval.mul_const(&cx, 0.6875).unwrap();
     assert_eq!(k.level(), 1);
     assert_eq!(k.scale(), cx.scale());
-    let want: Vec<_> = x.iter().map(|a| a * 0.7071).collect();
+    let want: Vec<_> = x.iter().map(|a| a * 0.6875).collect();
     assert!(bits(&want, &decrypt(f, &k)) > tol - 1.0);
 }
 
