@@ -978,6 +978,29 @@ mod tests {
         assert_eq!(xxh64("鹅鹅鹅，曲项向天歌。白毛浮绿水，红掌拨清波".as_bytes(), 0), 0x497A_D04E_6A19_7D28);
     }
 
+    /// The NTT representation (tfhe-ntt's order and fhe-math's choice of root per prime) is part of
+    /// format version 1: stored ciphertexts and keys are NTT values. `NTT(X)` determines the whole
+    /// transform, so pinning it catches a dependency update that would make old files decode to
+    /// garbage. If this fails, bump `FORMAT_VERSION` (and document the change) before re-pinning.
+    #[test]
+    fn ntt_representation_is_pinned() {
+        let ring = &fx().ctx.inner.ring;
+        let mut x = vec![0i64; ring.n];
+        x[1] = 1;
+        let mut p = ring.from_i64(&x, ring.nq, true);
+        ring.ntt_forward(&mut p);
+        let bytes: Vec<u8> = p.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(xxh64(&bytes, 0), 0x74EE9AFAD446CCED, "NTT representation changed: bump FORMAT_VERSION");
+    }
+
+    /// Parameter bytes (field layout, generated primes, fingerprint) are pinned for the same reason.
+    #[test]
+    fn parameter_bytes_are_pinned() {
+        let b = fx().ctx.params().to_bytes();
+        assert_eq!(b.len(), 24 + 36 + 3 * 12 + 8);
+        assert_eq!(xxh64(&b, 0), 0xB28DEFEF40DF3872, "parameter serialization changed: bump FORMAT_VERSION");
+    }
+
     #[test]
     fn reseal_of_an_unchanged_object_is_identical() {
         let b = fx().ct.to_bytes();
