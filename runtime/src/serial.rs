@@ -14,10 +14,11 @@
 //! | 24 + `len` | 8 | XXH64 (seed 0) of every preceding byte |
 //!
 //! Contract:
-//! - Loading never panics and never allocates more than a small constant times the input: the
-//!   length field must equal the bytes actually present, every count read from the payload is
-//!   checked against the bytes that remain before anything is allocated, and files are only read
-//!   when their size is within what the context's parameters allow for the declared kind.
+//! - Loading never panics, and allocations are bounded by the input (a secret key, whose NTT form
+//!   is recomputed, by the size its parameters give it): the length field must equal the bytes
+//!   actually present, every count read from the payload is checked against the bytes that remain
+//!   before anything is allocated, and files are only read when their declared kind is the one
+//!   asked for and their size is within what the context's parameters allow for it.
 //! - Checks run in this order, so the first error is the most telling one: size and magic, version
 //!   ([`CkksError::UnsupportedVersion`]), length, checksum (any flipped bit is
 //!   [`CkksError::Malformed`]), kind ([`CkksError::WrongKind`] names both kinds), parameter
