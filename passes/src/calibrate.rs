@@ -88,7 +88,7 @@ pub struct SoftmaxCalibration {
     pub shift_axis: Option<usize>,
     /// The shifts (one per head, or one).
     pub shifts: Vec<f64>,
-    /// Range of `scores − shift` (the exponential's argument).
+    /// Range of `scores − shift` (the exponential's argument); its percentiles equal its extremes.
     pub shifted_scores: Range,
     /// Row sums of `exp(x − shift)` (times `exp(bias)` when masked).
     pub row_sum: Range,
@@ -352,7 +352,8 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
                 rs.count = s.rows_seen;
                 let sh = shifted.finish();
                 let scores = s.scores.finish();
-                let shifted_scores = Range { p_lo: f64::NAN, p_hi: f64::NAN, count: scores.count, ..sh };
+                // Percentiles are not tracked per head for the shifted scores: they equal the extremes.
+                let shifted_scores = Range { p_lo: sh.min, p_hi: sh.max, count: scores.count, ..sh };
                 NodeCalibration {
                     op: "softmax".into(),
                     input: scores,

@@ -79,8 +79,18 @@ pub fn compile_to_poly(g: &Graph, calib: &Calibration, opts: &PolyOptions) -> Re
 /// The egg depth minimization, when enabled.
 fn run_egraph(g: Graph, opts: &PolyOptions) -> Result<(Graph, EgraphSummary), PassError> {
     if !opts.egraph {
-        return Ok((g, EgraphSummary { ran: false, stop_reasons: vec![], details: "disabled".into() }));
+        return Ok((g, EgraphSummary { ran: false, stop_reasons: vec![], details: "disabled".into(), report: None }));
     }
-    // The egg pass (passes/src/egraph/) is not part of this crate yet: report that it did not run.
-    Ok((g, EgraphSummary { ran: false, stop_reasons: vec![], details: "not available in this build".into() }))
+    let (graph, report) = crate::egraph::optimize(&g, &opts.egraph_options).map_err(|e| PassError::Egraph(e.to_string()))?;
+    let details = format!(
+        "depth {} -> {}, ct×ct {} -> {}, {} regions ({} stopped by a bound), {:.1} ms",
+        report.depth_before,
+        report.depth_after,
+        report.ct_mults_before,
+        report.ct_mults_after,
+        report.regions.len(),
+        report.limited_regions,
+        report.elapsed_ms
+    );
+    Ok((graph, EgraphSummary { ran: true, stop_reasons: report.stop_lines(), details, report: Some(report) }))
 }

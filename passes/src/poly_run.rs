@@ -22,6 +22,9 @@ pub struct RangeCount {
     /// Inputs outside `[lo, hi]`.
     pub outside: usize,
     pub total: usize,
+    /// Inputs that are NaN or infinite (counted in `outside` too; a diverged upstream computation).
+    pub non_finite: usize,
+    /// Extremes of the finite inputs.
     pub min_seen: f64,
     pub max_seen: f64,
 }
@@ -57,8 +60,14 @@ impl std::fmt::Display for OutOfRange {
         for (n, c) in off {
             writeln!(
                 f,
-                "  {n}: {}/{} outside [{:.4}, {:.4}] (seen [{:.4}, {:.4}])",
-                c.outside, c.total, c.lo, c.hi, c.min_seen, c.max_seen
+                "  {n}: {}/{} outside [{:.4}, {:.4}] (seen [{:.4}, {:.4}]{})",
+                c.outside,
+                c.total,
+                c.lo,
+                c.hi,
+                c.min_seen,
+                c.max_seen,
+                if c.non_finite > 0 { format!(", {} NaN/inf", c.non_finite) } else { String::new() }
             )?;
         }
         Ok(())
@@ -76,6 +85,7 @@ pub fn run_poly(g: &Graph, inputs: &[Tensor]) -> Result<(Vec<Tensor>, OutOfRange
             hi,
             outside: 0,
             total: 0,
+            non_finite: 0,
             min_seen: f64::INFINITY,
             max_seen: f64::NEG_INFINITY,
         });
@@ -84,8 +94,12 @@ pub fn run_poly(g: &Graph, inputs: &[Tensor]) -> Result<(Vec<Tensor>, OutOfRange
             if !(x >= lo && x <= hi) {
                 e.outside += 1;
             }
-            e.min_seen = e.min_seen.min(x);
-            e.max_seen = e.max_seen.max(x);
+            if x.is_finite() {
+                e.min_seen = e.min_seen.min(x);
+                e.max_seen = e.max_seen.max(x);
+            } else {
+                e.non_finite += 1;
+            }
         }
     };
     let outs = interp::run_with(g, inputs, &mut observer).map_err(PassError::Eval)?;

@@ -29,8 +29,10 @@ pub struct EgraphSummary {
     pub ran: bool,
     /// One line per runner: region and why it stopped.
     pub stop_reasons: Vec<String>,
-    /// The pass's own summary text.
+    /// One-line summary (depth and ct×ct before → after, regions, time).
     pub details: String,
+    /// The pass's full report.
+    pub report: Option<crate::egraph::EgraphReport>,
 }
 
 /// The report (module doc).
@@ -158,12 +160,10 @@ impl fmt::Display for CompileReport {
         for w in &self.warnings {
             writeln!(f, "warning: {} ({}): {}", w.node, w.op, w.message)?;
         }
-        if self.egraph.ran {
-            for s in &self.egraph.stop_reasons {
-                writeln!(f, "egraph: {s}")?;
-            }
-        } else {
-            writeln!(f, "egraph: {}", self.egraph.details)?;
+        writeln!(f, "egraph: {}", self.egraph.details)?;
+        // Only runners stopped by a bound are worth a line here; report.json has every region.
+        for s in self.egraph.stop_reasons.iter().filter(|s| !s.contains(": saturated after")) {
+            writeln!(f, "egraph: {s}")?;
         }
         let t: Vec<String> = self.timings.iter().map(|t| format!("{} {:.1} ms", t.pass, t.ms)).collect();
         writeln!(f, "timings: {}", t.join(", "))

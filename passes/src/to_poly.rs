@@ -79,6 +79,9 @@ pub struct PolyOptions {
     pub reciprocal_headroom: f64,
     /// Run the egg depth minimization after replacement.
     pub egraph: bool,
+    /// Bounds of the egg runners (node, iteration, time limits).
+    #[serde(skip)]
+    pub egraph_options: crate::egraph::EgraphOptions,
     /// Run the verifier after every pass (tests set it).
     pub verify: bool,
 }
@@ -97,6 +100,7 @@ impl Default for PolyOptions {
             max_inverse_steps: 48,
             reciprocal_headroom: 8.0,
             egraph: true,
+            egraph_options: crate::egraph::EgraphOptions::default(),
             verify: false,
         }
     }
@@ -780,7 +784,14 @@ fn measure_rel(p: &dyn Fn(f64) -> f64, f: &dyn Fn(f64) -> f64, iv: Interval) -> 
 
 /// Emits an iterative inverse (guess `chebyshev` + Newton/Goldschmidt steps as mul/sub ops) on `x`.
 fn emit_inverse(e: &mut Emit<'_>, x: Value, inv: &IterativeInverse, part: &str) -> Result<Value, PassError> {
-    let mut y = e.cheb(x, &inv.guess, &format!("{part}_guess"))?;
+    // A constant guess is a plaintext scalar (no polynomial evaluation, no ct×ct product with it).
+    let mut y = match inv.guess.coeffs() {
+        [c] => {
+            let dt = e.g.ty(x).dtype;
+            e.scalar(*c, dt, &format!("{part}_guess"))
+        }
+        _ => e.cheb(x, &inv.guess, &format!("{part}_guess"))?,
+    };
     match (inv.function, inv.scheme) {
         (InverseFunction::InvSqrt, _) => {
             if inv.steps > 0 {
