@@ -1,0 +1,323 @@
+//! The versioned binary form of a [`Program`] (`OUT/program.bin`).
+//!
+//! Layout (little endian): magic `PHEPROG\0`, `u16` version, `u64` body length, the body, then a
+//! SHA-256 of the body (32 bytes). The body holds the parameter requirements first (so a reader can
+//! reject a program for other parameters before decoding the rest), then ports, constants,
+//! instructions. Every length is bounds-checked against the remaining bytes before allocating, so
+//! corrupt or truncated input gives [`ProgramError::Malformed`], never a panic or a huge allocation.
+
+use sha2::{Digest, Sha256};
+
+use super::{Inst, Op, Port, Program, ProgramError, ProgramParams, ProgramResult, SlotLayout};
+
+/// Magic bytes of a serialized program.
+pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
+/// Format version written by this build.
+pub const PROGRAM_VERSION: u16 = 1;
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+    fn len(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn port(&mut self, p: &Port) {
+        self.str(&p.name);
+        let SlotLayout::RowMajor { shape, slots } = &p.layout;
+        self.u8(0);
+        self.len(*slots);
+        self.len(shape.len());
+        shape.iter().for_each(|&d| self.len(d));
+        self.len(p.regs.len());
+        p.regs.iter().for_each(|&r| self.u32(r));
+    }
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    pos: usize,
+    base: usize,
+}
+
+impl<'a> R<'a> {
+    fn err<T>(&self, reason: impl Into<String>) -> ProgramResult<T> {
+        Err(ProgramError::Malformed { offset: self.base + self.pos, reason: reason.into() })
+    }
+    fn take(&mut self, n: usize) -> ProgramResult<&'a [u8]> {
+        match self.pos.checked_add(n).and_then(|end| self.b.get(self.pos..end)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => self.err(format!("truncated: {n} more bytes needed")),
+        }
+    }
+    fn arr<const K: usize>(&mut self) -> ProgramResult<[u8; K]> {
+        let s = self.take(K)?;
+        let mut a = [0u8; K];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self) -> ProgramResult<u8> {
+        Ok(self.arr::<1>()?[0])
+    }
+    fn u32(&mut self) -> ProgramResult<u32> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> ProgramResult<u64> {
+        Ok(u64::from_le_bytes(self.arr()?))
+    }
+    fn i64(&mut self) -> ProgramResult<i64> {
+        Ok(i64::from_le_bytes(self.arr()?))
+    }
+    fn f64(&mut self) -> ProgramResult<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+    /// A count of items each at least `item_bytes` long: bounded by the remaining bytes.
+    fn count(&mut self, item_bytes: usize) -> ProgramResult<usize> {
+        let n = self.u64()?;
+        let left = (self.b.len() - self.pos) as u64;
+        if n.saturating_mul(item_bytes.max(1) as u64) > left {
+            return self.err(format!("count {n} exceeds the remaining {left} bytes"));
+        }
+        Ok(n as usize)
+    }
+    fn usize_small(&mut self, max: u64, what: &str) -> ProgramResult<usize> {
+        let v = self.u64()?;
+        if v > max {
+            return self.err(format!("{what} = {v} exceeds {max}"));
+        }
+        Ok(v as usize)
+    }
+    fn str(&mut self) -> ProgramResult<String> {
+        let n = self.count(1)?;
+        let s = self.take(n)?;
+        match std::str::from_utf8(s) {
+            Ok(s) => Ok(s.to_string()),
+            Err(_) => self.err("string is not UTF-8"),
+        }
+    }
+    fn port(&mut self) -> ProgramResult<Port> {
+        let name = self.str()?;
+        let kind = self.u8()?;
+        if kind != 0 {
+            return self.err(format!("unknown slot layout kind {kind}"));
+        }
+        let slots = self.usize_small(1 << 20, "slots")?;
+        let rank = self.count(8)?;
+        let mut shape = Vec::with_capacity(rank);
+        for _ in 0..rank {
+            shape.push(self.usize_small(1 << 40, "dimension")?);
+        }
+        let nregs = self.count(4)?;
+        let mut regs = Vec::with_capacity(nregs);
+        for _ in 0..nregs {
+            regs.push(self.u32()?);
+        }
+        Ok(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs })
+    }
+}
+
+impl Program {
+    /// Serializes the program.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = W(Vec::new());
+        let p = &self.params;
+        w.u32(p.log_n);
+        w.len(p.q_bits.len());
+        p.q_bits.iter().for_each(|&b| w.u32(b));
+        w.len(p.p_bits.len());
+        p.p_bits.iter().for_each(|&b| w.u32(b));
+        w.len(p.dnum);
+        w.u32(p.log_scale);
+        w.u64(p.fingerprint);
+        w.len(p.moduli.len());
+        p.moduli.iter().for_each(|&q| w.u64(q));
+        w.str(&self.name);
+        w.len(self.input_level);
+        w.f64(self.input_scale);
+        w.len(self.inputs.len());
+        self.inputs.iter().for_each(|i| w.port(i));
+        w.len(self.outputs.len());
+        self.outputs.iter().for_each(|o| w.port(o));
+        w.len(self.constants.len());
+        for c in &self.constants {
+            w.len(c.len());
+            c.iter().for_each(|&x| w.f64(x));
+        }
+        w.len(self.insts.len());
+        for inst in &self.insts {
+            match inst.op {
+                Op::Add(a, b) => {
+                    w.u8(0);
+                    w.u32(a);
+                    w.u32(b);
+                }
+                Op::Sub(a, b) => {
+                    w.u8(1);
+                    w.u32(a);
+                    w.u32(b);
+                }
+                Op::Neg(a) => {
+                    w.u8(2);
+                    w.u32(a);
+                }
+                Op::AddPlain(a, c) => {
+                    w.u8(3);
+                    w.u32(a);
+                    w.u32(c);
+                }
+                Op::SubPlain(a, c) => {
+                    w.u8(4);
+                    w.u32(a);
+                    w.u32(c);
+                }
+                Op::MulPlain { src, constant, pt_scale } => {
+                    w.u8(5);
+                    w.u32(src);
+                    w.u32(constant);
+                    w.f64(pt_scale);
+                }
+                Op::MulScalar { src, value, const_scale } => {
+                    w.u8(6);
+                    w.u32(src);
+                    w.f64(value);
+                    w.f64(const_scale);
+                }
+                Op::MulInt(a, k) => {
+                    w.u8(7);
+                    w.u32(a);
+                    w.i64(k);
+                }
+                Op::Mul(a, b) => {
+                    w.u8(8);
+                    w.u32(a);
+                    w.u32(b);
+                }
+                Op::Rescale(a) => {
+                    w.u8(9);
+                    w.u32(a);
+                }
+                Op::DropLevel { src, level } => {
+                    w.u8(10);
+                    w.u32(src);
+                    w.len(level);
+                }
+                Op::Rotate { src, step } => {
+                    w.u8(11);
+                    w.u32(src);
+                    w.i64(step);
+                }
+            }
+            w.len(inst.level);
+            w.f64(inst.scale);
+        }
+        let body = w.0;
+        let mut out = Vec::with_capacity(body.len() + 50);
+        out.extend_from_slice(PROGRAM_MAGIC);
+        out.extend_from_slice(&PROGRAM_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&Sha256::digest(&body));
+        out
+    }
+
+    /// Reads a serialized program; corrupt, truncated or foreign bytes are errors. The result is
+    /// structurally validated ([`Program::validate_structure`]); call [`Program::validate`] for the
+    /// level/scale proof.
+    pub fn from_bytes(bytes: &[u8]) -> ProgramResult<Program> {
+        let mut h = R { b: bytes, pos: 0, base: 0 };
+        if h.take(8)? != PROGRAM_MAGIC {
+            return h.err("not a polyhe CKKS program (bad magic)");
+        }
+        let version = u16::from_le_bytes(h.arr()?);
+        if version != PROGRAM_VERSION {
+            return Err(ProgramError::UnsupportedVersion { found: version, supported: PROGRAM_VERSION });
+        }
+        let len = h.count(1)?;
+        let body = h.take(len)?;
+        let digest: [u8; 32] = h.arr()?;
+        if h.pos != bytes.len() {
+            return h.err("trailing bytes after the checksum");
+        }
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(ProgramError::Malformed { offset: 18, reason: "checksum mismatch (corrupt body)".into() });
+        }
+        let mut r = R { b: body, pos: 0, base: 18 };
+        let log_n = r.u32()?;
+        let nq = r.count(4)?;
+        let q_bits = (0..nq).map(|_| r.u32()).collect::<ProgramResult<Vec<_>>>()?;
+        let np = r.count(4)?;
+        let p_bits = (0..np).map(|_| r.u32()).collect::<ProgramResult<Vec<_>>>()?;
+        let dnum = r.usize_small(1 << 16, "dnum")?;
+        let log_scale = r.u32()?;
+        let fingerprint = r.u64()?;
+        let nm = r.count(8)?;
+        let moduli = (0..nm).map(|_| r.u64()).collect::<ProgramResult<Vec<_>>>()?;
+        if !(1..=20).contains(&log_n) {
+            return r.err(format!("log_n = {log_n} out of range"));
+        }
+        let params = ProgramParams { log_n, q_bits, p_bits, dnum, log_scale, fingerprint, moduli };
+        let name = r.str()?;
+        let input_level = r.usize_small(1 << 16, "input level")?;
+        let input_scale = r.f64()?;
+        let ni = r.count(8)?;
+        let inputs = (0..ni).map(|_| r.port()).collect::<ProgramResult<Vec<_>>>()?;
+        let no = r.count(8)?;
+        let outputs = (0..no).map(|_| r.port()).collect::<ProgramResult<Vec<_>>>()?;
+        let nc = r.count(8)?;
+        let mut constants = Vec::with_capacity(nc);
+        for _ in 0..nc {
+            let n = r.count(8)?;
+            constants.push((0..n).map(|_| r.f64()).collect::<ProgramResult<Vec<_>>>()?);
+        }
+        let n_inst = r.count(5)?;
+        let mut insts = Vec::with_capacity(n_inst);
+        for _ in 0..n_inst {
+            let tag = r.u8()?;
+            let op = match tag {
+                0 => Op::Add(r.u32()?, r.u32()?),
+                1 => Op::Sub(r.u32()?, r.u32()?),
+                2 => Op::Neg(r.u32()?),
+                3 => Op::AddPlain(r.u32()?, r.u32()?),
+                4 => Op::SubPlain(r.u32()?, r.u32()?),
+                5 => Op::MulPlain { src: r.u32()?, constant: r.u32()?, pt_scale: r.f64()? },
+                6 => Op::MulScalar { src: r.u32()?, value: r.f64()?, const_scale: r.f64()? },
+                7 => Op::MulInt(r.u32()?, r.i64()?),
+                8 => Op::Mul(r.u32()?, r.u32()?),
+                9 => Op::Rescale(r.u32()?),
+                10 => Op::DropLevel { src: r.u32()?, level: r.usize_small(1 << 16, "level")? },
+                11 => Op::Rotate { src: r.u32()?, step: r.i64()? },
+                t => return r.err(format!("unknown instruction tag {t}")),
+            };
+            let level = r.usize_small(1 << 16, "level")?;
+            let scale = r.f64()?;
+            insts.push(Inst { op, level, scale });
+        }
+        if r.pos != body.len() {
+            return r.err("trailing bytes in the body");
+        }
+        let prog = Program { name, params, inputs, input_level, input_scale, constants, insts, outputs };
+        prog.validate_structure()?;
+        Ok(prog)
+    }
+}

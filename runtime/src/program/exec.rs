@@ -1,0 +1,290 @@
+//! Executing a [`Program`] on ciphertexts, and the client-side ends (encrypt inputs, decrypt outputs).
+//!
+//! The executor needs only an [`Evaluator`] (public evaluation keys). Instructions are scheduled in
+//! waves (an instruction's wave is one more than its latest operand's); the instructions of a wave
+//! are independent and run in parallel with rayon. Rotations of one register within a wave share a
+//! single decomposition (hoisting). A register is freed after its last use, so memory follows the
+//! program's live set, not its length.
+
+use rayon::prelude::*;
+
+use super::{Inst, Op, Program, ProgramError, ProgramResult};
+use crate::context::CkksContext;
+use crate::encoder::Encoder;
+use crate::eval::Evaluator;
+use crate::keys::{Ciphertext, ClientKeys, Encryptor};
+
+/// Counters of one execution.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecStats {
+    pub waves: usize,
+    pub rotations: usize,
+    /// Hoisted decompositions (each shared by ≥ 2 rotations).
+    pub hoists: usize,
+    /// Key switches: relinearizations plus rotations.
+    pub key_switches: usize,
+    pub ct_ct_mults: usize,
+    pub plain_mults: usize,
+    pub rescales: usize,
+    /// Largest number of live ciphertext registers.
+    pub peak_live: usize,
+}
+
+fn check_eval(program: &Program, eval: &Evaluator) -> ProgramResult<()> {
+    let fp = eval.context().fingerprint();
+    if fp != program.params.fingerprint {
+        return Err(ProgramError::Interface {
+            reason: format!("evaluator parameters {fp:016x} differ from the program's {:016x}", program.params.fingerprint),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the program; returns the output ciphertexts in the order of [`Program::outputs`] and their
+/// layouts' ciphertexts.
+pub fn execute(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> ProgramResult<Vec<Ciphertext>> {
+    execute_with_stats(program, eval, inputs).map(|(o, _)| o)
+}
+
+enum Task {
+    One(usize),
+    Rotations(u32, Vec<usize>),
+}
+
+/// [`execute`] plus counters.
+pub fn execute_with_stats(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
+    program.validate_structure()?;
+    check_eval(program, eval)?;
+    let n_in = program.num_input_regs();
+    if inputs.len() != n_in {
+        return Err(ProgramError::Interface { reason: format!("{} input ciphertexts given, the program takes {n_in}", inputs.len()) });
+    }
+    for (k, ct) in inputs.iter().enumerate() {
+        if ct.level() != program.input_level {
+            return Err(ProgramError::Interface {
+                reason: format!("input ciphertext {k} is at level {}, the program expects {}", ct.level(), program.input_level),
+            });
+        }
+    }
+    let n_regs = program.num_regs();
+    // Wave of each register and its last use (outputs live to the end).
+    let mut wave = vec![0usize; n_regs];
+    let mut last_use = vec![0usize; n_regs];
+    for (i, inst) in program.insts.iter().enumerate() {
+        let w = inst.op.operands().iter().map(|&r| wave.get(r as usize).copied().unwrap_or(0) + 1).max().unwrap_or(1);
+        if let Some(x) = wave.get_mut(n_in + i) {
+            *x = w;
+        }
+        for r in inst.op.operands() {
+            if let Some(l) = last_use.get_mut(r as usize) {
+                *l = (*l).max(w);
+            }
+        }
+    }
+    let n_waves = wave.iter().copied().max().unwrap_or(0);
+    for o in &program.outputs {
+        for &r in &o.regs {
+            if let Some(l) = last_use.get_mut(r as usize) {
+                *l = usize::MAX;
+            }
+        }
+    }
+    let mut by_wave: Vec<Vec<usize>> = vec![Vec::new(); n_waves + 1];
+    for i in 0..program.insts.len() {
+        if let Some(b) = wave.get(n_in + i).and_then(|&w| by_wave.get_mut(w)) {
+            b.push(i);
+        }
+    }
+    let mut regs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
+    regs.resize_with(n_regs, || None);
+    let ctx = eval.context();
+    let encoder = Encoder::new(&ctx);
+    let mut stats = ExecStats { waves: n_waves, ..ExecStats::default() };
+    for (w, insts) in by_wave.iter().enumerate().skip(1) {
+        let mut tasks = Vec::new();
+        let mut rot_groups: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+        for &i in insts {
+            match program.insts.get(i).map(|x| &x.op) {
+                Some(Op::Rotate { src, .. }) => rot_groups.entry(*src).or_default().push(i),
+                _ => tasks.push(Task::One(i)),
+            }
+        }
+        for (src, group) in rot_groups {
+            if group.len() >= 2 {
+                stats.hoists += 1;
+                tasks.push(Task::Rotations(src, group));
+            } else {
+                tasks.extend(group.into_iter().map(Task::One));
+            }
+        }
+        let regs_ref = &regs;
+        let results: Vec<ProgramResult<Vec<(usize, Ciphertext)>>> = tasks
+            .par_iter()
+            .map(|t| match t {
+                Task::One(i) => {
+                    let inst = program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
+                    Ok(vec![(*i, run_one(program, eval, &encoder, regs_ref, *i, inst)?)])
+                }
+                Task::Rotations(src, group) => {
+                    let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
+                    let h = eval.hoist(ct)?;
+                    group
+                        .iter()
+                        .map(|&i| match program.insts.get(i).map(|x| &x.op) {
+                            Some(Op::Rotate { step, .. }) => Ok((i, eval.rotate_hoisted_one(&h, *step)?)),
+                            _ => Err(ProgramError::Invalid { inst: i, reason: "not a rotation".into() }),
+                        })
+                        .collect()
+                }
+            })
+            .collect();
+        for r in results {
+            for (i, ct) in r? {
+                check_result(program, i, &ct)?;
+                if let Some(slot) = regs.get_mut(n_in + i) {
+                    *slot = Some(ct);
+                }
+            }
+        }
+        for &i in insts {
+            match program.insts.get(i).map(|x| &x.op) {
+                Some(Op::Rotate { .. }) => {
+                    stats.rotations += 1;
+                    stats.key_switches += 1;
+                }
+                Some(Op::Mul(..)) => {
+                    stats.ct_ct_mults += 1;
+                    stats.key_switches += 1;
+                }
+                Some(Op::MulPlain { .. }) => stats.plain_mults += 1,
+                Some(Op::Rescale(..)) => stats.rescales += 1,
+                _ => {}
+            }
+        }
+        let live = regs.iter().filter(|r| r.is_some()).count();
+        stats.peak_live = stats.peak_live.max(live);
+        for (r, slot) in regs.iter_mut().enumerate() {
+            if last_use.get(r).is_some_and(|&l| l <= w) && slot.is_some() {
+                *slot = None;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for o in &program.outputs {
+        for &r in &o.regs {
+            let ct = regs.get(r as usize).and_then(|x| x.clone()).ok_or(ProgramError::Invalid {
+                inst: program.insts.len(),
+                reason: format!("output register %{r} was never computed"),
+            })?;
+            out.push(ct);
+        }
+    }
+    Ok((out, stats))
+}
+
+fn reg(regs: &[Option<Ciphertext>], r: u32, inst: usize) -> ProgramResult<&Ciphertext> {
+    regs.get(r as usize)
+        .and_then(|x| x.as_ref())
+        .ok_or(ProgramError::Invalid { inst, reason: format!("register %{r} is not available") })
+}
+
+fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<()> {
+    let inst = program.insts.get(i).ok_or(ProgramError::Invalid { inst: i, reason: "missing".into() })?;
+    let rel = (ct.scale() - inst.scale).abs() / inst.scale.abs().max(f64::MIN_POSITIVE);
+    if ct.level() != inst.level || rel > 1e-9 {
+        return Err(ProgramError::Invalid {
+            inst: i,
+            reason: format!(
+                "result at level {} scale 2^{:.6}, annotated level {} scale 2^{:.6}",
+                ct.level(),
+                ct.scale().log2(),
+                inst.level,
+                inst.scale.log2()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn run_one(program: &Program, eval: &Evaluator, encoder: &Encoder, regs: &[Option<Ciphertext>], i: usize, inst: &Inst) -> ProgramResult<Ciphertext> {
+    let r = |x: u32| reg(regs, x, i);
+    let constant = |c: u32| {
+        program.constants.get(c as usize).ok_or(ProgramError::Invalid { inst: i, reason: format!("constant c{c} does not exist") })
+    };
+    let ct = match inst.op {
+        Op::Add(a, b) => eval.add(r(a)?, r(b)?)?,
+        Op::Sub(a, b) => eval.sub(r(a)?, r(b)?)?,
+        Op::Neg(a) => eval.negate(r(a)?)?,
+        Op::AddPlain(a, c) => {
+            let x = r(a)?;
+            let pt = encoder.encode(constant(c)?, x.level(), x.scale())?;
+            eval.add_plain(x, &pt)?
+        }
+        Op::SubPlain(a, c) => {
+            let x = r(a)?;
+            let pt = encoder.encode(constant(c)?, x.level(), x.scale())?;
+            eval.sub_plain(x, &pt)?
+        }
+        Op::MulPlain { src, constant: c, pt_scale } => {
+            let x = r(src)?;
+            let pt = encoder.encode(constant(c)?, x.level(), pt_scale)?;
+            eval.mul_plain(x, &pt)?
+        }
+        Op::MulScalar { src, value, const_scale } => eval.mul_const_scaled(r(src)?, value, const_scale)?,
+        Op::MulInt(a, k) => eval.mul_int(r(a)?, k)?,
+        Op::Mul(a, b) => eval.mul_relin(r(a)?, r(b)?)?,
+        Op::Rescale(a) => eval.rescale(r(a)?)?,
+        Op::DropLevel { src, level } => eval.drop_to_level(r(src)?, level)?,
+        Op::Rotate { src, step } => eval.rotate(r(src)?, step)?,
+    };
+    Ok(ct)
+}
+
+/// Client side: packs each input tensor (row-major `f64`, in the order of [`Program::inputs`]) into
+/// its layout's slot vectors and encrypts them at the program's input level and scale.
+pub fn encrypt_inputs(program: &Program, ctx: &CkksContext, encryptor: &Encryptor, inputs: &[Vec<f64>]) -> ProgramResult<Vec<Ciphertext>> {
+    if ctx.fingerprint() != program.params.fingerprint {
+        return Err(ProgramError::Interface { reason: "the context's parameters differ from the program's".into() });
+    }
+    if inputs.len() != program.inputs.len() {
+        return Err(ProgramError::Interface {
+            reason: format!("{} input tensors given, the program takes {}", inputs.len(), program.inputs.len()),
+        });
+    }
+    let encoder = Encoder::new(ctx);
+    let mut parts = Vec::new();
+    for (port, data) in program.inputs.iter().zip(inputs) {
+        parts.extend(port.layout.pack(data)?);
+    }
+    parts
+        .par_iter()
+        .map(|p| {
+            let pt = encoder.encode(p, program.input_level, program.input_scale)?;
+            Ok(encryptor.encrypt(&pt)?)
+        })
+        .collect()
+}
+
+/// Client side: decrypts the output ciphertexts and unpacks them into row-major tensors, one per
+/// [`Program::outputs`] entry.
+pub fn decrypt_outputs(program: &Program, ctx: &CkksContext, keys: &ClientKeys, outputs: &[Ciphertext]) -> ProgramResult<Vec<Vec<f64>>> {
+    let want: usize = program.outputs.iter().map(|o| o.regs.len()).sum();
+    if outputs.len() != want {
+        return Err(ProgramError::Interface { reason: format!("{} output ciphertexts given, the program produces {want}", outputs.len()) });
+    }
+    let encoder = Encoder::new(ctx);
+    let slots: Vec<Vec<f64>> = outputs
+        .par_iter()
+        .map(|ct| {
+            let pt = keys.decrypt(ct)?;
+            Ok(encoder.decode(&pt)?)
+        })
+        .collect::<ProgramResult<_>>()?;
+    let mut it = slots.into_iter();
+    let mut out = Vec::new();
+    for o in &program.outputs {
+        let parts: Vec<Vec<f64>> = it.by_ref().take(o.regs.len()).collect();
+        out.push(o.layout.unpack(&parts)?);
+    }
+    Ok(out)
+}

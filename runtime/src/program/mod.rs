@@ -1,0 +1,462 @@
+//! CKKS programs: the straight-line circuits the compiler emits and this runtime executes.
+//!
+//! A [`Program`] is SSA over ciphertext registers: registers `0..inputs` hold the input ciphertexts
+//! (in the order of [`Program::inputs`] and, within an input, of its layout's ciphertexts), and
+//! instruction `i` defines register `num_input_regs + i`. Plaintext operands are f64 slot vectors in
+//! [`Program::constants`], encoded at execution time at the level of the ciphertext they meet and at
+//! the scale the instruction names (so a program stores no parameter-specific polynomials).
+//!
+//! Contract:
+//! - Every instruction records the level and scale of its result ([`Inst::level`], [`Inst::scale`]).
+//!   [`Program::validate`] recomputes both from the operands with the exact primes of
+//!   [`Program::params`] and rejects any mismatch (EVA-style `validate_levels` / `validate_scales`),
+//!   operands used before definition, rescales at level 0, binary operations at different levels,
+//!   additions at different scales (relative 1e-9), and
+//!   constants longer than the slot count. A program that validates never fails for level/scale
+//!   reasons when executed with matching parameters.
+//! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements in row-major order occupies
+//!   `ceil(numel / slots)` ciphertexts; element `e` sits in ciphertext `e / slots`, slot `e % slots`.
+//!   Unused slots are zero on input.
+//! - The text form ([`Program::print`]) is for humans (`polyhe dump --stage ckks`); the binary form
+//!   ([`Program::to_bytes`] / [`Program::from_bytes`]) is versioned, checksummed and never panics on
+//!   corrupt bytes.
+
+mod binary;
+mod exec;
+mod text;
+
+use thiserror::Error;
+
+use crate::error::CkksError;
+use crate::params::CkksParams;
+
+pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
+pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_stats, ExecStats};
+
+/// A ciphertext register.
+pub type Reg = u32;
+
+/// Errors of program validation, (de)serialization and execution.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ProgramError {
+    /// The program is internally inconsistent (levels, scales, operands): a compiler bug or a
+    /// hand-edited program. `inst` is the instruction index.
+    #[error("invalid program at instruction {inst}: {reason}")]
+    Invalid { inst: usize, reason: String },
+    /// A level would go below 0.
+    #[error("level underflow at instruction {inst}: {op} needs a level, operand is at level {level}")]
+    LevelUnderflow { inst: usize, op: &'static str, level: usize },
+    /// Inputs/outputs given to the client helpers or executor do not match the program.
+    #[error("program interface mismatch: {reason}")]
+    Interface { reason: String },
+    /// Serialized bytes are malformed.
+    #[error("malformed program: {reason} (at byte {offset})")]
+    Malformed { offset: usize, reason: String },
+    /// The serialized version is not one this build reads.
+    #[error("unsupported program format version {found} (this build reads {supported})")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// A CKKS operation failed.
+    #[error(transparent)]
+    Ckks(#[from] CkksError),
+}
+
+/// Result alias of the program module.
+pub type ProgramResult<T> = std::result::Result<T, ProgramError>;
+
+/// The parameter set a program was compiled for (enough to rebuild [`CkksParams`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramParams {
+    pub log_n: u32,
+    pub q_bits: Vec<u32>,
+    pub p_bits: Vec<u32>,
+    pub dnum: usize,
+    pub log_scale: u32,
+    /// [`CkksParams::fingerprint_u64`] of the parameters; checked when they are rebuilt.
+    pub fingerprint: u64,
+    /// The Q primes (for exact scale bookkeeping without regenerating them).
+    pub moduli: Vec<u64>,
+}
+
+impl ProgramParams {
+    /// Captures a parameter set.
+    pub fn from_params(p: &CkksParams) -> Self {
+        Self {
+            log_n: p.log_n(),
+            q_bits: p.q_bits().to_vec(),
+            p_bits: p.p_bits().to_vec(),
+            dnum: p.dnum(),
+            log_scale: p.log_scale(),
+            fingerprint: p.fingerprint_u64(),
+            moduli: p.moduli().to_vec(),
+        }
+    }
+
+    /// Rebuilds the parameters and checks they are the ones the program was compiled for.
+    pub fn to_params(&self) -> ProgramResult<CkksParams> {
+        let p = CkksParams::new(self.log_n, &self.q_bits, &self.p_bits, self.dnum, self.log_scale)?;
+        if p.fingerprint_u64() != self.fingerprint || p.moduli() != self.moduli.as_slice() {
+            return Err(ProgramError::Interface {
+                reason: format!(
+                    "the stored parameters rebuild to fingerprint {:016x}, the program names {:016x}",
+                    p.fingerprint_u64(),
+                    self.fingerprint
+                ),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Number of slots per ciphertext.
+    pub fn slots(&self) -> usize {
+        1usize << self.log_n.saturating_sub(1)
+    }
+
+    /// Highest level.
+    pub fn max_level(&self) -> usize {
+        self.moduli.len().saturating_sub(1)
+    }
+}
+
+/// How a tensor is laid out in ciphertext slots (see the module doc).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotLayout {
+    /// Row-major, `slots` elements per ciphertext, the last one zero-padded.
+    RowMajor { shape: Vec<usize>, slots: usize },
+}
+
+impl SlotLayout {
+    /// The tensor shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            SlotLayout::RowMajor { shape, .. } => shape,
+        }
+    }
+    /// Number of tensor elements.
+    pub fn numel(&self) -> usize {
+        self.shape().iter().product()
+    }
+    /// Number of ciphertexts.
+    pub fn num_cts(&self) -> usize {
+        match self {
+            SlotLayout::RowMajor { slots, .. } => self.numel().div_ceil((*slots).max(1)).max(1),
+        }
+    }
+    /// Splits a row-major tensor into per-ciphertext slot vectors.
+    pub fn pack(&self, data: &[f64]) -> ProgramResult<Vec<Vec<f64>>> {
+        if data.len() != self.numel() {
+            return Err(ProgramError::Interface {
+                reason: format!("tensor of {} elements given for shape {:?}", data.len(), self.shape()),
+            });
+        }
+        let SlotLayout::RowMajor { slots, .. } = self;
+        let mut out: Vec<Vec<f64>> = data.chunks((*slots).max(1)).map(|c| c.to_vec()).collect();
+        if out.is_empty() {
+            out.push(Vec::new());
+        }
+        Ok(out)
+    }
+    /// Joins per-ciphertext slot vectors back into a row-major tensor.
+    pub fn unpack(&self, parts: &[Vec<f64>]) -> ProgramResult<Vec<f64>> {
+        let SlotLayout::RowMajor { slots, .. } = self;
+        let n = self.numel();
+        let mut out = Vec::with_capacity(n);
+        for (k, part) in parts.iter().enumerate() {
+            let want = n.saturating_sub(k * slots).min(*slots);
+            let got = part.get(..want).ok_or_else(|| ProgramError::Interface {
+                reason: format!("ciphertext {k} decoded to {} slots, {want} needed", part.len()),
+            })?;
+            out.extend_from_slice(got);
+        }
+        if out.len() != n {
+            return Err(ProgramError::Interface { reason: format!("{} ciphertexts for {n} elements", parts.len()) });
+        }
+        Ok(out)
+    }
+}
+
+/// A named program input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    pub name: String,
+    pub layout: SlotLayout,
+    /// One register per ciphertext of the layout.
+    pub regs: Vec<Reg>,
+}
+
+/// An operation; register operands must be defined earlier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Add(Reg, Reg),
+    Sub(Reg, Reg),
+    Neg(Reg),
+    /// `ct + pt`, the constant encoded at the ciphertext's level and scale.
+    AddPlain(Reg, u32),
+    /// `ct - pt`.
+    SubPlain(Reg, u32),
+    /// `ct · pt`, the constant encoded at the ciphertext's level and scale `pt_scale`.
+    MulPlain { src: Reg, constant: u32, pt_scale: f64 },
+    /// `ct · c` with `c` encoded at scale `const_scale` (a scalar multiply; result scale multiplies).
+    MulScalar { src: Reg, value: f64, const_scale: f64 },
+    /// `ct · k` for an integer `k` (no scale change, no level).
+    MulInt(Reg, i64),
+    /// `a · b`, relinearized.
+    Mul(Reg, Reg),
+    /// Divide by the last prime: level − 1, scale / q_level.
+    Rescale(Reg),
+    /// Drop primes down to `level` (scale unchanged).
+    DropLevel { src: Reg, level: usize },
+    /// Rotate left by `step` slots. The executor hoists rotations of the same register.
+    Rotate { src: Reg, step: i64 },
+}
+
+impl Op {
+    /// Register operands.
+    pub fn operands(&self) -> Vec<Reg> {
+        match *self {
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
+            Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) | Op::Rescale(a) => vec![a],
+            Op::MulPlain { src, .. } | Op::MulScalar { src, .. } | Op::DropLevel { src, .. } | Op::Rotate { src, .. } => {
+                vec![src]
+            }
+        }
+    }
+
+    /// The op's keyword in the text form.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Add(..) => "add",
+            Op::Sub(..) => "sub",
+            Op::Neg(..) => "neg",
+            Op::AddPlain(..) => "add_plain",
+            Op::SubPlain(..) => "sub_plain",
+            Op::MulPlain { .. } => "mul_plain",
+            Op::MulScalar { .. } => "mul_scalar",
+            Op::MulInt(..) => "mul_int",
+            Op::Mul(..) => "mul_relin",
+            Op::Rescale(..) => "rescale",
+            Op::DropLevel { .. } => "drop_level",
+            Op::Rotate { .. } => "rotate",
+        }
+    }
+}
+
+/// One instruction with its result's level and scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inst {
+    pub op: Op,
+    pub level: usize,
+    pub scale: f64,
+}
+
+/// A CKKS program (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub name: String,
+    pub params: ProgramParams,
+    pub inputs: Vec<Port>,
+    /// Level and scale at which inputs are encrypted.
+    pub input_level: usize,
+    pub input_scale: f64,
+    pub constants: Vec<Vec<f64>>,
+    pub insts: Vec<Inst>,
+    pub outputs: Vec<Port>,
+}
+
+const SCALE_TOL: f64 = 1e-9;
+
+fn scales_eq(a: f64, b: f64) -> bool {
+    (a - b).abs() <= SCALE_TOL * a.abs().max(b.abs())
+}
+
+impl Program {
+    /// Number of registers holding inputs.
+    pub fn num_input_regs(&self) -> usize {
+        self.inputs.iter().map(|p| p.regs.len()).sum()
+    }
+
+    /// Total number of registers.
+    pub fn num_regs(&self) -> usize {
+        self.num_input_regs() + self.insts.len()
+    }
+
+    /// The distinct rotation steps the program uses, sorted.
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        let s: std::collections::BTreeSet<i64> = self
+            .insts
+            .iter()
+            .filter_map(|i| match i.op {
+                Op::Rotate { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        s.into_iter().collect()
+    }
+
+    /// Checks level and scale annotations (see the module doc); runs both checks.
+    pub fn validate(&self) -> ProgramResult<()> {
+        self.validate_structure()?;
+        self.validate_levels()?;
+        self.validate_scales()
+    }
+
+    /// Ports, register numbering, operand definitions and constants.
+    pub fn validate_structure(&self) -> ProgramResult<()> {
+        let bad = |inst: usize, reason: String| Err(ProgramError::Invalid { inst, reason });
+        let slots = self.params.slots();
+        if self.params.moduli.is_empty() || self.input_level > self.params.max_level() {
+            return bad(0, format!("input level {} outside the modulus chain", self.input_level));
+        }
+        let mut next = 0u32;
+        for p in &self.inputs {
+            if p.regs.len() != p.layout.num_cts() {
+                return bad(0, format!("input `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()));
+            }
+            for &r in &p.regs {
+                if r != next {
+                    return bad(0, format!("input registers must be numbered 0.. in order, `{}` uses %{r}", p.name));
+                }
+                next += 1;
+            }
+            let SlotLayout::RowMajor { slots: s, .. } = p.layout;
+            if s != slots {
+                return bad(0, format!("input `{}` laid out for {s} slots, parameters give {slots}", p.name));
+            }
+        }
+        for (k, c) in self.constants.iter().enumerate() {
+            if c.len() > slots || c.iter().any(|x| !x.is_finite()) {
+                return bad(0, format!("constant c{k} has {} values (max {slots}) or a non-finite value", c.len()));
+            }
+        }
+        let n_in = self.num_input_regs();
+        for (i, inst) in self.insts.iter().enumerate() {
+            let def = (n_in + i) as u32;
+            for r in inst.op.operands() {
+                if r >= def {
+                    return bad(i, format!("operand %{r} is not defined before %{def}"));
+                }
+            }
+            if let Op::AddPlain(_, c) | Op::SubPlain(_, c) | Op::MulPlain { constant: c, .. } = inst.op {
+                if c as usize >= self.constants.len() {
+                    return bad(i, format!("constant c{c} does not exist"));
+                }
+            }
+            if !(inst.scale.is_finite() && inst.scale > 0.0) {
+                return bad(i, format!("scale {} is not positive and finite", inst.scale));
+            }
+        }
+        for p in &self.outputs {
+            if p.regs.len() != p.layout.num_cts() {
+                return bad(self.insts.len(), format!("output `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()));
+            }
+            if let Some(&r) = p.regs.iter().find(|&&r| r as usize >= self.num_regs()) {
+                return bad(self.insts.len(), format!("output `{}` reads undefined %{r}", p.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes (level, ciphertext degree) of every register; checks annotations and underflow.
+    pub fn validate_levels(&self) -> ProgramResult<()> {
+        let n_in = self.num_input_regs();
+        let mut level = vec![self.input_level; n_in];
+        let get = |level: &Vec<usize>, i: usize, r: Reg| {
+            level.get(r as usize).copied().ok_or(ProgramError::Invalid { inst: i, reason: format!("undefined %{r}") })
+        };
+        for (i, inst) in self.insts.iter().enumerate() {
+            let l = match inst.op {
+                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => {
+                    let (la, lb) = (get(&level, i, a)?, get(&level, i, b)?);
+                    if la != lb {
+                        return Err(ProgramError::Invalid { inst: i, reason: format!("{} of %{a} at level {la} and %{b} at level {lb}", inst.op.name()) });
+                    }
+                    la
+                }
+                Op::Rescale(a) => {
+                    let la = get(&level, i, a)?;
+                    if la == 0 {
+                        return Err(ProgramError::LevelUnderflow { inst: i, op: "rescale", level: 0 });
+                    }
+                    la - 1
+                }
+                Op::DropLevel { src, level: to } => {
+                    let la = get(&level, i, src)?;
+                    if to > la {
+                        return Err(ProgramError::Invalid { inst: i, reason: format!("drop_level from {la} up to {to}") });
+                    }
+                    to
+                }
+                _ => {
+                    let ops = inst.op.operands();
+                    let a = ops.first().copied().unwrap_or(0);
+                    get(&level, i, a)?
+                }
+            };
+            if l != inst.level {
+                return Err(ProgramError::Invalid { inst: i, reason: format!("annotated level {} but computed {l}", inst.level) });
+            }
+            level.push(l);
+        }
+        Ok(())
+    }
+
+    /// Recomputes the scale of every register with the exact primes; checks annotations and that
+    /// additions see equal scales.
+    pub fn validate_scales(&self) -> ProgramResult<()> {
+        let n_in = self.num_input_regs();
+        let mut scale = vec![self.input_scale; n_in];
+        let mut level = vec![self.input_level; n_in];
+        for (i, inst) in self.insts.iter().enumerate() {
+            let sc = |r: Reg| scale.get(r as usize).copied().unwrap_or(f64::NAN);
+            let lv = |r: Reg| level.get(r as usize).copied().unwrap_or(0);
+            let s = match inst.op {
+                Op::Add(a, b) | Op::Sub(a, b) => {
+                    if !scales_eq(sc(a), sc(b)) {
+                        return Err(ProgramError::Invalid {
+                            inst: i,
+                            reason: format!("{} of scales 2^{:.6} and 2^{:.6}", inst.op.name(), sc(a).log2(), sc(b).log2()),
+                        });
+                    }
+                    sc(a)
+                }
+                Op::Mul(a, b) => sc(a) * sc(b),
+                Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) => sc(a),
+                Op::MulPlain { src, pt_scale, .. } => sc(src) * pt_scale,
+                Op::MulScalar { src, const_scale, .. } => sc(src) * const_scale,
+                Op::Rescale(a) => {
+                    let q = self.params.moduli.get(lv(a)).copied().unwrap_or(0) as f64;
+                    sc(a) / q
+                }
+                Op::DropLevel { src, .. } | Op::Rotate { src, .. } => sc(src),
+            };
+            if !scales_eq(s, inst.scale) {
+                return Err(ProgramError::Invalid {
+                    inst: i,
+                    reason: format!("annotated scale 2^{:.6} but computed 2^{:.6}", inst.scale.log2(), s.log2()),
+                });
+            }
+            scale.push(s);
+            level.push(inst.level);
+        }
+        Ok(())
+    }
+
+    /// Multiplicative depth used: input level minus the lowest level of any register.
+    pub fn levels_used(&self) -> usize {
+        let min = self.insts.iter().map(|i| i.level).min().unwrap_or(self.input_level);
+        self.input_level.saturating_sub(min)
+    }
+
+    /// Counts of operations by kind (for reports).
+    pub fn op_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for i in &self.insts {
+            *m.entry(i.op.name()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! The human-readable text form of a [`Program`] (`polyhe dump --stage ckks`).
+//!
+//! Every instruction line ends with its result's `@L<level> 2^<log2 scale>` annotation, so a snapshot
+//! shows the level and scale management. Constants are summarized (length, first values).
+
+use std::fmt::Write;
+
+use super::{Op, Port, Program, SlotLayout};
+
+fn port(p: &Port) -> String {
+    let SlotLayout::RowMajor { shape, slots } = &p.layout;
+    let regs: Vec<String> = p.regs.iter().map(|r| format!("%{r}")).collect();
+    format!("{}: f64{:?} row_major/{slots} [{}]", p.name, shape, regs.join(", "))
+}
+
+impl Program {
+    /// Prints the program.
+    pub fn print(&self) -> String {
+        let mut s = String::new();
+        let p = &self.params;
+        let _ = writeln!(s, "ckks_program \"{}\"", self.name);
+        let _ = writeln!(
+            s,
+            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={} fingerprint={:016x}",
+            p.log_n, p.q_bits, p.p_bits, p.dnum, p.log_scale, p.fingerprint
+        );
+        for i in &self.inputs {
+            let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i), self.input_level, self.input_scale.log2());
+        }
+        for (k, c) in self.constants.iter().enumerate() {
+            let head: Vec<String> = c.iter().take(4).map(|x| format!("{x:.6e}")).collect();
+            let nz = c.iter().filter(|x| **x != 0.0).count();
+            let more = if c.len() > 4 { ", ..." } else { "" };
+            let _ = writeln!(s, "const c{k}: {} slots, {nz} nonzero [{}{more}]", c.len(), head.join(", "));
+        }
+        let n_in = self.num_input_regs();
+        for (i, inst) in self.insts.iter().enumerate() {
+            let args = match &inst.op {
+                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
+                Op::Neg(a) | Op::Rescale(a) => format!("%{a}"),
+                Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
+                Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale=2^{:.4}}}", pt_scale.log2()),
+                Op::MulScalar { src, value, const_scale } => format!("%{src}, {value:e} {{const_scale=2^{:.4}}}", const_scale.log2()),
+                Op::MulInt(a, k) => format!("%{a}, {k}"),
+                Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
+                Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
+            };
+            let _ = writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
+        }
+        for o in &self.outputs {
+            let _ = writeln!(s, "output {}", port(o));
+        }
+        s
+    }
+}
