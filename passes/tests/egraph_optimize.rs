@@ -184,7 +184,8 @@ fn scalar_after_matmul_is_fused_into_the_weights() {
     // ... and a scalar before a second matmul.
     let h = scalar(&mut g, -1.5);
     let z2 = node(&mut g, Op::Mul, vec![z, h]);
-    let w2 = g.add_constant(Tensor::float(DType::F32, vec![4, 3], (0..12).map(|_| rng.coeff()).collect()).unwrap(), "W2");
+    let w2 =
+        g.add_constant(Tensor::float(DType::F32, vec![4, 3], (0..12).map(|_| rng.coeff()).collect()).unwrap(), "W2");
     let o = node(&mut g, Op::MatMul, vec![z2, w2]);
     g.outputs.push(o);
     assert_eq!(measure_depth(&g), 4);
@@ -222,6 +223,29 @@ fn chebyshev_absorbs_neighbouring_affine_maps() {
     // (x·0.25 + 0.5) ∈ [-1, 2] ⇔ x ∈ [-6, 6]: the out-of-range accounting is unchanged.
     assert!((lo + 6.0).abs() < 1e-12 && (hi - 6.0).abs() < 1e-12, "[{lo}, {hi}]");
     assert_same_function(&g, &out, -6.0, 6.0, 2);
+}
+
+#[test]
+fn scaled_scores_with_per_head_shifts_fold_into_the_chebyshev() {
+    // Attention's exp(scores/sqrt(d) − shift[head]): the scale costs a level unless the series absorbs it.
+    let mut g = Graph::new("scores");
+    let s = g.add_input("scores", f32t(&[2, 4, 3, 3]));
+    let c = scalar(&mut g, 0.125);
+    let a = node(&mut g, Op::Mul, vec![s, c]);
+    let shift =
+        g.add_constant(Tensor::float(DType::F32, vec![1, 4, 1, 1], vec![0.5, -1.0, 2.0, 0.25]).unwrap(), "shift");
+    let b = node(&mut g, Op::Sub, vec![a, shift]);
+    let e = node(
+        &mut g,
+        Op::Chebyshev { lo: -8.0, hi: 2.0, coeffs: vec![0.3, 0.5, 0.2, 0.1, 0.05, 0.01, 0.003, 0.001] },
+        vec![b],
+    );
+    g.outputs.push(e);
+    assert_eq!(measure_depth(&g), 4);
+    let (out, _) = run(&g, &EgraphOptions::default());
+    assert_eq!(measure_depth(&out), 3, "the scale's level is gone");
+    assert_eq!(count(&out, |op| matches!(op, Op::Mul)), 0);
+    assert_same_function(&g, &out, -40.0, 40.0, 12);
 }
 
 #[test]
@@ -270,7 +294,11 @@ fn runner_limits_are_respected_and_reported() {
     let g = horner_graph(&coeffs, 4);
     // Node limit.
     let (out, report) = run(&g, &EgraphOptions { node_limit: 60, ..Default::default() });
-    assert!(matches!(report.regions[0].stop, Stop::NodeLimit { limit: 60, nodes } if nodes > 60), "{:?}", report.regions[0].stop);
+    assert!(
+        matches!(report.regions[0].stop, Stop::NodeLimit { limit: 60, nodes } if nodes > 60),
+        "{:?}",
+        report.regions[0].stop
+    );
     assert_eq!(report.limited_regions, 1);
     assert_same_function(&g, &out, -1.0, 1.0, 5);
     // Iteration limit.

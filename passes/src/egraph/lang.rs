@@ -84,11 +84,7 @@ pub struct ChebSpec {
 
 impl ChebSpec {
     pub fn new(lo: f64, hi: f64, coeffs: &[f64]) -> Self {
-        ChebSpec {
-            lo: Scalar::new(lo),
-            hi: Scalar::new(hi),
-            coeffs: coeffs.iter().map(|&c| Scalar::new(c)).collect(),
-        }
+        ChebSpec { lo: Scalar::new(lo), hi: Scalar::new(hi), coeffs: coeffs.iter().map(|&c| Scalar::new(c)).collect() }
     }
 
     pub fn coeffs_f64(&self) -> Vec<f64> {
@@ -129,10 +125,7 @@ impl FromStr for ChebSpec {
             .ok_or_else(|| format!("not a chebyshev spec: {s}"))?;
         let (range, coeffs) = body.split_once(';').ok_or("missing ';'")?;
         let (lo, hi) = range.split_once(',').ok_or("missing ','")?;
-        let coeffs = coeffs
-            .split(',')
-            .map(|c| c.parse::<Scalar>())
-            .collect::<Result<Vec<_>, _>>()?;
+        let coeffs = coeffs.split(',').map(|c| c.parse::<Scalar>()).collect::<Result<Vec<_>, _>>()?;
         Ok(ChebSpec { lo: lo.parse()?, hi: hi.parse()?, coeffs })
     }
 }
@@ -149,10 +142,7 @@ impl fmt::Display for LeafRef {
 impl FromStr for LeafRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.strip_prefix('v')
-            .and_then(|n| n.parse().ok())
-            .map(LeafRef)
-            .ok_or_else(|| format!("not a leaf: {s}"))
+        s.strip_prefix('v').and_then(|n| n.parse().ok()).map(LeafRef).ok_or_else(|| format!("not a leaf: {s}"))
     }
 }
 
@@ -168,10 +158,7 @@ impl fmt::Display for ConstRef {
 impl FromStr for ConstRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.strip_prefix('c')
-            .and_then(|n| n.parse().ok())
-            .map(ConstRef)
-            .ok_or_else(|| format!("not a constant: {s}"))
+        s.strip_prefix('c').and_then(|n| n.parse().ok()).map(ConstRef).ok_or_else(|| format!("not a constant: {s}"))
     }
 }
 

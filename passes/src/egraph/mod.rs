@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cranelift_entity::SecondaryMap;
-use egg::{EGraph, Extractor, Id, Runner, StopReason};
+use egg::{EGraph, Extractor, Id, Language, Runner, StopReason};
 use polyhe_ir::{interp, verify, Const, DType, Graph, IrError, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
@@ -76,15 +76,24 @@ impl Default for EgraphOptions {
 pub enum Stop {
     Saturated,
     /// The iteration limit was reached.
-    IterationLimit { limit: usize },
+    IterationLimit {
+        limit: usize,
+    },
     /// The e-graph grew past the node limit. egg checks limits between iterations, so `nodes` (the
     /// size when it stopped) can exceed `limit` by one iteration's growth.
-    NodeLimit { limit: usize, nodes: usize },
+    NodeLimit {
+        limit: usize,
+        nodes: usize,
+    },
     /// The time left in the shared budget ran out after `seconds` in this region.
-    TimeLimit { seconds: f64 },
+    TimeLimit {
+        seconds: f64,
+    },
     /// The shared time budget was exhausted before this region: extracted as built.
     BudgetExhausted,
-    Other { reason: String },
+    Other {
+        reason: String,
+    },
 }
 
 impl Stop {
@@ -138,6 +147,9 @@ pub struct RegionReport {
     pub ct_mults_after: usize,
     /// Graph nodes emitted for the region.
     pub nodes_after: usize,
+    /// The extracted form was not better than the region as written on the DAG (sharing counted
+    /// once), so the region was kept as written.
+    pub kept_original: bool,
 }
 
 /// What the pass did.
@@ -267,11 +279,8 @@ fn build_region(
                 let a = operand(&mut egraph, d.inputs[0], true);
                 let b = operand(&mut egraph, d.inputs[1], true);
                 // Scalars go right (the rules' convention); add and mul commute.
-                let (a, b) = if matches!(d.op, Op::Sub) || egraph[a].data.kind != Kind::Compile {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
+                let (a, b) =
+                    if matches!(d.op, Op::Sub) || egraph[a].data.kind != Kind::Compile { (a, b) } else { (b, a) };
                 egraph.add(match d.op {
                     Op::Add => PolyLang::Add([a, b]),
                     Op::Sub => PolyLang::Sub([a, b]),
@@ -330,9 +339,7 @@ impl Emitter<'_> {
             return scalar(c);
         }
         let bin = |op: Op, a: Tensor, b: Tensor| -> Result<Tensor, IrError> {
-            interp::eval_op(&op, &[&a, &b], self.old)?
-                .pop()
-                .ok_or_else(|| IrError::Verifier("no result".into()))
+            interp::eval_op(&op, &[&a, &b], self.old)?.pop().ok_or_else(|| IrError::Verifier("no result".into()))
         };
         match node {
             PolyLang::Num(c) => scalar(c.get()),
@@ -404,6 +411,35 @@ impl Emitter<'_> {
         self.memo.insert(id, v);
         Ok(v)
     }
+}
+
+/// Cost of the extracted terms of `roots` on the DAG: deepest root, then ct×ct multiplications and
+/// ops counted once per e-class reachable through the best nodes.
+fn dag_cost(egraph: &EG, roots: &[Id]) -> (u32, usize, usize) {
+    let extractor = Extractor::new(egraph, DepthCost { egraph });
+    let depth = roots.iter().map(|&r| extractor.find_best_cost(r).depth).max().unwrap_or(0);
+    let (mut ct, mut ops) = (0, 0);
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) || egraph[id].data.kind != Kind::Cipher {
+            continue;
+        }
+        let node = extractor.find_best_node(id);
+        let own = model::node_cost(
+            node,
+            |c| {
+                let d = &egraph[c].data;
+                model::Operand { kind: d.kind, num: d.num, depth: 0 }
+            },
+            |l| egraph.analysis.leaves.get(&l).copied().unwrap_or(Some(0)),
+            |c| model::spec_in(egraph, c).map(|s| model::spec_cost(&s)),
+        );
+        ct += own.ct_mults;
+        ops += own.ops;
+        stack.extend(node.children().iter().map(|&c| egraph.find(c)));
+    }
+    (depth, ct, ops)
 }
 
 /// A unit of emission: a region or a single other node.
@@ -627,6 +663,7 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                 let built = build_region(g, &region.nodes, &in_region, &leaf_depth, &uses_outside);
                 let first = &g.nodes[region.nodes[0]];
                 let dtype = g.ty(first.outputs[0]).dtype;
+                let original = built.egraph.clone();
                 let now = Instant::now();
                 let (egraph, stop, iterations) = if now >= deadline {
                     (built.egraph, Stop::BudgetExhausted, 0)
@@ -643,6 +680,12 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                         .map_or(Stop::Saturated, |r| Stop::from_egg(r, opts.node_limit, opts.iter_limit));
                     (runner.egraph, stop, runner.iterations.len())
                 };
+                let (egraph_nodes, egraph_classes) = (egraph.total_number_of_nodes(), egraph.number_of_classes());
+                // Extraction's tree cost can overrate forms that share less (module doc); on the DAG,
+                // the region as written may be better: then keep it.
+                let root_ids: Vec<Id> = built.roots.iter().map(|r| r.1).collect();
+                let kept_original = dag_cost(&egraph, &root_ids) > dag_cost(&original, &root_ids);
+                let egraph = if kept_original { original } else { egraph };
                 // Leaves: every leaf the region references is mapped (emitted earlier) or a constant.
                 let mut leaf_map = HashMap::new();
                 for &v in &built.leaves {
@@ -671,11 +714,17 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                     let want = g.ty(old_v);
                     if new.ty(nv).shape != want.shape {
                         // Rewrites may drop a broadcast dimension that only a folded constant carried.
-                        nv = em.add(&mut new, Op::Expand { shape: want.shape.clone() }, vec![nv]).map_err(rebuild_err)?;
+                        nv = em
+                            .add(&mut new, Op::Expand { shape: want.shape.clone() }, vec![nv])
+                            .map_err(rebuild_err)?;
                     }
                     if new.ty(nv) != want {
                         return Err(EgraphError::Internal {
-                            msg: format!("region at {}: root {old_v} has type {} instead of {want}", first.name, new.ty(nv)),
+                            msg: format!(
+                                "region at {}: root {old_v} has type {} instead of {want}",
+                                first.name,
+                                new.ty(nv)
+                            ),
                         });
                     }
                     if let Some(name) = &g.values[old_v].name {
@@ -691,8 +740,9 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                     roots: built.roots.len(),
                     stop,
                     iterations,
-                    egraph_nodes: egraph.total_number_of_nodes(),
-                    egraph_classes: egraph.number_of_classes(),
+                    egraph_nodes,
+                    egraph_classes,
+                    kept_original,
                     depth_before: built.roots.iter().map(|(v, _)| depth_before.value_depth(*v)).max().unwrap_or(0),
                     depth_after: built.roots.iter().map(|(v, _)| track.depth[map[v]]).max().unwrap_or(0),
                     ct_mults_before: ct_mults_of(g, &enc, &region.nodes),
@@ -737,11 +787,8 @@ pub fn run_rules(
     for &(l, d) in leaves {
         analysis.leaves.insert(LeafRef(l), d);
     }
-    let rewrites: Vec<_> = rules::RULES
-        .iter()
-        .filter(|r| names.is_none_or(|ns| ns.contains(&r.name)))
-        .map(rules::build)
-        .collect();
+    let rewrites: Vec<_> =
+        rules::RULES.iter().filter(|r| names.is_none_or(|ns| ns.contains(&r.name))).map(rules::build).collect();
     let runner = Runner::default()
         .with_egraph(EG::new(analysis))
         .with_expr(expr)

@@ -425,9 +425,7 @@ impl egg::CostFunction<PolyLang> for DepthCost<'_> {
                 Operand { kind: d.kind, num: d.num, depth: find(id).map_or(d.depth, |c| c.depth) }
             },
             |l| eg.analysis.leaves.get(&l).copied().unwrap_or(Some(0)),
-            |id| {
-                spec_in(eg, id).map(|s| eg.analysis.plan_costs.get(&s).copied().unwrap_or_else(|| spec_cost(&s)))
-            },
+            |id| spec_in(eg, id).map(|s| eg.analysis.plan_costs.get(&s).copied().unwrap_or_else(|| spec_cost(&s))),
         );
         let mut total = Cost { depth: nc.depth, ct_mults: nc.ct_mults, ops: nc.ops, general: nc.general, size: 1 };
         for (_, c) in &child {

@@ -130,11 +130,8 @@ impl B {
         if n == 0 {
             return V::C(a[0]);
         }
-        let leaf_depth = (1..=n)
-            .filter(|&i| a[i] != 0.0)
-            .map(|i| ceil_log2(i) + u32::from(!is_integer(a[i])))
-            .max()
-            .unwrap_or(0);
+        let leaf_depth =
+            (1..=n).filter(|&i| a[i] != 0.0).map(|i| ceil_log2(i) + u32::from(!is_integer(a[i]))).max().unwrap_or(0);
         if n <= baby && leaf_depth <= budget || n == 1 {
             let mut acc = V::C(a[0]);
             for (i, &ai) in a.iter().enumerate().take(n + 1).skip(1) {

@@ -117,8 +117,7 @@ pub fn find_regions(g: &Graph, enc: &SecondaryMap<Value, bool>) -> Vec<Region> {
             // Pairwise: regions that escaped into each other cannot merge.
             let mut chosen: Vec<usize> = Vec::new();
             for r in join {
-                let esc_r: BTreeSet<usize> =
-                    region_esc.get(&r).into_iter().flatten().map(|&x| dsu.find(x)).collect();
+                let esc_r: BTreeSet<usize> = region_esc.get(&r).into_iter().flatten().map(|&x| dsu.find(x)).collect();
                 let ok = chosen.iter().all(|&c| {
                     let esc_c: BTreeSet<usize> =
                         region_esc.get(&c).into_iter().flatten().map(|&x| dsu.find(x)).collect();

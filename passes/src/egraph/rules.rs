@@ -29,9 +29,17 @@ pub enum Cond {
     /// The listed variables are scalar constants other than zero.
     NonZero(&'static [&'static str]),
     /// `c` is a compile-time constant and `x` is not (moves constants right).
-    ConstLeft { c: &'static str, x: &'static str },
+    ConstLeft {
+        c: &'static str,
+        x: &'static str,
+    },
     /// The listed variables are compile-time constants (scalars or tensors).
     Compile(&'static [&'static str]),
+    /// `c` is a non-zero scalar and `k` a compile-time constant.
+    ScaleShift {
+        c: &'static str,
+        k: &'static str,
+    },
     /// The listed variables are ciphertexts.
     Cipher(&'static [&'static str]),
     /// The listed variables are ciphertexts and the right side is strictly shallower than the class.
@@ -50,6 +58,8 @@ pub enum Rhs {
 pub enum Custom {
     /// `cheb(s, x·c)` → `cheb(s', x)` with the interval divided by `c`.
     ChebScaleIn,
+    /// `cheb(s, x·c + k)` → `cheb(s', x + k/c)` with the interval divided by `c` (`k` any constant).
+    ChebScaleShiftIn,
     /// `cheb(s, x + c)` → `cheb(s', x)` with the interval shifted by `−c`.
     ChebShiftIn,
     /// `cheb(s, −x)` → `cheb(s', x)` with the interval mirrored.
@@ -110,8 +120,8 @@ pub const RULES: &[Rule] = &[
         "one orientation for every constant pattern below, instead of unbounded commutativity"),
     pat("normalize", "const-right-add", "(add ?c ?x)", "(add ?x ?c)", ConstLeft { c: "?c", x: "?x" },
         "same, for additions"),
-    pat("normalize", "sub-const", "(sub ?x ?c)", "(add ?x (neg ?c))", Num(&["?c"]),
-        "x − c = x + (−c); (neg c) folds, and the add-constant rules then apply"),
+    pat("normalize", "sub-const", "(sub ?x ?c)", "(add ?x (neg ?c))", Compile(&["?c"]),
+        "x − c = x + (−c); (neg c) folds at compile time, and the add-constant rules then apply"),
     pat("normalize", "mul-neg-one", "(mul ?x -1.0)", "(neg ?x)", Always,
         "a negation needs no scalar multiplication"),
     pat("normalize", "neg-neg", "(neg (neg ?x))", "?x", Always, "two ops fewer"),
@@ -162,6 +172,9 @@ pub const RULES: &[Rule] = &[
     // ---- Chebyshev series absorb affine maps for free ----
     custom("chebyshev", "cheb-scale-in", "(cheb ?s (mul ?x ?c))", Custom::ChebScaleIn, NonZero(&["?c"]),
         "p(c·x) on [lo,hi] is p on [lo/c, hi/c] (mirrored for c < 0): the scalar level disappears"),
+    custom("chebyshev", "cheb-scale-shift-in", "(cheb ?s (add (mul ?x ?c) ?k))", Custom::ChebScaleShiftIn,
+        ScaleShift { c: "?c", k: "?k" },
+        "p(c·x + k) = p'(x + k/c) with p' = p on [lo/c, hi/c], k a constant tensor (per-head shifts): the level goes"),
     custom("chebyshev", "cheb-shift-in", "(cheb ?s (add ?x ?c))", Custom::ChebShiftIn, Num(&["?c"]),
         "p(x + c) on [lo,hi] is p on [lo − c, hi − c]"),
     custom("chebyshev", "cheb-neg-in", "(cheb ?s (neg ?x))", Custom::ChebNegIn, Always,
@@ -238,6 +251,9 @@ impl Condition<PolyLang, PolyAnalysis> for Check {
             NonZero(vs) => vs.iter().all(|v| num_of(eg, subst, v).is_some_and(|c| c != 0.0)),
             ConstLeft { c, x } => kind_of(eg, subst, c) == Kind::Compile && kind_of(eg, subst, x) != Kind::Compile,
             Compile(vs) => vs.iter().all(|v| kind_of(eg, subst, v) == Kind::Compile),
+            ScaleShift { c, k } => {
+                num_of(eg, subst, c).is_some_and(|c| c != 0.0) && kind_of(eg, subst, k) == Kind::Compile
+            }
             Cipher(vs) => vs.iter().all(|v| kind_of(eg, subst, v) == Kind::Cipher),
             CipherShallower(vs) => {
                 vs.iter().all(|v| kind_of(eg, subst, v) == Kind::Cipher)
@@ -263,8 +279,10 @@ fn odd_negated(c: &[f64]) -> Vec<f64> {
 pub fn rewrite_spec(kind: Custom, s: &ChebSpec, c: f64) -> Option<ChebSpec> {
     let (lo, hi, coeffs) = (s.lo.get(), s.hi.get(), s.coeffs_f64());
     let out = match kind {
-        Custom::ChebScaleIn if c > 0.0 => ChebSpec::new(lo / c, hi / c, &coeffs),
-        Custom::ChebScaleIn if c < 0.0 => ChebSpec::new(hi / c, lo / c, &odd_negated(&coeffs)),
+        Custom::ChebScaleIn | Custom::ChebScaleShiftIn if c > 0.0 => ChebSpec::new(lo / c, hi / c, &coeffs),
+        Custom::ChebScaleIn | Custom::ChebScaleShiftIn if c < 0.0 => {
+            ChebSpec::new(hi / c, lo / c, &odd_negated(&coeffs))
+        }
         Custom::ChebShiftIn => ChebSpec::new(lo - c, hi - c, &coeffs),
         Custom::ChebNegIn => ChebSpec::new(-hi, -lo, &odd_negated(&coeffs)),
         Custom::ChebScaleOut => ChebSpec::new(lo, hi, &coeffs.iter().map(|v| v * c).collect::<Vec<_>>()),
@@ -302,7 +320,13 @@ impl Applier<PolyLang, PolyAnalysis> for ChebApplier {
             return vec![];
         };
         let s = egraph.add(PolyLang::Spec(new));
-        let x = subst[var("?x")];
+        let mut x = subst[var("?x")];
+        if self.kind == Custom::ChebScaleShiftIn {
+            // x + k/c: the shift is folded at compile time.
+            let inv = egraph.add(PolyLang::Num(Scalar::new(1.0 / c)));
+            let k = egraph.add(PolyLang::Mul([subst[var("?k")], inv]));
+            x = egraph.add(PolyLang::Add([x, k]));
+        }
         let node = egraph.add(PolyLang::Cheb([s, x]));
         if egraph.union(eclass, node) {
             vec![eclass]
@@ -319,8 +343,11 @@ impl Searcher<PolyLang, PolyAnalysis> for PolySearcher {
     fn search_eclass_with_limit(&self, egraph: &EG, eclass: Id, limit: usize) -> Option<SearchMatches<'_, PolyLang>> {
         let d = &egraph[eclass].data;
         let poly = d.poly.as_ref()?;
-        (limit > 0 && !d.planned && d.kind == Kind::Cipher && poly.degree() >= 2)
-            .then(|| SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
+        (limit > 0 && !d.planned && d.kind == Kind::Cipher && poly.degree() >= 2).then(|| SearchMatches {
+            eclass,
+            substs: vec![Subst::default()],
+            ast: None,
+        })
     }
 
     fn vars(&self) -> Vec<Var> {
@@ -449,7 +476,11 @@ pub fn build(r: &Rule) -> Rewrite<PolyLang, PolyAnalysis> {
         }
         Rhs::Custom(k) => {
             let cond = Check { cond: r.cond, rhs: None };
-            Rewrite::new(r.name, parse(r.lhs), egg::ConditionalApplier { condition: cond, applier: ChebApplier { kind: k } })
+            Rewrite::new(
+                r.name,
+                parse(r.lhs),
+                egg::ConditionalApplier { condition: cond, applier: ChebApplier { kind: k } },
+            )
         }
     };
     result.unwrap_or_else(|e| unreachable!("rule {} is well-formed: {e}", r.name))
