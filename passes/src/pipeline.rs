@@ -35,7 +35,12 @@ pub fn compile_to_poly(g: &Graph, calib: &Calibration, opts: &PolyOptions) -> Re
     check("input", g)?;
 
     let t = Instant::now();
-    let folded = fold_affine(g)?;
+    // Only rebuild (copying the weights) when there is something to fold.
+    let folded = if g.nodes.values().any(|d| matches!(d.op, polyhe_ir::Op::BatchNorm { .. })) {
+        std::borrow::Cow::Owned(fold_affine(g)?)
+    } else {
+        std::borrow::Cow::Borrowed(g)
+    };
     check("fold_affine", &folded)?;
     timed("fold_affine", t);
 

@@ -37,7 +37,7 @@ use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_inv_sqrt, fit_relu, fit_to_target, remez, Activation,
+    build_inverse, fit_relu, fit_to_target, remez, Activation,
     ApproxError, Chebyshev, ErrorKind, FitOptions, InverseFunction, InverseOptions, InverseScheme, Interval,
     IterativeInverse, Method, ReluMethod, ReluOptions,
 };
@@ -411,7 +411,7 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
             }
         }
     }
-    let (graph, remap) = prune(&out);
+    let (graph, remap) = prune(out);
     for r in &mut records {
         r.io = (remap[r.io.0].unwrap_or(r.io.0), remap[r.io.1].unwrap_or(r.io.1));
     }
@@ -421,7 +421,9 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
 /// Drops nodes whose results reach no graph output (the replaced ops' leftovers: a mask `add`
 /// consumed only by its softmax, batch_norm parameters, ...). Returns the new graph and the map
 /// from old to new values.
-pub(crate) fn prune(g: &Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
+pub(crate) fn prune(mut g: Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
+    // Constant tensors are moved, not copied (weights dominate the graph's size).
+    let mut pool = std::mem::take(&mut g.constants);
     let mut live: SecondaryMap<Node, bool> = SecondaryMap::with_default(false);
     let mut stack: Vec<Value> = g.outputs.clone();
     while let Some(v) = stack.pop() {
@@ -443,7 +445,8 @@ pub(crate) fn prune(g: &Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
             continue;
         }
         if let Op::Constant(c) = d.op {
-            let nv = out.add_constant(g.constants[c].clone(), d.name.clone());
+            let t = std::mem::replace(&mut pool[c], Tensor::scalar_f32(0.0));
+            let nv = out.add_constant(t, d.name.clone());
             if let Some(name) = &g.values[d.outputs[0]].name {
                 out.set_name(nv, name.clone());
             }
@@ -939,32 +942,43 @@ fn layer_norm(
     Ok(y)
 }
 
-/// 1/√x: the fitter's choice, or a forced number of Newton steps with the smallest guess degree
-/// (`0, 1, 3, ..., 63`) reaching the target (the most accurate if none does).
+/// 1/√x: a relative-error Remez guess of degree `0, 1, 3, ..., 63` followed by `k` Newton steps
+/// (`k` forced by [`PolyOptions::layer_norm_newton_steps`], else `0..=4`); the smallest depth, then
+/// the fewest ct×ct multiplications, reaching the target (the most accurate candidate if none does).
+/// Errors and depths are the approx library's measured ones ([`build_inverse`]).
 fn inv_sqrt(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, ApproxError> {
-    let io = InverseOptions {
-        target: opts.layer_norm_target,
-        max_depth: opts.max_inverse_depth,
-        max_guess_degree: 63.min(opts.max_degree),
-        max_steps: opts.max_inverse_steps.min(6),
-    };
-    let Some(steps) = opts.layer_norm_newton_steps else { return fit_inv_sqrt(iv, &io) };
     let f = |x: f64| 1.0 / x.sqrt();
+    let max_guess = 63.min(opts.max_degree);
+    let steps: Vec<u32> = match opts.layer_norm_newton_steps {
+        Some(k) => vec![k as u32],
+        None => (0..=opts.max_inverse_steps.min(4)).collect(),
+    };
+    // Guess degrees in increasing order; stop once a guess alone is deeper than the best candidate
+    // (the plan's depth never decreases with the degree), so wide degrees are only fit when needed.
     let mut best: Option<IterativeInverse> = None;
+    let mut fallback: Option<IterativeInverse> = None;
     for deg in [0usize, 1, 3, 7, 15, 31, 63] {
-        if deg > io.max_guess_degree {
+        if deg > max_guess {
+            break;
+        }
+        if best.as_ref().is_some_and(|b| crate::approx::depth_for_degree(deg) > b.depth) {
             break;
         }
         let guess = remez(&f, iv, deg, ErrorKind::Relative)?;
-        let cand = build_inverse(InverseFunction::InvSqrt, InverseScheme::Newton, &guess.poly, steps as u32, io.target)?;
-        if cand.target_met {
-            return Ok(cand);
-        }
-        if best.as_ref().is_none_or(|b| cand.max_error < b.max_error) {
-            best = Some(cand);
+        for &k in &steps {
+            let cand = build_inverse(InverseFunction::InvSqrt, InverseScheme::Newton, &guess.poly, k, opts.layer_norm_target)?;
+            if cand.target_met {
+                if best.as_ref().is_none_or(|b| (cand.depth, cand.ct_mults) < (b.depth, b.ct_mults)) {
+                    best = Some(cand);
+                }
+                break;
+            }
+            if cand.max_error.is_finite() && fallback.as_ref().is_none_or(|b| cand.max_error < b.max_error) {
+                fallback = Some(cand);
+            }
         }
     }
-    best.ok_or(ApproxError::Numerical { stage: "inverse sqrt", detail: "no guess degree allowed".into() })
+    best.or(fallback).ok_or(ApproxError::Numerical { stage: "inverse sqrt", detail: "no guess degree allowed".into() })
 }
 
 #[allow(clippy::too_many_arguments)]
