@@ -243,11 +243,7 @@ impl Evaluator {
         self.check_pair(a, b)?;
         let (a0, a1) = Self::two(a, "mul")?;
         let (b0, b1) = Self::two(b, "mul")?;
-        let ring = &self.ctx.ring;
-        let d0 = ring.mul(a0, b0);
-        let mut d1 = ring.mul(a0, b1);
-        ring.mul_add_assign(&mut d1, a1, b0);
-        let d2 = ring.mul(a1, b1);
+        let (d0, d1, d2) = self.ctx.ring.tensor(a0, a1, b0, b1);
         Ok(Ciphertext { polys: vec![d0, d1, d2], level: a.level, scale: a.scale * b.scale, fingerprint: a.fingerprint })
     }
 
@@ -255,11 +251,7 @@ impl Evaluator {
     pub fn square(&self, a: &Ciphertext) -> Result<Ciphertext> {
         self.check(a)?;
         let (a0, a1) = Self::two(a, "square")?;
-        let ring = &self.ctx.ring;
-        let d0 = ring.mul(a0, a0);
-        let mut d1 = ring.mul(a0, a1);
-        ring.mul_scalar_i64(&mut d1, 2);
-        let d2 = ring.mul(a1, a1);
+        let (d0, d1, d2) = self.ctx.ring.tensor(a0, a1, a0, a1);
         Ok(Ciphertext { polys: vec![d0, d1, d2], level: a.level, scale: a.scale * a.scale, fingerprint: a.fingerprint })
     }
 

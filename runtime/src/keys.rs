@@ -175,22 +175,28 @@ fn sample_ternary<R: Rng + ?Sized>(n: usize, hw: Option<usize>, rng: &mut R) -> 
     }
 }
 
+/// Discrete Gaussian `D_{Z,σ}` cut at 6σ, by inversion of its cumulative table (one u64 draw and
+/// a binary search per sample; much cheaper than Box–Muller's transcendental functions).
 fn sample_gaussian<R: Rng + ?Sized>(n: usize, sigma: f64, rng: &mut R) -> Vec<i64> {
-    let bound = 6.0 * sigma;
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        // Box–Muller: two independent normals per draw.
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random::<f64>();
-        let r = (-2.0 * u1.ln()).sqrt() * sigma;
-        let th = 2.0 * std::f64::consts::PI * u2;
-        for x in [r * th.cos(), r * th.sin()] {
-            if x.abs() <= bound && out.len() < n {
-                out.push(x.round() as i64);
-            }
-        }
-    }
-    out
+    let bound = (6.0 * sigma).ceil() as i64;
+    let weights: Vec<f64> = (-bound..=bound).map(|k| (-((k * k) as f64) / (2.0 * sigma * sigma)).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    // thresholds[j] = P(X ≤ j - bound) · 2^64; the last one is dropped (everything above maps to +bound)
+    let thresholds: Vec<u64> = weights
+        .iter()
+        .take(weights.len().saturating_sub(1))
+        .map(|w| {
+            acc += w;
+            (acc / total * 18_446_744_073_709_551_616.0).min(u64::MAX as f64) as u64
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let r = rng.next_u64();
+            thresholds.partition_point(|&t| t <= r) as i64 - bound
+        })
+        .collect()
 }
 
 fn sample_uniform<R: Rng + ?Sized>(ring: &RingContext, nq: usize, with_p: bool, rng: &mut R) -> RnsPoly {
@@ -383,18 +389,52 @@ impl Encryptor {
         let n = ring.n;
         // Encrypt zero over Q_l ∪ P and divide by P (ModDown): the noise v·e + e_0 + e_1·s shrinks
         // by P and only the rounding noise (≈ r_0 + r_1·s) remains, as in SEAL.
+        // The errors are added inside the ModDown, in the coefficient domain (no NTT of e_0, e_1).
         let v = small_ntt(ring, &sample_ternary(n, None, rng), nq, true);
         let e0 = sample_gaussian(n, c.params.error_std, rng);
         let e1 = sample_gaussian(n, c.params.error_std, rng);
-        let mut c0 = ring.from_i64(&e0, nq, true);
-        let mut c1 = ring.from_i64(&e1, nq, true);
-        ring.ntt_forward(&mut c0);
-        ring.ntt_forward(&mut c1);
-        ring.mul_add_assign(&mut c0, &v, &self.pk.b);
-        ring.mul_add_assign(&mut c1, &v, &self.pk.a);
-        let mut c0 = ring.mod_down(c0)?;
-        let c1 = ring.mod_down(c1)?;
+        let c0 = ring.mul(&v, &self.pk.b);
+        let c1 = ring.mul(&v, &self.pk.a);
+        let mut c0 = ring.mod_down_with_error(c0, Some(&e0))?;
+        let c1 = ring.mod_down_with_error(c1, Some(&e1))?;
         ring.add_assign(&mut c0, &pt.poly);
         Ok(Ciphertext { polys: vec![c0, c1], level: pt.level, scale: pt.scale, fingerprint: c.fingerprint })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn gaussian_sampler_has_the_right_moments() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let v = sample_gaussian(200_000, 3.2, &mut rng);
+        let mean = v.iter().sum::<i64>() as f64 / v.len() as f64;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.03, "mean {mean}");
+        assert!((var.sqrt() - 3.2).abs() < 0.03, "std {}", var.sqrt());
+        assert!(v.iter().all(|x| x.abs() <= 20));
+    }
+
+    #[test]
+    fn ternary_and_sparse_secrets() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let t = sample_ternary(8192, None, &mut rng);
+        assert!(t.iter().all(|x| (-1..=1).contains(x)));
+        let zeros = t.iter().filter(|&&x| x == 0).count();
+        assert!((2400..3100).contains(&zeros), "{zeros}");
+        let s = sample_ternary(8192, Some(64), &mut rng);
+        assert_eq!(s.iter().filter(|&&x| x != 0).count(), 64);
+    }
+
+    #[test]
+    fn galois_inverse() {
+        for g in [5u64, 25, 3, 16383] {
+            let inv = mod_inverse_pow2(g, 16384).unwrap();
+            assert_eq!(g * inv % 16384, 1);
+        }
+        assert_eq!(mod_inverse_pow2(4, 16384), None);
     }
 }

@@ -459,6 +459,32 @@ impl RingContext {
         });
     }
 
+    /// Ciphertext tensor product in one pass per limb: `(a0·b0, a0·b1 + a1·b0, a1·b1)`
+    /// (`b` may be `a` for squaring).
+    pub(crate) fn tensor(&self, a0: &RnsPoly, a1: &RnsPoly, b0: &RnsPoly, b1: &RnsPoly) -> (RnsPoly, RnsPoly, RnsPoly) {
+        let nq = a0.nq;
+        let n = self.n;
+        let mut d0 = self.zero(nq, a0.with_p);
+        let mut d1 = self.zero(nq, a0.with_p);
+        let mut d2 = self.zero(nq, a0.with_p);
+        let work = |t: usize, (o0, (o1, o2)): (&mut [u64], (&mut [u64], &mut [u64]))| {
+            let m = &self.limb_prime(t, nq).m;
+            let (x0, x1) = (a0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), a1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
+            let (y0, y1) = (b0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), b1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
+            for ((((((r0, r1), r2), &u0), &u1), &v0), &v1) in o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut()).zip(x0).zip(x1).zip(y0).zip(y1) {
+                *r0 = m.reduce_u128(u0 as u128 * v0 as u128);
+                *r1 = m.reduce_u128(u0 as u128 * v1 as u128 + u1 as u128 * v0 as u128);
+                *r2 = m.reduce_u128(u1 as u128 * v1 as u128);
+            }
+        };
+        if rayon::current_num_threads() > 1 {
+            d0.data.par_chunks_exact_mut(n).zip(d1.data.par_chunks_exact_mut(n).zip(d2.data.par_chunks_exact_mut(n))).enumerate().for_each(|(t, o)| work(t, o));
+        } else {
+            d0.data.chunks_exact_mut(n).zip(d1.data.chunks_exact_mut(n).zip(d2.data.chunks_exact_mut(n))).enumerate().for_each(|(t, o)| work(t, o));
+        }
+        (d0, d1, d2)
+    }
+
     /// Multiplies every coefficient by a signed integer constant.
     pub(crate) fn mul_scalar_i64(&self, a: &mut RnsPoly, c: i64) {
         let nq = a.nq;
@@ -678,7 +704,14 @@ impl RingContext {
 
     /// Approximate ModDown: `a` over `Q_l ∪ P` (NTT form) becomes `≈ a / P` over `Q_l` (NTT form),
     /// in place.
-    pub(crate) fn mod_down(&self, mut a: RnsPoly) -> Result<RnsPoly> {
+    pub(crate) fn mod_down(&self, a: RnsPoly) -> Result<RnsPoly> {
+        self.mod_down_with_error(a, None)
+    }
+
+    /// ModDown of `a + e` where `e` is a small coefficient-form polynomial (the encryption error):
+    /// `e` is added in the coefficient domain so it costs no extra NTT (`e − lift(P part)` is
+    /// transformed once per Q limb).
+    pub(crate) fn mod_down_with_error(&self, mut a: RnsPoly, err: Option<&[i64]>) -> Result<RnsPoly> {
         let nq = a.nq;
         let n = self.n;
         let mut p_limbs: Vec<Vec<u64>> = Vec::with_capacity(self.np);
@@ -687,6 +720,11 @@ impl RingContext {
             let p = self.limb_prime(t, nq);
             let mut v = a.data.get(t * n..(t + 1) * n).ok_or(CkksError::Internal("moddown limb"))?.to_vec();
             p.ntt.backward(&mut v);
+            if let Some(e) = err {
+                for (x, &ei) in v.iter_mut().zip(e) {
+                    *x = p.m.add(*x, p.reduce_i64(ei));
+                }
+            }
             if self.np > 1 {
                 let (w, ws) = self.p_hat_inv.get(k).copied().unwrap_or((1, 0));
                 v.iter_mut().for_each(|x| *x = p.m.mul_shoup(*x, w, ws));
@@ -708,10 +746,23 @@ impl RingContext {
                     let total = self.p_mod_q.get(i).copied().unwrap_or(0);
                     base_convert_centered(conv, &srcs, &self.p_inv_f64, row, total, &p.m);
                 }
-                p.ntt.forward(conv);
                 let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
-                for (x, &y) in limb.iter_mut().zip(conv.iter()) {
-                    *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+                match err {
+                    Some(e) => {
+                        for (c, &ei) in conv.iter_mut().zip(e) {
+                            *c = p.m.sub(p.reduce_i64(ei), *c);
+                        }
+                        p.ntt.forward(conv);
+                        for (x, &y) in limb.iter_mut().zip(conv.iter()) {
+                            *x = p.m.mul_shoup(*x + y, w, ws);
+                        }
+                    }
+                    None => {
+                        p.ntt.forward(conv);
+                        for (x, &y) in limb.iter_mut().zip(conv.iter()) {
+                            *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+                        }
+                    }
                 }
             });
         });
