@@ -120,7 +120,7 @@ impl Calibration {
     /// - layer_norm whose `var + eps` spans a ratio above 1e3 (the inverse square root needs a wide
     ///   relative-error guess and more Newton steps);
     /// - softmax whose row sums span a ratio above 1e4 (the division needs many Newton steps);
-    /// - div/sqrt/reciprocal whose input range contains zero (no polynomial inverse exists).
+    /// - div/reciprocal whose divisor range contains zero (no polynomial inverse exists).
     pub fn warnings(&self) -> Vec<CalibrationWarning> {
         let mut out = Vec::new();
         for (node, c) in &self.nodes {
@@ -140,13 +140,11 @@ impl Calibration {
                             ));
                         }
                     }
-                    "div" | "sqrt" | "reciprocal" => {
-                        if r.min <= 0.0 && r.max >= 0.0 {
-                            warn(format!(
-                                "{} input spans [{:.3e}, {:.3e}], which contains 0: no polynomial inverse exists",
-                                c.op, r.min, r.max
-                            ));
-                        }
+                    "div" | "reciprocal" if r.min <= 0.0 && r.max >= 0.0 => {
+                        warn(format!(
+                            "{} input spans [{:.3e}, {:.3e}], which contains 0: no polynomial inverse exists",
+                            c.op, r.min, r.max
+                        ));
                     }
                     _ => {}
                 },

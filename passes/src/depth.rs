@@ -149,7 +149,7 @@ pub fn analyze_depth(g: &Graph) -> DepthReport {
                 u32::from(count > 1)
             }
             op => {
-                if !is_poly_stage_op(op) && !(matches!(op, Op::Gather { .. }) && enc_ins.is_empty()) {
+                if !(is_poly_stage_op(op) || matches!(op, Op::Gather { .. }) && enc_ins.is_empty()) {
                     non_poly.push(d.name.clone());
                 }
                 0

@@ -25,7 +25,8 @@ pub struct PolyResult {
 /// Compiles `g` to the polynomial stage using calibration `calib` (module doc).
 pub fn compile_to_poly(g: &Graph, calib: &Calibration, opts: &PolyOptions) -> Result<PolyResult, PassError> {
     let mut timings = Vec::new();
-    let mut timed = |pass: &'static str, t: Instant| timings.push(PassTiming { pass, ms: t.elapsed().as_secs_f64() * 1e3 });
+    let mut timed =
+        |pass: &'static str, t: Instant| timings.push(PassTiming { pass, ms: t.elapsed().as_secs_f64() * 1e3 });
     let check = |pass: &'static str, g: &Graph| -> Result<(), PassError> {
         if opts.verify {
             verify(g).map_err(|source| PassError::Verifier { pass, source })?;
@@ -86,7 +87,8 @@ fn run_egraph(g: Graph, opts: &PolyOptions) -> Result<(Graph, EgraphSummary), Pa
     if !opts.egraph {
         return Ok((g, EgraphSummary { ran: false, stop_reasons: vec![], details: "disabled".into(), report: None }));
     }
-    let (graph, report) = crate::egraph::optimize(&g, &opts.egraph_options).map_err(|e| PassError::Egraph(e.to_string()))?;
+    let (graph, report) =
+        crate::egraph::optimize(&g, &opts.egraph_options).map_err(|e| PassError::Egraph(e.to_string()))?;
     let details = format!(
         "depth {} -> {}, ct×ct {} -> {}, {} regions ({} stopped by a bound), {:.1} ms",
         report.depth_before,

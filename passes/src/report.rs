@@ -63,6 +63,7 @@ pub fn layer_of(node: &str) -> String {
 }
 
 impl CompileReport {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: String,
         options: PolyOptions,

@@ -37,9 +37,8 @@ use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_relu, fit_to_target, remez, Activation,
-    ApproxError, Chebyshev, ErrorKind, FitOptions, InverseFunction, InverseOptions, InverseScheme, Interval,
-    IterativeInverse, Method, ReluMethod, ReluOptions,
+    build_inverse, fit_relu, fit_to_target, remez, Activation, ApproxError, Chebyshev, ErrorKind, FitOptions, Interval,
+    InverseFunction, InverseScheme, IterativeInverse, Method, ReluMethod, ReluOptions,
 };
 use crate::calibrate::{masked_scores, CalibDetail, Calibration, NodeCalibration, Range};
 use crate::error::{PassError, UnsupportedOp};
@@ -300,7 +299,7 @@ fn widen(node: &str, op: &str, lo: f64, hi: f64, margin: f64) -> Result<Interval
 
 /// Multiplicative widening of a positive range (module doc).
 fn widen_positive(node: &str, op: &str, lo: f64, hi: f64, margin: f64) -> Result<Interval, PassError> {
-    if !(lo > 0.0) || !hi.is_finite() || lo > hi {
+    if lo.is_nan() || lo <= 0.0 || !hi.is_finite() || lo > hi {
         return Err(PassError::RangeTooWide {
             node: node.into(),
             op: op.into(),
@@ -678,9 +677,7 @@ fn relu(
             let degs = c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘");
             (y, format!("composite sign ({degs})"), c.degrees().into_iter().max().unwrap_or(0), c.depth)
         }
-        _ => {
-            return Err(PassError::Internal { pass: "to_poly", msg: "relu choice without its candidate".into() })
-        }
+        _ => return Err(PassError::Internal { pass: "to_poly", msg: "relu choice without its candidate".into() }),
     };
     records.push(ApproxRecord {
         node: node.into(),
@@ -739,19 +736,19 @@ fn exp_poly(
 }
 
 /// The range-reduced exp of [`exp_poly`]: returns `(q on iv, r, measured relative error)`.
-pub(crate) fn fit_exp_reduced(iv: Interval, target: f64, max_degree: usize) -> Result<(Chebyshev, u32, f64), ApproxError> {
+pub(crate) fn fit_exp_reduced(
+    iv: Interval,
+    target: f64,
+    max_degree: usize,
+) -> Result<(Chebyshev, u32, f64), ApproxError> {
     let mut best: Option<(u32, u32, Chebyshev, f64)> = None;
     for r in 0..=16u32 {
         let s = (r as f64).exp2();
         // Relative error budget per factor so that (1+eps)^(2^r) - 1 <= target.
         let eps = (1.0 + target).ln() / s * 0.9;
         let small = Interval::new(iv.lo() / s, iv.hi() / s)?;
-        let fo = FitOptions {
-            kind: ErrorKind::Relative,
-            method: Method::Chebyshev,
-            max_degree,
-            ..FitOptions::new(eps)
-        };
+        let fo =
+            FitOptions { kind: ErrorKind::Relative, method: Method::Chebyshev, max_degree, ..FitOptions::new(eps) };
         let a = match fit_to_target(&f64::exp, small, &fo) {
             Ok(a) => a,
             Err(ApproxError::TargetNotReached { .. }) => continue,
@@ -900,7 +897,8 @@ fn robust_reciprocal(iv: Interval, opts: &PolyOptions) -> Result<IterativeInvers
     let guess = Chebyshev::new(iv, vec![1.0 / (opts.reciprocal_headroom.max(1.0) * iv.hi())])?;
     let mut last = None;
     for steps in 1..=opts.max_inverse_steps.max(1) {
-        let cand = build_inverse(InverseFunction::Reciprocal, InverseScheme::Goldschmidt, &guess, steps, opts.softmax_target)?;
+        let cand =
+            build_inverse(InverseFunction::Reciprocal, InverseScheme::Goldschmidt, &guess, steps, opts.softmax_target)?;
         if cand.target_met || cand.depth >= opts.max_inverse_depth {
             return Ok(cand);
         }
@@ -966,7 +964,8 @@ fn inv_sqrt(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, Approx
         }
         let guess = remez(&f, iv, deg, ErrorKind::Relative)?;
         for &k in &steps {
-            let cand = build_inverse(InverseFunction::InvSqrt, InverseScheme::Newton, &guess.poly, k, opts.layer_norm_target)?;
+            let cand =
+                build_inverse(InverseFunction::InvSqrt, InverseScheme::Newton, &guess.poly, k, opts.layer_norm_target)?;
             if cand.target_met {
                 if best.as_ref().is_none_or(|b| (cand.depth, cand.ct_mults) < (b.depth, b.ct_mults)) {
                     best = Some(cand);

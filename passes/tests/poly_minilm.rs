@@ -21,7 +21,7 @@ fn minilm_poly_keeps_sentence_embeddings() {
     }
     let s = shipped(&dir);
     let t = Instant::now();
-    let cal = calibrate(&s.calib_graph, &[s.calib.clone()]).unwrap();
+    let cal = calibrate(&s.calib_graph, std::slice::from_ref(&s.calib)).unwrap();
     eprintln!("calibration: {:?}", t.elapsed());
     for w in cal.warnings() {
         eprintln!("warning: {} ({}): {}", w.node, w.op, w.message);

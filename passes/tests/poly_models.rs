@@ -16,7 +16,7 @@ fn check(name: &str, tol: f64) {
     let dir = models_dir().join(name);
     let s = shipped(&dir);
     let t = std::time::Instant::now();
-    let cal = calibrate(&s.calib_graph, &[s.calib.clone()]).unwrap();
+    let cal = calibrate(&s.calib_graph, std::slice::from_ref(&s.calib)).unwrap();
     let res = compile_to_poly(&s.graph, &cal, &opts()).unwrap_or_else(|e| panic!("{name}: {e}"));
     eprintln!("{name}: calibrate+compile {:?}\n{}", t.elapsed(), res.report);
     let (outs, oor) = run_poly(&res.graph, &s.inputs).unwrap();
@@ -33,13 +33,19 @@ fn check(name: &str, tol: f64) {
     }
     // Every single-chebyshev approximation sits at the theoretical minimum depth of its degree.
     for a in &res.report.approximations {
-        if a.method == "remez { converged: true }" || a.method.starts_with("remez") || a.method.starts_with("chebyshev") && !a.method.contains("squarings") {
+        if a.method == "remez { converged: true }"
+            || a.method.starts_with("remez")
+            || a.method.starts_with("chebyshev") && !a.method.contains("squarings")
+        {
             let d = a.degree as u64;
             let min = 64 - d.leading_zeros();
             assert_eq!(a.depth, min, "{name}: {} ({}) degree {} at depth {}", a.node, a.part, a.degree, a.depth);
         }
     }
-    insta::assert_snapshot!(format!("poly_{}", name.replace('/', "_")), print(&res.graph, &PrintOptions { elide_constants_over: Some(16) }));
+    insta::assert_snapshot!(
+        format!("poly_{}", name.replace('/', "_")),
+        print(&res.graph, &PrintOptions { elide_constants_over: Some(16) })
+    );
 }
 
 #[test]

@@ -74,7 +74,10 @@ fn soundness_by_execution_on_random_inputs_inside_the_calibrated_range() {
     let res = compile_to_poly(&g, &cal, &opts()).unwrap();
     for (_, d) in res.graph.nodes.iter() {
         assert!(
-            !matches!(d.op, Op::Softmax { .. } | Op::LayerNorm { .. } | Op::Gelu(_) | Op::Tanh | Op::Div | Op::Sqrt | Op::Relu),
+            !matches!(
+                d.op,
+                Op::Softmax { .. } | Op::LayerNorm { .. } | Op::Gelu(_) | Op::Tanh | Op::Div | Op::Sqrt | Op::Relu
+            ),
             "{} left in the poly graph",
             d.op.name()
         );
@@ -202,7 +205,7 @@ const c1: f32[] = [0.5]
     assert_eq!(d.total_depth, 7, "{d:?}");
     let path: Vec<(&str, u32)> = d.critical_path.iter().map(|s| (s.node.as_str(), s.levels)).collect();
     assert_eq!(path, vec![("sq", 1), ("halved", 1), ("p7", 3), ("by_plain", 1), ("mean", 1)]);
-    assert!(d.ct_mult_ops >= 1 + 3, "sq and the degree-7 plan's products: {}", d.ct_mult_ops);
+    assert!(d.ct_mult_ops > 3, "sq and the degree-7 plan's products: {}", d.ct_mult_ops);
     assert_eq!(d.plaintext_nodes, 1);
     assert!(d.non_polynomial.is_empty());
 }
@@ -210,7 +213,7 @@ const c1: f32[] = [0.5]
 #[test]
 fn out_of_range_inputs_are_counted_per_chebyshev_node() {
     let s = shipped(&models_dir().join("encoder"));
-    let cal = calibrate(&s.calib_graph, &[s.calib.clone()]).unwrap();
+    let cal = calibrate(&s.calib_graph, std::slice::from_ref(&s.calib)).unwrap();
     let res = compile_to_poly(&s.graph, &cal, &opts()).unwrap();
     let (_, inside) = run_poly(&res.graph, &s.inputs).unwrap();
     assert!(!inside.nodes.is_empty());
