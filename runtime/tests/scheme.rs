@@ -200,6 +200,10 @@ fn rotations_all_directions_and_conjugation() {
         for (k, h) in steps.iter().zip(&hoisted) {
             assert_eq!(h, &f.eval.rotate(&cx, *k).unwrap(), "hoisted step {k}");
         }
+        // a zero step inside a hoisted batch returns the input
+        let with_zero = f.eval.rotate_hoisted(&cx, &[0, steps[0]]).unwrap();
+        assert_eq!(with_zero[0], cx);
+        assert_eq!(with_zero[1], hoisted[0]);
         // rotation by 0 / by a full turn is the identity
         assert_eq!(f.eval.rotate(&cx, 0).unwrap(), cx);
         assert_eq!(f.eval.rotate(&cx, slots as i64).unwrap(), cx);
@@ -256,6 +260,11 @@ fn mismatches_are_errors() {
     assert!(bits(&x.iter().map(|z| z * 2.0).collect::<Vec<_>>(), &decrypt(f, &f.eval.add(&a1, &b).unwrap())) > 20.0);
     assert!(matches!(f.eval.drop_to_level(&a1, 2), Err(CkksError::InvalidLevel { .. })));
     assert!(matches!(f.eval.rotate(&a, 4), Err(CkksError::MissingGaloisKey { step: 4 })));
+    assert!(matches!(f.eval.rotate_hoisted(&a, &[1, 4]), Err(CkksError::MissingGaloisKey { step: 4 })));
+    let bare = Evaluator::new(&f.ctx, f.client.evaluation_keys(&[], false).unwrap()).unwrap();
+    assert!(matches!(bare.conjugate(&a), Err(CkksError::MissingConjugationKey)));
+    assert!(matches!(bare.rotate(&a, 1), Err(CkksError::MissingGaloisKey { step: 1 })));
+    assert!(matches!(f.eval.mul_const(&f.eval.drop_to_level(&a, 0).unwrap(), 2.0), Err(CkksError::LevelExhausted { .. })));
     let m3 = f.eval.mul(&a, &a).unwrap();
     assert!(matches!(f.eval.rotate(&m3, 1), Err(CkksError::CiphertextDegree { .. })));
     // another parameter set (same shape, different sparse-secret flag => different fingerprint)
