@@ -200,6 +200,42 @@ fn scalar_after_matmul_is_fused_into_the_weights() {
 }
 
 #[test]
+fn layer_norm_affine_is_fused_into_the_next_linear_layer() {
+    // y = (c·s)·gamma + beta feeds x@W + b and a residual addition.
+    let mut rng = Rng(13);
+    let mut g = Graph::new("ln");
+    let c = g.add_input("centered", f32t(&[2, 3, 4]));
+    let s = g.add_input("inv_std", f32t(&[2, 3, 1]));
+    let cs = node(&mut g, Op::Mul, vec![c, s]);
+    let gamma =
+        g.add_constant(Tensor::float(DType::F32, vec![4], (0..4).map(|_| rng.coeff()).collect()).unwrap(), "gamma");
+    let y0 = node(&mut g, Op::Mul, vec![cs, gamma]);
+    let beta =
+        g.add_constant(Tensor::float(DType::F32, vec![4], (0..4).map(|_| rng.coeff()).collect()).unwrap(), "beta");
+    let y = node(&mut g, Op::Add, vec![y0, beta]);
+    let w = g.add_constant(Tensor::float(DType::F32, vec![4, 5], (0..20).map(|_| rng.coeff()).collect()).unwrap(), "W");
+    let h = node(&mut g, Op::MatMul, vec![y, w]);
+    let b = g.add_constant(Tensor::float(DType::F32, vec![5], (0..5).map(|_| rng.coeff()).collect()).unwrap(), "b");
+    let hb = node(&mut g, Op::Add, vec![h, b]);
+    // A per-output-channel scale after the linear layer folds into W's columns too.
+    let t = g.add_constant(Tensor::float(DType::F32, vec![1, 5], (0..5).map(|_| rng.coeff()).collect()).unwrap(), "t");
+    let o = node(&mut g, Op::Mul, vec![hb, t]);
+    // The residual branch: y's uses are all elementwise or linear, so one region holds both.
+    let z = g.add_input("residual", f32t(&[2, 3, 4]));
+    let r = node(&mut g, Op::Add, vec![y, z]);
+    g.outputs.push(o);
+    g.outputs.push(r);
+    let before = measure_depth(&g);
+    assert_eq!(before, 4, "ct×ct, gamma, W, t");
+    let (out, _) = run(&g, &EgraphOptions::default());
+    // Output 0 alone: ct×ct then one matmul with the fused weights.
+    let mut only0 = out.clone();
+    only0.outputs.truncate(1);
+    assert_eq!(measure_depth(&only0), 2, "{}", polyhe_ir::text::print(&out, &Default::default()));
+    assert_same_function(&g, &out, -1.5, 1.5, 13);
+}
+
+#[test]
 fn chebyshev_absorbs_neighbouring_affine_maps() {
     let mut g = Graph::new("cheb");
     let x = g.add_input("x", f32t(&[32]));

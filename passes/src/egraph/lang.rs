@@ -11,6 +11,7 @@
 //! | `(cheb s x)` | `Σ c_k T_k(t)`, `t = (2x − lo − hi)/(hi − lo)`, as `Op::Chebyshev` |
 //! | `(matmul_w x W)` | `x @ W` with `W` a compile-time constant (plaintext weights) |
 //! | `(scale_const c W)` | `c·W` folded at compile time into a new constant |
+//! | `(scale_rows t W)` | `diag(t)·W` for a 2-D `W` and a per-input-channel vector `t`, folded at compile time |
 //!
 //! Scalars are `f64` under a total order ([`Scalar`]): `-0.0` is canonicalized to `0.0` so that
 //! hash-consing never keeps two zeros apart, and NaN is never created by the rules (they refuse
@@ -173,6 +174,7 @@ define_language! {
         "cheb" = Cheb([Id; 2]),
         "matmul_w" = MatMulW([Id; 2]),
         "scale_const" = ScaleConst([Id; 2]),
+        "scale_rows" = ScaleRows([Id; 2]),
         Num(Scalar),
         Spec(ChebSpec),
         Leaf(LeafRef),

@@ -266,11 +266,13 @@ fn build_region(
             }
             if let (Some(_), ValueDef::Result(p, _)) = (g.constant_of(v), g.values[v].def) {
                 if let Op::Constant(c) = g.nodes[p].op {
+                    eg.analysis.const_shapes.insert(ConstRef(c.as_u32()), g.ty(v).shape.clone());
                     return eg.add(PolyLang::Tensor(ConstRef(c.as_u32())));
                 }
             }
             let l = LeafRef(v.as_u32());
             eg.analysis.leaves.insert(l, leaf_depth(v));
+            eg.analysis.leaf_shapes.insert(l, g.ty(v).shape.clone());
             leaves.insert(v);
             eg.add(PolyLang::Leaf(l))
         };
@@ -354,6 +356,20 @@ impl Emitter<'_> {
             PolyLang::Neg(a) => {
                 let t = self.constant(a)?;
                 bin(Op::Mul, t, scalar(-1.0)?)
+            }
+            PolyLang::MatMulW([a, b]) => bin(Op::MatMul, self.constant(a)?, self.constant(b)?),
+            PolyLang::ScaleRows([t, w]) => {
+                // diag(t)·W: row k of W times t_k (the rule checked that t has W's row count).
+                let (t, w) = (self.constant(t)?, self.constant(w)?);
+                let (tv, mut wv) = (t.to_f64_vec(), w.to_f64_vec());
+                let n = w.shape().get(1).copied().unwrap_or(0);
+                if w.shape().len() != 2 || tv.len() != w.shape()[0] {
+                    return Err(IrError::Verifier(format!("scale_rows of {} by {}", w.ty, t.ty)));
+                }
+                for (i, x) in wv.iter_mut().enumerate() {
+                    *x *= tv[i / n.max(1)];
+                }
+                Tensor::float(w.dtype(), w.shape().to_vec(), wv)
             }
             other => Err(IrError::Verifier(format!("`{other}` is not a compile-time constant"))),
         }
@@ -777,15 +793,25 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
 
 #[doc(hidden)]
 /// Test helper: the e-graph of an expression after running `rules` (or all rules), for rule tests.
+/// Leaves are `v{i}` with the given depths; every leaf has shape `[1]`, constants `c{i}` have the
+/// given shapes (default `[1, 1]`), so `matmul_w` is a 1×1 product.
 pub fn run_rules(
     expr: &egg::RecExpr<PolyLang>,
     leaves: &[(u32, Option<u32>)],
+    const_shapes: &[(u32, Vec<usize>)],
     names: Option<&[&str]>,
     iter_limit: usize,
 ) -> (EG, Id, Stop) {
     let mut analysis = PolyAnalysis::default();
     for &(l, d) in leaves {
         analysis.leaves.insert(LeafRef(l), d);
+        analysis.leaf_shapes.insert(LeafRef(l), vec![1]);
+    }
+    for i in 0..8 {
+        analysis.const_shapes.insert(ConstRef(i), vec![1, 1]);
+    }
+    for (c, s) in const_shapes {
+        analysis.const_shapes.insert(ConstRef(*c), s.clone());
     }
     let rewrites: Vec<_> =
         rules::RULES.iter().filter(|r| names.is_none_or(|ns| ns.contains(&r.name))).map(rules::build).collect();

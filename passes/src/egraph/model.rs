@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Language};
 
-use super::lang::{ChebSpec, LeafRef, PolyLang, Scalar};
+use super::lang::{ChebSpec, ConstRef, LeafRef, PolyLang, Scalar};
 use crate::approx::{Chebyshev, Interval, PlanCost};
 
 /// Polynomials above this degree are treated as opaque by the analysis.
@@ -66,6 +66,8 @@ pub struct ClassData {
     pub poly: Option<Poly1>,
     /// The polynomial rules already inserted their alternatives for this class (or it came from one).
     pub planned: bool,
+    /// Static shape, when known (leaves and constants are given theirs; ops broadcast).
+    pub shape: Option<Vec<usize>>,
 }
 
 /// The e-class analysis: leaf depths from the graph and a cache of Chebyshev plan costs.
@@ -75,6 +77,9 @@ pub struct PolyAnalysis {
     /// listed are ciphertexts at depth 0.
     pub leaves: HashMap<LeafRef, Option<u32>>,
     pub plan_costs: HashMap<ChebSpec, PlanCost>,
+    /// Shapes of leaves and of the graph's constants referenced by `Tensor` nodes.
+    pub leaf_shapes: HashMap<LeafRef, Vec<usize>>,
+    pub const_shapes: HashMap<ConstRef, Vec<usize>>,
 }
 
 /// Cost of a Chebyshev series under the plan model; an invalid spec is priced prohibitively.
@@ -163,7 +168,7 @@ pub fn node_cost(
             }
             NodeCost { kind: o.kind, depth: o.depth + 1, ct_mults: 1, ops: 1, general: 0 }
         }
-        PolyLang::Mul(ids) | PolyLang::ScaleConst(ids) => {
+        PolyLang::Mul(ids) | PolyLang::ScaleConst(ids) | PolyLang::ScaleRows(ids) => {
             let (a, b) = (op(ids[0]), op(ids[1]));
             let kind = a.kind.max(b.kind);
             if kind != Kind::Cipher {
@@ -317,6 +322,32 @@ fn fold(egraph: &EG, node: &PolyLang) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// Shape of `x @ W` for a 2-D `W`.
+pub fn matmul_shape(x: &[usize], w: &[usize]) -> Option<Vec<usize>> {
+    let (&k, rest) = x.split_last()?;
+    match w {
+        [k2, n] if *k2 == k => Some(rest.iter().copied().chain([*n]).collect()),
+        _ => None,
+    }
+}
+
+fn make_shape(egraph: &EG, node: &PolyLang) -> Option<Vec<usize>> {
+    let sh = |id: &Id| egraph[*id].data.shape.clone();
+    match node {
+        PolyLang::Num(_) => Some(vec![]),
+        PolyLang::Spec(_) => None,
+        PolyLang::Tensor(c) => egraph.analysis.const_shapes.get(c).cloned(),
+        PolyLang::Leaf(l) => egraph.analysis.leaf_shapes.get(l).cloned(),
+        PolyLang::Add([a, b]) | PolyLang::Sub([a, b]) | PolyLang::Mul([a, b]) | PolyLang::ScaleConst([a, b]) => {
+            polyhe_ir::infer::broadcast_shapes(&sh(a)?, &sh(b)?)
+        }
+        PolyLang::Neg(a) | PolyLang::Square(a) => sh(a),
+        PolyLang::Cheb([_, x]) => sh(x),
+        PolyLang::ScaleRows([_, w]) => sh(w),
+        PolyLang::MatMulW([x, w]) => matmul_shape(&sh(x)?, &sh(w)?),
+    }
+}
+
 impl Analysis<PolyLang> for PolyAnalysis {
     type Data = ClassData;
 
@@ -334,7 +365,8 @@ impl Analysis<PolyLang> for PolyAnalysis {
         );
         let num = fold(eg, enode);
         let poly = if num.is_some() { None } else { make_poly(eg, enode) };
-        ClassData { kind: cost.kind, num, depth: cost.depth, poly, planned: false }
+        let shape = make_shape(eg, enode);
+        ClassData { kind: cost.kind, num, depth: cost.depth, poly, planned: false, shape }
     }
 
     fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
@@ -363,6 +395,14 @@ impl Analysis<PolyLang> for PolyAnalysis {
         match (&a.poly, b.poly) {
             (None, Some(p)) => {
                 a.poly = Some(p);
+                changed_a = true;
+            }
+            (Some(_), None) => changed_b = true,
+            _ => {}
+        }
+        match (&a.shape, b.shape) {
+            (None, Some(s)) => {
+                a.shape = Some(s);
                 changed_a = true;
             }
             (Some(_), None) => changed_b = true,

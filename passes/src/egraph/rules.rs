@@ -40,6 +40,26 @@ pub enum Cond {
         c: &'static str,
         k: &'static str,
     },
+    /// `t` is a per-input-channel constant vector of `w` (2-D, `[K, N]`): shape `[1, .., 1, K]`, and
+    /// `x` already has the shape of `x·t` (the product does not broadcast `x`).
+    RowScale {
+        x: &'static str,
+        t: &'static str,
+        w: &'static str,
+    },
+    /// `t` is a per-output-channel constant vector of `w` (2-D, `[K, N]`): shape `[1, .., 1, N]`, and
+    /// the product with `x @ w` does not broadcast it.
+    ColScale {
+        x: &'static str,
+        t: &'static str,
+        w: &'static str,
+    },
+    /// `b` is a constant of rank ≥ 1 that does not broadcast `x`, `w` is 2-D.
+    ThroughMatmul {
+        x: &'static str,
+        b: &'static str,
+        w: &'static str,
+    },
     /// The listed variables are ciphertexts.
     Cipher(&'static [&'static str]),
     /// The listed variables are ciphertexts and the right side is strictly shallower than the class.
@@ -169,6 +189,15 @@ pub const RULES: &[Rule] = &[
         "−(x@W) = x@(−W): one op fewer"),
     pat("weights", "fuse-neg-matmul-in", "(matmul_w (neg ?x) ?w)", "(matmul_w ?x (scale_const -1.0 ?w))", Always,
         "(−x)@W = x@(−W): one op fewer"),
+    pat("weights", "fuse-channel-scale-matmul-in", "(matmul_w (mul ?x ?t) ?w)", "(matmul_w ?x (scale_rows ?t ?w))",
+        RowScale { x: "?x", t: "?t", w: "?w" },
+        "(x·t)@W = x@(diag(t)W) for a per-channel t (LayerNorm's gamma before a linear layer): one level fewer"),
+    pat("weights", "fuse-channel-scale-matmul-out", "(mul (matmul_w ?x ?w) ?t)", "(matmul_w ?x (mul ?w ?t))",
+        ColScale { x: "?x", t: "?t", w: "?w" },
+        "(x@W)·t = x@(W·t) for a per-output-channel t: one level fewer"),
+    pat("weights", "distribute-matmul-const", "(matmul_w (add ?x ?b) ?w)", "(add (matmul_w ?x ?w) (matmul_w ?b ?w))",
+        ThroughMatmul { x: "?x", b: "?b", w: "?w" },
+        "(x + b)@W = x@W + b@W with b@W folded (a bias before a linear layer): cost-neutral, exposes x·t to the fusion"),
     // ---- Chebyshev series absorb affine maps for free ----
     custom("chebyshev", "cheb-scale-in", "(cheb ?s (mul ?x ?c))", Custom::ChebScaleIn, NonZero(&["?c"]),
         "p(c·x) on [lo,hi] is p on [lo/c, hi/c] (mirrored for c < 0): the scalar level disappears"),
@@ -251,6 +280,23 @@ impl Condition<PolyLang, PolyAnalysis> for Check {
             NonZero(vs) => vs.iter().all(|v| num_of(eg, subst, v).is_some_and(|c| c != 0.0)),
             ConstLeft { c, x } => kind_of(eg, subst, c) == Kind::Compile && kind_of(eg, subst, x) != Kind::Compile,
             Compile(vs) => vs.iter().all(|v| kind_of(eg, subst, v) == Kind::Compile),
+            RowScale { x, t, w } | ColScale { x, t, w } | ThroughMatmul { x, b: t, w } => {
+                let shape = |v: &str| eg[subst[var(v)]].data.shape.clone();
+                let (Some(xs), Some(ts), Some(ws)) = (shape(x), shape(t), shape(w)) else { return false };
+                let compile = kind_of(eg, subst, t) == Kind::Compile && kind_of(eg, subst, w) == Kind::Compile;
+                let [k, n] = ws[..] else { return false };
+                let channel = |len: usize| ts.last() == Some(&len) && ts[..ts.len() - 1].iter().all(|&d| d == 1);
+                let keeps = |base: &[usize]| polyhe_ir::infer::broadcast_shapes(base, &ts).as_deref() == Some(base);
+                compile
+                    && !ts.is_empty()
+                    && match self.cond {
+                        RowScale { .. } => channel(k) && xs.last() == Some(&k) && keeps(&xs),
+                        ColScale { .. } => {
+                            channel(n) && super::model::matmul_shape(&xs, &ws).is_some_and(|o| keeps(&o))
+                        }
+                        _ => xs.last() == Some(&k) && keeps(&xs),
+                    }
+            }
             ScaleShift { c, k } => {
                 num_of(eg, subst, c).is_some_and(|c| c != 0.0) && kind_of(eg, subst, k) == Kind::Compile
             }
