@@ -110,10 +110,12 @@ fn bit_reverse(vals: &mut [Complex64]) {
 /// Garner (mixed-radix) reconstruction tables for `Q_l`.
 #[derive(Debug)]
 pub(crate) struct CrtTables {
-    /// `inv_prefix[k] = (q_0 ⋯ q_{k-1})^{-1} mod q_k`.
-    inv_prefix: Vec<u64>,
-    /// `q_mod[k][j] = q_j mod q_k` for `j < k`.
-    q_mod: Vec<Vec<u64>>,
+    /// `inv_prefix[k] = (q_0 ⋯ q_{k-1})^{-1} mod q_k` (Shoup pair).
+    inv_prefix: Vec<(u64, u64)>,
+    /// `q_mod[k][j] = q_j mod q_k` for `j < k` (Shoup pairs).
+    q_mod: Vec<Vec<(u64, u64)>>,
+    /// `half[l]`: mixed-radix digits of `(Q_l - 1)/2`, to pick the centered representative.
+    half: Vec<Vec<u64>>,
 }
 
 impl CrtTables {
@@ -124,10 +126,40 @@ impl CrtTables {
             let pk = ctx.limb_prime(k, ctx.nq);
             let row: Vec<u64> = (0..k).map(|j| pk.m.reduce(ctx.limb_prime(j, ctx.nq).q)).collect();
             let prod = row.iter().fold(1u64, |a, &b| pk.m.mul(a, b));
-            inv_prefix.push(pk.inv(prod)?);
-            q_mod.push(row);
+            inv_prefix.push(pk.shoup_pair(pk.inv(prod)?));
+            q_mod.push(row.into_iter().map(|w| pk.shoup_pair(w)).collect());
         }
-        Ok(Self { inv_prefix, q_mod })
+        let mut tabs = Self { inv_prefix, q_mod, half: Vec::new() };
+        // (Q_l - 1)/2 ≡ (q_k - 1)/2 (mod q_k) for every k ≤ l.
+        let primes: Vec<&crate::ring::Prime> = (0..ctx.nq).map(|k| ctx.limb_prime(k, ctx.nq)).collect();
+        let half = (1..=ctx.nq)
+            .map(|nq| {
+                let residues: Vec<u64> = primes.iter().take(nq).map(|p| (p.q - 1) / 2).collect();
+                let mut v = vec![0u64; nq];
+                tabs.garner(&primes, |k| residues.get(k).copied().unwrap_or(0), &mut v);
+                v
+            })
+            .collect();
+        tabs.half = half;
+        Ok(tabs)
+    }
+
+    /// Mixed-radix digits `v` of the integer in `[0, Q)` with residues `x(k)`.
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // k, j < v.len() ≤ table sizes (checked by the caller)
+    fn garner(&self, primes: &[&crate::ring::Prime], x: impl Fn(usize) -> u64, v: &mut [u64]) {
+        for k in 0..v.len() {
+            let p = primes[k];
+            let row = &self.q_mod[k];
+            // tmp = v_0 + v_1 q_0 + … + v_{k-1} q_0⋯q_{k-2}  (mod q_k), by Horner
+            let mut tmp = 0u64;
+            for j in (0..k).rev() {
+                let (w, ws) = row[j];
+                tmp = p.m.add(p.m.mul_shoup(tmp, w, ws), p.reduce_u64(v[j]));
+            }
+            let (w, ws) = self.inv_prefix[k];
+            v[k] = p.m.mul_shoup(p.m.sub(x(k), tmp), w, ws);
+        }
     }
 }
 
@@ -247,8 +279,10 @@ impl Encoder {
         Ok(self.decode_complex(pt)?.into_iter().map(|z| z.re).collect())
     }
 
-    /// Centered CRT reconstruction of every coefficient as f64.
-    #[allow(clippy::indexing_slicing)] // k, j < nq ≤ table sizes; limbs have length n
+    /// Centered CRT reconstruction of every coefficient as f64: Garner's mixed-radix digits, compared
+    /// with those of `(Q-1)/2` to choose `x` or `x - Q` (the latter's digits are the complement
+    /// of `x`'s plus one, so no cancellation happens), then Horner in f64.
+    #[allow(clippy::indexing_slicing)] // k < nq ≤ table sizes; limbs have length n (checked)
     pub(crate) fn crt_to_f64(&self, coef: &RnsPoly) -> Result<Vec<f64>> {
         let c = &self.ctx;
         let n = c.ring.n;
@@ -258,29 +292,26 @@ impl Encoder {
         }
         let primes: Vec<&crate::ring::Prime> = (0..nq).map(|k| c.ring.limb_prime(k, nq)).collect();
         let tabs = &c.crt;
+        let half = tabs.half.get(nq - 1).ok_or(CkksError::Internal("crt half table"))?;
         let mut out = vec![0f64; n];
-        let mut vpos = vec![0u64; nq];
-        let mut vneg = vec![0u64; nq];
+        let mut v = vec![0u64; nq];
         for (i, o) in out.iter_mut().enumerate() {
-            // Mixed-radix digits of x and of Q - x.
-            for (sign, v) in [(false, &mut vpos), (true, &mut vneg)] {
-                for k in 0..nq {
-                    let p = primes[k];
-                    let mut x = coef.data[k * n + i];
-                    if sign {
-                        x = p.m.neg(x);
+            tabs.garner(&primes, |k| coef.data[k * n + i], &mut v);
+            let neg = v.iter().rev().cmp(half.iter().rev()) == std::cmp::Ordering::Greater;
+            if neg {
+                // Q - x: digits (q_k - 1 - v_k), plus one with carry.
+                let mut carry = 1u64;
+                for (d, p) in v.iter_mut().zip(&primes) {
+                    let w = p.q - 1 - *d + carry;
+                    if w == p.q {
+                        *d = 0;
+                        carry = 1;
+                    } else {
+                        *d = w;
+                        carry = 0;
                     }
-                    // tmp = v_0 + v_1 q_0 + ... + v_{k-1} q_0..q_{k-2}  mod q_k (Horner)
-                    let mut tmp = 0u64;
-                    for j in (0..k).rev() {
-                        tmp = p.m.add(p.m.mul(tmp, tabs.q_mod[k][j]), p.m.reduce(v[j]));
-                    }
-                    v[k] = p.m.mul(p.m.sub(x, tmp), tabs.inv_prefix[k]);
                 }
             }
-            // The smaller of x and Q - x (lexicographic from the most significant digit).
-            let neg = vneg.iter().rev().cmp(vpos.iter().rev()) == std::cmp::Ordering::Less;
-            let v = if neg { &vneg } else { &vpos };
             let mut val = 0f64;
             for k in (0..nq).rev() {
                 val = val * primes[k].q as f64 + v[k] as f64;
