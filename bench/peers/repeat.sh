@@ -29,7 +29,11 @@ wait_quiet() {
 }
 
 configs=("openfhe 14 0" "openfhe 14 6" "openfhe 15 0" "openfhe 16 0" "openfhe 16 6" "seal 14" "seal 15")
-for ((round = 1; round <= rounds; round++)); do
+# CONFIGS="openfhe 14 0;seal 14" runs a subset; FIRST_ROUND=4 numbers the rounds from 4, so a
+# later pass can add runs to the same OUTDIR.
+if [[ -n "${CONFIGS:-}" ]]; then IFS=';' read -r -a configs <<<"$CONFIGS"; fi
+first="${FIRST_ROUND:-1}"
+for ((round = first; round < first + rounds; round++)); do
     for cfg in "${configs[@]}"; do
         read -r lib log_n dnum <<<"$cfg"
         wait_quiet

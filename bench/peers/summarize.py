@@ -5,7 +5,8 @@
 
 Files are grouped by name without the `_rN` round suffix. For each op it prints the median of
 every run (the unit each benchmark reports), their lowest value — the headline, being the run
-least disturbed by other work on the shared 2 cores — and the spread (highest/lowest). Each run's
+least disturbed by other work on the shared 2 cores — the spread (highest/lowest), and the fastest
+single call over all runs (a lower bound, what the op costs undisturbed). Each run's
 machine state (CPUs busy with other work during the run, load average at its start) is listed so
 noisy runs can be recognised. Standard library only.
 """
@@ -49,20 +50,21 @@ def main(argv):
             continue
         machines = [r[1]["params"].get("machine", {}) for r in runs]
         cols = " | ".join(f"run {r[0]}" for r in runs)
-        print(f"| op | lowest run median ms | {cols} | spread |")
-        print("|---|---:|" + "---:|" * len(runs) + "---:|")
+        print(f"| op | lowest run median ms | {cols} | spread | fastest single call |")
+        print("|---|---:|" + "---:|" * len(runs) + "---:|---:|")
         for op in OPS:
             meds = [r[1]["ops_ms"].get(op) for r in runs]
             if any(v is None for v in meds):
-                print(f"| {op} | - |" + " - |" * len(runs) + " - |")
+                print(f"| {op} | - |" + " - |" * len(runs) + " - | - |")
                 continue
             lo = min(meds)
+            fastest = min(r[1].get("ops_min_ms", {}).get(op) or float("inf") for r in runs)
             print(f"| {op} | **{lo:.3f}** | " + " | ".join(f"{v:.3f}" for v in meds)
-                  + f" | {max(meds) / lo:.2f}× |")
+                  + f" | {max(meds) / lo:.2f}× | {fastest:.3f} |")
         busy = " | ".join(f"{m.get('others_cpus', '?')}" for m in machines)
         load = " | ".join(f"{m.get('loadavg_1m', '?')}" for m in machines)
-        print(f"| *CPUs busy with other work* | | {busy} | |")
-        print(f"| *load average at start* | | {load} | |")
+        print(f"| *CPUs busy with other work* | | {busy} | | |")
+        print(f"| *load average at start* | | {load} | | |")
         print()
     return 0
 
