@@ -3,7 +3,8 @@
 //! embedding must keep cosine ≥ 0.99 to onnxruntime's. Prints the cosines, the depth per layer and
 //! where it goes, and the compile time. Ignored by default: the model is generated
 //! (`models/make_minilm.py`), not committed. Run with
-//! `cargo test --release -p polyhe-passes --test poly_minilm -- --ignored --nocapture`.
+//! `cargo test --release -p polyhe-passes --test poly_minilm -- --ignored --nocapture`
+//! (`POLYHE_NO_EGRAPH=1` skips the e-graph pass, to tell approximation error from rewrite problems).
 
 mod poly_common;
 
@@ -26,7 +27,8 @@ fn minilm_poly_keeps_sentence_embeddings() {
     for w in cal.warnings() {
         eprintln!("warning: {} ({}): {}", w.node, w.op, w.message);
     }
-    let opts = PolyOptions { verify: true, ..PolyOptions::default() };
+    let opts =
+        PolyOptions { verify: true, egraph: std::env::var("POLYHE_NO_EGRAPH").is_err(), ..PolyOptions::default() };
     let t = Instant::now();
     let res = compile_to_poly(&s.graph, &cal, &opts).unwrap_or_else(|e| panic!("{e}"));
     let compile = t.elapsed();
@@ -40,5 +42,17 @@ fn minilm_poly_keeps_sentence_embeddings() {
     eprintln!("depth per layer (critical path): {:?}", res.report.depth_by_layer);
     for c in &cos {
         assert!(*c >= 0.99, "cosine {c} < 0.99 (all: {cos:?})");
+    }
+    // The accuracy/depth trade-off: looser targets (printed, not asserted).
+    for target in [1e-2, 3e-2] {
+        let loose =
+            PolyOptions { target_error: target, softmax_target: target, layer_norm_target: target, ..opts.clone() };
+        let r = compile_to_poly(&s.graph, &cal, &loose).unwrap();
+        let (o, _) = run_poly(&r.graph, &s.inputs).unwrap();
+        let c = cosines(&o[k], &s.expected["sentence_embedding"]);
+        eprintln!(
+            "targets {target:e}: depth {}, ct×ct ops {}, cosines {c:?}, per layer {:?}",
+            r.report.depth.total_depth, r.report.depth.ct_mult_ops, r.report.depth_by_layer
+        );
     }
 }
