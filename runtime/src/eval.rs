@@ -183,6 +183,11 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// Subtracts the real constant `c` from every slot (no level used).
+    pub fn sub_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        self.add_const(ct, -c)
+    }
+
     // ------------------------------------------------------------ multiplicative
 
     /// Multiplies by an integer (no level, no scale change).
@@ -275,13 +280,11 @@ impl Evaluator {
             [_, _] => Ok(ct.clone()),
             [c0, c1, c2] => {
                 let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
-                let (u0, u1) = self.switch_poly(c2, key)?;
+                let (mut u0, mut u1) = self.switch_poly(c2, key)?;
                 let ring = &self.ctx.ring;
-                let mut r0 = c0.clone();
-                ring.add_assign(&mut r0, &u0);
-                let mut r1 = c1.clone();
-                ring.add_assign(&mut r1, &u1);
-                Ok(Ciphertext { polys: vec![r0, r1], level: ct.level, scale: ct.scale, fingerprint: ct.fingerprint })
+                ring.add_assign(&mut u0, c0);
+                ring.add_assign(&mut u1, c1);
+                Ok(Ciphertext { polys: vec![u0, u1], level: ct.level, scale: ct.scale, fingerprint: ct.fingerprint })
             }
             other => Err(CkksError::CiphertextDegree { op: "relinearize", expected: 3, found: other.len() }),
         }

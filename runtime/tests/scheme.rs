@@ -118,6 +118,8 @@ fn additive_ops_and_constants() {
     assert!(bits(&neg, &decrypt(f, &f.eval.negate(&cx).unwrap())) > tol);
     let plus: Vec<_> = x.iter().map(|a| a + 0.3125).collect();
     assert!(bits(&plus, &decrypt(f, &f.eval.add_const(&cx, 0.3125).unwrap())) > tol);
+    let minus: Vec<_> = x.iter().map(|a| a - 2.5).collect();
+    assert!(bits(&minus, &decrypt(f, &f.eval.sub_const(&cx, 2.5).unwrap())) > tol);
     let times: Vec<_> = x.iter().map(|a| a * -7.0).collect();
     let m = f.eval.mul_int(&cx, -7).unwrap();
     assert_eq!(m.level(), 2);
