@@ -363,3 +363,63 @@ fn report_serializes_to_json_and_prints_a_table() {
         assert!(a.depth >= 1 || a.degree <= 1, "{a:?}");
     }
 }
+
+#[test]
+fn pow_clip_and_sigma_attention_replacements_are_sound() {
+    let src = r#"
+graph "misc" (v0: f32[2,2,4,4] "s", v1: f32[2,2,4,4] "p") {
+  v2: f32[] = const c0 @"two"
+  v3: f32[2,2,4,4] = pow v0, v2 @"square"
+  v4: f32[] = const c1 @"three"
+  v5: f32[2,2,4,4] = pow v0, v4 @"cube"
+  v6: f32[] = const c2 @"root"
+  v7: f32[2,2,4,4] = pow v1, v6 @"pow_half"
+  v8: f32[2,2,4,4] = clip {min=1e-12} v1 @"eps_clamp"
+  v9: f32[2,2,4,4] = clip {min=-1.0, max=1.0} v0 @"hard_clip"
+  v10: f32[2,2,4,4] = softmax {axis=3} v0 @"sm"
+  v11: f32[2,2,4,4] = add v3, v5 @"a1"
+  v12: f32[2,2,4,4] = add v11, v7 @"a2"
+  v13: f32[2,2,4,4] = add v12, v8 @"a3"
+  v14: f32[2,2,4,4] = add v13, v9 @"a4"
+  v15: f32[2,2,4,4] = add v14, v10 @"a5"
+} -> (v15)
+
+const c0: f32[] = [2.0]
+const c1: f32[] = [3.0]
+const c2: f32[] = [0.5]
+"#;
+    let g = parse(src).unwrap();
+    let mut rng = Lcg(21);
+    let batch = |rng: &mut Lcg| vec![rng.tensor(&[2, 2, 4, 4], -2.0, 2.0), rng.tensor(&[2, 2, 4, 4], 0.5, 4.0)];
+    let batches: Vec<Vec<Tensor>> = (0..16).map(|_| batch(&mut rng)).collect();
+    let cal = calibrate(&g, &batches).unwrap();
+    let res = compile_to_poly(&g, &cal, &opts()).unwrap();
+    // Integer powers are products, the inactive clamp disappears, the active clip is a polynomial.
+    let parts: Vec<&str> = res.report.approximations.iter().map(|a| a.node.as_str()).collect();
+    assert!(!parts.contains(&"square") && !parts.contains(&"cube") && !parts.contains(&"eps_clamp"), "{parts:?}");
+    assert!(parts.contains(&"pow_half") && parts.contains(&"hard_clip"), "{parts:?}");
+    let x = batch(&mut rng);
+    let want = interp::run(&g, &x).unwrap();
+    let (got, _) = run_poly(&res.graph, &x).unwrap();
+    // The hard clip's kinks dominate the error (a polynomial cannot follow them exactly).
+    assert!(max_abs(&got[0], &want[0]) < 0.1, "error {}", max_abs(&got[0], &want[0]));
+
+    // σ-attention: softmax becomes relu(x)/n (a different function, for models trained with it).
+    let sm_only = parse(
+        r#"
+graph "sm" (v0: f32[2,2,4,4] "s") {
+  v1: f32[2,2,4,4] = softmax {axis=3} v0 @"sm"
+} -> (v1)
+"#,
+    )
+    .unwrap();
+    let cal = calibrate(&sm_only, &[vec![Lcg(2).tensor(&[2, 2, 4, 4], -2.0, 2.0)]]).unwrap();
+    let sigma = PolyOptions { softmax: polyhe_passes::SoftmaxMethod::Sigma, ..opts() };
+    let res = compile_to_poly(&sm_only, &cal, &sigma).unwrap();
+    assert!(!res.graph.nodes.values().any(|d| matches!(d.op, Op::Softmax { .. } | Op::ReduceSum { .. })));
+    let x = Lcg(3).tensor(&[2, 2, 4, 4], -1.5, 1.5);
+    let (got, _) = run_poly(&res.graph, std::slice::from_ref(&x)).unwrap();
+    let want: Vec<f64> = x.to_f64_vec().iter().map(|v| v.max(0.0) / 4.0).collect();
+    let err = got[0].to_f64_vec().iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 1e-3, "σ-attention error {err}");
+}
