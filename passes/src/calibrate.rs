@@ -2,7 +2,7 @@
 //! polynomial replacement fits on.
 //!
 //! Requires: a verified graph and batches of inputs in graph-input order. Guarantees:
-//! - one [`NodeCalibration`] per node that [`crate::to_poly`] may replace (activations, exp, softmax,
+//! - one [`NodeCalibration`] per node that [`crate::to_poly()`] may replace (activations, exp, softmax,
 //!   layer_norm, div/sqrt/reciprocal/pow), keyed by the **node name**. ONNX node names are unique and do
 //!   not depend on bound dims, so a calibration made on a graph imported with the calibration batch size
 //!   applies to the same model imported with any other batch size;

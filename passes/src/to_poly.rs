@@ -1,7 +1,7 @@
 //! PolynomialReplacement: every non-polynomial op on an encrypted value becomes a subgraph of
 //! `chebyshev` evaluations and add/sub/mul/reduce ops, fit on the calibrated range widened by a margin.
 //!
-//! Requires: a verified graph (after [`crate::fold_affine`]) and a [`Calibration`] of the same model.
+//! Requires: a verified graph (after [`crate::fold_affine()`]) and a [`Calibration`] of the same model.
 //! Guarantees: the output passes [`verify_poly_stage`]: on values that depend on encrypted data only
 //! the poly-stage ops of `notes/poly_design.md` remain; values that depend only on constants and
 //! plaintext client inputs keep their ops (they run in plaintext; [`encrypted_values`] decides).
@@ -20,13 +20,21 @@
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error) followed by `r` squarings |
 //! | layer_norm | `reduce_mean`, `x − mean`, its square, `reduce_mean`, `+ eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub), `× gamma + beta` |
-//! | softmax | `x − shift` (per head), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as a `chebyshev` guess + Newton/Goldschmidt steps, mul |
+//! | softmax | `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
-//! | div by encrypted, reciprocal | reciprocal guess + iterations on the calibrated divisor range |
+//! | div by encrypted, reciprocal, softmax's 1/sum | constant guess `1/(H·hi)` + Goldschmidt steps on the calibrated range (`robust_reciprocal`: converges on all of `(0, 2H·hi)`) |
 //! | sqrt, pow (non-integer exponent) | `chebyshev` on the calibrated range; pow with a small integer exponent → muls |
 //! | clip | removed when the calibrated range lies inside its bounds (an epsilon clamp), else `chebyshev` |
 //! | cast (float→float), identity | removed |
+//!
+//! Why softmax looks like this: without the row max (not available under HE), row sums of a pretrained
+//! model span many orders of magnitude (MiniLM layer 0: 3e-12 … 1 even with per-head shifts), so the
+//! division needs about `log2(hi/lo)` Goldschmidt steps. A polynomial guess saves a few of them on
+//! narrow ranges but extrapolates wildly on sums above the calibrated range (sentences unlike the
+//! calibration set), where Newton then diverges to NaN; the constant guess cannot diverge below
+//! `2H·hi`, and its cost is the report's biggest depth item. The exponential is fit on *relative*
+//! error so that rows whose sum is tiny keep their relative accuracy.
 //!
 //! Positive ranges (row sums, variances) are widened multiplicatively: `[lo/f, hi·f]` with
 //! `f = 1 + 2·margin`, so a margin never makes them reach 0 (and does not blow up ranges that already
@@ -128,7 +136,7 @@ pub struct ApproxRecord {
     pub error_kind: &'static str,
     /// Whether the target error was reached (false: best effort within the degree/depth caps).
     pub target_met: bool,
-    /// Multiplicative depth of the emitted subgraph (output depth − input depth, [`crate::depth`] model).
+    /// Multiplicative depth of the emitted subgraph (output depth − input depth, [`crate::analyze_depth`] model).
     pub depth: u32,
     /// Degree-only depth `ceil(log2(d+1))` of a single `chebyshev` (for checks), or the plan depth.
     pub poly_depth: u32,
