@@ -32,11 +32,17 @@
 //!   differs refuses the file instead of silently using other primes.
 //! - Client artifacts ([`SecretKey`], [`ClientKeys`]) and server artifacts ([`EvaluationKeys`],
 //!   [`PublicKey`]) are distinct kinds; an evaluation-key file holds only key-switching keys.
-//! - `write_to`/`read_from` errors name the file ([`CkksError::Io`], [`CkksError::InFile`]).
+//! - `write_to`/`read_from` stream: the writer never builds the object's bytes in memory, the
+//!   reader holds only the parsed object and one limb of scratch (key files can be gigabytes at
+//!   N = 2^16). Their bytes and verdicts equal `to_bytes`/`from_bytes` — the reader hashes the
+//!   whole payload even after a field error so corruption is reported as such — except that
+//!   `read_from` refuses a file of another kind or of oversize declared length from its header.
+//!   Errors name the file ([`CkksError::Io`], [`CkksError::InFile`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use crate::context::CkksContext;
@@ -153,61 +159,111 @@ impl ObjectHeader {
 
 // ---------------------------------------------------------------- checksum
 
-/// XXH64 (Yann Collet's xxHash, 64-bit variant): fast enough for gigabyte key files and
-/// detects every single-bit flip.
-pub(crate) fn xxh64(data: &[u8], seed: u64) -> u64 {
-    const P1: u64 = 0x9E37_79B1_85EB_CA87;
-    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-    const P3: u64 = 0x1656_67B1_9E37_79F9;
-    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
-    const P5: u64 = 0x27D4_EB2F_1656_67C5;
-    fn round(acc: u64, input: u64) -> u64 {
-        acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
-    }
-    fn merge(acc: u64, v: u64) -> u64 {
-        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
-    }
-    fn le64(b: &[u8]) -> u64 {
-        b.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64)
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const P3: u64 = 0x1656_67B1_9E37_79F9;
+const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+const P5: u64 = 0x27D4_EB2F_1656_67C5;
+
+fn xxh_round(acc: u64, input: u64) -> u64 {
+    acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+}
+
+/// Little-endian `u64` of an 8-byte chunk (callers pass `chunks_exact(8)` items).
+fn le64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+}
+
+/// Streaming XXH64 (Yann Collet's xxHash, 64-bit variant): fast enough for gigabyte key files,
+/// detects every single-bit flip, and lets files be checked while they are streamed.
+#[derive(Debug, Clone)]
+pub(crate) struct Xxh64 {
+    v: [u64; 4],
+    buf: [u8; 32],
+    buf_len: usize,
+    total: u64,
+    seed: u64,
+}
+
+impl Xxh64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        let v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+        Self { v, buf: [0; 32], buf_len: 0, total: 0, seed }
     }
 
-    let mut stripes = data.chunks_exact(32);
-    let mut h = if data.len() >= 32 {
-        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
-        for s in &mut stripes {
-            for (acc, lane) in v.iter_mut().zip(s.chunks_exact(8)) {
-                *acc = round(*acc, le64(lane));
-            }
+    fn stripe(v: &mut [u64; 4], s: &[u8]) {
+        for (acc, lane) in v.iter_mut().zip(s.chunks_exact(8)) {
+            *acc = xxh_round(*acc, le64(lane));
         }
-        let [v1, v2, v3, v4] = v;
-        let h = v1
-            .rotate_left(1)
-            .wrapping_add(v2.rotate_left(7))
-            .wrapping_add(v3.rotate_left(12))
-            .wrapping_add(v4.rotate_left(18));
-        v.into_iter().fold(h, merge)
-    } else {
-        seed.wrapping_add(P5)
-    };
-    h = h.wrapping_add(data.len() as u64);
-    let tail = stripes.remainder();
-    let mut words = tail.chunks_exact(8);
-    for w in &mut words {
-        h = (h ^ round(0, le64(w))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
     }
-    let rest = words.remainder();
-    let (four, bytes) = rest.split_at(if rest.len() >= 4 { 4 } else { 0 });
-    if !four.is_empty() {
-        h = (h ^ le64(four).wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
+        self.total = self.total.wrapping_add(data.len() as u64);
+        if self.buf_len > 0 {
+            let take = (32 - self.buf_len).min(data.len());
+            let (head, rest) = data.split_at(take);
+            if let Some(dst) = self.buf.get_mut(self.buf_len..self.buf_len + take) {
+                dst.copy_from_slice(head);
+            }
+            self.buf_len += take;
+            data = rest;
+            if self.buf_len < 32 {
+                return;
+            }
+            let full = self.buf;
+            Self::stripe(&mut self.v, &full);
+            self.buf_len = 0;
+        }
+        let mut stripes = data.chunks_exact(32);
+        for s in &mut stripes {
+            Self::stripe(&mut self.v, s);
+        }
+        let rem = stripes.remainder();
+        if let Some(dst) = self.buf.get_mut(..rem.len()) {
+            dst.copy_from_slice(rem);
+        }
+        self.buf_len = rem.len();
     }
-    for &b in bytes {
-        h = (h ^ (b as u64).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+
+    pub(crate) fn finish(&self) -> u64 {
+        let mut h = if self.total >= 32 {
+            let [v1, v2, v3, v4] = self.v;
+            let h = v1
+                .rotate_left(1)
+                .wrapping_add(v2.rotate_left(7))
+                .wrapping_add(v3.rotate_left(12))
+                .wrapping_add(v4.rotate_left(18));
+            self.v.into_iter().fold(h, |acc, v| (acc ^ xxh_round(0, v)).wrapping_mul(P1).wrapping_add(P4))
+        } else {
+            self.seed.wrapping_add(P5)
+        };
+        h = h.wrapping_add(self.total);
+        let tail = self.buf.get(..self.buf_len).unwrap_or(&[]);
+        let mut words = tail.chunks_exact(8);
+        for w in &mut words {
+            h = (h ^ xxh_round(0, le64(w))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        }
+        let rest = words.remainder();
+        let (four, bytes) = rest.split_at(if rest.len() >= 4 { 4 } else { 0 });
+        if let Ok(w) = <[u8; 4]>::try_from(four) {
+            h = (h ^ (u32::from_le_bytes(w) as u64).wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        }
+        for &b in bytes {
+            h = (h ^ (b as u64).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 29;
+        h = h.wrapping_mul(P3);
+        h ^ (h >> 32)
     }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
+}
+
+/// One-shot XXH64.
+pub(crate) fn xxh64(data: &[u8], seed: u64) -> u64 {
+    let mut h = Xxh64::new(seed);
+    h.update(data);
+    h.finish()
 }
 
 // ---------------------------------------------------------------- envelope
@@ -271,15 +327,62 @@ fn open<'a>(bytes: &'a [u8], what: &'static str) -> Result<(ObjectHeader, &'a [u
     Ok((ObjectHeader { version: FORMAT_VERSION, kind, fingerprint, payload_len }, payload))
 }
 
+fn header_bytes(kind: ObjectKind, fingerprint: u64, payload_len: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    let fields: [&[u8]; 5] = [
+        &MAGIC,
+        &FORMAT_VERSION.to_le_bytes(),
+        &kind.tag().to_le_bytes(),
+        &fingerprint.to_le_bytes(),
+        &payload_len.to_le_bytes(),
+    ];
+    let mut at = 0;
+    for f in fields {
+        if let Some(dst) = h.get_mut(at..at + f.len()) {
+            dst.copy_from_slice(f);
+        }
+        at += f.len();
+    }
+    h
+}
+
+/// Destination of serialized bytes: a `Vec` (`to_bytes`) or a hashing file writer (`write_to`).
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Writes through to `inner` while hashing; keeps the first I/O error for the end.
+struct HashWriter<W: Write> {
+    inner: W,
+    hash: Xxh64,
+    written: u64,
+    err: Option<std::io::Error>,
+}
+
+impl<W: Write> Sink for HashWriter<W> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.err.is_none() {
+            self.hash.update(bytes);
+            self.written += bytes.len() as u64;
+            if let Err(e) = self.inner.write_all(bytes) {
+                self.err = Some(e);
+            }
+        }
+    }
+}
+
 /// Writes header, payload (by `fill`) and checksum. `size` is the exact payload size.
 fn seal(kind: ObjectKind, fingerprint: u64, size: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut buf = Vec::with_capacity(HEADER_LEN + size + TRAILER_LEN);
-    buf.extend_from_slice(&MAGIC);
-    buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    buf.extend_from_slice(&kind.tag().to_le_bytes());
-    buf.extend_from_slice(&fingerprint.to_le_bytes());
-    buf.extend_from_slice(&0u64.to_le_bytes());
+    buf.extend_from_slice(&header_bytes(kind, fingerprint, size as u64));
     fill(&mut buf);
+    // `size` is exact by construction; recomputing keeps a wrong estimate from corrupting output.
     let len = (buf.len() - HEADER_LEN) as u64;
     if let Some(slot) = buf.get_mut(16..24) {
         slot.copy_from_slice(&len.to_le_bytes());
@@ -289,9 +392,38 @@ fn seal(kind: ObjectKind, fingerprint: u64, size: usize, fill: impl FnOnce(&mut 
     buf
 }
 
-fn put_poly(out: &mut Vec<u8>, p: &RnsPoly) {
-    for &v in &p.data {
-        out.extend_from_slice(&v.to_le_bytes());
+/// Streams header, payload (by `fill`) and checksum to `path` without building the object in
+/// memory. `size` must be the exact payload size (it goes into the header first).
+fn seal_to_file(
+    path: &Path,
+    kind: ObjectKind,
+    fingerprint: u64,
+    size: usize,
+    fill: impl FnOnce(&mut HashWriter<BufWriter<File>>),
+) -> Result<()> {
+    let file = File::create(path).map_err(|e| io_err(path, "create", &e))?;
+    let mut w =
+        HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Xxh64::new(0), written: 0, err: None };
+    w.put(&header_bytes(kind, fingerprint, size as u64));
+    fill(&mut w);
+    if let Some(e) = w.err.take() {
+        return Err(io_err(path, "write", &e));
+    }
+    if w.written != (HEADER_LEN + size) as u64 {
+        return Err(CkksError::Internal("serialized payload size differs from its precomputed size"));
+    }
+    let h = w.hash.finish();
+    w.inner.write_all(&h.to_le_bytes()).and_then(|()| w.inner.flush()).map_err(|e| io_err(path, "write", &e))
+}
+
+/// Writes a polynomial's limbs as little-endian `u64`, a few KiB at a time.
+fn put_poly<S: Sink>(out: &mut S, p: &RnsPoly) {
+    let mut tmp = [0u8; 8 * 512];
+    for chunk in p.data.chunks(512) {
+        for (dst, v) in tmp.chunks_exact_mut(8).zip(chunk) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        out.put(tmp.get(..chunk.len() * 8).unwrap_or(&[]));
     }
 }
 
@@ -299,16 +431,19 @@ fn poly_bytes(p: &RnsPoly) -> usize {
     p.data.len() * 8
 }
 
-/// Bounds-checked payload reader; offsets in its errors are from the start of the object.
+/// Bounds-checked payload reader over a byte slice or a file stream; it reads at most `len`
+/// bytes, allocates only one limb of scratch, and its error offsets are from the object's start.
 struct Reader<'a> {
-    buf: &'a [u8],
+    src: &'a mut dyn Read,
+    len: usize,
     pos: usize,
     what: &'static str,
+    scratch: Vec<u8>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Self { buf, pos: 0, what }
+    fn new(src: &'a mut dyn Read, len: usize, what: &'static str) -> Self {
+        Self { src, len, pos: 0, what, scratch: Vec::new() }
     }
 
     fn err(&self, reason: impl Into<String>) -> CkksError {
@@ -316,26 +451,31 @@ impl<'a> Reader<'a> {
     }
 
     fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.len - self.pos
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let s =
-            self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)).ok_or_else(|| {
-                self.err(format!("truncated payload: {n} more bytes needed, {} left", self.remaining()))
-            })?;
+    /// The next `n` payload bytes (`n` is checked against the payload length before reading).
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if n > self.remaining() {
+            return Err(self.err(format!("truncated payload: {n} more bytes needed, {} left", self.remaining())));
+        }
+        self.scratch.clear();
+        self.scratch.resize(n, 0);
+        if let Err(e) = self.src.read_exact(&mut self.scratch) {
+            return Err(malformed(self.what, HEADER_LEN + self.pos, format!("read failed: {e}")));
+        }
         self.pos += n;
-        Ok(s)
+        Ok(&self.scratch)
     }
 
     fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?.first().copied().unwrap_or(0))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(self.take(4)?.iter().rev().fold(0u32, |a, &x| (a << 8) | x as u32))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or([0; 4])))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(le_u64(self.take(8)?, 0))
+        Ok(le64(self.take(8)?))
     }
     fn f64(&mut self) -> Result<f64> {
         Ok(f64::from_bits(self.u64()?))
@@ -344,21 +484,26 @@ impl<'a> Reader<'a> {
     /// A polynomial over basis `(nq, with_p)`; every coefficient must be below its limb's prime.
     fn poly(&mut self, ring: &RingContext, nq: usize, with_p: bool) -> Result<RnsPoly> {
         let limbs = ring.num_limbs(nq, with_p);
-        let len = limbs.checked_mul(ring.n * 8).ok_or_else(|| self.err("polynomial size overflows"))?;
-        let start = self.pos;
-        let raw = self.take(len)?;
+        let limb_bytes = ring.n * 8;
+        // Whole-polynomial size check first, so a short payload allocates nothing.
+        if limbs.checked_mul(limb_bytes).is_none_or(|len| len > self.remaining()) {
+            return Err(self.err(format!(
+                "truncated payload: a polynomial of {limbs} limbs needs {} bytes, {} left",
+                limbs.saturating_mul(limb_bytes),
+                self.remaining()
+            )));
+        }
+        let what = self.what;
         let mut data = Vec::with_capacity(limbs * ring.n);
-        for (t, limb) in raw.chunks_exact(ring.n * 8).enumerate() {
+        for t in 0..limbs {
             let q = ring.limb_prime(t, nq).q;
-            for (i, c) in limb.chunks_exact(8).enumerate() {
-                let v = le_u64(c, 0);
+            let base = HEADER_LEN + self.pos;
+            let raw = self.take(limb_bytes)?;
+            for (i, c) in raw.chunks_exact(8).enumerate() {
+                let v = le64(c);
                 if v >= q {
-                    let at = HEADER_LEN + start + (t * ring.n + i) * 8;
-                    return Err(malformed(
-                        self.what,
-                        at,
-                        format!("coefficient {i} of limb {t} is {v}, not below its modulus {q}"),
-                    ));
+                    let reason = format!("coefficient {i} of limb {t} is {v}, not below its modulus {q}");
+                    return Err(malformed(what, base + i * 8, reason));
                 }
                 data.push(v);
             }
@@ -368,22 +513,19 @@ impl<'a> Reader<'a> {
 
     /// `n` ternary coefficients stored as `i8`.
     fn ternary(&mut self, n: usize) -> Result<Vec<i8>> {
-        let start = self.pos;
+        let what = self.what;
+        let base = HEADER_LEN + self.pos;
         let raw = self.take(n)?;
         raw.iter()
             .enumerate()
             .map(|(i, &b)| match b as i8 {
                 v @ -1..=1 => Ok(v),
-                v => Err(malformed(
-                    self.what,
-                    HEADER_LEN + start + i,
-                    format!("secret coefficient {i} is {v}, not in {{-1, 0, 1}}"),
-                )),
+                v => Err(malformed(what, base + i, format!("secret coefficient {i} is {v}, not in {{-1, 0, 1}}"))),
             })
             .collect()
     }
 
-    fn finish(self) -> Result<()> {
+    fn finish(&self) -> Result<()> {
         if self.remaining() != 0 {
             return Err(self.err(format!("{} trailing bytes after the object", self.remaining())));
         }
@@ -398,7 +540,7 @@ trait Serial: Sized {
     const KIND: ObjectKind;
     fn object_fingerprint(&self) -> u64;
     fn payload_size(&self) -> usize;
-    fn write_payload(&self, out: &mut Vec<u8>);
+    fn write_payload<S: Sink>(&self, out: &mut S);
     fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self>;
 }
 
@@ -413,7 +555,8 @@ fn object_from_bytes<T: Serial>(ctx: &CkksContext, bytes: &[u8]) -> Result<T> {
         return Err(CkksError::WrongKind { expected: what, found: header.kind.name() });
     }
     ctx.inner.check_fp(header.fingerprint)?;
-    let mut r = Reader::new(payload, what);
+    let mut src = payload;
+    let mut r = Reader::new(&mut src, payload.len(), what);
     let x = T::read_payload(ctx, &mut r)?;
     r.finish()?;
     Ok(x)
@@ -444,9 +587,9 @@ impl Serial for Plaintext {
     fn payload_size(&self) -> usize {
         12 + poly_bytes(&self.poly)
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.level as u32).to_le_bytes());
-        out.extend_from_slice(&self.scale.to_bits().to_le_bytes());
+    fn write_payload<S: Sink>(&self, out: &mut S) {
+        out.put(&(self.level as u32).to_le_bytes());
+        out.put(&self.scale.to_bits().to_le_bytes());
         put_poly(out, &self.poly);
     }
     fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
@@ -465,10 +608,10 @@ impl Serial for Ciphertext {
     fn payload_size(&self) -> usize {
         16 + self.polys.iter().map(poly_bytes).sum::<usize>()
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.level as u32).to_le_bytes());
-        out.extend_from_slice(&(self.polys.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.scale.to_bits().to_le_bytes());
+    fn write_payload<S: Sink>(&self, out: &mut S) {
+        out.put(&(self.level as u32).to_le_bytes());
+        out.put(&(self.polys.len() as u32).to_le_bytes());
+        out.put(&self.scale.to_bits().to_le_bytes());
         self.polys.iter().for_each(|p| put_poly(out, p));
     }
     fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
@@ -491,7 +634,7 @@ impl Serial for PublicKey {
     fn payload_size(&self) -> usize {
         poly_bytes(&self.b) + poly_bytes(&self.a)
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
+    fn write_payload<S: Sink>(&self, out: &mut S) {
         put_poly(out, &self.b);
         put_poly(out, &self.a);
     }
@@ -524,8 +667,9 @@ fn read_secret(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<SecretKey> {
     Ok(SecretKey { coeffs, poly, fingerprint: ctx.fingerprint() })
 }
 
-fn put_secret(out: &mut Vec<u8>, sk: &SecretKey) {
-    out.extend(sk.coeffs.iter().map(|&c| c as u8));
+fn put_secret<S: Sink>(out: &mut S, sk: &SecretKey) {
+    let bytes: Vec<u8> = sk.coeffs.iter().map(|&c| c as u8).collect();
+    out.put(&bytes);
 }
 
 impl Serial for SecretKey {
@@ -536,7 +680,7 @@ impl Serial for SecretKey {
     fn payload_size(&self) -> usize {
         self.coeffs.len()
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
+    fn write_payload<S: Sink>(&self, out: &mut S) {
         put_secret(out, self);
     }
     fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
@@ -552,7 +696,7 @@ impl Serial for ClientKeys {
     fn payload_size(&self) -> usize {
         self.secret.coeffs.len() + self.public.payload_size()
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
+    fn write_payload<S: Sink>(&self, out: &mut S) {
         put_secret(out, &self.secret);
         self.public.write_payload(out);
     }
@@ -567,7 +711,7 @@ fn ksk_bytes(ring: &RingContext, dnum: usize) -> Option<usize> {
     ring.num_limbs(ring.nq, true).checked_mul(ring.n)?.checked_mul(8)?.checked_mul(2)?.checked_mul(dnum)
 }
 
-fn put_ksk(out: &mut Vec<u8>, k: &KeySwitchKey) {
+fn put_ksk<S: Sink>(out: &mut S, k: &KeySwitchKey) {
     for (b, a) in k.b.iter().zip(&k.a) {
         put_poly(out, b);
         put_poly(out, a);
@@ -595,11 +739,11 @@ impl Serial for EvaluationKeys {
         let ksk = |k: &KeySwitchKey| k.b.iter().chain(&k.a).map(poly_bytes).sum::<usize>();
         5 + 8 * self.galois.len() + self.relin.iter().chain(self.galois.values()).map(ksk).sum::<usize>()
     }
-    fn write_payload(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.relin.is_some()));
-        out.extend_from_slice(&(self.galois.len() as u32).to_le_bytes());
+    fn write_payload<S: Sink>(&self, out: &mut S) {
+        out.put(&[u8::from(self.relin.is_some())]);
+        out.put(&(self.galois.len() as u32).to_le_bytes());
         for g in self.galois.keys() {
-            out.extend_from_slice(&g.to_le_bytes());
+            out.put(&g.to_le_bytes());
         }
         self.relin.iter().chain(self.galois.values()).for_each(|k| put_ksk(out, k));
     }
@@ -682,19 +826,31 @@ fn io_err(path: &Path, action: &str, e: &std::io::Error) -> CkksError {
     CkksError::Io { path: path_string(path), reason: format!("cannot {action}: {e}") }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| io_err(path, "write", &e))
+/// Reads through to `inner` while hashing.
+struct HashReader<R: Read> {
+    inner: R,
+    hash: Xxh64,
 }
 
-/// Reads a serialized `expected` object, refusing from the header alone (before reading the
-/// payload) a file of another kind or one larger than `limit` payload bytes.
-fn read_file(path: &Path, expected: ObjectKind, limit: u64) -> Result<Vec<u8>> {
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or(&[]));
+        Ok(n)
+    }
+}
+
+/// Opens a serialized `expected` object and checks its header, refusing from the header alone
+/// (before reading the payload) a file of another kind, one whose length field exceeds `limit`,
+/// and one whose size disagrees with its length field. Returns the file positioned after the
+/// header, the header bytes, the fingerprint and the payload length.
+fn open_file(path: &Path, expected: ObjectKind, limit: u64) -> Result<(File, [u8; HEADER_LEN], u64, u64)> {
     let what = expected.name();
-    let mut f = std::fs::File::open(path).map_err(|e| io_err(path, "open", &e))?;
+    let mut f = File::open(path).map_err(|e| io_err(path, "open", &e))?;
     let file_len = f.metadata().map_err(|e| io_err(path, "read metadata of", &e))?.len();
     let mut head = Vec::with_capacity(HEADER_LEN);
     (&mut f).take(HEADER_LEN as u64).read_to_end(&mut head).map_err(|e| io_err(path, "read", &e))?;
-    let (tag, _, payload_len) = parse_prefix(&head, what).map_err(|e| in_file(path, e))?;
+    let (tag, fingerprint, payload_len) = parse_prefix(&head, what).map_err(|e| in_file(path, e))?;
     match ObjectKind::from_tag(tag) {
         None => return Err(in_file(path, malformed(what, 6, format!("unknown object kind tag {tag}")))),
         Some(kind) if kind != expected => {
@@ -715,12 +871,53 @@ fn read_file(path: &Path, expected: ObjectKind, limit: u64) -> Result<Vec<u8>> {
         );
         return Err(in_file(path, malformed(what, 16, reason)));
     }
-    let rest = file_len - HEADER_LEN as u64;
-    let mut bytes = head;
-    bytes.reserve_exact(usize::try_from(rest).unwrap_or(0));
-    // `take` keeps a file that grows while being read from growing the buffer past the bound.
-    (&mut f).take(rest).read_to_end(&mut bytes).map_err(|e| io_err(path, "read", &e))?;
-    Ok(bytes)
+    let head: [u8; HEADER_LEN] = head.try_into().map_err(|_| CkksError::Internal("header length checked above"))?;
+    Ok((f, head, fingerprint, payload_len))
+}
+
+/// Streams the payload of an opened file through `parse` and the checksum, holding only the
+/// parsed object and one limb of scratch in memory. The whole payload is hashed even when `parse`
+/// fails or stops early, so a corrupt file reports the checksum (as `from_bytes` does) rather than
+/// whichever field the corruption happened to hit.
+fn stream_payload<T>(
+    path: &Path,
+    file: File,
+    head: &[u8; HEADER_LEN],
+    payload_len: u64,
+    what: &'static str,
+    parse: impl FnOnce(&mut Reader<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut hash = Xxh64::new(0);
+    hash.update(head);
+    let mut src = HashReader { inner: BufReader::with_capacity(1 << 20, file), hash };
+    let len = usize::try_from(payload_len).map_err(|_| in_file(path, malformed(what, 16, "payload too large")))?;
+    let (parsed, consumed) = {
+        let mut r = Reader::new(&mut src, len, what);
+        let parsed = parse(&mut r).and_then(|x| r.finish().map(|()| x));
+        (parsed, r.pos as u64)
+    };
+    let rest = payload_len.saturating_sub(consumed);
+    std::io::copy(&mut (&mut src).take(rest), &mut std::io::sink()).map_err(|e| io_err(path, "read", &e))?;
+    let computed = src.hash.finish();
+    let mut trailer = [0u8; TRAILER_LEN];
+    src.inner.read_exact(&mut trailer).map_err(|e| io_err(path, "read", &e))?;
+    let stored = u64::from_le_bytes(trailer);
+    if stored != computed {
+        let at = HEADER_LEN + len;
+        let reason = format!("checksum mismatch (stored {stored:016x}, computed {computed:016x}): the data is corrupt");
+        return Err(in_file(path, malformed(what, at, reason)));
+    }
+    parsed.map_err(|e| in_file(path, e))
+}
+
+/// `T::read_from`: header checks, then fingerprint and payload streamed (see [`stream_payload`]).
+fn read_object<T: Serial>(ctx: &CkksContext, path: &Path) -> Result<T> {
+    let kind = T::KIND;
+    let (file, head, fingerprint, payload_len) = open_file(path, kind, max_payload(kind, ctx))?;
+    stream_payload(path, file, &head, payload_len, kind.name(), |r| {
+        ctx.inner.check_fp(fingerprint)?;
+        T::read_payload(ctx, r)
+    })
 }
 
 // ---------------------------------------------------------------- public API
@@ -738,14 +935,12 @@ macro_rules! ctx_serial_api {
             }
             #[doc = concat!("Writes [`Self::to_bytes`] to `path`; errors name the file.")]
             pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
-                write_file(path.as_ref(), &self.to_bytes())
+                let kind = <$ty as Serial>::KIND;
+                seal_to_file(path.as_ref(), kind, self.object_fingerprint(), self.payload_size(), |w| self.write_payload(w))
             }
             #[doc = concat!("Reads a ", $name, " written by [`Self::write_to`]; errors name the file.")]
             pub fn read_from(ctx: &CkksContext, path: impl AsRef<Path>) -> Result<Self> {
-                let path = path.as_ref();
-                let kind = <$ty as Serial>::KIND;
-                let bytes = read_file(path, kind, max_payload(kind, ctx))?;
-                object_from_bytes(ctx, &bytes).map_err(|e| in_file(path, e))
+                read_object(ctx, path.as_ref())
             }
         }
     };
@@ -787,21 +982,26 @@ impl ClientKeys {
 impl CkksParams {
     /// Serializes the parameters (self-describing: no context is needed to load them).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let size = 36 + 12 * (self.moduli.len() + self.special.len());
-        seal(ObjectKind::Params, self.fingerprint_u64(), size, |out| {
-            out.extend_from_slice(&self.log_n.to_le_bytes());
-            out.extend_from_slice(&self.log_scale.to_le_bytes());
-            out.extend_from_slice(&(self.dnum as u32).to_le_bytes());
-            out.extend_from_slice(&self.hamming_weight.map_or(0, |h| h as u64).to_le_bytes());
-            out.extend_from_slice(&self.error_std.to_bits().to_le_bytes());
-            for (bits, primes) in [(&self.q_bits, &self.moduli), (&self.p_bits, &self.special)] {
-                out.extend_from_slice(&(primes.len() as u32).to_le_bytes());
-                for (b, q) in bits.iter().zip(primes) {
-                    out.extend_from_slice(&b.to_le_bytes());
-                    out.extend_from_slice(&q.to_le_bytes());
-                }
+        seal(ObjectKind::Params, self.fingerprint_u64(), self.payload_size(), |out| self.write_payload(out))
+    }
+
+    fn payload_size(&self) -> usize {
+        36 + 12 * (self.moduli.len() + self.special.len())
+    }
+
+    fn write_payload<S: Sink>(&self, out: &mut S) {
+        out.put(&self.log_n.to_le_bytes());
+        out.put(&self.log_scale.to_le_bytes());
+        out.put(&(self.dnum as u32).to_le_bytes());
+        out.put(&self.hamming_weight.map_or(0, |h| h as u64).to_le_bytes());
+        out.put(&self.error_std.to_bits().to_le_bytes());
+        for (bits, primes) in [(&self.q_bits, &self.moduli), (&self.p_bits, &self.special)] {
+            out.put(&(primes.len() as u32).to_le_bytes());
+            for (b, q) in bits.iter().zip(primes) {
+                out.put(&b.to_le_bytes());
+                out.put(&q.to_le_bytes());
             }
-        })
+        }
     }
 
     /// Loads parameters written by [`Self::to_bytes`]. They are rebuilt through [`Self::new`] (so
@@ -813,7 +1013,8 @@ impl CkksParams {
         if header.kind != ObjectKind::Params {
             return Err(CkksError::WrongKind { expected: what, found: header.kind.name() });
         }
-        let mut r = Reader::new(payload, what);
+        let mut src = payload;
+        let mut r = Reader::new(&mut src, payload.len(), what);
         let log_n = r.u32()?;
         let log_scale = r.u32()?;
         let dnum = r.u32()? as usize;
@@ -864,13 +1065,21 @@ impl CkksParams {
 
     /// Writes [`Self::to_bytes`] to `path`; errors name the file.
     pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_file(path.as_ref(), &self.to_bytes())
+        seal_to_file(path.as_ref(), ObjectKind::Params, self.fingerprint_u64(), self.payload_size(), |w| {
+            self.write_payload(w)
+        })
     }
 
     /// Reads parameters written by [`Self::write_to`]; errors name the file.
     pub fn read_from(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = read_file(path, ObjectKind::Params, MAX_PARAMS_PAYLOAD)?;
+        // Small by construction (`MAX_PARAMS_PAYLOAD`): read whole and share `from_bytes`.
+        let (mut file, head, _, payload_len) = open_file(path, ObjectKind::Params, MAX_PARAMS_PAYLOAD)?;
+        let mut bytes = head.to_vec();
+        (&mut file)
+            .take(payload_len + TRAILER_LEN as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_err(path, "read", &e))?;
         Self::from_bytes(&bytes).map_err(|e| in_file(path, e))
     }
 }
@@ -1240,8 +1449,77 @@ mod tests {
         })
     }
 
+    /// Loads `bytes` through a temporary file with `read_from`, returning the innermost error.
+    fn load_via_file(kind: ObjectKind, bytes: &[u8]) -> Result<()> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("polyhe-serial-unit-{}-{n}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let ctx = &fx().ctx;
+        let res = match kind {
+            ObjectKind::Params => CkksParams::read_from(&path).map(drop),
+            ObjectKind::Plaintext => Plaintext::read_from(ctx, &path).map(drop),
+            ObjectKind::Ciphertext => Ciphertext::read_from(ctx, &path).map(drop),
+            ObjectKind::PublicKey => PublicKey::read_from(ctx, &path).map(drop),
+            ObjectKind::SecretKey => SecretKey::read_from(ctx, &path).map(drop),
+            ObjectKind::EvaluationKeys => EvaluationKeys::read_from(ctx, &path).map(drop),
+            ObjectKind::ClientKeys => ClientKeys::read_from(ctx, &path).map(drop),
+        };
+        std::fs::remove_file(&path).unwrap();
+        res.map_err(|e| e.innermost().clone())
+    }
+
+    #[test]
+    fn streamed_writes_equal_to_bytes() {
+        let f = fx();
+        let path = std::env::temp_dir().join(format!("polyhe-serial-unit-w-{}", std::process::id()));
+        for (kind, bytes) in objects() {
+            match kind {
+                ObjectKind::Params => f.ctx.params().write_to(&path).unwrap(),
+                ObjectKind::Ciphertext => f.ct.write_to(&path).unwrap(),
+                ObjectKind::SecretKey => f.client.secret_key().write_to(&path).unwrap(),
+                ObjectKind::EvaluationKeys => f.keys.write_to(&path).unwrap(),
+                ObjectKind::ClientKeys => f.client.write_to(&path).unwrap(),
+                other => panic!("{other}"),
+            }
+            assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{kind}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A file loader that meets a field error keeps hashing, so corruption is reported as such.
+    #[test]
+    fn streamed_reads_report_corruption_before_field_errors() {
+        let f = fx();
+        let q0 = f.ctx.params().moduli()[0];
+        let mut b = f.ct.to_bytes();
+        b[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&q0.to_le_bytes());
+        let err = load_via_file(ObjectKind::Ciphertext, &b).unwrap_err();
+        assert!(reason(err).contains("checksum mismatch"));
+        // Other parameters behind a valid checksum: the fingerprint error, as with `from_bytes`.
+        let b = reseal_header(&f.ct.to_bytes(), 8, &1u64.to_le_bytes());
+        assert_eq!(
+            load_via_file(ObjectKind::Ciphertext, &b),
+            Err(CkksError::ParamsMismatch { expected: f.ctx.fingerprint(), found: 1 })
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+        /// Streaming updates in arbitrary pieces equal the one-shot hash.
+        #[test]
+        fn xxh64_streaming_equals_one_shot(data in prop::collection::vec(any::<u8>(), 0..300), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6), seed in any::<u64>()) {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            points.sort_unstable();
+            let mut h = Xxh64::new(seed);
+            let mut prev = 0;
+            for p in points.into_iter().chain([data.len()]) {
+                h.update(&data[prev..p]);
+                prev = p;
+            }
+            prop_assert_eq!(h.finish(), xxh64(&data, seed));
+        }
 
         /// Damaged payloads behind a valid envelope never panic; changes of length are errors.
         #[test]
@@ -1275,6 +1553,12 @@ mod tests {
             let res = load(*kind, &b);
             if length_changed && b.len() != bytes.len() {
                 prop_assert!(res.is_err(), "{} with a changed payload length loaded", kind);
+            }
+            // The streaming file loader reaches the same verdict with the same error, except that
+            // it refuses an oversize payload from the header alone.
+            match (load_via_file(*kind, &b), res) {
+                (Err(CkksError::Malformed { offset: 16, reason, .. }), Err(_)) if reason.contains("more than any") => {}
+                (from_file, from_slice) => prop_assert_eq!(from_file, from_slice),
             }
         }
     }

@@ -444,6 +444,16 @@ fn files_round_trip_every_kind() {
     f.keys.write_to(dir.join("ek")).unwrap();
     f.client.write_to(dir.join("client")).unwrap();
 
+    // The streaming file writer produces exactly the in-memory bytes.
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    assert_eq!(read("params"), f.ctx.params().to_bytes());
+    assert_eq!(read("pt"), pt.to_bytes());
+    assert_eq!(read("ct"), ct.to_bytes());
+    assert_eq!(read("pk"), f.client.public_key().to_bytes());
+    assert_eq!(read("sk"), f.client.secret_key().to_bytes());
+    assert_eq!(read("ek"), f.keys.to_bytes());
+    assert_eq!(read("client"), f.client.to_bytes());
+
     let params = CkksParams::read_from(dir.join("params")).unwrap();
     assert_eq!(&params, f.ctx.params());
     let ctx = CkksContext::new(params).unwrap();
