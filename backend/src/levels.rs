@@ -1,0 +1,230 @@
+//! Level and scale management: the program builder every lowering emits through.
+//!
+//! Requires: the Q primes of the target parameters (or stand-ins of the same bit size for the depth
+//! dry run) and the input level.
+//! Guarantees (the invariant "every finished value at level `l` has scale exactly `Δ_l`"):
+//! - `Δ_L = 2^log_scale` for fresh inputs and `Δ_{l−1} = Δ_l² / q_l`. A ct×ct product of two values
+//!   at level `l` has scale `Δ_l²`, so after one rescale it lands exactly on `Δ_{l−1}`.
+//! - Plaintext multiplications encode the plaintext at `Δ_{l−1}·q_l/Δ_l` (and scalars likewise), so
+//!   the rescaled product also lands on `Δ_{l−1}`; additions of plaintexts encode at the ciphertext's
+//!   scale. Rescaling is eager (one rescale right after each multiplication, the waterline of EVA
+//!   with one level per multiplication), except that [`Builder::mul_plain_raw`] products of one
+//!   level may be summed before a single rescale (the diagonal method does this).
+//! - Additions and products of values at different levels first bring the higher one down with
+//!   [`Builder::adjust`]: mod-drop to `l'+1`, multiply by 1 encoded at `Δ_{l'}·q_{l'+1}/Δ_l`, rescale —
+//!   the lower level costs nothing extra and the scale lands on `Δ_{l'}` exactly.
+//! - Integer scalars use `mul_int` (no level). Running below level 0 is reported as
+//!   [`crate::BackendError::Internal`] only if parameter selection was wrong; the dry run starts
+//!   high enough never to hit it.
+//! - Every emitted instruction carries its level and scale, so `Program::validate` re-proves all of
+//!   this with the exact primes.
+
+use std::collections::HashMap;
+
+use polyhe_runtime::{Inst, ProgramOp as Op, Reg};
+
+use crate::BackendError;
+
+/// Emits instructions with level/scale bookkeeping.
+pub(crate) struct Builder {
+    pub moduli: Vec<u64>,
+    /// `Δ_l` per level.
+    pub scales: Vec<f64>,
+    pub input_level: usize,
+    pub n_in: usize,
+    pub insts: Vec<Inst>,
+    pub constants: Vec<Vec<f64>>,
+    const_ids: HashMap<Vec<u64>, u32>,
+    reg_level: Vec<usize>,
+    reg_scale: Vec<f64>,
+}
+
+fn is_small_int(v: f64) -> bool {
+    v.fract() == 0.0 && v.abs() < 2f64.powi(30)
+}
+
+impl Builder {
+    pub fn new(moduli: Vec<u64>, log_scale: u32, input_level: usize) -> Builder {
+        let mut scales = vec![0.0; moduli.len()];
+        let mut s = (log_scale as f64).exp2();
+        for l in (0..=input_level.min(moduli.len().saturating_sub(1))).rev() {
+            if let Some(x) = scales.get_mut(l) {
+                *x = s;
+            }
+            let q = moduli.get(l).copied().unwrap_or(1) as f64;
+            s = s * s / q;
+        }
+        Builder {
+            moduli,
+            scales,
+            input_level,
+            n_in: 0,
+            insts: Vec::new(),
+            constants: Vec::new(),
+            const_ids: HashMap::new(),
+            reg_level: Vec::new(),
+            reg_scale: Vec::new(),
+        }
+    }
+
+    /// Declares the next input register.
+    pub fn input(&mut self) -> Reg {
+        debug_assert!(self.insts.is_empty());
+        self.n_in += 1;
+        self.reg_level.push(self.input_level);
+        self.reg_scale.push(self.delta(self.input_level));
+        (self.n_in - 1) as Reg
+    }
+
+    pub fn level(&self, r: Reg) -> usize {
+        self.reg_level.get(r as usize).copied().unwrap_or(0)
+    }
+    fn scale(&self, r: Reg) -> f64 {
+        self.reg_scale.get(r as usize).copied().unwrap_or(1.0)
+    }
+    pub fn delta(&self, l: usize) -> f64 {
+        self.scales.get(l).copied().unwrap_or(1.0)
+    }
+    fn q(&self, l: usize) -> f64 {
+        self.moduli.get(l).copied().unwrap_or(1) as f64
+    }
+    /// Lowest level any register reached.
+    pub fn min_level(&self) -> usize {
+        self.reg_level.iter().copied().min().unwrap_or(self.input_level)
+    }
+
+    fn emit(&mut self, op: Op, level: usize, scale: f64) -> Reg {
+        self.insts.push(Inst { op, level, scale });
+        self.reg_level.push(level);
+        self.reg_scale.push(scale);
+        (self.reg_level.len() - 1) as Reg
+    }
+
+    /// Interns a plaintext slot vector (trailing zeros trimmed).
+    pub fn constant(&mut self, mut v: Vec<f64>) -> u32 {
+        while v.last() == Some(&0.0) {
+            v.pop();
+        }
+        let key: Vec<u64> = v.iter().map(|x| x.to_bits()).collect();
+        if let Some(&id) = self.const_ids.get(&key) {
+            return id;
+        }
+        let id = self.constants.len() as u32;
+        self.constants.push(v);
+        self.const_ids.insert(key, id);
+        id
+    }
+
+    fn check_level(&self, r: Reg, what: &str) -> Result<usize, BackendError> {
+        let l = self.level(r);
+        if l == 0 {
+            return Err(BackendError::Internal(format!("{what} at level 0: parameter selection left too few levels")));
+        }
+        Ok(l)
+    }
+
+    pub fn rescale(&mut self, r: Reg) -> Result<Reg, BackendError> {
+        let l = self.check_level(r, "rescale")?;
+        let s = self.scale(r) / self.q(l);
+        Ok(self.emit(Op::Rescale(r), l - 1, s))
+    }
+
+    /// Brings `r` (a finished value) down to level `to` with its scale landing on `Δ_to`.
+    pub fn adjust(&mut self, r: Reg, to: usize) -> Result<Reg, BackendError> {
+        let l = self.level(r);
+        if l == to {
+            return Ok(r);
+        }
+        if l < to {
+            return Err(BackendError::Internal(format!("adjust from level {l} up to {to}")));
+        }
+        let mut x = r;
+        if l > to + 1 {
+            let s = self.scale(r);
+            x = self.emit(Op::DropLevel { src: r, level: to + 1 }, to + 1, s);
+        }
+        let c = self.delta(to) * self.q(to + 1) / self.scale(x);
+        let s = self.scale(x) * c;
+        let m = self.emit(Op::MulScalar { src: x, value: 1.0, const_scale: c }, to + 1, s);
+        self.rescale(m)
+    }
+
+    /// Brings two values to a common level.
+    pub fn align(&mut self, a: Reg, b: Reg) -> Result<(Reg, Reg), BackendError> {
+        let l = self.level(a).min(self.level(b));
+        Ok((self.adjust(a, l)?, self.adjust(b, l)?))
+    }
+
+    pub fn add(&mut self, a: Reg, b: Reg) -> Result<Reg, BackendError> {
+        let (a, b) = self.align(a, b)?;
+        Ok(self.emit(Op::Add(a, b), self.level(a), self.scale(a)))
+    }
+    /// Adds values already at one level and scale (raw products in the diagonal method).
+    pub fn add_raw(&mut self, a: Reg, b: Reg) -> Reg {
+        self.emit(Op::Add(a, b), self.level(a), self.scale(a))
+    }
+    pub fn sub(&mut self, a: Reg, b: Reg) -> Result<Reg, BackendError> {
+        let (a, b) = self.align(a, b)?;
+        Ok(self.emit(Op::Sub(a, b), self.level(a), self.scale(a)))
+    }
+    pub fn neg(&mut self, a: Reg) -> Reg {
+        self.emit(Op::Neg(a), self.level(a), self.scale(a))
+    }
+    pub fn rotate(&mut self, a: Reg, step: i64) -> Reg {
+        self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a))
+    }
+
+    /// ct × ct, relinearized and rescaled.
+    pub fn mul(&mut self, a: Reg, b: Reg) -> Result<Reg, BackendError> {
+        let (a, b) = self.align(a, b)?;
+        self.check_level(a, "mul")?;
+        let s = self.scale(a) * self.scale(b);
+        let m = self.emit(Op::Mul(a, b), self.level(a), s);
+        self.rescale(m)
+    }
+
+    /// `ct + v` slot-wise (`v` a slot vector, encoded at the ciphertext's scale).
+    pub fn add_plain(&mut self, a: Reg, v: Vec<f64>) -> Reg {
+        if v.iter().all(|x| *x == 0.0) {
+            return a;
+        }
+        let c = self.constant(v);
+        self.emit(Op::AddPlain(a, c), self.level(a), self.scale(a))
+    }
+
+    /// The plaintext scale that makes a product of `a` land on `Δ_{l−1}` after one rescale.
+    fn product_scale(&self, a: Reg) -> f64 {
+        let l = self.level(a);
+        self.delta(l.saturating_sub(1)) * self.q(l) / self.scale(a)
+    }
+
+    /// `ct · v` without rescale (scale `Δ_l · pt_scale`, see [`Self::product_scale`]).
+    pub fn mul_plain_raw(&mut self, a: Reg, v: Vec<f64>) -> Result<Reg, BackendError> {
+        let l = self.check_level(a, "mul_plain")?;
+        let pt_scale = self.product_scale(a);
+        let c = self.constant(v);
+        let s = self.scale(a) * pt_scale;
+        Ok(self.emit(Op::MulPlain { src: a, constant: c, pt_scale }, l, s))
+    }
+
+    /// `ct · v` slot-wise, rescaled.
+    pub fn mul_plain(&mut self, a: Reg, v: Vec<f64>) -> Result<Reg, BackendError> {
+        let m = self.mul_plain_raw(a, v)?;
+        self.rescale(m)
+    }
+
+    /// `ct · v` for a scalar: free for integers, one level otherwise.
+    pub fn mul_scalar(&mut self, a: Reg, v: f64) -> Result<Reg, BackendError> {
+        if v == 1.0 {
+            return Ok(a);
+        }
+        if is_small_int(v) {
+            return Ok(self.emit(Op::MulInt(a, v as i64), self.level(a), self.scale(a)));
+        }
+        let l = self.check_level(a, "mul_scalar")?;
+        let c = self.product_scale(a);
+        let s = self.scale(a) * c;
+        let m = self.emit(Op::MulScalar { src: a, value: v, const_scale: c }, l, s);
+        self.rescale(m)
+    }
+}

@@ -1,0 +1,243 @@
+//! polyhe-backend: lowers the polynomial-stage IR to a CKKS [`Program`] the runtime executes.
+//!
+//! Pipeline of [`compile_ckks`] (each step in its own module):
+//! 1. `lower` — slot layout and per-op lowering through the level/scale builder (`levels`), with the
+//!    diagonal method for affine maps (`linear`). First as a dry run on a stand-in chain to measure
+//!    the depth,
+//! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security (or place
+//!    bootstraps if N = 2^16 cannot hold it),
+//! 3. `lower` again on the real primes, then `Program::validate` proves levels and scales,
+//! 4. the report: rotation-key set, operation counts, key sizes, and the naive layout's rotations.
+//!
+//! Design notes and trade-offs: `docs/backend.md`.
+
+mod error;
+mod levels;
+mod linear;
+mod lower;
+mod params;
+
+use std::collections::BTreeMap;
+
+use polyhe_ir::Graph;
+pub use polyhe_runtime::{CkksParams, Program};
+
+pub use error::BackendError;
+pub use params::{BootstrapCut, BootstrapPlan};
+
+/// Options of [`compile_ckks`]; `Default` gives 40-bit scales, a 60-bit first prime and 60-bit
+/// special primes, automatic N and dnum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendOptions {
+    /// Force the ring degree `2^log_n` (13..=16).
+    pub log_n: Option<u32>,
+    /// Smallest ring degree the automatic choice considers.
+    pub min_log_n: u32,
+    /// Force more levels than the depth (spare levels).
+    pub levels: Option<usize>,
+    /// Key-switching digits (default: the fewest the security bound admits, i.e. the smallest keys).
+    pub dnum: Option<usize>,
+    pub log_scale: u32,
+    pub first_bits: u32,
+    pub special_bits: u32,
+    /// Depth a bootstrap itself would consume (for the placement when the depth does not fit).
+    pub bootstrap_depth: usize,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        Self { log_n: None, min_log_n: 13, levels: None, dnum: None, log_scale: 40, first_bits: 60, special_bits: 60, bootstrap_depth: 14 }
+    }
+}
+
+/// The backend report (also written as JSON by the CLI).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackendReport {
+    /// Levels the program consumes.
+    pub depth: usize,
+    pub log_n: Option<u32>,
+    pub slots: usize,
+    pub q_bits: Vec<u32>,
+    pub p_bits: Vec<u32>,
+    pub dnum: Option<usize>,
+    pub log_qp: Option<f64>,
+    pub instructions: usize,
+    pub op_counts: BTreeMap<String, usize>,
+    /// Rotations executed (instructions), distinct steps (= Galois keys), key switches.
+    pub rotations: usize,
+    pub rotation_keys: usize,
+    pub key_switches: usize,
+    /// Rotations the plain diagonal method without baby-step giant-step would execute.
+    pub naive_rotations: usize,
+    pub affine_maps: usize,
+    pub diagonals: usize,
+    pub ct_ct_mults: usize,
+    /// Bytes of the relinearization key plus the rotation keys (`dnum · 2 · N · (L+1+K) · 8` each).
+    pub eval_key_bytes: Option<u64>,
+    pub constants: usize,
+    pub constant_values: usize,
+    /// Instructions per IR op kind that emitted them.
+    pub insts_per_ir_op: BTreeMap<String, usize>,
+    pub bootstrap: Option<BootstrapPlan>,
+}
+
+impl BackendReport {
+    /// JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for BackendReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "ckks backend report")?;
+        match self.log_n {
+            Some(n) => writeln!(
+                f,
+                "N = 2^{n} ({} slots), depth {}, q_bits {:?}, p_bits {:?}, dnum {}, log2 QP {:.1}",
+                self.slots,
+                self.depth,
+                self.q_bits,
+                self.p_bits,
+                self.dnum.unwrap_or(0),
+                self.log_qp.unwrap_or(0.0)
+            )?,
+            None => writeln!(f, "depth {}: does not fit N = 2^16 at 128-bit security", self.depth)?,
+        }
+        writeln!(
+            f,
+            "instructions {}, rotations {} ({} distinct keys; plain diagonal method: {}), key switches {}, ct×ct mults {}",
+            self.instructions, self.rotations, self.rotation_keys, self.naive_rotations, self.key_switches, self.ct_ct_mults
+        )?;
+        writeln!(f, "affine maps {}, diagonals {}, constants {} ({} values)", self.affine_maps, self.diagonals, self.constants, self.constant_values)?;
+        if let Some(b) = self.eval_key_bytes {
+            writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
+        }
+        if let Some(bp) = &self.bootstrap {
+            writeln!(f, "bootstraps needed: {} cut(s) (max {} levels, {} usable after a bootstrap)", bp.cuts.len(), bp.max_levels, bp.usable_after_bootstrap)?;
+            for c in &bp.cuts {
+                let shown: Vec<&str> = c.before_nodes.iter().take(4).map(|s| s.as_str()).collect();
+                let more = if c.before_nodes.len() > 4 { format!(" +{}", c.before_nodes.len() - 4) } else { String::new() };
+                writeln!(f, "  at depth {:>3}: refresh {} ciphertext(s) before {}{more}", c.depth, c.ciphertexts, shown.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The result of [`compile_ckks`].
+#[derive(Debug, Clone)]
+pub struct CkksCompiled {
+    /// `None` when the depth needs bootstrapping (see `report.bootstrap`).
+    pub program: Option<Program>,
+    pub params: Option<CkksParams>,
+    /// The exact rotation steps the program uses (generate Galois keys for these only).
+    pub rotation_steps: Vec<i64>,
+    pub report: BackendReport,
+}
+
+impl CkksCompiled {
+    /// The program and its parameters, or why it cannot run encrypted.
+    pub fn runnable(&self) -> Result<(&Program, &CkksParams), BackendError> {
+        match (&self.program, &self.params, &self.report.bootstrap) {
+            (Some(p), Some(q), _) => Ok((p, q)),
+            (_, _, Some(b)) => Err(BackendError::NeedsBootstrapping { depth: b.depth, max_levels: b.max_levels, bootstraps: b.cuts.len() }),
+            _ => Err(BackendError::Internal("no program and no bootstrap plan".into())),
+        }
+    }
+}
+
+/// Depth of the dry run's stand-in chain (deeper programs are refused).
+const DRY_LEVELS: usize = 2000;
+
+/// Compiles a polynomial-stage graph to a CKKS program (see the crate doc).
+pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled, BackendError> {
+    polyhe_passes::verify_poly_stage(graph).map_err(|e| BackendError::Unsupported {
+        op: "graph".into(),
+        node: graph.name.clone(),
+        reason: format!("not a polynomial-stage graph: {e}"),
+    })?;
+    // Slot count only changes the packing, not the depth: dry-run at the smallest candidate N
+    // (short diagonals keep the dry run cheap).
+    let dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
+    let dry_slots = 1usize << (dry_log_n - 1);
+    let stand_in = vec![1u64 << opts.log_scale.min(62); DRY_LEVELS + 1];
+    let dry = lower::lower(graph, stand_in, opts.log_scale, DRY_LEVELS, dry_slots)?;
+    let depth = DRY_LEVELS - dry.builder.min_level();
+    let params = match params::select(depth, opts) {
+        Ok(p) => p,
+        Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
+        Err(_) => {
+            let max_levels = params::max_levels(opts);
+            let n_in = dry.builder.n_in;
+            let mut reg_depth: Vec<usize> = vec![0; n_in];
+            reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
+            let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
+            let plan = params::place_bootstraps(depth, max_levels, opts.bootstrap_depth, &reg_depth, n_in, &uses, &dry.inst_node);
+            let mut report = report_of(&dry, depth, None, dry_slots);
+            report.bootstrap = Some(plan);
+            return Ok(CkksCompiled { program: None, params: None, rotation_steps: Vec::new(), report });
+        }
+    };
+    let slots = params.slots();
+    let real = lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots)?;
+    let program = Program {
+        name: graph.name.clone(),
+        params: polyhe_runtime::ProgramParams::from_params(&params),
+        inputs: real.inputs.clone(),
+        input_level: params.max_level(),
+        input_scale: params.default_scale(),
+        constants: real.builder.constants.clone(),
+        insts: real.builder.insts.clone(),
+        outputs: real.outputs.clone(),
+    };
+    program.validate()?;
+    let report = report_of(&real, program.levels_used(), Some(&params), slots);
+    Ok(CkksCompiled { rotation_steps: program.rotation_steps(), program: Some(program), params: Some(params), report })
+}
+
+fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slots: usize) -> BackendReport {
+    let insts = &l.builder.insts;
+    let mut op_counts = BTreeMap::new();
+    let mut steps = std::collections::BTreeSet::new();
+    for i in insts {
+        *op_counts.entry(i.op.name().to_string()).or_insert(0) += 1;
+        if let polyhe_runtime::ProgramOp::Rotate { step, .. } = i.op {
+            steps.insert(step);
+        }
+    }
+    let mut per_ir = BTreeMap::new();
+    for op in &l.inst_op {
+        *per_ir.entry(op.to_string()).or_insert(0) += 1;
+    }
+    let rotations = op_counts.get("rotate").copied().unwrap_or(0);
+    let ct_ct = op_counts.get("mul_relin").copied().unwrap_or(0);
+    let eval_key_bytes = params.map(|p| {
+        let limbs = (p.max_level() + 1 + p.special_moduli().len()) as u64;
+        let one = p.dnum() as u64 * 2 * p.n() as u64 * limbs * 8;
+        one * (1 + steps.len() as u64)
+    });
+    BackendReport {
+        depth,
+        log_n: params.map(|p| p.log_n()),
+        slots,
+        q_bits: params.map(|p| p.q_bits().to_vec()).unwrap_or_default(),
+        p_bits: params.map(|p| p.p_bits().to_vec()).unwrap_or_default(),
+        dnum: params.map(|p| p.dnum()),
+        log_qp: params.map(|p| p.log_qp()),
+        instructions: insts.len(),
+        op_counts,
+        rotations,
+        rotation_keys: steps.len(),
+        key_switches: rotations + ct_ct,
+        naive_rotations: l.stats.naive_rotations,
+        affine_maps: l.stats.maps,
+        diagonals: l.stats.diagonals,
+        ct_ct_mults: ct_ct,
+        eval_key_bytes,
+        constants: l.builder.constants.len(),
+        constant_values: l.builder.constants.iter().map(|c| c.len()).sum(),
+        insts_per_ir_op: per_ir,
+        bootstrap: None,
+    }
+}

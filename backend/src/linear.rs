@@ -1,0 +1,175 @@
+//! Affine maps on packed tensors: the diagonal (Halevi–Shoup) method with baby-step giant-step
+//! rotations.
+//!
+//! Requires: each encrypted operand in the row-major layout (element `e` in ciphertext `e / S`,
+//! slot `e % S`, `S` = slots), unused slots zero.
+//! Guarantees: the output `y = Σ_i M_i x_i + offset` in the same layout with unused slots zero
+//! (diagonals and offsets are zero outside the output's elements), using one level: all products of
+//! one output ciphertext are summed at the raw product scale and rescaled once. Per (output
+//! ciphertext, input ciphertext) block with diagonal offsets `D` (`M[j, j+d mod S]`), the baby-step
+//! size `B` minimizes `|{d mod B}| + |{⌊d/B⌋}|` (rotations); baby rotations of one ciphertext are
+//! emitted together so the executor hoists them. An identity map emits nothing (reshapes are free).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use polyhe_runtime::Reg;
+
+use crate::levels::Builder;
+use crate::BackendError;
+
+/// `y = Σ_i M_i x_i + offset` over flattened tensors.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AffineMap {
+    pub out_numel: usize,
+    /// Per encrypted operand: `(out element, in element, weight)`.
+    pub parts: Vec<Vec<(usize, usize, f64)>>,
+    pub offset: Option<Vec<f64>>,
+}
+
+impl AffineMap {
+    fn is_identity(&self, in_numel: &[usize]) -> bool {
+        match (self.parts.as_slice(), in_numel) {
+            ([p], [n]) => {
+                self.offset.is_none()
+                    && *n == self.out_numel
+                    && p.len() == *n
+                    && p.iter().enumerate().all(|(k, &(o, i, w))| o == k && i == k && w == 1.0)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Counters of the diagonal method (for the report and the naive comparison).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LinearStats {
+    pub maps: usize,
+    pub diagonals: usize,
+    pub rotations: usize,
+    /// Rotations the plain diagonal method (one rotation per nonzero diagonal) would need.
+    pub naive_rotations: usize,
+}
+
+fn choose_baby(ds: &BTreeSet<usize>, slots: usize) -> usize {
+    let cost = |b: usize| {
+        let babies: BTreeSet<usize> = ds.iter().map(|d| d % b).filter(|&x| x != 0).collect();
+        let giants: BTreeSet<usize> = ds.iter().map(|d| d / b).filter(|&x| x != 0).collect();
+        babies.len() + giants.len()
+    };
+    let mut cands: BTreeSet<usize> = (1..=slots.min(256)).collect();
+    let mut p = 1;
+    while p <= slots {
+        cands.insert(p);
+        p *= 2;
+    }
+    cands.into_iter().min_by_key(|&b| (cost(b), b)).unwrap_or(1)
+}
+
+/// Lowers an affine map; `inputs[i]` are the ciphertexts of operand `i`, `in_numel[i]` its size.
+pub(crate) fn lower_affine(
+    b: &mut Builder,
+    slots: usize,
+    inputs: &[Vec<Reg>],
+    in_numel: &[usize],
+    map: &AffineMap,
+    stats: &mut LinearStats,
+) -> Result<Vec<Reg>, BackendError> {
+    if map.is_identity(in_numel) {
+        return Ok(inputs.first().cloned().unwrap_or_default());
+    }
+    stats.maps += 1;
+    // Common level for every operand ciphertext.
+    let lmin = inputs.iter().flatten().map(|&r| b.level(r)).min().ok_or(BackendError::Internal("affine map without encrypted operand".into()))?;
+    let mut xs: Vec<Vec<Reg>> = Vec::new();
+    for regs in inputs {
+        xs.push(regs.iter().map(|&r| b.adjust(r, lmin)).collect::<Result<_, _>>()?);
+    }
+    let out_cts = map.out_numel.div_ceil(slots).max(1);
+    // blocks[o][(input, in_ct)][d] = dense diagonal over the output ciphertext's slots.
+    let mut blocks: Vec<BTreeMap<(usize, usize), BTreeMap<usize, Vec<f64>>>> = vec![BTreeMap::new(); out_cts];
+    for (i, part) in map.parts.iter().enumerate() {
+        for &(o, e, w) in part {
+            if w == 0.0 {
+                continue;
+            }
+            let (oc, os) = (o / slots, o % slots);
+            let (ic, is) = (e / slots, e % slots);
+            let d = (is + slots - os) % slots;
+            let diag = blocks
+                .get_mut(oc)
+                .ok_or(BackendError::Internal("output element outside the map".into()))?
+                .entry((i, ic))
+                .or_default()
+                .entry(d)
+                .or_insert_with(|| vec![0.0; slots]);
+            if let Some(x) = diag.get_mut(os) {
+                *x += w;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(out_cts);
+    for (oc, bl) in blocks.into_iter().enumerate() {
+        let mut acc: Option<Reg> = None;
+        for ((i, ic), diags) in bl {
+            let x = *xs.get(i).and_then(|v| v.get(ic)).ok_or(BackendError::Internal("map reads a missing ciphertext".into()))?;
+            let ds: BTreeSet<usize> = diags.keys().copied().collect();
+            stats.diagonals += ds.len();
+            stats.naive_rotations += ds.iter().filter(|&&d| d != 0).count();
+            let bs = choose_baby(&ds, slots);
+            let babies: BTreeSet<usize> = ds.iter().map(|d| d % bs).collect();
+            let mut rot: BTreeMap<usize, Reg> = BTreeMap::new();
+            for &bb in &babies {
+                let r = if bb == 0 { x } else { b.rotate(x, bb as i64) };
+                if bb != 0 {
+                    stats.rotations += 1;
+                }
+                rot.insert(bb, r);
+            }
+            let mut giants: BTreeMap<usize, Vec<(usize, &Vec<f64>)>> = BTreeMap::new();
+            for (&d, diag) in &diags {
+                giants.entry(d / bs).or_default().push((d % bs, diag));
+            }
+            for (gi, terms) in giants {
+                let shift = gi * bs;
+                let mut inner: Option<Reg> = None;
+                for (bb, diag) in terms {
+                    // rot(diag, −shift)[j] = diag[j − shift]
+                    let v: Vec<f64> = (0..slots).map(|j| diag.get((j + slots - shift % slots) % slots).copied().unwrap_or(0.0)).collect();
+                    let src = *rot.get(&bb).ok_or(BackendError::Internal("missing baby step".into()))?;
+                    let p = b.mul_plain_raw(src, v)?;
+                    inner = Some(match inner {
+                        Some(a) => b.add_raw(a, p),
+                        None => p,
+                    });
+                }
+                let Some(mut inner) = inner else { continue };
+                if shift != 0 {
+                    inner = b.rotate(inner, shift as i64);
+                    stats.rotations += 1;
+                }
+                acc = Some(match acc {
+                    Some(a) => b.add_raw(a, inner),
+                    None => inner,
+                });
+            }
+        }
+        let y = match acc {
+            Some(a) => b.rescale(a)?,
+            None => {
+                // An all-zero block: a zero ciphertext at the common level (x · 0).
+                let x = *xs.iter().flatten().next().ok_or(BackendError::Internal("no operand".into()))?;
+                b.mul_scalar(x, 0.0)?
+            }
+        };
+        let y = match &map.offset {
+            Some(off) => {
+                let lo = oc * slots;
+                let v: Vec<f64> = (lo..(lo + slots).min(map.out_numel)).map(|k| off.get(k).copied().unwrap_or(0.0)).collect();
+                b.add_plain(y, v)
+            }
+            None => y,
+        };
+        out.push(y);
+    }
+    Ok(out)
+}

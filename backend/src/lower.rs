@@ -1,0 +1,465 @@
+//! Lowering the polynomial-stage graph to a CKKS program.
+//!
+//! Requires: a graph that passes `polyhe_passes::verify_poly_stage` (only add/sub/neg/mul,
+//! matmul/gemm/conv, reductions, data movement, constants and `chebyshev` on encrypted values); all
+//! float graph inputs are encrypted.
+//! Guarantees: every graph output is an encrypted value in the row-major layout; any other case is a
+//! [`BackendError::Unsupported`] naming the node — never a silently wrong program.
+//!
+//! Layout: every encrypted tensor is row-major over `ceil(numel / S)` ciphertexts (see
+//! `polyhe_runtime::SlotLayout`). Per op:
+//! - values that do not depend on an encrypted input are folded at compile time (reference
+//!   interpreter) into plaintext tensors;
+//! - elementwise add/sub/mul: slot-wise; an encrypted operand with a smaller (broadcast) shape is
+//!   first expanded by a data-movement map; plaintext operands are broadcast at compile time; a
+//!   uniform plaintext factor is a scalar multiply (free for integers);
+//! - every op that is affine in its encrypted operands (matmul/gemm/conv with plaintext weights,
+//!   reduce_sum/mean, transpose, reshape, expand, slice, concat, split, gather with constant
+//!   indices) is an [`AffineMap`] extracted by probing the reference interpreter — exactly, by index
+//!   tracing for pure data movement, by basis vectors otherwise — and lowered by the diagonal method
+//!   (`linear.rs`); identity maps such as row-major reshapes cost nothing;
+//! - ct×ct matmul `[.., I, K] × [.., K, J]`: both operands are expanded by data-movement maps to
+//!   `[.., I, J, K]`, multiplied slot-wise, and summed over `K` by a third map (3 levels);
+//! - `chebyshev`: the depth-optimal `EvalPlan` of the polynomial, op by op; additive constants are
+//!   masked to the tensor's slots so unused slots stay bounded.
+
+use cranelift_entity::SecondaryMap;
+use polyhe_ir::{interp, DType, Graph, Op, Tensor, Value};
+use polyhe_passes::{Chebyshev, EvalPlan, Interval, PlanOp};
+use polyhe_runtime::{Port, Reg, SlotLayout};
+
+use crate::levels::Builder;
+use crate::linear::{lower_affine, AffineMap, LinearStats};
+use crate::BackendError;
+
+#[derive(Clone, Debug)]
+enum Val {
+    Plain(Tensor),
+    Ct { regs: Vec<Reg>, shape: Vec<usize> },
+    /// Depends on a plaintext client input (not known at compile time).
+    Client(String),
+}
+
+/// The result of lowering.
+pub(crate) struct Lowered {
+    pub builder: Builder,
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+    pub stats: LinearStats,
+    /// IR node name per instruction (for bootstrap placement and reports).
+    pub inst_node: Vec<String>,
+    /// IR op name per instruction.
+    pub inst_op: Vec<&'static str>,
+}
+
+struct Ctx<'g> {
+    g: &'g Graph,
+    slots: usize,
+    b: Builder,
+    stats: LinearStats,
+}
+
+fn unsupported(op: &Op, node: &str, reason: impl Into<String>) -> BackendError {
+    BackendError::Unsupported { op: op.name().to_string(), node: node.to_string(), reason: reason.into() }
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn f64_tensor(shape: &[usize], v: Vec<f64>) -> Result<Tensor, BackendError> {
+    Tensor::float(DType::F64, shape.to_vec(), v).map_err(|e| BackendError::Internal(e.to_string()))
+}
+
+/// A plaintext tensor widened to f64 so probes are not rounded to f32.
+fn widen(t: &Tensor) -> Result<Tensor, BackendError> {
+    if t.dtype().is_float() {
+        f64_tensor(t.shape(), t.to_f64_vec())
+    } else {
+        Ok(t.clone())
+    }
+}
+
+/// Lowers `g`; inputs at `input_level` of the chain `moduli` with `2^log_scale` input scale.
+pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: usize, slots: usize) -> Result<Lowered, BackendError> {
+    let mut cx = Ctx { g, slots, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
+    let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
+    let mut inputs = Vec::new();
+    for &v in &g.inputs {
+        let ty = g.ty(v);
+        let name = g.value_label(v);
+        if ty.dtype.is_float() {
+            let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
+            let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
+            inputs.push(Port { name, layout, regs: regs.clone() });
+            vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
+        } else {
+            vals[v] = Some(Val::Client(name));
+        }
+    }
+    let mut inst_node = Vec::new();
+    let mut inst_op = Vec::new();
+    for (_, nd) in g.nodes.iter() {
+        let args: Vec<Val> = nd
+            .inputs
+            .iter()
+            .map(|&v| vals[v].clone().ok_or_else(|| BackendError::Internal(format!("value {v} used before definition"))))
+            .collect::<Result<_, _>>()?;
+        let before = cx.b.insts.len();
+        let outs = cx.node(&nd.op, &nd.name, &nd.outputs, &args)?;
+        for _ in before..cx.b.insts.len() {
+            inst_node.push(nd.name.clone());
+            inst_op.push(nd.op.name());
+        }
+        for (&v, o) in nd.outputs.iter().zip(outs) {
+            vals[v] = Some(o);
+        }
+    }
+    let mut outputs = Vec::new();
+    for &v in &g.outputs {
+        let name = g.value_label(v);
+        match vals[v].clone() {
+            Some(Val::Ct { regs, shape }) => outputs.push(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs }),
+            _ => {
+                return Err(BackendError::Unsupported {
+                    op: "output".into(),
+                    node: name,
+                    reason: "the output does not depend on an encrypted input (nothing to compute homomorphically)".into(),
+                })
+            }
+        }
+    }
+    Ok(Lowered { builder: cx.b, inputs, outputs, stats: cx.stats, inst_node, inst_op })
+}
+
+impl Ctx<'_> {
+    fn node(&mut self, op: &Op, name: &str, outs: &[Value], args: &[Val]) -> Result<Vec<Val>, BackendError> {
+        if let Some(Val::Client(c)) = args.iter().find(|a| matches!(a, Val::Client(_))) {
+            return Err(unsupported(op, name, format!("depends on the plaintext client input `{c}`; client-side evaluation before encryption is not implemented in the backend yet")));
+        }
+        let any_ct = args.iter().any(|a| matches!(a, Val::Ct { .. }));
+        if !any_ct {
+            let ts: Vec<&Tensor> = args.iter().filter_map(|a| if let Val::Plain(t) = a { Some(t) } else { None }).collect();
+            let r = interp::eval_op(op, &ts, self.g).map_err(|e| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() })?;
+            return Ok(r.into_iter().map(Val::Plain).collect());
+        }
+        let out_shape = |k: usize| outs.get(k).map(|&v| self.g.ty(v).shape.clone()).unwrap_or_default();
+        match op {
+            Op::Add | Op::Sub | Op::Mul => Ok(vec![self.binary(op, name, &out_shape(0), args)?]),
+            Op::Neg => {
+                let (regs, shape) = ct(args.first(), op, name)?;
+                Ok(vec![Val::Ct { regs: regs.iter().map(|&r| self.b.neg(r)).collect(), shape }])
+            }
+            Op::Identity => Ok(vec![args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?]),
+            Op::Chebyshev { lo, hi, coeffs } => {
+                let (regs, shape) = ct(args.first(), op, name)?;
+                let p = Chebyshev::new(Interval::new(*lo, *hi).map_err(|e| unsupported(op, name, e.to_string()))?, coeffs.clone())
+                    .map_err(|e| unsupported(op, name, e.to_string()))?;
+                let plan = EvalPlan::chebyshev(&p);
+                let n = numel(&shape);
+                let mut out = Vec::new();
+                for (k, &r) in regs.iter().enumerate() {
+                    let valid = n.saturating_sub(k * self.slots).min(self.slots);
+                    out.push(self.plan(&plan, r, valid)?);
+                }
+                Ok(vec![Val::Ct { regs: out, shape }])
+            }
+            Op::MatMul if args.iter().all(|a| matches!(a, Val::Ct { .. })) => Ok(vec![self.ct_matmul(op, name, &out_shape(0), args)?]),
+            Op::Gemm { .. } | Op::Conv { .. } if args.iter().take(2).all(|a| matches!(a, Val::Ct { .. })) => {
+                Err(unsupported(op, name, "both factors are encrypted; only matmul has a ct×ct lowering"))
+            }
+            Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Expand { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Gather { .. }
+            | Op::GatherElements { .. } => (0..outs.len()).map(|k| self.affine(op, name, args, k, &out_shape(k), false)).collect(),
+            Op::MatMul | Op::Gemm { .. } | Op::Conv { .. } | Op::ReduceSum { .. } | Op::ReduceMean { .. } => {
+                Ok(vec![self.affine(op, name, args, 0, &out_shape(0), true)?])
+            }
+            _ => Err(unsupported(op, name, "not a polynomial-stage op on encrypted data (run the poly passes first)")),
+        }
+    }
+
+    /// Extracts and lowers the affine map of output `k` of `op` in its encrypted operands.
+    fn affine(&mut self, op: &Op, name: &str, args: &[Val], k: usize, out_shape: &[usize], basis: bool) -> Result<Val, BackendError> {
+        if matches!(op, Op::Gather { .. } | Op::GatherElements { .. }) && matches!(args.get(1), Some(Val::Ct { .. })) {
+            return Err(unsupported(op, name, "encrypted gather indices"));
+        }
+        let eval_err = |e: polyhe_ir::IrError| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() };
+        let mut probe: Vec<Tensor> = Vec::new();
+        let mut cts = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            match a {
+                Val::Plain(t) => probe.push(widen(t)?),
+                Val::Ct { regs, shape } => {
+                    probe.push(f64_tensor(shape, vec![0.0; numel(shape)])?);
+                    cts.push((i, regs.clone(), numel(shape)));
+                }
+                Val::Client(_) => return Err(BackendError::Internal("client value in affine".into())),
+            }
+        }
+        let run = |probe: &[Tensor]| -> Result<Vec<f64>, BackendError> {
+            let refs: Vec<&Tensor> = probe.iter().collect();
+            let r = interp::eval_op(op, &refs, self.g).map_err(eval_err)?;
+            Ok(r.get(k).map(|t| t.to_f64_vec()).unwrap_or_default())
+        };
+        let offset = run(&probe)?;
+        let out_numel = numel(out_shape);
+        if offset.len() != out_numel {
+            return Err(BackendError::Internal(format!("{name}: probe gave {} values for shape {out_shape:?}", offset.len())));
+        }
+        let mut map = AffineMap { out_numel, parts: Vec::new(), offset: None };
+        if offset.iter().any(|x| *x != 0.0) {
+            map.offset = Some(offset.clone());
+        }
+        for (i, _, n) in &cts {
+            let mut entries = Vec::new();
+            let shape = probe.get(*i).map(|t| t.shape().to_vec()).unwrap_or_default();
+            if basis {
+                for e in 0..*n {
+                    let mut v = vec![0.0; *n];
+                    if let Some(x) = v.get_mut(e) {
+                        *x = 1.0;
+                    }
+                    if let Some(p) = probe.get_mut(*i) {
+                        *p = f64_tensor(&shape, v)?;
+                    }
+                    let y = run(&probe)?;
+                    for (o, (a, z)) in y.iter().zip(&offset).enumerate() {
+                        let w = a - z;
+                        if w != 0.0 {
+                            entries.push((o, e, w));
+                        }
+                    }
+                }
+            } else {
+                if let Some(p) = probe.get_mut(*i) {
+                    *p = f64_tensor(&shape, (0..*n).map(|e| (e + 1) as f64).collect())?;
+                }
+                let y = run(&probe)?;
+                for (o, (a, z)) in y.iter().zip(&offset).enumerate() {
+                    let t = a - z;
+                    if t != 0.0 {
+                        let src = t - 1.0;
+                        if src.fract() != 0.0 || src < 0.0 || src >= *n as f64 {
+                            return Err(BackendError::Internal(format!("{name}: {} is not a data-movement op", op.name())));
+                        }
+                        entries.push((o, src as usize, 1.0));
+                    }
+                }
+            }
+            entries.sort_by_key(|&(o, e, _)| (o, e));
+            map.parts.push(entries);
+            if let Some(p) = probe.get_mut(*i) {
+                *p = f64_tensor(&shape, vec![0.0; *n])?;
+            }
+        }
+        let regs: Vec<Vec<Reg>> = cts.iter().map(|(_, r, _)| r.clone()).collect();
+        let nums: Vec<usize> = cts.iter().map(|(_, _, n)| *n).collect();
+        let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &map, &mut self.stats)?;
+        Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+    }
+
+    /// An encrypted value broadcast to `shape` (a data-movement map unless already that shape).
+    fn broadcast_ct(&mut self, name: &str, regs: Vec<Reg>, shape: Vec<usize>, to: &[usize]) -> Result<Vec<Reg>, BackendError> {
+        if shape == to {
+            return Ok(regs);
+        }
+        if numel(&shape) == numel(to) {
+            return Ok(regs); // same row-major data, other rank (size-1 dims)
+        }
+        let op = Op::Expand { shape: to.to_vec() };
+        match self.affine(&op, name, &[Val::Ct { regs, shape }], 0, to, false)? {
+            Val::Ct { regs, .. } => Ok(regs),
+            _ => Err(BackendError::Internal("broadcast".into())),
+        }
+    }
+
+    fn binary(&mut self, op: &Op, name: &str, out_shape: &[usize], args: &[Val]) -> Result<Val, BackendError> {
+        let (a, b) = match args {
+            [a, b] => (a, b),
+            _ => return Err(unsupported(op, name, "expects two operands")),
+        };
+        let n = numel(out_shape);
+        let slots = self.slots;
+        let chunk = |v: &[f64], k: usize| -> Vec<f64> { v.get(k * slots..((k + 1) * slots).min(n)).map(|s| s.to_vec()).unwrap_or_default() };
+        match (a, b) {
+            (Val::Ct { regs: ra, shape: sa }, Val::Ct { regs: rb, shape: sb }) => {
+                let ra = self.broadcast_ct(name, ra.clone(), sa.clone(), out_shape)?;
+                let rb = self.broadcast_ct(name, rb.clone(), sb.clone(), out_shape)?;
+                let mut out = Vec::new();
+                for (&x, &y) in ra.iter().zip(&rb) {
+                    out.push(match op {
+                        Op::Add => self.b.add(x, y)?,
+                        Op::Sub => self.b.sub(x, y)?,
+                        _ => self.b.mul(x, y)?,
+                    });
+                }
+                Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+            }
+            (Val::Ct { regs, shape }, Val::Plain(p)) | (Val::Plain(p), Val::Ct { regs, shape }) => {
+                let ct_first = matches!(a, Val::Ct { .. });
+                let regs = self.broadcast_ct(name, regs.clone(), shape.clone(), out_shape)?;
+                let pv = if p.shape() == out_shape {
+                    p.to_f64_vec()
+                } else {
+                    let t = interp::eval_op(&Op::Expand { shape: out_shape.to_vec() }, &[&widen(p)?], self.g)
+                        .map_err(|e| BackendError::Eval { op: "expand".into(), node: name.into(), reason: e.to_string() })?;
+                    t.first().map(|t| t.to_f64_vec()).unwrap_or_default()
+                };
+                if pv.len() != n {
+                    return Err(unsupported(op, name, format!("plaintext operand of shape {:?} does not broadcast to {out_shape:?}", p.shape())));
+                }
+                let uniform = pv.first().filter(|&&f| pv.iter().all(|x| *x == f)).copied();
+                let mut out = Vec::new();
+                for (k, &x) in regs.iter().enumerate() {
+                    let c = chunk(&pv, k);
+                    out.push(match op {
+                        Op::Add => self.b.add_plain(x, c),
+                        Op::Sub if ct_first => self.b.add_plain(x, c.iter().map(|v| -v).collect()),
+                        Op::Sub => {
+                            let nx = self.b.neg(x);
+                            self.b.add_plain(nx, c)
+                        }
+                        _ => match uniform {
+                            Some(u) => self.b.mul_scalar(x, u)?,
+                            None => self.b.mul_plain(x, c)?,
+                        },
+                    });
+                }
+                Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+            }
+            _ => Err(BackendError::Internal("binary op without encrypted operand".into())),
+        }
+    }
+
+    /// `[.., I, K] × [.., K, J]` with both operands encrypted.
+    fn ct_matmul(&mut self, op: &Op, name: &str, out_shape: &[usize], args: &[Val]) -> Result<Val, BackendError> {
+        let (Some(Val::Ct { regs: ra, shape: sa }), Some(Val::Ct { regs: rb, shape: sb })) = (args.first(), args.get(1)) else {
+            return Err(BackendError::Internal("ct_matmul operands".into()));
+        };
+        let (ra_n, rb_n) = (sa.len(), sb.len());
+        if ra_n < 2 || rb_n < 2 || out_shape.len() < 2 {
+            return Err(unsupported(op, name, "ct×ct matmul of 1-D operands"));
+        }
+        let (i_n, k_n) = (sa[ra_n - 2], sa[ra_n - 1]);
+        let j_n = sb[rb_n - 1];
+        let batch: Vec<usize> = out_shape[..out_shape.len() - 2].to_vec();
+        let nb = numel(&batch);
+        let t_numel = nb * i_n * j_n * k_n;
+        // Index of a batch position in an operand whose batch dims broadcast to `batch`.
+        let bidx = |bpos: usize, shape: &[usize]| -> usize {
+            let ob = &shape[..shape.len() - 2];
+            let mut rem = bpos;
+            let mut idx = 0;
+            let mut stride = 1;
+            let mut coords = vec![0usize; batch.len()];
+            for (d, &sz) in batch.iter().enumerate().rev() {
+                coords[d] = rem % sz.max(1);
+                rem /= sz.max(1);
+            }
+            for (d, &sz) in ob.iter().enumerate().rev() {
+                let od = d + batch.len() - ob.len();
+                let c = if sz == 1 { 0 } else { coords[od] };
+                idx += c * stride;
+                stride *= sz;
+            }
+            idx
+        };
+        let mut ma = Vec::with_capacity(t_numel);
+        let mut mb = Vec::with_capacity(t_numel);
+        let mut mr = Vec::with_capacity(t_numel);
+        for bp in 0..nb {
+            let (ab, bb) = (bidx(bp, sa), bidx(bp, sb));
+            for i in 0..i_n {
+                for j in 0..j_n {
+                    for k in 0..k_n {
+                        let t = ((bp * i_n + i) * j_n + j) * k_n + k;
+                        ma.push((t, (ab * i_n + i) * k_n + k, 1.0));
+                        mb.push((t, (bb * k_n + k) * j_n + j, 1.0));
+                        mr.push(((bp * i_n + i) * j_n + j, t, 1.0));
+                    }
+                }
+            }
+        }
+        ma.sort_by_key(|&(o, e, _)| (o, e));
+        mb.sort_by_key(|&(o, e, _)| (o, e));
+        let s = self.slots;
+        let xa = lower_affine(&mut self.b, s, &[ra.clone()], &[numel(sa)], &AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &mut self.stats)?;
+        let xb = lower_affine(&mut self.b, s, &[rb.clone()], &[numel(sb)], &AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &mut self.stats)?;
+        let mut prod = Vec::new();
+        for (&x, &y) in xa.iter().zip(&xb) {
+            prod.push(self.b.mul(x, y)?);
+        }
+        let y = lower_affine(&mut self.b, s, &[prod], &[t_numel], &AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None }, &mut self.stats)?;
+        Ok(Val::Ct { regs: y, shape: out_shape.to_vec() })
+    }
+
+    /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.
+    fn plan(&mut self, plan: &EvalPlan, x: Reg, valid: usize) -> Result<Reg, BackendError> {
+        #[derive(Clone, Copy)]
+        enum P {
+            Ct(Reg),
+            S(f64),
+        }
+        let mask = |c: f64| vec![c; valid];
+        let mut regs: Vec<P> = Vec::with_capacity(plan.ops().len());
+        let get = |regs: &Vec<P>, r: polyhe_passes::Reg| regs.get(r.0).copied().ok_or(BackendError::Internal(format!("plan register {r}")));
+        for op in plan.ops() {
+            let v = match *op {
+                PlanOp::Input => P::Ct(x),
+                PlanOp::Const(c) => P::S(c),
+                PlanOp::Affine { src, scale, shift } => match get(&regs, src)? {
+                    P::S(v) => P::S(scale * v + shift),
+                    P::Ct(r) => {
+                        let m = self.b.mul_scalar(r, scale)?;
+                        P::Ct(self.b.add_plain(m, mask(shift)))
+                    }
+                },
+                PlanOp::Mul(a, b) => match (get(&regs, a)?, get(&regs, b)?) {
+                    (P::S(u), P::S(v)) => P::S(u * v),
+                    (P::Ct(r), P::S(v)) | (P::S(v), P::Ct(r)) => P::Ct(self.b.mul_scalar(r, v)?),
+                    (P::Ct(r), P::Ct(s)) => P::Ct(self.b.mul(r, s)?),
+                },
+                PlanOp::MulConst(a, c) => match get(&regs, a)? {
+                    P::S(u) => P::S(u * c),
+                    P::Ct(r) => P::Ct(self.b.mul_scalar(r, c)?),
+                },
+                PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
+                    let sub = matches!(op, PlanOp::Sub(..));
+                    match (get(&regs, a)?, get(&regs, b)?) {
+                        (P::S(u), P::S(v)) => P::S(if sub { u - v } else { u + v }),
+                        (P::Ct(r), P::S(v)) => P::Ct(self.b.add_plain(r, mask(if sub { -v } else { v }))),
+                        (P::S(u), P::Ct(r)) => {
+                            let r = if sub { self.b.neg(r) } else { r };
+                            P::Ct(self.b.add_plain(r, mask(u)))
+                        }
+                        (P::Ct(r), P::Ct(s)) => P::Ct(if sub { self.b.sub(r, s)? } else { self.b.add(r, s)? }),
+                    }
+                }
+                PlanOp::AddConst(a, c) => match get(&regs, a)? {
+                    P::S(u) => P::S(u + c),
+                    P::Ct(r) => P::Ct(self.b.add_plain(r, mask(c))),
+                },
+            };
+            regs.push(v);
+        }
+        match get(&regs, plan.output())? {
+            P::Ct(r) => Ok(r),
+            P::S(c) => {
+                let z = self.b.mul_scalar(x, 0.0)?;
+                Ok(self.b.add_plain(z, mask(c)))
+            }
+        }
+    }
+}
+
+fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>), BackendError> {
+    match a {
+        Some(Val::Ct { regs, shape }) => Ok((regs.clone(), shape.clone())),
+        _ => Err(unsupported(op, name, "expected an encrypted operand")),
+    }
+}

@@ -1,0 +1,53 @@
+//! Test glue: compile a poly-stage graph, run it encrypted, compare with the reference interpreter.
+#![allow(dead_code)]
+
+use polyhe_backend::{compile_ckks, BackendOptions, CkksCompiled};
+use polyhe_ir::{interp, DType, Graph, Tensor};
+use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_stats, CkksContext, ClientKeys, Evaluator, ExecStats};
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+pub fn tensor(shape: &[usize], v: Vec<f64>) -> Tensor {
+    Tensor::float(DType::F32, shape.to_vec(), v.into_iter().map(|x| x as f32 as f64).collect()).unwrap()
+}
+
+pub struct Outcome {
+    pub compiled: CkksCompiled,
+    pub rel_err: f64,
+    pub stats: ExecStats,
+}
+
+/// Compiles `g`, runs it encrypted on `inputs`, returns the worst output error relative to the
+/// largest reference magnitude of that output.
+pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Outcome {
+    let compiled = compile_ckks(g, opts).expect("compile");
+    let (program, params) = compiled.runnable().expect("runnable");
+    program.validate().expect("valid");
+    let ctx = CkksContext::new(params.clone()).unwrap();
+    let keys = ClientKeys::generate(&ctx).unwrap();
+    let ek = keys.evaluation_keys(&compiled.rotation_steps, false).unwrap();
+    let ev = Evaluator::new(&ctx, ek).unwrap();
+    let data: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_f64_vec()).collect();
+    let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), &data).unwrap();
+    let (out, stats) = execute_with_stats(program, &ev, cts).unwrap();
+    let got = decrypt_outputs(program, &ctx, &keys, &out).unwrap();
+    let want = interp::run(g, inputs).unwrap();
+    let mut rel_err: f64 = 0.0;
+    for (w, o) in want.iter().zip(&got) {
+        let w = w.to_f64_vec();
+        assert_eq!(w.len(), o.len());
+        let mag = w.iter().fold(1e-9f64, |m, x| m.max(x.abs()));
+        let err = w.iter().zip(o).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        rel_err = rel_err.max(err / mag);
+    }
+    Outcome { compiled, rel_err, stats }
+}
