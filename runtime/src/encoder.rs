@@ -229,6 +229,12 @@ impl Encoder {
         Ok(Plaintext { poly, level, scale, fingerprint: c.fingerprint })
     }
 
+    /// Encodes real values at the level and scale of `ct`, ready for `add_plain`/`sub_plain`.
+    pub fn encode_like(&self, values: &[f64], ct: &crate::keys::Ciphertext) -> Result<Plaintext> {
+        self.ctx.check_fp(ct.fingerprint)?;
+        self.encode(values, ct.level, ct.scale)
+    }
+
     /// Rounded real coefficients → NTT-form RNS polynomial over `Q_level`.
     pub(crate) fn coeffs_to_poly(&self, coeffs: &[f64], level: usize) -> Result<RnsPoly> {
         let c = &self.ctx;

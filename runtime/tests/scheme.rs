@@ -141,6 +141,13 @@ fn mul_plain_and_relinearization() {
     let cx = encrypt(f, &x, 2, s);
     let cy = encrypt(f, &y, 2, s);
     let want: Vec<_> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    // a plaintext encoded like a rescaled product can be added to it
+    let r0 = f.eval.mul_relin_rescale(&cx, &cy).unwrap();
+    let reals: Vec<f64> = (0..slots).map(|i| (i % 5) as f64 * 0.25).collect();
+    let sum = f.eval.add_plain(&r0, &f.enc.encode_like(&reals, &r0).unwrap()).unwrap();
+    let want_sum: Vec<_> = want.iter().zip(&reals).map(|(w, r)| w + r).collect();
+    assert!(bits(&want_sum, &decrypt(f, &sum)) > 22.0);
+    assert!(matches!(f.eval.add_plain(&r0, &f.enc.encode(&reals, 1, s).unwrap()), Err(CkksError::ScaleMismatch { .. })));
     // degree-3 product decrypts correctly before relinearization
     let m3 = f.eval.mul(&cx, &cy).unwrap();
     assert_eq!(m3.degree(), 3);
