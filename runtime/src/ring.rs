@@ -673,17 +673,38 @@ impl RingContext {
             let kt = if t < nq { t } else { self.nq + (t - nq) };
             with_scratch_u128(2 * n, |acc| {
                 let (acc_b, acc_a) = acc.split_at_mut(n);
-                with_scratch_u64(n, |buf| {
-                    for (j, tab) in tables.iter().enumerate() {
-                        let d: &[u64] = if tab.src.contains(&t) {
-                            c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[])
+                // Two digits per accumulation pass: half the traffic on the 128-bit accumulators.
+                with_scratch_u64(2 * n, |bufs| {
+                    let (buf0, buf1) = bufs.split_at_mut(n);
+                    let digit = |j: usize, buf: &'_ mut [u64]| -> bool {
+                        match tables.get(j) {
+                            Some(tab) if !tab.src.contains(&t) => {
+                                self.modup_limb(tab, t, nq, &ys, buf);
+                                true
+                            }
+                            _ => false,
+                        }
+                    };
+                    let key = |j: usize| {
+                        (
+                            key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]),
+                            key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]),
+                        )
+                    };
+                    let own = c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[]);
+                    let mut j = 0;
+                    while j < tables.len() {
+                        let d0: &[u64] = if digit(j, buf0) { buf0 } else { own };
+                        let (kb0, ka0) = key(j);
+                        if j + 1 < tables.len() {
+                            let d1: &[u64] = if digit(j + 1, buf1) { buf1 } else { own };
+                            let (kb1, ka1) = key(j + 1);
+                            accumulate2(acc_b, acc_a, [d0, d1], [kb0, kb1], [ka0, ka1], j == 0);
+                            j += 2;
                         } else {
-                            self.modup_limb(tab, t, nq, &ys, buf);
-                            buf
-                        };
-                        let kb = key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
-                        let ka = key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
-                        accumulate(acc_b, acc_a, d, kb, ka, j == 0);
+                            accumulate(acc_b, acc_a, d0, kb0, ka0, j == 0);
+                            j += 1;
+                        }
                     }
                 });
                 for (o, &s) in ob.iter_mut().zip(acc_b.iter()) {
@@ -871,6 +892,22 @@ fn accumulate(acc_b: &mut [u128], acc_a: &mut [u128], d: &[u64], kb: &[u64], ka:
         for (((sb, sa), &x), (&b, &a)) in it {
             *sb += x as u128 * b as u128;
             *sa += x as u128 * a as u128;
+        }
+    }
+}
+
+/// [`accumulate`] for two digits at once.
+fn accumulate2(acc_b: &mut [u128], acc_a: &mut [u128], d: [&[u64]; 2], kb: [&[u64]; 2], ka: [&[u64]; 2], first: bool) {
+    let it = acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d[0].iter().zip(d[1])).zip(kb[0].iter().zip(kb[1])).zip(ka[0].iter().zip(ka[1]));
+    for ((((sb, sa), (&x0, &x1)), (&b0, &b1)), (&a0, &a1)) in it {
+        let vb = x0 as u128 * b0 as u128 + x1 as u128 * b1 as u128;
+        let va = x0 as u128 * a0 as u128 + x1 as u128 * a1 as u128;
+        if first {
+            *sb = vb;
+            *sa = va;
+        } else {
+            *sb += vb;
+            *sa += va;
         }
     }
 }
