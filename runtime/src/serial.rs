@@ -26,7 +26,8 @@
 //!   the payload: level, degree, scale, Galois elements and every RNS coefficient (`< q` of its
 //!   limb) are range-checked, and trailing bytes are an error.
 //! - Payloads hold no redundant data: polynomials are stored as their RNS limbs in the runtime's
-//!   NTT form (`u64` each); a secret key is stored as its ternary coefficients (one `i8` each) and
+//!   NTT form (`u64` each; that representation is part of the format version and pinned by a
+//!   unit test); a secret key is stored as its ternary coefficients (one `i8` each) and
 //!   its NTT form is recomputed on load. The parameter payload also lists the generated primes, so
 //!   a reader outside this crate needs no prime-generation code, and a build whose generator
 //!   differs refuses the file instead of silently using other primes.
@@ -136,7 +137,13 @@ impl fmt::Display for ObjectKind {
     }
 }
 
-/// The checked envelope of a serialized object (see the module docs).
+/// The checked envelope of a serialized object.
+///
+/// Every serialized object is, little-endian: magic `PHEC` (4 bytes), format version (`u16`), kind
+/// tag (`u16`), parameter fingerprint (`u64`, [`CkksParams::fingerprint_u64`]), payload length
+/// `len` (`u64`), the payload (`len` bytes, layout per kind), and an XXH64 checksum (`u64`, seed 0)
+/// of every preceding byte. `docs/ckks-format.md` specifies the payloads, the checks made on
+/// load and the versioning policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectHeader {
     /// Format version.
@@ -925,7 +932,7 @@ fn read_object<T: Serial>(ctx: &CkksContext, path: &Path) -> Result<T> {
 macro_rules! ctx_serial_api {
     ($ty:ty, $name:literal) => {
         impl $ty {
-            #[doc = concat!("Serializes the ", $name, " (format in [`crate::serial`] and `docs/ckks-format.md`).")]
+            #[doc = concat!("Serializes the ", $name, " (envelope in [`crate::ObjectHeader`], full format in `docs/ckks-format.md`).")]
             pub fn to_bytes(&self) -> Vec<u8> {
                 object_to_bytes(self)
             }
