@@ -236,6 +236,60 @@ fn layer_norm_affine_is_fused_into_the_next_linear_layer() {
 }
 
 #[test]
+fn the_mean_of_a_reduction_folds_into_the_following_chebyshev() {
+    // LayerNorm's 1/sqrt(var) guess: cheb(mean(c²)) = cheb'(sum(c²)) on an interval n times wider.
+    let mut g = Graph::new("var");
+    let c = g.add_input("centered", f32t(&[2, 3, 4]));
+    let sq = node(&mut g, Op::Mul, vec![c, c]);
+    let v = node(&mut g, Op::ReduceMean { axes: vec![2], keepdims: true }, vec![sq]);
+    let p = node(&mut g, Op::Chebyshev { lo: 0.0, hi: 4.0, coeffs: vec![1.2, -0.6, 0.2, -0.05] }, vec![v]);
+    let y = node(&mut g, Op::Mul, vec![c, p]);
+    g.outputs.push(y);
+    // square, 1/n, degree 3, product.
+    assert_eq!(measure_depth_with_mean(&g), 5);
+    let (out, report) = run(&g, &EgraphOptions::default());
+    assert_eq!(measure_depth_with_mean(&out), 4);
+    assert_eq!((report.depth_before, report.depth_after), (5, 4));
+    assert!(out.nodes.values().any(|n| matches!(n.op, Op::ReduceSum { .. })));
+    assert!(!out.nodes.values().any(|n| matches!(n.op, Op::ReduceMean { .. })));
+    let Some(Op::Chebyshev { hi, .. }) =
+        out.nodes.values().map(|n| &n.op).find(|op| matches!(op, Op::Chebyshev { .. }))
+    else {
+        panic!()
+    };
+    assert!((hi - 16.0).abs() < 1e-12, "interval scaled by n = 4: {hi}");
+    assert_same_function(&g, &out, -1.0, 1.0, 14);
+}
+
+/// [`measure_depth`] plus a level for `reduce_mean` (its 1/n scaling).
+fn measure_depth_with_mean(g: &Graph) -> u32 {
+    let mut h = g.clone();
+    // Express each reduce_mean as reduce_sum·(1/n) so measure_depth sees the scalar multiplication.
+    let mut rebuilt = Graph::new("m");
+    let mut map = std::collections::HashMap::new();
+    for &v in &h.inputs {
+        let nv = rebuilt.add_input(h.values[v].name.clone().unwrap(), h.ty(v).clone());
+        map.insert(v, nv);
+    }
+    for (_, d) in std::mem::take(&mut h.nodes).into_iter() {
+        let out = match &d.op {
+            Op::Constant(c) => rebuilt.add_constant(h.constants[*c].clone(), "k"),
+            Op::ReduceMean { axes, keepdims } => {
+                let x = map[&d.inputs[0]];
+                let n: usize = axes.iter().map(|&a| rebuilt.ty(x).shape[a]).product();
+                let s = node(&mut rebuilt, Op::ReduceSum { axes: axes.clone(), keepdims: *keepdims }, vec![x]);
+                let k = scalar(&mut rebuilt, 1.0 / n as f64);
+                node(&mut rebuilt, Op::Mul, vec![s, k])
+            }
+            op => node(&mut rebuilt, op.clone(), d.inputs.iter().map(|v| map[v]).collect()),
+        };
+        map.insert(d.outputs[0], out);
+    }
+    rebuilt.outputs = h.outputs.iter().map(|v| map[v]).collect();
+    measure_depth(&rebuilt)
+}
+
+#[test]
 fn chebyshev_absorbs_neighbouring_affine_maps() {
     let mut g = Graph::new("cheb");
     let x = g.add_input("x", f32t(&[32]));
@@ -282,6 +336,32 @@ fn scaled_scores_with_per_head_shifts_fold_into_the_chebyshev() {
     assert_eq!(measure_depth(&out), 3, "the scale's level is gone");
     assert_eq!(count(&out, |op| matches!(op, Op::Mul)), 0);
     assert_same_function(&g, &out, -40.0, 40.0, 12);
+}
+
+#[test]
+fn goldschmidt_products_are_not_expanded_into_the_power_basis() {
+    // 1/S ≈ c·(1 + e)(1 + e²)(1 + e⁴)(1 + e⁸), e = 1 − c·S with S ~ 1/c: a polynomial of degree 15
+    // in S, but evaluating S^8 of a row sum would overflow CKKS; the bounded form must stay.
+    let mut g = Graph::new("goldschmidt");
+    let s = g.add_input("row_sum", f32t(&[4, 1]));
+    let c = scalar(&mut g, 0.0625);
+    let cs = node(&mut g, Op::Mul, vec![s, c]);
+    let one = scalar(&mut g, 1.0);
+    let e = node(&mut g, Op::Sub, vec![one, cs]);
+    let mut acc = node(&mut g, Op::Add, vec![e, one]);
+    acc = node(&mut g, Op::Mul, vec![acc, c]);
+    let mut p = e;
+    for _ in 0..3 {
+        p = node(&mut g, Op::Mul, vec![p, p]);
+        let f = node(&mut g, Op::Add, vec![p, one]);
+        acc = node(&mut g, Op::Mul, vec![acc, f]);
+    }
+    g.outputs.push(acc);
+    let (out, report) = run(&g, &EgraphOptions::default());
+    assert!(report.ct_mults_after <= report.ct_mults_before, "{:?}", report.stop_lines());
+    assert!(report.depth_after <= report.depth_before);
+    assert!(count(&out, |op| matches!(op, Op::Mul)) <= count(&g, |op| matches!(op, Op::Mul)));
+    assert_same_function(&g, &out, 8.0, 24.0, 15);
 }
 
 #[test]

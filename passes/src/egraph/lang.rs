@@ -9,6 +9,7 @@
 //! | `(add a b)`, `(sub a b)`, `(neg a)`, `(mul a b)` | numpy-broadcasting elementwise arithmetic |
 //! | `(square a)` | `a·a` (a ct×ct product the backend may evaluate as a cheaper squaring) |
 //! | `(cheb s x)` | `Σ c_k T_k(t)`, `t = (2x − lo − hi)/(hi − lo)`, as `Op::Chebyshev` |
+//! | `(rsum a x)` | `reduce_sum` of `x` over the axes of `a` (an `Axes` leaf); `reduce_mean` is `rsum·(1/n)` |
 //! | `(matmul_w x W)` | `x @ W` with `W` a compile-time constant (plaintext weights) |
 //! | `(scale_const c W)` | `c·W` folded at compile time into a new constant |
 //! | `(scale_rows t W)` | `diag(t)·W` for a 2-D `W` and a per-input-channel vector `t`, folded at compile time |
@@ -131,6 +132,42 @@ impl FromStr for ChebSpec {
     }
 }
 
+/// Axes of a reduction and whether reduced dimensions are kept (`axes<1,2;keep>`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AxesSpec {
+    pub axes: Vec<usize>,
+    pub keepdims: bool,
+}
+
+impl fmt::Display for AxesSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let axes: Vec<String> = self.axes.iter().map(|a| a.to_string()).collect();
+        write!(f, "axes<{};{}>", axes.join(","), if self.keepdims { "keep" } else { "drop" })
+    }
+}
+
+impl FromStr for AxesSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let body = s
+            .strip_prefix("axes<")
+            .and_then(|r| r.strip_suffix('>'))
+            .ok_or_else(|| format!("not an axes spec: {s}"))?;
+        let (axes, keep) = body.split_once(';').ok_or("missing ';'")?;
+        let axes = if axes.is_empty() {
+            vec![]
+        } else {
+            axes.split(',').map(|a| a.parse::<usize>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?
+        };
+        let keepdims = match keep {
+            "keep" => true,
+            "drop" => false,
+            other => return Err(format!("expected keep or drop, got {other}")),
+        };
+        Ok(AxesSpec { axes, keepdims })
+    }
+}
+
 /// A value of the original graph used as an opaque leaf (`v12`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LeafRef(pub u32);
@@ -175,8 +212,10 @@ define_language! {
         "matmul_w" = MatMulW([Id; 2]),
         "scale_const" = ScaleConst([Id; 2]),
         "scale_rows" = ScaleRows([Id; 2]),
+        "rsum" = RSum([Id; 2]),
         Num(Scalar),
         Spec(ChebSpec),
+        Axes(AxesSpec),
         Leaf(LeafRef),
         Tensor(ConstRef),
     }

@@ -9,7 +9,8 @@
 //!
 //! Steps:
 //! 1. [`region`]: maximal convex regions of elementwise `add/sub/neg/mul/chebyshev` (and `matmul`
-//!    with constant weights) on encrypted values; values used outside a region are its roots.
+//!    with constant weights, `reduce_sum`/`reduce_mean` as `rsum`·1/n) on encrypted values; values
+//!    used outside a region are its roots.
 //! 2. Each region becomes an e-graph over [`lang::PolyLang`]: constants of one element whose
 //!    broadcasting does not change the other operand's shape become scalars `Num`, other constants
 //!    `Tensor` references, values from outside opaque `Leaf`s carrying their depth in the graph.
@@ -48,7 +49,7 @@ use egg::{EGraph, Extractor, Id, Language, Runner, StopReason};
 use polyhe_ir::{interp, verify, Const, DType, Graph, IrError, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
-use lang::{ChebSpec, ConstRef, LeafRef, PolyLang, Scalar};
+use lang::{AxesSpec, ChebSpec, ConstRef, LeafRef, PolyLang, Scalar};
 use model::{DepthCost, Kind, PolyAnalysis};
 
 pub use rules::rule_names;
@@ -298,6 +299,19 @@ fn build_region(
                 let s = egraph.add(PolyLang::Spec(ChebSpec::new(*lo, *hi, coeffs)));
                 egraph.add(PolyLang::Cheb([s, a]))
             }
+            Op::ReduceSum { axes, keepdims } | Op::ReduceMean { axes, keepdims } => {
+                let a = operand(&mut egraph, d.inputs[0], false);
+                let spec = egraph.add(PolyLang::Axes(AxesSpec { axes: axes.clone(), keepdims: *keepdims }));
+                let sum = egraph.add(PolyLang::RSum([spec, a]));
+                if matches!(d.op, Op::ReduceMean { .. }) {
+                    let shape = &g.ty(d.inputs[0]).shape;
+                    let n: usize = axes.iter().filter_map(|&ax| shape.get(ax)).product();
+                    let inv = egraph.add(PolyLang::Num(Scalar::new(1.0 / n.max(1) as f64)));
+                    egraph.add(PolyLang::Mul([sum, inv]))
+                } else {
+                    sum
+                }
+            }
             Op::MatMul => {
                 let a = operand(&mut egraph, d.inputs[0], false);
                 let w = operand(&mut egraph, d.inputs[1], false);
@@ -413,6 +427,18 @@ impl Emitter<'_> {
                 PolyLang::MatMulW([a, w]) => {
                     let (a, w) = (self.emit(new, leaf, a)?, self.emit(new, leaf, w)?);
                     self.add(new, Op::MatMul, vec![a, w])?
+                }
+                PolyLang::RSum([s, x]) => {
+                    let spec = self.egraph[s]
+                        .nodes
+                        .iter()
+                        .find_map(|n| match n {
+                            PolyLang::Axes(a) => Some(a.clone()),
+                            _ => None,
+                        })
+                        .ok_or_else(|| IrError::Verifier("rsum without axes".into()))?;
+                    let x = self.emit(new, leaf, x)?;
+                    self.add(new, Op::ReduceSum { axes: spec.axes, keepdims: spec.keepdims }, vec![x])?
                 }
                 PolyLang::Cheb([s, x]) => {
                     let spec = model::spec_in(self.egraph, s)

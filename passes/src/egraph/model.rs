@@ -68,6 +68,10 @@ pub struct ClassData {
     pub planned: bool,
     /// Static shape, when known (leaves and constants are given theirs; ops broadcast).
     pub shape: Option<Vec<usize>>,
+    /// The polynomial is written as a power chain: somewhere it multiplies by its variable itself
+    /// (Horner's form, `x·x·x`), as opposed to e.g. Goldschmidt's products of `(1 + e^(2^i))` with
+    /// `e = 1 − c·x`. Only chains are re-evaluated in the power basis (see `poly-balanced`).
+    pub chain: bool,
 }
 
 /// The e-class analysis: leaf depths from the graph and a cache of Chebyshev plan costs.
@@ -141,7 +145,15 @@ pub fn node_cost(
     let kind_of = |ids: &[Id]| ids.iter().map(|&i| op(i).kind).max().unwrap_or(Kind::Compile);
     match node {
         PolyLang::Num(_) | PolyLang::Tensor(_) => free(Kind::Compile),
-        PolyLang::Spec(_) => free(Kind::Spec),
+        PolyLang::Spec(_) | PolyLang::Axes(_) => free(Kind::Spec),
+        PolyLang::RSum([_, x]) => {
+            let o = op(*x);
+            if o.kind != Kind::Cipher {
+                return free(o.kind);
+            }
+            // Rotations and additions: no level.
+            NodeCost { kind: o.kind, depth: o.depth, ct_mults: 0, ops: 1, general: 0 }
+        }
         PolyLang::Leaf(l) => match leaf(*l) {
             Some(d) => NodeCost { kind: Kind::Cipher, depth: d, ct_mults: 0, ops: 0, general: 0 },
             None => free(Kind::Plain),
@@ -322,6 +334,23 @@ fn fold(egraph: &EG, node: &PolyLang) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// Shape of a reduction's result.
+pub fn reduced_shape(x: &[usize], a: &super::lang::AxesSpec) -> Option<Vec<usize>> {
+    if a.axes.iter().any(|&ax| ax >= x.len()) {
+        return None;
+    }
+    Some(
+        x.iter()
+            .enumerate()
+            .filter_map(|(i, &d)| match (a.axes.contains(&i), a.keepdims) {
+                (false, _) => Some(d),
+                (true, true) => Some(1),
+                (true, false) => None,
+            })
+            .collect(),
+    )
+}
+
 /// Shape of `x @ W` for a 2-D `W`.
 pub fn matmul_shape(x: &[usize], w: &[usize]) -> Option<Vec<usize>> {
     let (&k, rest) = x.split_last()?;
@@ -335,7 +364,14 @@ fn make_shape(egraph: &EG, node: &PolyLang) -> Option<Vec<usize>> {
     let sh = |id: &Id| egraph[*id].data.shape.clone();
     match node {
         PolyLang::Num(_) => Some(vec![]),
-        PolyLang::Spec(_) => None,
+        PolyLang::Spec(_) | PolyLang::Axes(_) => None,
+        PolyLang::RSum([a, x]) => {
+            let spec = egraph[*a].nodes.iter().find_map(|n| match n {
+                PolyLang::Axes(s) => Some(s.clone()),
+                _ => None,
+            })?;
+            reduced_shape(&sh(x)?, &spec)
+        }
         PolyLang::Tensor(c) => egraph.analysis.const_shapes.get(c).cloned(),
         PolyLang::Leaf(l) => egraph.analysis.leaf_shapes.get(l).cloned(),
         PolyLang::Add([a, b]) | PolyLang::Sub([a, b]) | PolyLang::Mul([a, b]) | PolyLang::ScaleConst([a, b]) => {
@@ -345,6 +381,23 @@ fn make_shape(egraph: &EG, node: &PolyLang) -> Option<Vec<usize>> {
         PolyLang::Cheb([_, x]) => sh(x),
         PolyLang::ScaleRows([_, w]) => sh(w),
         PolyLang::MatMulW([x, w]) => matmul_shape(&sh(x)?, &sh(w)?),
+    }
+}
+
+/// Whether `node` (whose polynomial has variable `var`) continues a power chain ([`ClassData::chain`]).
+fn make_chain(egraph: &EG, node: &PolyLang, var: Id) -> bool {
+    let d = |id: &Id| &egraph[*id].data;
+    let is_var = |id: &Id| egraph.find(*id) == var;
+    let cipher = |id: &Id| d(id).kind == Kind::Cipher;
+    let konst = |id: &Id| d(id).kind == Kind::Compile;
+    match node {
+        PolyLang::Mul([a, b]) => {
+            (is_var(a) && cipher(b)) || (is_var(b) && cipher(a)) || (konst(b) && d(a).chain) || (konst(a) && d(b).chain)
+        }
+        PolyLang::Square(a) => is_var(a) || d(a).chain,
+        PolyLang::Add([a, b]) | PolyLang::Sub([a, b]) => d(a).chain || d(b).chain,
+        PolyLang::Neg(a) => d(a).chain,
+        _ => false,
     }
 }
 
@@ -366,7 +419,8 @@ impl Analysis<PolyLang> for PolyAnalysis {
         let num = fold(eg, enode);
         let poly = if num.is_some() { None } else { make_poly(eg, enode) };
         let shape = make_shape(eg, enode);
-        ClassData { kind: cost.kind, num, depth: cost.depth, poly, planned: false, shape }
+        let chain = poly.as_ref().is_some_and(|p| make_chain(eg, enode, eg.find(p.var)));
+        ClassData { kind: cost.kind, num, depth: cost.depth, poly, planned: false, shape, chain }
     }
 
     fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
@@ -407,6 +461,12 @@ impl Analysis<PolyLang> for PolyAnalysis {
             }
             (Some(_), None) => changed_b = true,
             _ => {}
+        }
+        if b.chain && !a.chain {
+            a.chain = true;
+            changed_a = true;
+        } else if a.chain && !b.chain {
+            changed_b = true;
         }
         if b.planned && !a.planned {
             a.planned = true;

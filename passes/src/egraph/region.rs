@@ -1,7 +1,7 @@
 //! Elementwise regions: maximal convex sets of nodes the e-graph may rewrite together.
 //!
 //! A node is a *candidate* when its result is encrypted and floating-point and its op is `add`,
-//! `sub`, `neg`, `mul`, `chebyshev`, or `matmul` with a constant right operand (plaintext weights,
+//! `sub`, `neg`, `mul`, `chebyshev`, `reduce_sum`, `reduce_mean`, or `matmul` with a constant right operand (plaintext weights,
 //! kept as `matmul_w` so scalars can be fused into them). Two candidates join when one consumes the
 //! other's result and **all** uses of that result are candidates (a value also used by a
 //! non-candidate is a region boundary). Joining is refused when it would make the region non-convex
@@ -33,6 +33,8 @@ pub fn is_candidate(g: &Graph, enc: &SecondaryMap<Value, bool>, n: Node) -> bool
     match &d.op {
         Op::Add | Op::Sub | Op::Mul => d.inputs.len() == 2,
         Op::Neg | Op::Chebyshev { .. } => d.inputs.len() == 1,
+        // Linear reductions: `reduce_mean` is `reduce_sum` times 1/n, and that scalar can fold.
+        Op::ReduceSum { .. } | Op::ReduceMean { .. } => d.inputs.len() == 1,
         Op::MatMul => {
             d.inputs.len() == 2
                 && enc[d.inputs[0]]

@@ -216,7 +216,7 @@ pub const RULES: &[Rule] = &[
         "−p negates the coefficients"),
     // ---- polynomials in the power basis (explicit mul/add chains) ----
     custom("polynomial", "poly-balanced", "*", Custom::PolyBalanced, Always,
-        "a degree-d polynomial p(x) gets the baby-step giant-step plan at depth ceil(log2(d+1)); only if no deeper than the class"),
+        "a degree-d polynomial p(x) gets the baby-step giant-step plan at depth ceil(log2(d+1)); only if strictly shallower than the class"),
     custom("polynomial", "poly-horner", "*", Custom::PolyHorner, Always,
         "Horner's form (fewest products); only if no deeper than the class, i.e. for tiny degrees"),
 ];
@@ -382,14 +382,18 @@ impl Applier<PolyLang, PolyAnalysis> for ChebApplier {
     }
 }
 
-/// Matches classes the analysis knows as polynomials of degree ≥ 2 not yet planned.
+/// Matches classes the analysis knows as polynomials of degree ≥ 2, written as power chains
+/// ([`super::model::ClassData::chain`]), not yet planned. Other polynomial-valued forms are left
+/// alone: re-evaluating them in the power basis would compute `x^(2^k)` of a variable whose range
+/// is unknown (Goldschmidt's row sum is ~n), which CKKS cannot hold, while the form as written keeps
+/// its intermediates bounded.
 struct PolySearcher;
 
 impl Searcher<PolyLang, PolyAnalysis> for PolySearcher {
     fn search_eclass_with_limit(&self, egraph: &EG, eclass: Id, limit: usize) -> Option<SearchMatches<'_, PolyLang>> {
         let d = &egraph[eclass].data;
         let poly = d.poly.as_ref()?;
-        (limit > 0 && !d.planned && d.kind == Kind::Cipher && poly.degree() >= 2).then(|| SearchMatches {
+        (limit > 0 && !d.planned && d.chain && d.kind == Kind::Cipher && poly.degree() >= 2).then(|| SearchMatches {
             eclass,
             substs: vec![Subst::default()],
             ast: None,
@@ -456,8 +460,16 @@ impl Applier<PolyLang, PolyAnalysis> for PolyApplier {
             _ => power::balanced(&poly.coeffs),
         };
         let xd = egraph[x].data.depth;
-        // Never worse than the class: only insert a plan that does not deepen it.
-        if xd + plan.depth() > data.depth {
+        // Never worse than the class. The balanced plan must be strictly shallower: at equal depth
+        // the form as written usually shares more (e.g. Goldschmidt's squarings) than the tree cost
+        // of extraction can see, so an equally deep plan would only add multiplications. Horner's
+        // form has the fewest products of all, so equal depth suffices.
+        let plan_depth = xd + plan.depth();
+        let better = match self.kind {
+            Custom::PolyHorner => plan_depth <= data.depth,
+            _ => plan_depth < data.depth,
+        };
+        if !better {
             return vec![];
         }
         let (out, created) = insert_plan(egraph, x, &plan);
