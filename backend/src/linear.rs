@@ -27,6 +27,40 @@ pub(crate) struct AffineMap {
 }
 
 impl AffineMap {
+    /// `self ∘ inner` for single-operand maps: `M₂(M₁x + o₁) + o₂ = (M₂M₁)x + (M₂o₁ + o₂)`.
+    pub fn compose_after(&self, inner: &AffineMap) -> AffineMap {
+        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); inner.out_numel];
+        for &(o, i, w) in inner.parts.iter().flatten() {
+            if let Some(r) = rows.get_mut(o) {
+                r.push((i, w));
+            }
+        }
+        let mut acc: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
+        for &(p, o, w2) in self.parts.iter().flatten() {
+            for &(i, w1) in rows.get(o).map(|r| r.as_slice()).unwrap_or(&[]) {
+                *acc.entry((p, i)).or_insert(0.0) += w2 * w1;
+            }
+            if let (Some(o1), Some(t)) = (inner.offset.as_ref().and_then(|v| v.get(o)), offset.get_mut(p)) {
+                *t += w2 * o1;
+            }
+        }
+        let entries = acc.into_iter().filter(|(_, w)| *w != 0.0).map(|((p, i), w)| (p, i, w)).collect();
+        let offset = if offset.iter().any(|x| *x != 0.0) { Some(offset) } else { None };
+        AffineMap { out_numel: self.out_numel, parts: vec![entries], offset }
+    }
+
+    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks.
+    pub fn diagonal_count(&self, slots: usize) -> usize {
+        let mut set = BTreeSet::new();
+        for (k, part) in self.parts.iter().enumerate() {
+            for &(o, e, _) in part {
+                set.insert((k, o / slots, e / slots, (e % slots + slots - o % slots) % slots));
+            }
+        }
+        set.len()
+    }
+
     fn is_identity(&self, in_numel: &[usize]) -> bool {
         match (self.parts.as_slice(), in_numel) {
             ([p], [n]) => {
@@ -49,6 +83,9 @@ pub(crate) struct LinearStats {
     /// Rotations the plain diagonal method (one rotation per nonzero diagonal) would need.
     pub naive_rotations: usize,
 }
+
+/// Per (operand, input ciphertext): diagonal offset → dense diagonal.
+type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Vec<f64>>>;
 
 fn choose_baby(ds: &BTreeSet<usize>, slots: usize) -> usize {
     let cost = |b: usize| {
@@ -86,7 +123,7 @@ pub(crate) fn lower_affine(
     }
     let out_cts = map.out_numel.div_ceil(slots).max(1);
     // blocks[o][(input, in_ct)][d] = dense diagonal over the output ciphertext's slots.
-    let mut blocks: Vec<BTreeMap<(usize, usize), BTreeMap<usize, Vec<f64>>>> = vec![BTreeMap::new(); out_cts];
+    let mut blocks: Vec<Blocks> = vec![BTreeMap::new(); out_cts];
     for (i, part) in map.parts.iter().enumerate() {
         for &(o, e, w) in part {
             if w == 0.0 {

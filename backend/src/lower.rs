@@ -36,6 +36,8 @@ use crate::BackendError;
 enum Val {
     Plain(Tensor),
     Ct { regs: Vec<Reg>, shape: Vec<usize> },
+    /// `map(base)`, not yet emitted: consecutive affine ops compose into one map (one level).
+    Lazy { base: Vec<Reg>, base_numel: usize, map: AffineMap, shape: Vec<usize> },
     /// Depends on a plaintext client input (not known at compile time).
     Client(String),
 }
@@ -100,12 +102,29 @@ pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: us
     let mut inst_node = Vec::new();
     let mut inst_op = Vec::new();
     for (_, nd) in g.nodes.iter() {
-        let args: Vec<Val> = nd
+        let mut args: Vec<Val> = nd
             .inputs
             .iter()
             .map(|&v| vals[v].clone().ok_or_else(|| BackendError::Internal(format!("value {v} used before definition"))))
             .collect::<Result<_, _>>()?;
         let before = cx.b.insts.len();
+        let n_enc = args.iter().filter(|a| a.is_enc()).count();
+        let out_shape = nd.outputs.first().map(|&v| g.ty(v).shape.clone()).unwrap_or_default();
+        for (k, &v) in nd.inputs.iter().enumerate() {
+            let Some(a @ Val::Lazy { shape, .. }) = args.get(k) else { continue };
+            let keep = match nd.op {
+                Op::Add | Op::Sub | Op::Mul => *shape != out_shape,
+                Op::MatMul => n_enc == 2 || is_affine_op(&nd.op),
+                ref op => n_enc == 1 && (is_affine_op(op) || matches!(op, Op::Identity)),
+            };
+            if !keep {
+                let m = cx.materialize(a.clone())?;
+                vals[v] = Some(m.clone());
+                if let Some(x) = args.get_mut(k) {
+                    *x = m;
+                }
+            }
+        }
         let outs = cx.node(&nd.op, &nd.name, &nd.outputs, &args)?;
         for _ in before..cx.b.insts.len() {
             inst_node.push(nd.name.clone());
@@ -118,7 +137,11 @@ pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: us
     let mut outputs = Vec::new();
     for &v in &g.outputs {
         let name = g.value_label(v);
-        match vals[v].clone() {
+        let val = match vals[v].clone() {
+            Some(l @ Val::Lazy { .. }) => Some(cx.materialize(l)?),
+            other => other,
+        };
+        match val {
             Some(Val::Ct { regs, shape }) => outputs.push(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs }),
             _ => {
                 return Err(BackendError::Unsupported {
@@ -137,7 +160,7 @@ impl Ctx<'_> {
         if let Some(Val::Client(c)) = args.iter().find(|a| matches!(a, Val::Client(_))) {
             return Err(unsupported(op, name, format!("depends on the plaintext client input `{c}`; client-side evaluation before encryption is not implemented in the backend yet")));
         }
-        let any_ct = args.iter().any(|a| matches!(a, Val::Ct { .. }));
+        let any_ct = args.iter().any(Val::is_enc);
         if !any_ct {
             let ts: Vec<&Tensor> = args.iter().filter_map(|a| if let Val::Plain(t) = a { Some(t) } else { None }).collect();
             let r = interp::eval_op(op, &ts, self.g).map_err(|e| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() })?;
@@ -164,8 +187,8 @@ impl Ctx<'_> {
                 }
                 Ok(vec![Val::Ct { regs: out, shape }])
             }
-            Op::MatMul if args.iter().all(|a| matches!(a, Val::Ct { .. })) => Ok(vec![self.ct_matmul(op, name, &out_shape(0), args)?]),
-            Op::Gemm { .. } | Op::Conv { .. } if args.iter().take(2).all(|a| matches!(a, Val::Ct { .. })) => {
+            Op::MatMul if args.iter().all(Val::is_enc) => Ok(vec![self.ct_matmul(op, name, &out_shape(0), args)?]),
+            Op::Gemm { .. } | Op::Conv { .. } if args.iter().take(2).all(Val::is_enc) => {
                 Err(unsupported(op, name, "both factors are encrypted; only matmul has a ct×ct lowering"))
             }
             Op::Transpose { .. }
@@ -185,7 +208,7 @@ impl Ctx<'_> {
 
     /// Extracts and lowers the affine map of output `k` of `op` in its encrypted operands.
     fn affine(&mut self, op: &Op, name: &str, args: &[Val], k: usize, out_shape: &[usize], basis: bool) -> Result<Val, BackendError> {
-        if matches!(op, Op::Gather { .. } | Op::GatherElements { .. }) && matches!(args.get(1), Some(Val::Ct { .. })) {
+        if matches!(op, Op::Gather { .. } | Op::GatherElements { .. }) && args.get(1).is_some_and(Val::is_enc) {
             return Err(unsupported(op, name, "encrypted gather indices"));
         }
         let eval_err = |e: polyhe_ir::IrError| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() };
@@ -197,6 +220,10 @@ impl Ctx<'_> {
                 Val::Ct { regs, shape } => {
                     probe.push(f64_tensor(shape, vec![0.0; numel(shape)])?);
                     cts.push((i, regs.clone(), numel(shape)));
+                }
+                Val::Lazy { shape, .. } => {
+                    probe.push(f64_tensor(shape, vec![0.0; numel(shape)])?);
+                    cts.push((i, Vec::new(), numel(shape)));
                 }
                 Val::Client(_) => return Err(BackendError::Internal("client value in affine".into())),
             }
@@ -257,22 +284,55 @@ impl Ctx<'_> {
                 *p = f64_tensor(&shape, vec![0.0; *n])?;
             }
         }
+        if let [(i, _, _)] = cts.as_slice() {
+            let operand = args.get(*i).cloned().ok_or(BackendError::Internal("operand".into()))?;
+            return self.apply(operand, map, out_shape);
+        }
+        if cts.iter().any(|(i, _, _)| matches!(args.get(*i), Some(Val::Lazy { .. }))) {
+            return Err(BackendError::Internal(format!("{name}: unmaterialized operand of a multi-operand map")));
+        }
         let regs: Vec<Vec<Reg>> = cts.iter().map(|(_, r, _)| r.clone()).collect();
         let nums: Vec<usize> = cts.iter().map(|(_, _, n)| *n).collect();
         let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &map, &mut self.stats)?;
         Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
     }
 
+    /// Emits a pending map.
+    fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
+        match v {
+            Val::Lazy { base, base_numel, map, shape } => {
+                let regs = lower_affine(&mut self.b, self.slots, &[base], &[base_numel], &map, &mut self.stats)?;
+                Ok(Val::Ct { regs, shape })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `map(v)` as a pending value, composed with `v`'s own pending map unless the composition
+    /// would multiply the diagonals (rotations, plaintexts) by more than it saves in levels.
+    fn apply(&mut self, v: Val, map: AffineMap, shape: &[usize]) -> Result<Val, BackendError> {
+        match v {
+            Val::Ct { regs, shape: s } => Ok(Val::Lazy { base: regs, base_numel: numel(&s), map, shape: shape.to_vec() }),
+            Val::Lazy { base, base_numel, map: inner, shape: s } => {
+                let composed = map.compose_after(&inner);
+                let (d1, d2, dc) = (inner.diagonal_count(self.slots), map.diagonal_count(self.slots), composed.diagonal_count(self.slots));
+                if dc <= 4 * (d1 + d2) + 256 && dc.saturating_mul(self.slots) <= 1 << 26 {
+                    Ok(Val::Lazy { base, base_numel, map: composed, shape: shape.to_vec() })
+                } else {
+                    let m = self.materialize(Val::Lazy { base, base_numel, map: inner, shape: s })?;
+                    self.apply(m, map, shape)
+                }
+            }
+            _ => Err(BackendError::Internal("apply on a plaintext value".into())),
+        }
+    }
+
     /// An encrypted value broadcast to `shape` (a data-movement map unless already that shape).
-    fn broadcast_ct(&mut self, name: &str, regs: Vec<Reg>, shape: Vec<usize>, to: &[usize]) -> Result<Vec<Reg>, BackendError> {
-        if shape == to {
-            return Ok(regs);
-        }
-        if numel(&shape) == numel(to) {
-            return Ok(regs); // same row-major data, other rank (size-1 dims)
-        }
-        let op = Op::Expand { shape: to.to_vec() };
-        match self.affine(&op, name, &[Val::Ct { regs, shape }], 0, to, false)? {
+    fn broadcast_ct(&mut self, name: &str, v: Val, to: &[usize]) -> Result<Vec<Reg>, BackendError> {
+        let shape = v.shape().to_vec();
+        // Equal sizes: the same row-major data with other size-1 dims.
+        let v = if numel(&shape) == numel(to) { v } else { self.affine(&Op::Expand { shape: to.to_vec() }, name, &[v], 0, to, false)? };
+        match self.materialize(v)? {
             Val::Ct { regs, .. } => Ok(regs),
             _ => Err(BackendError::Internal("broadcast".into())),
         }
@@ -287,9 +347,9 @@ impl Ctx<'_> {
         let slots = self.slots;
         let chunk = |v: &[f64], k: usize| -> Vec<f64> { v.get(k * slots..((k + 1) * slots).min(n)).map(|s| s.to_vec()).unwrap_or_default() };
         match (a, b) {
-            (Val::Ct { regs: ra, shape: sa }, Val::Ct { regs: rb, shape: sb }) => {
-                let ra = self.broadcast_ct(name, ra.clone(), sa.clone(), out_shape)?;
-                let rb = self.broadcast_ct(name, rb.clone(), sb.clone(), out_shape)?;
+            (a, b) if a.is_enc() && b.is_enc() => {
+                let ra = self.broadcast_ct(name, a.clone(), out_shape)?;
+                let rb = self.broadcast_ct(name, b.clone(), out_shape)?;
                 let mut out = Vec::new();
                 for (&x, &y) in ra.iter().zip(&rb) {
                     out.push(match op {
@@ -300,9 +360,9 @@ impl Ctx<'_> {
                 }
                 Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
             }
-            (Val::Ct { regs, shape }, Val::Plain(p)) | (Val::Plain(p), Val::Ct { regs, shape }) => {
-                let ct_first = matches!(a, Val::Ct { .. });
-                let regs = self.broadcast_ct(name, regs.clone(), shape.clone(), out_shape)?;
+            (e, Val::Plain(p)) | (Val::Plain(p), e) if e.is_enc() => {
+                let ct_first = a.is_enc();
+                let regs = self.broadcast_ct(name, e.clone(), out_shape)?;
                 let pv = if p.shape() == out_shape {
                     p.to_f64_vec()
                 } else {
@@ -338,9 +398,10 @@ impl Ctx<'_> {
 
     /// `[.., I, K] × [.., K, J]` with both operands encrypted.
     fn ct_matmul(&mut self, op: &Op, name: &str, out_shape: &[usize], args: &[Val]) -> Result<Val, BackendError> {
-        let (Some(Val::Ct { regs: ra, shape: sa }), Some(Val::Ct { regs: rb, shape: sb })) = (args.first(), args.get(1)) else {
+        let (Some(va), Some(vb)) = (args.first(), args.get(1)) else {
             return Err(BackendError::Internal("ct_matmul operands".into()));
         };
+        let (sa, sb) = (&va.shape().to_vec(), &vb.shape().to_vec());
         let (ra_n, rb_n) = (sa.len(), sb.len());
         if ra_n < 2 || rb_n < 2 || out_shape.len() < 2 {
             return Err(unsupported(op, name, "ct×ct matmul of 1-D operands"));
@@ -387,15 +448,19 @@ impl Ctx<'_> {
         }
         ma.sort_by_key(|&(o, e, _)| (o, e));
         mb.sort_by_key(|&(o, e, _)| (o, e));
-        let s = self.slots;
-        let xa = lower_affine(&mut self.b, s, &[ra.clone()], &[numel(sa)], &AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &mut self.stats)?;
-        let xb = lower_affine(&mut self.b, s, &[rb.clone()], &[numel(sb)], &AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &mut self.stats)?;
+        let t_shape = [t_numel];
+        let xa = self.apply(va.clone(), AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &t_shape)?;
+        let xb = self.apply(vb.clone(), AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &t_shape)?;
+        let (Val::Ct { regs: xa, .. }, Val::Ct { regs: xb, .. }) = (self.materialize(xa)?, self.materialize(xb)?) else {
+            return Err(BackendError::Internal("ct_matmul materialize".into()));
+        };
         let mut prod = Vec::new();
         for (&x, &y) in xa.iter().zip(&xb) {
             prod.push(self.b.mul(x, y)?);
         }
-        let y = lower_affine(&mut self.b, s, &[prod], &[t_numel], &AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None }, &mut self.stats)?;
-        Ok(Val::Ct { regs: y, shape: out_shape.to_vec() })
+        // The sum over K stays pending, so it fuses with what follows (head merge, projection).
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
+        Ok(Val::Lazy { base: prod, base_numel: t_numel, map, shape: out_shape.to_vec() })
     }
 
     /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.
@@ -462,4 +527,37 @@ fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>), Ba
         Some(Val::Ct { regs, shape }) => Ok((regs.clone(), shape.clone())),
         _ => Err(unsupported(op, name, "expected an encrypted operand")),
     }
+}
+
+impl Val {
+    fn is_enc(&self) -> bool {
+        matches!(self, Val::Ct { .. } | Val::Lazy { .. })
+    }
+    fn shape(&self) -> &[usize] {
+        match self {
+            Val::Ct { shape, .. } | Val::Lazy { shape, .. } => shape,
+            Val::Plain(t) => t.shape(),
+            Val::Client(_) => &[],
+        }
+    }
+}
+
+/// Ops lowered as affine maps of their encrypted operand.
+fn is_affine_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Expand { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Gather { .. }
+            | Op::GatherElements { .. }
+            | Op::MatMul
+            | Op::Gemm { .. }
+            | Op::Conv { .. }
+            | Op::ReduceSum { .. }
+            | Op::ReduceMean { .. }
+    )
 }
