@@ -436,9 +436,31 @@ fn runner_limits_are_respected_and_reported() {
     let (out, report) = run(&t, &EgraphOptions::default());
     assert_eq!(report.regions[0].stop, Stop::Saturated);
     assert_eq!(count(&out, |op| !matches!(op, Op::Constant(_))), 1, "x·1 is gone");
+    assert_same_function(&t, &out, -1.0, 1.0, 7);
     // The report serializes (it goes into report.json).
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"saturated\""), "{json}");
+}
+
+#[test]
+fn outputs_rewritten_to_an_input_or_to_each_other_keep_their_names() {
+    // y1 = x·1 is x itself, y2 = (x + 0)·1 too: both outputs and the input keep distinct names.
+    let mut g = Graph::new("names");
+    let x = g.add_input("x", f32t(&[3]));
+    let one = scalar(&mut g, 1.0);
+    let zero = scalar(&mut g, 0.0);
+    let y1 = node(&mut g, Op::Mul, vec![x, one]);
+    let a = node(&mut g, Op::Add, vec![x, zero]);
+    let y2 = node(&mut g, Op::Mul, vec![a, one]);
+    g.set_name(y1, "y1");
+    g.set_name(y2, "y2");
+    g.outputs.push(y1);
+    g.outputs.push(y2);
+    let (out, _) = run(&g, &EgraphOptions::default());
+    assert_eq!(out.value_label(out.inputs[0]), "x");
+    assert_eq!(out.value_label(out.outputs[0]), "y1");
+    assert_eq!(out.value_label(out.outputs[1]), "y2");
+    assert_same_function(&g, &out, -1.0, 1.0, 8);
 }
 
 #[test]

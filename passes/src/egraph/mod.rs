@@ -750,6 +750,8 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                     emitted: 0,
                 };
                 let nodes_before = new.nodes.len();
+                let values_before = new.values.len();
+                let mut claimed: BTreeSet<Value> = BTreeSet::new();
                 for &(old_v, id) in &built.roots {
                     let rebuild_err = |source| EgraphError::Rebuild { node: first.name.clone(), source };
                     let mut nv = em.emit(&mut new, &leaf_map, id).map_err(rebuild_err)?;
@@ -769,9 +771,19 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                             ),
                         });
                     }
-                    if let Some(name) = &g.values[old_v].name {
+                    // A root may have been rewritten to a value that exists already (`y = x·1` is `x`)
+                    // or that another root also became. A graph output needs its own value (its
+                    // name must not rename an input or another output): a no-op reshape carries it.
+                    let shared = nv.as_u32() < values_before as u32 || claimed.contains(&nv);
+                    if shared && is_output[old_v] {
+                        nv = em
+                            .add(&mut new, Op::Reshape { shape: want.shape.clone() }, vec![nv])
+                            .map_err(rebuild_err)?;
+                    }
+                    if let (Some(name), false) = (&g.values[old_v].name, shared && !is_output[old_v]) {
                         new.set_name(nv, name.clone());
                     }
+                    claimed.insert(nv);
                     map.insert(old_v, nv);
                 }
                 let emitted: Vec<Node> = new.nodes.keys().skip(nodes_before).collect();
