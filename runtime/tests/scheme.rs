@@ -327,3 +327,16 @@ fn precision_ten_muls_n65536() {
     let wr: Vec<_> = (0..slots).map(|j| want[(j + 1) % slots]).collect();
     assert!(bits(&wr, &decrypt(&f, &r)) >= 20.0);
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<CkksContext>();
+    check::<Evaluator>();
+    check::<ClientKeys>();
+    check::<EvaluationKeys>();
+    check::<Ciphertext>();
+    check::<Plaintext>();
+    check::<Encoder>();
+    check::<HoistedCiphertext>();
+}
