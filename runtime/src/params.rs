@@ -57,7 +57,7 @@ impl CkksParams {
     /// Builds and validates a parameter set, generating the primes deterministically.
     ///
     /// `q_bits = [first, scale × depth…]`, `p_bits` = special primes, `dnum` = number of key-switching
-    /// digits (1 ≤ dnum ≤ q_bits.len()), default scale `2^log_scale`.
+    /// digits (1 ≤ dnum ≤ min(q_bits.len(), 60)), default scale `2^log_scale`.
     pub fn new(log_n: u32, q_bits: &[u32], p_bits: &[u32], dnum: usize, log_scale: u32) -> Result<Self> {
         let invalid = |reason: String| Err(CkksError::InvalidParameters { reason });
         if !(13..=16).contains(&log_n) {
@@ -74,8 +74,10 @@ impl CkksParams {
                 return invalid(format!("prime bit size {b} must be in 20..=60"));
             }
         }
-        if !(1..=q_bits.len()).contains(&dnum) {
-            return invalid(format!("dnum = {dnum} must be in 1..={}", q_bits.len()));
+        // ≤ 60 digits: the key-switching inner product sums β products < 2^122 in 128 bits.
+        let max_dnum = q_bits.len().min(60);
+        if !(1..=max_dnum).contains(&dnum) {
+            return invalid(format!("dnum = {dnum} must be in 1..={max_dnum}"));
         }
         if !(1..=60).contains(&log_scale) {
             return invalid(format!("log_scale = {log_scale} must be in 1..=60"));
