@@ -54,6 +54,11 @@ use model::{DepthCost, Kind, PolyAnalysis};
 
 pub use rules::rule_names;
 
+/// The rule table (family, name, lhs, rhs, condition, why), in table order; see [`rules::RULES`].
+pub fn rules() -> &'static [rules::Rule] {
+    rules::RULES
+}
+
 /// Bounds of the e-graph pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EgraphOptions {
