@@ -7,7 +7,7 @@
 //! (diagonals and offsets are zero outside the output's elements), using one level: all products of
 //! one output ciphertext are summed at the raw product scale and rescaled once. Per (output
 //! ciphertext, input ciphertext) block with diagonal offsets `D` (`M[j, j+d mod S]`), the baby-step
-//! size `B` minimizes `|{d mod B}| + |{⌊d/B⌋}|` (rotations); baby rotations of one ciphertext are
+//! size `B` (a power of two) minimizes `|{d mod B}| + |{⌊d/B⌋}|` (rotations); baby rotations of one ciphertext are
 //! emitted together so the executor hoists them. An identity map emits nothing (reshapes are free).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,7 +93,9 @@ fn choose_baby(ds: &BTreeSet<usize>, slots: usize) -> usize {
         let giants: BTreeSet<usize> = ds.iter().map(|d| d / b).filter(|&x| x != 0).collect();
         babies.len() + giants.len()
     };
-    let mut cands: BTreeSet<usize> = (1..=slots.min(256)).collect();
+    // Powers of two only: giant steps are then multiples of the baby size, so maps share rotation
+    // steps and the Galois key set stays small (keys dominate memory), at a few extra rotations.
+    let mut cands: BTreeSet<usize> = BTreeSet::new();
     let mut p = 1;
     while p <= slots {
         cands.insert(p);

@@ -3,7 +3,7 @@
 //! Requires: a graph that passes `polyhe_passes::verify_poly_stage` (only add/sub/neg/mul,
 //! matmul/gemm/conv, reductions, data movement, constants and `chebyshev` on encrypted values); all
 //! float graph inputs are encrypted.
-//! Guarantees: every graph output is an encrypted value in the row-major layout; any other case is a
+//! Guarantees: only nodes the outputs depend on are lowered; every graph output is an encrypted value in the row-major layout; any other case is a
 //! [`BackendError::Unsupported`] naming the node — never a silently wrong program.
 //!
 //! Layout: every encrypted tensor is row-major over `ceil(numel / S)` ciphertexts (see
@@ -101,7 +101,22 @@ pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: us
     }
     let mut inst_node = Vec::new();
     let mut inst_op = Vec::new();
+    // Only nodes the outputs depend on are lowered (dead code costs no levels).
+    let mut live: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
+    for &v in &g.outputs {
+        live[v] = true;
+    }
+    for (_, nd) in g.nodes.iter().rev() {
+        if nd.outputs.iter().any(|&o| live[o]) {
+            for &i in &nd.inputs {
+                live[i] = true;
+            }
+        }
+    }
     for (_, nd) in g.nodes.iter() {
+        if !nd.outputs.iter().any(|&o| live[o]) {
+            continue;
+        }
         let mut args: Vec<Val> = nd
             .inputs
             .iter()

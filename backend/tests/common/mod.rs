@@ -51,3 +51,40 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
     }
     Outcome { compiled, rel_err, stats }
 }
+
+/// A shipped model compiled to the polynomial stage at batch size 1, with its first sample.
+pub struct ShippedPoly {
+    pub poly: Graph,
+    pub input: Tensor,
+}
+
+fn read_npy(path: &std::path::Path) -> Tensor {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let v: Vec<f32> = npy.into_vec().unwrap();
+    Tensor::float(DType::F32, shape, v.into_iter().map(f64::from).collect()).unwrap()
+}
+
+/// Loads `models/<name>` (one float input `x`), calibrates on `calib/x.npy`, compiles to the poly
+/// stage for the shape of one sample of `inputs/x.npy`.
+pub fn shipped_poly(name: &str) -> ShippedPoly {
+    use polyhe_frontend::{import, load, ImportOptions};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
+    let m = load(&dir.join("model.onnx")).unwrap();
+    let calib = read_npy(&dir.join("calib/x.npy"));
+    let all = read_npy(&dir.join("inputs/x.npy"));
+    let mut shape = all.shape().to_vec();
+    let per: usize = shape.iter().skip(1).product();
+    shape[0] = 1;
+    let input = Tensor::float(DType::F32, shape.clone(), all.to_f64_vec()[..per].to_vec()).unwrap();
+    let imp = |s: Vec<usize>| {
+        let opts = ImportOptions { input_shapes: [("x".to_string(), s)].into_iter().collect(), recognize: true, ..Default::default() };
+        import(&m, &opts).unwrap()
+    };
+    let cg = imp(calib.shape().to_vec());
+    let cal = polyhe_passes::calibrate(&cg, &[vec![calib.clone()]]).unwrap();
+    let g = imp(shape);
+    let poly = polyhe_passes::compile_to_poly(&g, &cal, &polyhe_passes::PolyOptions::default()).unwrap().graph;
+    ShippedPoly { poly, input }
+}

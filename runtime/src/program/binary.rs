@@ -3,7 +3,8 @@
 //! Layout (little endian): magic `PHEPROG\0`, `u16` version, `u64` body length, the body, then a
 //! SHA-256 of the body (32 bytes). The body holds the parameter requirements first (so a reader can
 //! reject a program for other parameters before decoding the rest), then ports, constants,
-//! instructions. Every length is bounds-checked against the remaining bytes before allocating, so
+//! instructions. Constants are stored dense or as (u32 index, f64 value) pairs, whichever is
+//! smaller. Every length is bounds-checked against the remaining bytes before allocating, so
 //! corrupt or truncated input gives [`ProgramError::Malformed`], never a panic or a huge allocation.
 
 use sha2::{Digest, Sha256};
@@ -161,8 +162,20 @@ impl Program {
         self.outputs.iter().for_each(|o| w.port(o));
         w.len(self.constants.len());
         for c in &self.constants {
+            // Diagonals are mostly zeros: store (index, value) pairs when that is smaller.
+            let nz: Vec<(usize, f64)> = c.iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
             w.len(c.len());
-            c.iter().for_each(|&x| w.f64(x));
+            if nz.len() * 12 < c.len() * 8 {
+                w.u8(1);
+                w.len(nz.len());
+                for (i, x) in nz {
+                    w.u32(i as u32);
+                    w.f64(x);
+                }
+            } else {
+                w.u8(0);
+                c.iter().for_each(|&x| w.f64(x));
+            }
         }
         w.len(self.insts.len());
         for inst in &self.insts {
@@ -287,8 +300,29 @@ impl Program {
         let nc = r.count(8)?;
         let mut constants = Vec::with_capacity(nc);
         for _ in 0..nc {
-            let n = r.count(8)?;
-            constants.push((0..n).map(|_| r.f64()).collect::<ProgramResult<Vec<_>>>()?);
+            let n = r.usize_small(1 << 20, "constant length")?;
+            match r.u8()? {
+                0 => {
+                    if n * 8 > body.len() - r.pos {
+                        return r.err(format!("dense constant of {n} values exceeds the remaining bytes"));
+                    }
+                    constants.push((0..n).map(|_| r.f64()).collect::<ProgramResult<Vec<_>>>()?);
+                }
+                1 => {
+                    let nz = r.count(12)?;
+                    let mut v = vec![0.0; n];
+                    for _ in 0..nz {
+                        let i = r.u32()? as usize;
+                        let x = r.f64()?;
+                        match v.get_mut(i) {
+                            Some(slot) => *slot = x,
+                            None => return r.err(format!("sparse constant index {i} outside its {n} values")),
+                        }
+                    }
+                    constants.push(v);
+                }
+                t => return r.err(format!("unknown constant encoding {t}")),
+            }
         }
         let n_inst = r.count(5)?;
         let mut insts = Vec::with_capacity(n_inst);

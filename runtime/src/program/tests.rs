@@ -69,8 +69,14 @@ fn validate_rejects_level_underflow_and_bad_annotations() {
 
 #[test]
 fn binary_round_trip_and_corruption() {
-    let (prog, _) = small();
+    let (mut prog, _) = small();
+    // A mostly-zero constant takes the sparse encoding.
+    let mut sparse = vec![0.0; 1000];
+    sparse[3] = 1.5;
+    sparse[999] = -2.0;
+    prog.constants.push(sparse);
     let bytes = prog.to_bytes();
+    assert!(bytes.len() < 1000, "sparse constant stored densely: {} bytes", bytes.len());
     assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
     for cut in [0, 5, 9, 30, bytes.len() - 1] {
         assert!(Program::from_bytes(&bytes[..cut]).is_err());

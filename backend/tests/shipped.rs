@@ -1,0 +1,37 @@
+//! The shipped transformer blocks: their full depth needs bootstrapping (the report places the
+//! bootstraps); a prefix of the encoder that fits runs encrypted and matches poly mode.
+
+mod common;
+
+use common::{run_encrypted, shipped_poly};
+use polyhe_backend::{compile_ckks, BackendError, BackendOptions};
+use polyhe_ir::{Op, ValueDef};
+
+#[test]
+fn shipped_models_get_bootstrap_placements() {
+    for name in ["encoder", "sigma_encoder"] {
+        let s = shipped_poly(name);
+        let c = compile_ckks(&s.poly, &BackendOptions::default()).unwrap();
+        println!("{name}:\n{}", c.report);
+        let b = c.report.bootstrap.as_ref().expect("depth beyond N = 2^16");
+        assert!(b.depth > b.max_levels);
+        assert!(!b.cuts.is_empty() && b.cuts.iter().all(|c| c.ciphertexts > 0 && !c.before_nodes.is_empty()));
+        assert!(matches!(c.runnable(), Err(BackendError::NeedsBootstrapping { .. })));
+        assert!(c.report.rotations < c.report.naive_rotations);
+    }
+}
+
+#[test]
+fn encoder_attention_scores_run_encrypted() {
+    // Cut the encoder's poly graph at the input of its first polynomial (the softmax's exp): Q/K
+    // projections, head split, QKᵀ, scaling and the max shift — affine maps and a ct×ct matmul.
+    let s = shipped_poly("encoder");
+    let mut g = s.poly.clone();
+    let (_, first_poly) = g.nodes.iter().find(|(_, d)| matches!(d.op, Op::Chebyshev { .. })).unwrap();
+    let cut = first_poly.inputs[0];
+    assert!(matches!(g.values[cut].def, ValueDef::Result(..)));
+    g.outputs = vec![cut];
+    let out = run_encrypted(&g, &[s.input.clone()], &BackendOptions::default());
+    println!("{}", out.compiled.report);
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+}
