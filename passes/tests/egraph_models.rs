@@ -60,3 +60,8 @@ fn sigma_encoder() {
 fn bert_tiny() {
     check("bert_tiny");
 }
+
+#[test]
+fn vit() {
+    check("vit");
+}

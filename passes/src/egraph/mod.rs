@@ -522,8 +522,7 @@ struct Tracker {
 
 impl Tracker {
     fn update(&mut self, g: &Graph) {
-        for (n, d) in g.nodes.iter().skip(self.done) {
-            let _ = n;
+        for d in g.nodes.values().skip(self.done) {
             let ins: Vec<Value> = d.inputs.iter().copied().filter(|&v| self.enc[v]).collect();
             if matches!(d.op, Op::Constant(_)) {
                 continue;
