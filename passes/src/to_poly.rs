@@ -825,8 +825,24 @@ fn emit_inverse(e: &mut Emit<'_>, x: Value, inv: &IterativeInverse, part: &str) 
         (InverseFunction::Reciprocal, InverseScheme::Goldschmidt) => {
             if inv.steps > 0 {
                 // e ← 1 − x·y; y ← y·(1 + e); then e ← e², y ← y·(1 + e).
-                let a = e.op(Op::Mul, vec![x, y], &format!("{part}_g_xy"))?;
-                let mut err = e.rsub_scalar(1.0, a, &format!("{part}_g_e0"))?;
+                let mut err = match inv.guess.coeffs() {
+                    // With a constant guess c, e₀ = 1 − c·x is an affine map of x: written as a degree-1
+                    // `chebyshev` (same depth as the product) on the interval where the iteration is at
+                    // least as accurate as at the fitted interval's bottom lo: |e₀| ≤ 1 − c·lo, i.e.
+                    // [lo, 2/c − lo]. `run_poly` then counts the divisors outside it.
+                    [c] => {
+                        let lo = inv.interval.lo();
+                        let iv = Interval::new(lo, (2.0 / c - lo).max(inv.interval.hi()))
+                            .map_err(|er| PassError::Internal { pass: "to_poly", msg: er.to_string() })?;
+                        let p = Chebyshev::new(iv, vec![1.0 - c * iv.mid(), -c * 0.5 * iv.width()])
+                            .map_err(|er| PassError::Internal { pass: "to_poly", msg: er.to_string() })?;
+                        e.cheb(x, &p, &format!("{part}_g_e0"))?
+                    }
+                    _ => {
+                        let a = e.op(Op::Mul, vec![x, y], &format!("{part}_g_xy"))?;
+                        e.rsub_scalar(1.0, a, &format!("{part}_g_e0"))?
+                    }
+                };
                 let f = e.add_scalar(err, 1.0, &format!("{part}_g_f0"))?;
                 y = e.op(Op::Mul, vec![y, f], &format!("{part}_g0"))?;
                 for k in 1..inv.steps {
@@ -890,7 +906,16 @@ fn reciprocal(
     if negative {
         y = e.op(Op::Neg, vec![y], &format!("{part}_neg_out"))?;
     }
-    records.push(inverse_record(node, op, part, [range.min, range.max], &inv, (x, y)));
+    let mut rec = inverse_record(node, op, part, [range.min, range.max], &inv, (x, y));
+    if let [c] = inv.guess.coeffs() {
+        rec.method = format!(
+            "1/({:.3}·hi) + {} goldschmidt, accurate up to {:.3e}",
+            1.0 / (c * iv.hi()),
+            inv.steps,
+            2.0 / c - iv.lo()
+        );
+    }
+    records.push(rec);
     Ok(y)
 }
 
