@@ -52,6 +52,7 @@ fn instance(name: &str) -> (String, Vec<(u32, Option<u32>)>) {
         "fuse-channel-scale-matmul-in" => "(matmul_w (mul v0 c1) c0)".into(),
         "fuse-channel-scale-matmul-out" => "(mul (matmul_w v0 c0) c1)".into(),
         "distribute-matmul-const" => "(matmul_w (add v0 c1) c0)".into(),
+        "fuse-matmul-matmul" => "(matmul_w (matmul_w v0 c0) c2)".into(),
         "cheb-scale-shift-in" => format!("(cheb {S} (add (mul v0 -0.75) c0))"),
         "cheb-shift-in" => format!("(cheb {S} (add v0 0.75))"),
         "cheb-neg-in" => format!("(cheb {S} (neg v0))"),
@@ -165,6 +166,7 @@ fn check_rule(name: &str) -> (polyhe_passes::egraph::model::Cost, RecExpr<PolyLa
         }
         env.insert("c0".to_string(), rng.range(-2.0, 2.0));
         env.insert("c1".to_string(), rng.range(-2.0, 2.0));
+        env.insert("c2".to_string(), rng.range(-2.0, 2.0));
         let want = eval_expr(&expr, &env);
         // Class values by the representative terms.
         let mut class_val: HashMap<Id, f64> = HashMap::new();

@@ -60,6 +60,8 @@ pub enum Cond {
         b: &'static str,
         w: &'static str,
     },
+    /// `a` and `b` are compile-time 2-D matrices that multiply (`[K, M]`, `[M, N]`).
+    Chain { a: &'static str, b: &'static str },
     /// The listed variables are ciphertexts.
     Cipher(&'static [&'static str]),
     /// The listed variables are ciphertexts and the right side is strictly shallower than the class.
@@ -198,6 +200,9 @@ pub const RULES: &[Rule] = &[
     pat("weights", "distribute-matmul-const", "(matmul_w (add ?x ?b) ?w)", "(add (matmul_w ?x ?w) (matmul_w ?b ?w))",
         ThroughMatmul { x: "?x", b: "?b", w: "?w" },
         "(x + b)@W = x@W + b@W with b@W folded (a bias before a linear layer): cost-neutral, exposes x·t to the fusion"),
+    pat("weights", "fuse-matmul-matmul", "(matmul_w (matmul_w ?x ?a) ?b)", "(matmul_w ?x (matmul_w ?a ?b))",
+        Chain { a: "?a", b: "?b" },
+        "(x@A)@B = x@(AB) for two plaintext weight matrices with nothing between them: one level fewer"),
     // ---- Chebyshev series absorb affine maps for free ----
     custom("chebyshev", "cheb-scale-in", "(cheb ?s (mul ?x ?c))", Custom::ChebScaleIn, NonZero(&["?c"]),
         "p(c·x) on [lo,hi] is p on [lo/c, hi/c] (mirrored for c < 0): the scalar level disappears"),
@@ -280,6 +285,14 @@ impl Condition<PolyLang, PolyAnalysis> for Check {
             NonZero(vs) => vs.iter().all(|v| num_of(eg, subst, v).is_some_and(|c| c != 0.0)),
             ConstLeft { c, x } => kind_of(eg, subst, c) == Kind::Compile && kind_of(eg, subst, x) != Kind::Compile,
             Compile(vs) => vs.iter().all(|v| kind_of(eg, subst, v) == Kind::Compile),
+            Chain { a, b } => {
+                let shape = |v: &str| eg[subst[var(v)]].data.shape.clone();
+                let compile = kind_of(eg, subst, a) == Kind::Compile && kind_of(eg, subst, b) == Kind::Compile;
+                match (shape(a).as_deref(), shape(b).as_deref()) {
+                    (Some(&[_, m]), Some(&[m2, _])) => compile && m == m2,
+                    _ => false,
+                }
+            }
             RowScale { x, t, w } | ColScale { x, t, w } | ThroughMatmul { x, b: t, w } => {
                 let shape = |v: &str| eg[subst[var(v)]].data.shape.clone();
                 let (Some(xs), Some(ts), Some(ws)) = (shape(x), shape(t), shape(w)) else { return false };
