@@ -291,6 +291,30 @@ fn measure_depth_with_mean(g: &Graph) -> u32 {
 }
 
 #[test]
+fn gemm_is_a_linear_layer_that_absorbs_scales() {
+    // ViT's head: LayerNorm's gamma, then gemm {alpha, beta, trans_b}.
+    let mut rng = Rng(17);
+    let mut g = Graph::new("head");
+    let x = g.add_input("x", f32t(&[3, 4]));
+    let s = g.add_input("s", f32t(&[3, 1]));
+    let xs = node(&mut g, Op::Mul, vec![x, s]);
+    let gamma =
+        g.add_constant(Tensor::float(DType::F32, vec![4], (0..4).map(|_| rng.coeff()).collect()).unwrap(), "gamma");
+    let y = node(&mut g, Op::Mul, vec![xs, gamma]);
+    let w = g.add_constant(Tensor::float(DType::F32, vec![5, 4], (0..20).map(|_| rng.coeff()).collect()).unwrap(), "W");
+    let b = g.add_constant(Tensor::float(DType::F32, vec![5], (0..5).map(|_| rng.coeff()).collect()).unwrap(), "b");
+    let o = node(&mut g, Op::Gemm { alpha: 0.5, beta: 2.0, trans_a: false, trans_b: true }, vec![y, w, b]);
+    g.set_name(o, "logits");
+    g.outputs.push(o);
+    assert_eq!(polyhe_passes::analyze_depth(&g).total_depth, 3);
+    let (out, report) = run(&g, &EgraphOptions::default());
+    assert_eq!(report.depth_after, 2, "gamma folded into the weights: {:?}", report.stop_lines());
+    assert!(!out.nodes.values().any(|n| matches!(n.op, Op::Gemm { .. })), "rebuilt as matmul + bias");
+    assert_eq!(out.value_label(out.outputs[0]), "logits");
+    assert_same_function(&g, &out, -1.0, 1.0, 17);
+}
+
+#[test]
 fn chebyshev_absorbs_neighbouring_affine_maps() {
     let mut g = Graph::new("cheb");
     let x = g.add_input("x", f32t(&[32]));

@@ -223,6 +223,9 @@ struct Built {
     roots: Vec<(Value, Id)>,
     /// Old leaf values referenced by `Leaf` nodes.
     leaves: BTreeSet<Value>,
+    /// Constants made while building (a `gemm`'s `alpha·op(B)`), referenced as `Tensor(c)` with
+    /// `c = old constant count + index`.
+    extra: Vec<Tensor>,
 }
 
 /// Whether the constant `c` (one element) can be a broadcast scalar in `node`: the node's result has
@@ -253,6 +256,7 @@ fn build_region(
     let mut class: HashMap<Value, Id> = HashMap::new();
     let mut leaves = BTreeSet::new();
     let mut roots = Vec::new();
+    let mut extra: Vec<Tensor> = Vec::new();
     let produced_inside = |v: Value| match g.values[v].def {
         ValueDef::Result(p, _) => in_region[p],
         ValueDef::Input(_) => false,
@@ -322,6 +326,34 @@ fn build_region(
                 let w = operand(&mut egraph, d.inputs[1], false);
                 egraph.add(PolyLang::MatMulW([a, w]))
             }
+            Op::Gemm { alpha, beta, trans_b, .. } => {
+                // alpha·A·op(B) + beta·C = A @ (alpha·op(B)) + beta·C, the weights made once here.
+                let a = operand(&mut egraph, d.inputs[0], false);
+                let b = g.constant_of(d.inputs[1]).cloned().unwrap_or_else(|| unreachable!("candidate gemm"));
+                let (k, n) = if *trans_b { (b.shape()[1], b.shape()[0]) } else { (b.shape()[0], b.shape()[1]) };
+                let bv = b.to_f64_vec();
+                let w: Vec<f64> = (0..k * n)
+                    .map(|i| {
+                        let (r, c) = (i / n, i % n);
+                        alpha * if *trans_b { bv[c * k + r] } else { bv[r * n + c] }
+                    })
+                    .collect();
+                let wt = Tensor::float(b.dtype(), vec![k, n], w).unwrap_or_else(|_| unreachable!("k·n elements"));
+                let c = ConstRef((g.constants.len() + extra.len()) as u32);
+                extra.push(wt);
+                egraph.analysis.const_shapes.insert(c, vec![k, n]);
+                let w = egraph.add(PolyLang::Tensor(c));
+                let mut y = egraph.add(PolyLang::MatMulW([a, w]));
+                if let Some(&cv) = d.inputs.get(2) {
+                    let mut bias = operand(&mut egraph, cv, false);
+                    if *beta != 1.0 {
+                        let s = egraph.add(PolyLang::Num(Scalar::new(*beta)));
+                        bias = egraph.add(PolyLang::Mul([bias, s]));
+                    }
+                    y = egraph.add(PolyLang::Add([y, bias]));
+                }
+                y
+            }
             _ => unreachable!("region nodes are candidates (region::is_candidate)"),
         };
         let out = d.outputs[0];
@@ -331,12 +363,13 @@ fn build_region(
         }
     }
     egraph.rebuild();
-    Built { egraph, roots, leaves }
+    Built { egraph, roots, leaves, extra }
 }
 
 /// Emits extracted e-classes into the new graph.
 struct Emitter<'a> {
     old: &'a Graph,
+    extra: &'a [Tensor],
     egraph: &'a EG,
     extractor: Extractor<'a, DepthCost<'a>, PolyLang, PolyAnalysis>,
     memo: HashMap<Id, Value>,
@@ -364,7 +397,13 @@ impl Emitter<'_> {
         };
         match node {
             PolyLang::Num(c) => scalar(c.get()),
-            PolyLang::Tensor(c) => Ok(self.old.constants[Const::from_u32(c.0)].clone()),
+            PolyLang::Tensor(c) => {
+                let i = c.0 as usize;
+                match i.checked_sub(self.old.constants.len()) {
+                    None => Ok(self.old.constants[Const::from_u32(c.0)].clone()),
+                    Some(j) => self.extra.get(j).cloned().ok_or_else(|| IrError::Verifier(format!("no constant {c}"))),
+                }
+            }
             PolyLang::Add([a, b]) => bin(Op::Add, self.constant(a)?, self.constant(b)?),
             PolyLang::Sub([a, b]) => bin(Op::Sub, self.constant(a)?, self.constant(b)?),
             PolyLang::Mul([a, b]) | PolyLang::ScaleConst([a, b]) => bin(Op::Mul, self.constant(a)?, self.constant(b)?),
@@ -746,6 +785,7 @@ pub fn optimize(g: &Graph, opts: &EgraphOptions) -> Result<(Graph, EgraphReport)
                 let extractor = Extractor::new(&egraph, DepthCost { egraph: &egraph });
                 let mut em = Emitter {
                     old: g,
+                    extra: &built.extra,
                     egraph: &egraph,
                     extractor,
                     memo: HashMap::new(),

@@ -1,8 +1,9 @@
 //! Elementwise regions: maximal convex sets of nodes the e-graph may rewrite together.
 //!
 //! A node is a *candidate* when its result is encrypted and floating-point and its op is `add`,
-//! `sub`, `neg`, `mul`, `chebyshev`, `reduce_sum`, `reduce_mean`, or `matmul` with a constant right operand (plaintext weights,
-//! kept as `matmul_w` so scalars can be fused into them). Two candidates join when one consumes the
+//! `sub`, `neg`, `mul`, `chebyshev`, `reduce_sum`, `reduce_mean`, or `matmul`/`gemm` with a
+//! constant 2-D right operand (plaintext weights, kept as `matmul_w` so scalars can be fused into
+//! them; a `gemm` becomes `matmul_w` of `alpha·op(B)` plus `beta·C`). Two candidates join when one consumes the
 //! other's result and **all** uses of that result are candidates (a value also used by a
 //! non-candidate is a region boundary). Joining is refused when it would make the region non-convex
 //! (a path leaving the region and re-entering it), so every region can be emitted as one unit in a
@@ -35,6 +36,12 @@ pub fn is_candidate(g: &Graph, enc: &SecondaryMap<Value, bool>, n: Node) -> bool
         Op::Neg | Op::Chebyshev { .. } => d.inputs.len() == 1,
         // Linear reductions: `reduce_mean` is `reduce_sum` times 1/n, and that scalar can fold.
         Op::ReduceSum { .. } | Op::ReduceMean { .. } => d.inputs.len() == 1,
+        // alpha·A·op(B) + beta·C with constant 2-D B (a linear layer).
+        Op::Gemm { trans_a: false, .. } => {
+            (d.inputs.len() == 2 || d.inputs.len() == 3)
+                && enc[d.inputs[0]]
+                && g.constant_of(d.inputs[1]).is_some_and(|t| t.dtype().is_float() && t.ty.rank() == 2)
+        }
         Op::MatMul => {
             d.inputs.len() == 2
                 && enc[d.inputs[0]]

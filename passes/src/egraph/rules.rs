@@ -61,7 +61,10 @@ pub enum Cond {
         w: &'static str,
     },
     /// `a` and `b` are compile-time 2-D matrices that multiply (`[K, M]`, `[M, N]`).
-    Chain { a: &'static str, b: &'static str },
+    Chain {
+        a: &'static str,
+        b: &'static str,
+    },
     /// The listed variables are ciphertexts.
     Cipher(&'static [&'static str]),
     /// The listed variables are ciphertexts and the right side is strictly shallower than the class.
