@@ -8,9 +8,9 @@
 //! File tests: `passes/tests/egraph_*.rs`.
 //!
 //! Steps:
-//! 1. [`region`]: maximal convex regions of elementwise `add/sub/neg/mul/chebyshev` (and `matmul`
-//!    with constant weights, `reduce_sum`/`reduce_mean` as `rsum`·1/n) on encrypted values; values
-//!    used outside a region are its roots.
+//! 1. [`region`]: maximal convex regions of elementwise `add/sub/neg/mul/chebyshev` (and
+//!    `matmul`/`gemm` with constant weights, `reduce_sum`/`reduce_mean` as `rsum`·1/n) on encrypted
+//!    values; values used outside a region (or graph outputs) are its roots.
 //! 2. Each region becomes an e-graph over [`lang::PolyLang`]: constants of one element whose
 //!    broadcasting does not change the other operand's shape become scalars `Num`, other constants
 //!    `Tensor` references, values from outside opaque `Leaf`s carrying their depth in the graph.
@@ -19,11 +19,15 @@
 //!    reached with no time left is extracted as built). Every stop reason is in the report.
 //! 4. Extraction with [`model::DepthCost`]; the graph is rebuilt unit by unit (regions and other
 //!    nodes) in a topological order, compile-time subterms (e.g. `scale_const c W`) are evaluated into
-//!    new constants, and a root whose rewritten shape lost broadcast dimensions gets an `expand`.
+//!    new constants, and a root whose rewritten shape lost broadcast dimensions gets an `expand`. A
+//!    root rewritten to a value that already exists (`y = x·1`) and that is a graph output gets a
+//!    no-op `reshape` to carry its name.
 //!
 //! Depth model and sharing: depth is a max over operands, so the tree cost used by extraction is exact
 //! for depth even on DAGs; multiplication and op counts are tree sums (a shared subterm is counted per
-//! use), which only affects tie-breaking between forms of equal depth. The report recounts on graphs.
+//! use), which only affects tie-breaking between forms of equal depth. Guard: a region whose
+//! extracted form is not better than the region as written *on the DAG* (shared e-classes counted
+//! once) is emitted as written ([`RegionReport::kept_original`]). Design notes: `docs/egraph.md`.
 //!
 //! Polynomials: a chain of `mul`/`add` in one variable (e.g. Horner's form, depth `d`) is recognized
 //! by the analysis and re-evaluated by a depth-budgeted baby-step giant-step plan ([`power`]) at depth
