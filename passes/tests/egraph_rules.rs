@@ -322,3 +322,23 @@ fn balancing_does_not_fire_when_it_would_not_help() {
     assert_eq!(eg[root].nodes.len(), 1, "{:?}", eg[root].nodes);
     let _ = eg[root].nodes[0].children();
 }
+
+#[test]
+fn chebyshev_nodes_cost_their_plans_depth_and_products() {
+    // Extraction prices a series by the approx library's depth-optimal plan: ceil(log2(d + 1)).
+    for d in 2..=31usize {
+        let coeffs: Vec<String> = (0..=d).map(|k| format!("{:?}", 0.37 / (k + 1) as f64)).collect();
+        let src = format!("(cheb cheb<-3.0,5.0;{}> v0)", coeffs.join(","));
+        let expr: RecExpr<PolyLang> = src.parse().unwrap();
+        let (eg, root, _) = run_rules(&expr, &[(0, Some(2))], &[], Some(&[]), 1);
+        let (cost, _) = extract(&eg, root);
+        let spec = polyhe_passes::egraph::lang::ChebSpec::new(
+            -3.0,
+            5.0,
+            &(0..=d).map(|k| 0.37 / (k + 1) as f64).collect::<Vec<_>>(),
+        );
+        let plan = polyhe_passes::egraph::model::spec_cost(&spec);
+        assert_eq!(cost.depth, 2 + polyhe_passes::depth_for_degree(d), "degree {d}: input at depth 2");
+        assert_eq!(cost.ct_mults, plan.ct_mults, "degree {d}");
+    }
+}
