@@ -182,3 +182,35 @@ pub fn calibrate_model(
     let ordered = ordered_inputs(&g, calib).context("calibration inputs")?;
     Ok(polyhe_passes::calibrate(&g, &[ordered])?)
 }
+
+/// For 2-D `[rows, classes]` outputs: on how many rows the argmax of `a` equals that of `b`.
+pub fn argmax_agreement(a: &Tensor, b: &Tensor) -> Option<(usize, usize)> {
+    if a.shape().len() != 2 || a.shape() != b.shape() || a.shape()[1] < 2 {
+        return None;
+    }
+    let cols = a.shape()[1];
+    let argmax = |v: &[f64]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let (va, vb) = (a.to_f64_vec(), b.to_f64_vec());
+    let rows = a.shape()[0];
+    let agree = va.chunks(cols).zip(vb.chunks(cols)).filter(|(x, y)| argmax(x) == argmax(y)).count();
+    Some((agree, rows))
+}
+
+/// The smallest cosine similarity between corresponding rows (vectors along the last axis) of two
+/// tensors of equal shape and rank ≥ 2; how embedding models are compared.
+pub fn worst_row_cosine(a: &Tensor, b: &Tensor) -> Option<f64> {
+    let cols = *a.shape().last()?;
+    if a.shape().len() < 2 || a.shape() != b.shape() || cols == 0 {
+        return None;
+    }
+    let (va, vb) = (a.to_f64_vec(), b.to_f64_vec());
+    va.chunks(cols)
+        .zip(vb.chunks(cols))
+        .map(|(x, y)| {
+            let dot: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            let nx = x.iter().map(|p| p * p).sum::<f64>().sqrt();
+            let ny = y.iter().map(|q| q * q).sum::<f64>().sqrt();
+            if nx == 0.0 && ny == 0.0 { 1.0 } else { dot / (nx * ny) }
+        })
+        .reduce(f64::min)
+}

@@ -306,6 +306,12 @@ fn run(cli: Cli) -> Result<()> {
                     let expected = npy::read(p)?;
                     let err = polyhe::max_rel_error(t, &expected).with_context(|| format!("comparing `{name}` with {}", p.display()))?;
                     println!("{name}: max relative error vs {} = {err:.3e}", p.display());
+                    if let Some(c) = polyhe::worst_row_cosine(t, &expected) {
+                        println!("{name}: worst per-row cosine similarity = {c:.6}");
+                    }
+                    if let Some((agree, rows)) = polyhe::argmax_agreement(t, &expected) {
+                        println!("{name}: argmax agrees on {agree}/{rows} rows");
+                    }
                 }
             }
             let what = if mode == Mode::Poly { "poly" } else { "reference" };
