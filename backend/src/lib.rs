@@ -42,11 +42,15 @@ pub struct BackendOptions {
     pub special_bits: u32,
     /// Depth a bootstrap itself would consume (for the placement when the depth does not fit).
     pub bootstrap_depth: usize,
+    /// How far composing two affine maps may multiply their diagonals (rotations, plaintexts)
+    /// to save a level: composed ≤ g·(d₁+d₂) + 64·g. Larger trades time for depth (shipped
+    /// encoder: g = 4 → depth 64, g = 16 → 60 with twice the instructions); 0 never composes.
+    pub fusion_growth: usize,
 }
 
 impl Default for BackendOptions {
     fn default() -> Self {
-        Self { log_n: None, min_log_n: 13, levels: None, dnum: None, log_scale: 40, first_bits: 60, special_bits: 60, bootstrap_depth: 14 }
+        Self { log_n: None, min_log_n: 13, levels: None, dnum: None, log_scale: 40, first_bits: 60, special_bits: 60, bootstrap_depth: 14, fusion_growth: 4 }
     }
 }
 
@@ -159,28 +163,36 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     })?;
     // Slot count only changes the packing, not the depth: dry-run at the smallest candidate N
     // (short diagonals keep the dry run cheap).
-    let dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
-    let dry_slots = 1usize << (dry_log_n - 1);
+    let mut dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
     let stand_in = vec![1u64 << opts.log_scale.min(62); DRY_LEVELS + 1];
-    let dry = lower::lower(graph, stand_in, opts.log_scale, DRY_LEVELS, dry_slots)?;
-    let depth = DRY_LEVELS - dry.builder.min_level();
-    let params = match params::select(depth, opts) {
-        Ok(p) => p,
-        Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
-        Err(_) => {
-            let max_levels = params::max_levels(opts);
-            let n_in = dry.builder.n_in;
-            let mut reg_depth: Vec<usize> = vec![0; n_in];
-            reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
-            let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
-            let plan = params::place_bootstraps(depth, max_levels, opts.bootstrap_depth, &reg_depth, n_in, &uses, &dry.inst_node);
-            let mut report = report_of(&dry, depth, None, dry_slots);
-            report.bootstrap = Some(plan);
-            return Ok(CkksCompiled { program: None, params: None, rotation_steps: Vec::new(), report });
+    // Fusion decisions count diagonals, which depend on the slot count: when the chosen N differs
+    // from the dry run's, measure again at that N so the real lowering consumes exactly the depth
+    // the parameters were chosen for (N only grows, so this ends after at most four rounds).
+    let params = loop {
+        let dry_slots = 1usize << (dry_log_n - 1);
+        let dry = lower::lower(graph, stand_in.clone(), opts.log_scale, DRY_LEVELS, dry_slots, opts.fusion_growth)?;
+        let depth = DRY_LEVELS - dry.builder.min_level();
+        match params::select(depth, opts) {
+            Ok(p) if p.log_n() == dry_log_n => break p,
+            Ok(p) if p.log_n() > dry_log_n => dry_log_n = p.log_n(),
+            // Fewer levels at the larger N: a smaller N would do, but its packing was not measured.
+            Ok(_) => break params::select(depth, &BackendOptions { log_n: Some(dry_log_n), ..opts.clone() })?,
+            Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
+            Err(_) => {
+                let max_levels = params::max_levels(opts);
+                let n_in = dry.builder.n_in;
+                let mut reg_depth: Vec<usize> = vec![0; n_in];
+                reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
+                let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
+                let plan = params::place_bootstraps(depth, max_levels, opts.bootstrap_depth, &reg_depth, n_in, &uses, &dry.inst_node);
+                let mut report = report_of(&dry, depth, None, dry_slots);
+                report.bootstrap = Some(plan);
+                return Ok(CkksCompiled { program: None, params: None, rotation_steps: Vec::new(), report });
+            }
         }
     };
     let slots = params.slots();
-    let real = lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots)?;
+    let real = lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots, opts.fusion_growth)?;
     let program = Program {
         name: graph.name.clone(),
         params: polyhe_runtime::ProgramParams::from_params(&params),

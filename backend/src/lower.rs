@@ -19,7 +19,8 @@
 //!   tracing for pure data movement, by basis vectors otherwise — and lowered by the diagonal method
 //!   (`linear.rs`); identity maps such as row-major reshapes cost nothing;
 //! - ct×ct matmul `[.., I, K] × [.., K, J]`: both operands are expanded by data-movement maps to
-//!   `[.., I, J, K]`, multiplied slot-wise, and summed over `K` by a third map (3 levels);
+//!   `[K, .., I, J]`, multiplied slot-wise, and summed over `K` by a third map (K diagonals, left
+//!   pending so it fuses with what follows);
 //! - `chebyshev`: the depth-optimal `EvalPlan` of the polynomial, op by op; additive constants are
 //!   masked to the tensor's slots so unused slots stay bounded.
 
@@ -57,6 +58,8 @@ pub(crate) struct Lowered {
 struct Ctx<'g> {
     g: &'g Graph,
     slots: usize,
+    /// A composed map may have at most `fusion_growth · (d₁ + d₂) + 64·fusion_growth` diagonals.
+    fusion_growth: usize,
     b: Builder,
     stats: LinearStats,
 }
@@ -83,8 +86,15 @@ fn widen(t: &Tensor) -> Result<Tensor, BackendError> {
 }
 
 /// Lowers `g`; inputs at `input_level` of the chain `moduli` with `2^log_scale` input scale.
-pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: usize, slots: usize) -> Result<Lowered, BackendError> {
-    let mut cx = Ctx { g, slots, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
+pub(crate) fn lower(
+    g: &Graph,
+    moduli: Vec<u64>,
+    log_scale: u32,
+    input_level: usize,
+    slots: usize,
+    fusion_growth: usize,
+) -> Result<Lowered, BackendError> {
+    let mut cx = Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
     let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
     let mut inputs = Vec::new();
     for &v in &g.inputs {
@@ -106,10 +116,15 @@ pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: us
     for &v in &g.outputs {
         live[v] = true;
     }
+    let mut uses: SecondaryMap<Value, usize> = SecondaryMap::with_default(0);
+    for &v in &g.outputs {
+        uses[v] += 1;
+    }
     for (_, nd) in g.nodes.iter().rev() {
         if nd.outputs.iter().any(|&o| live[o]) {
             for &i in &nd.inputs {
                 live[i] = true;
+                uses[i] += 1;
             }
         }
     }
@@ -127,8 +142,11 @@ pub(crate) fn lower(g: &Graph, moduli: Vec<u64>, log_scale: u32, input_level: us
         let out_shape = nd.outputs.first().map(|&v| g.ty(v).shape.clone()).unwrap_or_default();
         for (k, &v) in nd.inputs.iter().enumerate() {
             let Some(a @ Val::Lazy { shape, .. }) = args.get(k) else { continue };
+            let other_plain = args.iter().enumerate().all(|(j, x)| j == k || matches!(x, Val::Plain(_)));
             let keep = match nd.op {
-                Op::Add | Op::Sub | Op::Mul => *shape != out_shape,
+                // Affine in the encrypted operand when the other one is a plaintext: composes.
+                Op::Add | Op::Sub | Op::Mul => other_plain || *shape != out_shape,
+                Op::Chebyshev { .. } => true,
                 Op::MatMul => n_enc == 2 || is_affine_op(&nd.op),
                 ref op => n_enc == 1 && (is_affine_op(op) || matches!(op, Op::Identity)),
             };
@@ -190,15 +208,36 @@ impl Ctx<'_> {
             }
             Op::Identity => Ok(vec![args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?]),
             Op::Chebyshev { lo, hi, coeffs } => {
-                let (regs, shape) = ct(args.first(), op, name)?;
                 let p = Chebyshev::new(Interval::new(*lo, *hi).map_err(|e| unsupported(op, name, e.to_string()))?, coeffs.clone())
                     .map_err(|e| unsupported(op, name, e.to_string()))?;
                 let plan = EvalPlan::chebyshev(&p);
+                let arg = args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?;
+                // The plan's map of x onto [-1, 1] (its only use of the input, as the plan's own
+                // depth model assumes) folds into a pending affine producer: no level of its own.
+                let input_affines: Vec<(f64, f64)> = plan
+                    .ops()
+                    .iter()
+                    .filter_map(|o| match *o {
+                        PlanOp::Affine { src, scale, shift } if src.0 == 0 => Some((scale, shift)),
+                        _ => None,
+                    })
+                    .collect();
+                let input_uses = plan.ops().iter().filter(|o| o.operands().iter().flatten().any(|r| r.0 == 0)).count() + usize::from(plan.output().0 == 0);
+                let (arg, folded) = match (&arg, input_affines.as_slice()) {
+                    (Val::Lazy { shape, .. }, [(scale, shift)]) if input_uses == 1 => {
+                        let n = numel(shape);
+                        let m = AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, *scale)).collect()], offset: Some(vec![*shift; n]) };
+                        let sh = shape.clone();
+                        (self.apply(arg.clone(), m, &sh)?, true)
+                    }
+                    _ => (arg, false),
+                };
+                let (regs, shape) = ct(Some(&self.materialize(arg)?), op, name)?;
                 let n = numel(&shape);
                 let mut out = Vec::new();
                 for (k, &r) in regs.iter().enumerate() {
                     let valid = n.saturating_sub(k * self.slots).min(self.slots);
-                    out.push(self.plan(&plan, r, valid)?);
+                    out.push(self.plan(&plan, r, valid, folded)?);
                 }
                 Ok(vec![Val::Ct { regs: out, shape }])
             }
@@ -331,7 +370,7 @@ impl Ctx<'_> {
             Val::Lazy { base, base_numel, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
                 let (d1, d2, dc) = (inner.diagonal_count(self.slots), map.diagonal_count(self.slots), composed.diagonal_count(self.slots));
-                if dc <= 4 * (d1 + d2) + 256 && dc.saturating_mul(self.slots) <= 1 << 26 {
+                if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth && dc.saturating_mul(self.slots) <= 1 << 26 {
                     Ok(Val::Lazy { base, base_numel, map: composed, shape: shape.to_vec() })
                 } else {
                     let m = self.materialize(Val::Lazy { base, base_numel, map: inner, shape: s })?;
@@ -351,6 +390,25 @@ impl Ctx<'_> {
             Val::Ct { regs, .. } => Ok(regs),
             _ => Err(BackendError::Internal("broadcast".into())),
         }
+    }
+
+    /// A plaintext operand broadcast to `out_shape`, row-major.
+    fn broadcast_plain(&self, name: &str, p: &Tensor, out_shape: &[usize]) -> Result<Vec<f64>, BackendError> {
+        let pv = if p.shape() == out_shape {
+            p.to_f64_vec()
+        } else {
+            let t = interp::eval_op(&Op::Expand { shape: out_shape.to_vec() }, &[&widen(p)?], self.g)
+                .map_err(|e| BackendError::Eval { op: "expand".into(), node: name.into(), reason: e.to_string() })?;
+            t.first().map(|t| t.to_f64_vec()).unwrap_or_default()
+        };
+        if pv.len() != numel(out_shape) {
+            return Err(BackendError::Unsupported {
+                op: "broadcast".into(),
+                node: name.into(),
+                reason: format!("plaintext operand of shape {:?} does not broadcast to {out_shape:?}", p.shape()),
+            });
+        }
+        Ok(pv)
     }
 
     fn binary(&mut self, op: &Op, name: &str, out_shape: &[usize], args: &[Val]) -> Result<Val, BackendError> {
@@ -375,19 +433,24 @@ impl Ctx<'_> {
                 }
                 Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
             }
+            (e @ Val::Lazy { .. }, Val::Plain(p)) | (Val::Plain(p), e @ Val::Lazy { .. }) => {
+                let ct_first = a.is_enc();
+                let v = if numel(e.shape()) == n { e.clone() } else { self.affine(&Op::Expand { shape: out_shape.to_vec() }, name, std::slice::from_ref(e), 0, out_shape, false)? };
+                let pv = self.broadcast_plain(name, p, out_shape)?;
+                let (w, off): (Vec<f64>, Vec<f64>) = match op {
+                    Op::Add => (vec![1.0; n], pv),
+                    Op::Sub if ct_first => (vec![1.0; n], pv.iter().map(|x| -x).collect()),
+                    Op::Sub => (vec![-1.0; n], pv),
+                    _ => (pv, vec![0.0; n]),
+                };
+                let off = if off.iter().any(|x| *x != 0.0) { Some(off) } else { None };
+                let m = AffineMap { out_numel: n, parts: vec![w.iter().enumerate().map(|(o, &x)| (o, o, x)).collect()], offset: off };
+                self.apply(v, m, out_shape)
+            }
             (e, Val::Plain(p)) | (Val::Plain(p), e) if e.is_enc() => {
                 let ct_first = a.is_enc();
                 let regs = self.broadcast_ct(name, e.clone(), out_shape)?;
-                let pv = if p.shape() == out_shape {
-                    p.to_f64_vec()
-                } else {
-                    let t = interp::eval_op(&Op::Expand { shape: out_shape.to_vec() }, &[&widen(p)?], self.g)
-                        .map_err(|e| BackendError::Eval { op: "expand".into(), node: name.into(), reason: e.to_string() })?;
-                    t.first().map(|t| t.to_f64_vec()).unwrap_or_default()
-                };
-                if pv.len() != n {
-                    return Err(unsupported(op, name, format!("plaintext operand of shape {:?} does not broadcast to {out_shape:?}", p.shape())));
-                }
+                let pv = self.broadcast_plain(name, p, out_shape)?;
                 let uniform = pv.first().filter(|&&f| pv.iter().all(|x| *x == f)).copied();
                 let mut out = Vec::new();
                 for (k, &x) in regs.iter().enumerate() {
@@ -453,7 +516,8 @@ impl Ctx<'_> {
             for i in 0..i_n {
                 for j in 0..j_n {
                     for k in 0..k_n {
-                        let t = ((bp * i_n + i) * j_n + j) * k_n + k;
+                        // K outermost: the sum over K is K diagonals (shifts by multiples of B·I·J).
+                        let t = ((k * nb + bp) * i_n + i) * j_n + j;
                         ma.push((t, (ab * i_n + i) * k_n + k, 1.0));
                         mb.push((t, (bb * k_n + k) * j_n + j, 1.0));
                         mr.push(((bp * i_n + i) * j_n + j, t, 1.0));
@@ -479,7 +543,8 @@ impl Ctx<'_> {
     }
 
     /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.
-    fn plan(&mut self, plan: &EvalPlan, x: Reg, valid: usize) -> Result<Reg, BackendError> {
+    /// With `input_mapped`, `x` already holds the plan's affine map of its input.
+    fn plan(&mut self, plan: &EvalPlan, x: Reg, valid: usize, input_mapped: bool) -> Result<Reg, BackendError> {
         #[derive(Clone, Copy)]
         enum P {
             Ct(Reg),
@@ -492,6 +557,7 @@ impl Ctx<'_> {
             let v = match *op {
                 PlanOp::Input => P::Ct(x),
                 PlanOp::Const(c) => P::S(c),
+                PlanOp::Affine { src, .. } if input_mapped && src.0 == 0 => P::Ct(x),
                 PlanOp::Affine { src, scale, shift } => match get(&regs, src)? {
                     P::S(v) => P::S(scale * v + shift),
                     P::Ct(r) => {

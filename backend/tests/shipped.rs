@@ -31,7 +31,7 @@ fn encoder_attention_scores_run_encrypted() {
     let cut = first_poly.inputs[0];
     assert!(matches!(g.values[cut].def, ValueDef::Result(..)));
     g.outputs = vec![cut];
-    let out = run_encrypted(&g, &[s.input.clone()], &BackendOptions::default());
+    let out = run_encrypted(&g, std::slice::from_ref(&s.input), &BackendOptions::default());
     println!("{}", out.compiled.report);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }

@@ -42,7 +42,7 @@ fn small_program_validates_and_runs() {
     let keys = ClientKeys::generate(&ctx).unwrap();
     let ev = Evaluator::new(&ctx, keys.evaluation_keys(&prog.rotation_steps(), false).unwrap()).unwrap();
     let x = vec![0.5, -1.0, 1.5, 2.0];
-    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), &[x.clone()]).unwrap();
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
     let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
     assert_eq!(stats.rotations, 1);
     let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
