@@ -44,6 +44,12 @@ fn elementwise_chain_at_n_2_13() {
     assert_eq!(out.compiled.report.depth, 2);
     assert_eq!(out.compiled.report.rotations, 0);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    // The program's text form annotates levels and scales; the binary form round-trips.
+    let p = out.compiled.program.as_ref().unwrap();
+    let text = p.print();
+    assert!(text.contains("= mul_relin %0, %0 @L2 2^80.0000"), "{text}");
+    assert!(text.contains("= rescale"), "{text}");
+    assert_eq!(&polyhe_runtime::Program::from_bytes(&p.to_bytes()).unwrap(), p);
 }
 
 #[test]

@@ -29,16 +29,33 @@ pub struct Outcome {
 /// Compiles `g`, runs it encrypted on `inputs`, returns the worst output error relative to the
 /// largest reference magnitude of that output.
 pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Outcome {
+    let t = std::time::Instant::now();
     let compiled = compile_ckks(g, opts).expect("compile");
+    let t_compile = t.elapsed();
     let (program, params) = compiled.runnable().expect("runnable");
     program.validate().expect("valid");
     let ctx = CkksContext::new(params.clone()).unwrap();
     let keys = ClientKeys::generate(&ctx).unwrap();
+    let t = std::time::Instant::now();
     let ek = keys.evaluation_keys(&compiled.rotation_steps, false).unwrap();
     let ev = Evaluator::new(&ctx, ek).unwrap();
+    let t_keygen = t.elapsed();
     let data: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_f64_vec()).collect();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), &data).unwrap();
+    let t = std::time::Instant::now();
     let (out, stats) = execute_with_stats(program, &ev, cts).unwrap();
+    let t_eval = t.elapsed();
+    eprintln!(
+        "{}: compile {:.2?}, keygen ({} rotation keys) {:.2?}, eval {:.2?} ({} waves, {} rotations, {} hoists)",
+        g.name,
+        t_compile,
+        compiled.rotation_steps.len(),
+        t_keygen,
+        t_eval,
+        stats.waves,
+        stats.rotations,
+        stats.hoists
+    );
     let got = decrypt_outputs(program, &ctx, &keys, &out).unwrap();
     let want = interp::run(g, inputs).unwrap();
     let mut rel_err: f64 = 0.0;
