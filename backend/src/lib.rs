@@ -253,3 +253,49 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         bootstrap: None,
     }
 }
+
+/// Wall-clock seconds of the phases of [`run_encrypted`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PhaseTimings {
+    pub context: f64,
+    pub keygen: f64,
+    pub encrypt: f64,
+    pub eval: f64,
+    pub decrypt: f64,
+}
+
+/// The result of [`run_encrypted`].
+#[derive(Debug, Clone)]
+pub struct EncryptedRun {
+    /// One row-major tensor per program output.
+    pub outputs: Vec<Vec<f64>>,
+    pub timings: PhaseTimings,
+    pub stats: polyhe_runtime::ExecStats,
+}
+
+/// Keygen (exact rotation set), encrypt, evaluate, decrypt in one process — `polyhe run --mode
+/// encrypted`. `inputs` are row-major tensors in the order of the program's inputs. The evaluation
+/// step sees only the evaluation keys.
+pub fn run_encrypted(compiled: &CkksCompiled, inputs: &[Vec<f64>]) -> Result<EncryptedRun, BackendError> {
+    use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_stats, CkksContext, ClientKeys, Evaluator};
+    use std::time::Instant;
+    let (program, params) = compiled.runnable()?;
+    let mut timings = PhaseTimings::default();
+    let t = Instant::now();
+    let ctx = CkksContext::new(params.clone())?;
+    timings.context = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let keys = ClientKeys::generate(&ctx)?;
+    let evaluator = Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, false)?)?;
+    timings.keygen = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;
+    timings.encrypt = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (out, stats) = execute_with_stats(program, &evaluator, cts)?;
+    timings.eval = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let outputs = decrypt_outputs(program, &ctx, &keys, &out)?;
+    timings.decrypt = t.elapsed().as_secs_f64();
+    Ok(EncryptedRun { outputs, timings, stats })
+}

@@ -62,7 +62,13 @@ fn matmul_gemm_with_plaintext_weights() {
     let h = node(&mut g, Op::MatMul, vec![x, w]);
     let y = node(&mut g, Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false }, vec![h, w2, b2]);
     g.outputs = vec![y];
-    let out = run_encrypted(&g, &[tensor(&[6, 8], rand_vec(48, 8))], &BackendOptions::default());
+    let x = tensor(&[6, 8], rand_vec(48, 8));
+    let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
+    // The one-call helper the CLI uses gives the same answer.
+    let run = polyhe_backend::run_encrypted(&out.compiled, &[x.to_f64_vec()]).unwrap();
+    let want = polyhe_ir::interp::run(&g, &[x]).unwrap()[0].to_f64_vec();
+    assert!(run.outputs[0].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
+    assert!(run.timings.eval > 0.0 && run.stats.rotations > 0);
     let r = &out.compiled.report;
     // Consecutive affine maps compose: both products and the bias cost one level.
     assert_eq!(r.depth, 1);

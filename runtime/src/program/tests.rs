@@ -93,3 +93,23 @@ fn binary_round_trip_and_corruption() {
     assert!(text.contains("%5 = mul_plain %4, c1"), "{text}");
     assert!(text.contains("@L0"));
 }
+
+#[test]
+fn execution_refuses_missing_keys_and_foreign_inputs() {
+    let (prog, ctx) = small();
+    let keys = ClientKeys::generate(&ctx).unwrap();
+    // No rotation key for step 1: a clean error, not a panic.
+    let ev = Evaluator::new(&ctx, keys.evaluation_keys(&[], false).unwrap()).unwrap();
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), &[vec![1.0; 4]]).unwrap();
+    let e = execute(&prog, &ev, cts.clone()).unwrap_err();
+    assert!(matches!(e, ProgramError::Ckks(crate::CkksError::MissingGaloisKey { step: 1 })), "{e}");
+    // Wrong number of inputs, wrong tensor size.
+    let ev = Evaluator::new(&ctx, keys.evaluation_keys(&[1], false).unwrap()).unwrap();
+    assert!(matches!(execute(&prog, &ev, vec![]), Err(ProgramError::Interface { .. })));
+    assert!(matches!(encrypt_inputs(&prog, &ctx, &keys.encryptor(), &[vec![1.0; 5]]), Err(ProgramError::Interface { .. })));
+    // An evaluator for other parameters.
+    let other = CkksContext::new(CkksParams::new(13, &[60, 40, 40], &[60], 3, 35).unwrap()).unwrap();
+    let okeys = ClientKeys::generate(&other).unwrap();
+    let oev = Evaluator::new(&other, okeys.evaluation_keys(&[1], false).unwrap()).unwrap();
+    assert!(matches!(execute(&prog, &oev, cts), Err(ProgramError::Interface { .. })));
+}
