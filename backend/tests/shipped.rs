@@ -9,10 +9,11 @@ use polyhe_ir::{Op, ValueDef};
 
 #[test]
 fn shipped_models_get_bootstrap_placements() {
-    for name in ["encoder", "sigma_encoder"] {
+    for name in ["encoder", "sigma_encoder", "vit"] {
+        let t = std::time::Instant::now();
         let s = shipped_poly(name);
         let c = compile_ckks(&s.poly, &BackendOptions::default()).unwrap();
-        println!("{name}:\n{}", c.report);
+        println!("{name} ({:.1?}):\n{}", t.elapsed(), c.report);
         let b = c.report.bootstrap.as_ref().expect("depth beyond N = 2^16");
         assert!(b.depth > b.max_levels);
         assert!(!b.cuts.is_empty() && b.cuts.iter().all(|c| c.ciphertexts > 0 && !c.before_nodes.is_empty()));

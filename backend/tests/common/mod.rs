@@ -83,20 +83,23 @@ fn read_npy(path: &std::path::Path) -> Tensor {
     Tensor::float(DType::F32, shape, v.into_iter().map(f64::from).collect()).unwrap()
 }
 
-/// Loads `models/<name>` (one float input `x`), calibrates on `calib/x.npy`, compiles to the poly
-/// stage for the shape of one sample of `inputs/x.npy`.
+/// Loads `models/<name>` (one float input), calibrates on `calib/<input>.npy`, compiles to the poly
+/// stage for the shape of one sample of `inputs/<input>.npy`.
 pub fn shipped_poly(name: &str) -> ShippedPoly {
     use polyhe_frontend::{import, load, ImportOptions};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
     let m = load(&dir.join("model.onnx")).unwrap();
-    let calib = read_npy(&dir.join("calib/x.npy"));
-    let all = read_npy(&dir.join("inputs/x.npy"));
+    // The shipped models have one float input; its files are named after it.
+    let file = std::fs::read_dir(dir.join("calib")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "npy")).unwrap();
+    let input_name = file.file_stem().unwrap().to_string_lossy().into_owned();
+    let calib = read_npy(&file);
+    let all = read_npy(&dir.join("inputs").join(file.file_name().unwrap()));
     let mut shape = all.shape().to_vec();
     let per: usize = shape.iter().skip(1).product();
     shape[0] = 1;
     let input = Tensor::float(DType::F32, shape.clone(), all.to_f64_vec()[..per].to_vec()).unwrap();
     let imp = |s: Vec<usize>| {
-        let opts = ImportOptions { input_shapes: [("x".to_string(), s)].into_iter().collect(), recognize: true, ..Default::default() };
+        let opts = ImportOptions { input_shapes: [(input_name.clone(), s)].into_iter().collect(), recognize: true, ..Default::default() };
         import(&m, &opts).unwrap()
     };
     let cg = imp(calib.shape().to_vec());
