@@ -50,7 +50,17 @@ pub struct BackendOptions {
 
 impl Default for BackendOptions {
     fn default() -> Self {
-        Self { log_n: None, min_log_n: 13, levels: None, dnum: None, log_scale: 40, first_bits: 60, special_bits: 60, bootstrap_depth: 14, fusion_growth: 4 }
+        Self {
+            log_n: None,
+            min_log_n: 13,
+            levels: None,
+            dnum: None,
+            log_scale: 40,
+            first_bits: 60,
+            special_bits: 60,
+            bootstrap_depth: 14,
+            fusion_growth: 4,
+        }
     }
 }
 
@@ -113,16 +123,33 @@ impl std::fmt::Display for BackendReport {
             "instructions {}, rotations {} ({} distinct keys; plain diagonal method: {}), key switches {}, ct×ct mults {}",
             self.instructions, self.rotations, self.rotation_keys, self.naive_rotations, self.key_switches, self.ct_ct_mults
         )?;
-        writeln!(f, "affine maps {}, diagonals {}, constants {} ({} values)", self.affine_maps, self.diagonals, self.constants, self.constant_values)?;
+        writeln!(
+            f,
+            "affine maps {}, diagonals {}, constants {} ({} values)",
+            self.affine_maps, self.diagonals, self.constants, self.constant_values
+        )?;
         if let Some(b) = self.eval_key_bytes {
             writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
         }
         if let Some(bp) = &self.bootstrap {
-            writeln!(f, "bootstraps needed: {} cut(s) (max {} levels, {} usable after a bootstrap)", bp.cuts.len(), bp.max_levels, bp.usable_after_bootstrap)?;
+            writeln!(
+                f,
+                "bootstraps needed: {} cut(s) (max {} levels, {} usable after a bootstrap)",
+                bp.cuts.len(),
+                bp.max_levels,
+                bp.usable_after_bootstrap
+            )?;
             for c in &bp.cuts {
                 let shown: Vec<&str> = c.before_nodes.iter().take(4).map(|s| s.as_str()).collect();
-                let more = if c.before_nodes.len() > 4 { format!(" +{}", c.before_nodes.len() - 4) } else { String::new() };
-                writeln!(f, "  at depth {:>3}: refresh {} ciphertext(s) before {}{more}", c.depth, c.ciphertexts, shown.join(", "))?;
+                let more =
+                    if c.before_nodes.len() > 4 { format!(" +{}", c.before_nodes.len() - 4) } else { String::new() };
+                writeln!(
+                    f,
+                    "  at depth {:>3}: refresh {} ciphertext(s) before {}{more}",
+                    c.depth,
+                    c.ciphertexts,
+                    shown.join(", ")
+                )?;
             }
         }
         Ok(())
@@ -145,7 +172,11 @@ impl CkksCompiled {
     pub fn runnable(&self) -> Result<(&Program, &CkksParams), BackendError> {
         match (&self.program, &self.params, &self.report.bootstrap) {
             (Some(p), Some(q), _) => Ok((p, q)),
-            (_, _, Some(b)) => Err(BackendError::NeedsBootstrapping { depth: b.depth, max_levels: b.max_levels, bootstraps: b.cuts.len() }),
+            (_, _, Some(b)) => Err(BackendError::NeedsBootstrapping {
+                depth: b.depth,
+                max_levels: b.max_levels,
+                bootstraps: b.cuts.len(),
+            }),
             _ => Err(BackendError::Internal("no program and no bootstrap plan".into())),
         }
     }
@@ -184,7 +215,15 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 let mut reg_depth: Vec<usize> = vec![0; n_in];
                 reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
                 let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
-                let plan = params::place_bootstraps(depth, max_levels, opts.bootstrap_depth, &reg_depth, n_in, &uses, &dry.inst_node);
+                let plan = params::place_bootstraps(
+                    depth,
+                    max_levels,
+                    opts.bootstrap_depth,
+                    &reg_depth,
+                    n_in,
+                    &uses,
+                    &dry.inst_node,
+                );
                 let mut report = report_of(&dry, depth, None, dry_slots);
                 report.bootstrap = Some(plan);
                 return Ok(CkksCompiled { program: None, params: None, rotation_steps: Vec::new(), report });
@@ -192,7 +231,8 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         }
     };
     let slots = params.slots();
-    let real = lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots, opts.fusion_growth)?;
+    let real =
+        lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots, opts.fusion_growth)?;
     let program = Program {
         name: graph.name.clone(),
         params: polyhe_runtime::ProgramParams::from_params(&params),

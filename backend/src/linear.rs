@@ -118,7 +118,12 @@ pub(crate) fn lower_affine(
     }
     stats.maps += 1;
     // Common level for every operand ciphertext.
-    let lmin = inputs.iter().flatten().map(|&r| b.level(r)).min().ok_or(BackendError::Internal("affine map without encrypted operand".into()))?;
+    let lmin = inputs
+        .iter()
+        .flatten()
+        .map(|&r| b.level(r))
+        .min()
+        .ok_or(BackendError::Internal("affine map without encrypted operand".into()))?;
     let mut xs: Vec<Vec<Reg>> = Vec::new();
     for regs in inputs {
         xs.push(regs.iter().map(|&r| b.adjust(r, lmin)).collect::<Result<_, _>>()?);
@@ -150,7 +155,10 @@ pub(crate) fn lower_affine(
     for (oc, bl) in blocks.into_iter().enumerate() {
         let mut acc: Option<Reg> = None;
         for ((i, ic), diags) in bl {
-            let x = *xs.get(i).and_then(|v| v.get(ic)).ok_or(BackendError::Internal("map reads a missing ciphertext".into()))?;
+            let x = *xs
+                .get(i)
+                .and_then(|v| v.get(ic))
+                .ok_or(BackendError::Internal("map reads a missing ciphertext".into()))?;
             let ds: BTreeSet<usize> = diags.keys().copied().collect();
             stats.diagonals += ds.len();
             stats.naive_rotations += ds.iter().filter(|&&d| d != 0).count();
@@ -173,7 +181,9 @@ pub(crate) fn lower_affine(
                 let mut inner: Option<Reg> = None;
                 for (bb, diag) in terms {
                     // rot(diag, −shift)[j] = diag[j − shift]
-                    let v: Vec<f64> = (0..slots).map(|j| diag.get((j + slots - shift % slots) % slots).copied().unwrap_or(0.0)).collect();
+                    let v: Vec<f64> = (0..slots)
+                        .map(|j| diag.get((j + slots - shift % slots) % slots).copied().unwrap_or(0.0))
+                        .collect();
                     let src = *rot.get(&bb).ok_or(BackendError::Internal("missing baby step".into()))?;
                     let p = b.mul_plain_raw(src, v)?;
                     inner = Some(match inner {
@@ -203,7 +213,8 @@ pub(crate) fn lower_affine(
         let y = match &map.offset {
             Some(off) => {
                 let lo = oc * slots;
-                let v: Vec<f64> = (lo..(lo + slots).min(map.out_numel)).map(|k| off.get(k).copied().unwrap_or(0.0)).collect();
+                let v: Vec<f64> =
+                    (lo..(lo + slots).min(map.out_numel)).map(|k| off.get(k).copied().unwrap_or(0.0)).collect();
                 b.add_plain(y, v)
             }
             None => y,

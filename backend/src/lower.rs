@@ -36,9 +36,17 @@ use crate::BackendError;
 #[derive(Clone, Debug)]
 enum Val {
     Plain(Tensor),
-    Ct { regs: Vec<Reg>, shape: Vec<usize> },
+    Ct {
+        regs: Vec<Reg>,
+        shape: Vec<usize>,
+    },
     /// `map(base)`, not yet emitted: consecutive affine ops compose into one map (one level).
-    Lazy { base: Vec<Reg>, base_numel: usize, map: AffineMap, shape: Vec<usize> },
+    Lazy {
+        base: Vec<Reg>,
+        base_numel: usize,
+        map: AffineMap,
+        shape: Vec<usize>,
+    },
     /// Depends on a plaintext client input (not known at compile time).
     Client(String),
 }
@@ -94,7 +102,8 @@ pub(crate) fn lower(
     slots: usize,
     fusion_growth: usize,
 ) -> Result<Lowered, BackendError> {
-    let mut cx = Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
+    let mut cx =
+        Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
     let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
     let mut inputs = Vec::new();
     for &v in &g.inputs {
@@ -135,7 +144,9 @@ pub(crate) fn lower(
         let mut args: Vec<Val> = nd
             .inputs
             .iter()
-            .map(|&v| vals[v].clone().ok_or_else(|| BackendError::Internal(format!("value {v} used before definition"))))
+            .map(|&v| {
+                vals[v].clone().ok_or_else(|| BackendError::Internal(format!("value {v} used before definition")))
+            })
             .collect::<Result<_, _>>()?;
         let before = cx.b.insts.len();
         let n_enc = args.iter().filter(|a| a.is_enc()).count();
@@ -175,12 +186,15 @@ pub(crate) fn lower(
             other => other,
         };
         match val {
-            Some(Val::Ct { regs, shape }) => outputs.push(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs }),
+            Some(Val::Ct { regs, shape }) => {
+                outputs.push(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs })
+            }
             _ => {
                 return Err(BackendError::Unsupported {
                     op: "output".into(),
                     node: name,
-                    reason: "the output does not depend on an encrypted input (nothing to compute homomorphically)".into(),
+                    reason: "the output does not depend on an encrypted input (nothing to compute homomorphically)"
+                        .into(),
                 })
             }
         }
@@ -195,8 +209,13 @@ impl Ctx<'_> {
         }
         let any_ct = args.iter().any(Val::is_enc);
         if !any_ct {
-            let ts: Vec<&Tensor> = args.iter().filter_map(|a| if let Val::Plain(t) = a { Some(t) } else { None }).collect();
-            let r = interp::eval_op(op, &ts, self.g).map_err(|e| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() })?;
+            let ts: Vec<&Tensor> =
+                args.iter().filter_map(|a| if let Val::Plain(t) = a { Some(t) } else { None }).collect();
+            let r = interp::eval_op(op, &ts, self.g).map_err(|e| BackendError::Eval {
+                op: op.name().into(),
+                node: name.into(),
+                reason: e.to_string(),
+            })?;
             return Ok(r.into_iter().map(Val::Plain).collect());
         }
         let out_shape = |k: usize| outs.get(k).map(|&v| self.g.ty(v).shape.clone()).unwrap_or_default();
@@ -208,8 +227,11 @@ impl Ctx<'_> {
             }
             Op::Identity => Ok(vec![args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?]),
             Op::Chebyshev { lo, hi, coeffs } => {
-                let p = Chebyshev::new(Interval::new(*lo, *hi).map_err(|e| unsupported(op, name, e.to_string()))?, coeffs.clone())
-                    .map_err(|e| unsupported(op, name, e.to_string()))?;
+                let p = Chebyshev::new(
+                    Interval::new(*lo, *hi).map_err(|e| unsupported(op, name, e.to_string()))?,
+                    coeffs.clone(),
+                )
+                .map_err(|e| unsupported(op, name, e.to_string()))?;
                 let plan = EvalPlan::chebyshev(&p);
                 let arg = args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?;
                 // The plan's map of x onto [-1, 1] (its only use of the input, as the plan's own
@@ -222,11 +244,16 @@ impl Ctx<'_> {
                         _ => None,
                     })
                     .collect();
-                let input_uses = plan.ops().iter().filter(|o| o.operands().iter().flatten().any(|r| r.0 == 0)).count() + usize::from(plan.output().0 == 0);
+                let input_uses = plan.ops().iter().filter(|o| o.operands().iter().flatten().any(|r| r.0 == 0)).count()
+                    + usize::from(plan.output().0 == 0);
                 let (arg, folded) = match (&arg, input_affines.as_slice()) {
                     (Val::Lazy { shape, .. }, [(scale, shift)]) if input_uses == 1 => {
                         let n = numel(shape);
-                        let m = AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, *scale)).collect()], offset: Some(vec![*shift; n]) };
+                        let m = AffineMap {
+                            out_numel: n,
+                            parts: vec![(0..n).map(|o| (o, o, *scale)).collect()],
+                            offset: Some(vec![*shift; n]),
+                        };
                         let sh = shape.clone();
                         (self.apply(arg.clone(), m, &sh)?, true)
                     }
@@ -252,7 +279,9 @@ impl Ctx<'_> {
             | Op::Concat { .. }
             | Op::Split { .. }
             | Op::Gather { .. }
-            | Op::GatherElements { .. } => (0..outs.len()).map(|k| self.affine(op, name, args, k, &out_shape(k), false)).collect(),
+            | Op::GatherElements { .. } => {
+                (0..outs.len()).map(|k| self.affine(op, name, args, k, &out_shape(k), false)).collect()
+            }
             Op::MatMul | Op::Gemm { .. } | Op::Conv { .. } | Op::ReduceSum { .. } | Op::ReduceMean { .. } => {
                 Ok(vec![self.affine(op, name, args, 0, &out_shape(0), true)?])
             }
@@ -261,11 +290,23 @@ impl Ctx<'_> {
     }
 
     /// Extracts and lowers the affine map of output `k` of `op` in its encrypted operands.
-    fn affine(&mut self, op: &Op, name: &str, args: &[Val], k: usize, out_shape: &[usize], basis: bool) -> Result<Val, BackendError> {
+    fn affine(
+        &mut self,
+        op: &Op,
+        name: &str,
+        args: &[Val],
+        k: usize,
+        out_shape: &[usize],
+        basis: bool,
+    ) -> Result<Val, BackendError> {
         if matches!(op, Op::Gather { .. } | Op::GatherElements { .. }) && args.get(1).is_some_and(Val::is_enc) {
             return Err(unsupported(op, name, "encrypted gather indices"));
         }
-        let eval_err = |e: polyhe_ir::IrError| BackendError::Eval { op: op.name().into(), node: name.into(), reason: e.to_string() };
+        let eval_err = |e: polyhe_ir::IrError| BackendError::Eval {
+            op: op.name().into(),
+            node: name.into(),
+            reason: e.to_string(),
+        };
         let mut probe: Vec<Tensor> = Vec::new();
         let mut cts = Vec::new();
         for (i, a) in args.iter().enumerate() {
@@ -290,7 +331,10 @@ impl Ctx<'_> {
         let offset = run(&probe)?;
         let out_numel = numel(out_shape);
         if offset.len() != out_numel {
-            return Err(BackendError::Internal(format!("{name}: probe gave {} values for shape {out_shape:?}", offset.len())));
+            return Err(BackendError::Internal(format!(
+                "{name}: probe gave {} values for shape {out_shape:?}",
+                offset.len()
+            )));
         }
         let mut map = AffineMap { out_numel, parts: Vec::new(), offset: None };
         if offset.iter().any(|x| *x != 0.0) {
@@ -326,7 +370,10 @@ impl Ctx<'_> {
                     if t != 0.0 {
                         let src = t - 1.0;
                         if src.fract() != 0.0 || src < 0.0 || src >= *n as f64 {
-                            return Err(BackendError::Internal(format!("{name}: {} is not a data-movement op", op.name())));
+                            return Err(BackendError::Internal(format!(
+                                "{name}: {} is not a data-movement op",
+                                op.name()
+                            )));
                         }
                         entries.push((o, src as usize, 1.0));
                     }
@@ -366,11 +413,19 @@ impl Ctx<'_> {
     /// would multiply the diagonals (rotations, plaintexts) by more than it saves in levels.
     fn apply(&mut self, v: Val, map: AffineMap, shape: &[usize]) -> Result<Val, BackendError> {
         match v {
-            Val::Ct { regs, shape: s } => Ok(Val::Lazy { base: regs, base_numel: numel(&s), map, shape: shape.to_vec() }),
+            Val::Ct { regs, shape: s } => {
+                Ok(Val::Lazy { base: regs, base_numel: numel(&s), map, shape: shape.to_vec() })
+            }
             Val::Lazy { base, base_numel, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
-                let (d1, d2, dc) = (inner.diagonal_count(self.slots), map.diagonal_count(self.slots), composed.diagonal_count(self.slots));
-                if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth && dc.saturating_mul(self.slots) <= 1 << 26 {
+                let (d1, d2, dc) = (
+                    inner.diagonal_count(self.slots),
+                    map.diagonal_count(self.slots),
+                    composed.diagonal_count(self.slots),
+                );
+                if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth
+                    && dc.saturating_mul(self.slots) <= 1 << 26
+                {
                     Ok(Val::Lazy { base, base_numel, map: composed, shape: shape.to_vec() })
                 } else {
                     let m = self.materialize(Val::Lazy { base, base_numel, map: inner, shape: s })?;
@@ -385,7 +440,11 @@ impl Ctx<'_> {
     fn broadcast_ct(&mut self, name: &str, v: Val, to: &[usize]) -> Result<Vec<Reg>, BackendError> {
         let shape = v.shape().to_vec();
         // Equal sizes: the same row-major data with other size-1 dims.
-        let v = if numel(&shape) == numel(to) { v } else { self.affine(&Op::Expand { shape: to.to_vec() }, name, &[v], 0, to, false)? };
+        let v = if numel(&shape) == numel(to) {
+            v
+        } else {
+            self.affine(&Op::Expand { shape: to.to_vec() }, name, &[v], 0, to, false)?
+        };
         match self.materialize(v)? {
             Val::Ct { regs, .. } => Ok(regs),
             _ => Err(BackendError::Internal("broadcast".into())),
@@ -418,7 +477,9 @@ impl Ctx<'_> {
         };
         let n = numel(out_shape);
         let slots = self.slots;
-        let chunk = |v: &[f64], k: usize| -> Vec<f64> { v.get(k * slots..((k + 1) * slots).min(n)).map(|s| s.to_vec()).unwrap_or_default() };
+        let chunk = |v: &[f64], k: usize| -> Vec<f64> {
+            v.get(k * slots..((k + 1) * slots).min(n)).map(|s| s.to_vec()).unwrap_or_default()
+        };
         match (a, b) {
             (a, b) if a.is_enc() && b.is_enc() => {
                 let ra = self.broadcast_ct(name, a.clone(), out_shape)?;
@@ -435,7 +496,18 @@ impl Ctx<'_> {
             }
             (e @ Val::Lazy { .. }, Val::Plain(p)) | (Val::Plain(p), e @ Val::Lazy { .. }) => {
                 let ct_first = a.is_enc();
-                let v = if numel(e.shape()) == n { e.clone() } else { self.affine(&Op::Expand { shape: out_shape.to_vec() }, name, std::slice::from_ref(e), 0, out_shape, false)? };
+                let v = if numel(e.shape()) == n {
+                    e.clone()
+                } else {
+                    self.affine(
+                        &Op::Expand { shape: out_shape.to_vec() },
+                        name,
+                        std::slice::from_ref(e),
+                        0,
+                        out_shape,
+                        false,
+                    )?
+                };
                 let pv = self.broadcast_plain(name, p, out_shape)?;
                 let (w, off): (Vec<f64>, Vec<f64>) = match op {
                     Op::Add => (vec![1.0; n], pv),
@@ -444,7 +516,11 @@ impl Ctx<'_> {
                     _ => (pv, vec![0.0; n]),
                 };
                 let off = if off.iter().any(|x| *x != 0.0) { Some(off) } else { None };
-                let m = AffineMap { out_numel: n, parts: vec![w.iter().enumerate().map(|(o, &x)| (o, o, x)).collect()], offset: off };
+                let m = AffineMap {
+                    out_numel: n,
+                    parts: vec![w.iter().enumerate().map(|(o, &x)| (o, o, x)).collect()],
+                    offset: off,
+                };
                 self.apply(v, m, out_shape)
             }
             (e, Val::Plain(p)) | (Val::Plain(p), e) if e.is_enc() => {
@@ -530,7 +606,8 @@ impl Ctx<'_> {
         let t_shape = [t_numel];
         let xa = self.apply(va.clone(), AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &t_shape)?;
         let xb = self.apply(vb.clone(), AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &t_shape)?;
-        let (Val::Ct { regs: xa, .. }, Val::Ct { regs: xb, .. }) = (self.materialize(xa)?, self.materialize(xb)?) else {
+        let (Val::Ct { regs: xa, .. }, Val::Ct { regs: xb, .. }) = (self.materialize(xa)?, self.materialize(xb)?)
+        else {
             return Err(BackendError::Internal("ct_matmul materialize".into()));
         };
         let mut prod = Vec::new();
@@ -552,7 +629,9 @@ impl Ctx<'_> {
         }
         let mask = |c: f64| vec![c; valid];
         let mut regs: Vec<P> = Vec::with_capacity(plan.ops().len());
-        let get = |regs: &Vec<P>, r: polyhe_passes::Reg| regs.get(r.0).copied().ok_or(BackendError::Internal(format!("plan register {r}")));
+        let get = |regs: &Vec<P>, r: polyhe_passes::Reg| {
+            regs.get(r.0).copied().ok_or(BackendError::Internal(format!("plan register {r}")))
+        };
         for op in plan.ops() {
             let v = match *op {
                 PlanOp::Input => P::Ct(x),

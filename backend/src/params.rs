@@ -32,11 +32,20 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
     // primes, which the security bound of the chosen N then has to admit.
     let try_n = |log_n: u32| -> Result<CkksParams, polyhe_runtime::CkksError> {
         match opts.dnum {
-            Some(d) => CkksParams::with_depth(log_n, levels, opts.first_bits, opts.log_scale, opts.special_bits, Some(d)),
+            Some(d) => {
+                CkksParams::with_depth(log_n, levels, opts.first_bits, opts.log_scale, opts.special_bits, Some(d))
+            }
             None => {
                 let mut last = None;
                 for d in 1..=levels + 1 {
-                    match CkksParams::with_depth(log_n, levels, opts.first_bits, opts.log_scale, opts.special_bits, Some(d)) {
+                    match CkksParams::with_depth(
+                        log_n,
+                        levels,
+                        opts.first_bits,
+                        opts.log_scale,
+                        opts.special_bits,
+                        Some(d),
+                    ) {
                         Ok(p) => return Ok(p),
                         Err(e) => last = Some(e),
                     }
@@ -47,7 +56,10 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
     };
     match opts.log_n {
         Some(log_n) => try_n(log_n).map_err(|e| BackendError::ParametersInfeasible {
-            reason: format!("N = 2^{log_n} with {levels} levels of {} bits: {e}; use a larger N or omit --log-n", opts.log_scale),
+            reason: format!(
+                "N = 2^{log_n} with {levels} levels of {} bits: {e}; use a larger N or omit --log-n",
+                opts.log_scale
+            ),
         }),
         None => {
             let mut last = None;
@@ -58,7 +70,10 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
                 }
             }
             Err(BackendError::ParametersInfeasible {
-                reason: format!("no N up to 2^16 holds {levels} levels at 128-bit security: {}", last.map(|e| e.to_string()).unwrap_or_default()),
+                reason: format!(
+                    "no N up to 2^16 holds {levels} levels at 128-bit security: {}",
+                    last.map(|e| e.to_string()).unwrap_or_default()
+                ),
             })
         }
     }
@@ -68,7 +83,16 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
 pub(crate) fn max_levels(opts: &BackendOptions) -> usize {
     let mut best = 0;
     for d in 1..200 {
-        if CkksParams::with_depth(16, d, opts.first_bits, opts.log_scale, opts.special_bits, Some(opts.dnum.unwrap_or(d + 1))).is_ok() {
+        if CkksParams::with_depth(
+            16,
+            d,
+            opts.first_bits,
+            opts.log_scale,
+            opts.special_bits,
+            Some(opts.dnum.unwrap_or(d + 1)),
+        )
+        .is_ok()
+        {
             best = d;
         } else if d > best + 4 {
             break;

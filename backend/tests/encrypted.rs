@@ -90,7 +90,11 @@ fn reductions_transpose_reshape() {
     // (a sum over axis 0 would be identically zero: every row of `d` is mean-centred)
     let s = node(&mut g, Op::ReduceSum { axes: vec![1], keepdims: false }, vec![r]);
     g.outputs = vec![r, s];
-    let out = run_encrypted(&g, &[tensor(&[2, 4, 8], rand_vec(64, 9))], &BackendOptions { min_log_n: 14, ..Default::default() });
+    let out = run_encrypted(
+        &g,
+        &[tensor(&[2, 4, 8], rand_vec(64, 9))],
+        &BackendOptions { min_log_n: 14, ..Default::default() },
+    );
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
     // The row-major reshape is free: no instruction is attributed to it.
     assert!(!out.compiled.report.insts_per_ir_op.contains_key("reshape"));

@@ -3,7 +3,9 @@
 
 use polyhe_backend::{compile_ckks, BackendOptions, CkksCompiled};
 use polyhe_ir::{interp, DType, Graph, Tensor};
-use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_stats, CkksContext, ClientKeys, Evaluator, ExecStats};
+use polyhe_runtime::{
+    decrypt_outputs, encrypt_inputs, execute_with_stats, CkksContext, ClientKeys, Evaluator, ExecStats,
+};
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
@@ -90,7 +92,11 @@ pub fn shipped_poly(name: &str) -> ShippedPoly {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
     let m = load(&dir.join("model.onnx")).unwrap();
     // The shipped models have one float input; its files are named after it.
-    let file = std::fs::read_dir(dir.join("calib")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "npy")).unwrap();
+    let file = std::fs::read_dir(dir.join("calib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "npy"))
+        .unwrap();
     let input_name = file.file_stem().unwrap().to_string_lossy().into_owned();
     let calib = read_npy(&file);
     let all = read_npy(&dir.join("inputs").join(file.file_name().unwrap()));
@@ -99,7 +105,11 @@ pub fn shipped_poly(name: &str) -> ShippedPoly {
     shape[0] = 1;
     let input = Tensor::float(DType::F32, shape.clone(), all.to_f64_vec()[..per].to_vec()).unwrap();
     let imp = |s: Vec<usize>| {
-        let opts = ImportOptions { input_shapes: [(input_name.clone(), s)].into_iter().collect(), recognize: true, ..Default::default() };
+        let opts = ImportOptions {
+            input_shapes: [(input_name.clone(), s)].into_iter().collect(),
+            recognize: true,
+            ..Default::default()
+        };
         import(&m, &opts).unwrap()
     };
     let cg = imp(calib.shape().to_vec());

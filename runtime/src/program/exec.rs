@@ -34,7 +34,10 @@ fn check_eval(program: &Program, eval: &Evaluator) -> ProgramResult<()> {
     let fp = eval.context().fingerprint();
     if fp != program.params.fingerprint {
         return Err(ProgramError::Interface {
-            reason: format!("evaluator parameters {fp:016x} differ from the program's {:016x}", program.params.fingerprint),
+            reason: format!(
+                "evaluator parameters {fp:016x} differ from the program's {:016x}",
+                program.params.fingerprint
+            ),
         });
     }
     Ok(())
@@ -52,17 +55,27 @@ enum Task {
 }
 
 /// [`execute`] plus counters.
-pub fn execute_with_stats(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
+pub fn execute_with_stats(
+    program: &Program,
+    eval: &Evaluator,
+    inputs: Vec<Ciphertext>,
+) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
     program.validate_structure()?;
     check_eval(program, eval)?;
     let n_in = program.num_input_regs();
     if inputs.len() != n_in {
-        return Err(ProgramError::Interface { reason: format!("{} input ciphertexts given, the program takes {n_in}", inputs.len()) });
+        return Err(ProgramError::Interface {
+            reason: format!("{} input ciphertexts given, the program takes {n_in}", inputs.len()),
+        });
     }
     for (k, ct) in inputs.iter().enumerate() {
         if ct.level() != program.input_level {
             return Err(ProgramError::Interface {
-                reason: format!("input ciphertext {k} is at level {}, the program expects {}", ct.level(), program.input_level),
+                reason: format!(
+                    "input ciphertext {k} is at level {}, the program expects {}",
+                    ct.level(),
+                    program.input_level
+                ),
             });
         }
     }
@@ -122,7 +135,8 @@ pub fn execute_with_stats(program: &Program, eval: &Evaluator, inputs: Vec<Ciphe
             .par_iter()
             .map(|t| match t {
                 Task::One(i) => {
-                    let inst = program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
+                    let inst =
+                        program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
                     Ok(vec![(*i, run_one(program, eval, &encoder, regs_ref, *i, inst)?)])
                 }
                 Task::Rotations(src, group) => {
@@ -206,10 +220,20 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
     Ok(())
 }
 
-fn run_one(program: &Program, eval: &Evaluator, encoder: &Encoder, regs: &[Option<Ciphertext>], i: usize, inst: &Inst) -> ProgramResult<Ciphertext> {
+fn run_one(
+    program: &Program,
+    eval: &Evaluator,
+    encoder: &Encoder,
+    regs: &[Option<Ciphertext>],
+    i: usize,
+    inst: &Inst,
+) -> ProgramResult<Ciphertext> {
     let r = |x: u32| reg(regs, x, i);
     let constant = |c: u32| {
-        program.constants.get(c as usize).ok_or(ProgramError::Invalid { inst: i, reason: format!("constant c{c} does not exist") })
+        program
+            .constants
+            .get(c as usize)
+            .ok_or(ProgramError::Invalid { inst: i, reason: format!("constant c{c} does not exist") })
     };
     let ct = match inst.op {
         Op::Add(a, b) => eval.add(r(a)?, r(b)?)?,
@@ -242,7 +266,12 @@ fn run_one(program: &Program, eval: &Evaluator, encoder: &Encoder, regs: &[Optio
 
 /// Client side: packs each input tensor (row-major `f64`, in the order of [`Program::inputs`]) into
 /// its layout's slot vectors and encrypts them at the program's input level and scale.
-pub fn encrypt_inputs(program: &Program, ctx: &CkksContext, encryptor: &Encryptor, inputs: &[Vec<f64>]) -> ProgramResult<Vec<Ciphertext>> {
+pub fn encrypt_inputs(
+    program: &Program,
+    ctx: &CkksContext,
+    encryptor: &Encryptor,
+    inputs: &[Vec<f64>],
+) -> ProgramResult<Vec<Ciphertext>> {
     if ctx.fingerprint() != program.params.fingerprint {
         return Err(ProgramError::Interface { reason: "the context's parameters differ from the program's".into() });
     }
@@ -267,10 +296,17 @@ pub fn encrypt_inputs(program: &Program, ctx: &CkksContext, encryptor: &Encrypto
 
 /// Client side: decrypts the output ciphertexts and unpacks them into row-major tensors, one per
 /// [`Program::outputs`] entry.
-pub fn decrypt_outputs(program: &Program, ctx: &CkksContext, keys: &ClientKeys, outputs: &[Ciphertext]) -> ProgramResult<Vec<Vec<f64>>> {
+pub fn decrypt_outputs(
+    program: &Program,
+    ctx: &CkksContext,
+    keys: &ClientKeys,
+    outputs: &[Ciphertext],
+) -> ProgramResult<Vec<Vec<f64>>> {
     let want: usize = program.outputs.iter().map(|o| o.regs.len()).sum();
     if outputs.len() != want {
-        return Err(ProgramError::Interface { reason: format!("{} output ciphertexts given, the program produces {want}", outputs.len()) });
+        return Err(ProgramError::Interface {
+            reason: format!("{} output ciphertexts given, the program produces {want}", outputs.len()),
+        });
     }
     let encoder = Encoder::new(ctx);
     let slots: Vec<Vec<f64>> = outputs

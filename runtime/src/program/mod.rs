@@ -196,9 +196,17 @@ pub enum Op {
     /// `ct - pt`.
     SubPlain(Reg, u32),
     /// `ct · pt`, the constant encoded at the ciphertext's level and scale `pt_scale`.
-    MulPlain { src: Reg, constant: u32, pt_scale: f64 },
+    MulPlain {
+        src: Reg,
+        constant: u32,
+        pt_scale: f64,
+    },
     /// `ct · c` with `c` encoded at scale `const_scale` (a scalar multiply; result scale multiplies).
-    MulScalar { src: Reg, value: f64, const_scale: f64 },
+    MulScalar {
+        src: Reg,
+        value: f64,
+        const_scale: f64,
+    },
     /// `ct · k` for an integer `k` (no scale change, no level).
     MulInt(Reg, i64),
     /// `a · b`, relinearized.
@@ -206,9 +214,15 @@ pub enum Op {
     /// Divide by the last prime: level − 1, scale / q_level.
     Rescale(Reg),
     /// Drop primes down to `level` (scale unchanged).
-    DropLevel { src: Reg, level: usize },
+    DropLevel {
+        src: Reg,
+        level: usize,
+    },
     /// Rotate left by `step` slots. The executor hoists rotations of the same register.
-    Rotate { src: Reg, step: i64 },
+    Rotate {
+        src: Reg,
+        step: i64,
+    },
 }
 
 impl Op {
@@ -217,7 +231,10 @@ impl Op {
         match *self {
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
             Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) | Op::Rescale(a) => vec![a],
-            Op::MulPlain { src, .. } | Op::MulScalar { src, .. } | Op::DropLevel { src, .. } | Op::Rotate { src, .. } => {
+            Op::MulPlain { src, .. }
+            | Op::MulScalar { src, .. }
+            | Op::DropLevel { src, .. }
+            | Op::Rotate { src, .. } => {
                 vec![src]
             }
         }
@@ -311,7 +328,10 @@ impl Program {
         let mut next = 0u32;
         for p in &self.inputs {
             if p.regs.len() != p.layout.num_cts() {
-                return bad(0, format!("input `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()));
+                return bad(
+                    0,
+                    format!("input `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()),
+                );
             }
             for &r in &p.regs {
                 if r != next {
@@ -348,7 +368,15 @@ impl Program {
         }
         for p in &self.outputs {
             if p.regs.len() != p.layout.num_cts() {
-                return bad(self.insts.len(), format!("output `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()));
+                return bad(
+                    self.insts.len(),
+                    format!(
+                        "output `{}` has {} registers for {} ciphertexts",
+                        p.name,
+                        p.regs.len(),
+                        p.layout.num_cts()
+                    ),
+                );
             }
             if let Some(&r) = p.regs.iter().find(|&&r| r as usize >= self.num_regs()) {
                 return bad(self.insts.len(), format!("output `{}` reads undefined %{r}", p.name));
@@ -369,7 +397,10 @@ impl Program {
                 Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => {
                     let (la, lb) = (get(&level, i, a)?, get(&level, i, b)?);
                     if la != lb {
-                        return Err(ProgramError::Invalid { inst: i, reason: format!("{} of %{a} at level {la} and %{b} at level {lb}", inst.op.name()) });
+                        return Err(ProgramError::Invalid {
+                            inst: i,
+                            reason: format!("{} of %{a} at level {la} and %{b} at level {lb}", inst.op.name()),
+                        });
                     }
                     la
                 }
@@ -383,7 +414,10 @@ impl Program {
                 Op::DropLevel { src, level: to } => {
                     let la = get(&level, i, src)?;
                     if to > la {
-                        return Err(ProgramError::Invalid { inst: i, reason: format!("drop_level from {la} up to {to}") });
+                        return Err(ProgramError::Invalid {
+                            inst: i,
+                            reason: format!("drop_level from {la} up to {to}"),
+                        });
                     }
                     to
                 }
@@ -394,7 +428,10 @@ impl Program {
                 }
             };
             if l != inst.level {
-                return Err(ProgramError::Invalid { inst: i, reason: format!("annotated level {} but computed {l}", inst.level) });
+                return Err(ProgramError::Invalid {
+                    inst: i,
+                    reason: format!("annotated level {} but computed {l}", inst.level),
+                });
             }
             level.push(l);
         }
@@ -415,7 +452,12 @@ impl Program {
                     if !scales_eq(sc(a), sc(b)) {
                         return Err(ProgramError::Invalid {
                             inst: i,
-                            reason: format!("{} of scales 2^{:.6} and 2^{:.6}", inst.op.name(), sc(a).log2(), sc(b).log2()),
+                            reason: format!(
+                                "{} of scales 2^{:.6} and 2^{:.6}",
+                                inst.op.name(),
+                                sc(a).log2(),
+                                sc(b).log2()
+                            ),
                         });
                     }
                     sc(a)

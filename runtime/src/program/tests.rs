@@ -46,7 +46,9 @@ fn small_program_validates_and_runs() {
     let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
     assert_eq!(stats.rotations, 1);
     let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
-    let want: Vec<f64> = (0..4).map(|i| (x.get(i + 1).map_or(0.0, |v| v * v) + [1.0, 2.0, 3.0, 4.0][i]) * [1.0, 1.0, 0.5, 0.0][i]).collect();
+    let want: Vec<f64> = (0..4)
+        .map(|i| (x.get(i + 1).map_or(0.0, |v| v * v) + [1.0, 2.0, 3.0, 4.0][i]) * [1.0, 1.0, 0.5, 0.0][i])
+        .collect();
     for (a, b) in y[0].iter().zip(&want) {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
@@ -106,7 +108,10 @@ fn execution_refuses_missing_keys_and_foreign_inputs() {
     // Wrong number of inputs, wrong tensor size.
     let ev = Evaluator::new(&ctx, keys.evaluation_keys(&[1], false).unwrap()).unwrap();
     assert!(matches!(execute(&prog, &ev, vec![]), Err(ProgramError::Interface { .. })));
-    assert!(matches!(encrypt_inputs(&prog, &ctx, &keys.encryptor(), &[vec![1.0; 5]]), Err(ProgramError::Interface { .. })));
+    assert!(matches!(
+        encrypt_inputs(&prog, &ctx, &keys.encryptor(), &[vec![1.0; 5]]),
+        Err(ProgramError::Interface { .. })
+    ));
     // An evaluator for other parameters.
     let other = CkksContext::new(CkksParams::new(13, &[60, 40, 40], &[60], 3, 35).unwrap()).unwrap();
     let okeys = ClientKeys::generate(&other).unwrap();

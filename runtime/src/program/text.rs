@@ -39,13 +39,18 @@ impl Program {
                 Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
                 Op::Neg(a) | Op::Rescale(a) => format!("%{a}"),
                 Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
-                Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale=2^{:.4}}}", pt_scale.log2()),
-                Op::MulScalar { src, value, const_scale } => format!("%{src}, {value:e} {{const_scale=2^{:.4}}}", const_scale.log2()),
+                Op::MulPlain { src, constant, pt_scale } => {
+                    format!("%{src}, c{constant} {{pt_scale=2^{:.4}}}", pt_scale.log2())
+                }
+                Op::MulScalar { src, value, const_scale } => {
+                    format!("%{src}, {value:e} {{const_scale=2^{:.4}}}", const_scale.log2())
+                }
                 Op::MulInt(a, k) => format!("%{a}, {k}"),
                 Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
                 Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
             };
-            let _ = writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
+            let _ =
+                writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
         }
         for o in &self.outputs {
             let _ = writeln!(s, "output {}", port(o));
