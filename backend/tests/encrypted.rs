@@ -50,6 +50,8 @@ fn elementwise_chain_at_n_2_13() {
     assert!(text.contains("= mul_relin %0, %0 @L2 2^80.0000"), "{text}");
     assert!(text.contains("= rescale"), "{text}");
     assert_eq!(&polyhe_runtime::Program::from_bytes(&p.to_bytes()).unwrap(), p);
+    // A loaded program rebuilds exactly the parameters it was compiled for (the split flow).
+    assert_eq!(&p.params.to_params().unwrap(), out.compiled.params.as_ref().unwrap());
 }
 
 #[test]
