@@ -175,6 +175,16 @@ fn user_overrides_and_errors() {
     g.outputs = vec![r];
     let e = compile_ckks(&g, &BackendOptions::default()).unwrap_err();
     assert!(matches!(e, BackendError::Unsupported { .. }), "{e}");
+    // Token ids are a plaintext client input: refused (not yet evaluated client-side), by name.
+    let mut g = Graph::new("embed");
+    let x = input(&mut g, "x", &[2, 4]);
+    let ids = g.add_input("ids", TensorType::new(DType::I64, vec![2]));
+    let table = constant(&mut g, &[10, 4], 30);
+    let emb = node(&mut g, Op::Gather { axis: 0 }, vec![table, ids]);
+    let y = node(&mut g, Op::Add, vec![x, emb]);
+    g.outputs = vec![y];
+    let e = compile_ckks(&g, &BackendOptions::default()).unwrap_err();
+    assert!(matches!(&e, BackendError::Unsupported { reason, .. } if reason.contains("`ids`")), "{e}");
 }
 
 #[test]
@@ -196,4 +206,39 @@ fn deep_program_gets_a_bootstrap_placement() {
     assert_eq!(b.cuts.len(), (120 - b.max_levels).div_ceil(b.usable_after_bootstrap));
     assert!(b.cuts.iter().all(|c| c.ciphertexts == 1));
     assert!(matches!(c.runnable(), Err(BackendError::NeedsBootstrapping { .. })));
+}
+
+#[test]
+fn data_movement_conv_and_gemm_variants() {
+    // Every affine op kind the poly stage has, on two encrypted inputs, against the interpreter.
+    let mut g = Graph::new("movement");
+    let x = input(&mut g, "x", &[2, 3, 4]);
+    let img = input(&mut g, "img", &[1, 2, 5, 5]);
+    let y = input(&mut g, "y", &[3, 4]);
+    let pad = constant(&mut g, &[2, 1, 4], 21);
+    let cat = node(&mut g, Op::Concat { axis: 1 }, vec![x, pad]);
+    let split = g.add_node(Op::Split { axis: 2, sizes: vec![1, 3] }, vec![cat], "split").unwrap();
+    let s1 = g.nodes[split].outputs[1];
+    let idx = g.add_constant(polyhe_ir::Tensor::int(DType::I64, vec![2], vec![2, 0]).unwrap(), "idx");
+    let gth = node(&mut g, Op::Gather { axis: 1 }, vec![s1, idx]);
+    let exp = node(&mut g, Op::Expand { shape: vec![2, 2, 2, 3] }, vec![gth]);
+    let sl = node(&mut g, Op::Slice { axes: vec![2], starts: vec![0], ends: vec![4], steps: vec![2] }, vec![x]);
+    let w = constant(&mut g, &[3, 2, 3, 3], 22);
+    let cb = constant(&mut g, &[3], 23);
+    let conv = node(
+        &mut g,
+        Op::Conv { kernel_shape: vec![3, 3], strides: vec![1, 1], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 1 },
+        vec![img, w, cb],
+    );
+    let b = constant(&mut g, &[5, 4], 24);
+    let gemm = node(&mut g, Op::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: true }, vec![y, b]);
+    let sum = node(&mut g, Op::ReduceSum { axes: vec![1, 2], keepdims: false }, vec![conv]);
+    g.outputs = vec![exp, sl, conv, gemm, sum];
+    let inputs = [
+        tensor(&[2, 3, 4], rand_vec(24, 25)),
+        tensor(&[1, 2, 5, 5], rand_vec(50, 26)),
+        tensor(&[3, 4], rand_vec(12, 27)),
+    ];
+    let out = run_encrypted(&g, &inputs, &BackendOptions::default());
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }
