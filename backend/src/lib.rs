@@ -92,6 +92,8 @@ pub struct BackendReport {
     pub constant_values: usize,
     /// Instructions per IR op kind that emitted them.
     pub insts_per_ir_op: BTreeMap<String, usize>,
+    /// Values computed on the client before encryption (from plaintext inputs such as token ids).
+    pub client_side: Vec<String>,
     pub bootstrap: Option<BootstrapPlan>,
 }
 
@@ -128,6 +130,9 @@ impl std::fmt::Display for BackendReport {
             "affine maps {}, diagonals {}, constants {} ({} values)",
             self.affine_maps, self.diagonals, self.constants, self.constant_values
         )?;
+        if !self.client_side.is_empty() {
+            writeln!(f, "computed on the client before encryption: {}", self.client_side.join(", "))?;
+        }
         if let Some(b) = self.eval_key_bytes {
             writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
         }
@@ -164,6 +169,9 @@ pub struct CkksCompiled {
     pub params: Option<CkksParams>,
     /// The exact rotation steps the program uses (generate Galois keys for these only).
     pub rotation_steps: Vec<i64>,
+    /// Values of the graph the client computes from its plaintext inputs and encrypts as the
+    /// program's extra inputs `client:<name>` (see [`program_inputs`]).
+    pub client_values: Vec<polyhe_ir::Value>,
     pub report: BackendReport,
 }
 
@@ -226,7 +234,13 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 );
                 let mut report = report_of(&dry, depth, None, dry_slots);
                 report.bootstrap = Some(plan);
-                return Ok(CkksCompiled { program: None, params: None, rotation_steps: Vec::new(), report });
+                return Ok(CkksCompiled {
+                    program: None,
+                    params: None,
+                    rotation_steps: Vec::new(),
+                    client_values: dry.client_values,
+                    report,
+                });
             }
         }
     };
@@ -245,7 +259,40 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     };
     program.validate()?;
     let report = report_of(&real, program.levels_used(), Some(&params), slots);
-    Ok(CkksCompiled { rotation_steps: program.rotation_steps(), program: Some(program), params: Some(params), report })
+    Ok(CkksCompiled {
+        rotation_steps: program.rotation_steps(),
+        program: Some(program),
+        params: Some(params),
+        client_values: real.client_values,
+        report,
+    })
+}
+
+/// Client side: the program's input tensors (row-major) from the graph's inputs — the float inputs
+/// as given, then the client-computed values (evaluated here with the reference interpreter).
+pub fn program_inputs(
+    graph: &Graph,
+    compiled: &CkksCompiled,
+    graph_inputs: &[polyhe_ir::Tensor],
+) -> Result<Vec<Vec<f64>>, BackendError> {
+    let mut out: Vec<Vec<f64>> = graph
+        .inputs
+        .iter()
+        .zip(graph_inputs)
+        .filter(|(&v, _)| graph.ty(v).dtype.is_float())
+        .map(|(_, t)| t.to_f64_vec())
+        .collect();
+    if !compiled.client_values.is_empty() {
+        let mut client = graph.clone();
+        client.outputs = compiled.client_values.clone();
+        let vals = polyhe_ir::interp::run(&client, graph_inputs).map_err(|e| BackendError::Eval {
+            op: "client".into(),
+            node: graph.name.clone(),
+            reason: e.to_string(),
+        })?;
+        out.extend(vals.iter().map(|t| t.to_f64_vec()));
+    }
+    Ok(out)
 }
 
 fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slots: usize) -> BackendReport {
@@ -290,6 +337,11 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         constants: l.builder.constants.len(),
         constant_values: l.builder.constants.iter().map(|c| c.len()).sum(),
         insts_per_ir_op: per_ir,
+        client_side: l
+            .client_values
+            .iter()
+            .map(|&v| l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()))
+            .collect(),
         bootstrap: None,
     }
 }

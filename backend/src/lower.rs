@@ -3,7 +3,9 @@
 //! Requires: a graph that passes `polyhe_passes::verify_poly_stage` (only add/sub/neg/mul,
 //! matmul/gemm/conv, reductions, data movement, constants and `chebyshev` on encrypted values); all
 //! float graph inputs are encrypted.
-//! Guarantees: only nodes the outputs depend on are lowered; every graph output is an encrypted value in the row-major layout; any other case is a
+//! Guarantees: only nodes the outputs depend on are lowered; values computed from plaintext client
+//! inputs alone (token ids → embedding rows) run on the client, and those an encrypted node reads
+//! become extra encrypted program inputs named `client:<value>` (after the float graph inputs); every graph output is an encrypted value in the row-major layout; any other case is a
 //! [`BackendError::Unsupported`] naming the node — never a silently wrong program.
 //!
 //! Layout: every encrypted tensor is row-major over `ceil(numel / S)` ciphertexts (see
@@ -61,6 +63,10 @@ pub(crate) struct Lowered {
     pub inst_node: Vec<String>,
     /// IR op name per instruction.
     pub inst_op: Vec<&'static str>,
+    /// Client-computed values encrypted as extra program inputs (after the float graph inputs).
+    pub client_values: Vec<Value>,
+    /// Labels of the client values.
+    pub value_names: std::collections::BTreeMap<Value, String>,
 }
 
 struct Ctx<'g> {
@@ -105,21 +111,6 @@ pub(crate) fn lower(
     let mut cx =
         Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
     let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
-    let mut inputs = Vec::new();
-    for &v in &g.inputs {
-        let ty = g.ty(v);
-        let name = g.value_label(v);
-        if ty.dtype.is_float() {
-            let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
-            let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
-            inputs.push(Port { name, layout, regs: regs.clone() });
-            vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
-        } else {
-            vals[v] = Some(Val::Client(name));
-        }
-    }
-    let mut inst_node = Vec::new();
-    let mut inst_op = Vec::new();
     // Only nodes the outputs depend on are lowered (dead code costs no levels).
     let mut live: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
     for &v in &g.outputs {
@@ -137,8 +128,67 @@ pub(crate) fn lower(
             }
         }
     }
+    // Values computed from plaintext client inputs only (token ids → embedding rows) that an
+    // encrypted node consumes: the client evaluates them and encrypts them as extra inputs.
+    // A node runs on the client when it reads a client value and no encrypted one (this includes
+    // the embedding lookups the poly stage counts as encrypted: their result is encrypted by the
+    // client). Client values read by any other live node form the frontier.
+    let mut client: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
+    let mut encrypted_in: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
+    for &v in &g.inputs {
+        client[v] = !g.ty(v).dtype.is_float();
+        encrypted_in[v] = g.ty(v).dtype.is_float();
+    }
+    let mut frontier: Vec<Value> = Vec::new();
+    for (_, nd) in g.nodes.iter() {
+        let from_client = nd.inputs.iter().any(|&i| client[i]);
+        let from_enc = nd.inputs.iter().any(|&i| encrypted_in[i]);
+        if from_client && !from_enc {
+            nd.outputs.iter().for_each(|&o| client[o] = true);
+            continue;
+        }
+        nd.outputs.iter().for_each(|&o| encrypted_in[o] = from_enc || from_client);
+        if nd.outputs.iter().any(|&o| live[o]) {
+            for &i in &nd.inputs {
+                if client[i] && !frontier.contains(&i) {
+                    frontier.push(i);
+                }
+            }
+        }
+    }
+    let mut inputs = Vec::new();
+    for &v in &g.inputs {
+        let ty = g.ty(v);
+        let name = g.value_label(v);
+        if ty.dtype.is_float() {
+            let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
+            let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
+            inputs.push(Port { name, layout, regs: regs.clone() });
+            vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
+        } else {
+            vals[v] = Some(Val::Client(name));
+        }
+    }
+    for &v in &frontier {
+        let ty = g.ty(v);
+        let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
+        let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
+        inputs.push(Port { name: format!("client:{}", g.value_label(v)), layout, regs: regs.clone() });
+        vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
+    }
+    let mut inst_node = Vec::new();
+    let mut inst_op = Vec::new();
     for (_, nd) in g.nodes.iter() {
         if !nd.outputs.iter().any(|&o| live[o]) {
+            continue;
+        }
+        if nd.outputs.iter().all(|&o| client[o]) {
+            // Runs on the client; frontier values are already program inputs.
+            for &o in &nd.outputs {
+                if vals[o].is_none() {
+                    vals[o] = Some(Val::Client(g.value_label(o)));
+                }
+            }
             continue;
         }
         let mut args: Vec<Val> = nd
@@ -199,13 +249,26 @@ pub(crate) fn lower(
             }
         }
     }
-    Ok(Lowered { builder: cx.b, inputs, outputs, stats: cx.stats, inst_node, inst_op })
+    Ok(Lowered {
+        builder: cx.b,
+        inputs,
+        outputs,
+        stats: cx.stats,
+        inst_node,
+        inst_op,
+        value_names: frontier.iter().map(|&v| (v, g.value_label(v))).collect(),
+        client_values: frontier,
+    })
 }
 
 impl Ctx<'_> {
     fn node(&mut self, op: &Op, name: &str, outs: &[Value], args: &[Val]) -> Result<Vec<Val>, BackendError> {
         if let Some(Val::Client(c)) = args.iter().find(|a| matches!(a, Val::Client(_))) {
-            return Err(unsupported(op, name, format!("depends on the plaintext client input `{c}`; client-side evaluation before encryption is not implemented in the backend yet")));
+            if args.iter().any(Val::is_enc) {
+                return Err(BackendError::Internal(format!("{name}: client value `{c}` next to an encrypted operand")));
+            }
+            // Runs on the client (before encryption); only its frontier values reach the program.
+            return Ok(outs.iter().map(|_| Val::Client(c.clone())).collect());
         }
         let any_ct = args.iter().any(Val::is_enc);
         if !any_ct {

@@ -175,16 +175,28 @@ fn user_overrides_and_errors() {
     g.outputs = vec![r];
     let e = compile_ckks(&g, &BackendOptions::default()).unwrap_err();
     assert!(matches!(e, BackendError::Unsupported { .. }), "{e}");
-    // Token ids are a plaintext client input: refused (not yet evaluated client-side), by name.
+}
+
+#[test]
+fn client_side_embedding_lookup() {
+    // Token ids are a plaintext client input: the lookup (and the scaling after it) runs on the
+    // client, whose result is encrypted as an extra program input.
     let mut g = Graph::new("embed");
     let x = input(&mut g, "x", &[2, 4]);
     let ids = g.add_input("ids", TensorType::new(DType::I64, vec![2]));
     let table = constant(&mut g, &[10, 4], 30);
+    let two = g.add_constant(tensor(&[], vec![2.0]), "two");
     let emb = node(&mut g, Op::Gather { axis: 0 }, vec![table, ids]);
-    let y = node(&mut g, Op::Add, vec![x, emb]);
+    let emb2 = node(&mut g, Op::Mul, vec![emb, two]);
+    let y = node(&mut g, Op::Mul, vec![x, emb2]);
     g.outputs = vec![y];
-    let e = compile_ckks(&g, &BackendOptions::default()).unwrap_err();
-    assert!(matches!(&e, BackendError::Unsupported { reason, .. } if reason.contains("`ids`")), "{e}");
+    let ids_t = polyhe_ir::Tensor::int(DType::I64, vec![2], vec![7, 3]).unwrap();
+    let out = run_encrypted(&g, &[tensor(&[2, 4], rand_vec(8, 31)), ids_t], &BackendOptions::default());
+    let p = out.compiled.program.as_ref().unwrap();
+    assert_eq!(p.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["x", "client:v5"]);
+    assert_eq!(out.compiled.report.client_side, ["v5"]);
+    assert_eq!(out.compiled.report.depth, 1);
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }
 
 #[test]
@@ -227,7 +239,13 @@ fn data_movement_conv_and_gemm_variants() {
     let cb = constant(&mut g, &[3], 23);
     let conv = node(
         &mut g,
-        Op::Conv { kernel_shape: vec![3, 3], strides: vec![1, 1], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 1 },
+        Op::Conv {
+            kernel_shape: vec![3, 3],
+            strides: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            dilations: vec![1, 1],
+            group: 1,
+        },
         vec![img, w, cb],
     );
     let b = constant(&mut g, &[5, 4], 24);

@@ -42,7 +42,7 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
     let ek = keys.evaluation_keys(&compiled.rotation_steps, false).unwrap();
     let ev = Evaluator::new(&ctx, ek).unwrap();
     let t_keygen = t.elapsed();
-    let data: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_f64_vec()).collect();
+    let data = polyhe_backend::program_inputs(g, &compiled, inputs).unwrap();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), &data).unwrap();
     let t = std::time::Instant::now();
     let (out, stats) = execute_with_stats(program, &ev, cts).unwrap();
