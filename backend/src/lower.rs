@@ -130,24 +130,23 @@ pub(crate) fn lower(
     }
     // Values computed from plaintext client inputs only (token ids → embedding rows) that an
     // encrypted node consumes: the client evaluates them and encrypts them as extra inputs.
-    // A node runs on the client when it reads a client value and no encrypted one (this includes
-    // the embedding lookups the poly stage counts as encrypted: their result is encrypted by the
-    // client). Client values read by any other live node form the frontier.
+    // A node runs on the client when it reads a client value and no encrypted one (as
+    // `polyhe_passes::encrypted_values` defines them: float inputs and embedding lookups onward).
+    // Client values read by any other live node form the frontier: the client computes and
+    // encrypts them (an embedding lookup's result is one).
+    let enc = polyhe_passes::encrypted_values(g);
     let mut client: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
-    let mut encrypted_in: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
     for &v in &g.inputs {
         client[v] = !g.ty(v).dtype.is_float();
-        encrypted_in[v] = g.ty(v).dtype.is_float();
     }
     let mut frontier: Vec<Value> = Vec::new();
     for (_, nd) in g.nodes.iter() {
         let from_client = nd.inputs.iter().any(|&i| client[i]);
-        let from_enc = nd.inputs.iter().any(|&i| encrypted_in[i]);
+        let from_enc = nd.inputs.iter().any(|&i| enc[i]);
         if from_client && !from_enc {
             nd.outputs.iter().for_each(|&o| client[o] = true);
             continue;
         }
-        nd.outputs.iter().for_each(|&o| encrypted_in[o] = from_enc || from_client);
         if nd.outputs.iter().any(|&o| live[o]) {
             for &i in &nd.inputs {
                 if client[i] && !frontier.contains(&i) {

@@ -9,7 +9,7 @@ use polyhe_ir::{Op, ValueDef};
 
 #[test]
 fn shipped_models_get_bootstrap_placements() {
-    for name in ["encoder", "sigma_encoder", "vit"] {
+    for name in ["encoder", "sigma_encoder", "vit", "bert_tiny"] {
         let t = std::time::Instant::now();
         let s = shipped_poly(name);
         let c = compile_ckks(&s.poly, &BackendOptions::default()).unwrap();
@@ -35,7 +35,7 @@ fn encoder_head_split_runs_encrypted() {
         .find(|(_, d)| matches!(d.op, Op::MatMul) && d.inputs.iter().all(|&v| enc[v]))
         .expect("a ct×ct matmul");
     g.outputs = first_ctct.inputs.clone();
-    let out = run_encrypted(&g, std::slice::from_ref(&s.input), &BackendOptions::default());
+    let out = run_encrypted(&g, &s.inputs, &BackendOptions::default());
     println!("{}", out.compiled.report);
     assert!(out.compiled.report.depth <= 2, "depth {}", out.compiled.report.depth);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
@@ -54,7 +54,7 @@ fn encoder_attention_scores_run_encrypted() {
     let cut = first_poly.inputs[0];
     assert!(matches!(g.values[cut].def, ValueDef::Result(..)));
     g.outputs = vec![cut];
-    let out = run_encrypted(&g, std::slice::from_ref(&s.input), &BackendOptions::default());
+    let out = run_encrypted(&g, &s.inputs, &BackendOptions::default());
     println!("{}", out.compiled.report);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }

@@ -74,47 +74,71 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
 /// A shipped model compiled to the polynomial stage at batch size 1, with its first sample.
 pub struct ShippedPoly {
     pub poly: Graph,
-    pub input: Tensor,
+    /// The first sample, in graph-input order.
+    pub inputs: Vec<Tensor>,
 }
 
 fn read_npy(path: &std::path::Path) -> Tensor {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let v: Vec<f32> = npy.into_vec().unwrap();
-    Tensor::float(DType::F32, shape, v.into_iter().map(f64::from).collect()).unwrap()
+    let npyz::DType::Plain(ts) = npy.dtype() else { panic!("structured dtype") };
+    match ts.type_char() {
+        npyz::TypeChar::Int => {
+            let v: Vec<i64> = npy.into_vec().unwrap();
+            Tensor::int(DType::I64, shape, v).unwrap()
+        }
+        _ => {
+            let v: Vec<f32> = npy.into_vec().unwrap();
+            Tensor::float(DType::F32, shape, v.into_iter().map(f64::from).collect()).unwrap()
+        }
+    }
 }
 
-/// Loads `models/<name>` (one float input), calibrates on `calib/<input>.npy`, compiles to the poly
-/// stage for the shape of one sample of `inputs/<input>.npy`.
-pub fn shipped_poly(name: &str) -> ShippedPoly {
-    use polyhe_frontend::{import, load, ImportOptions};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
-    let m = load(&dir.join("model.onnx")).unwrap();
-    // The shipped models have one float input; its files are named after it.
-    let file = std::fs::read_dir(dir.join("calib"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "npy"))
-        .unwrap();
-    let input_name = file.file_stem().unwrap().to_string_lossy().into_owned();
-    let calib = read_npy(&file);
-    let all = read_npy(&dir.join("inputs").join(file.file_name().unwrap()));
-    let mut shape = all.shape().to_vec();
+fn first_sample(t: &Tensor) -> Tensor {
+    let mut shape = t.shape().to_vec();
     let per: usize = shape.iter().skip(1).product();
     shape[0] = 1;
-    let input = Tensor::float(DType::F32, shape.clone(), all.to_f64_vec()[..per].to_vec()).unwrap();
-    let imp = |s: Vec<usize>| {
+    let mut ty = t.ty.clone();
+    ty.shape = shape;
+    let data = match &t.data {
+        polyhe_ir::Data::Float(v) => polyhe_ir::Data::Float(v[..per].to_vec()),
+        polyhe_ir::Data::Int(v) => polyhe_ir::Data::Int(v[..per].to_vec()),
+        polyhe_ir::Data::Bool(v) => polyhe_ir::Data::Bool(v[..per].to_vec()),
+    };
+    Tensor::new(ty, data).unwrap()
+}
+
+/// Loads `models/<name>`, calibrates on `calib/*.npy`, compiles to the poly stage for the shapes of
+/// the first sample of `inputs/*.npy` (files are named after the model inputs).
+pub fn shipped_poly(name: &str) -> ShippedPoly {
+    use polyhe_frontend::{import, load, ImportOptions};
+    use std::collections::BTreeMap;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
+    let m = load(&dir.join("model.onnx")).unwrap();
+    let read = |sub: &str| -> BTreeMap<String, Tensor> {
+        std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+            .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), read_npy(&p)))
+            .collect()
+    };
+    let calib = read("calib");
+    let inputs: BTreeMap<String, Tensor> = read("inputs").iter().map(|(n, t)| (n.clone(), first_sample(t))).collect();
+    let imp = |ts: &BTreeMap<String, Tensor>| {
         let opts = ImportOptions {
-            input_shapes: [(input_name.clone(), s)].into_iter().collect(),
+            input_shapes: ts.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect(),
             recognize: true,
             ..Default::default()
         };
-        import(&m, &opts).unwrap()
+        let g = import(&m, &opts).unwrap();
+        let ordered: Vec<Tensor> = g.inputs.iter().map(|&v| ts[&g.value_label(v)].clone()).collect();
+        (g, ordered)
     };
-    let cg = imp(calib.shape().to_vec());
-    let cal = polyhe_passes::calibrate(&cg, &[vec![calib.clone()]]).unwrap();
-    let g = imp(shape);
+    let (cg, cal_in) = imp(&calib);
+    let cal = polyhe_passes::calibrate(&cg, &[cal_in]).unwrap();
+    let (g, ordered) = imp(&inputs);
     let poly = polyhe_passes::compile_to_poly(&g, &cal, &polyhe_passes::PolyOptions::default()).unwrap().graph;
-    ShippedPoly { poly, input }
+    ShippedPoly { poly, inputs: ordered }
 }
