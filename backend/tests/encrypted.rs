@@ -251,7 +251,10 @@ fn data_movement_conv_and_gemm_variants() {
     let b = constant(&mut g, &[5, 4], 24);
     let gemm = node(&mut g, Op::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: true }, vec![y, b]);
     let sum = node(&mut g, Op::ReduceSum { axes: vec![1, 2], keepdims: false }, vec![conv]);
-    g.outputs = vec![exp, sl, conv, gemm, sum];
+    // Two encrypted operands at different levels (x at the top, x·x one below) in one map.
+    let xx = node(&mut g, Op::Mul, vec![x, x]);
+    let cat2 = node(&mut g, Op::Concat { axis: 2 }, vec![x, xx]);
+    g.outputs = vec![exp, sl, conv, gemm, sum, cat2];
     let inputs = [
         tensor(&[2, 3, 4], rand_vec(24, 25)),
         tensor(&[1, 2, 5, 5], rand_vec(50, 26)),
