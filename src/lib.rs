@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 pub use polyhe_frontend as frontend;
 pub use polyhe_ir as ir;
-pub use polyhe_passes as passes;
 use polyhe_ir::{Graph, Tensor};
+pub use polyhe_passes as passes;
 
 /// A `NAME=FILE` or bare `FILE` argument of `--input`, `--output`, `--calib`.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,7 +32,7 @@ impl std::str::FromStr for NamedPath {
             Some((n, p)) if !n.is_empty() && !n.contains('/') && !p.is_empty() => {
                 Ok(NamedPath { name: Some(n.to_string()), path: PathBuf::from(p) })
             }
-            Some((_, p)) if p.is_empty() => Err(format!("`{s}`: missing file after `=`")),
+            Some((_, "")) => Err(format!("`{s}`: missing file after `=`")),
             _ => Ok(NamedPath { name: None, path: PathBuf::from(s) }),
         }
     }
@@ -91,10 +91,7 @@ pub fn read_inputs(input_names: &[String], given: &[NamedPath]) -> Result<BTreeM
             missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         );
     }
-    paths
-        .into_iter()
-        .map(|(n, p)| Ok((n, npy::read(&p)?)))
-        .collect()
+    paths.into_iter().map(|(n, p)| Ok((n, npy::read(&p)?))).collect()
 }
 
 /// Imports the model to the tensor IR with dims bound from `dims` and from the shapes of `inputs`.
@@ -153,10 +150,7 @@ pub fn max_rel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// Like [`read_inputs`] but inputs may be missing (used by `dump`, where files only bind dims).
 pub fn read_inputs_partial(input_names: &[String], given: &[NamedPath]) -> Result<BTreeMap<String, Tensor>> {
-    assign_names("input", input_names, given)?
-        .into_iter()
-        .map(|(n, p)| Ok((n, npy::read(&p)?)))
-        .collect()
+    assign_names("input", input_names, given)?.into_iter().map(|(n, p)| Ok((n, npy::read(&p)?))).collect()
 }
 
 /// Names of the model's real inputs (initializers that exporters also list as inputs excluded).
@@ -178,7 +172,8 @@ pub fn calibrate_model(
 ) -> Result<polyhe_passes::Calibration> {
     // Calibration batches may have another batch size than the deployment inputs, so `--dim` values
     // (meant for deployment) are not applied here; the calibration files' shapes bind every dim.
-    let g = import_for_inputs(model, &BTreeMap::new(), calib, recognize).context("importing the model for calibration")?;
+    let g =
+        import_for_inputs(model, &BTreeMap::new(), calib, recognize).context("importing the model for calibration")?;
     let ordered = ordered_inputs(&g, calib).context("calibration inputs")?;
     Ok(polyhe_passes::calibrate(&g, &[ordered])?)
 }
@@ -210,7 +205,11 @@ pub fn worst_row_cosine(a: &Tensor, b: &Tensor) -> Option<f64> {
             let dot: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
             let nx = x.iter().map(|p| p * p).sum::<f64>().sqrt();
             let ny = y.iter().map(|q| q * q).sum::<f64>().sqrt();
-            if nx == 0.0 && ny == 0.0 { 1.0 } else { dot / (nx * ny) }
+            if nx == 0.0 && ny == 0.0 {
+                1.0
+            } else {
+                dot / (nx * ny)
+            }
         })
         .reduce(f64::min)
 }

@@ -12,7 +12,11 @@ use polyhe::{npy, NamedPath};
 use polyhe_ir::text::{self, PrintOptions};
 
 #[derive(Parser)]
-#[command(name = "polyhe", version, about = "Compile trained transformers (ONNX) into CKKS homomorphic-encryption circuits")]
+#[command(
+    name = "polyhe",
+    version,
+    about = "Compile trained transformers (ONNX) into CKKS homomorphic-encryption circuits"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -95,9 +99,7 @@ impl PolyArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Show a model's inputs, outputs, op histogram, parameter count and unsupported ops.
-    Inspect {
-        model: PathBuf,
-    },
+    Inspect { model: PathBuf },
     /// Print the IR of a model at a compilation stage.
     Dump {
         model: PathBuf,
@@ -277,7 +279,8 @@ fn run(cli: Cli) -> Result<()> {
             let (g, results, elapsed) = match mode {
                 Mode::Reference => {
                     let t0 = Instant::now();
-                    let r = polyhe_ir::interp::run(&g, &ordered).with_context(|| format!("running {}", model.display()))?;
+                    let r =
+                        polyhe_ir::interp::run(&g, &ordered).with_context(|| format!("running {}", model.display()))?;
                     (g, r, t0.elapsed())
                 }
                 Mode::Poly => {
@@ -304,7 +307,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(p) = cmp_paths.get(&name) {
                     let expected = npy::read(p)?;
-                    let err = polyhe::max_rel_error(t, &expected).with_context(|| format!("comparing `{name}` with {}", p.display()))?;
+                    let err = polyhe::max_rel_error(t, &expected)
+                        .with_context(|| format!("comparing `{name}` with {}", p.display()))?;
                     println!("{name}: max relative error vs {} = {err:.3e}", p.display());
                     if let Some(c) = polyhe::worst_row_cosine(t, &expected) {
                         println!("{name}: worst per-row cosine similarity = {c:.6}");
@@ -341,12 +345,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} and {}", report_path.display(), ir_path.display());
             Ok(())
         }
-        Cmd::Bench { what: BenchCmd::Runtime { log_n, depth, threads, scale_bits, first_bits, special_bits, dnum, reps, json } } => {
+        Cmd::Bench {
+            what: BenchCmd::Runtime { log_n, depth, threads, scale_bits, first_bits, special_bits, dnum, reps, json },
+        } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");
             }
             let cfg = polyhe_runtime::BenchConfig { log_n, depth, scale_bits, first_bits, special_bits, dnum, reps };
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("building the thread pool")?;
+            let pool =
+                rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("building the thread pool")?;
             let report = pool.install(|| polyhe_runtime::bench_ops(&cfg))?;
             if json {
                 println!("{}", report.to_json());
@@ -393,7 +400,9 @@ fn compile_poly(
     import: &ImportArgs,
 ) -> Result<polyhe_passes::PolyResult> {
     if poly.calib.is_empty() {
-        anyhow::bail!("the polynomial stage needs calibration inputs: give --calib [NAME=]FILE.npy (a batch of sample inputs)");
+        anyhow::bail!(
+            "the polynomial stage needs calibration inputs: give --calib [NAME=]FILE.npy (a batch of sample inputs)"
+        );
     }
     let names = polyhe::input_names(m);
     let calib = polyhe::read_inputs(&names, &poly.calib).context("reading --calib")?;
@@ -401,7 +410,8 @@ fn compile_poly(
         .with_context(|| format!("calibrating {}", path.display()))?;
     let mut opts = poly.options();
     opts.verify = cfg!(debug_assertions);
-    polyhe_passes::compile_to_poly(g, &cal, &opts).with_context(|| format!("compiling {} to the polynomial stage", path.display()))
+    polyhe_passes::compile_to_poly(g, &cal, &opts)
+        .with_context(|| format!("compiling {} to the polynomial stage", path.display()))
 }
 
 fn median(v: &mut [f64]) -> f64 {

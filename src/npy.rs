@@ -14,7 +14,9 @@ pub enum NpyError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: not a valid .npy file: {msg}")]
     Format { path: String, msg: String },
-    #[error("{path}: unsupported .npy dtype `{descr}` (supported: float16/32/64, int8/16/32/64, uint8/16/32/64, bool)")]
+    #[error(
+        "{path}: unsupported .npy dtype `{descr}` (supported: float16/32/64, int8/16/32/64, uint8/16/32/64, bool)"
+    )]
     Dtype { path: String, descr: String },
 }
 
@@ -45,9 +47,7 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<Tensor, NpyError> {
         }
         v => return Err(fmt_err(path, format!("unknown format version {v}"))),
     };
-    let header = bytes
-        .get(hstart..hstart.saturating_add(hlen))
-        .ok_or_else(|| fmt_err(path, "truncated header"))?;
+    let header = bytes.get(hstart..hstart.saturating_add(hlen)).ok_or_else(|| fmt_err(path, "truncated header"))?;
     let header = std::str::from_utf8(header).map_err(|_| fmt_err(path, "header is not UTF-8"))?;
     let descr = dict_str(header, "descr").ok_or_else(|| fmt_err(path, "header has no 'descr'"))?;
     let fortran = dict_raw(header, "fortran_order").ok_or_else(|| fmt_err(path, "header has no 'fortran_order'"))?;
@@ -55,7 +55,8 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<Tensor, NpyError> {
         return Err(fmt_err(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
     }
     let shape = parse_shape(header).ok_or_else(|| fmt_err(path, "header has no valid 'shape'"))?;
-    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| fmt_err(path, "shape overflows"))?;
+    let numel =
+        shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| fmt_err(path, "shape overflows"))?;
     let payload = &bytes[hstart + hlen..];
 
     let (dtype, width): (DType, usize) = match descr.as_str() {
@@ -72,7 +73,10 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<Tensor, NpyError> {
     };
     let need = numel.checked_mul(width).ok_or_else(|| fmt_err(path, "shape overflows"))?;
     if payload.len() < need {
-        return Err(fmt_err(path, format!("payload has {} bytes, shape {:?} of {} needs {}", payload.len(), shape, descr, need)));
+        return Err(fmt_err(
+            path,
+            format!("payload has {} bytes, shape {:?} of {} needs {}", payload.len(), shape, descr, need),
+        ));
     }
     let chunks = payload[..need].chunks_exact(width.max(1));
     let data = match descr.as_str() {
