@@ -224,7 +224,8 @@ fn run_poly_mode_matches_onnxruntime_closely() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = polyhe::npy::read(&out).unwrap().to_f64_vec();
     let want = polyhe::npy::read(&m.join("expected/logits.npy")).unwrap().to_f64_vec();
-    let argmax = |v: &[f64]| v.chunks(4).map(|r| (0..4).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()).collect::<Vec<_>>();
+    let argmax =
+        |v: &[f64]| v.chunks(4).map(|r| (0..4).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()).collect::<Vec<_>>();
     assert_eq!(argmax(&got), argmax(&want));
 }
 

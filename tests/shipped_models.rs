@@ -78,7 +78,11 @@ fn recognition_fuses_layer_norm_and_gelu() {
         let (g, _) = load_and_import(name, true);
         assert_eq!(count(&g, "layer_norm"), ln, "{name}: layer_norm count");
         assert_eq!(count(&g, "gelu"), gelu, "{name}: gelu count");
-        assert_eq!(count(&g, "erf") + count(&g, "tanh") * (name != "bert_tiny") as usize, 0, "{name}: leftover erf/tanh");
+        assert_eq!(
+            count(&g, "erf") + count(&g, "tanh") * (name != "bert_tiny") as usize,
+            0,
+            "{name}: leftover erf/tanh"
+        );
     }
 }
 
