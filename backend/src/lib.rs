@@ -217,6 +217,9 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
             // Fewer levels at the larger N: a smaller N would do, but its packing was not measured.
             Ok(_) => break params::select(depth, &BackendOptions { log_n: Some(dry_log_n), ..opts.clone() })?,
             Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
+            // A program this deep would run at N = 2^16 once bootstrapping exists: measure the
+            // packing (and so the counts and the placement) there.
+            Err(_) if dry_log_n < 16 => dry_log_n = 16,
             Err(_) => {
                 let max_levels = params::max_levels(opts);
                 let n_in = dry.builder.n_in;

@@ -20,9 +20,11 @@
 //!   indices) is an [`AffineMap`] extracted by probing the reference interpreter — exactly, by index
 //!   tracing for pure data movement, by basis vectors otherwise — and lowered by the diagonal method
 //!   (`linear.rs`); identity maps such as row-major reshapes cost nothing;
-//! - ct×ct matmul `[.., I, K] × [.., K, J]`: both operands are expanded by data-movement maps to
-//!   `[K, .., I, J]`, multiplied slot-wise, and summed over `K` by a third map (K diagonals, left
-//!   pending so it fuses with what follows);
+//! - ct×ct matmul `[.., I, K] × [.., K, J]`: both operands are expanded to the product layout
+//!   `[K, .., I, J]`, multiplied slot-wise, and summed over `K` by a map (K diagonals, left pending
+//!   so it fuses with what follows). When the product fits one ciphertext, the expansion is a
+//!   "spread" map (A at j = 0, B at i = 0: `T/J` and `B·K` diagonals instead of `T` and `T/J`)
+//!   followed by rotate-and-add replication along J and I (no level);
 //! - `chebyshev`: the depth-optimal `EvalPlan` of the polynomial, op by op; additive constants are
 //!   masked to the tensor's slots so unused slots stay bounded.
 
@@ -646,6 +648,8 @@ impl Ctx<'_> {
             }
             idx
         };
+        // Replication by rotations needs the product in one ciphertext (blocks never straddle).
+        let fill = t_numel <= self.slots;
         let mut ma = Vec::with_capacity(t_numel);
         let mut mb = Vec::with_capacity(t_numel);
         let mut mr = Vec::with_capacity(t_numel);
@@ -656,8 +660,14 @@ impl Ctx<'_> {
                     for k in 0..k_n {
                         // K outermost: the sum over K is K diagonals (shifts by multiples of B·I·J).
                         let t = ((k * nb + bp) * i_n + i) * j_n + j;
-                        ma.push((t, (ab * i_n + i) * k_n + k, 1.0));
-                        mb.push((t, (bb * k_n + k) * j_n + j, 1.0));
+                        // With `fill`, the maps only place A at j = 0 and B at i = 0 ("spread",
+                        // few diagonals); rotations then copy them along J and I.
+                        if !fill || j == 0 {
+                            ma.push((t, (ab * i_n + i) * k_n + k, 1.0));
+                        }
+                        if !fill || i == 0 {
+                            mb.push((t, (bb * k_n + k) * j_n + j, 1.0));
+                        }
                         mr.push(((bp * i_n + i) * j_n + j, t, 1.0));
                     }
                 }
@@ -668,10 +678,15 @@ impl Ctx<'_> {
         let t_shape = [t_numel];
         let xa = self.apply(va.clone(), AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &t_shape)?;
         let xb = self.apply(vb.clone(), AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &t_shape)?;
-        let (Val::Ct { regs: xa, .. }, Val::Ct { regs: xb, .. }) = (self.materialize(xa)?, self.materialize(xb)?)
+        let (Val::Ct { regs: mut xa, .. }, Val::Ct { regs: mut xb, .. }) =
+            (self.materialize(xa)?, self.materialize(xb)?)
         else {
             return Err(BackendError::Internal("ct_matmul materialize".into()));
         };
+        if fill {
+            xa = xa.into_iter().map(|r| self.replicate(r, j_n, 1)).collect::<Result<_, _>>()?;
+            xb = xb.into_iter().map(|r| self.replicate(r, i_n, j_n)).collect::<Result<_, _>>()?;
+        }
         let mut prod = Vec::new();
         for (&x, &y) in xa.iter().zip(&xb) {
             prod.push(self.b.mul(x, y)?);
@@ -679,6 +694,33 @@ impl Ctx<'_> {
         // The sum over K stays pending, so it fuses with what follows (head merge, projection).
         let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
         Ok(Val::Lazy { base: prod, base_numel: t_numel, map, shape: out_shape.to_vec() })
+    }
+
+    /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
+    /// `stride·count` slots (the other offsets are zero): `Σ_t rot(x, −t·stride)`, by doubling when
+    /// `count` is a power of two (log₂ count rotations), else by hoisted rotations. No level.
+    fn replicate(&mut self, x: Reg, count: usize, stride: usize) -> Result<Reg, BackendError> {
+        let s = self.slots;
+        let right = |by: usize| ((s - by % s) % s) as i64;
+        if count.is_power_of_two() {
+            let mut y = x;
+            let mut have = 1;
+            while have < count {
+                let r = self.b.rotate(y, right(have * stride));
+                y = self.b.add(y, r)?;
+                have *= 2;
+            }
+            self.stats.rotations += count.trailing_zeros() as usize;
+            Ok(y)
+        } else {
+            let mut y = x;
+            for t in 1..count {
+                let r = self.b.rotate(x, right(t * stride));
+                y = self.b.add(y, r)?;
+            }
+            self.stats.rotations += count.saturating_sub(1);
+            Ok(y)
+        }
     }
 
     /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.

@@ -122,7 +122,7 @@ fn tiny_attention_ct_ct_matmuls() {
     let x = input(&mut g, "x", &[4, 6]);
     let wq = constant(&mut g, &[6, 4], 11);
     let wk = constant(&mut g, &[6, 4], 12);
-    let wv = constant(&mut g, &[6, 4], 13);
+    let wv = constant(&mut g, &[6, 3], 13); // J = 3: replication by hoisted rotations, not doubling
     let q = node(&mut g, Op::MatMul, vec![x, wq]);
     let k = node(&mut g, Op::MatMul, vec![x, wk]);
     let v = node(&mut g, Op::MatMul, vec![x, wv]);

@@ -41,10 +41,8 @@ fn encoder_head_split_runs_encrypted() {
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }
 
-/// Slow (≈ 85 s in the test profile; 9k diagonals): the fast equivalents are
-/// `encoder_head_split_runs_encrypted` here and `tiny_attention_ct_ct_matmuls` in encrypted.rs.
+/// ≈ 27 s in the test profile (N = 2^14, ~1.6k diagonals, 235 rotation keys).
 #[test]
-#[ignore]
 fn encoder_attention_scores_run_encrypted() {
     // Cut the encoder's poly graph at the input of its first polynomial (the softmax's exp): Q/K
     // projections, head split, QKᵀ, scaling and the max shift — affine maps and a ct×ct matmul.
