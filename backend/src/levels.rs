@@ -37,6 +37,8 @@ pub(crate) struct Builder {
     const_ids: HashMap<Vec<u64>, u32>,
     reg_level: Vec<usize>,
     reg_scale: Vec<f64>,
+    /// Decompose rotations into powers of two over this many slots (see [`Builder::rotate`]).
+    pub pow2_slots: Option<usize>,
 }
 
 fn is_small_int(v: f64) -> bool {
@@ -64,6 +66,7 @@ impl Builder {
             const_ids: HashMap::new(),
             reg_level: Vec::new(),
             reg_scale: Vec::new(),
+            pow2_slots: None,
         }
     }
 
@@ -170,8 +173,32 @@ impl Builder {
     pub fn neg(&mut self, a: Reg) -> Reg {
         self.emit(Op::Neg(a), self.level(a), self.scale(a))
     }
+    /// Rotation left by `step`; with `pow2_slots = Some(S)` it is a chain of rotations by signed
+    /// powers of two (the non-adjacent form of `step mod S`), so only `~2·log₂ S` Galois keys exist.
     pub fn rotate(&mut self, a: Reg, step: i64) -> Reg {
-        self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a))
+        match self.pow2_slots {
+            None => self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a)),
+            Some(s) => {
+                let s = s as i64;
+                let mut k = step.rem_euclid(s);
+                if k > s / 2 {
+                    k -= s; // the shorter way round
+                }
+                let mut x = a;
+                let mut bit = 1i64;
+                while k != 0 {
+                    if k & 1 != 0 {
+                        // NAF digit: ±1 chosen so the remainder becomes divisible by 4.
+                        let d = if k.rem_euclid(4) == 1 { 1 } else { -1 };
+                        x = self.emit(Op::Rotate { src: x, step: d * bit }, self.level(x), self.scale(x));
+                        k -= d;
+                    }
+                    k /= 2;
+                    bit *= 2;
+                }
+                x
+            }
+        }
     }
 
     /// ct × ct, relinearized and rescaled.

@@ -46,6 +46,10 @@ pub struct BackendOptions {
     /// to save a level: composed ≤ g·(d₁+d₂) + 64·g. Larger trades time for depth (shipped
     /// encoder: g = 4 → depth 64, g = 16 → 60 with twice the instructions); 0 never composes.
     pub fusion_growth: usize,
+    /// Generate Galois keys for signed powers of two only and chain rotations (NAF): about
+    /// `2·log₂(N/2)` keys instead of one per distinct step, at more key switches. For large N,
+    /// where each key costs tens of MiB.
+    pub pow2_rotations: bool,
 }
 
 impl Default for BackendOptions {
@@ -60,6 +64,7 @@ impl Default for BackendOptions {
             special_bits: 60,
             bootstrap_depth: 14,
             fusion_growth: 4,
+            pow2_rotations: false,
         }
     }
 }
@@ -209,7 +214,15 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     // the parameters were chosen for (N only grows, so this ends after at most four rounds).
     let params = loop {
         let dry_slots = 1usize << (dry_log_n - 1);
-        let dry = lower::lower(graph, stand_in.clone(), opts.log_scale, DRY_LEVELS, dry_slots, opts.fusion_growth)?;
+        let dry = lower::lower(
+            graph,
+            stand_in.clone(),
+            opts.log_scale,
+            DRY_LEVELS,
+            dry_slots,
+            opts.fusion_growth,
+            opts.pow2_rotations,
+        )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
         match params::select(depth, opts) {
             Ok(p) if p.log_n() == dry_log_n => break p,
@@ -248,8 +261,15 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         }
     };
     let slots = params.slots();
-    let real =
-        lower::lower(graph, params.moduli().to_vec(), opts.log_scale, params.max_level(), slots, opts.fusion_growth)?;
+    let real = lower::lower(
+        graph,
+        params.moduli().to_vec(),
+        opts.log_scale,
+        params.max_level(),
+        slots,
+        opts.fusion_growth,
+        opts.pow2_rotations,
+    )?;
     let program = Program {
         name: graph.name.clone(),
         params: polyhe_runtime::ProgramParams::from_params(&params),

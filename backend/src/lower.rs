@@ -109,9 +109,13 @@ pub(crate) fn lower(
     input_level: usize,
     slots: usize,
     fusion_growth: usize,
+    pow2_rotations: bool,
 ) -> Result<Lowered, BackendError> {
     let mut cx =
         Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
+    if pow2_rotations {
+        cx.b.pow2_slots = Some(slots);
+    }
     let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
     // Only nodes the outputs depend on are lowered (dead code costs no levels).
     let mut live: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);

@@ -68,7 +68,7 @@ fn matmul_gemm_with_plaintext_weights() {
     let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
     // The one-call helper the CLI uses gives the same answer.
     let run = polyhe_backend::run_encrypted(&out.compiled, &[x.to_f64_vec()]).unwrap();
-    let want = polyhe_ir::interp::run(&g, &[x]).unwrap()[0].to_f64_vec();
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
     assert!(run.outputs[0].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
     assert!(run.timings.eval > 0.0 && run.stats.rotations > 0);
     let r = &out.compiled.report;
@@ -79,6 +79,16 @@ fn matmul_gemm_with_plaintext_weights() {
     assert_eq!(out.stats.rotations, r.rotations);
     assert!(out.stats.hoists > 0);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    // Power-of-two Galois keys only: rotations become NAF chains, same answer.
+    let pow2 = BackendOptions { pow2_rotations: true, ..Default::default() };
+    let out2 = run_encrypted(&g, std::slice::from_ref(&x), &pow2);
+    assert!(
+        out2.compiled.rotation_steps.iter().all(|s| s.unsigned_abs().is_power_of_two()),
+        "{:?}",
+        out2.compiled.rotation_steps
+    );
+    assert!(out2.compiled.report.rotations >= r.rotations);
+    assert!(out2.rel_err < 1e-3, "error {}", out2.rel_err);
 }
 
 #[test]
