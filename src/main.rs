@@ -153,6 +153,47 @@ enum Cmd {
         #[command(flatten)]
         poly: PolyArgs,
     },
+    /// Client: make keys for a compiled program (OUT/program.bin): KEYS/secret.key and
+    /// KEYS/public.key stay with the client, KEYS/eval.keys (relinearization + the exact rotation set)
+    /// goes to the server.
+    Keygen {
+        /// The `polyhe compile` output folder.
+        out: PathBuf,
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+    },
+    /// Client: encrypt inputs for a compiled program with the public key; writes CT/in<k>.ct.
+    Encrypt {
+        out: PathBuf,
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+        #[arg(long = "input", value_name = "[NAME=]FILE", required = true)]
+        inputs: Vec<NamedPath>,
+        #[arg(short = 'o', long = "ciphertexts", value_name = "CT")]
+        ciphertexts: PathBuf,
+    },
+    /// Server: evaluate a compiled program on encrypted inputs. Reads only OUT/program.bin,
+    /// KEYS/eval.keys and CT/in<k>.ct (never a secret key); writes RESULT/out<k>.ct.
+    Eval {
+        out: PathBuf,
+        /// The evaluation-keys file (KEYS/eval.keys).
+        #[arg(long = "eval-keys", value_name = "FILE")]
+        eval_keys: PathBuf,
+        #[arg(long = "ciphertexts", value_name = "CT")]
+        ciphertexts: PathBuf,
+        #[arg(short = 'o', long = "result", value_name = "RESULT")]
+        result: PathBuf,
+    },
+    /// Client: decrypt a result with the secret key and write `.npy` outputs.
+    Decrypt {
+        out: PathBuf,
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+        #[arg(long = "ciphertexts", value_name = "RESULT")]
+        ciphertexts: PathBuf,
+        #[arg(long = "output", value_name = "[NAME=]FILE", required = true)]
+        outputs: Vec<NamedPath>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -204,6 +245,9 @@ enum Stage {
     Tensor,
     /// The polynomial circuit (needs `--calib`).
     Poly,
+    /// The CKKS program with level and scale on every instruction (needs `--calib`); for a circuit
+    /// deeper than the modulus chain, the backend report with the bootstrap placement.
+    Ckks,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -219,6 +263,9 @@ enum Mode {
     /// The polynomial circuit in f64 (needs `--calib`); counts polynomial inputs outside their fitted
     /// intervals.
     Poly,
+    /// Keygen, encrypt, evaluate under CKKS, decrypt in one process (needs `--calib`); prints timings per
+    /// phase and the error vs poly mode.
+    Encrypted,
 }
 
 fn main() -> ExitCode {
@@ -250,8 +297,21 @@ fn run(cli: Cli) -> Result<()> {
             let given = polyhe::read_inputs_partial(&names, &inputs)?;
             let mut g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
-            if stage == Stage::Poly {
+            if stage == Stage::Poly || stage == Stage::Ckks {
                 g = compile_poly(&m, &model, &g, &poly, &import)?.graph;
+            }
+            if stage == Stage::Ckks {
+                let ck = polyhe_backend::compile_ckks(&g, &polyhe_backend::BackendOptions::default())
+                    .context("lowering to CKKS")?;
+                let s = match &ck.program {
+                    Some(p) => p.print(),
+                    None => format!("{}", ck.report),
+                };
+                match out {
+                    Some(p) => std::fs::write(&p, s).with_context(|| format!("writing {}", p.display()))?,
+                    None => print!("{s}"),
+                }
+                return Ok(());
             }
             let s = match format {
                 Format::Text => {
@@ -297,6 +357,35 @@ fn run(cli: Cli) -> Result<()> {
                     eprint!("{oor}");
                     (compiled.graph, r, elapsed)
                 }
+                Mode::Encrypted => {
+                    let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+                    let ck = polyhe_backend::compile_ckks(&compiled.graph, &polyhe_backend::BackendOptions::default())
+                        .context("lowering to CKKS")?;
+                    eprint!("{}", ck.report);
+                    let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
+                    let run = polyhe_backend::run_encrypted(&ck, &data)?;
+                    let t = &run.timings;
+                    eprintln!(
+                        "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s",
+                        t.context,
+                        t.keygen,
+                        ck.rotation_steps.len(),
+                        t.encrypt,
+                        t.eval,
+                        t.decrypt
+                    );
+                    let (program, _) = ck.runnable()?;
+                    let results = output_tensors(program, &compiled.graph, run.outputs)?;
+                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
+                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&compiled.graph.outputs) {
+                        eprintln!(
+                            "{}: max relative error vs poly mode = {:.3e}",
+                            compiled.graph.value_label(v),
+                            polyhe::max_rel_error(a, b)?
+                        );
+                    }
+                    (compiled.graph, results, std::time::Duration::from_secs_f64(t.eval))
+                }
             };
             for (&v, t) in g.outputs.iter().zip(&results) {
                 let name = g.value_label(v);
@@ -318,7 +407,11 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            let what = if mode == Mode::Poly { "poly" } else { "reference" };
+            let what = match mode {
+                Mode::Reference => "reference",
+                Mode::Poly => "poly",
+                Mode::Encrypted => "encrypted evaluation",
+            };
             eprintln!("{what} run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
             Ok(())
         }
@@ -343,6 +436,117 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("writing {}", ir_path.display()))?;
             print!("{}", compiled.report);
             println!("wrote {} and {}", report_path.display(), ir_path.display());
+            let ck = polyhe_backend::compile_ckks(&compiled.graph, &polyhe_backend::BackendOptions::default())
+                .context("lowering to CKKS")?;
+            let ck_path = out.join("ckks_report.json");
+            std::fs::write(&ck_path, ck.report.to_json()).with_context(|| format!("writing {}", ck_path.display()))?;
+            print!("{}", ck.report);
+            match &ck.program {
+                Some(p) => {
+                    let prog_path = out.join("program.bin");
+                    std::fs::write(&prog_path, p.to_bytes())
+                        .with_context(|| format!("writing {}", prog_path.display()))?;
+                    println!("wrote {} and {}", ck_path.display(), prog_path.display());
+                }
+                None => println!(
+                    "wrote {}; no program.bin: the circuit needs bootstrapping, which the runtime does not have yet",
+                    ck_path.display()
+                ),
+            }
+            Ok(())
+        }
+        Cmd::Keygen { out, keys } => {
+            let (program, ctx) = load_program(&out)?;
+            let t0 = Instant::now();
+            let client = polyhe_runtime::ClientKeys::generate(&ctx)?;
+            let steps = program.rotation_steps();
+            let eval_keys = client.evaluation_keys(&steps, false)?;
+            std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+            client.secret_key().write_to(keys.join("secret.key"))?;
+            client.public_key().write_to(keys.join("public.key"))?;
+            eval_keys.write_to(keys.join("eval.keys"))?;
+            let bytes = std::fs::metadata(keys.join("eval.keys")).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "keys for {} rotation steps in {:.2} s; wrote {}/{{secret.key, public.key}} (client) and {}/eval.keys ({:.1} MiB, for the server)",
+                steps.len(),
+                t0.elapsed().as_secs_f64(),
+                keys.display(),
+                keys.display(),
+                bytes as f64 / (1u64 << 20) as f64
+            );
+            Ok(())
+        }
+        Cmd::Encrypt { out, keys, inputs, ciphertexts } => {
+            let (program, ctx) = load_program(&out)?;
+            let ir_path = out.join("poly.ir");
+            let src = std::fs::read_to_string(&ir_path).with_context(|| format!("reading {}", ir_path.display()))?;
+            let g = text::parse(&src).with_context(|| format!("parsing {}", ir_path.display()))?;
+            // The client recompiles the (deterministic) lowering to know which client-side values the
+            // program expects, and checks it is the program the server will run.
+            let ck = polyhe_backend::compile_ckks(&g, &polyhe_backend::BackendOptions::default())
+                .context("lowering to CKKS")?;
+            let (mine, _) = ck.runnable()?;
+            if mine.to_bytes() != program.to_bytes() {
+                anyhow::bail!(
+                    "{} does not match {}/poly.ir (recompile with `polyhe compile`)",
+                    out.join("program.bin").display(),
+                    out.display()
+                );
+            }
+            let names: Vec<String> = g.inputs.iter().map(|&v| g.value_label(v)).collect();
+            let given = polyhe::read_inputs(&names, &inputs)?;
+            let ordered = polyhe::ordered_inputs(&g, &given)?;
+            let data = polyhe_backend::program_inputs(&g, &ck, &ordered)?;
+            let public = polyhe_runtime::PublicKey::read_from(&ctx, keys.join("public.key"))?;
+            let encryptor = polyhe_runtime::Encryptor::new(&ctx, public)?;
+            let cts = polyhe_runtime::encrypt_inputs(&program, &ctx, &encryptor, &data)?;
+            std::fs::create_dir_all(&ciphertexts).with_context(|| format!("creating {}", ciphertexts.display()))?;
+            for (k, ct) in cts.iter().enumerate() {
+                ct.write_to(ciphertexts.join(format!("in{k}.ct")))?;
+            }
+            println!("wrote {} ciphertexts to {}", cts.len(), ciphertexts.display());
+            Ok(())
+        }
+        Cmd::Eval { out, eval_keys, ciphertexts, result } => {
+            let (program, ctx) = load_program(&out)?;
+            let keys = polyhe_runtime::EvaluationKeys::read_from(&ctx, &eval_keys)?;
+            let evaluator = polyhe_runtime::Evaluator::new(&ctx, keys)?;
+            let cts = (0..program.num_input_regs())
+                .map(|k| polyhe_runtime::Ciphertext::read_from(&ctx, ciphertexts.join(format!("in{k}.ct"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let t0 = Instant::now();
+            let outs = polyhe_runtime::execute(&program, &evaluator, cts)?;
+            std::fs::create_dir_all(&result).with_context(|| format!("creating {}", result.display()))?;
+            for (k, ct) in outs.iter().enumerate() {
+                ct.write_to(result.join(format!("out{k}.ct")))?;
+            }
+            println!(
+                "evaluated in {:.2} s; wrote {} ciphertexts to {}",
+                t0.elapsed().as_secs_f64(),
+                outs.len(),
+                result.display()
+            );
+            Ok(())
+        }
+        Cmd::Decrypt { out, keys, ciphertexts, outputs } => {
+            let (program, ctx) = load_program(&out)?;
+            let secret = polyhe_runtime::SecretKey::read_from(&ctx, keys.join("secret.key"))?;
+            let public = polyhe_runtime::PublicKey::read_from(&ctx, keys.join("public.key"))?;
+            let client = polyhe_runtime::ClientKeys::from_parts(&ctx, secret, public)?;
+            let n_out: usize = program.outputs.iter().map(|o| o.regs.len()).sum();
+            let cts = (0..n_out)
+                .map(|k| polyhe_runtime::Ciphertext::read_from(&ctx, ciphertexts.join(format!("out{k}.ct"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let data = polyhe_runtime::decrypt_outputs(&program, &ctx, &client, &cts)?;
+            let names: Vec<String> = program.outputs.iter().map(|p| p.name.clone()).collect();
+            let paths = polyhe::assign_names("output", &names, &outputs)?;
+            for (port, values) in program.outputs.iter().zip(data) {
+                let t = polyhe_ir::Tensor::float(polyhe_ir::DType::F32, port.layout.shape().to_vec(), values)?;
+                if let Some(p) = paths.get(&port.name) {
+                    npy::write(p, &t)?;
+                    println!("{}: {} -> {}", port.name, t.ty, p.display());
+                }
+            }
             Ok(())
         }
         Cmd::Bench {
@@ -389,6 +593,33 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Loads OUT/program.bin, validates it, and builds the CKKS context of its parameters.
+fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyhe_runtime::CkksContext)> {
+    let path = out.join("program.bin");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("reading {} (made by `polyhe compile` when the circuit fits without bootstrapping)", path.display())
+    })?;
+    let program = polyhe_runtime::Program::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    program.validate().with_context(|| format!("validating {}", path.display()))?;
+    let ctx = polyhe_runtime::CkksContext::new(program.params.to_params()?)?;
+    Ok((program, ctx))
+}
+
+/// Decrypted program outputs as tensors of the graph's output types.
+fn output_tensors(
+    program: &polyhe_runtime::Program,
+    g: &polyhe_ir::Graph,
+    data: Vec<Vec<f64>>,
+) -> Result<Vec<polyhe_ir::Tensor>> {
+    program
+        .outputs
+        .iter()
+        .zip(&g.outputs)
+        .zip(data)
+        .map(|((p, &v), d)| Ok(polyhe_ir::Tensor::float(g.ty(v).dtype, p.layout.shape().to_vec(), d)?))
+        .collect()
 }
 
 /// Calibrates `m` on `--calib` and compiles the imported graph `g` to the polynomial stage.

@@ -253,3 +253,126 @@ fn dump_poly_stage() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("chebyshev") && !text.contains(" relu "), "{text}");
 }
+
+fn square_mlp_compiled(tag: &str) -> PathBuf {
+    let f = root().join("tests/fixtures");
+    let out = tmp(&format!("sq_{tag}"));
+    let o = polyhe(&[
+        "compile",
+        s(&f.join("square_mlp.onnx")),
+        "--calib",
+        s(&f.join("square_mlp_calib.npy")),
+        "--dim",
+        "batch_size=1",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("program.bin").exists() && out.join("ckks_report.json").exists());
+    out
+}
+
+#[test]
+fn run_encrypted_matches_poly_mode() {
+    let f = root().join("tests/fixtures");
+    let y = tmp("sq_enc_y.npy");
+    let o = polyhe(&[
+        "run",
+        s(&f.join("square_mlp.onnx")),
+        "--mode",
+        "encrypted",
+        "--calib",
+        s(&f.join("square_mlp_calib.npy")),
+        "--input",
+        s(&f.join("square_mlp_x.npy")),
+        "--output",
+        s(&y),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("keygen") && err.contains("max relative error vs poly mode"), "{err}");
+    let got = polyhe::npy::read(&y).unwrap();
+    let o = polyhe(&[
+        "run",
+        s(&f.join("square_mlp.onnx")),
+        "--input",
+        s(&f.join("square_mlp_x.npy")),
+        "--output",
+        s(&tmp("sq_ref_y.npy")),
+    ]);
+    assert!(o.status.success());
+    let want = polyhe::npy::read(&tmp("sq_ref_y.npy")).unwrap();
+    assert!(polyhe::max_rel_error(&got, &want).unwrap() < 1e-3);
+}
+
+#[test]
+fn client_server_split_flow_across_processes() {
+    let f = root().join("tests/fixtures");
+    let out = square_mlp_compiled("split");
+    let keys = out.join("keys");
+    let o = polyhe(&["keygen", s(&out), "--keys", s(&keys)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ct = out.join("ct");
+    let o = polyhe(&["encrypt", s(&out), "--keys", s(&keys), "--input", s(&f.join("square_mlp_x.npy")), "-o", s(&ct)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The server gets a folder with the program, the evaluation keys and the ciphertexts only.
+    let server = out.join("server");
+    std::fs::create_dir_all(&server).unwrap();
+    std::fs::copy(out.join("program.bin"), server.join("program.bin")).unwrap();
+    std::fs::copy(keys.join("eval.keys"), server.join("eval.keys")).unwrap();
+    let res = server.join("res");
+    let o = polyhe(&[
+        "eval",
+        s(&server),
+        "--eval-keys",
+        s(&server.join("eval.keys")),
+        "--ciphertexts",
+        s(&ct),
+        "-o",
+        s(&res),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = out.join("y.npy");
+    let o = polyhe(&["decrypt", s(&out), "--keys", s(&keys), "--ciphertexts", s(&res), "--output", s(&y)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o =
+        polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--compare", s(&y)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let err: f64 = text.split("= ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(err < 1e-3, "{text}");
+
+    // Corrupt ciphertext file: a clear error naming the file.
+    let bad = out.join("ct_bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut bytes = std::fs::read(ct.join("in0.ct")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(bad.join("in0.ct"), bytes).unwrap();
+    let o = polyhe(&[
+        "eval",
+        s(&server),
+        "--eval-keys",
+        s(&server.join("eval.keys")),
+        "--ciphertexts",
+        s(&bad),
+        "-o",
+        s(&res),
+    ]);
+    assert_user_error(&o, &["in0.ct"]);
+
+    // A key file of the wrong kind (the public key handed over as evaluation keys) is refused by name.
+    // (Keys made under other parameters: backend/tests/split_flow.rs and runtime/tests/serial.rs.)
+    let o = polyhe(&[
+        "eval",
+        s(&server),
+        "--eval-keys",
+        s(&keys.join("public.key")),
+        "--ciphertexts",
+        s(&ct),
+        "-o",
+        s(&res),
+    ]);
+    assert_user_error(&o, &["public.key"]);
+    // The server never needs the secret key: it is not in its folder, and eval succeeded above.
+    assert!(!server.join("secret.key").exists());
+}
