@@ -98,9 +98,13 @@ impl Evaluator {
 
     /// `a + b`.
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let mut out = a.clone();
-        self.add_assign(&mut out, b)?;
-        Ok(out)
+        self.check_pair(a, b)?;
+        Self::check_scales(a.scale, b.scale)?;
+        let ring = &self.ctx.ring;
+        // One pass per polynomial (no clone of `a` then add); a longer operand's extra polys are copied.
+        let common = a.polys.iter().zip(&b.polys).map(|(pa, pb)| ring.add(pa, pb));
+        let rest = a.polys.iter().skip(b.polys.len()).chain(b.polys.iter().skip(a.polys.len())).cloned();
+        Ok(Ciphertext { polys: common.chain(rest).collect(), level: a.level, scale: a.scale, fingerprint: a.fingerprint })
     }
 
     /// `a += b`.
@@ -237,10 +241,8 @@ impl Evaluator {
     /// `ct · pt` (scales multiply; the plaintext's level must be ≥ the ciphertext's).
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_plain(ct, pt)?;
-        let mut out = ct.clone();
-        out.polys.iter_mut().for_each(|p| self.ctx.ring.mul_matching_assign(p, &pt.poly));
-        out.scale = ct.scale * pt.scale;
-        Ok(out)
+        let polys = ct.polys.iter().map(|p| self.ctx.ring.mul_matching(p, &pt.poly)).collect();
+        Ok(Ciphertext { polys, level: ct.level, scale: ct.scale * pt.scale, fingerprint: ct.fingerprint })
     }
 
     /// `a · b` without relinearization (3 polynomials).
