@@ -91,6 +91,10 @@ pub fn read_inputs(input_names: &[String], given: &[NamedPath]) -> Result<BTreeM
             missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         );
     }
+    read_paths(paths)
+}
+
+fn read_paths(paths: BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, Tensor>> {
     paths.into_iter().map(|(n, p)| Ok((n, npy::read(&p)?))).collect()
 }
 
@@ -150,7 +154,7 @@ pub fn max_rel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// Like [`read_inputs`] but inputs may be missing (used by `dump`, where files only bind dims).
 pub fn read_inputs_partial(input_names: &[String], given: &[NamedPath]) -> Result<BTreeMap<String, Tensor>> {
-    assign_names("input", input_names, given)?.into_iter().map(|(n, p)| Ok((n, npy::read(&p)?))).collect()
+    read_paths(assign_names("input", input_names, given)?)
 }
 
 /// Names of the model's real inputs (initializers that exporters also list as inputs excluded).

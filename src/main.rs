@@ -298,7 +298,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
             if stage == Stage::Poly || stage == Stage::Ckks {
-                g = compile_poly(&m, &model, &g, &poly, &import)?.graph;
+                g = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?.graph;
             }
             if stage == Stage::Ckks {
                 let ck = polyhe_backend::compile_ckks(&g, &polyhe_backend::BackendOptions::default())
@@ -344,7 +344,7 @@ fn run(cli: Cli) -> Result<()> {
                     (g, r, t0.elapsed())
                 }
                 Mode::Poly => {
-                    let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+                    let compiled = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?;
                     eprintln!(
                         "polynomial circuit: depth {}, {} approximations",
                         compiled.report.depth.total_depth,
@@ -358,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
                     (compiled.graph, r, elapsed)
                 }
                 Mode::Encrypted => {
-                    let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+                    let compiled = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?;
                     let ck = polyhe_backend::compile_ckks(&compiled.graph, &polyhe_backend::BackendOptions::default())
                         .context("lowering to CKKS")?;
                     eprint!("{}", ck.report);
@@ -418,15 +418,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Compile { model, poly, inputs, out, import } => {
             let m = polyhe::load_model(&model)?;
             let names = polyhe::input_names(&m);
+            let calib = read_calib(&m, &poly)?;
             let mut given = polyhe::read_inputs_partial(&names, &inputs)?;
             let dims = dims_map(&import);
             if given.is_empty() && dims.is_empty() {
                 // Bind dims from the calibration files' shapes.
-                given = polyhe::read_inputs(&names, &poly.calib)?;
+                given = calib.clone();
             }
             let g = polyhe::import_for_inputs(&m, &dims, &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
-            let compiled = compile_poly(&m, &model, &g, &poly, &import)?;
+            let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let report_path = out.join("report.json");
             std::fs::write(&report_path, compiled.report.to_json())
@@ -622,22 +623,26 @@ fn output_tensors(
         .collect()
 }
 
-/// Calibrates `m` on `--calib` and compiles the imported graph `g` to the polynomial stage.
-fn compile_poly(
-    m: &polyhe_frontend::OnnxModel,
-    path: &std::path::Path,
-    g: &polyhe_ir::Graph,
-    poly: &PolyArgs,
-    import: &ImportArgs,
-) -> Result<polyhe_passes::PolyResult> {
+/// Reads the `--calib` files (every model input needs one).
+fn read_calib(m: &polyhe_frontend::OnnxModel, poly: &PolyArgs) -> Result<BTreeMap<String, polyhe_ir::Tensor>> {
     if poly.calib.is_empty() {
         anyhow::bail!(
             "the polynomial stage needs calibration inputs: give --calib [NAME=]FILE.npy (a batch of sample inputs)"
         );
     }
-    let names = polyhe::input_names(m);
-    let calib = polyhe::read_inputs(&names, &poly.calib).context("reading --calib")?;
-    let cal = polyhe::calibrate_model(m, &calib, !import.no_recognize)
+    polyhe::read_inputs(&polyhe::input_names(m), &poly.calib).context("reading --calib")
+}
+
+/// Calibrates `m` on the `calib` inputs and compiles the imported graph `g` to the polynomial stage.
+fn compile_poly(
+    m: &polyhe_frontend::OnnxModel,
+    path: &std::path::Path,
+    g: &polyhe_ir::Graph,
+    calib: &BTreeMap<String, polyhe_ir::Tensor>,
+    poly: &PolyArgs,
+    import: &ImportArgs,
+) -> Result<polyhe_passes::PolyResult> {
+    let cal = polyhe::calibrate_model(m, calib, !import.no_recognize)
         .with_context(|| format!("calibrating {}", path.display()))?;
     let mut opts = poly.options();
     opts.verify = cfg!(debug_assertions);
