@@ -55,7 +55,7 @@ pub use keys::{
     SecretKey,
 };
 pub use num_complex::Complex64;
-pub use params::{max_log_qp_128, CkksParams, ERROR_STD_DEV};
+pub use params::{max_log_qp_128, CkksParams, Security, ERROR_STD_DEV};
 pub use serial::{ObjectHeader, ObjectKind, FORMAT_VERSION, MAGIC};
 mod program;
 pub use program::{

@@ -34,6 +34,34 @@ pub fn max_log_qp_128(log_n: u32) -> Option<u32> {
     }
 }
 
+/// Which security bound a parameter set is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// The HomomorphicEncryption.org 128-bit classical bound ([`max_log_qp_128`]).
+    #[default]
+    Bits128,
+    /// No bound at all (OpenFHE's `HEStd_NotSet`). Only for tests and experiments that need many
+    /// levels at a small, fast ring degree: such keys protect nothing. It is part of the
+    /// fingerprint and of the serialized parameters, so it never mixes with secure sets.
+    NotSet,
+}
+
+impl Security {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Security::Bits128 => 128,
+            Security::NotSet => 0,
+        }
+    }
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
+        match code {
+            128 => Some(Security::Bits128),
+            0 => Some(Security::NotSet),
+            _ => None,
+        }
+    }
+}
+
 /// A validated CKKS parameter set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CkksParams {
@@ -51,6 +79,7 @@ pub struct CkksParams {
     /// `None`: uniform ternary secret; `Some(h)`: exactly `h` nonzero ±1 coefficients.
     pub(crate) hamming_weight: Option<usize>,
     pub(crate) error_std: f64,
+    pub(crate) security: Security,
 }
 
 impl CkksParams {
@@ -59,6 +88,18 @@ impl CkksParams {
     /// `q_bits = [first, scale × depth…]`, `p_bits` = special primes, `dnum` = number of key-switching
     /// digits (1 ≤ dnum ≤ min(q_bits.len(), 60)), default scale `2^log_scale`.
     pub fn new(log_n: u32, q_bits: &[u32], p_bits: &[u32], dnum: usize, log_scale: u32) -> Result<Self> {
+        Self::new_with_security(log_n, q_bits, p_bits, dnum, log_scale, Security::Bits128)
+    }
+
+    /// [`Self::new`] checked against `security` instead of the 128-bit bound.
+    pub fn new_with_security(
+        log_n: u32,
+        q_bits: &[u32],
+        p_bits: &[u32],
+        dnum: usize,
+        log_scale: u32,
+        security: Security,
+    ) -> Result<Self> {
         let invalid = |reason: String| Err(CkksError::InvalidParameters { reason });
         if !(13..=16).contains(&log_n) {
             return invalid(format!("log_n = {log_n} must be in 13..=16"));
@@ -101,6 +142,7 @@ impl CkksParams {
             log_scale,
             hamming_weight: None,
             error_std: ERROR_STD_DEV,
+            security,
         };
         params.check_security()?;
         Ok(params)
@@ -116,6 +158,19 @@ impl CkksParams {
         special_bits: u32,
         dnum: Option<usize>,
     ) -> Result<Self> {
+        Self::with_depth_and_security(log_n, depth, first_bits, scale_bits, special_bits, dnum, Security::Bits128)
+    }
+
+    /// [`Self::with_depth`] checked against `security`.
+    pub fn with_depth_and_security(
+        log_n: u32,
+        depth: usize,
+        first_bits: u32,
+        scale_bits: u32,
+        special_bits: u32,
+        dnum: Option<usize>,
+        security: Security,
+    ) -> Result<Self> {
         let mut q_bits = vec![first_bits];
         q_bits.extend(std::iter::repeat_n(scale_bits, depth));
         let dnum = dnum.unwrap_or(q_bits.len());
@@ -123,7 +178,7 @@ impl CkksParams {
         let alpha = q_bits.len().div_ceil(dnum.max(1));
         let max_digit_bits: u32 = q_bits.chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap_or(0);
         let k = max_digit_bits.div_ceil(special_bits).max(1) as usize;
-        Self::new(log_n, &q_bits, &vec![special_bits; k], dnum, scale_bits)
+        Self::new_with_security(log_n, &q_bits, &vec![special_bits; k], dnum, scale_bits, security)
     }
 
     /// Returns a copy using a sparse ternary secret with exactly `h` nonzero coefficients.
@@ -136,6 +191,9 @@ impl CkksParams {
     }
 
     fn check_security(&self) -> Result<()> {
+        if self.security == Security::NotSet {
+            return Ok(());
+        }
         let max = max_log_qp_128(self.log_n).ok_or(CkksError::Internal("log_n validated above"))?;
         let log_qp = self.log_qp().ceil() as u32;
         if log_qp > max {
@@ -196,6 +254,10 @@ impl CkksParams {
     pub fn hamming_weight(&self) -> Option<usize> {
         self.hamming_weight
     }
+    /// The security bound this set was checked against.
+    pub fn security(&self) -> Security {
+        self.security
+    }
     /// Exact log2(Q·P).
     pub fn log_qp(&self) -> f64 {
         self.moduli.iter().chain(&self.special).map(|&q| (q as f64).log2()).sum()
@@ -222,6 +284,7 @@ impl CkksParams {
         h.update(self.log_scale.to_le_bytes());
         h.update(self.hamming_weight.map_or(u64::MAX, |w| w as u64).to_le_bytes());
         h.update(self.error_std.to_bits().to_le_bytes());
+        h.update(self.security.code().to_le_bytes());
         h.finalize().into()
     }
 
@@ -361,6 +424,15 @@ mod tests {
     }
 
     #[test]
+    fn not_set_security_admits_large_chains_at_small_n() {
+        // 60 + 40*30 + 60 bits at N = 2^13 is far beyond 218 bits: refused at 128 bits, built when unset.
+        assert!(CkksParams::with_depth(13, 30, 60, 40, 60, Some(4)).is_err());
+        let p = CkksParams::with_depth_and_security(13, 30, 60, 40, 60, Some(4), Security::NotSet).unwrap();
+        assert_eq!(p.max_level(), 30);
+        assert_eq!(p.security(), Security::NotSet);
+    }
+
+    #[test]
     fn invalid_shapes_are_errors() {
         assert!(matches!(CkksParams::new(12, &[60], &[60], 1, 40), Err(CkksError::InvalidParameters { .. })));
         assert!(matches!(CkksParams::new(14, &[], &[60], 1, 40), Err(CkksError::InvalidParameters { .. })));
@@ -376,6 +448,8 @@ mod tests {
         let b = CkksParams::with_depth(14, 3, 60, 40, 60, Some(2)).unwrap();
         let c = a.clone().with_hamming_weight(64).unwrap();
         let d = CkksParams::with_depth(14, 3, 60, 40, 60, None).unwrap();
+        let e = CkksParams::with_depth_and_security(14, 3, 60, 40, 60, None, Security::NotSet).unwrap();
+        assert_ne!(a.fingerprint(), e.fingerprint());
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
         assert_eq!(a.fingerprint_u64(), d.fingerprint_u64());

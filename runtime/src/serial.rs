@@ -56,7 +56,7 @@ use crate::ring::{RingContext, RnsPoly};
 /// The four bytes every serialized object starts with.
 pub const MAGIC: [u8; 4] = *b"PHEC";
 /// The format version this build writes and the only one it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 24;
 const TRAILER_LEN: usize = 8;
 /// Largest ciphertext degree accepted on load (3 = a product before relinearization).
@@ -993,7 +993,7 @@ impl CkksParams {
     }
 
     fn payload_size(&self) -> usize {
-        36 + 12 * (self.moduli.len() + self.special.len())
+        40 + 12 * (self.moduli.len() + self.special.len())
     }
 
     fn write_payload<S: Sink>(&self, out: &mut S) {
@@ -1002,6 +1002,7 @@ impl CkksParams {
         out.put(&(self.dnum as u32).to_le_bytes());
         out.put(&self.hamming_weight.map_or(0, |h| h as u64).to_le_bytes());
         out.put(&self.error_std.to_bits().to_le_bytes());
+        out.put(&self.security.code().to_le_bytes());
         for (bits, primes) in [(&self.q_bits, &self.moduli), (&self.p_bits, &self.special)] {
             out.put(&(primes.len() as u32).to_le_bytes());
             for (b, q) in bits.iter().zip(primes) {
@@ -1030,6 +1031,9 @@ impl CkksParams {
         if !(error_std.is_finite() && error_std > 0.0) {
             return Err(r.err(format!("error standard deviation {error_std} is not a positive finite number")));
         }
+        let security_code = r.u32()?;
+        let security = crate::params::Security::from_code(security_code)
+            .ok_or_else(|| r.err(format!("unknown security level code {security_code} (known: 128, 0)")))?;
         let mut chains = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
         for (bits, primes) in &mut chains {
             let count = r.u32()?;
@@ -1043,7 +1047,7 @@ impl CkksParams {
         }
         r.finish()?;
         let [(q_bits, moduli), (p_bits, special)] = chains;
-        let mut params = CkksParams::new(log_n, &q_bits, &p_bits, dnum, log_scale)?;
+        let mut params = CkksParams::new_with_security(log_n, &q_bits, &p_bits, dnum, log_scale, security)?;
         if hamming != 0 {
             let h = usize::try_from(hamming).unwrap_or(usize::MAX);
             params = params.with_hamming_weight(h)?;
@@ -1196,7 +1200,7 @@ mod tests {
     }
 
     /// The NTT representation (tfhe-ntt's order and fhe-math's choice of root per prime) is part of
-    /// format version 1: stored ciphertexts and keys are NTT values. `NTT(X)` determines the whole
+    /// format versions 1 and 2: stored ciphertexts and keys are NTT values. `NTT(X)` determines the whole
     /// transform, so pinning it catches a dependency update that would make old files decode to
     /// garbage. If this fails, bump `FORMAT_VERSION` (and document the change) before re-pinning.
     #[test]
@@ -1214,8 +1218,8 @@ mod tests {
     #[test]
     fn parameter_bytes_are_pinned() {
         let b = fx().ctx.params().to_bytes();
-        assert_eq!(b.len(), 24 + 36 + 3 * 12 + 8);
-        assert_eq!(xxh64(&b, 0), 0xB28DEFEF40DF3872, "parameter serialization changed: bump FORMAT_VERSION");
+        assert_eq!(b.len(), 24 + 40 + 3 * 12 + 8);
+        assert_eq!(xxh64(&b, 0), 0x141C0CEA983A94EB, "parameter serialization changed: bump FORMAT_VERSION");
     }
 
     #[test]
@@ -1389,7 +1393,7 @@ mod tests {
         let b = reseal(&pb, |pl| put(pl, 0, &12u32.to_le_bytes()));
         assert!(matches!(CkksParams::from_bytes(&b), Err(CkksError::InvalidParameters { .. })));
         let insecure = reseal(&pb, |pl| {
-            pl.truncate(28);
+            pl.truncate(32);
             put(pl, 8, &4u32.to_le_bytes()); // dnum 4: one 60-bit prime per digit
             let chain = [60u32, 60, 60, 60];
             pl.extend_from_slice(&(chain.len() as u32).to_le_bytes());
@@ -1405,11 +1409,11 @@ mod tests {
         assert!(matches!(e, Err(CkksError::InsecureParameters { log_n: 13, .. })), "{e:?}");
         // Prime counts are bounded before anything is read.
         for count in [MAX_PRIMES + 1, u32::MAX] {
-            let b = reseal(&pb, |pl| put(pl, 28, &count.to_le_bytes()));
+            let b = reseal(&pb, |pl| put(pl, 32, &count.to_le_bytes()));
             assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("primes in one chain"));
         }
         // Stored primes must be the generated ones; the header fingerprint must match.
-        let b = reseal(&pb, |pl| put(pl, 36, &(params.moduli()[0] - 2 * 8192).to_le_bytes()));
+        let b = reseal(&pb, |pl| put(pl, 40, &(params.moduli()[0] - 2 * 8192).to_le_bytes()));
         assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("stored primes differ"));
         let b = reseal_header(&pb, 8, &0u64.to_le_bytes());
         assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("header fingerprint"));
@@ -1418,6 +1422,12 @@ mod tests {
         assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("standard deviation"));
         let b = reseal(&pb, |pl| put(pl, 12, &u64::MAX.to_le_bytes()));
         assert!(matches!(CkksParams::from_bytes(&b), Err(CkksError::InvalidParameters { .. })));
+        // The security bound: unknown codes are refused; an unset bound round-trips and the insecure
+        // chain above loads only when the file says so.
+        let b = reseal(&pb, |pl| put(pl, 28, &7u32.to_le_bytes()));
+        assert!(reason(CkksParams::from_bytes(&b).unwrap_err()).contains("unknown security level"));
+        let unset = CkksParams::with_depth_and_security(13, 3, 60, 60, 60, Some(4), crate::Security::NotSet).unwrap();
+        assert_eq!(CkksParams::from_bytes(&unset.to_bytes()).unwrap(), unset);
         // Parameters with an explicit weight still round-trip through the fingerprint check.
         let sparse = params.with_hamming_weight(64).unwrap();
         assert_eq!(CkksParams::from_bytes(&sparse.to_bytes()).unwrap(), sparse);

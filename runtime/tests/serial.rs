@@ -124,7 +124,7 @@ fn params_round_trip_is_exact_and_self_describing() {
         assert_eq!(back.fingerprint(), p.fingerprint());
         let h = ObjectHeader::parse(&bytes).unwrap();
         assert_eq!((h.version, h.kind, h.fingerprint), (FORMAT_VERSION, ObjectKind::Params, p.fingerprint_u64()));
-        assert_eq!(h.payload_len as usize, 36 + 12 * (p.moduli().len() + p.special_moduli().len()));
+        assert_eq!(h.payload_len as usize, 40 + 12 * (p.moduli().len() + p.special_moduli().len()));
         assert_eq!(&bytes[..4], &MAGIC);
     }
 }
@@ -373,11 +373,13 @@ fn bad_magic_and_future_versions_are_reported() {
     let err = PublicKey::from_bytes(&f.ctx, &b).unwrap_err();
     assert!(err.to_string().contains("bad magic"), "{err}");
     let mut b = bytes.clone();
-    b[4..6].copy_from_slice(&2u16.to_le_bytes());
-    assert_eq!(
-        PublicKey::from_bytes(&f.ctx, &b).unwrap_err(),
-        CkksError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION }
-    );
+    for old_or_future in [1u16, FORMAT_VERSION + 1] {
+        b[4..6].copy_from_slice(&old_or_future.to_le_bytes());
+        assert_eq!(
+            PublicKey::from_bytes(&f.ctx, &b).unwrap_err(),
+            CkksError::UnsupportedVersion { found: old_or_future, supported: FORMAT_VERSION }
+        );
+    }
 }
 
 fn small_ciphertext_bytes() -> &'static [u8] {
