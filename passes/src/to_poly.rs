@@ -45,8 +45,9 @@ use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_relu, fit_to_target, remez, Activation, ApproxError, Chebyshev, ErrorKind, FitOptions, Interval,
-    InverseFunction, InverseScheme, IterativeInverse, Method, ReluMethod, ReluOptions,
+    build_inverse, fit_reciprocal, fit_relu, fit_to_target, remez, Activation, ApproxError, Chebyshev, ErrorKind,
+    FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method, ReluMethod,
+    ReluOptions,
 };
 use crate::calibrate::{masked_scores, CalibDetail, Calibration, NodeCalibration, Range};
 use crate::error::{PassError, UnsupportedOp};
@@ -84,6 +85,14 @@ pub struct PolyOptions {
     /// Reciprocals converge for inputs up to `2·headroom` times the top of their fitted interval
     /// (see `robust_reciprocal`); each doubling costs one Goldschmidt step.
     pub reciprocal_headroom: f64,
+    /// Largest degree of the polynomial guess of a reciprocal (see `reciprocal`); its residual has
+    /// one degree more. Wide ranges gain two Goldschmidt levels per level of guess.
+    pub reciprocal_max_guess_degree: usize,
+    /// The polynomial guess of a reciprocal is fit on `[lo, headroom·hi]` of the widened range, so it
+    /// stays accurate up to `headroom·hi` and converges below `headroom·hi + lo` (above, its
+    /// extrapolation diverges: unseen inputs with larger softmax row sums than calibration, see
+    /// `reciprocal`). Costs about `log2(headroom)/2` levels on wide ranges.
+    pub reciprocal_poly_headroom: f64,
     /// Run the egg depth minimization after replacement.
     pub egraph: bool,
     /// Bounds of the egg runners (node, iteration, time limits).
@@ -106,6 +115,8 @@ impl Default for PolyOptions {
             max_inverse_depth: 64,
             max_inverse_steps: 48,
             reciprocal_headroom: 8.0,
+            reciprocal_max_guess_degree: 1022,
+            reciprocal_poly_headroom: 4.0,
             egraph: true,
             egraph_options: crate::egraph::EgraphOptions::default(),
             verify: false,
@@ -792,6 +803,22 @@ fn measure_rel(p: &dyn Fn(f64) -> f64, f: &dyn Fn(f64) -> f64, iv: Interval) -> 
 
 /// Emits an iterative inverse (guess `chebyshev` + Newton/Goldschmidt steps as mul/sub ops) on `x`.
 fn emit_inverse(e: &mut Emit<'_>, x: Value, inv: &IterativeInverse, part: &str) -> Result<Value, PassError> {
+    if let Some(res) = &inv.residual {
+        // Fused 1/x: guess p(x) and residual e₀ = 1 − x·p(x) as two series of x (both at the guess's
+        // depth), then Goldschmidt: y ← y·(1 + e), e ← e².
+        let mut y = e.cheb(x, &inv.guess, &format!("{part}_guess"))?;
+        if inv.steps > 0 {
+            let mut err = e.cheb(x, res, &format!("{part}_g_e0"))?;
+            for k in 0..inv.steps {
+                if k > 0 {
+                    err = e.op(Op::Mul, vec![err, err], &format!("{part}_g_e{k}"))?;
+                }
+                let f = e.add_scalar(err, 1.0, &format!("{part}_g_f{k}"))?;
+                y = e.op(Op::Mul, vec![y, f], &format!("{part}_g{k}"))?;
+            }
+        }
+        return Ok(y);
+    }
     // A constant guess is a plaintext scalar (no polynomial evaluation, no ct×ct product with it).
     let mut y = match inv.guess.coeffs() {
         [c] => {
@@ -900,23 +927,93 @@ fn reciprocal(
     let negative = range.max < 0.0;
     let (lo, hi) = if negative { (-range.max, -range.min) } else { (range.min, range.max) };
     let iv = widen_positive(node, op, lo, hi, opts.margin)?;
-    let inv = robust_reciprocal(iv, opts).map_err(|er| approx_err(node, op, er))?;
+    let inv = choose_reciprocal(iv, opts).map_err(|er| approx_err(node, op, er))?;
     let xin = if negative { e.op(Op::Neg, vec![x], &format!("{part}_neg_in"))? } else { x };
     let mut y = emit_inverse(e, xin, &inv, part)?;
     if negative {
         y = e.op(Op::Neg, vec![y], &format!("{part}_neg_out"))?;
     }
     let mut rec = inverse_record(node, op, part, [range.min, range.max], &inv, (x, y));
+    let accurate = accurate_up_to(&inv, opts.softmax_target);
     if let [c] = inv.guess.coeffs() {
         rec.method = format!(
-            "1/({:.3}·hi) + {} goldschmidt, accurate up to {:.3e}",
+            "1/({:.3}·hi) + {} goldschmidt, accurate up to {accurate:.3e}, converges below {:.3e}",
             1.0 / (c * iv.hi()),
             inv.steps,
-            2.0 / c - iv.lo()
+            2.0 / c
+        );
+    } else if inv.residual.is_some() {
+        rec.method = format!(
+            "cheb guess deg {} (rel err {:.2e}) + {} goldschmidt, accurate up to {accurate:.3e}, converges below {:.3e}",
+            inv.guess.degree(),
+            inv.guess_error,
+            inv.steps,
+            inv.interval.lo() + inv.interval.hi()
         );
     }
     records.push(rec);
     Ok(y)
+}
+
+/// The cheaper of the two reciprocal families on `iv`, both meeting `softmax_target` when they can:
+/// the closed-form polynomial guess with its directly evaluated residual and Goldschmidt steps
+/// ([`fit_reciprocal`] with guesses of degree ≥ 2: depth `D + k`, converges on `(0, lo + hi)`), or
+/// the constant guess of [`robust_reciprocal`] (depth `k + 1` as emitted, converges on
+/// `(0, 2H·hi)`). Cheaper = smaller emitted depth, then fewer ct×ct multiplications; a family that
+/// misses the target loses to one that meets it, and if both miss the smaller error wins.
+fn choose_reciprocal(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, ApproxError> {
+    let constant = robust_reciprocal(iv, opts)?;
+    let io = InverseOptions {
+        target: opts.softmax_target,
+        max_depth: opts.max_inverse_depth,
+        min_guess_degree: 2,
+        max_guess_degree: opts.reciprocal_max_guess_degree,
+        max_steps: opts.max_inverse_steps,
+    };
+    let poly_iv = Interval::new(iv.lo(), iv.hi() * opts.reciprocal_poly_headroom.max(1.0))?;
+    let poly = fit_reciprocal(poly_iv, &io)?;
+    // The constant guess's first product is one level deeper in the graph than in its plan.
+    let poly_better = match (poly.target_met, constant.target_met) {
+        (true, true) => (poly.depth, poly.ct_mults) < (constant.depth + 1, constant.ct_mults),
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => poly.max_error < constant.max_error,
+    };
+    Ok(if poly_better { poly } else { constant })
+}
+
+/// The largest `x ≥ hi` (up to `2^20·hi`) below which `inv` still meets `target`, found by doubling
+/// then bisection on the measured relative error (which grows with `x` above the interval for both
+/// families, past the constant guess's `1/c`).
+fn accurate_up_to(inv: &IterativeInverse, target: f64) -> f64 {
+    let ok = |x: f64| {
+        let v = inv.eval(x) * x - 1.0;
+        v.is_finite() && v.abs() <= target
+    };
+    let hi = inv.interval.hi();
+    if !ok(hi) {
+        return hi;
+    }
+    let (mut good, mut bad) = (hi, hi);
+    for _ in 0..20 {
+        bad *= 2.0;
+        if !ok(bad) {
+            break;
+        }
+        good = bad;
+    }
+    if ok(bad) {
+        return bad;
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (good + bad);
+        if ok(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    good
 }
 
 /// 1/x on `iv` from the constant guess `y₀ = 1/(H·hi)` (`H` = [`PolyOptions::reciprocal_headroom`])

@@ -23,7 +23,7 @@
 //! like 1:10⁶), the most accurate schedule within the cap is returned with `target_met = false`: the
 //! flag callers must surface as a warning.
 
-use super::chebyshev::Chebyshev;
+use super::chebyshev::{Chebyshev, MAX_DEGREE};
 use super::error::{ApproxError, Result};
 use super::fit::{grid_for, remez};
 use super::interval::Interval;
@@ -62,13 +62,16 @@ pub struct InverseOptions {
     pub target: f64,
     /// Depth cap; above it candidates are not considered.
     pub max_depth: u32,
+    /// Guess degrees below this are not tried (`to_poly` sets 2: affine guesses are free only when
+    /// folded into the producer of `x`, which the emitted graph does not do).
+    pub min_guess_degree: usize,
     pub max_guess_degree: usize,
     pub max_steps: u32,
 }
 
 impl InverseOptions {
     pub fn new(target: f64) -> Self {
-        Self { target, max_depth: 16, max_guess_degree: 63, max_steps: 10 }
+        Self { target, max_depth: 16, min_guess_degree: 0, max_guess_degree: 63, max_steps: 10 }
     }
 }
 
@@ -81,6 +84,9 @@ pub struct IterativeInverse {
     /// Measured max relative error of the guess alone.
     pub guess_error: f64,
     pub scheme: InverseScheme,
+    /// For `1/x` guesses of degree ≥ 2 built by [`fit_reciprocal`]: the residual `1 − x·guess(x)` as
+    /// its own series, evaluated directly from the input instead of as a product (one level less).
+    pub residual: Option<Chebyshev>,
     pub steps: u32,
     /// Measured max relative error of the whole computation.
     pub max_error: f64,
@@ -155,10 +161,34 @@ fn best_baby(c: &[f64]) -> usize {
     best.1
 }
 
-fn build(function: InverseFunction, scheme: InverseScheme, guess: &Chebyshev, baby: usize, steps: u32) -> EvalPlan {
+/// The residual series of a fused `1/x` guess and its baby-step count.
+type Residual<'a> = Option<(&'a Chebyshev, usize)>;
+
+fn build(
+    function: InverseFunction,
+    scheme: InverseScheme,
+    guess: &Chebyshev,
+    baby: usize,
+    residual: Residual<'_>,
+    steps: u32,
+) -> EvalPlan {
     let mut b = Builder::new();
     let mut y = poly_of_input(&mut b, guess, baby);
     let x = b.input();
+    if let (InverseFunction::Reciprocal, Some((r, rbaby))) = (function, residual) {
+        // Goldschmidt from the directly evaluated residual e₀ = 1 − x·y₀ (same depth as y₀).
+        if steps > 0 {
+            let mut e = poly_of_input(&mut b, r, rbaby);
+            for k in 0..steps {
+                if k > 0 {
+                    e = b.mul(e, e);
+                }
+                let f = b.add_const(e, 1.0);
+                y = b.mul(y, f);
+            }
+        }
+        return b.finish(y);
+    }
     match (function, scheme) {
         (InverseFunction::InvSqrt, _) => {
             let xh = b.affine_input(0.5, 0.0);
@@ -212,14 +242,78 @@ fn build(function: InverseFunction, scheme: InverseScheme, guess: &Chebyshev, ba
     b.finish(y)
 }
 
-/// Relative error of `g` against `function`; non-finite values count as 1e300.
+/// Relative error of `g` against `function`; non-finite values count as 1e300. The sup-norm grid
+/// plus [`geometric`] points: on ranges spanning decades the uniform and clustered grids leave the
+/// bottom decades almost unsampled.
 fn rel_error(function: InverseFunction, g: &dyn Fn(f64) -> f64, interval: Interval, grid: usize) -> Result<f64> {
     let e = |x: f64| {
         let f = function.eval(x);
         let v = (g(x) - f) / f;
-        Ok(if v.is_finite() { v } else { 1e300 })
+        if v.is_finite() {
+            v
+        } else {
+            1e300
+        }
     };
-    Ok(sup_norm(&e, interval, grid)?.0)
+    let dense = sup_norm(&|x| Ok(e(x)), interval, grid)?.0;
+    Ok(geometric(interval, grid).into_iter().fold(dense, |m, x| m.max(e(x).abs())))
+}
+
+/// `n + 1` geometrically spaced points from `lo` to `hi` of a positive interval.
+pub(crate) fn geometric(interval: Interval, n: usize) -> Vec<f64> {
+    let (lo, hi) = (interval.lo(), interval.hi());
+    if lo <= 0.0 {
+        return Vec::new();
+    }
+    let ratio = (hi / lo).ln();
+    (0..=n).map(|i| if i == n { hi } else { lo * (ratio * i as f64 / n as f64).exp() }).collect()
+}
+
+/// The measurement grid of the screening: the sup-norm grid plus [`geometric`] points, sorted.
+fn inverse_grid(interval: Interval, n: usize) -> Vec<f64> {
+    let mut xs = grid(interval, n);
+    xs.extend(geometric(interval, n));
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
+/// The relative minimax guess of `1/x` with its residual, from [`reciprocal_guess`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReciprocalGuess {
+    /// `p`, degree `n − 1`: the interpolant of `1/x` at the `n` Chebyshev points of the interval.
+    pub guess: Chebyshev,
+    /// `1 − x·p(x) = T_n(−t)/T_n(s)`, one non-zero coefficient (degree `n`).
+    pub residual: Chebyshev,
+    /// `1/T_n(s)`: the exact max of `|1 − x·p(x)|` on the interval (`< 1`, so `x·p(x) ∈ (0, 2)`).
+    pub bound: f64,
+}
+
+/// The best relative approximation of `1/x` of degree `degree` on a positive interval `[a, b]`,
+/// in closed form: `1 − x·p(x)` is a degree-`n` polynomial (`n = degree + 1`) equal to 1 at `x = 0`,
+/// and the one of least max norm on `[a, b]` is `T_n(−t)/T_n(s)` with `t` the interval's unit map
+/// and `s = (b + a)/(b − a) > 1` its value at 0 (the classic Chebyshev-iteration bound). Its zeros
+/// are the Chebyshev points, so `p` is the interpolant of `1/x` there. The residual equioscillates
+/// with amplitude `1/T_n(s)` on `[a, b]`, is in `(0, 1)` on `(0, a)` and has modulus `< 1` exactly on
+/// `(0, a + b)`: Goldschmidt steps converge on all of `(0, a + b)` and diverge above.
+pub fn reciprocal_guess(interval: Interval, degree: usize) -> Result<ReciprocalGuess> {
+    let (a, b) = (interval.lo(), interval.hi());
+    if a <= 0.0 {
+        return Err(ApproxError::NonPositiveInterval { what: "reciprocal guess", lo: a, hi: b });
+    }
+    let n = degree + 1;
+    if n > MAX_DEGREE {
+        return Err(ApproxError::DegreeTooLarge { degree: n, max: MAX_DEGREE });
+    }
+    let guess = Chebyshev::interpolate(|x| 1.0 / x, interval, degree)?;
+    // acosh(s) with u = s − 1 = 2a/(b − a) computed directly (s itself rounds badly near 1).
+    let u = 2.0 * a / (b - a);
+    let acosh_s = (u + (u * (u + 2.0)).sqrt()).ln_1p();
+    let bound = 1.0 / (n as f64 * acosh_s).cosh();
+    let mut coeffs = vec![0.0; n + 1];
+    coeffs[n] = if n % 2 == 0 { bound } else { -bound };
+    let residual = Chebyshev::new(interval, coeffs)?;
+    Ok(ReciprocalGuess { guess, residual, bound })
 }
 
 /// A given guess followed by `steps` iterations of `scheme`, measured on the guess's interval;
@@ -241,7 +335,7 @@ pub fn build_inverse(
     }
     let grid = grid_for(guess.degree());
     let guess_error = rel_error(function, &|x| guess.eval(x), interval, grid)?;
-    let plan = build(function, scheme, guess, best_baby(guess.coeffs()), steps);
+    let plan = build(function, scheme, guess, best_baby(guess.coeffs()), None, steps);
     let max_error = rel_error(function, &|x| plan.eval(x), interval, grid)?;
     Ok(IterativeInverse {
         function,
@@ -249,6 +343,7 @@ pub fn build_inverse(
         guess: guess.clone(),
         guess_error,
         scheme,
+        residual: None,
         steps,
         max_error,
         depth: plan.depth(),
@@ -277,8 +372,44 @@ struct Candidate {
     steps: u32,
 }
 
+/// A guess of the selection: the polynomial, its baby steps, and for fused `1/x` guesses the
+/// residual series with its baby steps.
+struct Guess {
+    poly: Chebyshev,
+    baby: usize,
+    residual: Option<(Chebyshev, usize)>,
+}
+
+impl Guess {
+    fn residual(&self) -> Residual<'_> {
+        self.residual.as_ref().map(|(r, b)| (r, *b))
+    }
+}
+
 /// At most this many screened candidates are fully measured before giving up on the target.
 const MAX_VERIFICATIONS: usize = 8;
+
+/// Guess degrees tried, in increasing depth: for `1/sqrt` Remez fits of degree `2^D − 1`; for `1/x`
+/// the affine Remez guesses (degree 0, 1) and then the closed-form guesses of degree `2^D − 2`,
+/// whose residual has degree `2^D − 1` and so the same depth `D` as the guess.
+fn guess_degrees(function: InverseFunction, opts: &InverseOptions) -> Vec<usize> {
+    let fused = |d: u32| (1usize << d) - 2;
+    let all: Vec<usize> = match function {
+        InverseFunction::InvSqrt => vec![0, 1, 3, 7, 15, 31, 63],
+        InverseFunction::Reciprocal => [0, 1].into_iter().chain((2..=11).map(fused)).collect(),
+    };
+    all.into_iter().filter(|&d| d >= opts.min_guess_degree && d <= opts.max_guess_degree.min(MAX_DEGREE - 1)).collect()
+}
+
+fn make_guess(function: InverseFunction, interval: Interval, degree: usize) -> Result<Guess> {
+    if function == InverseFunction::Reciprocal && degree >= 2 {
+        let g = reciprocal_guess(interval, degree)?;
+        let (baby, rbaby) = (best_baby(g.guess.coeffs()), best_baby(g.residual.coeffs()));
+        return Ok(Guess { poly: g.guess, baby, residual: Some((g.residual, rbaby)) });
+    }
+    let poly = remez(&|x| function.eval(x), interval, degree, ErrorKind::Relative)?.poly;
+    Ok(Guess { baby: best_baby(poly.coeffs()), poly, residual: None })
+}
 
 fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOptions) -> Result<IterativeInverse> {
     if !opts.target.is_finite() || opts.target <= 0.0 {
@@ -291,30 +422,37 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
         };
         return Err(ApproxError::NonPositiveInterval { what, lo: interval.lo(), hi: interval.hi() });
     }
-    let schemes: &[InverseScheme] = match function {
-        InverseFunction::InvSqrt => &[InverseScheme::Newton],
-        InverseFunction::Reciprocal => &[InverseScheme::Goldschmidt, InverseScheme::Newton],
-    };
     let f = |x: f64| function.eval(x);
     // Screening: the iterations act pointwise on the guess's relative error, so the error of every
     // schedule follows from the guess's error on the measurement grid; plans give depth and cost.
-    let mut guesses: Vec<(Chebyshev, usize)> = Vec::new();
+    let mut guesses: Vec<Guess> = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
-    for degree in [0usize, 1, 3, 7, 15, 31, 63] {
-        if degree > opts.max_guess_degree {
+    for degree in guess_degrees(function, opts) {
+        // Guesses only get deeper: stop once one alone is deeper than a schedule that screens fine.
+        let best_passing = candidates.iter().filter(|c| c.screened <= opts.target).map(|c| c.depth).min();
+        if best_passing.is_some_and(|d| super::chebyshev::depth_for_degree(degree) > d) {
             break;
         }
-        let guess = remez(&f, interval, degree, ErrorKind::Relative)?.poly;
-        let baby = best_baby(guess.coeffs());
-        let xs = grid(interval, grid_for(degree));
-        let e0: Vec<f64> = xs.iter().map(|&x| guess.eval(x) / f(x) - 1.0).collect();
+        let guess = make_guess(function, interval, degree)?;
+        let xs = inverse_grid(interval, grid_for(degree));
+        let e0: Vec<f64> = xs.iter().map(|&x| guess.poly.eval(x) / f(x) - 1.0).collect();
+        let schemes: &[InverseScheme] = match (function, &guess.residual) {
+            (InverseFunction::InvSqrt, _) => &[InverseScheme::Newton],
+            // From a fused guess Goldschmidt needs one level per step, Newton two: only Goldschmidt.
+            (InverseFunction::Reciprocal, Some(_)) => &[InverseScheme::Goldschmidt],
+            (InverseFunction::Reciprocal, None) => &[InverseScheme::Goldschmidt, InverseScheme::Newton],
+        };
+        // A fused guess must keep x·p(x) in (0, 2) on the whole grid (|e₀| < 1), or the steps diverge.
+        if guess.residual.is_some() && !e0.iter().all(|v| v.abs() < 1.0) {
+            continue;
+        }
         for &scheme in schemes {
             let mut e = e0.clone();
             for steps in 0..=opts.max_steps {
                 if steps > 0 {
                     e.iter_mut().for_each(|v| *v = step_map(function, *v));
                 }
-                let plan = build(function, scheme, &guess, baby, steps);
+                let plan = build(function, scheme, &guess.poly, guess.baby, guess.residual(), steps);
                 let depth = plan.depth();
                 if depth > opts.max_depth {
                     break;
@@ -328,22 +466,27 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
                     scheme,
                     steps,
                 });
+                if screened <= opts.target * 1e-3 {
+                    // More steps only cost more.
+                    break;
+                }
             }
         }
-        guesses.push((guess, baby));
+        guesses.push(guess);
     }
     let measure = |c: &Candidate| -> Result<IterativeInverse> {
-        let (guess, baby) = &guesses[c.guess];
-        let plan = build(function, c.scheme, guess, *baby, c.steps);
-        let grid_n = grid_for(guess.degree());
-        let guess_error = rel_error(function, &|x| guess.eval(x), interval, grid_n)?;
+        let guess = &guesses[c.guess];
+        let plan = build(function, c.scheme, &guess.poly, guess.baby, guess.residual(), c.steps);
+        let grid_n = grid_for(guess.poly.degree());
+        let guess_error = rel_error(function, &|x| guess.poly.eval(x), interval, grid_n)?;
         let max_error = rel_error(function, &|x| plan.eval(x), interval, grid_n)?;
         Ok(IterativeInverse {
             function,
             interval,
-            guess: guess.clone(),
+            guess: guess.poly.clone(),
             guess_error,
             scheme: c.scheme,
+            residual: guess.residual.as_ref().map(|(r, _)| r.clone()),
             steps: c.steps,
             max_error,
             depth: plan.depth(),
