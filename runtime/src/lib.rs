@@ -11,6 +11,8 @@
 //! - `keys`: [`ClientKeys`] (secret + public key, evaluation-key generation, decryption),
 //!   [`Encryptor`], [`EvaluationKeys`] (public relinearization/Galois keys), [`Ciphertext`].
 //! - `eval`: [`Evaluator`] — every homomorphic operation, holding public keys only.
+//! - `bootstrap`: [`Bootstrapper`] — CKKS bootstrapping (ModRaise, SubSum, CoeffsToSlots, EvalMod,
+//!   SlotsToCoeffs) refreshing a ciphertext's levels.
 //! - `bench`: [`bench_ops`] for `polyhe bench runtime`.
 //! - `serial`: versioned binary format (parameters, keys, plaintexts, ciphertexts).
 //!
@@ -36,6 +38,7 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing))]
 
 mod bench;
+mod bootstrap;
 mod context;
 mod encoder;
 mod error;
@@ -46,6 +49,7 @@ mod ring;
 mod serial;
 
 pub use bench::{bench_ops, BenchConfig, BenchParams, BenchReport, OPS};
+pub use bootstrap::{BootstrapConfig, BootstrapTimings, Bootstrapper};
 pub use context::CkksContext;
 pub use encoder::{Encoder, Plaintext};
 pub use error::{CkksError, Result};

@@ -1,0 +1,452 @@
+//! Homomorphic slot-linear maps for CoeffsToSlots / SlotsToCoeffs.
+//!
+//! Contract:
+//! - A [`DiagMap`] is a linear map on complex slot vectors of period `n` (a power of two) given by
+//!   its nonzero generalized diagonals: `out[j] = Σ_d diag_d[j] · in[(j + d) mod n]`.
+//! - The decoding map of the (sparse) subring of degree `2n` is `E = S_n ∘ … ∘ S_2 ∘ BR` (the
+//!   encoder's special FFT: bit reversal, then butterfly stages). Each butterfly stage has three
+//!   diagonals (offsets `0, ±h`). Bootstrapping never applies `BR`: CoeffsToSlots computes
+//!   `BR·E⁻¹ = (1/n)·V_2 ∘ … ∘ V_n` (slots in bit-reversed coefficient order), which the slot-wise
+//!   EvalMod does not care about, and SlotsToCoeffs applies `S_n ∘ … ∘ S_2` to that order.
+//! - Consecutive stages are merged into `levels` groups (one level, i.e. one rescale, per group);
+//!   a group of `m` stages has at most `2^{m+1} − 1` diagonals, evaluated with baby-step giant-step
+//!   rotations (babies hoisted): `Σ_g rot_{g}(Σ_b rot_{-g}(diag_{g+b}) ⊙ rot_b(x))`.
+//! - Plaintext diagonals are encoded once, at the level and with the scale that makes the group's
+//!   output scale exactly the planned one ([`LinearTransform::new`]).
+
+use std::collections::BTreeMap;
+
+use num_complex::Complex64;
+
+use crate::encoder::{Encoder, Plaintext};
+use crate::error::{CkksError, Result};
+use crate::eval::Evaluator;
+use crate::keys::Ciphertext;
+
+/// A slot-linear map in diagonal form (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DiagMap {
+    pub(crate) n: usize,
+    /// offset `d ∈ [0, n)` → diagonal of length `n`.
+    pub(crate) diags: BTreeMap<usize, Vec<Complex64>>,
+}
+
+fn zero() -> Complex64 {
+    Complex64::new(0.0, 0.0)
+}
+
+impl DiagMap {
+    fn empty(n: usize) -> Self {
+        Self { n, diags: BTreeMap::new() }
+    }
+
+    fn add_entry(&mut self, offset: usize, j: usize, v: Complex64) {
+        let n = self.n;
+        let d = self.diags.entry(offset % n).or_insert_with(|| vec![zero(); n]);
+        if let Some(x) = d.get_mut(j) {
+            *x += v;
+        }
+    }
+
+    /// Plaintext application (the reference the homomorphic evaluation must match).
+    #[cfg(test)]
+    pub(crate) fn apply(&self, x: &[Complex64]) -> Vec<Complex64> {
+        let n = self.n;
+        let mut out = vec![zero(); n];
+        for (&d, diag) in &self.diags {
+            for (j, (o, &c)) in out.iter_mut().zip(diag).enumerate() {
+                *o += c * x.get((j + d) % n).copied().unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    /// `self ∘ inner`: `diag_{d+e}[j] += A_d[j] · B_e[(j + d) mod n]`.
+    pub(crate) fn compose(&self, inner: &DiagMap) -> DiagMap {
+        let n = self.n;
+        let mut out = DiagMap::empty(n);
+        for (&d, a) in &self.diags {
+            for (&e, b) in &inner.diags {
+                let target = out.diags.entry((d + e) % n).or_insert_with(|| vec![zero(); n]);
+                for (j, (t, &x)) in target.iter_mut().zip(a).enumerate() {
+                    *t += x * b.get((j + d) % n).copied().unwrap_or_default();
+                }
+            }
+        }
+        out
+    }
+
+    fn scale(&mut self, c: f64) {
+        self.diags.values_mut().flat_map(|d| d.iter_mut()).for_each(|x| *x *= c);
+    }
+}
+
+/// Twiddles of the special FFT of the degree-`2n` ring (the encoder's `FftTables` for `2n`).
+struct Twiddles {
+    rot_group: Vec<usize>,
+    m: usize,
+}
+
+impl Twiddles {
+    fn new(n: usize) -> Self {
+        let m = 4 * n;
+        let mut rot_group = Vec::with_capacity(n);
+        let mut g = 1usize;
+        for _ in 0..n {
+            rot_group.push(g);
+            g = (g * 5) % m;
+        }
+        Self { rot_group, m }
+    }
+    fn ksi(&self, k: usize) -> Complex64 {
+        Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * k as f64 / self.m as f64)
+    }
+}
+
+/// Butterfly stage `S_len` of the forward special FFT (decoding direction).
+fn forward_stage(n: usize, tw: &Twiddles, len: usize) -> DiagMap {
+    let lenh = len / 2;
+    let lenq = len * 4;
+    let gap = tw.m / lenq;
+    let mut s = DiagMap::empty(n);
+    for i in (0..n).step_by(len) {
+        for j in 0..lenh {
+            let w = tw.ksi((tw.rot_group.get(j).copied().unwrap_or(0) % lenq) * gap);
+            let (p, q) = (i + j, i + j + lenh);
+            // out[p] = x[p] + w·x[q];  out[q] = x[p] − w·x[q]
+            s.add_entry(0, p, Complex64::new(1.0, 0.0));
+            s.add_entry(lenh, p, w);
+            s.add_entry(0, q, -w);
+            s.add_entry(n - lenh, q, Complex64::new(1.0, 0.0));
+        }
+    }
+    s
+}
+
+/// Butterfly stage `V_len` of the inverse special FFT (encoding direction, without the 1/n).
+fn inverse_stage(n: usize, tw: &Twiddles, len: usize) -> DiagMap {
+    let lenh = len / 2;
+    let lenq = len * 4;
+    let gap = tw.m / lenq;
+    let mut s = DiagMap::empty(n);
+    for i in (0..n).step_by(len) {
+        for j in 0..lenh {
+            let w = tw.ksi((lenq - tw.rot_group.get(j).copied().unwrap_or(0) % lenq) * gap);
+            let (p, q) = (i + j, i + j + lenh);
+            // out[p] = x[p] + x[q];  out[q] = w·(x[p] − x[q])
+            s.add_entry(0, p, Complex64::new(1.0, 0.0));
+            s.add_entry(lenh, p, Complex64::new(1.0, 0.0));
+            s.add_entry(n - lenh, q, w);
+            s.add_entry(0, q, -w);
+        }
+    }
+    s
+}
+
+/// Splits `stages` (in application order) into `levels` consecutive groups as evenly as possible
+/// and composes each group into one map.
+fn group(n: usize, stages: Vec<DiagMap>, levels: usize) -> Vec<DiagMap> {
+    let total = stages.len();
+    let levels = levels.clamp(1, total.max(1));
+    let mut out = Vec::with_capacity(levels);
+    let mut it = stages.into_iter();
+    for g in 0..levels {
+        // the first groups take the remainder
+        let size = total / levels + usize::from(g < total % levels);
+        let mut acc: Option<DiagMap> = None;
+        for s in it.by_ref().take(size) {
+            acc = Some(match acc {
+                None => s,
+                Some(a) => s.compose(&a),
+            });
+        }
+        out.push(acc.unwrap_or_else(|| identity(n)));
+    }
+    out
+}
+
+fn identity(n: usize) -> DiagMap {
+    let mut m = DiagMap::empty(n);
+    m.diags.insert(0, vec![Complex64::new(1.0, 0.0); n]);
+    m
+}
+
+/// `c · BR·E⁻¹` as `levels` grouped maps, in application order (`n ≥ 2`).
+pub(crate) fn coeffs_to_slots_maps(n: usize, levels: usize, c: f64) -> Vec<DiagMap> {
+    let tw = Twiddles::new(n);
+    let mut stages = Vec::new();
+    let mut len = n;
+    while len >= 2 {
+        stages.push(inverse_stage(n, &tw, len));
+        len /= 2;
+    }
+    let mut groups = group(n, stages, levels);
+    if let Some(first) = groups.first_mut() {
+        first.scale(c / n as f64);
+    }
+    groups
+}
+
+/// `c · E·BR` (SlotsToCoeffs on bit-reversed input) as `levels` grouped maps, in application order.
+pub(crate) fn slots_to_coeffs_maps(n: usize, levels: usize, c: f64) -> Vec<DiagMap> {
+    let tw = Twiddles::new(n);
+    let mut stages = Vec::new();
+    let mut len = 2;
+    while len <= n {
+        stages.push(forward_stage(n, &tw, len));
+        len *= 2;
+    }
+    let mut groups = group(n, stages, levels);
+    if let Some(first) = groups.first_mut() {
+        first.scale(c);
+    }
+    groups
+}
+
+/// Baby-step giant-step decomposition of a map's offsets: offsets `k·h` (centered `k`) split as
+/// `k = g·n1 + b`, `0 ≤ b < n1`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BsgsPlan {
+    /// giant step (slots, in `[0, n)`) → [(baby step in `[0, n)`, offset d)].
+    pub(crate) giants: BTreeMap<usize, Vec<(usize, usize)>>,
+}
+
+impl BsgsPlan {
+    pub(crate) fn new(map: &DiagMap) -> Self {
+        let n = map.n as i64;
+        let centered = |d: usize| -> i64 {
+            let d = d as i64;
+            if d > n / 2 {
+                d - n
+            } else {
+                d
+            }
+        };
+        let offs: Vec<i64> = map.diags.keys().map(|&d| centered(d)).collect();
+        let h = offs.iter().fold(0i64, |g, &d| gcd(g, d.abs())).max(1);
+        let ks: Vec<i64> = offs.iter().map(|d| d / h).collect();
+        let build = |n1: i64| -> BTreeMap<usize, Vec<(usize, usize)>> {
+            let mut giants: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+            for &k in &ks {
+                let g = k.div_euclid(n1) * n1 * h;
+                let b = k.rem_euclid(n1) * h;
+                let d = (k * h).rem_euclid(n) as usize;
+                giants.entry(g.rem_euclid(n) as usize).or_default().push((b.rem_euclid(n) as usize, d));
+            }
+            giants
+        };
+        // Pick the baby size with the fewest distinct rotations (key switches).
+        let mut best: Option<(usize, BTreeMap<usize, Vec<(usize, usize)>>)> = None;
+        let mut n1 = 1i64;
+        while n1 <= n {
+            let giants = build(n1);
+            let mut babies: Vec<usize> = giants.values().flatten().map(|&(b, _)| b).filter(|&b| b != 0).collect();
+            babies.sort_unstable();
+            babies.dedup();
+            let cost = babies.len() + giants.keys().filter(|&&g| g != 0).count();
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, giants));
+            }
+            n1 *= 2;
+        }
+        Self { giants: best.map(|(_, g)| g).unwrap_or_default() }
+    }
+
+    /// Every nonzero rotation step (in `[0, n)`) this plan uses.
+    pub(crate) fn steps(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.giants.iter().flat_map(|(&g, terms)| std::iter::once(g).chain(terms.iter().map(|&(b, _)| b))).filter(|&s| s != 0).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Rotation of an `n`-periodic vector: `out[j] = v[(j + s) mod n]`.
+fn rot(v: &[Complex64], s: usize) -> Vec<Complex64> {
+    let n = v.len();
+    (0..n).map(|j| v.get((j + s) % n).copied().unwrap_or_default()).collect()
+}
+
+/// One grouped map, ready to evaluate: plaintext diagonals (pre-rotated by `-giant`) at `level`.
+#[derive(Debug, Clone)]
+pub(crate) struct LinearTransform {
+    plan: BsgsPlan,
+    /// (giant, baby) → plaintext.
+    pts: BTreeMap<(usize, usize), Plaintext>,
+    pub(crate) level: usize,
+    pub(crate) in_scale: f64,
+    pub(crate) out_scale: f64,
+}
+
+impl LinearTransform {
+    /// Encodes `map`'s diagonals for an input at `level` with scale `in_scale` so that the output,
+    /// after one rescale by `q_level`, has scale exactly `out_scale`.
+    pub(crate) fn new(enc: &Encoder, map: &DiagMap, slots: usize, level: usize, q_level: f64, in_scale: f64, out_scale: f64) -> Result<Self> {
+        let plan = BsgsPlan::new(map);
+        let pt_scale = out_scale * q_level / in_scale;
+        let n = map.n;
+        if n == 0 || !slots.is_multiple_of(n) {
+            return Err(CkksError::Internal("slot count not a multiple of the map period"));
+        }
+        let mut pts = BTreeMap::new();
+        for (&g, terms) in &plan.giants {
+            for &(b, d) in terms {
+                let diag = map.diags.get(&d).ok_or(CkksError::Internal("plan offset without diagonal"))?;
+                // rot_g(pt ⊙ rot_b(x))[j] = pt[j+g]·x[j+g+b] must equal diag[j]·x[j+d]: pt = rot_{-g}(diag).
+                let shifted = rot(diag, (n - g % n) % n);
+                let full: Vec<Complex64> = (0..slots).map(|j| shifted.get(j % n).copied().unwrap_or_default()).collect();
+                pts.insert((g, b), enc.encode_complex(&full, level, pt_scale)?);
+            }
+        }
+        Ok(Self { plan, pts, level, in_scale, out_scale })
+    }
+
+    pub(crate) fn steps(&self) -> Vec<usize> {
+        self.plan.steps()
+    }
+
+    /// Applies the map to `ct` (at `self.level`, scale `self.in_scale`); one level is consumed.
+    pub(crate) fn apply(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
+        if ct.level != self.level {
+            return Err(CkksError::LevelMismatch { a: ct.level, b: self.level });
+        }
+        if (ct.scale / self.in_scale - 1.0).abs() > 1e-9 {
+            return Err(CkksError::ScaleMismatch { a_log2: ct.scale.log2(), b_log2: self.in_scale.log2() });
+        }
+        let mut babies: Vec<usize> = self.plan.giants.values().flatten().map(|&(b, _)| b).collect();
+        babies.sort_unstable();
+        babies.dedup();
+        let hoisted = eval.hoist(ct)?;
+        let mut rotated: BTreeMap<usize, Ciphertext> = BTreeMap::new();
+        for b in babies {
+            let r = if b == 0 { ct.clone() } else { eval.rotate_hoisted_one(&hoisted, b as i64)? };
+            rotated.insert(b, r);
+        }
+        let mut acc: Option<Ciphertext> = None;
+        for (&g, terms) in &self.plan.giants {
+            let mut inner: Option<Ciphertext> = None;
+            for &(b, _) in terms {
+                let x = rotated.get(&b).ok_or(CkksError::Internal("missing baby rotation"))?;
+                let pt = self.pts.get(&(g, b)).ok_or(CkksError::Internal("missing diagonal plaintext"))?;
+                let term = eval.mul_plain(x, pt)?;
+                match inner.as_mut() {
+                    None => inner = Some(term),
+                    Some(i) => eval.add_assign(i, &term)?,
+                }
+            }
+            let Some(inner) = inner else { continue };
+            let inner = if g == 0 { inner } else { eval.rotate(&inner, g as i64)? };
+            match acc.as_mut() {
+                None => acc = Some(inner),
+                Some(a) => eval.add_assign(a, &inner)?,
+            }
+        }
+        let mut out = acc.ok_or(CkksError::Internal("empty linear transform"))?;
+        eval.rescale_assign(&mut out)?;
+        out.scale = self.out_scale;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(n: usize, seed: u64) -> Vec<Complex64> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        (0..n).map(|_| Complex64::new(next(), next())).collect()
+    }
+
+    fn max_err(a: &[Complex64], b: &[Complex64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y).norm()).fold(0.0, f64::max)
+    }
+
+    fn bit_reverse(v: &[Complex64]) -> Vec<Complex64> {
+        let n = v.len();
+        let bits = n.trailing_zeros();
+        (0..n).map(|i| v[i.reverse_bits() >> (usize::BITS - bits)]).collect()
+    }
+
+    /// E·w evaluated directly: z_j = Σ_k w_k ω^{5^j k}, ω = e^{iπ/(2n)}.
+    fn decode_direct(w: &[Complex64]) -> Vec<Complex64> {
+        let n = w.len();
+        let m = 4 * n;
+        let mut g = 1usize;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let z = w.iter().enumerate().map(|(k, &c)| c * Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * ((g * k) % m) as f64 / m as f64)).sum();
+            out.push(z);
+            g = g * 5 % m;
+        }
+        out
+    }
+
+    #[test]
+    fn stc_is_the_decoding_map_on_bit_reversed_input() {
+        for n in [2usize, 8, 32] {
+            for levels in [1, 2, 3] {
+                let w = vals(n, n as u64 + levels as u64);
+                let maps = slots_to_coeffs_maps(n, levels, 1.0);
+                let mut x = bit_reverse(&w);
+                for m in &maps {
+                    x = m.apply(&x);
+                }
+                assert!(max_err(&x, &decode_direct(&w)) < 1e-12, "n={n} levels={levels}");
+            }
+        }
+    }
+
+    #[test]
+    fn cts_after_stc_is_identity() {
+        for n in [4usize, 16, 64] {
+            for levels in [1, 2, 4] {
+                let w = vals(n, 7 + n as u64);
+                let mut x = w.clone();
+                for m in slots_to_coeffs_maps(n, levels, 3.0).iter().chain(&coeffs_to_slots_maps(n, levels, 1.0 / 3.0)) {
+                    x = m.apply(&x);
+                }
+                assert!(max_err(&x, &w) < 1e-12, "n={n} levels={levels}: {}", max_err(&x, &w));
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_maps_have_few_diagonals() {
+        // 6 stages in 2 groups of 3: at most 2^4 − 1 diagonals each.
+        let maps = coeffs_to_slots_maps(64, 2, 1.0);
+        assert_eq!(maps.len(), 2);
+        assert!(maps.iter().all(|m| m.diags.len() <= 15), "{:?}", maps.iter().map(|m| m.diags.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bsgs_plan_covers_every_offset_once() {
+        let maps = coeffs_to_slots_maps(64, 2, 1.0);
+        for m in &maps {
+            let plan = BsgsPlan::new(m);
+            let mut seen: Vec<usize> = Vec::new();
+            for (&g, terms) in &plan.giants {
+                for &(b, d) in terms {
+                    assert_eq!((g + b) % 64, d);
+                    seen.push(d);
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, m.diags.keys().copied().collect::<Vec<_>>());
+            assert!(plan.steps().len() < m.diags.len());
+        }
+    }
+}

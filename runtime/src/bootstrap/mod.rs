@@ -1,0 +1,426 @@
+//! CKKS bootstrapping (Cheon–Han–Kim–Kim–Song 2018 with Han–Ki's cosine + double-angle EvalMod and
+//! log-depth, BSGS-evaluated CoeffsToSlots/SlotsToCoeffs). Design notes: `docs/bootstrapping.md`.
+//!
+//! Contract:
+//! - [`Bootstrapper::bootstrap`] takes a degree-2 ciphertext at any level whose slots hold a vector
+//!   of period `n = 2^log_slots` (for `n < N/2` the first `n` slots, replicated, as [`crate::Encoder`]
+//!   produces when given exactly... any `n`-periodic input; a ciphertext encoded from `n` values is
+//!   zero-padded, *not* periodic, so encode `N/2` values replicated or use `n = N/2`), and returns a
+//!   ciphertext at [`Bootstrapper::output_level`] (`= max_level − levels_consumed`) with the same
+//!   slots up to the bootstrapping error.
+//! - Output scale: exactly `params.default_scale()` when the input is at level ≥ 1 (one level of the
+//!   input is used to set the message scale exactly); a level-0 input is scaled up by an integer,
+//!   and the output scale absorbs the rounding (relative difference ≤ `2^-(log_message_ratio+…)`),
+//!   tracked exactly in the ciphertext.
+//! - The Galois keys needed are [`Bootstrapper::rotation_steps`] plus conjugation; a missing key
+//!   gives [`CkksError::MissingGaloisKey`] / [`CkksError::MissingConjugationKey`].
+//! - [`Bootstrapper::new`] checks, and reports as [`CkksError::InvalidParameters`], every
+//!   infeasibility: too few levels, `|I|` bound `K` below what the secret's Hamming weight implies,
+//!   an EvalMod approximation error above 2^-20, an unusable slot count.
+//! - Precision depends on `log_message_ratio` (`q_0 / Δ_message`): the sine's nonlinearity costs
+//!   `≈ (2π·|m|/q_0)²/6` relative error, the EvalMod noise is amplified by `q_0 / (2π·Δ_message)`.
+
+mod evalmod;
+mod linear;
+
+use std::f64::consts::PI;
+use std::time::{Duration, Instant};
+
+use crate::context::CkksContext;
+use crate::encoder::{Encoder, Plaintext};
+use crate::error::{CkksError, Result};
+use crate::eval::Evaluator;
+use crate::keys::Ciphertext;
+use crate::params::CkksParams;
+
+use evalmod::{ChebyshevPoly, PolyPlan};
+use linear::LinearTransform;
+
+/// Bootstrapping parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootstrapConfig {
+    /// `n = 2^log_slots` complex slots are refreshed (`1 ≤ log_slots ≤ log_n − 1`).
+    pub log_slots: u32,
+    /// EvalMod interval: `x = t/q_0 ∈ [−K, K]`, i.e. `|I| ≤ K − 1` for the ModRaise overflow `I`.
+    pub k: u32,
+    /// Degree of the Chebyshev interpolant of the scaled cosine.
+    pub cos_degree: usize,
+    /// Double-angle steps `r`.
+    pub double_angle: u32,
+    /// Levels (grouped FFT stages) of CoeffsToSlots.
+    pub cts_levels: usize,
+    /// Levels of SlotsToCoeffs.
+    pub stc_levels: usize,
+    /// log2 of `q_0 / Δ_message`: the message is scaled to `q_0 / 2^ratio` before ModRaise.
+    pub log_message_ratio: u32,
+}
+
+/// A standard-normal tail of 6.5σ for `I`'s coefficients (≈ 2^-32 per coefficient), plus one.
+fn k_for_weight(h: usize) -> u32 {
+    let sigma = ((h as f64 + 1.0) / 12.0).sqrt();
+    (6.5 * sigma).ceil() as u32 + 1
+}
+
+/// The secret's Hamming weight, or the expected weight `2N/3` of a uniform ternary secret.
+fn weight(params: &CkksParams) -> usize {
+    params.hamming_weight().unwrap_or(2 * params.n() / 3)
+}
+
+impl BootstrapConfig {
+    /// Defaults for `params`: `K` from the secret's Hamming weight, `r = 3` double angles (more for
+    /// large `K`), the smallest cosine degree with an EvalMod error ≤ 2^-40 (capped at 255), two
+    /// levels for each linear transform (one if `log_slots ≤ 4`, three above 2^9 slots), and a
+    /// message ratio of 2^12.
+    pub fn default_for(params: &CkksParams, log_slots: u32) -> Self {
+        let k = k_for_weight(weight(params));
+        // keep the cosine's argument range 2πK/2^r around 12–25 radians
+        let double_angle = (f64::from(k).log2().ceil() as u32).saturating_sub(2).max(3);
+        let mut cos_degree = 255;
+        for d in (8..=255).step_by(2) {
+            let p = ChebyshevPoly::fit(evalmod::scaled_cos(f64::from(k), double_angle), d);
+            if evalmod::sine_error(&p, f64::from(k), double_angle) <= 2f64.powi(-40) {
+                cos_degree = d;
+                break;
+            }
+        }
+        let lt_levels = match log_slots {
+            0..=4 => 1,
+            5..=9 => 2,
+            _ => 3,
+        };
+        Self { log_slots, k, cos_degree, double_angle, cts_levels: lt_levels, stc_levels: lt_levels, log_message_ratio: 12 }
+    }
+}
+
+/// Wall-clock time per bootstrapping phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BootstrapTimings {
+    /// Scale adjustment, mod-drop and ModRaise.
+    pub mod_raise: Duration,
+    /// SubSum (sparse packing only).
+    pub sub_sum: Duration,
+    /// CoeffsToSlots, including the real/imaginary split.
+    pub coeffs_to_slots: Duration,
+    /// EvalMod (both halves).
+    pub eval_mod: Duration,
+    /// SlotsToCoeffs.
+    pub slots_to_coeffs: Duration,
+}
+
+/// Precomputed bootstrapping data for one parameter set and configuration.
+#[derive(Debug, Clone)]
+pub struct Bootstrapper {
+    ctx: CkksContext,
+    config: BootstrapConfig,
+    cts: Vec<LinearTransform>,
+    stc: Vec<LinearTransform>,
+    poly: PolyPlan,
+    /// `X^{N/2}` (multiplies every slot by `i`) at the top level, scale 1.
+    monomial: Plaintext,
+    /// `Δ_message = q_0 / 2^ratio`.
+    message_scale: f64,
+    /// EvalMod's polynomial output scale (chosen so the doublings end on `stc[0].in_scale`).
+    poly_scale: f64,
+    eval_mod_error: f64,
+    consumed: usize,
+}
+
+impl Bootstrapper {
+    /// Precomputes the linear-transform diagonals and the EvalMod polynomial; fails with
+    /// [`CkksError::InvalidParameters`] if the chain, the secret or the configuration cannot work.
+    pub fn new(ctx: &CkksContext, config: BootstrapConfig) -> Result<Self> {
+        let params = ctx.params();
+        let invalid = |reason: String| CkksError::InvalidParameters { reason };
+        let slots = params.slots();
+        if config.log_slots == 0 || config.log_slots >= params.log_n() {
+            return Err(invalid(format!("log_slots = {} must be in 1..={}", config.log_slots, params.log_n() - 1)));
+        }
+        let n = 1usize << config.log_slots;
+        let k_needed = k_for_weight(weight(params));
+        if config.k < k_needed {
+            let secret = match params.hamming_weight() {
+                Some(h) => format!("a sparse secret of Hamming weight {h}"),
+                None => format!("a uniform ternary secret (weight ≈ {})", weight(params)),
+            };
+            return Err(invalid(format!(
+                "EvalMod interval K = {} is too small: with {secret} the ModRaise overflow |I| reaches ≈ {} (use a sparser secret or a larger K)",
+                config.k,
+                k_needed - 1
+            )));
+        }
+        if config.cos_degree < 2 || config.cos_degree > 1023 || config.double_angle > 10 || config.k > 4096 {
+            return Err(invalid(format!("EvalMod degree {} / double angles {} / K {} out of range", config.cos_degree, config.double_angle, config.k)));
+        }
+        let cheb = ChebyshevPoly::fit(evalmod::scaled_cos(f64::from(config.k), config.double_angle), config.cos_degree);
+        let eval_mod_error = evalmod::sine_error(&cheb, f64::from(config.k), config.double_angle);
+        if eval_mod_error > 2f64.powi(-20) {
+            return Err(invalid(format!(
+                "EvalMod approximation error 2^{:.1} > 2^-20 with K = {}, degree {}, {} double angles: raise the degree or the double angles",
+                eval_mod_error.log2(),
+                config.k,
+                config.cos_degree,
+                config.double_angle
+            )));
+        }
+        if !(4..=40).contains(&config.log_message_ratio) {
+            return Err(invalid(format!("log_message_ratio = {} must be in 4..=40", config.log_message_ratio)));
+        }
+        let log_n_stages = config.log_slots as usize;
+        if config.cts_levels == 0 || config.stc_levels == 0 || config.cts_levels > log_n_stages || config.stc_levels > log_n_stages {
+            return Err(invalid(format!(
+                "cts_levels = {} and stc_levels = {} must be in 1..={log_n_stages} (one FFT stage per level at most)",
+                config.cts_levels, config.stc_levels
+            )));
+        }
+        let poly = PolyPlan::new(&cheb);
+        let consumed = config.cts_levels + poly.depth + config.double_angle as usize + config.stc_levels;
+        let top = params.max_level();
+        if consumed + 1 > top {
+            return Err(invalid(format!(
+                "modulus chain too short: bootstrapping consumes {consumed} levels (CtS {}, EvalMod {} + {} double angles, StC {}) and at least one must remain, but the chain has {top}",
+                config.cts_levels, poly.depth, config.double_angle, config.stc_levels
+            )));
+        }
+        let q = |l: usize| params.moduli().get(l).copied().unwrap_or(1) as f64;
+        let q0 = q(0);
+        let message_scale = q0 / f64::from(config.log_message_ratio).exp2();
+        if message_scale < 2f64.powi(10) {
+            return Err(invalid(format!("q_0 = 2^{:.1} leaves a message scale below 2^10 at ratio 2^{}", q0.log2(), config.log_message_ratio)));
+        }
+        let enc = Encoder::new(ctx);
+        let kf = f64::from(config.k);
+        // CtS: (N/2n)·E·w/q_0 (after SubSum) ↦ BR·w/(2·q_0·K).
+        let c_cts = (2 * n) as f64 / params.n() as f64 / (2.0 * kf);
+        let mut cts = Vec::new();
+        let mut level = top;
+        let mut scale = q0; // the ModRaise'd ciphertext is declared at scale q_0
+        for map in linear::coeffs_to_slots_maps(n, config.cts_levels, c_cts) {
+            let out_scale = q(level - 1);
+            cts.push(LinearTransform::new(&enc, &map, slots, level, q(level), scale, out_scale)?);
+            level -= 1;
+            scale = out_scale;
+        }
+        // EvalMod: polynomial at scale poly_scale, then r doublings s ↦ s²/q_l.
+        let poly_level = level - poly.depth;
+        let poly_scale = q(poly_level);
+        let mut s = poly_scale;
+        let mut l = poly_level;
+        for _ in 0..config.double_angle {
+            s = s * s / q(l);
+            l -= 1;
+        }
+        // StC: (2π/q_0)·m in bit-reversed slots ↦ E·m/Δ_message.
+        let c_stc = q0 / (2.0 * PI * message_scale);
+        let mut stc = Vec::new();
+        let maps = linear::slots_to_coeffs_maps(n, config.stc_levels, c_stc);
+        let last = maps.len().saturating_sub(1);
+        for (i, map) in maps.iter().enumerate() {
+            let out_scale = if i == last { params.default_scale() } else { q(l - 1) };
+            stc.push(LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?);
+            l -= 1;
+            s = out_scale;
+        }
+        let nq_top = top + 1;
+        let ring = &ctx.inner.ring;
+        let mut mono = vec![0i64; params.n()];
+        if let Some(c) = mono.get_mut(params.n() / 2) {
+            *c = 1;
+        }
+        let mut mpoly = ring.from_i64(&mono, nq_top, false);
+        ring.ntt_forward(&mut mpoly);
+        let monomial = Plaintext { poly: mpoly, level: top, scale: 1.0, fingerprint: ctx.fingerprint() };
+        Ok(Self { ctx: ctx.clone(), config, cts, stc, poly, monomial, message_scale, poly_scale, eval_mod_error, consumed })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BootstrapConfig {
+        &self.config
+    }
+
+    /// Rotation steps whose Galois keys [`Self::bootstrap`] needs (conjugation too, see
+    /// [`Self::needs_conjugation`]).
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        let n = 1usize << self.config.log_slots;
+        let slots = self.ctx.params().slots();
+        let mut v: Vec<i64> = self.cts.iter().chain(&self.stc).flat_map(|t| t.steps()).map(|s| s as i64).collect();
+        v.extend(Evaluator::rotate_and_sum_steps(slots / n, n as i64));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether the conjugation key is needed (always: it splits real and imaginary parts).
+    pub fn needs_conjugation(&self) -> bool {
+        true
+    }
+
+    /// Levels used by one bootstrapping (CtS + EvalMod + StC).
+    pub fn levels_consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// Level of every bootstrapped ciphertext: `max_level − levels_consumed`.
+    pub fn output_level(&self) -> usize {
+        self.ctx.params().max_level() - self.consumed
+    }
+
+    /// Max |error| of the EvalMod approximation `sin(2πx)` on `[−K, K]` (f64, no noise).
+    pub fn eval_mod_error(&self) -> f64 {
+        self.eval_mod_error
+    }
+
+    /// Refreshes `ct` (see the module contract).
+    pub fn bootstrap(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.bootstrap_timed(eval, ct).map(|(c, _)| c)
+    }
+
+    /// [`Self::bootstrap`] with the time of each phase.
+    pub fn bootstrap_timed(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<(Ciphertext, BootstrapTimings)> {
+        self.ctx.inner.check_fp(eval.ctx.fingerprint)?;
+        self.ctx.inner.check_fp(ct.fingerprint)?;
+        if ct.polys.len() != 2 {
+            return Err(CkksError::CiphertextDegree { op: "bootstrap", expected: 2, found: ct.polys.len() });
+        }
+        let mut times = BootstrapTimings::default();
+        let params = self.ctx.params();
+        let n = 1usize << self.config.log_slots;
+        let slots = params.slots();
+
+        let t = Instant::now();
+        let (low, msg_scale) = self.to_message_scale(eval, ct)?;
+        let mut x = self.mod_raise(&low)?;
+        times.mod_raise = t.elapsed();
+
+        let t = Instant::now();
+        if n < slots {
+            x = eval.rotate_and_sum(&x, slots / n, n as i64)?;
+        }
+        times.sub_sum = t.elapsed();
+
+        let t = Instant::now();
+        for lt in &self.cts {
+            x = lt.apply(eval, &x)?;
+        }
+        // x: w/(2·q_0·K) with w = u + i·v; u/(q_0 K) = x + x̄, v/(q_0 K) = (x̄ − x)·i
+        let xc = eval.conjugate(&x)?;
+        let xu = eval.add(&x, &xc)?;
+        let xv = eval.mul_plain(&eval.sub(&xc, &x)?, &self.monomial)?;
+        times.coeffs_to_slots = t.elapsed();
+
+        let t = Instant::now();
+        let yu = self.eval_mod(eval, &xu)?;
+        let yv = self.eval_mod(eval, &xv)?;
+        let y = eval.add(&yu, &eval.mul_plain(&yv, &self.monomial)?)?;
+        times.eval_mod = t.elapsed();
+
+        let t = Instant::now();
+        let mut z = y;
+        for lt in &self.stc {
+            z = lt.apply(eval, &z)?;
+        }
+        // The plaintexts assumed Δ_message; the actual one differs by the integer scale-up's rounding.
+        z.scale *= msg_scale / self.message_scale;
+        times.slots_to_coeffs = t.elapsed();
+        Ok((z, times))
+    }
+
+    /// Brings `ct` to level 0 with the message at scale ≈ `q_0 / 2^ratio`; returns the exact scale.
+    fn to_message_scale(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<(Ciphertext, f64)> {
+        if ct.level >= 1 {
+            let ratio = self.message_scale * eval.ctx.ring.limb_prime(1, 2).q as f64 / ct.scale;
+            if ratio < 2f64.powi(20) {
+                return Err(CkksError::InvalidParameters {
+                    reason: format!("input scale 2^{:.1} is too large to bootstrap (message scale 2^{:.1})", ct.scale.log2(), self.message_scale.log2()),
+                });
+            }
+            let low = evalmod::adjust(eval, ct, 0, self.message_scale, 1.0)?;
+            return Ok((low, self.message_scale));
+        }
+        let up = (self.message_scale / ct.scale).round();
+        if up < 1.0 {
+            return Err(CkksError::InvalidParameters {
+                reason: format!(
+                    "a level-0 input at scale 2^{:.1} exceeds the bootstrapping message scale 2^{:.1} (q_0 / 2^{}); bootstrap at level ≥ 1 or lower log_message_ratio",
+                    ct.scale.log2(),
+                    self.message_scale.log2(),
+                    self.config.log_message_ratio
+                ),
+            });
+        }
+        let out = if up > 1.0 { eval.mul_int(ct, up as i64)? } else { ct.clone() };
+        Ok((out, ct.scale * up))
+    }
+
+    /// Level-0 ciphertext → top level, with plaintext `t = m + q_0·I` declared at scale `q_0`.
+    fn mod_raise(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        let ring = &self.ctx.inner.ring;
+        let top = self.ctx.params().max_level();
+        let q0 = ring.limb_prime(0, 1).q;
+        let polys = ct
+            .polys
+            .iter()
+            .map(|p| {
+                let mut c = p.clone();
+                ring.truncate_q(&mut c, 1);
+                ring.ntt_inverse(&mut c);
+                let centered: Vec<i64> = c.data.iter().map(|&v| if v > q0 / 2 { v as i64 - q0 as i64 } else { v as i64 }).collect();
+                let mut r = ring.from_i64(&centered, top + 1, false);
+                ring.ntt_forward(&mut r);
+                r
+            })
+            .collect();
+        Ok(Ciphertext { polys, level: top, scale: q0 as f64, fingerprint: ct.fingerprint })
+    }
+
+    /// `x/K` slots (real) → `sin(2πx)` at the scale StC expects.
+    fn eval_mod(&self, eval: &Evaluator, x: &Ciphertext) -> Result<Ciphertext> {
+        let mut y = self.poly.eval(eval, x, self.poly_scale)?;
+        for _ in 0..self.config.double_angle {
+            let sq = eval.mul_relin_rescale(&y, &y)?;
+            y = eval.add_const(&eval.mul_int(&sq, 2)?, -1.0)?;
+        }
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{CkksParams, Security};
+    use num_complex::Complex64;
+
+    /// The coefficient layout StC/CtS assume matches the encoder: an `n`-periodic slot vector
+    /// encodes to a polynomial in `Z[X^{N/2n}]` whose coefficients `u + i·v` decode through `E`.
+    #[test]
+    fn sparse_subring_layout_matches_the_encoder() {
+        let ctx = CkksContext::new(CkksParams::new_with_security(13, &[60, 60], &[60], 2, 40, Security::NotSet).unwrap()).unwrap();
+        let enc = Encoder::new(&ctx);
+        let big_n = ctx.params().n();
+        let slots = big_n / 2;
+        for log_n in [2u32, 5] {
+            let n = 1usize << log_n;
+            let z: Vec<Complex64> = (0..n).map(|i| Complex64::new((i as f64 * 0.37).sin(), (i as f64 * 0.11).cos() - 0.5)).collect();
+            let full: Vec<Complex64> = (0..slots).map(|j| z[j % n]).collect();
+            let scale = 2f64.powi(40);
+            let pt = enc.encode_complex(&full, 1, scale).unwrap();
+            let mut p = pt.poly.clone();
+            ctx.inner.ring.ntt_inverse(&mut p);
+            let coef = enc.crt_to_f64(&p).unwrap();
+            let gap = big_n / (2 * n);
+            for (i, c) in coef.iter().enumerate() {
+                if i % gap != 0 {
+                    assert_eq!(*c, 0.0, "coefficient {i} outside the subring");
+                }
+            }
+            let w: Vec<Complex64> = (0..n).map(|k| Complex64::new(coef[k * gap], coef[(k + n) * gap]) / scale).collect();
+            // StC on bit-reversed w must give z
+            let bits = n.trailing_zeros();
+            let mut x: Vec<Complex64> = (0..n).map(|i| w[i.reverse_bits() >> (usize::BITS - bits)]).collect();
+            for m in linear::slots_to_coeffs_maps(n, 2, 1.0) {
+                x = m.apply(&x);
+            }
+            let err = x.iter().zip(&z).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
+            assert!(err < 1e-9, "n = {n}: {err}");
+        }
+    }
+}
