@@ -9,10 +9,10 @@ pub mod approx;
 
 pub use approx::{
     build_inverse, chebyshev_fit, depth_for_degree, fit, fit_activation, fit_exp, fit_exp_squaring, fit_inv_sqrt,
-    fit_reciprocal, fit_relu, fit_relu_composite, fit_to_target, max_error, remez, Activation, ApproxError,
+    fit_reciprocal, fit_relu, fit_relu_composite, fit_to_target, max_error, reciprocal_guess, remez, Activation, ApproxError,
     Approximation, Chebyshev, CompositeRelu, DegreePolicy, ErrorKind, EvalPlan, ExpChoice, ExpMethod, FitMethod,
     FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method, PlanCost, PlanOp,
-    Reg, ReluChoice, ReluMethod, ReluOptions, SquaringExp,
+    ReciprocalGuess, Reg, ReluChoice, ReluMethod, ReluOptions, SquaringExp,
 };
 
 // ---- polynomial stage (calibration, replacement, depth, report) ----

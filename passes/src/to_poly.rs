@@ -45,9 +45,9 @@ use polyhe_ir::{DType, Graph, Node, Op, Tensor, Value, ValueDef};
 use serde::Serialize;
 
 use crate::approx::{
-    build_inverse, fit_reciprocal, fit_relu, fit_to_target, remez, Activation, ApproxError, Chebyshev, ErrorKind,
-    FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method, ReluMethod,
-    ReluOptions,
+    build_inverse, chebyshev_fit, fit_reciprocal, fit_relu, fit_to_target, remez, Activation, ApproxError,
+    Approximation, Chebyshev, ErrorKind, FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme,
+    IterativeInverse, ReluMethod, ReluOptions,
 };
 use crate::calibrate::{masked_scores, CalibDetail, Calibration, NodeCalibration, Range};
 use crate::error::{PassError, UnsupportedOp};
@@ -368,6 +368,8 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
     let mut records = Vec::new();
     let mut plaintext_nodes = Vec::new();
     let mut unsupported = Vec::new();
+    // Softmax results `exp·(1/sum)` over the last axis, by value in `out`: (exp, 1/sum).
+    let mut normalized: SecondaryMap<Value, Option<(Value, Value)>> = SecondaryMap::with_default(None);
     for (n, d) in g.nodes.iter() {
         let ins: Vec<Value> = d.inputs.iter().map(|&v| map[v].expect("topological order")).collect();
         let is_enc = d.outputs.iter().any(|&o| enc[o]);
@@ -375,6 +377,19 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
         if let Op::Constant(c) = d.op {
             let nv = out.add_constant(g.constants[c].clone(), d.name.clone());
             map[d.outputs[0]] = Some(nv);
+            continue;
+        }
+        if let (Op::MatMul, Some((ex, inv))) = (&d.op, ins.first().and_then(|&a| normalized[a])) {
+            // softmax(S)·V = (exp(S)·V)·(1/sum): the row scaling commutes with the product, so the
+            // ct×ct matmul runs in parallel with the division instead of after it (one level less).
+            let mut e = Emit { g: out, node: &d.name, counter: 0 };
+            let res = e.op(Op::MatMul, vec![ex, ins[1]], "exp_v").and_then(|p| e.op(Op::Mul, vec![p, inv], "normalized"));
+            out = e.g;
+            let v = res?;
+            map[d.outputs[0]] = Some(v);
+            if let Some(name) = &g.values[d.outputs[0]].name {
+                out.set_name(v, name.clone());
+            }
             continue;
         }
         if keep {
@@ -397,6 +412,11 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
         match res {
             Ok(v) => {
                 map[d.outputs[0]] = Some(v);
+                if let (Op::Softmax { axis }, SoftmaxMethod::ExpInverse) = (&d.op, opts.softmax) {
+                    if *axis + 1 == g.ty(d.inputs[0]).rank() {
+                        normalized[v] = softmax_factors(&out, v);
+                    }
+                }
                 if let Some(name) = &g.values[d.outputs[0]].name {
                     out.set_name(v, name.clone());
                 }
@@ -434,6 +454,13 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
         r.io = (remap[r.io.0].unwrap_or(r.io.0), remap[r.io.1].unwrap_or(r.io.1));
     }
     Ok(Replaced { graph, records, plaintext_nodes })
+}
+
+/// `(exp, 1/sum)` when `v` is the `probs` product emitted by [`softmax`] (its last node).
+fn softmax_factors(g: &Graph, v: Value) -> Option<(Value, Value)> {
+    let ValueDef::Result(n, 0) = g.values[v].def else { return None };
+    let d = &g.nodes[n];
+    (matches!(d.op, Op::Mul) && d.name.ends_with("/probs") && d.inputs.len() == 2).then(|| (d.inputs[0], d.inputs[1]))
 }
 
 /// Drops nodes whose results reach no graph output (the replaced ops' leftovers: a mask `add`
@@ -766,13 +793,7 @@ pub(crate) fn fit_exp_reduced(
         // Relative error budget per factor so that (1+eps)^(2^r) - 1 <= target.
         let eps = (1.0 + target).ln() / s * 0.9;
         let small = Interval::new(iv.lo() / s, iv.hi() / s)?;
-        let fo =
-            FitOptions { kind: ErrorKind::Relative, method: Method::Chebyshev, max_degree, ..FitOptions::new(eps) };
-        let a = match fit_to_target(&f64::exp, small, &fo) {
-            Ok(a) => a,
-            Err(ApproxError::TargetNotReached { .. }) => continue,
-            Err(er) => return Err(er),
-        };
+        let Some(a) = fit_exp_relative(small, eps, max_degree)? else { continue };
         let total = a.depth + r;
         if best.as_ref().is_some_and(|b| b.0 <= total) {
             if total > best.as_ref().map_or(0, |b| b.0) + 1 {
@@ -787,6 +808,29 @@ pub(crate) fn fit_exp_reduced(
     // Measure the whole composition (relative error) on a dense grid.
     let err = measure_rel(&|x| q.eval(x).powi(1 << r), &f64::exp, iv);
     Ok((q, r, err))
+}
+
+/// Smallest-depth fit of exp on `iv` to relative error `eps` (degree `2^k − 1`): interpolation,
+/// then a relative-error Remez fit of the same degree when interpolation misses. (The Lebesgue-bound
+/// shortcut of [`fit_to_target`] does not hold for relative errors: on `[-20, 2.5]` degree 15
+/// interpolates exp to 3e4 relative error while its relative minimax reaches 2e-2.)
+fn fit_exp_relative(iv: Interval, eps: f64, max_degree: usize) -> Result<Option<Approximation>, ApproxError> {
+    let mut k = 0;
+    while (1usize << k) - 1 <= max_degree {
+        let degree = (1usize << k) - 1;
+        let cheb = chebyshev_fit(&f64::exp, iv, degree, ErrorKind::Relative)?;
+        if cheb.max_error <= eps {
+            return Ok(Some(cheb));
+        }
+        if degree >= 1 {
+            let rem = remez(&f64::exp, iv, degree, ErrorKind::Relative)?;
+            if rem.max_error <= eps {
+                return Ok(Some(rem));
+            }
+        }
+        k += 1;
+    }
+    Ok(None)
 }
 
 fn measure_rel(p: &dyn Fn(f64) -> f64, f: &dyn Fn(f64) -> f64, iv: Interval) -> f64 {

@@ -305,11 +305,31 @@ pub fn reciprocal_guess(interval: Interval, degree: usize) -> Result<ReciprocalG
     if n > MAX_DEGREE {
         return Err(ApproxError::DegreeTooLarge { degree: n, max: MAX_DEGREE });
     }
-    let guess = Chebyshev::interpolate(|x| 1.0 / x, interval, degree)?;
-    // acosh(s) with u = s − 1 = 2a/(b − a) computed directly (s itself rounds badly near 1).
+    // ln ρ = acosh(s), ρ = s + √(s² − 1), with u = s − 1 = 2a/(b − a) computed directly (s itself
+    // rounds badly near 1).
     let u = 2.0 * a / (b - a);
-    let acosh_s = (u + (u * (u + 2.0)).sqrt()).ln_1p();
-    let bound = 1.0 / (n as f64 * acosh_s).cosh();
+    let root = (u * (u + 2.0)).sqrt();
+    let ln_rho = (u + root).ln_1p();
+    let bound = 1.0 / (n as f64 * ln_rho).cosh();
+    // The interpolant's coefficients in closed form, each to full relative precision: with
+    // 1/(x) = (2/h) Σ' (−1/ρ)^k T_k(t) / √(s² − 1) (h the half width) and aliasing at the n nodes
+    // (T_{2mn±j} ≡ (−1)^m T_j), c_j = (2/(h√(s²−1))) (−1/ρ)^j (1 − ρ^{−2(n−j)}) / (1 + ρ^{−2n}),
+    // c_0 halved. A DCT of the values would carry absolute errors ~1e-16/a into every coefficient,
+    // far above p ≈ 1/b at the top of ranges spanning many decades.
+    let h = 0.5 * (b - a);
+    let scale = 2.0 / (h * root) / (1.0 + (-2.0 * n as f64 * ln_rho).exp());
+    let coeffs: Vec<f64> = (0..n)
+        .map(|j| {
+            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+            let c = sign * scale * (-(j as f64) * ln_rho).exp() * -(-2.0 * (n - j) as f64 * ln_rho).exp_m1();
+            if j == 0 {
+                0.5 * c
+            } else {
+                c
+            }
+        })
+        .collect();
+    let guess = Chebyshev::new(interval, coeffs)?;
     let mut coeffs = vec![0.0; n + 1];
     coeffs[n] = if n % 2 == 0 { bound } else { -bound };
     let residual = Chebyshev::new(interval, coeffs)?;

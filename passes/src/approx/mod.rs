@@ -43,7 +43,8 @@ pub use fit::{chebyshev_fit, fit, fit_to_target, remez, Approximation, DegreePol
 pub use functions::{fit_activation, Activation};
 pub use interval::Interval;
 pub use inverse::{
-    build_inverse, fit_inv_sqrt, fit_reciprocal, InverseFunction, InverseOptions, InverseScheme, IterativeInverse,
+    build_inverse, fit_inv_sqrt, fit_reciprocal, reciprocal_guess, InverseFunction, InverseOptions, InverseScheme,
+    IterativeInverse, ReciprocalGuess,
 };
 pub use measure::{max_error, ErrorKind};
 pub use plan::{EvalPlan, PlanCost, PlanOp, Reg};
