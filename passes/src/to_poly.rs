@@ -1095,15 +1095,27 @@ fn layer_norm(
     let x = ins[0];
     let rank = e.g.ty(x).rank();
     let axes: Vec<usize> = (axis..rank).collect();
-    let mean = e.op(Op::ReduceMean { axes: axes.clone(), keepdims: true }, vec![x], "mean")?;
-    let dx = e.op(Op::Sub, vec![x, mean], "centered")?;
-    let sq = e.op(Op::Mul, vec![dx, dx], "square")?;
-    let var = e.op(Op::ReduceMean { axes, keepdims: true }, vec![sq], "var")?;
-    let v = e.add_scalar(var, eps, "var_eps")?;
-    let iv = widen_positive(node, "layer_norm", var_eps.min, var_eps.max, opts.margin)?;
+    // With integer scalars only (no level): s = Σx, n²·var = n·Σx² − s², and
+    // (x − mean)/√(var + eps) = (n·x − s) / √(n²·(var + eps)). The 1/√ polynomial is fit on the
+    // calibrated var + eps range scaled by n² (relative errors are scale-free, so the same guess and
+    // steps are chosen). Against mean, centre, square, mean: one level less on the critical path.
+    let n = e.g.ty(x).shape[axis..].iter().product::<usize>() as f64;
+    let s = e.op(Op::ReduceSum { axes: axes.clone(), keepdims: true }, vec![x], "sum")?;
+    let sq = e.op(Op::Mul, vec![x, x], "square")?;
+    let s2 = e.op(Op::ReduceSum { axes, keepdims: true }, vec![sq], "sum_sq")?;
+    let ns2 = e.mul_scalar(s2, n, "n_sum_sq")?;
+    let ss = e.op(Op::Mul, vec![s, s], "sum_squared")?;
+    let var_n2 = e.op(Op::Sub, vec![ns2, ss], "n2_var")?;
+    let v = e.add_scalar(var_n2, n * n * eps, "n2_var_eps")?;
+    let n2 = n * n;
+    let iv = widen_positive(node, "layer_norm", var_eps.min * n2, var_eps.max * n2, opts.margin)?;
     let inv = inv_sqrt(iv, opts).map_err(|er| approx_err(node, "layer_norm", er))?;
     let r = emit_inverse(e, v, &inv, "rsqrt")?;
-    records.push(inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min, var_eps.max], &inv, (v, r)));
+    let mut rec = inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n2, var_eps.max * n2], &inv, (v, r));
+    rec.method = format!("{} on n²·(var+eps), n = {n}", rec.method);
+    records.push(rec);
+    let nx = e.mul_scalar(x, n, "n_x")?;
+    let dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
     let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
     if let Some(&gamma) = ins.get(1) {
         y = e.op(Op::Mul, vec![y, gamma], "gamma")?;
