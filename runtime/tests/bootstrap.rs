@@ -71,7 +71,11 @@ fn bootstrap_refreshes_a_level_zero_ciphertext() {
     assert_eq!(f.boot.output_level(), COMPUTE_LEVELS);
     assert_eq!(f.boot.output_level(), f.ctx.params().max_level() - f.boot.levels_consumed());
     let (v, full) = periodic(n, slots, 1.0, 1);
-    let ct = f.client.encryptor().encrypt(&f.enc.encode(&full, COMPUTE_LEVELS, f.ctx.params().default_scale()).unwrap()).unwrap();
+    let ct = f
+        .client
+        .encryptor()
+        .encrypt(&f.enc.encode(&full, COMPUTE_LEVELS, f.ctx.params().default_scale()).unwrap())
+        .unwrap();
     // consume every compute level: x·1 three times
     let mut ct = ct;
     while ct.level() > 0 {
@@ -90,4 +94,125 @@ fn bootstrap_refreshes_a_level_zero_ciphertext() {
     let dec = f.enc.decode(&f.client.decrypt(&sq).unwrap()).unwrap();
     let want: Vec<f64> = v.iter().map(|x| x * x).collect();
     assert!(max_err(&dec[..n], &want) < 1e-3);
+}
+
+fn encrypt_at(f: &Fixture, full: &[f64], level: usize) -> Ciphertext {
+    f.client.encryptor().encrypt(&f.enc.encode(full, level, f.ctx.params().default_scale()).unwrap()).unwrap()
+}
+
+#[test]
+fn level_one_input_gets_the_exact_default_scale_and_a_wider_range_works() {
+    let f = fixture();
+    let slots = f.ctx.params().slots();
+    let n = 1 << f.boot.config().log_slots;
+    let (_, full) = periodic(n, slots, 1.0, 2);
+    let out = f.boot.bootstrap(&f.eval, &encrypt_at(f, &full, 1)).unwrap();
+    assert_eq!(out.scale(), f.ctx.params().default_scale());
+    let dec = f.enc.decode(&f.client.decrypt(&out).unwrap()).unwrap();
+    let bits = -max_err(&dec, &full).log2();
+    eprintln!("level-1 input, [-1,1]: {bits:.1} bits");
+    assert!(bits > 15.0, "precision {bits:.1} bits");
+    // values in [-8, 8]: the sine's nonlinearity grows with |m|/q_0, so fewer bits
+    let (_, wide) = periodic(n, slots, 8.0, 3);
+    let out = f.boot.bootstrap(&f.eval, &encrypt_at(f, &wide, 0)).unwrap();
+    let dec = f.enc.decode(&f.client.decrypt(&out).unwrap()).unwrap();
+    let bits = -max_err(&dec, &wide).log2();
+    eprintln!("level-0 input, [-8,8]: {bits:.1} bits (absolute)");
+    assert!(bits > 8.0, "precision {bits:.1} bits");
+}
+
+#[test]
+fn bootstrapping_twice_keeps_the_values() {
+    let f = fixture();
+    let slots = f.ctx.params().slots();
+    let n = 1 << f.boot.config().log_slots;
+    let (v, full) = periodic(n, slots, 1.0, 4);
+    let mut ct = encrypt_at(f, &full, 0);
+    for _ in 0..2 {
+        ct = f.boot.bootstrap(&f.eval, &ct).unwrap();
+        ct = f.eval.drop_to_level(&ct, 0).unwrap();
+    }
+    let dec = f.enc.decode(&f.client.decrypt(&ct).unwrap()).unwrap();
+    let bits = -max_err(&dec[..n], &v).log2();
+    eprintln!("two bootstraps: {bits:.1} bits");
+    assert!(bits > 14.0, "precision {bits:.1} bits");
+}
+
+#[test]
+fn too_short_chain_and_bad_configs_are_errors() {
+    let f = fixture();
+    let cfg = f.boot.config().clone();
+    // one bootstrapping level short (no level would remain for computation)
+    let short = CkksContext::new(params(f.boot.levels_consumed() - COMPUTE_LEVELS, Some(64))).unwrap();
+    match Bootstrapper::new(&short, cfg.clone()) {
+        Err(CkksError::InvalidParameters { reason }) => assert!(reason.contains("too short"), "{reason}"),
+        other => panic!("expected a chain error, got {other:?}"),
+    }
+    // a dense secret: the default K is huge, and needs more levels than the chain has
+    let dense = CkksContext::new(params(f.boot.levels_consumed(), None)).unwrap();
+    let dense_cfg = BootstrapConfig::default_for(dense.params(), 5);
+    assert!(dense_cfg.k > 100, "K = {}", dense_cfg.k);
+    assert!(matches!(Bootstrapper::new(&dense, dense_cfg), Err(CkksError::InvalidParameters { .. })));
+    // …and the sparse configuration's K is rejected for it
+    match Bootstrapper::new(&dense, cfg.clone()) {
+        Err(CkksError::InvalidParameters { reason }) => assert!(reason.contains("too small"), "{reason}"),
+        other => panic!("expected a K error, got {other:?}"),
+    }
+    // a cosine degree far too low for K
+    let low = BootstrapConfig { cos_degree: 8, ..cfg.clone() };
+    match Bootstrapper::new(&f.ctx, low) {
+        Err(CkksError::InvalidParameters { reason }) => assert!(reason.contains("approximation error"), "{reason}"),
+        other => panic!("expected an approximation error, got {other:?}"),
+    }
+    for bad in [
+        BootstrapConfig { log_slots: 13, ..cfg.clone() },
+        BootstrapConfig { cts_levels: 6, ..cfg.clone() },
+        BootstrapConfig { stc_levels: 0, ..cfg },
+    ] {
+        assert!(matches!(Bootstrapper::new(&f.ctx, bad), Err(CkksError::InvalidParameters { .. })));
+    }
+}
+
+#[test]
+fn missing_keys_and_bad_inputs_are_errors() {
+    let f = fixture();
+    let slots = f.ctx.params().slots();
+    let n = 1 << f.boot.config().log_slots;
+    let (_, full) = periodic(n, slots, 1.0, 5);
+    let ct = encrypt_at(f, &full, 0);
+    let no_rot = Evaluator::new(&f.ctx, f.client.evaluation_keys(&[], true).unwrap()).unwrap();
+    assert!(matches!(f.boot.bootstrap(&no_rot, &ct), Err(CkksError::MissingGaloisKey { .. })));
+    let no_conj = Evaluator::new(&f.ctx, f.client.evaluation_keys(&f.boot.rotation_steps(), false).unwrap()).unwrap();
+    assert!(matches!(f.boot.bootstrap(&no_conj, &ct), Err(CkksError::MissingConjugationKey)));
+    let three = f.eval.mul(&ct, &ct).unwrap();
+    assert!(matches!(f.boot.bootstrap(&f.eval, &three), Err(CkksError::CiphertextDegree { .. })));
+    // a ciphertext of another parameter set
+    let other = CkksContext::new(params(f.boot.levels_consumed() + 1, Some(64))).unwrap();
+    let oc = ClientKeys::generate(&other).unwrap();
+    let oct = oc.encryptor().encrypt(&Encoder::new(&other).encode(&[1.0], 0, 2f64.powi(40)).unwrap()).unwrap();
+    assert!(matches!(f.boot.bootstrap(&f.eval, &oct), Err(CkksError::ParamsMismatch { .. })));
+}
+
+/// Full packing (n = N/2 = 4096 slots): no SubSum, 12 FFT stages in 3 + 3 levels.
+#[test]
+fn full_slots_bootstrap() {
+    let probe = CkksContext::new(params(30, Some(64))).unwrap();
+    let cfg = BootstrapConfig::default_for(probe.params(), 12);
+    let need = Bootstrapper::new(&probe, cfg.clone()).unwrap().levels_consumed();
+    let ctx = CkksContext::new(params(need, Some(64))).unwrap();
+    let boot = Bootstrapper::new(&ctx, cfg).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let client = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
+    let keys = client.evaluation_keys_with_rng(&boot.rotation_steps(), true, &mut rng).unwrap();
+    let eval = Evaluator::new(&ctx, keys).unwrap();
+    let enc = Encoder::new(&ctx);
+    let slots = ctx.params().slots();
+    let v: Vec<f64> = (0..slots).map(|_| rng.random_range(-1.0..=1.0)).collect();
+    let ct = client.encryptor().encrypt(&enc.encode(&v, 0, ctx.params().default_scale()).unwrap()).unwrap();
+    let out = boot.bootstrap(&eval, &ct).unwrap();
+    assert_eq!(out.level(), COMPUTE_LEVELS);
+    let dec = enc.decode(&client.decrypt(&out).unwrap()).unwrap();
+    let bits = -max_err(&dec, &v).log2();
+    eprintln!("full slots ({} rotation keys): {bits:.1} bits", boot.rotation_steps().len());
+    assert!(bits > 15.0, "precision {bits:.1} bits");
 }

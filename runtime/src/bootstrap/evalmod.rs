@@ -32,7 +32,8 @@ impl ChebyshevPoly {
         let fx: Vec<f64> = (0..m).map(|j| f((PI * (j as f64 + 0.5) / m as f64).cos())).collect();
         let coeffs = (0..m)
             .map(|k| {
-                let s: f64 = fx.iter().enumerate().map(|(j, &v)| v * (PI * k as f64 * (j as f64 + 0.5) / m as f64).cos()).sum();
+                let s: f64 =
+                    fx.iter().enumerate().map(|(j, &v)| v * (PI * k as f64 * (j as f64 + 0.5) / m as f64).cos()).sum();
                 s * if k == 0 { 1.0 } else { 2.0 } / m as f64
             })
             .collect();
@@ -204,7 +205,7 @@ pub(crate) fn adjust(ev: &Evaluator, ct: &Ciphertext, level: usize, scale: f64, 
     Ok(t)
 }
 
-fn get<'a>(pows: &'a BTreeMap<usize, Ciphertext>, k: usize) -> Result<&'a Ciphertext> {
+fn get(pows: &BTreeMap<usize, Ciphertext>, k: usize) -> Result<&Ciphertext> {
     pows.get(&k).ok_or(CkksError::Internal("Chebyshev power not computed"))
 }
 
@@ -237,7 +238,13 @@ fn power(ev: &Evaluator, pows: &mut BTreeMap<usize, Ciphertext>, k: usize) -> Re
     Ok(())
 }
 
-fn eval_node(ev: &Evaluator, pows: &BTreeMap<usize, Ciphertext>, node: &Node, level: usize, scale: f64) -> Result<Ciphertext> {
+fn eval_node(
+    ev: &Evaluator,
+    pows: &BTreeMap<usize, Ciphertext>,
+    node: &Node,
+    level: usize,
+    scale: f64,
+) -> Result<Ciphertext> {
     match node {
         Node::Leaf(c) => {
             let mut acc: Option<Ciphertext> = None;

@@ -208,8 +208,11 @@ pub(crate) fn slots_to_coeffs_maps(n: usize, levels: usize, c: f64) -> Vec<DiagM
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BsgsPlan {
     /// giant step (slots, in `[0, n)`) → [(baby step in `[0, n)`, offset d)].
-    pub(crate) giants: BTreeMap<usize, Vec<(usize, usize)>>,
+    pub(crate) giants: Giants,
 }
+
+/// giant step → [(baby step, offset)].
+type Giants = BTreeMap<usize, Vec<(usize, usize)>>;
 
 impl BsgsPlan {
     pub(crate) fn new(map: &DiagMap) -> Self {
@@ -225,8 +228,8 @@ impl BsgsPlan {
         let offs: Vec<i64> = map.diags.keys().map(|&d| centered(d)).collect();
         let h = offs.iter().fold(0i64, |g, &d| gcd(g, d.abs())).max(1);
         let ks: Vec<i64> = offs.iter().map(|d| d / h).collect();
-        let build = |n1: i64| -> BTreeMap<usize, Vec<(usize, usize)>> {
-            let mut giants: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        let build = |n1: i64| -> Giants {
+            let mut giants = Giants::new();
             for &k in &ks {
                 let g = k.div_euclid(n1) * n1 * h;
                 let b = k.rem_euclid(n1) * h;
@@ -236,7 +239,7 @@ impl BsgsPlan {
             giants
         };
         // Pick the baby size with the fewest distinct rotations (key switches).
-        let mut best: Option<(usize, BTreeMap<usize, Vec<(usize, usize)>>)> = None;
+        let mut best: Option<(usize, Giants)> = None;
         let mut n1 = 1i64;
         while n1 <= n {
             let giants = build(n1);
@@ -254,7 +257,12 @@ impl BsgsPlan {
 
     /// Every nonzero rotation step (in `[0, n)`) this plan uses.
     pub(crate) fn steps(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.giants.iter().flat_map(|(&g, terms)| std::iter::once(g).chain(terms.iter().map(|&(b, _)| b))).filter(|&s| s != 0).collect();
+        let mut v: Vec<usize> = self
+            .giants
+            .iter()
+            .flat_map(|(&g, terms)| std::iter::once(g).chain(terms.iter().map(|&(b, _)| b)))
+            .filter(|&s| s != 0)
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -289,7 +297,15 @@ pub(crate) struct LinearTransform {
 impl LinearTransform {
     /// Encodes `map`'s diagonals for an input at `level` with scale `in_scale` so that the output,
     /// after one rescale by `q_level`, has scale exactly `out_scale`.
-    pub(crate) fn new(enc: &Encoder, map: &DiagMap, slots: usize, level: usize, q_level: f64, in_scale: f64, out_scale: f64) -> Result<Self> {
+    pub(crate) fn new(
+        enc: &Encoder,
+        map: &DiagMap,
+        slots: usize,
+        level: usize,
+        q_level: f64,
+        in_scale: f64,
+        out_scale: f64,
+    ) -> Result<Self> {
         let plan = BsgsPlan::new(map);
         let pt_scale = out_scale * q_level / in_scale;
         let n = map.n;
@@ -302,7 +318,8 @@ impl LinearTransform {
                 let diag = map.diags.get(&d).ok_or(CkksError::Internal("plan offset without diagonal"))?;
                 // rot_g(pt ⊙ rot_b(x))[j] = pt[j+g]·x[j+g+b] must equal diag[j]·x[j+d]: pt = rot_{-g}(diag).
                 let shifted = rot(diag, (n - g % n) % n);
-                let full: Vec<Complex64> = (0..slots).map(|j| shifted.get(j % n).copied().unwrap_or_default()).collect();
+                let full: Vec<Complex64> =
+                    (0..slots).map(|j| shifted.get(j % n).copied().unwrap_or_default()).collect();
                 pts.insert((g, b), enc.encode_complex(&full, level, pt_scale)?);
             }
         }
@@ -388,7 +405,13 @@ mod tests {
         let mut g = 1usize;
         let mut out = Vec::new();
         for _ in 0..n {
-            let z = w.iter().enumerate().map(|(k, &c)| c * Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * ((g * k) % m) as f64 / m as f64)).sum();
+            let z = w
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| {
+                    c * Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * ((g * k) % m) as f64 / m as f64)
+                })
+                .sum();
             out.push(z);
             g = g * 5 % m;
         }
@@ -416,7 +439,8 @@ mod tests {
             for levels in [1, 2, 4] {
                 let w = vals(n, 7 + n as u64);
                 let mut x = w.clone();
-                for m in slots_to_coeffs_maps(n, levels, 3.0).iter().chain(&coeffs_to_slots_maps(n, levels, 1.0 / 3.0)) {
+                for m in slots_to_coeffs_maps(n, levels, 3.0).iter().chain(&coeffs_to_slots_maps(n, levels, 1.0 / 3.0))
+                {
                     x = m.apply(&x);
                 }
                 assert!(max_err(&x, &w) < 1e-12, "n={n} levels={levels}: {}", max_err(&x, &w));
@@ -429,7 +453,11 @@ mod tests {
         // 6 stages in 2 groups of 3: at most 2^4 − 1 diagonals each.
         let maps = coeffs_to_slots_maps(64, 2, 1.0);
         assert_eq!(maps.len(), 2);
-        assert!(maps.iter().all(|m| m.diags.len() <= 15), "{:?}", maps.iter().map(|m| m.diags.len()).collect::<Vec<_>>());
+        assert!(
+            maps.iter().all(|m| m.diags.len() <= 15),
+            "{:?}",
+            maps.iter().map(|m| m.diags.len()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
