@@ -116,7 +116,7 @@ impl Default for PolyOptions {
             max_inverse_steps: 48,
             reciprocal_headroom: 8.0,
             reciprocal_max_guess_degree: 1022,
-            reciprocal_poly_headroom: 4.0,
+            reciprocal_poly_headroom: 16.0,
             egraph: true,
             egraph_options: crate::egraph::EgraphOptions::default(),
             verify: false,
