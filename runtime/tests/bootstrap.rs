@@ -37,10 +37,9 @@ fn params(boot_levels: usize, hamming: Option<usize>) -> CkksParams {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let probe = CkksContext::new(params(30, Some(64))).unwrap();
-        let cfg = BootstrapConfig::default_for(probe.params(), 5);
-        let b = Bootstrapper::new(&probe, cfg.clone()).unwrap();
-        let ctx = CkksContext::new(params(b.levels_consumed(), Some(64))).unwrap();
+        // the configuration depends on the secret's weight and the slot count, not on the chain
+        let cfg = BootstrapConfig::default_for(&params(1, Some(64)), 5);
+        let ctx = CkksContext::new(params(cfg.levels(), Some(64))).unwrap();
         let boot = Bootstrapper::new(&ctx, cfg).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(11);
         let client = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
@@ -196,11 +195,10 @@ fn missing_keys_and_bad_inputs_are_errors() {
 /// Full packing (n = N/2 = 4096 slots): no SubSum, 12 FFT stages in 3 + 3 levels.
 #[test]
 fn full_slots_bootstrap() {
-    let probe = CkksContext::new(params(30, Some(64))).unwrap();
-    let cfg = BootstrapConfig::default_for(probe.params(), 12);
-    let need = Bootstrapper::new(&probe, cfg.clone()).unwrap().levels_consumed();
-    let ctx = CkksContext::new(params(need, Some(64))).unwrap();
-    let boot = Bootstrapper::new(&ctx, cfg).unwrap();
+    let cfg = BootstrapConfig::default_for(&params(1, Some(64)), 12);
+    let ctx = CkksContext::new(params(cfg.levels(), Some(64))).unwrap();
+    let boot = Bootstrapper::new(&ctx, cfg.clone()).unwrap();
+    assert_eq!(boot.levels_consumed(), cfg.levels());
     let mut rng = ChaCha20Rng::seed_from_u64(12);
     let client = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
     let keys = client.evaluation_keys_with_rng(&boot.rotation_steps(), true, &mut rng).unwrap();

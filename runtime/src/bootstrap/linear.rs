@@ -143,16 +143,17 @@ fn inverse_stage(n: usize, tw: &Twiddles, len: usize) -> DiagMap {
     s
 }
 
-/// Splits `stages` (in application order) into `levels` consecutive groups as evenly as possible
-/// and composes each group into one map.
-fn group(n: usize, stages: Vec<DiagMap>, levels: usize) -> Vec<DiagMap> {
-    let total = stages.len();
+/// Sizes of `levels` groups of `total` stages, as even as possible, larger groups first.
+fn group_sizes(total: usize, levels: usize) -> Vec<usize> {
     let levels = levels.clamp(1, total.max(1));
-    let mut out = Vec::with_capacity(levels);
+    (0..levels).map(|g| total / levels + usize::from(g < total % levels)).collect()
+}
+
+/// Composes consecutive `stages` (in application order) into groups of the given sizes.
+fn group(n: usize, stages: Vec<DiagMap>, sizes: &[usize]) -> Vec<DiagMap> {
+    let mut out = Vec::with_capacity(sizes.len());
     let mut it = stages.into_iter();
-    for g in 0..levels {
-        // the first groups take the remainder
-        let size = total / levels + usize::from(g < total % levels);
+    for &size in sizes {
         let mut acc: Option<DiagMap> = None;
         for s in it.by_ref().take(size) {
             acc = Some(match acc {
@@ -180,7 +181,11 @@ pub(crate) fn coeffs_to_slots_maps(n: usize, levels: usize, c: f64) -> Vec<DiagM
         stages.push(inverse_stage(n, &tw, len));
         len /= 2;
     }
-    let mut groups = group(n, stages, levels);
+    // Mirror SlotsToCoeffs' grouping (stage `V_len` pairs with `S_len`), so both transforms rotate
+    // by the same offsets and share Galois keys.
+    let mut sizes = group_sizes(stages.len(), levels);
+    sizes.reverse();
+    let mut groups = group(n, stages, &sizes);
     if let Some(first) = groups.first_mut() {
         first.scale(c / n as f64);
     }
@@ -196,7 +201,8 @@ pub(crate) fn slots_to_coeffs_maps(n: usize, levels: usize, c: f64) -> Vec<DiagM
         stages.push(forward_stage(n, &tw, len));
         len *= 2;
     }
-    let mut groups = group(n, stages, levels);
+    let sizes = group_sizes(stages.len(), levels);
+    let mut groups = group(n, stages, &sizes);
     if let Some(first) = groups.first_mut() {
         first.scale(c);
     }
@@ -475,6 +481,23 @@ mod tests {
             seen.sort_unstable();
             assert_eq!(seen, m.diags.keys().copied().collect::<Vec<_>>());
             assert!(plan.steps().len() < m.diags.len());
+        }
+    }
+
+    #[test]
+    fn cts_and_stc_share_rotation_offsets() {
+        for levels in [2, 3, 4] {
+            let steps = |maps: Vec<DiagMap>| {
+                let mut v: Vec<usize> = maps.iter().flat_map(|m| BsgsPlan::new(m).steps()).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            assert_eq!(
+                steps(coeffs_to_slots_maps(1024, levels, 1.0)),
+                steps(slots_to_coeffs_maps(1024, levels, 1.0)),
+                "levels {levels}"
+            );
         }
     }
 }

@@ -103,6 +103,17 @@ impl BootstrapConfig {
             log_message_ratio: 12,
         }
     }
+
+    /// Levels one bootstrapping with this configuration consumes (CtS + EvalMod polynomial + double
+    /// angles + StC), computed without a context: the chain needs at least this many primes above
+    /// the levels kept for computation (and `q_0`).
+    pub fn levels(&self) -> usize {
+        let cheb = ChebyshevPoly::fit(
+            evalmod::scaled_cos(f64::from(self.k), self.double_angle),
+            self.cos_degree.clamp(2, 1023),
+        );
+        self.cts_levels + PolyPlan::new(&cheb).depth + self.double_angle as usize + self.stc_levels
+    }
 }
 
 /// Wall-clock time per bootstrapping phase.
