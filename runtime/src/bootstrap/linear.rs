@@ -76,6 +76,24 @@ impl DiagMap {
         out
     }
 
+    /// The same map on vectors of period `m` (a multiple of `n`); equal to `self` on `n`-periodic inputs.
+    pub(crate) fn lift(&self, m: usize) -> DiagMap {
+        let n = self.n;
+        let diags = self
+            .diags
+            .iter()
+            .map(|(&d, diag)| (d, (0..m).map(|j| diag.get(j % n).copied().unwrap_or_default()).collect()))
+            .collect();
+        DiagMap { n: m, diags }
+    }
+
+    /// Multiplies output slot `j` by `mask(j)`.
+    pub(crate) fn mask_rows(&mut self, mask: impl Fn(usize) -> f64) {
+        for diag in self.diags.values_mut() {
+            diag.iter_mut().enumerate().for_each(|(j, x)| *x *= mask(j));
+        }
+    }
+
     fn scale(&mut self, c: f64) {
         self.diags.values_mut().flat_map(|d| d.iter_mut()).for_each(|x| *x *= c);
     }
@@ -207,6 +225,23 @@ pub(crate) fn slots_to_coeffs_maps(n: usize, levels: usize, c: f64) -> Vec<DiagM
         first.scale(c);
     }
     groups
+}
+
+/// Period-`2n` map `[a, b] ↦ [a + i·b, a + i·b]` (`a`, `b` the two halves of each period): joins the
+/// real and imaginary parts EvalMod processed side by side into the `n`-periodic complex vector
+/// SlotsToCoeffs reads.
+pub(crate) fn join_halves(n: usize) -> DiagMap {
+    let m = 2 * n;
+    let one = Complex64::new(1.0, 0.0);
+    let i = Complex64::new(0.0, 1.0);
+    let mut c = DiagMap::empty(m);
+    for j in 0..m {
+        let first = j < n;
+        // out[j] = C_0[j]·y[j] + C_n[j]·y[j + n]
+        c.add_entry(0, j, if first { one } else { i });
+        c.add_entry(n, j, if first { i } else { one });
+    }
+    c
 }
 
 /// Baby-step giant-step decomposition of a map's offsets: offsets `k·h` (centered `k`) split as
@@ -482,6 +517,39 @@ mod tests {
             assert_eq!(seen, m.diags.keys().copied().collect::<Vec<_>>());
             assert!(plan.steps().len() < m.diags.len());
         }
+    }
+
+    /// The packed path of `Bootstrapper::bootstrap` (2n ≤ N/2), simulated on plaintext slots:
+    /// CtS with its last group masked to the first half of each 2n-period, real/imaginary split,
+    /// `[u, v]` side by side, then StC with the joining map folded into its first group.
+    #[test]
+    fn packed_halves_round_trip() {
+        let n = 16;
+        let w = vals(n, 99);
+        let z = decode_direct(&w);
+        let z2: Vec<Complex64> = (0..2 * n).map(|j| z[j % n]).collect();
+        let mut cts = coeffs_to_slots_maps(n, 2, 1.0);
+        let last = cts.pop().unwrap();
+        let mut masked = last.lift(2 * n);
+        masked.mask_rows(|j| if j % (2 * n) < n { 1.0 } else { 0.0 });
+        let mut x = z2;
+        for m in &cts {
+            x = m.lift(2 * n).apply(&x);
+        }
+        x = masked.apply(&x);
+        // x = [BR·w, 0]; u = 2·Re, v = 2·Im; packed = [u, v]
+        let packed: Vec<Complex64> = (0..2 * n)
+            .map(|j| if j < n { Complex64::new(2.0 * x[j].re, 0.0) } else { Complex64::new(2.0 * x[j - n].im, 0.0) })
+            .collect();
+        assert!(x[n..].iter().all(|c| c.norm() < 1e-12));
+        let mut stc = slots_to_coeffs_maps(n, 2, 0.5);
+        let first = stc.remove(0).lift(2 * n).compose(&join_halves(n));
+        let mut y = first.apply(&packed);
+        for m in &stc {
+            y = m.lift(2 * n).apply(&y);
+        }
+        let want: Vec<Complex64> = (0..2 * n).map(|j| z[j % n]).collect();
+        assert!(max_err(&y, &want) < 1e-12, "{}", max_err(&y, &want));
     }
 
     #[test]

@@ -226,6 +226,8 @@ impl Bootstrapper {
         let kf = f64::from(config.k);
         // CtS: (N/2n)·E·w/q_0 (after SubSum) ↦ BR·w/(2·q_0·K).
         let c_cts = (2 * n) as f64 / params.n() as f64 / (2.0 * kf);
+        // Sparse packing with room for 2n values: EvalMod runs once on [u, v] side by side.
+        let packed = 2 * n <= slots;
         let mut cts = Vec::new();
         let mut level = top;
         let mut scale = q0; // the ModRaise'd ciphertext is declared at scale q_0
@@ -237,7 +239,15 @@ impl Bootstrapper {
             // groups before the last (whose output must be ≈ q for EvalMod's squarings) output at
             // 2^CTS_HEADROOM·q.
             let out_scale = if i == cts_last { q(level - 1) } else { q(level - 1) * CTS_HEADROOM };
-            cts.push(LinearTransform::new(&enc, map, slots, level, q(level), scale, out_scale)?);
+            let lt = if packed && i == cts_last {
+                // zero the second half of every 2n-period, making room for the imaginary part
+                let mut masked = map.lift(2 * n);
+                masked.mask_rows(|j| if j % (2 * n) < n { 1.0 } else { 0.0 });
+                LinearTransform::new(&enc, &masked, slots, level, q(level), scale, out_scale)?
+            } else {
+                LinearTransform::new(&enc, map, slots, level, q(level), scale, out_scale)?
+            };
+            cts.push(lt);
             level -= 1;
             scale = out_scale;
         }
@@ -257,7 +267,13 @@ impl Bootstrapper {
         let last = maps.len().saturating_sub(1);
         for (i, map) in maps.iter().enumerate() {
             let out_scale = if i == last { params.default_scale() } else { q(l - 1) };
-            stc.push(LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?);
+            let lt = if packed && i == 0 {
+                let joined = map.lift(2 * n).compose(&linear::join_halves(n));
+                LinearTransform::new(&enc, &joined, slots, l, q(l), s, out_scale)?
+            } else {
+                LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?
+            };
+            stc.push(lt);
             l -= 1;
             s = out_scale;
         }
@@ -357,12 +373,25 @@ impl Bootstrapper {
         let xc = eval.conjugate(&x)?;
         let xu = eval.add(&x, &xc)?;
         let xv = eval.mul_plain(&eval.sub(&xc, &x)?, &self.monomial)?;
+        let packed = 2 * n <= slots;
+        let xuv = if packed {
+            // x is zero on the second half of each 2n-period: [u, 0] + rot_n([v, 0]) = [u, v]
+            Some(eval.add(&xu, &eval.rotate(&xv, n as i64)?)?)
+        } else {
+            None
+        };
         times.coeffs_to_slots = t.elapsed();
 
         let t = Instant::now();
-        let yu = self.eval_mod(eval, &xu)?;
-        let yv = self.eval_mod(eval, &xv)?;
-        let y = eval.add(&yu, &eval.mul_plain(&yv, &self.monomial)?)?;
+        let y = match xuv {
+            // StC's first group joins the halves back into u + i·v
+            Some(xuv) => self.eval_mod(eval, &xuv)?,
+            None => {
+                let yu = self.eval_mod(eval, &xu)?;
+                let yv = self.eval_mod(eval, &xv)?;
+                eval.add(&yu, &eval.mul_plain(&yv, &self.monomial)?)?
+            }
+        };
         times.eval_mod = t.elapsed();
 
         let t = Instant::now();
@@ -549,70 +578,5 @@ mod tests {
         let got = enc.decode(&ck.decrypt(&out).unwrap()).unwrap();
         let err = got.iter().zip(&xs).map(|(g, x)| (g - (2.0 * PI * x).sin()).abs()).fold(0.0, f64::max);
         assert!(err < 1e-8, "EvalMod error {err:e}");
-    }
-}
-
-#[cfg(test)]
-mod debug_tests {
-    use super::*;
-    use crate::params::{CkksParams, Security};
-    use num_complex::Complex64;
-    use rand::{Rng, SeedableRng};
-
-    #[test]
-    #[ignore]
-    fn debug_phase_errors() {
-        let log_slots: u32 = std::env::var("XS").map(|v| v.parse().unwrap()).unwrap_or(12);
-        let mut q = vec![60u32, 40, 40, 40];
-        q.extend(std::iter::repeat_n(58, 30));
-        let p = CkksParams::new_with_security(13, &q, &[60, 60, 60], q.len().div_ceil(3), 40, Security::NotSet)
-            .unwrap()
-            .with_hamming_weight(64)
-            .unwrap();
-        let ctx = CkksContext::new(p).unwrap();
-        let cfg = BootstrapConfig::default_for(ctx.params(), log_slots);
-        let b = Bootstrapper::new(&ctx, cfg).unwrap();
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
-        let ck = crate::ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
-        let ev =
-            Evaluator::new(&ctx, ck.evaluation_keys_with_rng(&b.rotation_steps(), true, &mut rng).unwrap()).unwrap();
-        let enc = Encoder::new(&ctx);
-        let slots = ctx.params().slots();
-        let n = 1usize << log_slots;
-        let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let full: Vec<f64> = (0..slots).map(|j| v[j % n]).collect();
-        let ct = ck.encryptor().encrypt(&enc.encode(&full, 0, 2f64.powi(40)).unwrap()).unwrap();
-        let (low, _) = b.to_message_scale(&ev, &ct).unwrap();
-        let mut x = b.mod_raise(&low).unwrap();
-        if n < slots {
-            x = ev.rotate_and_sum(&x, slots / n, n as i64).unwrap();
-        }
-        let dec = |c: &Ciphertext| enc.decode_complex(&ck.decrypt(c).unwrap()).unwrap();
-        let mut ideal: Vec<Complex64> = dec(&x)[..n].to_vec();
-        eprintln!("raised slot max {:.3e}", ideal.iter().map(|z| z.norm()).fold(0.0, f64::max));
-        let maps = linear::coeffs_to_slots_maps(
-            n,
-            b.config.cts_levels,
-            (2 * n) as f64 / ctx.params().n() as f64 / (2.0 * b.config.k as f64),
-        );
-        for (lt, m) in b.cts.iter().zip(&maps) {
-            x = lt.apply(&ev, &x).unwrap();
-            ideal = m.apply(&ideal);
-            let got = dec(&x);
-            let err = got.iter().zip(&ideal).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
-            let mx = ideal.iter().map(|z| z.norm()).fold(0.0, f64::max);
-            eprintln!("cts group: level {} scale 2^{:.2} err {err:.3e} max {mx:.3e}", x.level, x.scale.log2());
-        }
-        let xc = ev.conjugate(&x).unwrap();
-        let xu = ev.add(&x, &xc).unwrap();
-        let got = dec(&xu);
-        let ideal_u: Vec<f64> = ideal.iter().map(|z| 2.0 * z.re).collect();
-        let err = got.iter().zip(&ideal_u).map(|(a, b)| (a.re - b).abs()).fold(0.0, f64::max);
-        eprintln!("xu err {err:.3e}");
-        let yu = b.eval_mod(&ev, &xu).unwrap();
-        let got = dec(&yu);
-        let kf = b.config.k as f64;
-        let err = got.iter().zip(&ideal_u).map(|(a, y)| (a.re - (2.0 * PI * y * kf).sin()).abs()).fold(0.0, f64::max);
-        eprintln!("evalmod err vs sin(ideal) {err:.3e}; level {} scale 2^{:.2}", yu.level, yu.scale.log2());
     }
 }
