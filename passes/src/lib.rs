@@ -9,10 +9,10 @@ pub mod approx;
 
 pub use approx::{
     build_inverse, chebyshev_fit, depth_for_degree, fit, fit_activation, fit_exp, fit_exp_squaring, fit_inv_sqrt,
-    fit_reciprocal, fit_relu, fit_relu_composite, fit_to_target, max_error, reciprocal_guess, remez, Activation, ApproxError,
-    Approximation, Chebyshev, CompositeRelu, DegreePolicy, ErrorKind, EvalPlan, ExpChoice, ExpMethod, FitMethod,
-    FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method, PlanCost, PlanOp,
-    ReciprocalGuess, Reg, ReluChoice, ReluMethod, ReluOptions, SquaringExp,
+    fit_reciprocal, fit_relu, fit_relu_composite, fit_to_target, max_error, reciprocal_guess, remez, Activation,
+    ApproxError, Approximation, Chebyshev, CompositeRelu, DegreePolicy, ErrorKind, EvalPlan, ExpChoice, ExpMethod,
+    FitMethod, FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme, IterativeInverse, Method,
+    PlanCost, PlanOp, ReciprocalGuess, Reg, ReluChoice, ReluMethod, ReluOptions, SquaringExp,
 };
 
 // ---- polynomial stage (calibration, replacement, depth, report) ----
@@ -25,7 +25,9 @@ mod poly_run;
 mod report;
 mod to_poly;
 
-pub use calibrate::{calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, SoftmaxCalibration};
+pub use calibrate::{
+    calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, SoftmaxCalibration,
+};
 pub use depth::{analyze_depth, DepthReport, PathStep, SLOTS};
 pub use error::{PassError, UnsupportedOp};
 pub use fold_affine::fold_affine;
@@ -33,8 +35,7 @@ pub use pipeline::{compile_to_poly, PolyResult};
 pub use poly_run::{run_poly, OutOfRange, RangeCount};
 pub use report::{layer_of, CompileReport, EgraphSummary, PassTiming};
 pub use to_poly::{
-    encrypted_values, is_poly_stage_op, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
-    SoftmaxMethod,
+    encrypted_values, is_poly_stage_op, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced, SoftmaxMethod,
 };
 
 // ---- e-graph depth minimization of the polynomial stage ----

@@ -18,23 +18,29 @@
 //! |---|---|
 //! | gelu, erf, tanh, sigmoid | one `chebyshev` (Remez/Chebyshev, smallest depth reaching `target_error`) |
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
-//! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error) followed by `r` squarings |
-//! | layer_norm | `reduce_mean`, `x − mean`, its square, `reduce_mean`, `+ eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub), `× gamma + beta` |
-//! | softmax | `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul |
+//! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
+//! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)`, `× gamma + beta` |
+//! | softmax | `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
-//! | div by encrypted, reciprocal, softmax's 1/sum | constant guess `1/(H·hi)` + Goldschmidt steps on the calibrated range (`robust_reciprocal`: converges on all of `(0, 2H·hi)`) |
+//! | div by encrypted, reciprocal, softmax's 1/sum | the cheaper of: closed-form polynomial guess + residual + Goldschmidt fit on `[lo, H'·hi]` (`choose_reciprocal`, converges on `(0, H'·hi + lo)`), or constant guess `1/(H·hi)` + Goldschmidt (`robust_reciprocal`: converges on `(0, 2H·hi)`) |
 //! | sqrt, pow (non-integer exponent) | `chebyshev` on the calibrated range; pow with a small integer exponent → muls |
 //! | clip | removed when the calibrated range lies inside its bounds (an epsilon clamp), else `chebyshev` |
 //! | cast (float→float), identity | removed |
 //!
 //! Why softmax looks like this: without the row max (not available under HE), row sums of a pretrained
-//! model span many orders of magnitude (MiniLM layer 0: 3e-12 … 1 even with per-head shifts), so the
-//! division needs about `log2(hi/lo)` Goldschmidt steps. A polynomial guess saves a few of them on
-//! narrow ranges but extrapolates wildly on sums above the calibrated range (sentences unlike the
-//! calibration set), where Newton then diverges to NaN; the constant guess cannot diverge below
-//! `2H·hi`, and its cost is the report's biggest depth item. The exponential is fit on *relative*
-//! error so that rows whose sum is tiny keep their relative accuracy.
+//! model span many orders of magnitude (MiniLM layer 0: 3e-12 … 1 even with per-head shifts). The
+//! constant guess needs about `log2(2H·hi/lo)` Goldschmidt steps; the relative-minimax polynomial
+//! guess of depth `D` ([`crate::approx::reciprocal_guess`]) leaves about `log2(hi/lo) − 2D` of them,
+//! and the search picks the `(D, steps)` of least depth. A polynomial guess extrapolates wildly above
+//! its interval, where the steps diverge (to inf/NaN): sentences unlike the calibration set do reach
+//! row sums above the calibrated range (MiniLM's test sentences: 11× its top), so the guess is fit
+//! with headroom `H' = reciprocal_poly_headroom` (16, the constant guess's `2H`: both tolerate the
+//! same unseen sums). `poly_run` counts inputs outside the guess's interval. The exponential is fit
+//! on *relative* error so that rows whose sum is tiny keep their relative accuracy.
+//!
+//! Softmax feeding a matmul (`P·V`, attention): `(exp·(1/sum))·V = (exp·V)·(1/sum)` since 1/sum
+//! scales rows, so the ct×ct product runs beside the division instead of after it (one level less).
 //!
 //! Positive ranges (row sums, variances) are widened multiplicatively: `[lo/f, hi·f]` with
 //! `f = 1 + 2·margin`, so a margin never makes them reach 0 (and does not blow up ranges that already
@@ -86,12 +92,14 @@ pub struct PolyOptions {
     /// (see `robust_reciprocal`); each doubling costs one Goldschmidt step.
     pub reciprocal_headroom: f64,
     /// Largest degree of the polynomial guess of a reciprocal (see `reciprocal`); its residual has
-    /// one degree more. Wide ranges gain two Goldschmidt levels per level of guess.
+    /// one degree more. Wide ranges gain two Goldschmidt levels per level of guess. Below 2: only
+    /// the constant guess (the behaviour before polynomial guesses).
     pub reciprocal_max_guess_degree: usize,
     /// The polynomial guess of a reciprocal is fit on `[lo, headroom·hi]` of the widened range, so it
     /// stays accurate up to `headroom·hi` and converges below `headroom·hi + lo` (above, its
-    /// extrapolation diverges: unseen inputs with larger softmax row sums than calibration, see
-    /// `reciprocal`). Costs about `log2(headroom)/2` levels on wide ranges.
+    /// extrapolation diverges: unseen inputs with larger softmax row sums than calibration, see the
+    /// module doc). Default 16 = `2·reciprocal_headroom`, the constant guess's convergence bound.
+    /// Costs up to `log2(headroom)` levels (about half that while a deeper guess absorbs it).
     pub reciprocal_poly_headroom: f64,
     /// Run the egg depth minimization after replacement.
     pub egraph: bool,
@@ -383,7 +391,8 @@ pub fn to_poly(g: &Graph, cal: &Calibration, opts: &PolyOptions) -> Result<Repla
             // softmax(S)·V = (exp(S)·V)·(1/sum): the row scaling commutes with the product, so the
             // ct×ct matmul runs in parallel with the division instead of after it (one level less).
             let mut e = Emit { g: out, node: &d.name, counter: 0 };
-            let res = e.op(Op::MatMul, vec![ex, ins[1]], "exp_v").and_then(|p| e.op(Op::Mul, vec![p, inv], "normalized"));
+            let res =
+                e.op(Op::MatMul, vec![ex, ins[1]], "exp_v").and_then(|p| e.op(Op::Mul, vec![p, inv], "normalized"));
             out = e.g;
             let v = res?;
             map[d.outputs[0]] = Some(v);
@@ -1007,6 +1016,9 @@ fn reciprocal(
 /// misses the target loses to one that meets it, and if both miss the smaller error wins.
 fn choose_reciprocal(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, ApproxError> {
     let constant = robust_reciprocal(iv, opts)?;
+    if opts.reciprocal_max_guess_degree < 2 {
+        return Ok(constant);
+    }
     let io = InverseOptions {
         target: opts.softmax_target,
         max_depth: opts.max_inverse_depth,
@@ -1111,7 +1123,8 @@ fn layer_norm(
     let iv = widen_positive(node, "layer_norm", var_eps.min * n2, var_eps.max * n2, opts.margin)?;
     let inv = inv_sqrt(iv, opts).map_err(|er| approx_err(node, "layer_norm", er))?;
     let r = emit_inverse(e, v, &inv, "rsqrt")?;
-    let mut rec = inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n2, var_eps.max * n2], &inv, (v, r));
+    let mut rec =
+        inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n2, var_eps.max * n2], &inv, (v, r));
     rec.method = format!("{} on n²·(var+eps), n = {n}", rec.method);
     records.push(rec);
     let nx = e.mul_scalar(x, n, "n_x")?;

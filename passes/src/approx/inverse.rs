@@ -8,26 +8,37 @@
 //! - `1/x` (softmax row sums): Newton `y ← y(2 − x y)` (2 levels and 2 ct×ct per step) or Goldschmidt
 //!   `e₀ = 1 − x y₀`, `y ← y(1 + e)`, `e ← e²` (1 level per factor after the first: depth `D + 1 + k`
 //!   for `k` factors); both give relative error `e₀^(2^k)`.
+//! - `1/x` with a **fused** guess ([`reciprocal_guess`]): the relative minimax polynomial of degree
+//!   `n − 1` is known in closed form — `1 − x·p(x) = T_n(−t)/T_n(s)` (`t` the interval's unit map,
+//!   `s = (b+a)/(b−a)`), i.e. `p` interpolates `1/x` at the `n` Chebyshev points and the residual
+//!   equioscillates with amplitude exactly `1/T_n(s) < 1`, so `x·p(x) ∈ (0, 2)` on the interval. The
+//!   residual is a one-coefficient series evaluated straight from `x`; with `n = 2^D − 1` both series
+//!   have depth `D`, and Goldschmidt from them costs `D + k` (one level less than from a product). Its
+//!   error after `k` steps is `(1/T_n(s))^(2^k)`. For a range ratio `R` and `n ≪ √R`,
+//!   `1/T_n(s) ≈ 1 − 2n²/R`: each extra level of guess saves two steps; the steps converge on all of
+//!   `(0, a + b)` and diverge above (callers fit with headroom above the calibrated range).
 //!
 //! A constant or linear guess is an affine map of the input (depth 0, folded upstream); the first
 //! Newton step on a constant guess is affine too and costs nothing.
 //!
-//! Selection ([`fit_inv_sqrt`], [`fit_reciprocal`]): for guess degrees `0, 1, 3, 7, 15, 31, 63`
-//! (up to `max_guess_degree`), every scheme, and `k = 0..=max_steps`, the whole computation is built
-//! as an [`EvalPlan`] — its depth and ct×ct count are read off the plan, never estimated. Its error is
-//! first screened from the guess's relative error on the measurement grid (the iterations map the
-//! error pointwise and exactly, see `step_map`), then the cheapest screened schedules are measured
-//! for real by evaluating the plan on the dense grid (diverging iterations measure as huge); the
-//! reported `max_error` is that measurement. The result is the smallest depth reaching the target,
-//! then the fewest ct×ct multiplications. If nothing within `max_depth` reaches the target (ranges
-//! like 1:10⁶), the most accurate schedule within the cap is returned with `target_met = false`: the
-//! flag callers must surface as a warning.
+//! Selection ([`fit_inv_sqrt`], [`fit_reciprocal`]): for guess degrees `0, 1, 3, 7, 15, 31, 63` (`1/sqrt`)
+//! or `0, 1` and the fused `2, 6, 14, …, 2046` (`1/x`), between [`InverseOptions::min_guess_degree`]
+//! and `max_guess_degree`, every scheme, and `k = 0..=max_steps`, the whole computation is built as
+//! an [`EvalPlan`] — its depth and ct×ct count are read off the plan, never estimated. Its error is
+//! first screened — from the guess's relative error on the measurement grid (the iterations map the
+//! error pointwise and exactly, see `step_map`), or for fused guesses from the exact amplitude —
+//! then the cheapest screened schedules are measured for real on the dense grid plus geometric
+//! points (ranges spanning decades; diverging iterations measure as huge); the reported `max_error`
+//! is that measurement. The result is the smallest depth reaching the target, then the fewest ct×ct
+//! multiplications. If nothing within `max_depth` reaches the target, the most accurate schedule
+//! within the cap is returned with `target_met = false`: the flag callers must surface as a warning.
+//! Unit tests: `passes/tests/approx_reciprocal.rs`, `approx_functions.rs`.
 
 use super::chebyshev::{Chebyshev, MAX_DEGREE};
 use super::error::{ApproxError, Result};
 use super::fit::remez;
-use super::measure::DEFAULT_GRID;
 use super::interval::Interval;
+use super::measure::DEFAULT_GRID;
 use super::measure::{grid, sup_norm, ErrorKind};
 use super::plan::{Builder, EvalPlan, Val};
 
@@ -329,7 +340,7 @@ pub fn reciprocal_guess(interval: Interval, degree: usize) -> Result<ReciprocalG
     let scale = 2.0 / (h * root) / (1.0 + (-2.0 * n as f64 * ln_rho).exp());
     let coeffs: Vec<f64> = (0..n)
         .map(|j| {
-            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+            let sign = if j.is_multiple_of(2) { 1.0 } else { -1.0 };
             let c = sign * scale * (-(j as f64) * ln_rho).exp() * -(-2.0 * (n - j) as f64 * ln_rho).exp_m1();
             if j == 0 {
                 0.5 * c
@@ -340,7 +351,7 @@ pub fn reciprocal_guess(interval: Interval, degree: usize) -> Result<ReciprocalG
         .collect();
     let guess = Chebyshev::new(interval, coeffs)?;
     let mut coeffs = vec![0.0; n + 1];
-    coeffs[n] = if n % 2 == 0 { bound } else { -bound };
+    coeffs[n] = if n.is_multiple_of(2) { bound } else { -bound };
     let residual = Chebyshev::new(interval, coeffs)?;
     Ok(ReciprocalGuess { guess, residual, bound })
 }

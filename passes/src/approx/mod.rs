@@ -10,6 +10,7 @@
 //! | [`fit_exp`] | `(1 + x/2^r)^(2^r)` vs Chebyshev/Remez, cheaper depth chosen |
 //! | [`fit_relu`] | direct minimax vs composite odd sign polynomials, cheaper depth chosen |
 //! | [`fit_inv_sqrt`], [`fit_reciprocal`] | relative-error guess + Newton/Goldschmidt, min depth, flag when the cap is hit |
+//! | [`reciprocal_guess`] | closed-form relative minimax of `1/x` with its one-coefficient residual `1 − x·p(x)` |
 //! | [`EvalPlan`] | straight-line program with a CKKS depth model; Chebyshev plans at depth `ceil(log2(d+1))` |
 //!
 //! Every reported `max_error` is **measured** on a dense grid ([`max_error`]: ≥ 4096 uniform + 4096
