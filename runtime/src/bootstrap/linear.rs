@@ -248,12 +248,13 @@ pub(crate) fn join_halves(n: usize) -> DiagMap {
 /// `k = g·n1 + b`, `0 ≤ b < n1`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BsgsPlan {
-    /// giant step (slots, in `[0, n)`) → [(baby step in `[0, n)`, offset d)].
+    /// giant step → [(baby step, offset d ∈ [0, n))]. Steps are signed (offsets centered in
+    /// `(−n/2, n/2]`), so a map and its lift to a longer period rotate by the same steps and share keys.
     pub(crate) giants: Giants,
 }
 
 /// giant step → [(baby step, offset)].
-type Giants = BTreeMap<usize, Vec<(usize, usize)>>;
+type Giants = BTreeMap<i64, Vec<(i64, usize)>>;
 
 impl BsgsPlan {
     pub(crate) fn new(map: &DiagMap) -> Self {
@@ -275,7 +276,7 @@ impl BsgsPlan {
                 let g = k.div_euclid(n1) * n1 * h;
                 let b = k.rem_euclid(n1) * h;
                 let d = (k * h).rem_euclid(n) as usize;
-                giants.entry(g.rem_euclid(n) as usize).or_default().push((b.rem_euclid(n) as usize, d));
+                giants.entry(g).or_default().push((b, d));
             }
             giants
         };
@@ -284,7 +285,7 @@ impl BsgsPlan {
         let mut n1 = 1i64;
         while n1 <= n {
             let giants = build(n1);
-            let mut babies: Vec<usize> = giants.values().flatten().map(|&(b, _)| b).filter(|&b| b != 0).collect();
+            let mut babies: Vec<i64> = giants.values().flatten().map(|&(b, _)| b).filter(|&b| b != 0).collect();
             babies.sort_unstable();
             babies.dedup();
             let cost = babies.len() + giants.keys().filter(|&&g| g != 0).count();
@@ -296,9 +297,9 @@ impl BsgsPlan {
         Self { giants: best.map(|(_, g)| g).unwrap_or_default() }
     }
 
-    /// Every nonzero rotation step (in `[0, n)`) this plan uses.
-    pub(crate) fn steps(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self
+    /// Every nonzero rotation step this plan uses.
+    pub(crate) fn steps(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self
             .giants
             .iter()
             .flat_map(|(&g, terms)| std::iter::once(g).chain(terms.iter().map(|&(b, _)| b)))
@@ -329,7 +330,7 @@ fn rot(v: &[Complex64], s: usize) -> Vec<Complex64> {
 pub(crate) struct LinearTransform {
     plan: BsgsPlan,
     /// (giant, baby) → plaintext.
-    pts: BTreeMap<(usize, usize), Plaintext>,
+    pts: BTreeMap<(i64, i64), Plaintext>,
     pub(crate) level: usize,
     pub(crate) in_scale: f64,
     pub(crate) out_scale: f64,
@@ -358,7 +359,7 @@ impl LinearTransform {
             for &(b, d) in terms {
                 let diag = map.diags.get(&d).ok_or(CkksError::Internal("plan offset without diagonal"))?;
                 // rot_g(pt ⊙ rot_b(x))[j] = pt[j+g]·x[j+g+b] must equal diag[j]·x[j+d]: pt = rot_{-g}(diag).
-                let shifted = rot(diag, (n - g % n) % n);
+                let shifted = rot(diag, (-g).rem_euclid(n as i64) as usize);
                 let full: Vec<Complex64> =
                     (0..slots).map(|j| shifted.get(j % n).copied().unwrap_or_default()).collect();
                 pts.insert((g, b), enc.encode_complex(&full, level, pt_scale)?);
@@ -367,7 +368,7 @@ impl LinearTransform {
         Ok(Self { plan, pts, level, in_scale, out_scale })
     }
 
-    pub(crate) fn steps(&self) -> Vec<usize> {
+    pub(crate) fn steps(&self) -> Vec<i64> {
         self.plan.steps()
     }
 
@@ -379,13 +380,13 @@ impl LinearTransform {
         if (ct.scale / self.in_scale - 1.0).abs() > 1e-9 {
             return Err(CkksError::ScaleMismatch { a_log2: ct.scale.log2(), b_log2: self.in_scale.log2() });
         }
-        let mut babies: Vec<usize> = self.plan.giants.values().flatten().map(|&(b, _)| b).collect();
+        let mut babies: Vec<i64> = self.plan.giants.values().flatten().map(|&(b, _)| b).collect();
         babies.sort_unstable();
         babies.dedup();
         let hoisted = eval.hoist(ct)?;
-        let mut rotated: BTreeMap<usize, Ciphertext> = BTreeMap::new();
+        let mut rotated: BTreeMap<i64, Ciphertext> = BTreeMap::new();
         for b in babies {
-            let r = if b == 0 { ct.clone() } else { eval.rotate_hoisted_one(&hoisted, b as i64)? };
+            let r = if b == 0 { ct.clone() } else { eval.rotate_hoisted_one(&hoisted, b)? };
             rotated.insert(b, r);
         }
         let mut acc: Option<Ciphertext> = None;
@@ -401,7 +402,7 @@ impl LinearTransform {
                 }
             }
             let Some(inner) = inner else { continue };
-            let inner = if g == 0 { inner } else { eval.rotate(&inner, g as i64)? };
+            let inner = if g == 0 { inner } else { eval.rotate(&inner, g)? };
             match acc.as_mut() {
                 None => acc = Some(inner),
                 Some(a) => eval.add_assign(a, &inner)?,
@@ -509,7 +510,7 @@ mod tests {
             let mut seen: Vec<usize> = Vec::new();
             for (&g, terms) in &plan.giants {
                 for &(b, d) in terms {
-                    assert_eq!((g + b) % 64, d);
+                    assert_eq!((g + b).rem_euclid(64) as usize, d);
                     seen.push(d);
                 }
             }
@@ -556,7 +557,7 @@ mod tests {
     fn cts_and_stc_share_rotation_offsets() {
         for levels in [2, 3, 4] {
             let steps = |maps: Vec<DiagMap>| {
-                let mut v: Vec<usize> = maps.iter().flat_map(|m| BsgsPlan::new(m).steps()).collect();
+                let mut v: Vec<i64> = maps.iter().flat_map(|m| BsgsPlan::new(m).steps()).collect();
                 v.sort_unstable();
                 v.dedup();
                 v

@@ -310,8 +310,10 @@ impl Bootstrapper {
     pub fn rotation_steps(&self) -> Vec<i64> {
         let n = 1usize << self.config.log_slots;
         let slots = self.ctx.params().slots();
-        let mut v: Vec<i64> = self.cts.iter().chain(&self.stc).flat_map(|t| t.steps()).map(|s| s as i64).collect();
+        let mut v: Vec<i64> = self.cts.iter().chain(&self.stc).flat_map(|t| t.steps()).collect();
         v.extend(Evaluator::rotate_and_sum_steps(slots / n, n as i64));
+        // one key per Galois element: steps are equivalent modulo N/2
+        v.iter_mut().for_each(|s| *s = s.rem_euclid(slots as i64));
         v.sort_unstable();
         v.dedup();
         v
