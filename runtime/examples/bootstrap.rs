@@ -8,9 +8,15 @@
 //! ```
 //!
 //! Options: `--log-n` (13..=16), `--log-slots`, `--hamming` (sparse secret weight, default 192),
-//! `--compute-levels` (default: as many 40-bit levels as the 128-bit bound allows), `--lt-levels`
+//! `--max-log-qp` (default: the sparse-secret budget below), `--compute-levels` (default: as many
+//! 40-bit levels as that budget allows), `--lt-levels`
 //! (levels per linear transform), `--reps` (bootstraps to time), `--threads`, `--insecure`
 //! (`Security::NotSet`, for small rings).
+//!
+//! Security: the HomomorphicEncryption.org bound checked by `Security::Bits128` (log2 QP ≤ 1761 at
+//! N = 2^16) assumes a uniform ternary secret. Sparse secrets are weaker, so the default budget is
+//! Lattigo's for h = 192 (`N16QP1546H192H32`: log2 QP = 1546 at N = 2^16, `N15QP768H192H32`: 768 at
+//! 2^15); smaller rings get the same 0.875 fraction of their bound. See docs/bootstrapping.md.
 
 use std::error::Error;
 use std::time::Instant;
@@ -33,6 +39,7 @@ struct Args {
     log_slots: u32,
     hamming: usize,
     compute_levels: Option<usize>,
+    max_log_qp: Option<usize>,
     lt_levels: Option<usize>,
     reps: usize,
     threads: usize,
@@ -45,6 +52,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
         log_slots: 10,
         hamming: 192,
         compute_levels: None,
+        max_log_qp: None,
         lt_levels: None,
         reps: 1,
         threads: 2,
@@ -58,6 +66,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--log-slots" => a.log_slots = val()?.parse()?,
             "--hamming" => a.hamming = val()?.parse()?,
             "--compute-levels" => a.compute_levels = Some(val()?.parse()?),
+            "--max-log-qp" => a.max_log_qp = Some(val()?.parse()?),
             "--lt-levels" => a.lt_levels = Some(val()?.parse()?),
             "--reps" => a.reps = val()?.parse()?,
             "--threads" => a.threads = val()?.parse()?,
@@ -74,6 +83,15 @@ fn chain(compute: usize, boot: usize) -> (Vec<u32>, Vec<u32>, usize) {
     q.extend(std::iter::repeat_n(BOOT_BITS, boot));
     let dnum = q.len().div_ceil(ALPHA);
     (q, vec![SPECIAL_BITS; ALPHA], dnum)
+}
+
+/// log2 QP budget for a sparse secret of weight 192 (Lattigo's default bootstrapping sets).
+fn sparse_budget(log_n: u32) -> Option<usize> {
+    match log_n {
+        16 => Some(1546),
+        15 => Some(768),
+        _ => max_log_qp_128(log_n).map(|b| b as usize * 7 / 8),
+    }
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -97,8 +115,11 @@ fn run(a: &Args) -> Result<(), Box<dyn Error>> {
     let compute = match a.compute_levels {
         Some(c) => c,
         None => {
-            // the most 40-bit levels under the 128-bit bound (P = ALPHA special primes)
-            let max = max_log_qp_128(a.log_n).ok_or("log-n must be in 13..=16")? as usize;
+            // the most 40-bit levels under the sparse-secret budget (P = ALPHA special primes)
+            let max = match a.max_log_qp {
+                Some(m) => m,
+                None => sparse_budget(a.log_n).ok_or("log-n must be in 13..=16")?,
+            };
             let fixed = (Q0_BITS + BOOT_BITS * boot_levels as u32 + SPECIAL_BITS * ALPHA as u32) as usize;
             // one bit of slack per prime: generated primes sit just below or above 2^bits
             (max.saturating_sub(fixed + boot_levels + ALPHA + 1) / (SCALE_BITS as usize + 1)).max(1)
