@@ -61,6 +61,103 @@ struct PolyArgs {
     no_egraph: bool,
 }
 
+/// CKKS backend options (`compile`, `dump --stage ckks`, `run --mode encrypted`).
+#[derive(clap::Args, Clone, Default)]
+struct BackendArgs {
+    /// Ring degree 2^LOG_N (13..=16); default: the smallest that holds the depth.
+    #[arg(long)]
+    log_n: Option<u32>,
+    /// Scaling-prime bits; default: the largest in MIN_LOG_SCALE..=40 that fits at the chosen N.
+    #[arg(long)]
+    log_scale: Option<u32>,
+    /// Smallest scaling prime the automatic choice may use.
+    #[arg(long)]
+    min_log_scale: Option<u32>,
+    /// Modulus-chain levels (at least the program's depth; spare levels cost time).
+    #[arg(long)]
+    levels: Option<usize>,
+    /// Key-switching digits (default: the fewest the security bound admits, i.e. the smallest keys).
+    #[arg(long)]
+    dnum: Option<usize>,
+    /// `128` (default): HomomorphicEncryption.org 128-bit bound. `none`: no bound, for tests that
+    /// need long chains on small rings: INSECURE, the program records it.
+    #[arg(long, value_enum)]
+    security: Option<SecurityArg>,
+    /// Galois keys for powers of two only (fewer, smaller keys; more key switches).
+    #[arg(long)]
+    pow2_rotations: bool,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq)]
+enum SecurityArg {
+    #[value(name = "128")]
+    Bits128,
+    None,
+}
+
+impl BackendArgs {
+    fn options(&self) -> polyhe_backend::BackendOptions {
+        let mut o = polyhe_backend::BackendOptions { log_n: self.log_n, levels: self.levels, dnum: self.dnum, ..Default::default() };
+        o.log_scale = self.log_scale;
+        if let Some(m) = self.min_log_scale {
+            o.min_log_scale = m;
+        }
+        if self.security == Some(SecurityArg::None) {
+            o.security = polyhe_backend::Security::NotSet;
+        }
+        o.pow2_rotations = self.pow2_rotations;
+        o
+    }
+
+    /// The options as command-line words (stored in OUT/backend.args so `encrypt` lowers the same way).
+    fn to_words(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut opt = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                w.push(format!("--{k}={v}"));
+            }
+        };
+        opt("log-n", self.log_n.map(|x| x.to_string()));
+        opt("log-scale", self.log_scale.map(|x| x.to_string()));
+        opt("min-log-scale", self.min_log_scale.map(|x| x.to_string()));
+        opt("levels", self.levels.map(|x| x.to_string()));
+        opt("dnum", self.dnum.map(|x| x.to_string()));
+        opt(
+            "security",
+            self.security.map(|s| match s {
+                SecurityArg::Bits128 => "128".to_string(),
+                SecurityArg::None => "none".to_string(),
+            }),
+        );
+        if self.pow2_rotations {
+            w.push("--pow2-rotations".into());
+        }
+        w
+    }
+
+    fn read(out: &std::path::Path) -> Result<BackendArgs> {
+        #[derive(Parser)]
+        struct Words {
+            #[command(flatten)]
+            b: BackendArgs,
+        }
+        let path = out.join("backend.args");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BackendArgs::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let words = std::iter::once("polyhe").chain(text.lines().map(str::trim).filter(|l| !l.is_empty()));
+        Ok(Words::try_parse_from(words).with_context(|| format!("parsing {}", path.display()))?.b)
+    }
+
+    fn warn(&self) {
+        if self.security == Some(SecurityArg::None) {
+            eprintln!("WARNING: --security none: parameters are NOT checked against the 128-bit bound; the keys protect nothing (tests only)");
+        }
+    }
+}
+
 #[derive(Copy, Clone, ValueEnum)]
 enum SoftmaxArg {
     ExpInverse,
@@ -121,12 +218,17 @@ enum Cmd {
         import: ImportArgs,
         #[command(flatten)]
         poly: PolyArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
-    /// Calibrate and compile a model to the polynomial stage; writes OUT/report.json and OUT/poly.ir.
+    /// Calibrate and compile a model: the polynomial stage (OUT/report.json, OUT/poly.ir) and, when it
+    /// fits without bootstrapping, the CKKS program (OUT/program.bin, OUT/ckks_report.json).
     Compile {
         model: PathBuf,
         #[command(flatten)]
         poly: PolyArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Deployment inputs; only their shapes are used, to bind dynamic dims (else `--dim`, else the
         /// calibration files' shapes).
         #[arg(long = "input", value_name = "[NAME=]FILE")]
@@ -152,6 +254,8 @@ enum Cmd {
         import: ImportArgs,
         #[command(flatten)]
         poly: PolyArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
     /// Client: make keys for a compiled program (OUT/program.bin): KEYS/secret.key and
     /// KEYS/public.key stay with the client, KEYS/eval.keys (relinearization + the exact rotation set)
@@ -291,7 +395,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{info}");
             Ok(())
         }
-        Cmd::Dump { model, stage, format, inputs, full, out, import, poly } => {
+        Cmd::Dump { model, stage, format, inputs, full, out, import, poly, backend } => {
             let m = polyhe::load_model(&model)?;
             let names = polyhe::input_names(&m);
             let given = polyhe::read_inputs_partial(&names, &inputs)?;
@@ -301,7 +405,8 @@ fn run(cli: Cli) -> Result<()> {
                 g = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?.graph;
             }
             if stage == Stage::Ckks {
-                let ck = polyhe_backend::compile_ckks(&g, &polyhe_backend::BackendOptions::default())
+                backend.warn();
+                let ck = polyhe_backend::compile_ckks(&g, &backend.options())
                     .context("lowering to CKKS")?;
                 let s = match &ck.program {
                     Some(p) => p.print(),
@@ -326,7 +431,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { model, inputs, outputs, mode, compare, import, poly } => {
+        Cmd::Run { model, inputs, outputs, mode, compare, import, poly, backend } => {
             let m = polyhe::load_model(&model)?;
             let in_names = polyhe::input_names(&m);
             let out_names = polyhe::output_names(&m);
@@ -359,11 +464,18 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Mode::Encrypted => {
                     let compiled = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?;
-                    let ck = polyhe_backend::compile_ckks(&compiled.graph, &polyhe_backend::BackendOptions::default())
+                    backend.warn();
+                    let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options())
                         .context("lowering to CKKS")?;
                     eprint!("{}", ck.report);
                     let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
-                    let run = polyhe_backend::run_encrypted(&ck, &data)?;
+                    let progress = |done: usize, total: usize, secs: f64| {
+                        eprint!("\revaluating: {done}/{total} instructions, {secs:.1} s");
+                        if done == total {
+                            eprintln!();
+                        }
+                    };
+                    let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&progress))?;
                     let t = &run.timings;
                     eprintln!(
                         "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s",
@@ -415,7 +527,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{what} run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
             Ok(())
         }
-        Cmd::Compile { model, poly, inputs, out, import } => {
+        Cmd::Compile { model, poly, backend, inputs, out, import } => {
             let m = polyhe::load_model(&model)?;
             let names = polyhe::input_names(&m);
             let calib = read_calib(&m, &poly)?;
@@ -437,8 +549,12 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("writing {}", ir_path.display()))?;
             print!("{}", compiled.report);
             println!("wrote {} and {}", report_path.display(), ir_path.display());
-            let ck = polyhe_backend::compile_ckks(&compiled.graph, &polyhe_backend::BackendOptions::default())
-                .context("lowering to CKKS")?;
+            backend.warn();
+            let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options()).context("lowering to CKKS")?;
+            let args_path = out.join("backend.args");
+            let mut words = backend.to_words().join("\n");
+            words.push('\n');
+            std::fs::write(&args_path, words).with_context(|| format!("writing {}", args_path.display()))?;
             let ck_path = out.join("ckks_report.json");
             std::fs::write(&ck_path, ck.report.to_json()).with_context(|| format!("writing {}", ck_path.display()))?;
             print!("{}", ck.report);
@@ -484,7 +600,7 @@ fn run(cli: Cli) -> Result<()> {
             let g = text::parse(&src).with_context(|| format!("parsing {}", ir_path.display()))?;
             // The client recompiles the (deterministic) lowering to know which client-side values the
             // program expects, and checks it is the program the server will run.
-            let ck = polyhe_backend::compile_ckks(&g, &polyhe_backend::BackendOptions::default())
+            let ck = polyhe_backend::compile_ckks(&g, &BackendArgs::read(&out)?.options())
                 .context("lowering to CKKS")?;
             let (mine, _) = ck.runnable()?;
             if mine.to_bytes() != program.to_bytes() {
@@ -516,7 +632,13 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|k| polyhe_runtime::Ciphertext::read_from(&ctx, ciphertexts.join(format!("in{k}.ct"))))
                 .collect::<Result<Vec<_>, _>>()?;
             let t0 = Instant::now();
-            let outs = polyhe_runtime::execute(&program, &evaluator, cts)?;
+            let progress = |done: usize, total: usize, secs: f64| {
+                eprint!("\revaluating: {done}/{total} instructions, {secs:.1} s");
+                if done == total {
+                    eprintln!();
+                }
+            };
+            let (outs, _) = polyhe_runtime::execute_with_progress(&program, &evaluator, cts, Some(&progress))?;
             std::fs::create_dir_all(&result).with_context(|| format!("creating {}", result.display()))?;
             for (k, ct) in outs.iter().enumerate() {
                 ct.write_to(result.join(format!("out{k}.ct")))?;
@@ -604,6 +726,9 @@ fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyh
     })?;
     let program = polyhe_runtime::Program::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
     program.validate().with_context(|| format!("validating {}", path.display()))?;
+    if program.params.security == polyhe_runtime::Security::NotSet {
+        eprintln!("WARNING: {} was compiled with --security none: its keys protect nothing (tests only)", path.display());
+    }
     let ctx = polyhe_runtime::CkksContext::new(program.params.to_params()?)?;
     Ok((program, ctx))
 }

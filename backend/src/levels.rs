@@ -3,7 +3,7 @@
 //! Requires: the Q primes of the target parameters (or stand-ins of the same bit size for the depth
 //! dry run) and the input level.
 //! Guarantees (the invariant "every finished value at level `l` has scale exactly `Δ_l`"):
-//! - `Δ_L = 2^log_scale` for fresh inputs and `Δ_{l−1} = Δ_l² / q_l`. A ct×ct product of two values
+//! - `Δ_0 = 2^log_scale`, `Δ_l = sqrt(Δ_{l−1}·q_l)` (fresh inputs at `Δ_L`), i.e. `Δ_{l−1} = Δ_l² / q_l`. A ct×ct product of two values
 //!   at level `l` has scale `Δ_l²`, so after one rescale it lands exactly on `Δ_{l−1}`.
 //! - Plaintext multiplications encode the plaintext at `Δ_{l−1}·q_l/Δ_l` (and scalars likewise), so
 //!   the rescaled product also lands on `Δ_{l−1}`; additions of plaintexts encode at the ciphertext's
@@ -47,14 +47,21 @@ fn is_small_int(v: f64) -> bool {
 
 impl Builder {
     pub fn new(moduli: Vec<u64>, log_scale: u32, input_level: usize) -> Builder {
+        // Bottom-up: Δ_0 = 2^log_scale and Δ_l = sqrt(Δ_{l−1}·q_l), so Δ_{l−1} = Δ_l²/q_l holds and
+        // a prime's deviation from 2^log_scale is halved at every level above it. (Top-down from
+        // a fixed input scale the deviation doubles per level: after ~40 levels of 32-bit primes the
+        // scales overflow.)
+        let top = input_level.min(moduli.len().saturating_sub(1));
         let mut scales = vec![0.0; moduli.len()];
         let mut s = (log_scale as f64).exp2();
-        for l in (0..=input_level.min(moduli.len().saturating_sub(1))).rev() {
+        for l in 0..=top {
+            if l > 0 {
+                let q = moduli.get(l).copied().unwrap_or(1) as f64;
+                s = (s * q).sqrt();
+            }
             if let Some(x) = scales.get_mut(l) {
                 *x = s;
             }
-            let q = moduli.get(l).copied().unwrap_or(1) as f64;
-            s = s * s / q;
         }
         Builder {
             moduli,

@@ -20,13 +20,14 @@ mod params;
 use std::collections::BTreeMap;
 
 use polyhe_ir::Graph;
-pub use polyhe_runtime::{CkksParams, Program};
+pub use polyhe_runtime::{CkksParams, Program, Security};
 
 pub use error::BackendError;
 pub use params::{BootstrapCut, BootstrapPlan};
 
-/// Options of [`compile_ckks`]; `Default` gives 40-bit scales, a 60-bit first prime and 60-bit
-/// special primes, automatic N and dnum.
+/// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
+/// 40 bits down to `min_log_scale` (the largest that fits the depth at the smallest N), a 60-bit
+/// first prime and 60-bit special primes, and the fewest key-switching digits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendOptions {
     /// Force the ring degree `2^log_n` (13..=16).
@@ -37,7 +38,14 @@ pub struct BackendOptions {
     pub levels: Option<usize>,
     /// Key-switching digits (default: the fewest the security bound admits, i.e. the smallest keys).
     pub dnum: Option<usize>,
-    pub log_scale: u32,
+    /// Scaling-prime bits (the scale `Δ = 2^log_scale`); `None`: automatic (see the type doc).
+    pub log_scale: Option<u32>,
+    /// Smallest scaling prime the automatic choice uses: below it CKKS noise would exceed the
+    /// precision the shipped models need (measured in `docs/backend.md`).
+    pub min_log_scale: u32,
+    /// `Security::NotSet` admits any chain at any N: for tests that run deep programs on small,
+    /// fast rings. Such keys protect nothing; the program records it and the CLI warns.
+    pub security: Security,
     pub first_bits: u32,
     pub special_bits: u32,
     /// Depth a bootstrap itself would consume (for the placement when the depth does not fit).
@@ -59,7 +67,9 @@ impl Default for BackendOptions {
             min_log_n: 13,
             levels: None,
             dnum: None,
-            log_scale: 40,
+            log_scale: None,
+            min_log_scale: 32,
+            security: Security::Bits128,
             first_bits: 60,
             special_bits: 60,
             bootstrap_depth: 14,
@@ -80,6 +90,10 @@ pub struct BackendReport {
     pub p_bits: Vec<u32>,
     pub dnum: Option<usize>,
     pub log_qp: Option<f64>,
+    /// Scaling-prime bits chosen.
+    pub log_scale: Option<u32>,
+    /// `"128"` or `"none"` (test parameters: no security).
+    pub security: String,
     pub instructions: usize,
     pub op_counts: BTreeMap<String, usize>,
     /// Rotations executed (instructions), distinct steps (= Galois keys), key switches.
@@ -99,6 +113,10 @@ pub struct BackendReport {
     pub insts_per_ir_op: BTreeMap<String, usize>,
     /// Values computed on the client before encryption (from plaintext inputs such as token ids).
     pub client_side: Vec<String>,
+    /// Levels consumed along the critical path (the deepest output back to an input), per
+    /// `"<IR op>: <what rescaled>"` (`map` = diagonal-method sum, `pt` = plaintext multiply,
+    /// `scalar`, `ct×ct`, `align` = level alignment at an add). Sums to `depth`.
+    pub critical_path: BTreeMap<String, usize>,
     pub bootstrap: Option<BootstrapPlan>,
 }
 
@@ -112,12 +130,16 @@ impl BackendReport {
 impl std::fmt::Display for BackendReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "ckks backend report")?;
+        if self.security == "none" {
+            writeln!(f, "WARNING: security not set: these parameters exceed the 128-bit bound; keys protect nothing (tests only)")?;
+        }
         match self.log_n {
             Some(n) => writeln!(
                 f,
-                "N = 2^{n} ({} slots), depth {}, q_bits {:?}, p_bits {:?}, dnum {}, log2 QP {:.1}",
+                "N = 2^{n} ({} slots), depth {}, scale 2^{}, q_bits {:?}, p_bits {:?}, dnum {}, log2 QP {:.1}",
                 self.slots,
                 self.depth,
+                self.log_scale.unwrap_or(0),
                 self.q_bits,
                 self.p_bits,
                 self.dnum.unwrap_or(0),
@@ -137,6 +159,10 @@ impl std::fmt::Display for BackendReport {
         )?;
         if !self.client_side.is_empty() {
             writeln!(f, "computed on the client before encryption: {}", self.client_side.join(", "))?;
+        }
+        if !self.critical_path.is_empty() {
+            let parts: Vec<String> = self.critical_path.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(f, "levels on the critical path: {}", parts.join(", "))?;
         }
         if let Some(b) = self.eval_key_bytes {
             writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
@@ -208,7 +234,8 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     // Slot count only changes the packing, not the depth: dry-run at the smallest candidate N
     // (short diagonals keep the dry run cheap).
     let mut dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
-    let stand_in = vec![1u64 << opts.log_scale.min(62); DRY_LEVELS + 1];
+    let dry_scale = opts.log_scale.unwrap_or(40);
+    let stand_in = vec![1u64 << dry_scale.min(62); DRY_LEVELS + 1];
     // Fusion decisions count diagonals, which depend on the slot count: when the chosen N differs
     // from the dry run's, measure again at that N so the real lowering consumes exactly the depth
     // the parameters were chosen for (N only grows, so this ends after at most four rounds).
@@ -217,7 +244,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         let dry = lower::lower(
             graph,
             stand_in.clone(),
-            opts.log_scale,
+            dry_scale,
             DRY_LEVELS,
             dry_slots,
             opts.fusion_growth,
@@ -264,7 +291,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     let real = lower::lower(
         graph,
         params.moduli().to_vec(),
-        opts.log_scale,
+        params.log_scale(),
         params.max_level(),
         slots,
         opts.fusion_growth,
@@ -275,7 +302,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         params: polyhe_runtime::ProgramParams::from_params(&params),
         inputs: real.inputs.clone(),
         input_level: params.max_level(),
-        input_scale: params.default_scale(),
+        input_scale: real.builder.delta(params.max_level()),
         constants: real.builder.constants.clone(),
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
@@ -347,6 +374,11 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         p_bits: params.map(|p| p.p_bits().to_vec()).unwrap_or_default(),
         dnum: params.map(|p| p.dnum()),
         log_qp: params.map(|p| p.log_qp()),
+        log_scale: params.map(|p| p.log_scale()),
+        security: match params.map(|p| p.security()) {
+            Some(Security::NotSet) => "none".into(),
+            _ => "128".into(),
+        },
         instructions: insts.len(),
         op_counts,
         rotations,
@@ -365,8 +397,58 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
             .iter()
             .map(|&v| l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()))
             .collect(),
+        critical_path: critical_path(l),
         bootstrap: None,
     }
+}
+
+/// Levels consumed along the deepest path, attributed to the IR op and the kind of multiply each
+/// rescale finishes (see [`BackendReport::critical_path`]).
+fn critical_path(l: &lower::Lowered) -> BTreeMap<String, usize> {
+    use polyhe_runtime::ProgramOp as O;
+    let insts = &l.builder.insts;
+    let n_in = l.builder.n_in;
+    let kind_of = |src: u32| match insts.get((src as usize).wrapping_sub(n_in)).map(|x| &x.op) {
+        Some(O::Mul(..)) => "ct×ct",
+        Some(O::MulPlain { .. }) => "pt",
+        Some(O::MulScalar { value, .. }) if *value == 1.0 => "align",
+        Some(O::MulScalar { .. }) => "scalar",
+        _ => "map",
+    };
+    // Longest path counting the rescales that consume a level of the deepest operand (an `align`
+    // rescale brings a shallower operand down and lies on no longest path).
+    let mut cost: Vec<usize> = vec![0; n_in + insts.len()];
+    let mut pred: Vec<Option<u32>> = vec![None; n_in + insts.len()];
+    for (i, inst) in insts.iter().enumerate() {
+        let r = n_in + i;
+        let best = inst.op.operands().into_iter().max_by_key(|&s| cost.get(s as usize).copied().unwrap_or(0));
+        let own = match inst.op {
+            O::Rescale(src) if kind_of(src) != "align" => 1,
+            _ => 0,
+        };
+        let c = best.and_then(|s| cost.get(s as usize).copied()).unwrap_or(0) + own;
+        if let (Some(cr), Some(p)) = (cost.get_mut(r), pred.get_mut(r)) {
+            *cr = c;
+            *p = best;
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut r = l.outputs.iter().flat_map(|p| p.regs.iter().copied()).max_by_key(|&r| cost.get(r as usize));
+    while let Some(x) = r.filter(|&x| x as usize >= n_in) {
+        let i = x as usize - n_in;
+        if let Some(O::Rescale(src)) = insts.get(i).map(|x| &x.op) {
+            let kind = kind_of(*src);
+            if kind != "align" {
+                let op = l.inst_op.get(i).copied().unwrap_or("output");
+                *out.entry(format!("{op}: {kind}")).or_insert(0) += 1;
+                if std::env::var_os("POLYHE_DEBUG_CRIT").is_some() {
+                    eprintln!("crit {} {op} {kind} L{}", l.inst_node.get(i).map(|s| s.as_str()).unwrap_or("-"), insts[i].level);
+                }
+            }
+        }
+        r = pred.get(i + n_in).copied().flatten();
+    }
+    out
 }
 
 /// Wall-clock seconds of the phases of [`run_encrypted`].
@@ -392,7 +474,16 @@ pub struct EncryptedRun {
 /// encrypted`. `inputs` are row-major tensors in the order of the program's inputs. The evaluation
 /// step sees only the evaluation keys.
 pub fn run_encrypted(compiled: &CkksCompiled, inputs: &[Vec<f64>]) -> Result<EncryptedRun, BackendError> {
-    use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_stats, CkksContext, ClientKeys, Evaluator};
+    run_encrypted_with_progress(compiled, inputs, None)
+}
+
+/// [`run_encrypted`], reporting evaluation progress (instructions done, total, seconds).
+pub fn run_encrypted_with_progress(
+    compiled: &CkksCompiled,
+    inputs: &[Vec<f64>],
+    progress: Option<polyhe_runtime::Progress<'_>>,
+) -> Result<EncryptedRun, BackendError> {
+    use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_progress, CkksContext, ClientKeys, Evaluator};
     use std::time::Instant;
     let (program, params) = compiled.runnable()?;
     let mut timings = PhaseTimings::default();
@@ -407,7 +498,7 @@ pub fn run_encrypted(compiled: &CkksCompiled, inputs: &[Vec<f64>]) -> Result<Enc
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;
     timings.encrypt = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (out, stats) = execute_with_stats(program, &evaluator, cts)?;
+    let (out, stats) = execute_with_progress(program, &evaluator, cts, progress)?;
     timings.eval = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let outputs = decrypt_outputs(program, &ctx, &keys, &out)?;

@@ -8,7 +8,8 @@
 //! one output ciphertext are summed at the raw product scale and rescaled once. Per (output
 //! ciphertext, input ciphertext) block with diagonal offsets `D` (`M[j, j+d mod S]`), the baby-step
 //! size `B` (a power of two) minimizes `|{d mod B}| + |{⌊d/B⌋}|` (rotations); baby rotations of one ciphertext are
-//! emitted together so the executor hoists them. An identity map emits nothing (reshapes are free).
+//! emitted together so the executor hoists them. An identity map emits nothing (reshapes are free), and `w·x + offset` is a scalar multiply (free
+//! for integer `w`) and a plaintext add.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,6 +60,18 @@ impl AffineMap {
             }
         }
         set.len()
+    }
+
+    /// `Some(w)` when the map is `w·x + offset` (one operand of the output's size, every element
+    /// weighted by the same `w`): a scalar multiply and a plaintext add, no diagonal method.
+    fn uniform_scale(&self, in_numel: &[usize]) -> Option<f64> {
+        match (self.parts.as_slice(), in_numel) {
+            ([p], [n]) if *n == self.out_numel && p.len() == *n => {
+                let w = p.first().map(|e| e.2)?;
+                p.iter().enumerate().all(|(k, &(o, i, x))| o == k && i == k && x == w).then_some(w)
+            }
+            _ => None,
+        }
     }
 
     fn is_identity(&self, in_numel: &[usize]) -> bool {
@@ -115,6 +128,23 @@ pub(crate) fn lower_affine(
 ) -> Result<Vec<Reg>, BackendError> {
     if map.is_identity(in_numel) {
         return Ok(inputs.first().cloned().unwrap_or_default());
+    }
+    if let (Some(w), [regs]) = (map.uniform_scale(in_numel), inputs) {
+        // `w·x + offset` slot-wise: free for integer `w` (e.g. a bias add after a finished map).
+        let mut out = Vec::with_capacity(regs.len());
+        for (k, &x) in regs.iter().enumerate() {
+            let y = b.mul_scalar(x, w)?;
+            let y = match &map.offset {
+                Some(off) => {
+                    let lo = k * slots;
+                    let v: Vec<f64> = (lo..(lo + slots).min(map.out_numel)).map(|j| off.get(j).copied().unwrap_or(0.0)).collect();
+                    b.add_plain(y, v)
+                }
+                None => y,
+            };
+            out.push(y);
+        }
+        return Ok(out);
     }
     stats.maps += 1;
     // Common level for every operand ciphertext.

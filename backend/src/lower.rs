@@ -78,6 +78,8 @@ struct Ctx<'g> {
     fusion_growth: usize,
     b: Builder,
     stats: LinearStats,
+    /// Shape an elementwise result is computed at (see [`broadcast_hints`]).
+    hint: SecondaryMap<Value, Option<Vec<usize>>>,
 }
 
 fn unsupported(op: &Op, node: &str, reason: impl Into<String>) -> BackendError {
@@ -111,8 +113,14 @@ pub(crate) fn lower(
     fusion_growth: usize,
     pow2_rotations: bool,
 ) -> Result<Lowered, BackendError> {
-    let mut cx =
-        Ctx { g, slots, fusion_growth, b: Builder::new(moduli, log_scale, input_level), stats: LinearStats::default() };
+    let mut cx = Ctx {
+        g,
+        slots,
+        fusion_growth,
+        b: Builder::new(moduli, log_scale, input_level),
+        stats: LinearStats::default(),
+        hint: SecondaryMap::new(),
+    };
     if pow2_rotations {
         cx.b.pow2_slots = Some(slots);
     }
@@ -141,6 +149,7 @@ pub(crate) fn lower(
     // Client values read by any other live node form the frontier: the client computes and
     // encrypts them (an embedding lookup's result is one).
     let enc = polyhe_passes::encrypted_values(g);
+    cx.hint = broadcast_hints(g, &live, &enc, slots);
     let mut client: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
     for &v in &g.inputs {
         client[v] = !g.ty(v).dtype.is_float();
@@ -205,7 +214,7 @@ pub(crate) fn lower(
             .collect::<Result<_, _>>()?;
         let before = cx.b.insts.len();
         let n_enc = args.iter().filter(|a| a.is_enc()).count();
-        let out_shape = nd.outputs.first().map(|&v| g.ty(v).shape.clone()).unwrap_or_default();
+        let out_shape = nd.outputs.first().map(|&v| cx.shape_of(v)).unwrap_or_default();
         for (k, &v) in nd.inputs.iter().enumerate() {
             let Some(a @ Val::Lazy { shape, .. }) = args.get(k) else { continue };
             let other_plain = args.iter().enumerate().all(|(j, x)| j == k || matches!(x, Val::Plain(_)));
@@ -267,6 +276,11 @@ pub(crate) fn lower(
 }
 
 impl Ctx<'_> {
+    /// The shape `v` is computed at: its type's, or the broadcast shape its consumers need.
+    fn shape_of(&self, v: Value) -> Vec<usize> {
+        self.hint[v].clone().unwrap_or_else(|| self.g.ty(v).shape.clone())
+    }
+
     fn node(&mut self, op: &Op, name: &str, outs: &[Value], args: &[Val]) -> Result<Vec<Val>, BackendError> {
         if let Some(Val::Client(c)) = args.iter().find(|a| matches!(a, Val::Client(_))) {
             if args.iter().any(Val::is_enc) {
@@ -286,7 +300,8 @@ impl Ctx<'_> {
             })?;
             return Ok(r.into_iter().map(Val::Plain).collect());
         }
-        let out_shape = |k: usize| outs.get(k).map(|&v| self.g.ty(v).shape.clone()).unwrap_or_default();
+        let shapes: Vec<Vec<usize>> = outs.iter().map(|&v| self.shape_of(v)).collect();
+        let out_shape = |k: usize| shapes.get(k).cloned().unwrap_or_default();
         match op {
             Op::Add | Op::Sub | Op::Mul => Ok(vec![self.binary(op, name, &out_shape(0), args)?]),
             Op::Neg => {
@@ -302,6 +317,14 @@ impl Ctx<'_> {
                 .map_err(|e| unsupported(op, name, e.to_string()))?;
                 let plan = EvalPlan::chebyshev(&p);
                 let arg = args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?;
+                // Computed at the broadcast shape its consumers need: the expand composes with a
+                // pending producer map instead of costing a level after the polynomial.
+                let wide = out_shape(0);
+                let arg = if numel(arg.shape()) != numel(&wide) {
+                    self.affine(&Op::Expand { shape: wide.clone() }, name, &[arg], 0, &wide, false)?
+                } else {
+                    arg
+                };
                 // The plan's map of x onto [-1, 1] (its only use of the input, as the plan's own
                 // depth model assumes) folds into a pending affine producer: no level of its own.
                 let input_affines: Vec<(f64, f64)> = plan
@@ -543,6 +566,20 @@ impl Ctx<'_> {
             [a, b] => (a, b),
             _ => return Err(unsupported(op, name, "expects two operands")),
         };
+        if matches!(op, Op::Mul) {
+            // A plaintext factor on a finished ciphertext stays pending as a diagonal map, so it
+            // composes with a broadcast before it and with affine ops after it (LayerNorm's γ·x
+            // folds into the next matmul): no level of its own.
+            match (a, b) {
+                (Val::Ct { regs, shape }, p @ Val::Plain(_)) | (p @ Val::Plain(_), Val::Ct { regs, shape }) => {
+                    let m = numel(shape);
+                    let id = AffineMap { out_numel: m, parts: vec![(0..m).map(|o| (o, o, 1.0)).collect()], offset: None };
+                    let lazy = Val::Lazy { base: regs.clone(), base_numel: m, map: id, shape: shape.clone() };
+                    return self.binary(op, name, out_shape, &[lazy, p.clone()]);
+                }
+                _ => {}
+            }
+        }
         let n = numel(out_shape);
         let slots = self.slots;
         let chunk = |v: &[f64], k: usize| -> Vec<f64> {
@@ -808,6 +845,55 @@ impl Val {
             Val::Client(_) => &[],
         }
     }
+}
+
+/// Elementwise results whose every consumer broadcasts them to one larger shape `H` are computed
+/// at `H` directly (`hint[v] = Some(H)`): a chebyshev of a row sum that multiplies a whole row
+/// (softmax's 1/Σ, LayerNorm's 1/σ) then needs no broadcast map — one level less — and the
+/// broadcast composes with the pending reduction before the polynomial. Only for values of one
+/// ciphertext (`numel(H) ≤ slots`, so the ciphertext count is unchanged) that are not graph
+/// outputs; consumers are elementwise ops (add, sub, mul, neg, chebyshev), which accept operands
+/// of any shape that broadcasts to theirs.
+fn broadcast_hints(
+    g: &Graph,
+    live: &SecondaryMap<Value, bool>,
+    enc: &SecondaryMap<Value, bool>,
+    slots: usize,
+) -> SecondaryMap<Value, Option<Vec<usize>>> {
+    // None: no consumer seen; Some(None): not widenable; Some(Some(H)): every consumer so far wants H.
+    let mut want: SecondaryMap<Value, Option<Option<Vec<usize>>>> = SecondaryMap::new();
+    let mut hint: SecondaryMap<Value, Option<Vec<usize>>> = SecondaryMap::new();
+    for &v in &g.outputs {
+        want[v] = Some(None);
+    }
+    for (_, nd) in g.nodes.iter().rev() {
+        if !nd.outputs.iter().any(|&o| live[o]) {
+            continue;
+        }
+        let elementwise = matches!(nd.op, Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Chebyshev { .. });
+        for &o in nd.outputs.iter().filter(|_| elementwise) {
+            let shape = &g.ty(o).shape;
+            if let Some(Some(h)) = &want[o] {
+                let rank_ok = h.len() >= shape.len()
+                    && shape.iter().rev().zip(h.iter().rev()).all(|(&s, &t)| s == t || s == 1);
+                if enc[o] && rank_ok && numel(h) > numel(shape) && numel(h) <= slots {
+                    hint[o] = Some(h.clone());
+                }
+            }
+        }
+        let target = match nd.outputs.as_slice() {
+            [o] if elementwise => Some(hint[*o].clone().unwrap_or_else(|| g.ty(*o).shape.clone())),
+            _ => None,
+        };
+        for &i in &nd.inputs {
+            want[i] = match (&want[i], &target) {
+                (None, t) => Some(t.clone()),
+                (Some(Some(h)), Some(t)) if h == t => Some(Some(h.clone())),
+                _ => Some(None),
+            };
+        }
+    }
+    hint
 }
 
 /// Ops lowered as affine maps of their encrypted operand.

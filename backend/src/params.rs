@@ -2,9 +2,11 @@
 //!
 //! Requires: the program's depth (levels consumed, measured by a dry-run lowering).
 //! Guarantees:
-//! - The chain is `[first_bits, log_scale × depth]` plus special primes covering the largest
+//! - The chain is `[first_bits, s × depth]` plus special primes covering the largest
 //!   key-switching digit (`CkksParams::with_depth`), at the smallest `N ∈ {2^13 … 2^16}` whose
-//!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it. A user
+//!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it, with the
+//!   largest scaling-prime size `s ∈ [min_log_scale, 40]` that fits at that N (or `log_scale`
+//!   when given). `Security::NotSet` drops the bound (test rings only). A user
 //!   override (`log_n`, `levels`, `dnum`) is honoured or refused with
 //!   [`BackendError::ParametersInfeasible`] saying what is missing.
 //! - When even `N = 2^16` cannot hold the depth, [`place_bootstraps`] computes where bootstraps go:
@@ -17,7 +19,45 @@ use polyhe_runtime::CkksParams;
 
 use crate::{BackendError, BackendOptions};
 
-/// Picks parameters for `depth` levels.
+/// Scaling-prime sizes the automatic choice tries, most precise first.
+fn scale_candidates(opts: &BackendOptions) -> Vec<u32> {
+    match opts.log_scale {
+        Some(s) => vec![s],
+        None => (opts.min_log_scale.min(40)..=40).rev().collect(),
+    }
+}
+
+/// The chain `[first, scale × levels]` at `log_n`, fewest digits first (key size grows with
+/// `dnum·(L+1+K)`; fewer digits mean more special primes, which the security bound has to admit).
+fn try_params(opts: &BackendOptions, log_n: u32, levels: usize, scale: u32) -> Result<CkksParams, polyhe_runtime::CkksError> {
+    let build = |d: usize| {
+        CkksParams::with_depth_and_security(
+            log_n,
+            levels,
+            opts.first_bits,
+            scale,
+            opts.special_bits,
+            Some(d),
+            opts.security,
+        )
+    };
+    match opts.dnum {
+        Some(d) => build(d),
+        None => {
+            let mut last = None;
+            for d in 1..=levels + 1 {
+                match build(d) {
+                    Ok(p) => return Ok(p),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or(polyhe_runtime::CkksError::Internal("no dnum tried")))
+        }
+    }
+}
+
+/// Picks parameters for `depth` levels: the smallest N (speed) and, at that N, the largest scaling
+/// prime in `min_log_scale..=40` (precision) that hold them.
 pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, BackendError> {
     let levels = match opts.levels {
         Some(l) if l < depth => {
@@ -28,71 +68,47 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
         Some(l) => l,
         None => depth,
     };
-    // Fewest digits first: key size grows with dnum·(L+1+K), and fewer digits mean more special
-    // primes, which the security bound of the chosen N then has to admit.
-    let try_n = |log_n: u32| -> Result<CkksParams, polyhe_runtime::CkksError> {
-        match opts.dnum {
-            Some(d) => {
-                CkksParams::with_depth(log_n, levels, opts.first_bits, opts.log_scale, opts.special_bits, Some(d))
-            }
-            None => {
-                let mut last = None;
-                for d in 1..=levels + 1 {
-                    match CkksParams::with_depth(
-                        log_n,
-                        levels,
-                        opts.first_bits,
-                        opts.log_scale,
-                        opts.special_bits,
-                        Some(d),
-                    ) {
-                        Ok(p) => return Ok(p),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or(polyhe_runtime::CkksError::Internal("no dnum tried")))
-            }
-        }
+    let ns: Vec<u32> = match opts.log_n {
+        Some(n) => vec![n],
+        None => (opts.min_log_n.max(13)..=16).collect(),
     };
-    match opts.log_n {
-        Some(log_n) => try_n(log_n).map_err(|e| BackendError::ParametersInfeasible {
-            reason: format!(
-                "N = 2^{log_n} with {levels} levels of {} bits: {e}; use a larger N or omit --log-n",
-                opts.log_scale
-            ),
-        }),
-        None => {
-            let mut last = None;
-            for log_n in opts.min_log_n.max(13)..=16 {
-                match try_n(log_n) {
-                    Ok(p) => return Ok(p),
-                    Err(e) => last = Some(e),
-                }
+    let scales = scale_candidates(opts);
+    let mut last = None;
+    for &log_n in &ns {
+        for &scale in &scales {
+            match try_params(opts, log_n, levels, scale) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = Some(e),
             }
-            Err(BackendError::ParametersInfeasible {
-                reason: format!(
-                    "no N up to 2^16 holds {levels} levels at 128-bit security: {}",
-                    last.map(|e| e.to_string()).unwrap_or_default()
-                ),
-            })
         }
     }
+    let what = match opts.security {
+        polyhe_runtime::Security::Bits128 => "at 128-bit security",
+        polyhe_runtime::Security::NotSet => "(security not set)",
+    };
+    let scale_desc = match opts.log_scale {
+        Some(s) => format!("{s}-bit"),
+        None => format!("{}..40-bit", opts.min_log_scale.min(40)),
+    };
+    let n_desc = match opts.log_n {
+        Some(n) => format!("N = 2^{n}"),
+        None => "no N up to 2^16".into(),
+    };
+    Err(BackendError::ParametersInfeasible {
+        reason: format!(
+            "{n_desc} holds {levels} levels of {scale_desc} scaling primes {what}: {}; {}",
+            last.map(|e| e.to_string()).unwrap_or_default(),
+            if opts.log_n.is_some() { "use a larger N or omit --log-n" } else { "the circuit needs bootstrapping" }
+        ),
+    })
 }
 
-/// The most levels N = 2^16 holds at 128-bit security with these prime sizes.
+/// The most levels N = 2^16 holds with the smallest allowed scaling primes.
 pub(crate) fn max_levels(opts: &BackendOptions) -> usize {
+    let scale = scale_candidates(opts).last().copied().unwrap_or(40);
     let mut best = 0;
-    for d in 1..200 {
-        if CkksParams::with_depth(
-            16,
-            d,
-            opts.first_bits,
-            opts.log_scale,
-            opts.special_bits,
-            Some(opts.dnum.unwrap_or(d + 1)),
-        )
-        .is_ok()
-        {
+    for d in 1..400 {
+        if try_params(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok() {
             best = d;
         } else if d > best + 4 {
             break;

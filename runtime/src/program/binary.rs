@@ -1,7 +1,8 @@
 //! The versioned binary form of a [`Program`] (`OUT/program.bin`).
 //!
 //! Layout (little endian): magic `PHEPROG\0`, `u16` version, `u64` body length, the body, then a
-//! SHA-256 of the body (32 bytes). The body holds the parameter requirements first (so a reader can
+//! SHA-256 of the body (32 bytes). The body holds the parameter requirements first (version 2 added
+//! the security bound after the fingerprint) (so a reader can
 //! reject a program for other parameters before decoding the rest), then ports, constants,
 //! instructions. Constants are stored dense or as (u32 index, f64 value) pairs, whichever is
 //! smaller. Every length is bounds-checked against the remaining bytes before allocating, so
@@ -14,7 +15,7 @@ use super::{Inst, Op, Port, Program, ProgramError, ProgramParams, ProgramResult,
 /// Magic bytes of a serialized program.
 pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
 /// Format version written by this build.
-pub const PROGRAM_VERSION: u16 = 1;
+pub const PROGRAM_VERSION: u16 = 2;
 
 struct W(Vec<u8>);
 
@@ -151,6 +152,7 @@ impl Program {
         w.len(p.dnum);
         w.u32(p.log_scale);
         w.u64(p.fingerprint);
+        w.u32(p.security.code());
         w.len(p.moduli.len());
         p.moduli.iter().for_each(|&q| w.u64(q));
         w.str(&self.name);
@@ -284,12 +286,16 @@ impl Program {
         let dnum = r.usize_small(1 << 16, "dnum")?;
         let log_scale = r.u32()?;
         let fingerprint = r.u64()?;
+        let security_code = r.u32()?;
+        let Some(security) = crate::params::Security::from_code(security_code) else {
+            return r.err(format!("unknown security level code {security_code} (known: 128, 0)"));
+        };
         let nm = r.count(8)?;
         let moduli = (0..nm).map(|_| r.u64()).collect::<ProgramResult<Vec<_>>>()?;
         if !(1..=20).contains(&log_n) {
             return r.err(format!("log_n = {log_n} out of range"));
         }
-        let params = ProgramParams { log_n, q_bits, p_bits, dnum, log_scale, fingerprint, moduli };
+        let params = ProgramParams { log_n, q_bits, p_bits, dnum, log_scale, fingerprint, moduli, security };
         let name = r.str()?;
         let input_level = r.usize_small(1 << 16, "input level")?;
         let input_scale = r.f64()?;

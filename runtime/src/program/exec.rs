@@ -1,10 +1,10 @@
 //! Executing a [`Program`] on ciphertexts, and the client-side ends (encrypt inputs, decrypt outputs).
 //!
-//! The executor needs only an [`Evaluator`] (public evaluation keys). Instructions are scheduled in
-//! waves (an instruction's wave is one more than its latest operand's); the instructions of a wave
-//! are independent and run in parallel with rayon. Rotations of one register within a wave share a
-//! single decomposition (hoisting). A register is freed after its last use, so memory follows the
-//! program's live set, not its length.
+//! The executor needs only an [`Evaluator`] (public evaluation keys). Instructions run in steps:
+//! each step runs, in parallel with rayon, every instruction whose operands are ready among a
+//! window of the next [`WINDOW`] unfinished ones in program order. Rotations of one register within
+//! a step share a single decomposition (hoisting). A register is freed once all its uses have run,
+//! so memory follows the program order's live set plus the window, not the program's width.
 
 use rayon::prelude::*;
 
@@ -17,6 +17,7 @@ use crate::keys::{Ciphertext, ClientKeys, Encryptor};
 /// Counters of one execution.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecStats {
+    /// Parallel steps run.
     pub waves: usize,
     pub rotations: usize,
     /// Hoisted decompositions (each shared by ≥ 2 rotations).
@@ -49,6 +50,16 @@ pub fn execute(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> 
     execute_with_stats(program, eval, inputs).map(|(o, _)| o)
 }
 
+/// How many instructions past the first unfinished one may run early. The program order is the
+/// lowering's (each map's products are summed as they are made), so a bounded window keeps the
+/// live set near that order's instead of holding, e.g., every product of a large map at once —
+/// all independent instructions together (wave scheduling) needed > 20 GiB on the encoder at
+/// N = 2^13. Wide enough for a map's baby-step rotations (hoisted together) and both cores.
+const WINDOW: usize = 48;
+
+/// Progress callback of [`execute_with_progress`]: (instructions done, total, seconds so far).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
+
 enum Task {
     One(usize),
     Rotations(u32, Vec<usize>),
@@ -59,6 +70,16 @@ pub fn execute_with_stats(
     program: &Program,
     eval: &Evaluator,
     inputs: Vec<Ciphertext>,
+) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
+    execute_with_progress(program, eval, inputs, None)
+}
+
+/// [`execute_with_stats`], calling `progress` about every two seconds (for a progress line).
+pub fn execute_with_progress(
+    program: &Program,
+    eval: &Evaluator,
+    inputs: Vec<Ciphertext>,
+    progress: Option<Progress<'_>>,
 ) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
     program.validate_structure()?;
     check_eval(program, eval)?;
@@ -80,47 +101,57 @@ pub fn execute_with_stats(
         }
     }
     let n_regs = program.num_regs();
-    // Wave of each register and its last use (outputs live to the end).
-    let mut wave = vec![0usize; n_regs];
-    let mut last_use = vec![0usize; n_regs];
-    for (i, inst) in program.insts.iter().enumerate() {
-        let w = inst.op.operands().iter().map(|&r| wave.get(r as usize).copied().unwrap_or(0) + 1).max().unwrap_or(1);
-        if let Some(x) = wave.get_mut(n_in + i) {
-            *x = w;
-        }
+    let n_insts = program.insts.len();
+    // Remaining uses per register (outputs are never freed).
+    let mut uses_left = vec![0usize; n_regs];
+    for inst in &program.insts {
         for r in inst.op.operands() {
-            if let Some(l) = last_use.get_mut(r as usize) {
-                *l = (*l).max(w);
+            if let Some(u) = uses_left.get_mut(r as usize) {
+                *u += 1;
             }
         }
     }
-    let n_waves = wave.iter().copied().max().unwrap_or(0);
+    let mut is_output = vec![false; n_regs];
     for o in &program.outputs {
         for &r in &o.regs {
-            if let Some(l) = last_use.get_mut(r as usize) {
-                *l = usize::MAX;
+            if let Some(x) = is_output.get_mut(r as usize) {
+                *x = true;
             }
-        }
-    }
-    let mut by_wave: Vec<Vec<usize>> = vec![Vec::new(); n_waves + 1];
-    for i in 0..program.insts.len() {
-        if let Some(b) = wave.get(n_in + i).and_then(|&w| by_wave.get_mut(w)) {
-            b.push(i);
         }
     }
     let mut regs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
     regs.resize_with(n_regs, || None);
     let ctx = eval.context();
     let encoder = Encoder::new(&ctx);
-    let mut stats = ExecStats { waves: n_waves, ..ExecStats::default() };
-    for (w, insts) in by_wave.iter().enumerate().skip(1) {
+    let mut stats = ExecStats::default();
+    let mut done = vec![false; n_insts];
+    let mut next = 0usize;
+    let mut completed = 0usize;
+    let mut live = n_in;
+    let started = std::time::Instant::now();
+    let mut last_report = started;
+    while next < n_insts {
+        // Ready instructions among the next WINDOW not yet run, in program order.
+        let hi = (next + WINDOW).min(n_insts);
         let mut tasks = Vec::new();
         let mut rot_groups: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
-        for &i in insts {
-            match program.insts.get(i).map(|x| &x.op) {
-                Some(Op::Rotate { src, .. }) => rot_groups.entry(*src).or_default().push(i),
+        let mut step: Vec<usize> = Vec::new();
+        for i in next..hi {
+            if done.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let Some(inst) = program.insts.get(i) else { continue };
+            if !inst.op.operands().iter().all(|&r| regs.get(r as usize).is_some_and(|x| x.is_some())) {
+                continue;
+            }
+            step.push(i);
+            match &inst.op {
+                Op::Rotate { src, .. } => rot_groups.entry(*src).or_default().push(i),
                 _ => tasks.push(Task::One(i)),
             }
+        }
+        if step.is_empty() {
+            return Err(ProgramError::Invalid { inst: next, reason: "no instruction is ready (operand never computed)".into() });
         }
         for (src, group) in rot_groups {
             if group.len() >= 2 {
@@ -152,6 +183,7 @@ pub fn execute_with_stats(
                 }
             })
             .collect();
+        stats.waves += 1;
         for r in results {
             for (i, ct) in r? {
                 check_result(program, i, &ct)?;
@@ -160,26 +192,52 @@ pub fn execute_with_stats(
                 }
             }
         }
-        for &i in insts {
-            match program.insts.get(i).map(|x| &x.op) {
-                Some(Op::Rotate { .. }) => {
+        for &i in &step {
+            if let Some(d) = done.get_mut(i) {
+                *d = true;
+            }
+            let Some(inst) = program.insts.get(i) else { continue };
+            match &inst.op {
+                Op::Rotate { .. } => {
                     stats.rotations += 1;
                     stats.key_switches += 1;
                 }
-                Some(Op::Mul(..)) => {
+                Op::Mul(..) => {
                     stats.ct_ct_mults += 1;
                     stats.key_switches += 1;
                 }
-                Some(Op::MulPlain { .. }) => stats.plain_mults += 1,
-                Some(Op::Rescale(..)) => stats.rescales += 1,
+                Op::MulPlain { .. } => stats.plain_mults += 1,
+                Op::Rescale(..) => stats.rescales += 1,
                 _ => {}
             }
         }
-        let live = regs.iter().filter(|r| r.is_some()).count();
+        live += step.len();
         stats.peak_live = stats.peak_live.max(live);
-        for (r, slot) in regs.iter_mut().enumerate() {
-            if last_use.get(r).is_some_and(|&l| l <= w) && slot.is_some() {
-                *slot = None;
+        // Free registers whose every use has run.
+        for &i in &step {
+            let Some(inst) = program.insts.get(i) else { continue };
+            for r in inst.op.operands() {
+                let r = r as usize;
+                if let Some(u) = uses_left.get_mut(r) {
+                    *u = u.saturating_sub(1);
+                    if *u == 0 && !is_output.get(r).copied().unwrap_or(true) {
+                        if let Some(slot) = regs.get_mut(r) {
+                            if slot.take().is_some() {
+                                live -= 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        while done.get(next).copied().unwrap_or(false) {
+            next += 1;
+        }
+        completed += step.len();
+        if let Some(p) = progress {
+            if last_report.elapsed().as_secs_f64() >= 2.0 || completed == n_insts {
+                last_report = std::time::Instant::now();
+                p(completed, n_insts, started.elapsed().as_secs_f64());
             }
         }
     }

@@ -31,7 +31,7 @@ use crate::error::CkksError;
 use crate::params::CkksParams;
 
 pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
-pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_stats, ExecStats};
+pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress};
 
 /// A ciphertext register.
 pub type Reg = u32;
@@ -76,6 +76,8 @@ pub struct ProgramParams {
     pub fingerprint: u64,
     /// The Q primes (for exact scale bookkeeping without regenerating them).
     pub moduli: Vec<u64>,
+    /// The security bound the parameters were checked against (`NotSet` only for tests).
+    pub security: crate::params::Security,
 }
 
 impl ProgramParams {
@@ -89,12 +91,20 @@ impl ProgramParams {
             log_scale: p.log_scale(),
             fingerprint: p.fingerprint_u64(),
             moduli: p.moduli().to_vec(),
+            security: p.security(),
         }
     }
 
     /// Rebuilds the parameters and checks they are the ones the program was compiled for.
     pub fn to_params(&self) -> ProgramResult<CkksParams> {
-        let p = CkksParams::new(self.log_n, &self.q_bits, &self.p_bits, self.dnum, self.log_scale)?;
+        let p = CkksParams::new_with_security(
+            self.log_n,
+            &self.q_bits,
+            &self.p_bits,
+            self.dnum,
+            self.log_scale,
+            self.security,
+        )?;
         if p.fingerprint_u64() != self.fingerprint || p.moduli() != self.moduli.as_slice() {
             return Err(ProgramError::Interface {
                 reason: format!(

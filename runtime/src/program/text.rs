@@ -21,8 +21,17 @@ impl Program {
         let _ = writeln!(s, "ckks_program \"{}\"", self.name);
         let _ = writeln!(
             s,
-            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={} fingerprint={:016x}",
-            p.log_n, p.q_bits, p.p_bits, p.dnum, p.log_scale, p.fingerprint
+            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={} fingerprint={:016x}{}",
+            p.log_n,
+            p.q_bits,
+            p.p_bits,
+            p.dnum,
+            p.log_scale,
+            p.fingerprint,
+            match p.security {
+                crate::params::Security::Bits128 => " security=128",
+                crate::params::Security::NotSet => " security=none (INSECURE: test parameters)",
+            }
         );
         for i in &self.inputs {
             let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i), self.input_level, self.input_scale.log2());
