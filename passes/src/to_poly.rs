@@ -995,11 +995,12 @@ fn reciprocal(
             inv.steps,
             2.0 / c
         );
-    } else if inv.residual.is_some() {
+    } else {
         rec.method = format!(
-            "cheb guess deg {} (rel err {:.2e}) + {} goldschmidt, accurate up to {accurate:.3e}, converges below {:.3e}",
+            "cheb guess deg {} (rel err {:.2e}{}) + {} goldschmidt, accurate up to {accurate:.3e}, converges below {:.3e}",
             inv.guess.degree(),
             inv.guess_error,
+            if inv.residual.is_some() { ", fused" } else { "" },
             inv.steps,
             inv.interval.lo() + inv.interval.hi()
         );

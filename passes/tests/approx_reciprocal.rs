@@ -131,3 +131,27 @@ fn converges_below_the_interval_and_up_to_lo_plus_hi() {
     assert!(g.eval(1.0005).abs() < 1.0);
     assert!(g.eval(1.002).abs() > 1.0);
 }
+
+#[test]
+fn ratio_1e13_is_measured_truthfully() {
+    // MiniLM layer 0's softmax row sums with the compiler's margin and headroom: ratio ~8e12, where
+    // the guess's own rounding (cancellation near the top of the range) would dominate a fused residual.
+    let iv = Interval::new(2.487e-12, 20.8).unwrap();
+    let r = fit_reciprocal(iv, &opts(1e-3)).unwrap();
+    assert!(r.target_met, "{r}");
+    // Fusing would amplify the guess's rounding (see `make_guess`): the residual comes from the guess.
+    assert!(r.residual.is_none(), "{r}");
+    assert_eq!(r.depth, depth_for_degree(r.guess.effective_degree()) + 1 + r.steps, "{r}");
+    let emitted = |x: f64| {
+        let (mut y, mut e) = (r.guess.eval(x), 1.0 - x * r.guess.eval(x));
+        for k in 0..r.steps {
+            if k > 0 {
+                e *= e;
+            }
+            y *= 1.0 + e;
+        }
+        y
+    };
+    let measured = dense(iv, 50_000).into_iter().map(|x| (emitted(x) * x - 1.0).abs()).fold(0.0, f64::max);
+    assert_truthful(&r.to_string(), r.max_error, measured);
+}

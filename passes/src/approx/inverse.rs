@@ -17,6 +17,10 @@
 //!   error after `k` steps is `(1/T_n(s))^(2^k)`. For a range ratio `R` and `n ≪ √R`,
 //!   `1/T_n(s) ≈ 1 − 2n²/R`: each extra level of guess saves two steps; the steps converge on all of
 //!   `(0, a + b)` and diverge above (callers fit with headroom above the calibrated range).
+//!   Fusing is skipped (`e₀ = 1 − x·p(x)` as a product, one level more) when the guess's own
+//!   rounding, amplified by `x/(x·p(x))` in a residual computed apart from it, could exceed 1% of the
+//!   target: ranges spanning ~1e10 and more, where `p` sums large alternating coefficients to small
+//!   values near the top (see `make_guess`).
 //!
 //! A constant or linear guess is an affine map of the input (depth 0, folded upstream); the first
 //! Newton step on a constant guess is affine too and costs nothing.
@@ -418,6 +422,8 @@ struct Guess {
     poly: Chebyshev,
     baby: usize,
     residual: Option<(Chebyshev, usize)>,
+    /// For closed-form `1/x` guesses: the exact amplitude of `1 − x·p(x)`.
+    amplitude: Option<f64>,
 }
 
 impl Guess {
@@ -441,14 +447,25 @@ fn guess_degrees(function: InverseFunction, opts: &InverseOptions) -> Vec<usize>
     all.into_iter().filter(|&d| d >= opts.min_guess_degree && d <= opts.max_guess_degree.min(MAX_DEGREE - 1)).collect()
 }
 
-fn make_guess(function: InverseFunction, interval: Interval, degree: usize) -> Result<Guess> {
+/// Closed-form `1/x` guesses are fused unless evaluating them loses more than 1% of the target:
+/// where `z = x·p(x)` gets as small as `1 − c`, the residual evaluated apart from `p` amplifies `p`'s
+/// rounding (about `ε·√n·max|c_k|`, cancellation near the top of ranges spanning ~1e10 and more) by
+/// `x/z`, while `e₀ = 1 − x·p(x)` computed from `p` is consistent with it whatever its rounding
+/// (one level more).
+fn make_guess(function: InverseFunction, interval: Interval, degree: usize, target: f64) -> Result<Guess> {
     if function == InverseFunction::Reciprocal && degree >= 2 {
         let g = reciprocal_guess(interval, degree)?;
-        let (baby, rbaby) = (best_baby(g.guess.coeffs()), best_baby(g.residual.coeffs()));
-        return Ok(Guess { poly: g.guess, baby, residual: Some((g.residual, rbaby)) });
+        let baby = best_baby(g.guess.coeffs());
+        let max_c = g.guess.coeffs().iter().fold(0.0f64, |m, c| m.max(c.abs()));
+        let rounding = f64::EPSILON * ((degree + 1) as f64).sqrt() * max_c * interval.hi() / (1.0 - g.bound);
+        let residual = (rounding <= 0.01 * target).then(|| {
+            let rbaby = best_baby(g.residual.coeffs());
+            (g.residual, rbaby)
+        });
+        return Ok(Guess { poly: g.guess, baby, residual, amplitude: Some(g.bound) });
     }
     let poly = remez(&|x| function.eval(x), interval, degree, ErrorKind::Relative)?.poly;
-    Ok(Guess { baby: best_baby(poly.coeffs()), poly, residual: None })
+    Ok(Guess { baby: best_baby(poly.coeffs()), poly, residual: None, amplitude: None })
 }
 
 fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOptions) -> Result<IterativeInverse> {
@@ -473,20 +490,20 @@ fn fit_inverse(function: InverseFunction, interval: Interval, opts: &InverseOpti
         if best_passing.is_some_and(|d| super::chebyshev::depth_for_degree(degree) > d) {
             break;
         }
-        let guess = make_guess(function, interval, degree)?;
-        let e0: Vec<f64> = match &guess.residual {
+        let guess = make_guess(function, interval, degree, opts.target)?;
+        let e0: Vec<f64> = match guess.amplitude {
             // e₀ = x·p(x) − 1 = −c·T_n(t) equioscillates with amplitude exactly |c| = 1/T_n(s), so
             // the screened error of k steps is |c|^(2^k), exactly; the schedule finally chosen is
             // measured on the real polynomials (`measure`).
-            Some((r, _)) => vec![r.coeffs()[r.degree()].abs()],
+            Some(a) => vec![a],
             None => {
                 let xs = inverse_grid(interval, grid_size(degree));
                 xs.iter().map(|&x| guess.poly.eval(x) / f(x) - 1.0).collect()
             }
         };
-        let schemes: &[InverseScheme] = match (function, &guess.residual) {
+        let schemes: &[InverseScheme] = match (function, guess.amplitude) {
             (InverseFunction::InvSqrt, _) => &[InverseScheme::Newton],
-            // From a fused guess Goldschmidt needs one level per step, Newton two: only Goldschmidt.
+            // From a closed-form guess Goldschmidt needs one level per step, Newton two.
             (InverseFunction::Reciprocal, Some(_)) => &[InverseScheme::Goldschmidt],
             (InverseFunction::Reciprocal, None) => &[InverseScheme::Goldschmidt, InverseScheme::Newton],
         };
