@@ -423,3 +423,40 @@ graph "sm" (v0: f32[2,2,4,4] "s") {
     let err = got[0].to_f64_vec().iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(err < 1e-3, "σ-attention error {err}");
 }
+
+#[test]
+fn reciprocal_polynomial_guess_is_shallower_than_the_constant_guess_it_keeps_as_a_candidate() {
+    let g = parse(MIX).unwrap();
+    let mut rng = Lcg(7);
+    let batches: Vec<Vec<Tensor>> = (0..32).map(|_| mix_batch(&mut rng)).collect();
+    let cal = calibrate(&g, &batches).unwrap();
+    let poly = compile_to_poly(&g, &cal, &opts()).unwrap();
+    // A guess degree cap below 2 leaves only the constant guess (the lowering before polynomial guesses).
+    let constant = compile_to_poly(&g, &cal, &PolyOptions { reciprocal_max_guess_degree: 0, ..opts() }).unwrap();
+    for part in ["1/sum", "1/divisor"] {
+        let find = |r: &polyhe_passes::PolyResult| {
+            r.report.approximations.iter().find(|a| a.part == part).cloned().unwrap_or_else(|| panic!("no {part}"))
+        };
+        let (p, c) = (find(&poly), find(&constant));
+        assert!(p.method.starts_with("cheb guess") && p.degree >= 2, "{part}: {}", p.method);
+        assert!(c.method.starts_with("1/(") && c.degree == 0, "{part}: {}", c.method);
+        assert!(p.target_met && c.target_met && p.max_error <= 1e-3 && c.max_error <= 1e-3);
+        assert!(p.depth < c.depth, "{part}: polynomial guess depth {} vs constant {}", p.depth, c.depth);
+        // The polynomial guess is fit up to headroom·hi of the widened range; by default that is 2H·hi,
+        // where the constant guess stops converging: both tolerate the same unseen inputs.
+        let o = opts();
+        let top = o.reciprocal_poly_headroom * p.calibrated[1] * (1.0 + 2.0 * o.margin);
+        assert!((p.interval[1] - top).abs() <= 1e-9 * top, "{part}: {:?}", p.interval);
+        assert_eq!(o.reciprocal_poly_headroom, 2.0 * o.reciprocal_headroom);
+    }
+    for _ in 0..3 {
+        let x = mix_batch(&mut rng);
+        let want = interp::run(&g, &x).unwrap();
+        for res in [&poly, &constant] {
+            let (got, oor) = run_poly(&res.graph, &x).unwrap();
+            let err = max_abs(&got[0], &want[0]);
+            assert!(err < 2e-2, "poly vs reference: max abs error {err}\n{}", res.report);
+            assert_eq!(oor.total_outside(), 0, "{oor}");
+        }
+    }
+}
