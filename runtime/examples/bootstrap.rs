@@ -10,7 +10,7 @@
 //! Options: `--log-n` (13..=16), `--log-slots`, `--hamming` (sparse secret weight, default 192),
 //! `--max-log-qp` (default: the sparse-secret budget below), `--compute-levels` (default: as many
 //! 40-bit levels as that budget allows), `--lt-levels`
-//! (levels per linear transform), `--reps` (bootstraps to time), `--threads`, `--insecure`
+//! (levels per linear transform), `--ratio` (log2 q_0/Δ_message), `--reps` (bootstraps to time), `--threads`, `--insecure`
 //! (`Security::NotSet`, for small rings).
 //!
 //! Security: the HomomorphicEncryption.org bound checked by `Security::Bits128` (log2 QP ≤ 1761 at
@@ -41,6 +41,7 @@ struct Args {
     compute_levels: Option<usize>,
     max_log_qp: Option<usize>,
     lt_levels: Option<usize>,
+    ratio: Option<u32>,
     reps: usize,
     threads: usize,
     insecure: bool,
@@ -54,6 +55,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
         compute_levels: None,
         max_log_qp: None,
         lt_levels: None,
+        ratio: None,
         reps: 1,
         threads: 2,
         insecure: false,
@@ -68,6 +70,7 @@ fn parse() -> Result<Args, Box<dyn Error>> {
             "--compute-levels" => a.compute_levels = Some(val()?.parse()?),
             "--max-log-qp" => a.max_log_qp = Some(val()?.parse()?),
             "--lt-levels" => a.lt_levels = Some(val()?.parse()?),
+            "--ratio" => a.ratio = Some(val()?.parse()?),
             "--reps" => a.reps = val()?.parse()?,
             "--threads" => a.threads = val()?.parse()?,
             "--insecure" => a.insecure = true,
@@ -110,6 +113,9 @@ fn run(a: &Args) -> Result<(), Box<dyn Error>> {
     if let Some(l) = a.lt_levels {
         cfg.cts_levels = l;
         cfg.stc_levels = l;
+    }
+    if let Some(r) = a.ratio {
+        cfg.log_message_ratio = r;
     }
     let boot_levels = cfg.levels();
     let compute = match a.compute_levels {

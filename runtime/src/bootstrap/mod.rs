@@ -75,7 +75,7 @@ impl BootstrapConfig {
     /// Defaults for `params`: `K` from the secret's Hamming weight, `r = 3` double angles (more for
     /// large `K`), the smallest cosine degree with an EvalMod error ≤ 2^-40 (capped at 255), two
     /// levels for each linear transform (one if `log_slots ≤ 4`, three above 2^9 slots), and a
-    /// message ratio of 2^12.
+    /// message ratio from 2^12 (few slots) down to 2^9 (4096 slots and more).
     pub fn default_for(params: &CkksParams, log_slots: u32) -> Self {
         let k = k_for_weight(weight(params));
         // keep the cosine's argument range 2πK/2^r around 12–25 radians
@@ -100,7 +100,15 @@ impl BootstrapConfig {
             double_angle,
             cts_levels: lt_levels,
             stc_levels: lt_levels,
-            log_message_ratio: 12,
+            // SlotsToCoeffs amplifies EvalMod's noise by ≈ √n·2^ratio, while the sine's
+            // nonlinearity hurts most when few slots make large coefficients: measured optimum
+            // at N = 2^13 moves from 12 (8–32 slots) to 10 (1024) and 9 (4096)
+            log_message_ratio: match log_slots {
+                0..=6 => 12,
+                7..=9 => 11,
+                10..=11 => 10,
+                _ => 9,
+            },
         }
     }
 
@@ -132,7 +140,7 @@ pub struct BootstrapTimings {
 }
 
 /// Precomputed bootstrapping data for one parameter set and configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Bootstrapper {
     ctx: CkksContext,
     config: BootstrapConfig,
@@ -147,6 +155,17 @@ pub struct Bootstrapper {
     poly_scale: f64,
     eval_mod_error: f64,
     consumed: usize,
+}
+
+impl std::fmt::Debug for Bootstrapper {
+    // the plaintext diagonals are megabytes: show the configuration and the level budget only
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapper")
+            .field("config", &self.config)
+            .field("levels_consumed", &self.consumed)
+            .field("eval_mod_error", &self.eval_mod_error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Bootstrapper {
