@@ -19,7 +19,7 @@
 //! | gelu, erf, tanh, sigmoid | one `chebyshev` (Remez/Chebyshev, smallest depth reaching `target_error`) |
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
-//! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)`, `× gamma + beta` |
+//! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)·gamma`, `+ beta` |
 //! | softmax | `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
@@ -1129,11 +1129,12 @@ fn layer_norm(
     rec.method = format!("{} on n²·(var+eps), n = {n}", rec.method);
     records.push(rec);
     let nx = e.mul_scalar(x, n, "n_x")?;
-    let dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
-    let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
+    let mut dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
+    // γ scales channels and 1/√ rows: (dx·γ)·r puts γ's level beside the 1/√ instead of after it.
     if let Some(&gamma) = ins.get(1) {
-        y = e.op(Op::Mul, vec![y, gamma], "gamma")?;
+        dx = e.op(Op::Mul, vec![dx, gamma], "gamma")?;
     }
+    let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
     if let Some(&beta) = ins.get(2) {
         y = e.op(Op::Add, vec![y, beta], "beta")?;
     }
