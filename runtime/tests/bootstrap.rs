@@ -127,6 +127,24 @@ fn level_one_input_gets_the_exact_default_scale_and_a_wider_range_works() {
 }
 
 #[test]
+fn a_pair_of_real_ciphertexts_shares_one_bootstrapping() {
+    let f = fixture();
+    let slots = f.ctx.params().slots();
+    let n = 1 << f.boot.config().log_slots;
+    let (_, a) = periodic(n, slots, 1.0, 6);
+    let (_, b) = periodic(n, slots, 1.0, 7);
+    // different levels: the pair is aligned to the lower one
+    let (ra, rb) = f.boot.bootstrap_pair(&f.eval, &encrypt_at(f, &a, 0), &encrypt_at(f, &b, 1)).unwrap();
+    assert_eq!((ra.level(), rb.level()), (f.boot.output_level(), f.boot.output_level()));
+    for (ct, want, name) in [(&ra, &a, "a"), (&rb, &b, "b")] {
+        let dec = f.enc.decode(&f.client.decrypt(ct).unwrap()).unwrap();
+        let bits = -max_err(&dec, want).log2();
+        eprintln!("pair, {name}: {bits:.1} bits");
+        assert!(bits > 20.0, "{name}: precision {bits:.1} bits");
+    }
+}
+
+#[test]
 fn too_short_chain_and_bad_configs_are_errors() {
     let f = fixture();
     let cfg = f.boot.config().clone();

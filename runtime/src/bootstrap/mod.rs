@@ -426,6 +426,26 @@ impl Bootstrapper {
         Ok((z, times))
     }
 
+    /// Refreshes two ciphertexts with **real** slots in one bootstrapping: `(a + i·b)/2` is
+    /// bootstrapped (`i·b` by the monomial `X^{N/2}`, the `/2` by declaring twice the scale, both
+    /// exact and free), then `a = z + z̄`, `b = (z̄ − z)·i`. Imaginary parts of the inputs are lost.
+    /// `a` and `b` must have the same scale (the higher one is dropped to the other's level); both
+    /// outputs are at [`Self::output_level`] with the scale [`Self::bootstrap`] gives.
+    pub fn bootstrap_pair(&self, eval: &Evaluator, a: &Ciphertext, b: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
+        self.ctx.inner.check_fp(a.fingerprint)?;
+        self.ctx.inner.check_fp(b.fingerprint)?;
+        let level = a.level.min(b.level);
+        let a = eval.drop_to_level(a, level)?;
+        let b = eval.drop_to_level(b, level)?;
+        let mut z = eval.add(&a, &eval.mul_plain(&b, &self.monomial)?)?;
+        z.set_scale(2.0 * z.scale)?;
+        let z = self.bootstrap(eval, &z)?;
+        let zc = eval.conjugate(&z)?;
+        let re = eval.add(&z, &zc)?;
+        let im = eval.mul_plain(&eval.sub(&zc, &z)?, &self.monomial)?;
+        Ok((re, im))
+    }
+
     /// Brings `ct` to level 0 with the message at scale ≈ `q_0 / 2^ratio`; returns the exact scale.
     fn to_message_scale(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<(Ciphertext, f64)> {
         if ct.level >= 1 {
