@@ -25,8 +25,9 @@ fn params(boot_levels: usize, hamming: Option<usize>) -> CkksParams {
     let mut q = vec![60u32];
     q.extend(std::iter::repeat_n(40, COMPUTE_LEVELS));
     q.extend(std::iter::repeat_n(58, boot_levels));
-    let dnum = q.len().div_ceil(3);
-    let p = CkksParams::new_with_security(13, &q, &[60, 60, 60], dnum, 40, Security::NotSet).unwrap();
+    // digits of 6 primes: fewer, cheaper key switches (and keys) than SEAL's one prime per digit
+    let dnum = q.len().div_ceil(6);
+    let p = CkksParams::new_with_security(13, &q, &[60; 6], dnum, 40, Security::NotSet).unwrap();
     match hamming {
         Some(h) => p.with_hamming_weight(h).unwrap(),
         None => p,
