@@ -376,3 +376,65 @@ fn client_server_split_flow_across_processes() {
     // The server never needs the secret key: it is not in its folder, and eval succeeded above.
     assert!(!server.join("secret.key").exists());
 }
+
+/// Backend flags: `--security none` warns loudly and is recorded in the program (the split flow
+/// carries it: keygen warns too, and `encrypt` lowers with the same options from OUT/backend.args);
+/// keys made for other parameters are refused; infeasible overrides are user errors.
+#[test]
+fn backend_flags_security_none_and_overrides() {
+    let f = root().join("tests/fixtures");
+    let base = |out: &Path| -> Vec<String> {
+        [
+            "compile",
+            s(&f.join("square_mlp.onnx")),
+            "--calib",
+            s(&f.join("square_mlp_calib.npy")),
+            "--dim",
+            "batch_size=1",
+            "-o",
+            s(out),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+    };
+    let insecure = tmp("sq_insecure");
+    let mut args = base(&insecure);
+    args.extend(["--security", "none", "--log-n", "13", "--log-scale", "30", "--levels", "5"].map(String::from));
+    let o = polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("WARNING") && err.contains("--security none"), "{err}");
+    assert!(text.contains("N = 2^13") && text.contains("scale 2^30") && text.contains("WARNING: security not set"), "{text}");
+    // The split flow on the insecure program: every step that loads it warns.
+    let keys = insecure.join("keys");
+    let o = polyhe(&["keygen", s(&insecure), "--keys", s(&keys)]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--security none"));
+    let ct = insecure.join("ct");
+    let o =
+        polyhe(&["encrypt", s(&insecure), "--keys", s(&keys), "--input", s(&f.join("square_mlp_x.npy")), "-o", s(&ct)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Keys of another parameter set (the default, secure compile) are refused by the evaluator.
+    let secure = square_mlp_compiled("flags_secure");
+    let o = polyhe(&[
+        "eval",
+        s(&secure),
+        "--eval-keys",
+        s(&keys.join("eval.keys")),
+        "--ciphertexts",
+        s(&ct),
+        "-o",
+        s(&secure.join("res")),
+    ]);
+    assert_user_error(&o, &["eval.keys"]);
+
+    // Infeasible overrides: exit 1 with the reason.
+    let mut args = base(&tmp("sq_bad_n"));
+    args.extend(["--log-n", "12"].map(String::from));
+    assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["log_n = 12"]);
+    let mut args = base(&tmp("sq_bad_levels"));
+    args.extend(["--levels", "1"].map(String::from));
+    assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["--levels 1"]);
+}

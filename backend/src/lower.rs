@@ -228,8 +228,11 @@ pub(crate) fn lower(
             if !keep {
                 let m = cx.materialize(a.clone())?;
                 vals[v] = Some(m.clone());
-                if let Some(x) = args.get_mut(k) {
-                    *x = m;
+                // Every operand slot reading `v` (x·x) gets the one emitted value.
+                for (j, _) in nd.inputs.iter().enumerate().filter(|(_, &w)| w == v) {
+                    if let Some(x) = args.get_mut(j) {
+                        *x = m.clone();
+                    }
                 }
             }
         }

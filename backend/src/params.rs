@@ -5,8 +5,8 @@
 //! - The chain is `[first_bits, s × depth]` plus special primes covering the largest
 //!   key-switching digit (`CkksParams::with_depth`), at the smallest `N ∈ {2^13 … 2^16}` whose
 //!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it, with the
-//!   largest scaling-prime size `s ∈ [min_log_scale, 40]` that fits at that N (or `log_scale`
-//!   when given). `Security::NotSet` drops the bound (test rings only). A user
+//!   scaling-prime size `s ∈ [min_log_scale, 40]` and digit count `dnum` that give the smallest
+//!   key-switching keys at that N (ties: the largest `s`; or `log_scale`/`dnum` when given). `Security::NotSet` drops the bound (test rings only). A user
 //!   override (`log_n`, `levels`, `dnum`) is honoured or refused with
 //!   [`BackendError::ParametersInfeasible`] saying what is missing.
 //! - When even `N = 2^16` cannot hold the depth, [`place_bootstraps`] computes where bootstraps go:
@@ -44,20 +44,31 @@ fn try_params(opts: &BackendOptions, log_n: u32, levels: usize, scale: u32) -> R
     match opts.dnum {
         Some(d) => build(d),
         None => {
+            // Every admissible digit count, keeping the smallest key (`dnum·(L+1+K)` limbs); the
+            // fewest digits is not always it: near the security bound, more digits need fewer
+            // special primes.
             let mut last = None;
-            for d in 1..=levels + 1 {
+            let mut best: Option<CkksParams> = None;
+            for d in 1..=(levels + 1).min(60) {
                 match build(d) {
-                    Ok(p) => return Ok(p),
+                    Ok(p) if best.as_ref().is_none_or(|b| key_limbs(&p) < key_limbs(b)) => best = Some(p),
+                    Ok(_) => {}
                     Err(e) => last = Some(e),
                 }
             }
-            Err(last.unwrap_or(polyhe_runtime::CkksError::Internal("no dnum tried")))
+            best.ok_or_else(|| last.unwrap_or(polyhe_runtime::CkksError::Internal("no dnum tried")))
         }
     }
 }
 
-/// Picks parameters for `depth` levels: the smallest N (speed) and, at that N, the largest scaling
-/// prime in `min_log_scale..=40` (precision) that hold them.
+/// Limbs of one key-switching key: `dnum · (L + 1 + K)` polynomials pairs (bytes: `· 2·N·8`).
+pub(crate) fn key_limbs(p: &CkksParams) -> usize {
+    p.dnum() * (p.max_level() + 1 + p.special_moduli().len())
+}
+
+/// Picks parameters for `depth` levels: the smallest N (speed) and, at that N, the scaling prime in
+/// `min_log_scale..=40` and digit count with the smallest evaluation keys (ties: the largest scale,
+/// for precision).
 pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, BackendError> {
     let levels = match opts.levels {
         Some(l) if l < depth => {
@@ -75,11 +86,17 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
     let scales = scale_candidates(opts);
     let mut last = None;
     for &log_n in &ns {
+        // At the smallest N that holds the depth: the smallest keys, then the largest scale.
+        let mut best: Option<CkksParams> = None;
         for &scale in &scales {
             match try_params(opts, log_n, levels, scale) {
-                Ok(p) => return Ok(p),
+                Ok(p) if best.as_ref().is_none_or(|b| key_limbs(&p) < key_limbs(b)) => best = Some(p),
+                Ok(_) => {}
                 Err(e) => last = Some(e),
             }
+        }
+        if let Some(p) = best {
+            return Ok(p);
         }
     }
     let what = match opts.security {

@@ -24,6 +24,8 @@ pub fn tensor(shape: &[usize], v: Vec<f64>) -> Tensor {
 
 pub struct Outcome {
     pub compiled: CkksCompiled,
+    /// Decrypted outputs (row-major).
+    pub outputs: Vec<Vec<f64>>,
     pub rel_err: f64,
     pub stats: ExecStats,
 }
@@ -68,7 +70,15 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
         let err = w.iter().zip(o).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
         rel_err = rel_err.max(err / mag);
     }
-    Outcome { compiled, rel_err, stats }
+    Outcome { compiled, outputs: got, rel_err, stats }
+}
+
+/// The first row of `models/<name>/expected/<output>.npy` (onnxruntime's outputs).
+pub fn expected_first_row(name: &str, output: &str) -> Vec<f64> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name).join("expected").join(format!("{output}.npy"));
+    let t = read_npy(&p);
+    let per: usize = t.shape().iter().skip(1).product();
+    t.to_f64_vec()[..per].to_vec()
 }
 
 /// A shipped model compiled to the polynomial stage at batch size 1, with its first sample.

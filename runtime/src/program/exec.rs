@@ -124,6 +124,7 @@ pub fn execute_with_progress(
     let ctx = eval.context();
     let encoder = Encoder::new(&ctx);
     let mut stats = ExecStats::default();
+    let cache = PlainCache::new(program);
     let mut done = vec![false; n_insts];
     let mut next = 0usize;
     let mut completed = 0usize;
@@ -168,7 +169,7 @@ pub fn execute_with_progress(
                 Task::One(i) => {
                     let inst =
                         program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
-                    Ok(vec![(*i, run_one(program, eval, &encoder, regs_ref, *i, inst)?)])
+                    Ok(vec![(*i, run_one(program, eval, &encoder, &cache, regs_ref, *i, inst)?)])
                 }
                 Task::Rotations(src, group) => {
                     let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
@@ -278,10 +279,65 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
     Ok(())
 }
 
+/// Encoded plaintexts used by several `mul_plain`s at one level and scale (interned masks of data
+/// movement maps recur: about 40% of the encoder's encodings). Entries are dropped after their last
+/// use, and at most [`PlainCache::MAX`] are kept, so memory stays bounded.
+struct PlainCache {
+    /// (constant, level, scale bits) → remaining uses.
+    uses: std::sync::Mutex<std::collections::HashMap<(u32, usize, u64), (usize, Option<std::sync::Arc<crate::encoder::Plaintext>>)>>,
+}
+
+impl PlainCache {
+    const MAX: usize = 64;
+
+    fn new(program: &Program) -> Self {
+        let mut uses = std::collections::HashMap::new();
+        for inst in &program.insts {
+            if let Op::MulPlain { constant, pt_scale, .. } = inst.op {
+                uses.entry((constant, inst.level, pt_scale.to_bits())).or_insert((0usize, None)).0 += 1;
+            }
+        }
+        uses.retain(|_, (n, _)| *n > 1);
+        PlainCache { uses: std::sync::Mutex::new(uses) }
+    }
+
+    fn get(
+        &self,
+        key: (u32, usize, u64),
+        make: impl FnOnce() -> crate::error::Result<crate::encoder::Plaintext>,
+    ) -> crate::error::Result<std::sync::Arc<crate::encoder::Plaintext>> {
+        let hit = match self.uses.lock() {
+            Ok(mut m) => m.get_mut(&key).and_then(|(n, pt)| {
+                *n = n.saturating_sub(1);
+                let got = pt.clone();
+                if *n == 0 {
+                    *pt = None;
+                }
+                got
+            }),
+            Err(_) => None,
+        };
+        if let Some(pt) = hit {
+            return Ok(pt);
+        }
+        let pt = std::sync::Arc::new(make()?);
+        if let Ok(mut m) = self.uses.lock() {
+            let cached = m.values().filter(|(_, p)| p.is_some()).count();
+            if let Some((n, slot)) = m.get_mut(&key) {
+                if *n > 0 && slot.is_none() && cached < Self::MAX {
+                    *slot = Some(pt.clone());
+                }
+            }
+        }
+        Ok(pt)
+    }
+}
+
 fn run_one(
     program: &Program,
     eval: &Evaluator,
     encoder: &Encoder,
+    cache: &PlainCache,
     regs: &[Option<Ciphertext>],
     i: usize,
     inst: &Inst,
@@ -309,7 +365,8 @@ fn run_one(
         }
         Op::MulPlain { src, constant: c, pt_scale } => {
             let x = r(src)?;
-            let pt = encoder.encode(constant(c)?, x.level(), pt_scale)?;
+            let values = constant(c)?;
+            let pt = cache.get((c, x.level(), pt_scale.to_bits()), || encoder.encode(values, x.level(), pt_scale))?;
             eval.mul_plain(x, &pt)?
         }
         Op::MulScalar { src, value, const_scale } => eval.mul_const_scaled(r(src)?, value, const_scale)?,
