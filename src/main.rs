@@ -86,6 +86,9 @@ struct BackendArgs {
     /// Galois keys for powers of two only (fewer, smaller keys; more key switches).
     #[arg(long)]
     pow2_rotations: bool,
+    /// How far composing two affine maps may multiply their diagonals to save a level (default 4).
+    #[arg(long)]
+    fusion_growth: Option<usize>,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -106,6 +109,9 @@ impl BackendArgs {
             o.security = polyhe_backend::Security::NotSet;
         }
         o.pow2_rotations = self.pow2_rotations;
+        if let Some(g) = self.fusion_growth {
+            o.fusion_growth = g;
+        }
         o
     }
 
@@ -129,6 +135,7 @@ impl BackendArgs {
                 SecurityArg::None => "none".to_string(),
             }),
         );
+        opt("fusion-growth", self.fusion_growth.map(|x| x.to_string()));
         if self.pow2_rotations {
             w.push("--pow2-rotations".into());
         }
