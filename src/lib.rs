@@ -147,8 +147,17 @@ pub fn max_rel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
         bail!("shape {:?} vs {:?}", a.shape(), b.shape());
     }
     let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+    // `f64::max` drops NaN, which would hide a diverged output behind the finite entries: any
+    // non-finite difference makes the whole error NaN.
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-30);
-    let err = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    let err = a.iter().zip(&b).fold(0f64, |m, (x, y)| {
+        let d = (x - y).abs();
+        if m.is_nan() || d.is_nan() {
+            f64::NAN
+        } else {
+            m.max(d)
+        }
+    });
     Ok(err / scale)
 }
 
@@ -215,5 +224,27 @@ pub fn worst_row_cosine(a: &Tensor, b: &Tensor) -> Option<f64> {
                 dot / (nx * ny)
             }
         })
-        .reduce(f64::min)
+        // NaN-propagating minimum: a row that diverged must not vanish from the worst case.
+        .reduce(|m, c| if m.is_nan() || c.is_nan() { f64::NAN } else { m.min(c) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polyhe_ir::DType;
+
+    fn t(v: Vec<f64>) -> Tensor {
+        Tensor::float(DType::F32, vec![2, 2], v).unwrap()
+    }
+
+    #[test]
+    fn comparisons_do_not_hide_a_nan_row() {
+        let expected = t(vec![1.0, 2.0, 3.0, 4.0]);
+        let close = t(vec![1.0, 2.0, 3.0, 4.4]);
+        assert!((max_rel_error(&close, &expected).unwrap() - 0.1).abs() < 1e-12);
+        let diverged = t(vec![1.0, 2.0, f64::NAN, 4.0]);
+        assert!(max_rel_error(&diverged, &expected).unwrap().is_nan());
+        assert!(worst_row_cosine(&diverged, &expected).unwrap().is_nan());
+        assert!(worst_row_cosine(&close, &expected).unwrap() > 0.99);
+    }
 }
