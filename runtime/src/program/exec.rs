@@ -2,7 +2,8 @@
 //!
 //! The executor needs only an [`Evaluator`] (public evaluation keys). Instructions run in steps:
 //! each step runs, in parallel with rayon, every instruction whose operands are ready among a
-//! window of the next [`WINDOW`] unfinished ones in program order. Rotations of one register within
+//! window of the next unfinished ones in program order (as many as [`WINDOW_BYTES`] of top-level
+//! ciphertexts, 64..=4096). Rotations of one register within
 //! a step share a single decomposition (hoisting). A register is freed once all its uses have run,
 //! so memory follows the program order's live set plus the window, not the program's width.
 
@@ -50,12 +51,14 @@ pub fn execute(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> 
     execute_with_stats(program, eval, inputs).map(|(o, _)| o)
 }
 
-/// How many instructions past the first unfinished one may run early. The program order is the
+/// Memory the window may fill with results: the window holds as many instructions past the first
+/// unfinished one as top-level ciphertexts fit in this (64..=4096). The program order is the
 /// lowering's (each map's products are summed as they are made), so a bounded window keeps the
-/// live set near that order's instead of holding, e.g., every product of a large map at once —
-/// all independent instructions together (wave scheduling) needed > 20 GiB on the encoder at
-/// N = 2^13. Wide enough for a map's baby-step rotations (hoisted together) and both cores.
-const WINDOW: usize = 48;
+/// live set near that order's instead of holding every product of a large map at once — dependency
+/// waves (all independent instructions together) needed > 20 GiB on the encoder at N = 2^13 — while
+/// it is still wide enough that a map's products run in parallel and its baby-step rotations are
+/// hoisted together (a 48-instruction window made the encoder's attention scores 8× slower).
+const WINDOW_BYTES: usize = 2 << 30;
 
 /// Progress callback of [`execute_with_progress`]: (instructions done, total, seconds so far).
 pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
@@ -125,6 +128,8 @@ pub fn execute_with_progress(
     let encoder = Encoder::new(&ctx);
     let mut stats = ExecStats::default();
     let cache = PlainCache::new(program);
+    let ct_bytes = 2 * ctx.params().n() * (program.input_level + 1) * 8;
+    let window = (WINDOW_BYTES / ct_bytes.max(1)).clamp(64, 4096);
     let mut done = vec![false; n_insts];
     let mut next = 0usize;
     let mut completed = 0usize;
@@ -132,8 +137,8 @@ pub fn execute_with_progress(
     let started = std::time::Instant::now();
     let mut last_report = started;
     while next < n_insts {
-        // Ready instructions among the next WINDOW not yet run, in program order.
-        let hi = (next + WINDOW).min(n_insts);
+        // Ready instructions among the next `window` not yet run, in program order.
+        let hi = (next + window).min(n_insts);
         let mut tasks = Vec::new();
         let mut rot_groups: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
         let mut step: Vec<usize> = Vec::new();
