@@ -47,14 +47,15 @@ fn full_model_runs_encrypted(name: &str) {
     assert_eq!(argmax(&out.outputs[0]), argmax(&ort), "{name}: encrypted {:?} vs onnxruntime {ort:?}", out.outputs[0]);
 }
 
-/// ≈ 4 min in release (N = 2^13, depth ~48, ~48k instructions); .ci/run runs it.
+/// ≈ 4 min in release alone (N = 2^13, depth 48, ~48k instructions; 12 min together with the
+/// sigma_encoder test on 2 cores); .ci/run runs it.
 #[test]
 #[ignore]
 fn encoder_full_runs_encrypted() {
     full_model_runs_encrypted("encoder");
 }
 
-/// ≈ 3 min in release; .ci/run runs it.
+/// ≈ 3 min in release alone; .ci/run runs it.
 #[test]
 #[ignore]
 fn sigma_encoder_full_runs_encrypted() {
@@ -80,7 +81,7 @@ fn encoder_head_split_runs_encrypted() {
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }
 
-/// ≈ 27 s in the test profile (N = 2^14, ~1.6k diagonals, 235 rotation keys).
+/// ≈ 45 s in the test profile (N = 2^14, ~1.6k diagonals, 235 rotation keys).
 #[test]
 fn encoder_attention_scores_run_encrypted() {
     // Cut the encoder's poly graph at the input of its first polynomial (the softmax's exp): Q/K
