@@ -100,7 +100,12 @@ enum SecurityArg {
 
 impl BackendArgs {
     fn options(&self) -> polyhe_backend::BackendOptions {
-        let mut o = polyhe_backend::BackendOptions { log_n: self.log_n, levels: self.levels, dnum: self.dnum, ..Default::default() };
+        let mut o = polyhe_backend::BackendOptions {
+            log_n: self.log_n,
+            levels: self.levels,
+            dnum: self.dnum,
+            ..Default::default()
+        };
         o.log_scale = self.log_scale;
         if let Some(m) = self.min_log_scale {
             o.min_log_scale = m;
@@ -413,8 +418,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if stage == Stage::Ckks {
                 backend.warn();
-                let ck = polyhe_backend::compile_ckks(&g, &backend.options())
-                    .context("lowering to CKKS")?;
+                let ck = polyhe_backend::compile_ckks(&g, &backend.options()).context("lowering to CKKS")?;
                 let s = match &ck.program {
                     Some(p) => p.print(),
                     None => format!("{}", ck.report),
@@ -607,8 +611,8 @@ fn run(cli: Cli) -> Result<()> {
             let g = text::parse(&src).with_context(|| format!("parsing {}", ir_path.display()))?;
             // The client recompiles the (deterministic) lowering to know which client-side values the
             // program expects, and checks it is the program the server will run.
-            let ck = polyhe_backend::compile_ckks(&g, &BackendArgs::read(&out)?.options())
-                .context("lowering to CKKS")?;
+            let ck =
+                polyhe_backend::compile_ckks(&g, &BackendArgs::read(&out)?.options()).context("lowering to CKKS")?;
             let (mine, _) = ck.runnable()?;
             if mine.to_bytes() != program.to_bytes() {
                 anyhow::bail!(
@@ -734,7 +738,10 @@ fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyh
     let program = polyhe_runtime::Program::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
     program.validate().with_context(|| format!("validating {}", path.display()))?;
     if program.params.security == polyhe_runtime::Security::NotSet {
-        eprintln!("WARNING: {} was compiled with --security none: its keys protect nothing (tests only)", path.display());
+        eprintln!(
+            "WARNING: {} was compiled with --security none: its keys protect nothing (tests only)",
+            path.display()
+        );
     }
     let ctx = polyhe_runtime::CkksContext::new(program.params.to_params()?)?;
     Ok((program, ctx))

@@ -406,7 +406,10 @@ fn backend_flags_security_none_and_overrides() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("WARNING") && err.contains("--security none"), "{err}");
-    assert!(text.contains("N = 2^13") && text.contains("scale 2^30") && text.contains("WARNING: security not set"), "{text}");
+    assert!(
+        text.contains("N = 2^13") && text.contains("scale 2^30") && text.contains("WARNING: security not set"),
+        "{text}"
+    );
     // The split flow on the insecure program: every step that loads it warns.
     let keys = insecure.join("keys");
     let o = polyhe(&["keygen", s(&insecure), "--keys", s(&keys)]);

@@ -137,7 +137,8 @@ pub(crate) fn lower_affine(
             let y = match &map.offset {
                 Some(off) => {
                     let lo = k * slots;
-                    let v: Vec<f64> = (lo..(lo + slots).min(map.out_numel)).map(|j| off.get(j).copied().unwrap_or(0.0)).collect();
+                    let v: Vec<f64> =
+                        (lo..(lo + slots).min(map.out_numel)).map(|j| off.get(j).copied().unwrap_or(0.0)).collect();
                     b.add_plain(y, v)
                 }
                 None => y,

@@ -576,7 +576,8 @@ impl Ctx<'_> {
             match (a, b) {
                 (Val::Ct { regs, shape }, p @ Val::Plain(_)) | (p @ Val::Plain(_), Val::Ct { regs, shape }) => {
                     let m = numel(shape);
-                    let id = AffineMap { out_numel: m, parts: vec![(0..m).map(|o| (o, o, 1.0)).collect()], offset: None };
+                    let id =
+                        AffineMap { out_numel: m, parts: vec![(0..m).map(|o| (o, o, 1.0)).collect()], offset: None };
                     let lazy = Val::Lazy { base: regs.clone(), base_numel: m, map: id, shape: shape.clone() };
                     return self.binary(op, name, out_shape, &[lazy, p.clone()]);
                 }
@@ -877,8 +878,8 @@ fn broadcast_hints(
         for &o in nd.outputs.iter().filter(|_| elementwise) {
             let shape = &g.ty(o).shape;
             if let Some(Some(h)) = &want[o] {
-                let rank_ok = h.len() >= shape.len()
-                    && shape.iter().rev().zip(h.iter().rev()).all(|(&s, &t)| s == t || s == 1);
+                let rank_ok =
+                    h.len() >= shape.len() && shape.iter().rev().zip(h.iter().rev()).all(|(&s, &t)| s == t || s == 1);
                 if enc[o] && rank_ok && numel(h) > numel(shape) && numel(h) <= slots {
                     hint[o] = Some(h.clone());
                 }

@@ -29,7 +29,12 @@ fn scale_candidates(opts: &BackendOptions) -> Vec<u32> {
 
 /// The chain `[first, scale × levels]` at `log_n`, fewest digits first (key size grows with
 /// `dnum·(L+1+K)`; fewer digits mean more special primes, which the security bound has to admit).
-fn try_params(opts: &BackendOptions, log_n: u32, levels: usize, scale: u32) -> Result<CkksParams, polyhe_runtime::CkksError> {
+fn try_params(
+    opts: &BackendOptions,
+    log_n: u32,
+    levels: usize,
+    scale: u32,
+) -> Result<CkksParams, polyhe_runtime::CkksError> {
     let build = |d: usize| {
         CkksParams::with_depth_and_security(
             log_n,
@@ -125,7 +130,8 @@ pub(crate) fn max_levels(opts: &BackendOptions) -> usize {
     let scale = scale_candidates(opts).last().copied().unwrap_or(40);
     let mut best = 0;
     for d in 1..400 {
-        if try_params(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok() {
+        if try_params(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok()
+        {
             best = d;
         } else if d > best + 4 {
             break;

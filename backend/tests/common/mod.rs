@@ -75,7 +75,11 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
 
 /// The first row of `models/<name>/expected/<output>.npy` (onnxruntime's outputs).
 pub fn expected_first_row(name: &str, output: &str) -> Vec<f64> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name).join("expected").join(format!("{output}.npy"));
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name)
+        .join("expected")
+        .join(format!("{output}.npy"));
     let t = read_npy(&p);
     let per: usize = t.shape().iter().skip(1).product();
     t.to_f64_vec()[..per].to_vec()

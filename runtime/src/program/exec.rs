@@ -157,7 +157,10 @@ pub fn execute_with_progress(
             }
         }
         if step.is_empty() {
-            return Err(ProgramError::Invalid { inst: next, reason: "no instruction is ready (operand never computed)".into() });
+            return Err(ProgramError::Invalid {
+                inst: next,
+                reason: "no instruction is ready (operand never computed)".into(),
+            });
         }
         for (src, group) in rot_groups {
             if group.len() >= 2 {
@@ -288,9 +291,12 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
 /// movement maps recur: about 40% of the encoder's encodings). Entries are dropped after their last
 /// use, and at most [`PlainCache::MAX`] are kept, so memory stays bounded.
 struct PlainCache {
-    /// (constant, level, scale bits) → remaining uses.
-    uses: std::sync::Mutex<std::collections::HashMap<(u32, usize, u64), (usize, Option<std::sync::Arc<crate::encoder::Plaintext>>)>>,
+    /// (constant, level, scale bits) → remaining uses and the cached encoding.
+    uses: std::sync::Mutex<std::collections::HashMap<PlainKey, PlainEntry>>,
 }
+
+type PlainKey = (u32, usize, u64);
+type PlainEntry = (usize, Option<std::sync::Arc<crate::encoder::Plaintext>>);
 
 impl PlainCache {
     const MAX: usize = 64;
@@ -308,7 +314,7 @@ impl PlainCache {
 
     fn get(
         &self,
-        key: (u32, usize, u64),
+        key: PlainKey,
         make: impl FnOnce() -> crate::error::Result<crate::encoder::Plaintext>,
     ) -> crate::error::Result<std::sync::Arc<crate::encoder::Plaintext>> {
         let hit = match self.uses.lock() {

@@ -31,7 +31,9 @@ use crate::error::CkksError;
 use crate::params::CkksParams;
 
 pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
-pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress};
+pub use exec::{
+    decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress,
+};
 
 /// A ciphertext register.
 pub type Reg = u32;
