@@ -59,6 +59,11 @@ struct PolyArgs {
     /// Skip the e-graph depth minimization.
     #[arg(long)]
     no_egraph: bool,
+    /// Run the ops after the last encrypted need on the client after decryption, in exact f64:
+    /// `auto` (the last non-polynomial ops feeding the outputs, e.g. a final LayerNorm + classifier)
+    /// or NODE[,NODE...] (cut before these nodes). `compile` writes them to OUT/tail.ir.
+    #[arg(long, value_name = "auto|NODE,...")]
+    client_tail: Option<polyhe_passes::TailCut>,
 }
 
 /// CKKS backend options (`compile`, `dump --stage ckks`, `run --mode encrypted`).
@@ -411,36 +416,52 @@ fn run(cli: Cli) -> Result<()> {
             let m = polyhe::load_model(&model)?;
             let names = polyhe::input_names(&m);
             let given = polyhe::read_inputs_partial(&names, &inputs)?;
-            let mut g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
+            let g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
+            let (mut g, tail) = split_tail(g, &poly)?;
+            let print_opts = PrintOptions { elide_constants_over: if full { None } else { Some(16) } };
+            // The tail goes next to the stage's output: after it on stdout, or to FILE.tail.ir.
+            let write = |s: String| -> Result<()> {
+                let tail_text = tail.as_ref().map(|t| match format {
+                    Format::Text => text::print(&t.tail, &print_opts),
+                    Format::Dot => text::to_dot(&t.tail),
+                });
+                match (&out, tail_text) {
+                    (Some(p), t) => {
+                        std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))?;
+                        if let Some(t) = t {
+                            let tp = p.with_extension("tail.ir");
+                            std::fs::write(&tp, t).with_context(|| format!("writing {}", tp.display()))?;
+                            eprintln!("client tail (runs after decryption) written to {}", tp.display());
+                        }
+                    }
+                    (None, t) => {
+                        print!("{s}");
+                        if let Some(t) = t {
+                            print!("// ---- client tail (runs on the client after decryption) ----\n{t}");
+                        }
+                    }
+                }
+                Ok(())
+            };
             if stage == Stage::Poly || stage == Stage::Ckks {
-                g = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?.graph;
+                g = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import, tail.as_ref())?.graph;
             }
             if stage == Stage::Ckks {
                 backend.warn();
-                let ck = polyhe_backend::compile_ckks(&g, &backend.options()).context("lowering to CKKS")?;
+                let mut ck = polyhe_backend::compile_ckks(&g, &backend.options()).context("lowering to CKKS")?;
+                set_tail(&mut ck.report, tail.as_ref());
                 let s = match &ck.program {
                     Some(p) => p.print(),
                     None => format!("{}", ck.report),
                 };
-                match out {
-                    Some(p) => std::fs::write(&p, s).with_context(|| format!("writing {}", p.display()))?,
-                    None => print!("{s}"),
-                }
-                return Ok(());
+                return write(s);
             }
             let s = match format {
-                Format::Text => {
-                    let opts = PrintOptions { elide_constants_over: if full { None } else { Some(16) } };
-                    text::print(&g, &opts)
-                }
+                Format::Text => text::print(&g, &print_opts),
                 Format::Dot => text::to_dot(&g),
             };
-            match out {
-                Some(p) => std::fs::write(&p, s).with_context(|| format!("writing {}", p.display()))?,
-                None => print!("{s}"),
-            }
-            Ok(())
+            write(s)
         }
         Cmd::Run { model, inputs, outputs, mode, compare, import, poly, backend } => {
             let m = polyhe::load_model(&model)?;
@@ -452,6 +473,7 @@ fn run(cli: Cli) -> Result<()> {
             let g = polyhe::import_for_inputs(&m, &dims_map(&import), &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
             let ordered = polyhe::ordered_inputs(&g, &given)?;
+            let (g, tail) = if mode == Mode::Reference { (g, None) } else { split_tail(g, &poly)? };
             let (g, results, elapsed) = match mode {
                 Mode::Reference => {
                     let t0 = Instant::now();
@@ -460,7 +482,8 @@ fn run(cli: Cli) -> Result<()> {
                     (g, r, t0.elapsed())
                 }
                 Mode::Poly => {
-                    let compiled = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?;
+                    let compiled =
+                        compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import, tail.as_ref())?;
                     eprintln!(
                         "polynomial circuit: depth {}, {} approximations",
                         compiled.report.depth.total_depth,
@@ -471,13 +494,23 @@ fn run(cli: Cli) -> Result<()> {
                         .with_context(|| format!("running {} in poly mode", model.display()))?;
                     let elapsed = t0.elapsed();
                     eprint!("{oor}");
-                    (compiled.graph, r, elapsed)
+                    match &tail {
+                        Some(t) => {
+                            let t0 = Instant::now();
+                            let r = run_tail(t, r)?;
+                            eprintln!("client tail: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+                            (t.tail.clone(), r, elapsed)
+                        }
+                        None => (compiled.graph, r, elapsed),
+                    }
                 }
                 Mode::Encrypted => {
-                    let compiled = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import)?;
+                    let compiled =
+                        compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import, tail.as_ref())?;
                     backend.warn();
-                    let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options())
+                    let mut ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options())
                         .context("lowering to CKKS")?;
+                    set_tail(&mut ck.report, tail.as_ref());
                     eprint!("{}", ck.report);
                     let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
                     let progress = |done: usize, total: usize, secs: f64| {
@@ -488,8 +521,23 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&progress))?;
                     let t = &run.timings;
+                    let (program, _) = ck.runnable()?;
+                    let results = output_tensors(program, &compiled.graph, run.outputs)?;
+                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
+                    // With a client tail, both runs go through it: the error is on the model's outputs.
+                    let t_tail = Instant::now();
+                    let (g_out, results) = match &tail {
+                        Some(tl) => (&tl.tail, run_tail(tl, results)?),
+                        None => (&compiled.graph, results),
+                    };
+                    let tail_s = t_tail.elapsed().as_secs_f64();
+                    let poly_r = match &tail {
+                        Some(tl) => run_tail(tl, poly_r)?,
+                        None => poly_r,
+                    };
+                    let tail_phase = if tail.is_some() { format!(", client tail {tail_s:.3} s") } else { String::new() };
                     eprintln!(
-                        "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s",
+                        "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s{tail_phase}",
                         t.context,
                         t.keygen,
                         ck.rotation_steps.len(),
@@ -497,17 +545,14 @@ fn run(cli: Cli) -> Result<()> {
                         t.eval,
                         t.decrypt
                     );
-                    let (program, _) = ck.runnable()?;
-                    let results = output_tensors(program, &compiled.graph, run.outputs)?;
-                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
-                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&compiled.graph.outputs) {
+                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&g_out.outputs) {
                         eprintln!(
                             "{}: max relative error vs poly mode = {:.3e}",
-                            compiled.graph.value_label(v),
+                            g_out.value_label(v),
                             polyhe::max_rel_error(a, b)?
                         );
                     }
-                    (compiled.graph, results, std::time::Duration::from_secs_f64(t.eval))
+                    (g_out.clone(), results, std::time::Duration::from_secs_f64(t.eval))
                 }
             };
             for (&v, t) in g.outputs.iter().zip(&results) {
@@ -550,8 +595,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             let g = polyhe::import_for_inputs(&m, &dims, &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;
-            let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import)?;
+            let (g, tail) = split_tail(g, &poly)?;
+            let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import, tail.as_ref())?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let tail_path = out.join("tail.ir");
+            match &tail {
+                Some(t) => std::fs::write(&tail_path, text::print(&t.tail, &PrintOptions::default()))
+                    .with_context(|| format!("writing {}", tail_path.display()))?,
+                // A tail from an earlier compile would make `decrypt` run the wrong ops.
+                None if tail_path.exists() => std::fs::remove_file(&tail_path)
+                    .with_context(|| format!("removing the stale {}", tail_path.display()))?,
+                None => {}
+            }
             let report_path = out.join("report.json");
             std::fs::write(&report_path, compiled.report.to_json())
                 .with_context(|| format!("writing {}", report_path.display()))?;
@@ -560,8 +615,13 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("writing {}", ir_path.display()))?;
             print!("{}", compiled.report);
             println!("wrote {} and {}", report_path.display(), ir_path.display());
+            if tail.is_some() {
+                println!("wrote {} (run by `polyhe decrypt` after decryption)", tail_path.display());
+            }
             backend.warn();
-            let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options()).context("lowering to CKKS")?;
+            let mut ck =
+                polyhe_backend::compile_ckks(&compiled.graph, &backend.options()).context("lowering to CKKS")?;
+            set_tail(&mut ck.report, tail.as_ref());
             let args_path = out.join("backend.args");
             let mut words = backend.to_words().join("\n");
             words.push('\n');
@@ -672,6 +732,10 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|k| polyhe_runtime::Ciphertext::read_from(&ctx, ciphertexts.join(format!("out{k}.ct"))))
                 .collect::<Result<Vec<_>, _>>()?;
             let data = polyhe_runtime::decrypt_outputs(&program, &ctx, &client, &cts)?;
+            let tail_path = out.join("tail.ir");
+            if tail_path.exists() {
+                return decrypt_with_tail(&program, data, &tail_path, &outputs);
+            }
             let names: Vec<String> = program.outputs.iter().map(|p| p.name.clone()).collect();
             let paths = polyhe::assign_names("output", &names, &outputs)?;
             for (port, values) in program.outputs.iter().zip(data) {
@@ -762,6 +826,76 @@ fn output_tensors(
         .collect()
 }
 
+/// Splits off the client tail when `--client-tail` is given: (the graph to encrypt, the split).
+fn split_tail(g: polyhe_ir::Graph, poly: &PolyArgs) -> Result<(polyhe_ir::Graph, Option<polyhe_passes::ClientTail>)> {
+    match &poly.client_tail {
+        None => Ok((g, None)),
+        Some(cut) => {
+            let split = polyhe_passes::split_client_tail(&g, cut)?;
+            eprint!("{}", split.summary);
+            Ok((split.encrypted.clone(), Some(split)))
+        }
+    }
+}
+
+/// Records the tail's ops in the CKKS report (what runs where).
+fn set_tail(report: &mut polyhe_backend::BackendReport, tail: Option<&polyhe_passes::ClientTail>) {
+    if let Some(t) = tail {
+        report.client_tail = t.summary.tail_ops.clone();
+    }
+}
+
+/// Runs the tail (exact f64 reference interpreter) on the encrypted part's outputs.
+fn run_tail(t: &polyhe_passes::ClientTail, cut: Vec<polyhe_ir::Tensor>) -> Result<Vec<polyhe_ir::Tensor>> {
+    polyhe_ir::interp::run(&t.tail, &cut).context("running the client tail")
+}
+
+/// `decrypt` with OUT/tail.ir: feeds the decrypted outputs to the tail by name and writes the
+/// tail's outputs (the model's).
+fn decrypt_with_tail(
+    program: &polyhe_runtime::Program,
+    data: Vec<Vec<f64>>,
+    tail_path: &std::path::Path,
+    outputs: &[NamedPath],
+) -> Result<()> {
+    let src = std::fs::read_to_string(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
+    let tail = text::parse(&src).with_context(|| format!("parsing {}", tail_path.display()))?;
+    polyhe_ir::verify::verify(&tail).with_context(|| format!("verifying {}", tail_path.display()))?;
+    let by_name: BTreeMap<&str, (&polyhe_runtime::Port, Vec<f64>)> =
+        program.outputs.iter().zip(data).map(|(p, d)| (p.name.as_str(), (p, d))).collect();
+    let cut = tail
+        .inputs
+        .iter()
+        .map(|&v| {
+            let name = tail.value_label(v);
+            let (port, d) = by_name
+                .get(name.as_str())
+                .with_context(|| format!("{}: the program has no output `{name}`", tail_path.display()))?;
+            if port.layout.shape() != tail.ty(v).shape.as_slice() {
+                anyhow::bail!(
+                    "{}: `{name}` has shape {:?} in the tail, {:?} in the program",
+                    tail_path.display(),
+                    tail.ty(v).shape,
+                    port.layout.shape()
+                );
+            }
+            Ok(polyhe_ir::Tensor::float(tail.ty(v).dtype, tail.ty(v).shape.clone(), d.clone())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    let results = polyhe_ir::interp::run(&tail, &cut).context("running the client tail")?;
+    eprintln!("client tail ({}): {:.2} ms", tail_path.display(), t0.elapsed().as_secs_f64() * 1e3);
+    let names: Vec<String> = tail.outputs.iter().map(|&v| tail.value_label(v)).collect();
+    let paths = polyhe::assign_names("output", &names, outputs)?;
+    for (name, t) in names.iter().zip(&results) {
+        if let Some(p) = paths.get(name) {
+            npy::write(p, t)?;
+            println!("{name}: {} -> {}", t.ty, p.display());
+        }
+    }
+    Ok(())
+}
+
 /// Reads the `--calib` files (every model input needs one).
 fn read_calib(m: &polyhe_frontend::OnnxModel, poly: &PolyArgs) -> Result<BTreeMap<String, polyhe_ir::Tensor>> {
     if poly.calib.is_empty() {
@@ -780,13 +914,16 @@ fn compile_poly(
     calib: &BTreeMap<String, polyhe_ir::Tensor>,
     poly: &PolyArgs,
     import: &ImportArgs,
+    tail: Option<&polyhe_passes::ClientTail>,
 ) -> Result<polyhe_passes::PolyResult> {
     let cal = polyhe::calibrate_model(m, calib, !import.no_recognize)
         .with_context(|| format!("calibrating {}", path.display()))?;
     let mut opts = poly.options();
     opts.verify = cfg!(debug_assertions);
-    polyhe_passes::compile_to_poly(g, &cal, &opts)
-        .with_context(|| format!("compiling {} to the polynomial stage", path.display()))
+    let mut res = polyhe_passes::compile_to_poly(g, &cal, &opts)
+        .with_context(|| format!("compiling {} to the polynomial stage", path.display()))?;
+    res.report.client_tail = tail.map(|t| t.summary.clone());
+    Ok(res)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -116,6 +116,9 @@ pub struct BackendReport {
     pub insts_per_ir_op: BTreeMap<String, usize>,
     /// Values computed on the client before encryption (from plaintext inputs such as token ids).
     pub client_side: Vec<String>,
+    /// Ops the client runs after decryption in exact f64 (`--client-tail`; set by the caller that
+    /// split the graph, empty otherwise): the program's outputs are their inputs.
+    pub client_tail: Vec<String>,
     /// Levels consumed along the critical path (the deepest output back to an input), per
     /// `"<IR op>: <what rescaled>"` (`map` = diagonal-method sum, `pt` = plaintext multiply,
     /// `scalar`, `ct×ct`, `align` = level alignment at an add). Sums to `depth`.
@@ -162,6 +165,9 @@ impl std::fmt::Display for BackendReport {
         )?;
         if !self.client_side.is_empty() {
             writeln!(f, "computed on the client before encryption: {}", self.client_side.join(", "))?;
+        }
+        if !self.client_tail.is_empty() {
+            writeln!(f, "computed on the client after decryption (exact f64): {}", self.client_tail.join(", "))?;
         }
         if !self.critical_path.is_empty() {
             let parts: Vec<String> = self.critical_path.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -400,6 +406,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
             .iter()
             .map(|&v| l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()))
             .collect(),
+        client_tail: Vec::new(),
         critical_path: critical_path(l),
         bootstrap: None,
     }

@@ -39,6 +39,10 @@ pub enum PassError {
     /// Running a graph failed (bad inputs, evaluation error).
     #[error(transparent)]
     Eval(IrError),
+    /// `--client-tail`: an unknown node, or a cut that does not separate the outputs from the model
+    /// inputs (see `client_tail`'s module doc).
+    #[error("{0}")]
+    ClientTail(String),
     /// The egg depth minimization failed.
     #[error("e-graph optimization: {0}")]
     Egraph(String),

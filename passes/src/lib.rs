@@ -17,6 +17,7 @@ pub use approx::{
 
 // ---- polynomial stage (calibration, replacement, depth, report) ----
 mod calibrate;
+mod client_tail;
 mod depth;
 mod error;
 mod fold_affine;
@@ -28,6 +29,7 @@ mod to_poly;
 pub use calibrate::{
     calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, SoftmaxCalibration,
 };
+pub use client_tail::{split_client_tail, ClientTail, TailCut, TailSummary};
 pub use depth::{analyze_depth, DepthReport, PathStep, SLOTS};
 pub use error::{PassError, UnsupportedOp};
 pub use fold_affine::fold_affine;

@@ -49,6 +49,9 @@ pub struct CompileReport {
     pub plaintext_nodes: Vec<String>,
     pub egraph: EgraphSummary,
     pub timings: Vec<PassTiming>,
+    /// The ops split off to run on the client after decryption (`--client-tail`), if any; the
+    /// graph this report describes is then the encrypted part only.
+    pub client_tail: Option<crate::client_tail::TailSummary>,
 }
 
 /// The layer a node belongs to, from its name: the first `/`-separated segment containing `layer`
@@ -88,6 +91,7 @@ impl CompileReport {
             plaintext_nodes,
             egraph,
             timings,
+            client_tail: None,
         }
     }
 
@@ -155,6 +159,9 @@ impl fmt::Display for CompileReport {
         }
         let parts: Vec<String> = by_op.iter().map(|(o, v)| format!("{o}: {v}")).collect();
         writeln!(f, "critical-path levels per op: {}", parts.join(", "))?;
+        if let Some(t) = &self.client_tail {
+            write!(f, "{t}")?;
+        }
         if !self.plaintext_nodes.is_empty() {
             writeln!(f, "{} non-polynomial nodes run in plaintext (client inputs only)", self.plaintext_nodes.len())?;
         }
