@@ -441,3 +441,70 @@ fn backend_flags_security_none_and_overrides() {
     args.extend(["--levels", "1"].map(String::from));
     assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["--levels 1"]);
 }
+
+#[test]
+fn split_flow_with_client_tail_decrypts_to_the_model_outputs() {
+    let f = root().join("tests/fixtures");
+    let out = tmp("sq_tail");
+    let compile = |cut: &str| {
+        polyhe(&[
+            "compile",
+            s(&f.join("square_mlp.onnx")),
+            "--calib",
+            s(&f.join("square_mlp_calib.npy")),
+            "--dim",
+            "batch_size=1",
+            "--client-tail",
+            cut,
+            "-o",
+            s(&out),
+        ])
+    };
+    // Bad cuts: exit 1 naming the node.
+    assert_user_error(&compile("nope"), &["no node named `nope`"]);
+    assert_user_error(&compile("fc1"), &["reads the model input `x`"]);
+    assert_user_error(&compile("auto"), &["no non-polynomial op"]);
+    // The last matmul runs on the client after decryption.
+    let o = compile("fc2");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("client tail (after decryption, exact f64): 1 ops from fc2"), "{stdout}");
+    assert!(stdout.contains("computed on the client after decryption (exact f64): matmul fc2"), "{stdout}");
+    let tail = std::fs::read_to_string(out.join("tail.ir")).unwrap();
+    assert!(tail.contains("matmul") && tail.contains("\"square:0\""), "{tail}");
+    let keys = out.join("keys");
+    let ct = out.join("ct");
+    let res = out.join("res");
+    let y = out.join("y.npy");
+    for args in [
+        vec!["keygen", s(&out), "--keys", s(&keys)],
+        vec!["encrypt", s(&out), "--keys", s(&keys), "--input", s(&f.join("square_mlp_x.npy")), "-o", s(&ct)],
+        vec!["eval", s(&out), "--eval-keys", s(&keys.join("eval.keys")), "--ciphertexts", s(&ct), "-o", s(&res)],
+        vec!["decrypt", s(&out), "--keys", s(&keys), "--ciphertexts", s(&res), "--output", s(&y)],
+    ] {
+        let o = polyhe(&args);
+        assert!(o.status.success(), "{}: {}", args[0], String::from_utf8_lossy(&o.stderr));
+    }
+    // decrypt wrote the model's output `y` [1, 4, 3], not the decrypted cut `square:0` [1, 4, 8].
+    let got = polyhe::npy::read(&y).unwrap();
+    assert_eq!(got.shape(), &[1, 4, 3]);
+    let r = tmp("sq_tail_ref.npy");
+    let o = polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--output", s(&r)]);
+    assert!(o.status.success());
+    let want = polyhe::npy::read(&r).unwrap();
+    let err = polyhe::max_rel_error(&got, &want).unwrap();
+    assert!(err < 1e-3, "split flow + client tail vs reference: {err:.3e}");
+    // Recompiling without a tail removes the stale OUT/tail.ir.
+    let o = polyhe(&[
+        "compile",
+        s(&f.join("square_mlp.onnx")),
+        "--calib",
+        s(&f.join("square_mlp_calib.npy")),
+        "--dim",
+        "batch_size=1",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success());
+    assert!(!out.join("tail.ir").exists());
+}
