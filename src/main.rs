@@ -535,7 +535,8 @@ fn run(cli: Cli) -> Result<()> {
                         Some(tl) => run_tail(tl, poly_r)?,
                         None => poly_r,
                     };
-                    let tail_phase = if tail.is_some() { format!(", client tail {tail_s:.3} s") } else { String::new() };
+                    let tail_phase =
+                        if tail.is_some() { format!(", client tail {tail_s:.3} s") } else { String::new() };
                     eprintln!(
                         "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s{tail_phase}",
                         t.context,

@@ -489,7 +489,8 @@ fn split_flow_with_client_tail_decrypts_to_the_model_outputs() {
     let got = polyhe::npy::read(&y).unwrap();
     assert_eq!(got.shape(), &[1, 4, 3]);
     let r = tmp("sq_tail_ref.npy");
-    let o = polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--output", s(&r)]);
+    let o =
+        polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--output", s(&r)]);
     assert!(o.status.success());
     let want = polyhe::npy::read(&r).unwrap();
     let err = polyhe::max_rel_error(&got, &want).unwrap();

@@ -272,8 +272,7 @@ fn auto_starts(
     // Whether a candidate lies strictly downstream of each node.
     let mut cand_below: SecondaryMap<Node, bool> = SecondaryMap::with_default(false);
     for (n, d) in g.nodes.iter().rev() {
-        cand_below[n] =
-            d.outputs.iter().flat_map(|&o| consumers[o].iter()).any(|&c| candidate(c) || cand_below[c]);
+        cand_below[n] = d.outputs.iter().flat_map(|&o| consumers[o].iter()).any(|&c| candidate(c) || cand_below[c]);
     }
     let reads_input = |starts: &[Node]| {
         let t = tail_nodes(g, starts, consumers, node_dynamic);
@@ -312,12 +311,7 @@ fn auto_starts(
 }
 
 /// Copies the nodes `keep` selects, in storage order, with their value names.
-fn copy_nodes(
-    g: &Graph,
-    out: &mut Graph,
-    map: &mut SecondaryMap<Value, Option<Value>>,
-    keep: impl Fn(Node) -> bool,
-) {
+fn copy_nodes(g: &Graph, out: &mut Graph, map: &mut SecondaryMap<Value, Option<Value>>, keep: impl Fn(Node) -> bool) {
     for (n, d) in g.nodes.iter() {
         if !keep(n) {
             continue;
