@@ -116,12 +116,64 @@ impl BootstrapConfig {
     /// angles + StC), computed without a context: the chain needs at least this many primes above
     /// the levels kept for computation (and `q_0`).
     pub fn levels(&self) -> usize {
+        self.cts_levels + self.eval_mod_depth() + self.stc_levels
+    }
+
+    /// Levels of EvalMod: the cosine polynomial's depth plus the double angles.
+    fn eval_mod_depth(&self) -> usize {
         let cheb = ChebyshevPoly::fit(
             evalmod::scaled_cos(f64::from(self.k), self.double_angle),
             self.cos_degree.clamp(2, 1023),
         );
-        self.cts_levels + PolyPlan::new(&cheb).depth + self.double_angle as usize + self.stc_levels
+        PolyPlan::new(&cheb).depth + self.double_angle as usize
     }
+
+    /// The rotation steps (normalized to `0..N/2`, sorted, one per Galois element) a
+    /// [`Bootstrapper`] with this configuration needs at ring degree `2^log_n`, computed without a
+    /// context (equal to [`Bootstrapper::rotation_steps`]: the steps depend only on which
+    /// diagonals the grouped FFT maps have, not on their values). Conjugation is needed too.
+    pub fn rotation_steps(&self, log_n: u32) -> Vec<i64> {
+        let slots = 1usize << log_n.saturating_sub(1);
+        let n = 1usize << self.log_slots.min(log_n.saturating_sub(1));
+        let (cts, stc) = transform_maps(n, slots, self.cts_levels, self.stc_levels, 1.0, 1.0);
+        let mut v: Vec<i64> =
+            cts.iter().chain(&stc).flat_map(|m| linear::BsgsPlan::new(m).steps()).collect();
+        v.extend(Evaluator::rotate_and_sum_steps(slots / n, n as i64));
+        v.iter_mut().for_each(|s| *s = s.rem_euclid(slots as i64));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// The grouped CoeffsToSlots and SlotsToCoeffs maps of a bootstrapping of `n` slots (out of
+/// `slots`), with the sparse packing's masking of the last CtS group and the joining of the
+/// halves in the first StC group when `2n ≤ slots`.
+fn transform_maps(
+    n: usize,
+    slots: usize,
+    cts_levels: usize,
+    stc_levels: usize,
+    c_cts: f64,
+    c_stc: f64,
+) -> (Vec<linear::DiagMap>, Vec<linear::DiagMap>) {
+    let packed = 2 * n <= slots;
+    let mut cts = linear::coeffs_to_slots_maps(n, cts_levels, c_cts);
+    if packed {
+        if let Some(last) = cts.last_mut() {
+            // zero the second half of every 2n-period, making room for the imaginary part
+            let mut masked = last.lift(2 * n);
+            masked.mask_rows(|j| if j % (2 * n) < n { 1.0 } else { 0.0 });
+            *last = masked;
+        }
+    }
+    let mut stc = linear::slots_to_coeffs_maps(n, stc_levels, c_stc);
+    if packed {
+        if let Some(first) = stc.first_mut() {
+            *first = first.lift(2 * n).compose(&linear::join_halves(n));
+        }
+    }
+    (cts, stc)
 }
 
 /// Wall-clock time per bootstrapping phase.
@@ -172,7 +224,19 @@ impl Bootstrapper {
     /// Precomputes the linear-transform diagonals and the EvalMod polynomial; fails with
     /// [`CkksError::InvalidParameters`] if the chain, the secret or the configuration cannot work.
     pub fn new(ctx: &CkksContext, config: BootstrapConfig) -> Result<Self> {
+        Self::with_output_scale(ctx, config, ctx.params().default_scale())
+    }
+
+    /// [`Self::new`] with the output scale (for inputs at level ≥ 1) set to `output_scale` instead
+    /// of `params.default_scale()`: a compiler whose scales differ per level lands refreshed values
+    /// exactly on the scale it tracks for the output level.
+    pub fn with_output_scale(ctx: &CkksContext, config: BootstrapConfig, output_scale: f64) -> Result<Self> {
         let params = ctx.params();
+        if !(output_scale.is_finite() && output_scale >= 2f64.powi(10)) {
+            return Err(CkksError::InvalidParameters {
+                reason: format!("bootstrapping output scale {output_scale} must be finite and at least 2^10"),
+            });
+        }
         let invalid = |reason: String| CkksError::InvalidParameters { reason };
         let slots = params.slots();
         if config.log_slots == 0 || config.log_slots >= params.log_n() {
@@ -245,12 +309,12 @@ impl Bootstrapper {
         let kf = f64::from(config.k);
         // CtS: (N/2n)·E·w/q_0 (after SubSum) ↦ BR·w/(2·q_0·K).
         let c_cts = (2 * n) as f64 / params.n() as f64 / (2.0 * kf);
-        // Sparse packing with room for 2n values: EvalMod runs once on [u, v] side by side.
-        let packed = 2 * n <= slots;
         let mut cts = Vec::new();
         let mut level = top;
         let mut scale = q0; // the ModRaise'd ciphertext is declared at scale q_0
-        let cts_maps = linear::coeffs_to_slots_maps(n, config.cts_levels, c_cts);
+        // StC: (2π/q_0)·m in bit-reversed slots ↦ E·m/Δ_message.
+        let c_stc = q0 / (2.0 * PI * message_scale);
+        let (cts_maps, stc_maps) = transform_maps(n, slots, config.cts_levels, config.stc_levels, c_cts, c_stc);
         let cts_last = cts_maps.len().saturating_sub(1);
         for (i, map) in cts_maps.iter().enumerate() {
             // The first group multiplies t (coefficients ≈ K·q_0) by rounded diagonals: the
@@ -258,14 +322,7 @@ impl Bootstrapper {
             // groups before the last (whose output must be ≈ q for EvalMod's squarings) output at
             // 2^CTS_HEADROOM·q.
             let out_scale = if i == cts_last { q(level - 1) } else { q(level - 1) * CTS_HEADROOM };
-            let lt = if packed && i == cts_last {
-                // zero the second half of every 2n-period, making room for the imaginary part
-                let mut masked = map.lift(2 * n);
-                masked.mask_rows(|j| if j % (2 * n) < n { 1.0 } else { 0.0 });
-                LinearTransform::new(&enc, &masked, slots, level, q(level), scale, out_scale)?
-            } else {
-                LinearTransform::new(&enc, map, slots, level, q(level), scale, out_scale)?
-            };
+            let lt = LinearTransform::new(&enc, map, slots, level, q(level), scale, out_scale)?;
             cts.push(lt);
             level -= 1;
             scale = out_scale;
@@ -279,19 +336,11 @@ impl Bootstrapper {
             s = s * s / q(l);
             l -= 1;
         }
-        // StC: (2π/q_0)·m in bit-reversed slots ↦ E·m/Δ_message.
-        let c_stc = q0 / (2.0 * PI * message_scale);
         let mut stc = Vec::new();
-        let maps = linear::slots_to_coeffs_maps(n, config.stc_levels, c_stc);
-        let last = maps.len().saturating_sub(1);
-        for (i, map) in maps.iter().enumerate() {
-            let out_scale = if i == last { params.default_scale() } else { q(l - 1) };
-            let lt = if packed && i == 0 {
-                let joined = map.lift(2 * n).compose(&linear::join_halves(n));
-                LinearTransform::new(&enc, &joined, slots, l, q(l), s, out_scale)?
-            } else {
-                LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?
-            };
+        let last = stc_maps.len().saturating_sub(1);
+        for (i, map) in stc_maps.iter().enumerate() {
+            let out_scale = if i == last { output_scale } else { q(l - 1) };
+            let lt = LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?;
             stc.push(lt);
             l -= 1;
             s = out_scale;
@@ -589,6 +638,20 @@ mod tests {
             let want = if i % gap == 0 { c * gap as f64 } else { 0.0 };
             // key-switching noise of the 6 rotations is a few thousand; the values are ≥ 2^20 apart
             assert!((g - want).abs() < 16384.0, "coefficient {i}: {g} vs {want}");
+        }
+    }
+
+    /// The context-free step list (what a compiler records) equals the built bootstrapper's, for
+    /// sparse (packed) and full slots.
+    #[test]
+    fn config_rotation_steps_match_the_bootstrapper() {
+        for log_slots in [3u32, 6, 12] {
+            let probe = small_chain(1);
+            let cfg = BootstrapConfig::default_for(probe.params(), log_slots);
+            let ctx = small_chain(cfg.levels() + 1);
+            let b = Bootstrapper::new(&ctx, cfg.clone()).unwrap();
+            assert_eq!(cfg.rotation_steps(13), b.rotation_steps(), "log_slots {log_slots}");
+            assert_eq!(b.levels_consumed(), cfg.levels());
         }
     }
 

@@ -2,20 +2,22 @@
 //!
 //! Layout (little endian): magic `PHEPROG\0`, `u16` version, `u64` body length, the body, then a
 //! SHA-256 of the body (32 bytes). The body holds the parameter requirements first (version 2 added
-//! the security bound after the fingerprint) (so a reader can
+//! the security bound after the fingerprint; version 3 the secret's Hamming weight after it and the
+//! bootstrapping configuration after the parameters) (so a reader can
 //! reject a program for other parameters before decoding the rest), then ports, constants,
-//! instructions. Constants are stored dense or as (u32 index, f64 value) pairs, whichever is
+//! instructions (version 3: tag 12 = bootstrap). Constants are stored dense or as (u32 index, f64 value) pairs, whichever is
 //! smaller. Every length is bounds-checked against the remaining bytes before allocating, so
 //! corrupt or truncated input gives [`ProgramError::Malformed`], never a panic or a huge allocation.
 
 use sha2::{Digest, Sha256};
 
-use super::{Inst, Op, Port, Program, ProgramError, ProgramParams, ProgramResult, SlotLayout};
+use super::{Inst, Op, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, SlotLayout};
+use crate::bootstrap::BootstrapConfig;
 
 /// Magic bytes of a serialized program.
 pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
 /// Format version written by this build.
-pub const PROGRAM_VERSION: u16 = 2;
+pub const PROGRAM_VERSION: u16 = 3;
 
 struct W(Vec<u8>);
 
@@ -153,8 +155,24 @@ impl Program {
         w.u32(p.log_scale);
         w.u64(p.fingerprint);
         w.u32(p.security.code());
+        w.u64(p.hamming_weight.map_or(0, |h| h as u64));
         w.len(p.moduli.len());
         p.moduli.iter().for_each(|&q| w.u64(q));
+        match &self.bootstrap {
+            None => w.u8(0),
+            Some(b) => {
+                let c = &b.config;
+                w.u8(1);
+                w.u32(c.log_slots);
+                w.u32(c.k);
+                w.len(c.cos_degree);
+                w.u32(c.double_angle);
+                w.len(c.cts_levels);
+                w.len(c.stc_levels);
+                w.u32(c.log_message_ratio);
+                w.f64(b.output_scale);
+            }
+        }
         w.str(&self.name);
         w.len(self.input_level);
         w.f64(self.input_scale);
@@ -242,6 +260,10 @@ impl Program {
                     w.u32(src);
                     w.i64(step);
                 }
+                Op::Bootstrap(a) => {
+                    w.u8(12);
+                    w.u32(a);
+                }
             }
             w.len(inst.level);
             w.f64(inst.scale);
@@ -290,12 +312,36 @@ impl Program {
         let Some(security) = crate::params::Security::from_code(security_code) else {
             return r.err(format!("unknown security level code {security_code} (known: 128, 0)"));
         };
+        let hamming = r.usize_small(1 << 20, "hamming weight")?;
+        let hamming_weight = (hamming != 0).then_some(hamming);
         let nm = r.count(8)?;
         let moduli = (0..nm).map(|_| r.u64()).collect::<ProgramResult<Vec<_>>>()?;
         if !(1..=20).contains(&log_n) {
             return r.err(format!("log_n = {log_n} out of range"));
         }
-        let params = ProgramParams { log_n, q_bits, p_bits, dnum, log_scale, fingerprint, moduli, security };
+        let bootstrap = match r.u8()? {
+            0 => None,
+            1 => {
+                let config = BootstrapConfig {
+                    log_slots: r.u32()?,
+                    k: r.u32()?,
+                    cos_degree: r.usize_small(1 << 16, "cosine degree")?,
+                    double_angle: r.u32()?,
+                    cts_levels: r.usize_small(64, "cts_levels")?,
+                    stc_levels: r.usize_small(64, "stc_levels")?,
+                    log_message_ratio: r.u32()?,
+                };
+                let b = ProgramBootstrap { config, output_scale: r.f64()? };
+                // Range-check before anything uses the configuration (levels() fits a polynomial).
+                if let Err(reason) = b.check(log_n) {
+                    return r.err(format!("bootstrapping configuration: {reason}"));
+                }
+                Some(b)
+            }
+            t => return r.err(format!("unknown bootstrapping tag {t}")),
+        };
+        let params =
+            ProgramParams { log_n, q_bits, p_bits, dnum, log_scale, fingerprint, moduli, security, hamming_weight };
         let name = r.str()?;
         let input_level = r.usize_small(1 << 16, "input level")?;
         let input_scale = r.f64()?;
@@ -347,6 +393,7 @@ impl Program {
                 9 => Op::Rescale(r.u32()?),
                 10 => Op::DropLevel { src: r.u32()?, level: r.usize_small(1 << 16, "level")? },
                 11 => Op::Rotate { src: r.u32()?, step: r.i64()? },
+                12 => Op::Bootstrap(r.u32()?),
                 t => return r.err(format!("unknown instruction tag {t}")),
             };
             let level = r.usize_small(1 << 16, "level")?;
@@ -356,7 +403,7 @@ impl Program {
         if r.pos != body.len() {
             return r.err("trailing bytes in the body");
         }
-        let prog = Program { name, params, inputs, input_level, input_scale, constants, insts, outputs };
+        let prog = Program { name, params, inputs, input_level, input_scale, constants, insts, outputs, bootstrap };
         prog.validate_structure()?;
         Ok(prog)
     }

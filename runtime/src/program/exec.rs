@@ -6,6 +6,8 @@
 //! ciphertexts, 64..=4096). Rotations of one register within
 //! a step share a single decomposition (hoisting). A register is freed once all its uses have run,
 //! so memory follows the program order's live set plus the window, not the program's width.
+//! A program with bootstraps has its [`crate::Bootstrapper`] rebuilt once per execution (seconds at
+//! N = 2^16: the linear-transform diagonals are encoded then).
 
 use rayon::prelude::*;
 
@@ -30,6 +32,8 @@ pub struct ExecStats {
     pub rescales: usize,
     /// Largest number of live ciphertext registers.
     pub peak_live: usize,
+    /// Bootstrappings run.
+    pub bootstraps: usize,
 }
 
 fn check_eval(program: &Program, eval: &Evaluator) -> ProgramResult<()> {
@@ -126,6 +130,8 @@ pub fn execute_with_progress(
     regs.resize_with(n_regs, || None);
     let ctx = eval.context();
     let encoder = Encoder::new(&ctx);
+    let boot = program.bootstrapper(&ctx)?;
+    let boot = boot.as_ref();
     let mut stats = ExecStats::default();
     let cache = PlainCache::new(program);
     let ct_bytes = 2 * ctx.params().n() * (program.input_level + 1) * 8;
@@ -177,7 +183,7 @@ pub fn execute_with_progress(
                 Task::One(i) => {
                     let inst =
                         program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
-                    Ok(vec![(*i, run_one(program, eval, &encoder, &cache, regs_ref, *i, inst)?)])
+                    Ok(vec![(*i, run_one(program, eval, &encoder, &cache, boot, regs_ref, *i, inst)?)])
                 }
                 Task::Rotations(src, group) => {
                     let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
@@ -217,6 +223,7 @@ pub fn execute_with_progress(
                 }
                 Op::MulPlain { .. } => stats.plain_mults += 1,
                 Op::Rescale(..) => stats.rescales += 1,
+                Op::Bootstrap(..) => stats.bootstraps += 1,
                 _ => {}
             }
         }
@@ -349,6 +356,7 @@ fn run_one(
     eval: &Evaluator,
     encoder: &Encoder,
     cache: &PlainCache,
+    boot: Option<&crate::Bootstrapper>,
     regs: &[Option<Ciphertext>],
     i: usize,
     inst: &Inst,
@@ -386,6 +394,9 @@ fn run_one(
         Op::Rescale(a) => eval.rescale(r(a)?)?,
         Op::DropLevel { src, level } => eval.drop_to_level(r(src)?, level)?,
         Op::Rotate { src, step } => eval.rotate(r(src)?, step)?,
+        Op::Bootstrap(a) => boot
+            .ok_or(ProgramError::Invalid { inst: i, reason: "no bootstrapper for a bootstrap instruction".into() })?
+            .bootstrap(eval, r(a)?)?,
     };
     Ok(ct)
 }

@@ -14,6 +14,14 @@
 //!   additions at different scales (relative 1e-9), and
 //!   constants longer than the slot count. A program that validates never fails for level/scale
 //!   reasons when executed with matching parameters.
+//! - Bootstrapping: a program with [`Op::Bootstrap`] instructions records the bootstrapping
+//!   configuration ([`ProgramBootstrap`]: the [`BootstrapConfig`] and the output scale), from which
+//!   the executor rebuilds the same [`crate::Bootstrapper`] deterministically (once per execution).
+//!   A bootstrap reads a value at level ≥ 1 and defines one at `max_level − config.levels()` with
+//!   exactly the recorded output scale; its input must leave the message-scale adjustment room
+//!   (`q_0·q_1 / 2^ratio / scale ≥ 2^20`). Its Galois keys ([`Program::rotation_steps`]) include the
+//!   bootstrapper's steps, and [`Program::needs_conjugation`] is then true. Such programs need the
+//!   sparse secret recorded in [`ProgramParams::hamming_weight`].
 //! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements in row-major order occupies
 //!   `ceil(numel / slots)` ciphertexts; element `e` sits in ciphertext `e / slots`, slot `e % slots`.
 //!   Unused slots are zero on input.
@@ -27,6 +35,7 @@ mod text;
 
 use thiserror::Error;
 
+use crate::bootstrap::BootstrapConfig;
 use crate::error::CkksError;
 use crate::params::CkksParams;
 
@@ -80,6 +89,8 @@ pub struct ProgramParams {
     pub moduli: Vec<u64>,
     /// The security bound the parameters were checked against (`NotSet` only for tests).
     pub security: crate::params::Security,
+    /// Hamming weight of a sparse secret (bootstrapping needs one); `None`: uniform ternary.
+    pub hamming_weight: Option<usize>,
 }
 
 impl ProgramParams {
@@ -94,6 +105,7 @@ impl ProgramParams {
             fingerprint: p.fingerprint_u64(),
             moduli: p.moduli().to_vec(),
             security: p.security(),
+            hamming_weight: p.hamming_weight(),
         }
     }
 
@@ -107,6 +119,10 @@ impl ProgramParams {
             self.log_scale,
             self.security,
         )?;
+        let p = match self.hamming_weight {
+            Some(h) => p.with_hamming_weight(h)?,
+            None => p,
+        };
         if p.fingerprint_u64() != self.fingerprint || p.moduli() != self.moduli.as_slice() {
             return Err(ProgramError::Interface {
                 reason: format!(
@@ -235,6 +251,8 @@ pub enum Op {
         src: Reg,
         step: i64,
     },
+    /// Bootstrapping with the program's [`ProgramBootstrap`] (see the module doc).
+    Bootstrap(Reg),
 }
 
 impl Op {
@@ -242,7 +260,7 @@ impl Op {
     pub fn operands(&self) -> Vec<Reg> {
         match *self {
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
-            Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) | Op::Rescale(a) => vec![a],
+            Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) | Op::Rescale(a) | Op::Bootstrap(a) => vec![a],
             Op::MulPlain { src, .. }
             | Op::MulScalar { src, .. }
             | Op::DropLevel { src, .. }
@@ -267,6 +285,7 @@ impl Op {
             Op::Rescale(..) => "rescale",
             Op::DropLevel { .. } => "drop_level",
             Op::Rotate { .. } => "rotate",
+            Op::Bootstrap(..) => "bootstrap",
         }
     }
 }
@@ -277,6 +296,48 @@ pub struct Inst {
     pub op: Op,
     pub level: usize,
     pub scale: f64,
+}
+
+/// The bootstrapping a program's [`Op::Bootstrap`] instructions run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramBootstrap {
+    pub config: BootstrapConfig,
+    /// Scale of every bootstrapped value ([`crate::Bootstrapper::with_output_scale`]).
+    pub output_scale: f64,
+}
+
+impl ProgramBootstrap {
+    /// Field ranges (what [`crate::Bootstrapper::new`] would refuse for any parameters), checked
+    /// without building anything.
+    pub fn check(&self, log_n: u32) -> Result<(), String> {
+        let c = &self.config;
+        if c.log_slots == 0 || c.log_slots >= log_n {
+            return Err(format!("log_slots = {} must be in 1..={}", c.log_slots, log_n.saturating_sub(1)));
+        }
+        if c.cts_levels == 0
+            || c.stc_levels == 0
+            || c.cts_levels > c.log_slots as usize
+            || c.stc_levels > c.log_slots as usize
+        {
+            return Err(format!(
+                "cts_levels = {} / stc_levels = {} must be in 1..={}",
+                c.cts_levels, c.stc_levels, c.log_slots
+            ));
+        }
+        if !(2..=1023).contains(&c.cos_degree) || c.double_angle > 10 || !(1..=4096).contains(&c.k) {
+            return Err(format!(
+                "EvalMod degree {} / double angles {} / K {} out of range",
+                c.cos_degree, c.double_angle, c.k
+            ));
+        }
+        if !(4..=40).contains(&c.log_message_ratio) {
+            return Err(format!("log_message_ratio = {} must be in 4..=40", c.log_message_ratio));
+        }
+        if !(self.output_scale.is_finite() && self.output_scale >= 2f64.powi(10)) {
+            return Err(format!("output scale {} must be finite and at least 2^10", self.output_scale));
+        }
+        Ok(())
+    }
 }
 
 /// A CKKS program (see the module doc).
@@ -291,6 +352,8 @@ pub struct Program {
     pub constants: Vec<Vec<f64>>,
     pub insts: Vec<Inst>,
     pub outputs: Vec<Port>,
+    /// The bootstrapping configuration (`Some` iff the program has [`Op::Bootstrap`]s).
+    pub bootstrap: Option<ProgramBootstrap>,
 }
 
 const SCALE_TOL: f64 = 1e-9;
@@ -310,9 +373,10 @@ impl Program {
         self.num_input_regs() + self.insts.len()
     }
 
-    /// The distinct rotation steps the program uses, sorted.
+    /// The distinct rotation steps the program needs Galois keys for, sorted: its rotations plus,
+    /// when it bootstraps, the bootstrapper's steps (normalized to `0..N/2`).
     pub fn rotation_steps(&self) -> Vec<i64> {
-        let s: std::collections::BTreeSet<i64> = self
+        let mut s: std::collections::BTreeSet<i64> = self
             .insts
             .iter()
             .filter_map(|i| match i.op {
@@ -320,7 +384,47 @@ impl Program {
                 _ => None,
             })
             .collect();
+        if let Some(b) = self.bootstrap.as_ref().filter(|_| self.has_bootstraps()) {
+            s.extend(b.config.rotation_steps(self.params.log_n));
+        }
         s.into_iter().collect()
+    }
+
+    /// Whether the program needs the conjugation key (bootstrapping does).
+    pub fn needs_conjugation(&self) -> bool {
+        self.has_bootstraps()
+    }
+
+    /// Whether any instruction bootstraps.
+    pub fn has_bootstraps(&self) -> bool {
+        self.insts.iter().any(|i| matches!(i.op, Op::Bootstrap(_)))
+    }
+
+    /// Number of bootstrap instructions.
+    pub fn bootstraps(&self) -> usize {
+        self.insts.iter().filter(|i| matches!(i.op, Op::Bootstrap(_))).count()
+    }
+
+    /// Level of every bootstrapped value: `max_level − config.levels()`.
+    pub fn bootstrap_output_level(&self) -> Option<usize> {
+        let b = self.bootstrap.as_ref()?;
+        self.params.max_level().checked_sub(b.config.levels())
+    }
+
+    /// The bootstrapper the program's [`Op::Bootstrap`]s run (`None` without any), rebuilt from
+    /// the recorded configuration for `ctx` (which must be the program's parameters).
+    pub fn bootstrapper(&self, ctx: &crate::CkksContext) -> ProgramResult<Option<crate::Bootstrapper>> {
+        if !self.has_bootstraps() {
+            return Ok(None);
+        }
+        let b = self.bootstrap.as_ref().ok_or(ProgramError::Invalid {
+            inst: 0,
+            reason: "bootstrap instructions without a bootstrapping configuration".into(),
+        })?;
+        if ctx.fingerprint() != self.params.fingerprint {
+            return Err(ProgramError::Interface { reason: "the context's parameters differ from the program's".into() });
+        }
+        Ok(Some(crate::Bootstrapper::with_output_scale(ctx, b.config.clone(), b.output_scale)?))
     }
 
     /// Checks level and scale annotations (see the module doc); runs both checks.
@@ -361,9 +465,27 @@ impl Program {
                 return bad(0, format!("constant c{k} has {} values (max {slots}) or a non-finite value", c.len()));
             }
         }
+        if let Some(b) = &self.bootstrap {
+            if let Err(reason) = b.check(self.params.log_n) {
+                return bad(0, format!("bootstrapping configuration: {reason}"));
+            }
+            if self.bootstrap_output_level().is_none_or(|l| l == 0) {
+                return bad(
+                    0,
+                    format!(
+                        "bootstrapping consumes {} levels, the chain has {}",
+                        b.config.levels(),
+                        self.params.max_level()
+                    ),
+                );
+            }
+        }
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {
             let def = (n_in + i) as u32;
+            if matches!(inst.op, Op::Bootstrap(_)) && self.bootstrap.is_none() {
+                return bad(i, "bootstrap without a bootstrapping configuration".into());
+            }
             for r in inst.op.operands() {
                 if r >= def {
                     return bad(i, format!("operand %{r} is not defined before %{def}"));
@@ -401,6 +523,7 @@ impl Program {
     pub fn validate_levels(&self) -> ProgramResult<()> {
         let n_in = self.num_input_regs();
         let mut level = vec![self.input_level; n_in];
+        let boot_level = self.bootstrap_output_level();
         let get = |level: &Vec<usize>, i: usize, r: Reg| {
             level.get(r as usize).copied().ok_or(ProgramError::Invalid { inst: i, reason: format!("undefined %{r}") })
         };
@@ -432,6 +555,16 @@ impl Program {
                         });
                     }
                     to
+                }
+                Op::Bootstrap(a) => {
+                    let la = get(&level, i, a)?;
+                    if la == 0 {
+                        return Err(ProgramError::LevelUnderflow { inst: i, op: "bootstrap", level: 0 });
+                    }
+                    boot_level.ok_or(ProgramError::Invalid {
+                        inst: i,
+                        reason: "bootstrap without a bootstrapping configuration".into(),
+                    })?
                 }
                 _ => {
                     let ops = inst.op.operands();
@@ -483,6 +616,26 @@ impl Program {
                     sc(a) / q
                 }
                 Op::DropLevel { src, .. } | Op::Rotate { src, .. } => sc(src),
+                Op::Bootstrap(a) => {
+                    let Some(b) = &self.bootstrap else {
+                        return Err(ProgramError::Invalid { inst: i, reason: "bootstrap without a configuration".into() });
+                    };
+                    // Bootstrapper::to_message_scale: one constant multiplication takes the input
+                    // from q_1·Δ_msg/scale; below 2^20 that constant has too little precision.
+                    let q = |l: usize| self.params.moduli.get(l).copied().unwrap_or(0) as f64;
+                    let msg = q(0) / f64::from(b.config.log_message_ratio).exp2();
+                    if msg * q(1) / sc(a) < 2f64.powi(20) {
+                        return Err(ProgramError::Invalid {
+                            inst: i,
+                            reason: format!(
+                                "bootstrap input scale 2^{:.1} too large for the message scale 2^{:.1}",
+                                sc(a).log2(),
+                                msg.log2()
+                            ),
+                        });
+                    }
+                    b.output_scale
+                }
             };
             if !scales_eq(s, inst.scale) {
                 return Err(ProgramError::Invalid {

@@ -30,6 +30,7 @@ fn small() -> (Program, CkksContext) {
         constants: vec![vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 0.5, 0.0]],
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay(vec![4]), regs: vec![6] }],
+        bootstrap: None,
     };
     (prog, ctx)
 }
@@ -117,4 +118,118 @@ fn execution_refuses_missing_keys_and_foreign_inputs() {
     let okeys = ClientKeys::generate(&other).unwrap();
     let oev = Evaluator::new(&other, okeys.evaluation_keys(&[1], false).unwrap()).unwrap();
     assert!(matches!(execute(&prog, &oev, cts), Err(ProgramError::Interface { .. })));
+}
+
+/// `y = boot(x·x) · x'` where the input is at the bootstrapper's output level, one product takes
+/// it down to level 1 (the bootstrap's lowest input level), and a product after the refresh uses
+/// a level above it. N = 2^13, `Security::NotSet`, sparse secret h = 192, 8 slots replicated
+/// over the ring (the sparse layout the bootstrapper needs).
+fn with_bootstrap() -> (Program, CkksContext) {
+    let base = |boot_levels: usize| {
+        let mut q = vec![60u32, 40, 40];
+        q.extend(std::iter::repeat_n(58, boot_levels));
+        CkksParams::new_with_security(13, &q, &[60; 6], q.len().div_ceil(6), 40, crate::Security::NotSet)
+            .unwrap()
+            .with_hamming_weight(192)
+            .unwrap()
+    };
+    let config = crate::BootstrapConfig::default_for(&base(1), 3);
+    let params = base(config.levels());
+    let ctx = CkksContext::new(params.clone()).unwrap();
+    let pp = ProgramParams::from_params(&params);
+    let slots = pp.slots();
+    let q = pp.moduli.clone();
+    let out_level = pp.max_level() - config.levels();
+    assert_eq!(out_level, 2);
+    let s_in = params.default_scale();
+    let s1 = s_in * s_in / q[2] as f64;
+    let lay = |shape: Vec<usize>| SlotLayout::RowMajor { shape, slots };
+    let out_scale = 2f64.powi(40);
+    // chain [q0, q1, q2 | bootstrapping primes]: x at level 2, x² at level 1, refreshed to level 2
+    let insts = vec![
+        Inst { op: Op::Mul(0, 0), level: 2, scale: s_in * s_in },
+        Inst { op: Op::Rescale(1), level: 1, scale: s1 },
+        Inst { op: Op::Bootstrap(2), level: 2, scale: out_scale },
+        Inst { op: Op::Mul(3, 0), level: 2, scale: out_scale * s_in },
+        Inst { op: Op::Rescale(4), level: 1, scale: out_scale * s_in / q[2] as f64 },
+    ];
+    let prog = Program {
+        name: "boot".into(),
+        params: pp,
+        inputs: vec![Port { name: "x".into(), layout: lay(vec![slots]), regs: vec![0] }],
+        input_level: 2,
+        input_scale: s_in,
+        constants: vec![],
+        insts,
+        outputs: vec![Port { name: "y".into(), layout: lay(vec![slots]), regs: vec![5] }],
+        bootstrap: Some(ProgramBootstrap { config, output_scale: out_scale }),
+    };
+    (prog, ctx)
+}
+
+#[test]
+fn bootstrap_program_validates_runs_and_round_trips() {
+    let (prog, ctx) = with_bootstrap();
+    prog.validate().unwrap();
+    assert!(prog.needs_conjugation());
+    assert_eq!(prog.bootstraps(), 1);
+    let bytes = prog.to_bytes();
+    assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
+    let text = prog.print();
+    assert!(text.contains("%3 = bootstrap %2 @L2 2^40.0000"), "{text}");
+    assert!(text.contains("bootstrap log_slots=3 k=28"), "{text}");
+    assert!(text.contains("hamming_weight=192"), "{text}");
+    assert_eq!(prog.params.to_params().unwrap().hamming_weight(), Some(192));
+
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
+    let ev = Evaluator::new(
+        &ctx,
+        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
+    )
+    .unwrap();
+    let slots = prog.params.slots();
+    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
+    let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+    let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
+    assert_eq!(stats.bootstraps, 1);
+    let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-4, "max error {err:e}");
+}
+
+#[test]
+fn bootstrap_config_errors_are_program_errors() {
+    let (prog, _) = with_bootstrap();
+    // Out-of-range fields: refused by validation and by the binary reader.
+    let mut bad = prog.clone();
+    bad.bootstrap.as_mut().unwrap().config.log_slots = 13;
+    assert!(matches!(bad.validate(), Err(ProgramError::Invalid { .. })));
+    assert!(matches!(Program::from_bytes(&bad.to_bytes()), Err(ProgramError::Malformed { .. })));
+    let mut bad = prog.clone();
+    bad.bootstrap.as_mut().unwrap().config.cts_levels = 0;
+    assert!(matches!(Program::from_bytes(&bad.to_bytes()), Err(ProgramError::Malformed { .. })));
+    // More bootstrapping levels than the chain: output level annotation no longer matches.
+    let mut bad = prog.clone();
+    bad.bootstrap.as_mut().unwrap().config.double_angle += 1;
+    assert!(bad.validate().is_err());
+    // A bootstrap without a configuration, and one at level 0.
+    let mut bad = prog.clone();
+    bad.bootstrap = None;
+    assert!(matches!(Program::from_bytes(&bad.to_bytes()), Err(ProgramError::Invalid { .. })));
+    let mut bad = prog.clone();
+    bad.insts[2].op = Op::Bootstrap(1); // the unrescaled product: scale 2^80
+    assert!(bad.validate().is_err());
+    let mut bad = prog.clone();
+    bad.insts.push(Inst { op: Op::Rescale(5), level: 0, scale: 1e6 });
+    bad.insts.push(Inst { op: Op::Bootstrap(6), level: 2, scale: 2f64.powi(40) });
+    assert!(bad.validate().is_err());
+    // Corrupt bytes in the configuration fail the checksum.
+    let bytes = prog.to_bytes();
+    let mut b = bytes.clone();
+    let pos = 18 + 60;
+    b[pos] ^= 1;
+    assert!(Program::from_bytes(&b).is_err());
 }

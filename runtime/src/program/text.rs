@@ -21,18 +21,35 @@ impl Program {
         let _ = writeln!(s, "ckks_program \"{}\"", self.name);
         let _ = writeln!(
             s,
-            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={} fingerprint={:016x}{}",
+            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={}{} fingerprint={:016x}{}",
             p.log_n,
             p.q_bits,
             p.p_bits,
             p.dnum,
             p.log_scale,
+            p.hamming_weight.map(|h| format!(" hamming_weight={h}")).unwrap_or_default(),
             p.fingerprint,
             match p.security {
                 crate::params::Security::Bits128 => " security=128",
                 crate::params::Security::NotSet => " security=none (INSECURE: test parameters)",
             }
         );
+        if let Some(b) = &self.bootstrap {
+            let c = &b.config;
+            let _ = writeln!(
+                s,
+                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale=2^{:.4} -> @L{}",
+                c.log_slots,
+                c.k,
+                c.cos_degree,
+                c.double_angle,
+                c.cts_levels,
+                c.stc_levels,
+                c.log_message_ratio,
+                b.output_scale.log2(),
+                self.bootstrap_output_level().map_or_else(|| "?".to_string(), |l| l.to_string())
+            );
+        }
         for i in &self.inputs {
             let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i), self.input_level, self.input_scale.log2());
         }
@@ -46,7 +63,7 @@ impl Program {
         for (i, inst) in self.insts.iter().enumerate() {
             let args = match &inst.op {
                 Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
-                Op::Neg(a) | Op::Rescale(a) => format!("%{a}"),
+                Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
                 Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
                 Op::MulPlain { src, constant, pt_scale } => {
                     format!("%{src}, c{constant} {{pt_scale=2^{:.4}}}", pt_scale.log2())
