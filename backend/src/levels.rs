@@ -18,6 +18,12 @@
 //!   high enough never to hit it.
 //! - Every emitted instruction carries its level and scale, so `Program::validate` re-proves all of
 //!   this with the exact primes.
+//! - With bootstrapping ([`Builder::enable_bootstrapping`]), level 1 is the floor (a bootstrap needs
+//!   an input at level ≥ 1 to set its message scale exactly): before a multiplication whose operand
+//!   sits at the floor, the operand is bootstrapped back to the input level `L` at exactly `Δ_L`
+//!   (each register at most once: later uses share the refreshed copy), so levels restart after
+//!   every refresh and the invariant above holds across bootstraps. Lowerings that need several
+//!   levels at once ([`Builder::refresh_for`]) refresh their operand up front instead.
 
 use std::collections::HashMap;
 
@@ -39,6 +45,10 @@ pub(crate) struct Builder {
     reg_scale: Vec<f64>,
     /// Decompose rotations into powers of two over this many slots (see [`Builder::rotate`]).
     pub pow2_slots: Option<usize>,
+    /// Bootstrapping enabled: values never go below level 1 (see the module doc).
+    bootstrapping: bool,
+    /// Register → its bootstrapped copy.
+    refreshed: HashMap<Reg, Reg>,
 }
 
 fn is_small_int(v: f64) -> bool {
@@ -74,7 +84,50 @@ impl Builder {
             reg_level: Vec::new(),
             reg_scale: Vec::new(),
             pow2_slots: None,
+            bootstrapping: false,
+            refreshed: HashMap::new(),
         }
+    }
+
+    /// Lets [`Self::ensure`] and [`Self::refresh_for`] bootstrap to the input level.
+    pub fn enable_bootstrapping(&mut self) {
+        self.bootstrapping = true;
+    }
+
+    /// Lowest level a finished value may have: 1 with bootstrapping (its input level), else 0.
+    pub fn floor(&self) -> usize {
+        usize::from(self.bootstrapping)
+    }
+
+    /// `r`, or its bootstrapped copy when bootstrapping is enabled and `r` has fewer than `need`
+    /// levels above the floor while a refresh would give more.
+    pub fn refresh_for(&mut self, r: Reg, need: usize) -> Result<Reg, BackendError> {
+        if !self.bootstrapping {
+            return Ok(r);
+        }
+        let l = self.level(r);
+        let (have, usable) = (l.saturating_sub(self.floor()), self.input_level.saturating_sub(self.floor()));
+        // A need beyond a whole refresh's levels is met by later on-demand refreshes anyway:
+        // spend what is left first unless that is little.
+        if have >= need || l >= self.input_level || (need > usable && have >= usable / 2) {
+            return Ok(r);
+        }
+        if let Some(&b) = self.refreshed.get(&r) {
+            return Ok(b);
+        }
+        if l < 1 {
+            return Err(BackendError::Internal(format!("bootstrap of a level-{l} value")));
+        }
+        let top = self.input_level;
+        let b = self.emit(Op::Bootstrap(r), top, self.delta(top));
+        self.refreshed.insert(r, b);
+        Ok(b)
+    }
+
+    /// `r` with at least one level above the floor (bootstrapped if needed): an operand about to
+    /// be multiplied.
+    pub fn ensure(&mut self, r: Reg) -> Result<Reg, BackendError> {
+        self.refresh_for(r, 1)
     }
 
     /// Declares the next input register.
@@ -210,6 +263,7 @@ impl Builder {
 
     /// ct × ct, relinearized and rescaled.
     pub fn mul(&mut self, a: Reg, b: Reg) -> Result<Reg, BackendError> {
+        let (a, b) = (self.ensure(a)?, self.ensure(b)?);
         let (a, b) = self.align(a, b)?;
         self.check_level(a, "mul")?;
         let s = self.scale(a) * self.scale(b);
@@ -234,6 +288,7 @@ impl Builder {
 
     /// `ct · v` without rescale (scale `Δ_l · pt_scale`, see [`Self::product_scale`]).
     pub fn mul_plain_raw(&mut self, a: Reg, v: Vec<f64>) -> Result<Reg, BackendError> {
+        let a = self.ensure(a)?;
         let l = self.check_level(a, "mul_plain")?;
         let pt_scale = self.product_scale(a);
         let c = self.constant(v);
@@ -255,6 +310,7 @@ impl Builder {
         if is_small_int(v) {
             return Ok(self.emit(Op::MulInt(a, v as i64), self.level(a), self.scale(a)));
         }
+        let a = self.ensure(a)?;
         let l = self.check_level(a, "mul_scalar")?;
         let c = self.product_scale(a);
         let s = self.scale(a) * c;

@@ -4,9 +4,12 @@
 //! 1. `lower` — slot layout and per-op lowering through the level/scale builder (`levels`), with the
 //!    diagonal method for affine maps (`linear`). First as a dry run on a stand-in chain to measure
 //!    the depth,
-//! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security (or place
-//!    bootstraps if N = 2^16 cannot hold it),
-//! 3. `lower` again on the real primes, then `Program::validate` proves levels and scales,
+//! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security; if N = 2^16
+//!    cannot hold it (or `bootstrap_levels` forces it), a chain with bootstrapping primes on top and
+//!    a sparse secret under the sparse-secret budget,
+//! 3. `lower` again on the real primes (with bootstrapping: `Bootstrap` instructions wherever an
+//!    operand reaches level 1, levels restarting at the bootstrapper's output level), then
+//!    `Program::validate` proves levels and scales,
 //! 4. the report: rotation-key set, operation counts, key sizes, and the naive layout's rotations.
 //!
 //! Design notes and trade-offs: `docs/backend.md`.
@@ -51,6 +54,12 @@ pub struct BackendOptions {
     pub special_bits: u32,
     /// Depth a bootstrap itself would consume (for the placement when the depth does not fit).
     pub bootstrap_depth: usize,
+    /// Compile with bootstraps and this many compute levels between refreshes even if the depth
+    /// would fit (tests: a short `Security::NotSet` chain that needs a bootstrap). `None`: only
+    /// when N = 2^16 cannot hold the depth, with the most levels the sparse budget admits.
+    pub bootstrap_levels: Option<usize>,
+    /// Hamming weight of the sparse secret bootstrapping programs use.
+    pub hamming_weight: usize,
     /// How far composing two affine maps may multiply their diagonals (rotations, plaintexts)
     /// to save a level: composed ≤ g·(d₁+d₂) + 64·g. Larger trades time for depth (shipped
     /// encoder at N = 2^16: g = 4 → depth 48, g = 8 → 46 with 31% more instructions; but at
@@ -76,6 +85,8 @@ impl Default for BackendOptions {
             first_bits: 60,
             special_bits: 60,
             bootstrap_depth: 14,
+            bootstrap_levels: None,
+            hamming_weight: 192,
             fusion_growth: 4,
             pow2_rotations: false,
         }
@@ -124,6 +135,8 @@ pub struct BackendReport {
     /// `scalar`, `ct×ct`, `align` = level alignment at an add). Sums to `depth`.
     pub critical_path: BTreeMap<String, usize>,
     pub bootstrap: Option<BootstrapPlan>,
+    /// Bootstrap instructions in the program (refreshed ciphertexts), 0 without bootstrapping.
+    pub bootstraps: usize,
 }
 
 impl BackendReport {
@@ -177,13 +190,26 @@ impl std::fmt::Display for BackendReport {
             writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
         }
         if let Some(bp) = &self.bootstrap {
-            writeln!(
-                f,
-                "bootstraps needed: {} cut(s) (max {} levels, {} usable after a bootstrap)",
-                bp.cuts.len(),
-                bp.max_levels,
-                bp.usable_after_bootstrap
-            )?;
+            if self.bootstraps > 0 {
+                writeln!(
+                    f,
+                    "bootstraps: {} ciphertext refresh(es) in {} round(s); compute levels {}, {} usable after a bootstrap (level 1 is the floor), each bootstrap consumes {} levels ({})",
+                    self.bootstraps,
+                    bp.cuts.len(),
+                    bp.max_levels,
+                    bp.usable_after_bootstrap,
+                    bp.bootstrap_levels,
+                    bp.config
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "bootstraps needed: {} cut(s) (max {} levels, {} usable after a bootstrap)",
+                    bp.cuts.len(),
+                    bp.max_levels,
+                    bp.usable_after_bootstrap
+                )?;
+            }
             for c in &bp.cuts {
                 let shown: Vec<&str> = c.before_nodes.iter().take(4).map(|s| s.as_str()).collect();
                 let more =
@@ -218,6 +244,7 @@ pub struct CkksCompiled {
 impl CkksCompiled {
     /// The program and its parameters, or why it cannot run encrypted.
     pub fn runnable(&self) -> Result<(&Program, &CkksParams), BackendError> {
+        // (a program with bootstraps is runnable: `report.bootstrap` then describes its rounds)
         match (&self.program, &self.params, &self.report.bootstrap) {
             (Some(p), Some(q), _) => Ok((p, q)),
             (_, _, Some(b)) => Err(BackendError::NeedsBootstrapping {
@@ -242,6 +269,9 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     })?;
     // Slot count only changes the packing, not the depth: dry-run at the smallest candidate N
     // (short diagonals keep the dry run cheap).
+    if opts.bootstrap_levels.is_some() {
+        return compile_bootstrapped(graph, opts, opts.log_n.unwrap_or(16).clamp(13, 16));
+    }
     let mut dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
     let dry_scale = opts.log_scale.unwrap_or(40);
     let stand_in = vec![1u64 << dry_scale.min(62); DRY_LEVELS + 1];
@@ -258,6 +288,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
             dry_slots,
             opts.fusion_growth,
             opts.pow2_rotations,
+            false,
         )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
         match params::select(depth, opts) {
@@ -269,7 +300,10 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
             // A program this deep would run at N = 2^16 once bootstrapping exists: measure the
             // packing (and so the counts and the placement) there.
             Err(_) if dry_log_n < 16 => dry_log_n = 16,
-            Err(_) => {
+            Err(_) => match compile_bootstrapped(graph, opts, 16) {
+                Ok(c) => return Ok(c),
+                // No chain with bootstrapping either: report where bootstraps would go.
+                Err(BackendError::ParametersInfeasible { .. }) => {
                 let max_levels = params::max_levels(opts);
                 let n_in = dry.builder.n_in;
                 let mut reg_depth: Vec<usize> = vec![0; n_in];
@@ -293,7 +327,9 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                     client_values: dry.client_values,
                     report,
                 });
-            }
+                }
+                Err(e) => return Err(e),
+            },
         }
     };
     let slots = params.slots();
@@ -305,6 +341,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         slots,
         opts.fusion_growth,
         opts.pow2_rotations,
+        false,
     )?;
     let program = Program {
         name: graph.name.clone(),
@@ -315,6 +352,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         constants: real.builder.constants.clone(),
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
+        bootstrap: None,
     };
     program.validate()?;
     let report = report_of(&real, program.levels_used(), Some(&params), slots);
@@ -325,6 +363,105 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         client_values: real.client_values,
         report,
     })
+}
+
+/// Lowers with bootstraps at ring degree `2^log_n` (see the crate doc, step 2–3).
+fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Result<CkksCompiled, BackendError> {
+    let (params, config) = params::select_bootstrapped(opts, log_n)?;
+    let boot_levels = config.levels();
+    let top = params.max_level() - boot_levels;
+    let slots = params.slots();
+    let real = lower::lower(
+        graph,
+        params.moduli().to_vec(),
+        params.log_scale(),
+        top,
+        slots,
+        opts.fusion_growth,
+        opts.pow2_rotations,
+        true,
+    )?;
+    let program = Program {
+        name: graph.name.clone(),
+        params: polyhe_runtime::ProgramParams::from_params(&params),
+        inputs: real.inputs.clone(),
+        input_level: top,
+        input_scale: real.builder.delta(top),
+        constants: real.builder.constants.clone(),
+        insts: real.builder.insts.clone(),
+        outputs: real.outputs.clone(),
+        bootstrap: Some(polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) }),
+    };
+    program.validate()?;
+    let (depth, cuts) = bootstrap_rounds(&real);
+    let mut report = report_of(&real, depth, Some(&params), slots);
+    report.bootstraps = program.bootstraps();
+    report.eval_key_bytes = report.eval_key_bytes.map(|b| {
+        // + the bootstrapper's Galois keys and the conjugation key
+        let one = b / (1 + report.rotation_keys as u64);
+        one * (2 + program.rotation_steps().len() as u64)
+    });
+    report.rotation_keys = program.rotation_steps().len();
+    report.bootstrap = Some(BootstrapPlan {
+        depth,
+        max_levels: top,
+        usable_after_bootstrap: top - 1,
+        cuts,
+        bootstrap_levels: boot_levels,
+        config: format!("{config:?}"),
+    });
+    Ok(CkksCompiled {
+        rotation_steps: program.rotation_steps(),
+        program: Some(program),
+        params: Some(params),
+        client_values: real.client_values,
+        report,
+    })
+}
+
+/// The program's logical depth (levels consumed along the deepest path, across refreshes) and its
+/// bootstraps grouped into rounds (the number of refreshes on the deepest path into each).
+fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
+    use polyhe_runtime::ProgramOp as O;
+    let n_in = l.builder.n_in;
+    let insts = &l.builder.insts;
+    let mut depth = vec![0usize; n_in];
+    let mut round = vec![0usize; n_in];
+    let mut level: Vec<usize> = vec![l.builder.input_level; n_in];
+    let mut cuts: BTreeMap<usize, BootstrapCut> = BTreeMap::new();
+    for (i, inst) in insts.iter().enumerate() {
+        let ops = inst.op.operands();
+        let get = |v: &Vec<usize>, r: u32| v.get(r as usize).copied().unwrap_or(0);
+        let d_in = ops.iter().map(|&r| get(&depth, r)).max().unwrap_or(0);
+        let lv_in = ops.iter().map(|&r| get(&level, r)).min().unwrap_or(inst.level);
+        let mut rd = ops.iter().map(|&r| get(&round, r)).max().unwrap_or(0);
+        let d = match inst.op {
+            O::Bootstrap(_) => {
+                rd += 1;
+                let c = cuts.entry(rd).or_insert_with(|| BootstrapCut {
+                    depth: d_in,
+                    ciphertexts: 0,
+                    before_nodes: Vec::new(),
+                });
+                c.depth = c.depth.min(d_in);
+                c.ciphertexts += 1;
+                if let Some(n) = l.inst_node.get(i) {
+                    if !c.before_nodes.contains(n) {
+                        c.before_nodes.push(n.clone());
+                    }
+                }
+                d_in
+            }
+            _ => d_in + lv_in.saturating_sub(inst.level),
+        };
+        depth.push(d);
+        round.push(rd);
+        level.push(inst.level);
+    }
+    let max = depth.iter().copied().max().unwrap_or(0);
+    let mut cuts: Vec<BootstrapCut> = cuts.into_values().collect();
+    cuts.iter_mut().for_each(|c| c.before_nodes.sort());
+    (max, cuts)
 }
 
 /// Client side: the program's input tensors (row-major) from the graph's inputs — the float inputs
@@ -409,6 +546,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         client_tail: Vec::new(),
         critical_path: critical_path(l),
         bootstrap: None,
+        bootstraps: 0,
     }
 }
 
@@ -499,7 +637,8 @@ pub fn run_encrypted_with_progress(
     timings.context = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let keys = ClientKeys::generate(&ctx)?;
-    let evaluator = Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, false)?)?;
+    let evaluator =
+        Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation())?)?;
     timings.keygen = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;

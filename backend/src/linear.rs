@@ -148,6 +148,12 @@ pub(crate) fn lower_affine(
         return Ok(out);
     }
     stats.maps += 1;
+    // Operands at the bootstrapping floor are refreshed before their rotations (not each rotated copy).
+    let inputs: Vec<Vec<Reg>> = inputs
+        .iter()
+        .map(|regs| regs.iter().map(|&r| b.ensure(r)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<_, _>>()?;
+    let inputs = inputs.as_slice();
     // Common level for every operand ciphertext.
     let lmin = inputs
         .iter()

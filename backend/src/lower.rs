@@ -112,6 +112,7 @@ pub(crate) fn lower(
     slots: usize,
     fusion_growth: usize,
     pow2_rotations: bool,
+    bootstrapping: bool,
 ) -> Result<Lowered, BackendError> {
     let mut cx = Ctx {
         g,
@@ -123,6 +124,9 @@ pub(crate) fn lower(
     };
     if pow2_rotations {
         cx.b.pow2_slots = Some(slots);
+    }
+    if bootstrapping {
+        cx.b.enable_bootstrapping();
     }
     let mut vals: SecondaryMap<Value, Option<Val>> = SecondaryMap::new();
     // Only nodes the outputs depend on are lowered (dead code costs no levels).
@@ -358,6 +362,8 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for (k, &r) in regs.iter().enumerate() {
                     let valid = n.saturating_sub(k * self.slots).min(self.slots);
+                    // One refresh before the polynomial rather than one per power that runs dry.
+                    let r = self.b.refresh_for(r, plan.depth() as usize)?;
                     out.push(self.plan(&plan, r, valid, folded)?);
                 }
                 Ok(vec![Val::Ct { regs: out, shape }])

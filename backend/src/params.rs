@@ -159,6 +159,10 @@ pub struct BootstrapPlan {
     /// Levels a bootstrapped ciphertext has left (max levels minus the bootstrap's own depth).
     pub usable_after_bootstrap: usize,
     pub cuts: Vec<BootstrapCut>,
+    /// Levels one bootstrap consumes (with bootstrapping compiled in; else 0).
+    pub bootstrap_levels: usize,
+    /// The bootstrapping configuration (`Debug` form; empty for a placement-only plan).
+    pub config: String,
 }
 
 /// Places bootstraps over the dry-run program: `depth_of[r]` is each register's depth, `uses[i]`
@@ -195,5 +199,97 @@ pub(crate) fn place_bootstraps(
         cuts.push(BootstrapCut { depth: cut, ciphertexts: regs.len(), before_nodes: nodes.into_iter().collect() });
         cut += usable;
     }
-    BootstrapPlan { depth, max_levels, usable_after_bootstrap: usable, cuts }
+    BootstrapPlan { depth, max_levels, usable_after_bootstrap: usable, cuts, bootstrap_levels: 0, config: String::new() }
+}
+
+/// Bits of the bootstrapping primes (above the compute levels): CoeffsToSlots multiplies values
+/// of about `K·q_0`, so these primes are wider than the scaling primes (the runtime's tested chain).
+const BOOT_PRIME_BITS: u32 = 58;
+
+/// log2(QP) admitted for 128-bit security with a **sparse** secret: Lattigo's sparse bootstrapping
+/// sets (`N16QP1546H192H32`, `N15QP768H192H32`), 7/8 of the uniform-secret table elsewhere (see
+/// `docs/bootstrapping.md`, "Security caveat").
+pub(crate) fn sparse_max_log_qp(log_n: u32) -> Option<u32> {
+    match log_n {
+        16 => Some(1546),
+        15 => Some(768),
+        n => polyhe_runtime::max_log_qp_128(n).map(|b| b * 7 / 8),
+    }
+}
+
+/// The bootstrapping configuration for `log_n` with a sparse secret of weight `hamming_weight`:
+/// all `N/2` slots are refreshed (the row-major layout keeps unused slots at zero, which a sparse
+/// bootstrapping would fill with copies; see `docs/backend.md`).
+pub(crate) fn bootstrap_config(log_n: u32, hamming_weight: usize) -> Result<polyhe_runtime::BootstrapConfig, BackendError> {
+    let probe = CkksParams::new_with_security(log_n, &[60, 40], &[60], 2, 40, polyhe_runtime::Security::NotSet)?
+        .with_hamming_weight(hamming_weight)?;
+    Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
+}
+
+/// Parameters for a program with bootstraps: chain `[first_bits, s × L, 58 × levels()]` with the
+/// sparse secret, where `L` (the compute levels, `opts.bootstrap_levels` or the most the sparse
+/// 128-bit budget admits, fewest digits among those) is the level every bootstrap returns to.
+pub(crate) fn select_bootstrapped(
+    opts: &BackendOptions,
+    log_n: u32,
+) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig), BackendError> {
+    let cfg = bootstrap_config(log_n, opts.hamming_weight)?;
+    let boot = cfg.levels();
+    let scale = opts.log_scale.unwrap_or(40);
+    let cap = match opts.security {
+        polyhe_runtime::Security::Bits128 => sparse_max_log_qp(log_n),
+        polyhe_runtime::Security::NotSet => None,
+    };
+    let build = |levels: usize, dnum: usize| -> Result<CkksParams, polyhe_runtime::CkksError> {
+        let mut q = vec![opts.first_bits];
+        q.extend(std::iter::repeat_n(scale, levels));
+        q.extend(std::iter::repeat_n(BOOT_PRIME_BITS, boot));
+        let alpha = q.len().div_ceil(dnum.max(1));
+        let max_digit: u32 = q.chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap_or(0);
+        let k = max_digit.div_ceil(opts.special_bits).max(1) as usize;
+        let approx = q.iter().sum::<u32>() + k as u32 * opts.special_bits;
+        if cap.is_some_and(|c| approx > c + 1) {
+            return Err(polyhe_runtime::CkksError::InvalidParameters {
+                reason: format!("about {approx} bits of QP exceed the sparse-secret 128-bit budget {}", cap.unwrap_or(0)),
+            });
+        }
+        let p = CkksParams::new_with_security(log_n, &q, &vec![opts.special_bits; k], dnum, scale, opts.security)?
+            .with_hamming_weight(opts.hamming_weight)?;
+        if let Some(cap) = cap {
+            if p.log_qp() > f64::from(cap) {
+                return Err(polyhe_runtime::CkksError::InvalidParameters {
+                    reason: format!("log2 QP {:.0} exceeds the sparse-secret 128-bit budget {cap}", p.log_qp()),
+                });
+            }
+        }
+        Ok(p)
+    };
+    let dnums = |total: usize| -> Vec<usize> {
+        match opts.dnum {
+            Some(d) => vec![d],
+            // Without a security budget the digits need not be few: 6 primes per digit keeps
+            // key switching cheap (the runtime's bootstrapping tests use the same).
+            None if cap.is_none() => (total.div_ceil(6)..=total).collect(),
+            None => (1..=total).collect(),
+        }
+    };
+    let levels: Vec<usize> = match opts.bootstrap_levels {
+        Some(l) => vec![l],
+        None => (2..=120).rev().collect(),
+    };
+    let mut last = None;
+    for l in levels {
+        for d in dnums(1 + l + boot) {
+            match build(l, d) {
+                Ok(p) => return Ok((p, cfg)),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(BackendError::ParametersInfeasible {
+        reason: format!(
+            "no chain with bootstrapping ({boot} bootstrapping levels of {BOOT_PRIME_BITS} bits, {scale}-bit scaling primes, at least 2 compute levels) fits N = 2^{log_n}: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ),
+    })
 }

@@ -1,0 +1,80 @@
+//! Programs deeper than the modulus chain: compiled with `Bootstrap` instructions and run encrypted
+//! (N = 2^13, `Security::NotSet`, a 3-level compute chain under the bootstrapping primes: test
+//! parameters that protect nothing and only exercise the arithmetic).
+
+mod common;
+
+use common::{rand_vec, tensor};
+use polyhe_backend::{compile_ckks, BackendOptions, Security};
+use polyhe_ir::{DType, Graph, Op, TensorType};
+
+fn node(g: &mut Graph, op: Op, ins: Vec<polyhe_ir::Value>) -> polyhe_ir::Value {
+    let n = g.nodes.len();
+    let id = g.add_node(op, ins, format!("n{n}")).unwrap();
+    g.result(id)
+}
+
+/// Depth 5: x² (ct×ct), ·w (plaintext), ·x (ct×ct), ·W (matmul), ² (ct×ct).
+fn deep_graph() -> Graph {
+    let mut g = Graph::new("deep");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![4, 8]));
+    let w = g.add_constant(tensor(&[8], rand_vec(8, 2)), "w");
+    let m = g.add_constant(tensor(&[8, 8], rand_vec(64, 3).into_iter().map(|v| v * 0.4).collect()), "m");
+    let a = node(&mut g, Op::Mul, vec![x, x]);
+    let b = node(&mut g, Op::Mul, vec![a, w]);
+    let c = node(&mut g, Op::Mul, vec![b, x]);
+    let d = node(&mut g, Op::MatMul, vec![c, m]);
+    let e = node(&mut g, Op::Mul, vec![d, d]);
+    let f = node(&mut g, Op::Add, vec![e, x]);
+    g.outputs = vec![f];
+    g
+}
+
+fn opts() -> BackendOptions {
+    BackendOptions {
+        log_n: Some(13),
+        security: Security::NotSet,
+        bootstrap_levels: Some(3),
+        log_scale: Some(40),
+        ..BackendOptions::default()
+    }
+}
+
+#[test]
+fn deeper_than_the_chain_runs_encrypted_with_bootstraps() {
+    let g = deep_graph();
+    let compiled = compile_ckks(&g, &opts()).unwrap();
+    let (program, params) = compiled.runnable().unwrap();
+    program.validate().unwrap();
+    let r = &compiled.report;
+    eprintln!("{r}");
+    // 3 compute levels (level 1 the floor): the depth-5 graph needs refreshes.
+    assert!(r.depth >= 5, "depth {}", r.depth);
+    assert!(r.bootstraps >= 2, "{} bootstraps", r.bootstraps);
+    assert_eq!(r.bootstraps, program.bootstraps());
+    let plan = r.bootstrap.as_ref().unwrap();
+    assert_eq!(plan.cuts.iter().map(|c| c.ciphertexts).sum::<usize>(), r.bootstraps);
+    assert_eq!(program.input_level, 3);
+    assert_eq!(params.hamming_weight(), Some(192));
+    assert!(program.needs_conjugation());
+    assert!(program.print().contains("= bootstrap %"));
+    // The program file round-trips with its bootstrapping configuration.
+    assert_eq!(&polyhe_runtime::Program::from_bytes(&program.to_bytes()).unwrap(), program);
+
+    let x = tensor(&[4, 8], rand_vec(32, 7));
+    let run = polyhe_backend::run_encrypted(&compiled, &[x.to_f64_vec()]).unwrap();
+    assert_eq!(run.stats.bootstraps, r.bootstraps);
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+    let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
+    eprintln!("max error {err:e}; timings {:?}", run.timings);
+    assert!(err < 1e-3, "error {err}");
+}
+
+#[test]
+fn bootstrapping_chain_respects_the_sparse_secret_budget() {
+    // At N = 2^16 with 128-bit security the chain stays under Lattigo's sparse-secret log QP 1546.
+    let g = deep_graph();
+    let o = BackendOptions { log_n: Some(16), bootstrap_levels: None, ..BackendOptions::default() };
+    let err = compile_ckks(&g, &BackendOptions { bootstrap_levels: Some(400), ..o.clone() }).unwrap_err();
+    assert!(matches!(err, polyhe_backend::BackendError::ParametersInfeasible { .. }), "{err}");
+}
