@@ -638,7 +638,7 @@ fn run(cli: Cli) -> Result<()> {
                     println!("wrote {} and {}", ck_path.display(), prog_path.display());
                 }
                 None => println!(
-                    "wrote {}; no program.bin: the circuit needs bootstrapping, which the runtime does not have yet",
+                    "wrote {}; no program.bin: no parameter set holds the circuit, even with bootstrapping",
                     ck_path.display()
                 ),
             }
@@ -649,7 +649,8 @@ fn run(cli: Cli) -> Result<()> {
             let t0 = Instant::now();
             let client = polyhe_runtime::ClientKeys::generate(&ctx)?;
             let steps = program.rotation_steps();
-            let eval_keys = client.evaluation_keys(&steps, false)?;
+            // bootstrapping programs also need the conjugation key
+            let eval_keys = client.evaluation_keys(&steps, program.needs_conjugation())?;
             std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
             client.secret_key().write_to(keys.join("secret.key"))?;
             client.public_key().write_to(keys.join("public.key"))?;

@@ -367,7 +367,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
 
 /// Lowers with bootstraps at ring degree `2^log_n` (see the crate doc, step 2–3).
 fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Result<CkksCompiled, BackendError> {
-    let (params, config) = params::select_bootstrapped(opts, log_n)?;
+    let (params, config, boot_steps) = params::select_bootstrapped(opts, log_n)?;
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
@@ -393,15 +393,28 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         bootstrap: Some(polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) }),
     };
     program.validate()?;
+    // = program.rotation_steps(), without recomputing the bootstrapper's maps
+    let mut rotation_steps: Vec<i64> = program.insts.iter().filter_map(|i| match i.op {
+        polyhe_runtime::ProgramOp::Rotate { step, .. } => Some(step),
+        _ => None,
+    }).collect();
+    if program.has_bootstraps() {
+        rotation_steps.extend(boot_steps);
+    }
+    rotation_steps.sort_unstable();
+    rotation_steps.dedup();
     let (depth, cuts) = bootstrap_rounds(&real);
-    let mut report = report_of(&real, depth, Some(&params), slots);
+    let mut report = report_of(&real, 0, Some(&params), slots);
+    // Levels consumed by multiplications along the deepest path, across refreshes (alignment
+    // drops excluded, as in the critical-path breakdown it sums).
+    report.depth = report.critical_path.values().sum();
     report.bootstraps = program.bootstraps();
     report.eval_key_bytes = report.eval_key_bytes.map(|b| {
         // + the bootstrapper's Galois keys and the conjugation key
         let one = b / (1 + report.rotation_keys as u64);
-        one * (2 + program.rotation_steps().len() as u64)
+        one * (2 + rotation_steps.len() as u64)
     });
-    report.rotation_keys = program.rotation_steps().len();
+    report.rotation_keys = rotation_steps.len();
     report.bootstrap = Some(BootstrapPlan {
         depth,
         max_levels: top,
@@ -410,13 +423,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         bootstrap_levels: boot_levels,
         config: format!("{config:?}"),
     });
-    Ok(CkksCompiled {
-        rotation_steps: program.rotation_steps(),
-        program: Some(program),
-        params: Some(params),
-        client_values: real.client_values,
-        report,
-    })
+    Ok(CkksCompiled { rotation_steps, program: Some(program), params: Some(params), client_values: real.client_values, report })
 }
 
 /// The program's logical depth (levels consumed along the deepest path, across refreshes) and its

@@ -226,15 +226,25 @@ pub(crate) fn bootstrap_config(log_n: u32, hamming_weight: usize) -> Result<poly
     Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
 }
 
+/// Evaluation-key memory the automatic bootstrapping chain may spend on the bootstrapper's keys
+/// (its Galois keys, conjugation, relinearization). More digits buy compute levels (fewer special
+/// primes) but every key grows with `dnum`: at N = 2^16 one prime per digit gives 14 levels and
+/// 35 GB of keys, 6 digits 7 levels and about 6 GB.
+const BOOT_KEY_BUDGET: u64 = 8 << 30;
+
 /// Parameters for a program with bootstraps: chain `[first_bits, s × L, 58 × levels()]` with the
 /// sparse secret, where `L` (the compute levels, `opts.bootstrap_levels` or the most the sparse
-/// 128-bit budget admits, fewest digits among those) is the level every bootstrap returns to.
+/// 128-bit budget admits with the bootstrapper's keys within [`BOOT_KEY_BUDGET`], fewest digits
+/// among those) is the level every bootstrap returns to. Also returns the bootstrapper's rotation
+/// steps.
 pub(crate) fn select_bootstrapped(
     opts: &BackendOptions,
     log_n: u32,
-) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig), BackendError> {
+) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig, Vec<i64>), BackendError> {
     let cfg = bootstrap_config(log_n, opts.hamming_weight)?;
     let boot = cfg.levels();
+    let steps = cfg.rotation_steps(log_n);
+    let n_keys = steps.len() as u64 + 2;
     let scale = opts.log_scale.unwrap_or(40);
     let cap = match opts.security {
         polyhe_runtime::Security::Bits128 => sparse_max_log_qp(log_n),
@@ -248,6 +258,16 @@ pub(crate) fn select_bootstrapped(
         let max_digit: u32 = q.chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap_or(0);
         let k = max_digit.div_ceil(opts.special_bits).max(1) as usize;
         let approx = q.iter().sum::<u32>() + k as u32 * opts.special_bits;
+        let key_bytes = n_keys * dnum as u64 * 2 * (1u64 << log_n) * (q.len() + k) as u64 * 8;
+        if opts.bootstrap_levels.is_none() && key_bytes > BOOT_KEY_BUDGET {
+            return Err(polyhe_runtime::CkksError::InvalidParameters {
+                reason: format!(
+                    "{n_keys} bootstrapping keys need {:.1} GiB at dnum {dnum}, over the {} GiB budget",
+                    key_bytes as f64 / (1u64 << 30) as f64,
+                    BOOT_KEY_BUDGET >> 30
+                ),
+            });
+        }
         if cap.is_some_and(|c| approx > c + 1) {
             return Err(polyhe_runtime::CkksError::InvalidParameters {
                 reason: format!("about {approx} bits of QP exceed the sparse-secret 128-bit budget {}", cap.unwrap_or(0)),
@@ -281,7 +301,7 @@ pub(crate) fn select_bootstrapped(
     for l in levels {
         for d in dnums(1 + l + boot) {
             match build(l, d) {
-                Ok(p) => return Ok((p, cfg)),
+                Ok(p) => return Ok((p, cfg, steps)),
                 Err(e) => last = Some(e),
             }
         }

@@ -210,7 +210,7 @@ fn client_side_embedding_lookup() {
 }
 
 #[test]
-fn deep_program_gets_a_bootstrap_placement() {
+fn deep_program_compiles_with_bootstraps() {
     let mut g = Graph::new("deep");
     let x = input(&mut g, "x", &[8]);
     let mut y = x;
@@ -221,13 +221,21 @@ fn deep_program_gets_a_bootstrap_placement() {
     }
     g.outputs = vec![y];
     let c = compile_ckks(&g, &BackendOptions::default()).unwrap();
-    assert!(c.program.is_none());
+    println!("{}", c.report);
+    // Depth 120 does not fit N = 2^16: a chain with bootstrapping primes under the sparse-secret
+    // 128-bit budget, and one refresh per round of the single ciphertext.
+    let (p, params) = c.runnable().unwrap();
+    assert_eq!(params.log_n(), 16);
+    assert_eq!(params.hamming_weight(), Some(192));
+    assert!(params.log_qp() <= 1546.0, "log QP {}", params.log_qp());
     let b = c.report.bootstrap.as_ref().unwrap();
-    assert_eq!(b.depth, 120);
-    assert!(b.max_levels >= 30 && b.max_levels < 60, "{}", b.max_levels);
-    assert_eq!(b.cuts.len(), (120 - b.max_levels).div_ceil(b.usable_after_bootstrap));
+    assert!(b.depth >= 120, "{}", b.depth);
+    assert!(b.max_levels >= 3, "{}", b.max_levels);
     assert!(b.cuts.iter().all(|c| c.ciphertexts == 1));
-    assert!(matches!(c.runnable(), Err(BackendError::NeedsBootstrapping { .. })));
+    assert_eq!(c.report.bootstraps, b.cuts.len());
+    assert!(b.cuts.len() >= 120 / b.usable_after_bootstrap - 1, "{} rounds", b.cuts.len());
+    assert_eq!(p.bootstraps(), c.report.bootstraps);
+    assert!(p.rotation_steps().len() > 10 && p.needs_conjugation());
 }
 
 #[test]
