@@ -304,29 +304,29 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 Ok(c) => return Ok(c),
                 // No chain with bootstrapping either: report where bootstraps would go.
                 Err(BackendError::ParametersInfeasible { .. }) => {
-                let max_levels = params::max_levels(opts);
-                let n_in = dry.builder.n_in;
-                let mut reg_depth: Vec<usize> = vec![0; n_in];
-                reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
-                let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
-                let plan = params::place_bootstraps(
-                    depth,
-                    max_levels,
-                    opts.bootstrap_depth,
-                    &reg_depth,
-                    n_in,
-                    &uses,
-                    &dry.inst_node,
-                );
-                let mut report = report_of(&dry, depth, None, dry_slots);
-                report.bootstrap = Some(plan);
-                return Ok(CkksCompiled {
-                    program: None,
-                    params: None,
-                    rotation_steps: Vec::new(),
-                    client_values: dry.client_values,
-                    report,
-                });
+                    let max_levels = params::max_levels(opts);
+                    let n_in = dry.builder.n_in;
+                    let mut reg_depth: Vec<usize> = vec![0; n_in];
+                    reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
+                    let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
+                    let plan = params::place_bootstraps(
+                        depth,
+                        max_levels,
+                        opts.bootstrap_depth,
+                        &reg_depth,
+                        n_in,
+                        &uses,
+                        &dry.inst_node,
+                    );
+                    let mut report = report_of(&dry, depth, None, dry_slots);
+                    report.bootstrap = Some(plan);
+                    return Ok(CkksCompiled {
+                        program: None,
+                        params: None,
+                        rotation_steps: Vec::new(),
+                        client_values: dry.client_values,
+                        report,
+                    });
                 }
                 Err(e) => return Err(e),
             },
@@ -390,14 +390,21 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         constants: real.builder.constants.clone(),
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
-        bootstrap: Some(polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) }),
+        bootstrap: Some(polyhe_runtime::ProgramBootstrap {
+            config: config.clone(),
+            output_scale: real.builder.delta(top),
+        }),
     };
     program.validate()?;
     // = program.rotation_steps(), without recomputing the bootstrapper's maps
-    let mut rotation_steps: Vec<i64> = program.insts.iter().filter_map(|i| match i.op {
-        polyhe_runtime::ProgramOp::Rotate { step, .. } => Some(step),
-        _ => None,
-    }).collect();
+    let mut rotation_steps: Vec<i64> = program
+        .insts
+        .iter()
+        .filter_map(|i| match i.op {
+            polyhe_runtime::ProgramOp::Rotate { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
     if program.has_bootstraps() {
         rotation_steps.extend(boot_steps);
     }
@@ -423,7 +430,13 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         bootstrap_levels: boot_levels,
         config: format!("{config:?}"),
     });
-    Ok(CkksCompiled { rotation_steps, program: Some(program), params: Some(params), client_values: real.client_values, report })
+    Ok(CkksCompiled {
+        rotation_steps,
+        program: Some(program),
+        params: Some(params),
+        client_values: real.client_values,
+        report,
+    })
 }
 
 /// The program's logical depth (levels consumed along the deepest path, across refreshes) and its
@@ -644,8 +657,7 @@ pub fn run_encrypted_with_progress(
     timings.context = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let keys = ClientKeys::generate(&ctx)?;
-    let evaluator =
-        Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation())?)?;
+    let evaluator = Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation())?)?;
     timings.keygen = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;

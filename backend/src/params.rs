@@ -199,7 +199,14 @@ pub(crate) fn place_bootstraps(
         cuts.push(BootstrapCut { depth: cut, ciphertexts: regs.len(), before_nodes: nodes.into_iter().collect() });
         cut += usable;
     }
-    BootstrapPlan { depth, max_levels, usable_after_bootstrap: usable, cuts, bootstrap_levels: 0, config: String::new() }
+    BootstrapPlan {
+        depth,
+        max_levels,
+        usable_after_bootstrap: usable,
+        cuts,
+        bootstrap_levels: 0,
+        config: String::new(),
+    }
 }
 
 /// Bits of the bootstrapping primes (above the compute levels): CoeffsToSlots multiplies values
@@ -220,7 +227,10 @@ pub(crate) fn sparse_max_log_qp(log_n: u32) -> Option<u32> {
 /// The bootstrapping configuration for `log_n` with a sparse secret of weight `hamming_weight`:
 /// all `N/2` slots are refreshed (the row-major layout keeps unused slots at zero, which a sparse
 /// bootstrapping would fill with copies; see `docs/backend.md`).
-pub(crate) fn bootstrap_config(log_n: u32, hamming_weight: usize) -> Result<polyhe_runtime::BootstrapConfig, BackendError> {
+pub(crate) fn bootstrap_config(
+    log_n: u32,
+    hamming_weight: usize,
+) -> Result<polyhe_runtime::BootstrapConfig, BackendError> {
     let probe = CkksParams::new_with_security(log_n, &[60, 40], &[60], 2, 40, polyhe_runtime::Security::NotSet)?
         .with_hamming_weight(hamming_weight)?;
     Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
@@ -270,7 +280,10 @@ pub(crate) fn select_bootstrapped(
         }
         if cap.is_some_and(|c| approx > c + 1) {
             return Err(polyhe_runtime::CkksError::InvalidParameters {
-                reason: format!("about {approx} bits of QP exceed the sparse-secret 128-bit budget {}", cap.unwrap_or(0)),
+                reason: format!(
+                    "about {approx} bits of QP exceed the sparse-secret 128-bit budget {}",
+                    cap.unwrap_or(0)
+                ),
             });
         }
         let p = CkksParams::new_with_security(log_n, &q, &vec![opts.special_bits; k], dnum, scale, opts.security)?

@@ -136,8 +136,7 @@ impl BootstrapConfig {
         let slots = 1usize << log_n.saturating_sub(1);
         let n = 1usize << self.log_slots.min(log_n.saturating_sub(1));
         let (cts, stc) = transform_maps(n, slots, self.cts_levels, self.stc_levels, 1.0, 1.0);
-        let mut v: Vec<i64> =
-            cts.iter().chain(&stc).flat_map(|m| linear::BsgsPlan::new(m).steps()).collect();
+        let mut v: Vec<i64> = cts.iter().chain(&stc).flat_map(|m| linear::BsgsPlan::new(m).steps()).collect();
         v.extend(Evaluator::rotate_and_sum_steps(slots / n, n as i64));
         v.iter_mut().for_each(|s| *s = s.rem_euclid(slots as i64));
         v.sort_unstable();
@@ -312,7 +311,7 @@ impl Bootstrapper {
         let mut cts = Vec::new();
         let mut level = top;
         let mut scale = q0; // the ModRaise'd ciphertext is declared at scale q_0
-        // StC: (2π/q_0)·m in bit-reversed slots ↦ E·m/Δ_message.
+                            // StC: (2π/q_0)·m in bit-reversed slots ↦ E·m/Δ_message.
         let c_stc = q0 / (2.0 * PI * message_scale);
         let (cts_maps, stc_maps) = transform_maps(n, slots, config.cts_levels, config.stc_levels, c_cts, c_stc);
         let cts_last = cts_maps.len().saturating_sub(1);

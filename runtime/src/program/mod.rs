@@ -260,7 +260,12 @@ impl Op {
     pub fn operands(&self) -> Vec<Reg> {
         match *self {
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
-            Op::Neg(a) | Op::AddPlain(a, _) | Op::SubPlain(a, _) | Op::MulInt(a, _) | Op::Rescale(a) | Op::Bootstrap(a) => vec![a],
+            Op::Neg(a)
+            | Op::AddPlain(a, _)
+            | Op::SubPlain(a, _)
+            | Op::MulInt(a, _)
+            | Op::Rescale(a)
+            | Op::Bootstrap(a) => vec![a],
             Op::MulPlain { src, .. }
             | Op::MulScalar { src, .. }
             | Op::DropLevel { src, .. }
@@ -422,7 +427,9 @@ impl Program {
             reason: "bootstrap instructions without a bootstrapping configuration".into(),
         })?;
         if ctx.fingerprint() != self.params.fingerprint {
-            return Err(ProgramError::Interface { reason: "the context's parameters differ from the program's".into() });
+            return Err(ProgramError::Interface {
+                reason: "the context's parameters differ from the program's".into(),
+            });
         }
         Ok(Some(crate::Bootstrapper::with_output_scale(ctx, b.config.clone(), b.output_scale)?))
     }
@@ -618,7 +625,10 @@ impl Program {
                 Op::DropLevel { src, .. } | Op::Rotate { src, .. } => sc(src),
                 Op::Bootstrap(a) => {
                     let Some(b) = &self.bootstrap else {
-                        return Err(ProgramError::Invalid { inst: i, reason: "bootstrap without a configuration".into() });
+                        return Err(ProgramError::Invalid {
+                            inst: i,
+                            reason: "bootstrap without a configuration".into(),
+                        });
                     };
                     // Bootstrapper::to_message_scale: one constant multiplication takes the input
                     // from q_1·Δ_msg/scale; below 2^20 that constant has too little precision.
