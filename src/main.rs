@@ -536,7 +536,7 @@ fn run(cli: Cli) -> Result<()> {
                         None => poly_r,
                     };
                     let tail_phase =
-                        if tail.is_some() { format!(", client tail {tail_s:.3} s") } else { String::new() };
+                        if tail.is_some() { format!(", client tail {:.2} ms", tail_s * 1e3) } else { String::new() };
                     eprintln!(
                         "phases: context {:.2} s, keygen {:.2} s ({} rotation keys), encrypt {:.2} s, eval {:.2} s, decrypt {:.2} s{tail_phase}",
                         t.context,

@@ -509,3 +509,33 @@ fn split_flow_with_client_tail_decrypts_to_the_model_outputs() {
     assert!(o.status.success());
     assert!(!out.join("tail.ir").exists());
 }
+
+#[test]
+fn run_encrypted_with_client_tail_times_the_tail_and_compares_model_outputs() {
+    let f = root().join("tests/fixtures");
+    let y = tmp("sq_enc_tail_y.npy");
+    let o = polyhe(&[
+        "run",
+        s(&f.join("square_mlp.onnx")),
+        "--mode",
+        "encrypted",
+        "--client-tail",
+        "fc2",
+        "--calib",
+        s(&f.join("square_mlp_calib.npy")),
+        "--input",
+        s(&f.join("square_mlp_x.npy")),
+        "--output",
+        s(&y),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(", client tail ") && err.contains("y: max relative error vs poly mode"), "{err}");
+    let got = polyhe::npy::read(&y).unwrap();
+    assert_eq!(got.shape(), &[1, 4, 3]);
+    let r = tmp("sq_enc_tail_ref.npy");
+    let o =
+        polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--output", s(&r)]);
+    assert!(o.status.success());
+    assert!(polyhe::max_rel_error(&got, &polyhe::npy::read(&r).unwrap()).unwrap() < 1e-3);
+}
