@@ -343,17 +343,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         opts.pow2_rotations,
         false,
     )?;
-    let program = Program {
-        name: graph.name.clone(),
-        params: polyhe_runtime::ProgramParams::from_params(&params),
-        inputs: real.inputs.clone(),
-        input_level: params.max_level(),
-        input_scale: real.builder.delta(params.max_level()),
-        constants: real.builder.constants.clone(),
-        insts: real.builder.insts.clone(),
-        outputs: real.outputs.clone(),
-        bootstrap: None,
-    };
+    let program = program_of(graph, &real, &params, params.max_level(), None);
     program.validate()?;
     let report = report_of(&real, program.levels_used(), Some(&params), slots);
     Ok(CkksCompiled {
@@ -363,6 +353,28 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         client_values: real.client_values,
         report,
     })
+}
+
+/// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the
+/// chain, or below the bootstrapping levels when `bootstrap` is set).
+fn program_of(
+    graph: &Graph,
+    real: &lower::Lowered,
+    params: &CkksParams,
+    input_level: usize,
+    bootstrap: Option<polyhe_runtime::ProgramBootstrap>,
+) -> Program {
+    Program {
+        name: graph.name.clone(),
+        params: polyhe_runtime::ProgramParams::from_params(params),
+        inputs: real.inputs.clone(),
+        input_level,
+        input_scale: real.builder.delta(input_level),
+        constants: real.builder.constants.clone(),
+        insts: real.builder.insts.clone(),
+        outputs: real.outputs.clone(),
+        bootstrap,
+    }
 }
 
 /// Lowers with bootstraps at ring degree `2^log_n` (see the crate doc, step 2–3).
@@ -381,20 +393,8 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         opts.pow2_rotations,
         true,
     )?;
-    let program = Program {
-        name: graph.name.clone(),
-        params: polyhe_runtime::ProgramParams::from_params(&params),
-        inputs: real.inputs.clone(),
-        input_level: top,
-        input_scale: real.builder.delta(top),
-        constants: real.builder.constants.clone(),
-        insts: real.builder.insts.clone(),
-        outputs: real.outputs.clone(),
-        bootstrap: Some(polyhe_runtime::ProgramBootstrap {
-            config: config.clone(),
-            output_scale: real.builder.delta(top),
-        }),
-    };
+    let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
+    let program = program_of(graph, &real, &params, top, Some(bootstrap));
     program.validate()?;
     // = program.rotation_steps(), without recomputing the bootstrapper's maps
     let mut rotation_steps: Vec<i64> = program
