@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Prints one row per shipped model for the README's encrypted-execution table: ring degree N, levels
-# (chain length), depth, bootstraps, rotations, Galois keys, evaluation-key bytes, and — when the
-# program fits without bootstrapping and its keys fit in memory — keygen/encrypt/eval/decrypt times,
-# the error vs poly mode and the argmax vs onnxruntime (first sample, batch 1).
+# (chain length; with bootstrapping "L + B": compute levels + the bootstrapping levels above them),
+# depth, bootstraps (refreshed ciphertexts, in rounds), rotations, Galois keys, evaluation-key bytes,
+# and — when the program's keys fit in memory — keygen/encrypt/eval/decrypt times, the error vs poly
+# mode and the argmax vs onnxruntime (first sample, batch 1).
 #
 # Usage: scripts/encrypted-table.sh [MODEL...]          (default: every shipped model)
-# Environment: EXTRA="--security none --log-n 13" passes backend flags to compile and run (test rings;
-#              the table then says security none); RUN=0 skips the encrypted runs;
-#              MEM_FRACTION (default 0.6) of the available memory may hold evaluation keys.
+# Environment: EXTRA="--security none --log-n 13" passes flags to compile and run (test rings; the
+#              table then says security none), e.g. EXTRA="--security none --log-n 13 --client-tail auto
+#              --bootstrap-levels 20" for the ViT with bootstraps; RUN=0 skips the encrypted runs;
+#              MEM_FRACTION (default 0.6) of the available memory may hold evaluation keys;
+#              LOGS=DIR keeps the compile and run logs there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=("$@")
@@ -19,6 +22,7 @@ cargo build --release -q -p polyhe
 bin=./target/release/polyhe
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+LOGS=${LOGS:-}
 avail_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
 
 # First sample of every .npy in DIR (batch 1), written to OUTDIR with the same names.
@@ -62,14 +66,17 @@ r = json.load(open(sys.argv[1]))
 b = r.get('bootstrap')
 n = f"2^{r['log_n']}" if r.get('log_n') else "2^16 (with bootstrapping)"
 levels = len(r['q_bits']) - 1 if r.get('q_bits') else (b['max_levels'] if b else '')
+if b and b.get('bootstrap_levels') and r.get('q_bits'):
+    levels = f"{b['max_levels']} + {b['bootstrap_levels']}"
+boots = f"{r['bootstraps']} ({len(b['cuts'])} rounds)" if b and r.get('bootstraps') else (f"needs {len(b['cuts'])} rounds" if b else 0)
 keys = f"{r['eval_key_bytes'] / 2**30:.2f} GiB" if r.get('eval_key_bytes') else "—"
-print(f"{n}|{levels}|{r['depth']}|{('2^' + str(r['log_scale'])) if r.get('log_scale') else '—'}|{r.get('dnum') or '—'}|{len(b['cuts']) if b else 0}|{r['rotations']} ({r['naive_rotations']})|{r['rotation_keys']}|{keys}|{r.get('eval_key_bytes') or 0}|{r['security']}")
+print(f"{n}|{levels}|{r['depth']}|{('2^' + str(r['log_scale'])) if r.get('log_scale') else '—'}|{r.get('dnum') or '—'}|{boots}|{r['rotations']} ({r['naive_rotations']})|{r['rotation_keys']}|{keys}|{r.get('eval_key_bytes') or 0}|{r['security']}")
 PY
 )
   IFS='|' read -r n levels depth scale dnum boots rots gkeys keys keybytes sec <<< "$row"
   times="— | — | — | —"; err="—"; argmax="—"
   if [ ! -f "$work/$m/out/program.bin" ]; then
-    err="needs bootstrapping (runtime has none in the program path)"
+    err="no parameter set holds the circuit, even with bootstrapping"
   elif [ "$RUN" = 0 ]; then
     err="not run (RUN=0)"
   elif [ "$(awk -v b="$keybytes" -v a="$avail_kb" -v f="$MEM_FRACTION" 'BEGIN { print (b > a * 1024 * f) ? 1 : 0 }')" = 1 ]; then
@@ -84,6 +91,7 @@ PY
       err="run failed: $(tail -1 "$work/$m/run.log")"
     fi
   fi
+  if [ -n "$LOGS" ]; then mkdir -p "$LOGS/$m" && cp "$work/$m"/*.log "$work/$m"/*.out "$LOGS/$m/" 2>/dev/null || true; fi
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
     "$m" "$n" "$levels" "$depth" "$scale" "$dnum" "$boots" "$rots" "$gkeys" "$keys" "$times" "$err" "$argmax" "$sec"
 done

@@ -69,7 +69,8 @@ struct PolyArgs {
 /// CKKS backend options (`compile`, `dump --stage ckks`, `run --mode encrypted`).
 #[derive(clap::Args, Clone, Default)]
 struct BackendArgs {
-    /// Ring degree 2^LOG_N (13..=16); default: the smallest that holds the depth.
+    /// Ring degree 2^LOG_N (13..=16); default: the smallest that holds the depth. A forced ring
+    /// whose chain cannot hold the depth compiles with bootstraps.
     #[arg(long)]
     log_n: Option<u32>,
     /// Scaling-prime bits; default: the largest in MIN_LOG_SCALE..=40 that fits at the chosen N.
@@ -81,7 +82,8 @@ struct BackendArgs {
     /// Modulus-chain levels (at least the program's depth; spare levels cost time).
     #[arg(long)]
     levels: Option<usize>,
-    /// Key-switching digits (default: the fewest the security bound admits, i.e. the smallest keys).
+    /// Key-switching digits (default: the fastest key switching whose keys fit 8 GiB, else the
+    /// smallest keys).
     #[arg(long)]
     dnum: Option<usize>,
     /// `128` (default): HomomorphicEncryption.org 128-bit bound. `none`: no bound, for tests that
@@ -94,6 +96,11 @@ struct BackendArgs {
     /// How far composing two affine maps may multiply their diagonals to save a level (default 4).
     #[arg(long)]
     fusion_growth: Option<usize>,
+    /// Compile with bootstraps, refreshing to this many compute levels (the chain is
+    /// `[60, s × L, bootstrapping primes]`, sparse secret), even when the depth would fit a chain;
+    /// with --log-n at that ring (default: N = 2^16).
+    #[arg(long, value_name = "L")]
+    bootstrap_levels: Option<usize>,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -122,6 +129,7 @@ impl BackendArgs {
         if let Some(g) = self.fusion_growth {
             o.fusion_growth = g;
         }
+        o.bootstrap_levels = self.bootstrap_levels;
         o
     }
 
@@ -146,6 +154,7 @@ impl BackendArgs {
             }),
         );
         opt("fusion-growth", self.fusion_growth.map(|x| x.to_string()));
+        opt("bootstrap-levels", self.bootstrap_levels.map(|x| x.to_string()));
         if self.pow2_rotations {
             w.push("--pow2-rotations".into());
         }

@@ -539,3 +539,47 @@ fn run_encrypted_with_client_tail_times_the_tail_and_compares_model_outputs() {
     assert!(o.status.success());
     assert!(polyhe::max_rel_error(&got, &polyhe::npy::read(&r).unwrap()).unwrap() < 1e-3);
 }
+
+/// `--bootstrap-levels` (test ring): compile records it in OUT/backend.args, so `encrypt` re-lowers
+/// the same program; the split flow runs the bootstraps (keygen adds the conjugation key) and
+/// decrypts to the reference; `dump --stage ckks` shows the bootstrap instructions.
+#[test]
+fn split_flow_with_bootstraps() {
+    let f = root().join("tests/fixtures");
+    let (model, calib) = (f.join("square_mlp.onnx"), f.join("square_mlp_calib.npy"));
+    let out = tmp("sq_boot");
+    let ring = ["--security", "none", "--log-n", "13", "--bootstrap-levels", "2"];
+    let mut args = vec!["compile", s(&model), "--calib", s(&calib), "--dim", "batch_size=1", "-o", s(&out)];
+    args.extend(ring);
+    let o = polyhe(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("bootstraps: 2 ciphertext refresh(es)") && stdout.contains("compute levels 2"), "{stdout}");
+    let words = std::fs::read_to_string(out.join("backend.args")).unwrap();
+    assert!(words.lines().any(|l| l == "--bootstrap-levels=2"), "{words}");
+    let keys = out.join("keys");
+    let ct = out.join("ct");
+    let res = out.join("res");
+    let y = out.join("y.npy");
+    for args in [
+        vec!["keygen", s(&out), "--keys", s(&keys)],
+        vec!["encrypt", s(&out), "--keys", s(&keys), "--input", s(&f.join("square_mlp_x.npy")), "-o", s(&ct)],
+        vec!["eval", s(&out), "--eval-keys", s(&keys.join("eval.keys")), "--ciphertexts", s(&ct), "-o", s(&res)],
+        vec!["decrypt", s(&out), "--keys", s(&keys), "--ciphertexts", s(&res), "--output", s(&y)],
+    ] {
+        let o = polyhe(&args);
+        assert!(o.status.success(), "{}: {}", args[0], String::from_utf8_lossy(&o.stderr));
+    }
+    let r = tmp("sq_boot_ref.npy");
+    let o =
+        polyhe(&["run", s(&f.join("square_mlp.onnx")), "--input", s(&f.join("square_mlp_x.npy")), "--output", s(&r)]);
+    assert!(o.status.success());
+    let err = polyhe::max_rel_error(&polyhe::npy::read(&y).unwrap(), &polyhe::npy::read(&r).unwrap()).unwrap();
+    assert!(err < 1e-3, "split flow with bootstraps vs reference: {err:.3e}");
+    // The same flag on dump: the program text has the refreshes.
+    let mut args = vec!["dump", s(&model), "--stage", "ckks", "--calib", s(&calib), "--dim", "batch_size=1"];
+    args.extend(ring);
+    let o = polyhe(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("= bootstrap %").count(), 2);
+}

@@ -4,9 +4,10 @@
 //! 1. `lower` — slot layout and per-op lowering through the level/scale builder (`levels`), with the
 //!    diagonal method for affine maps (`linear`). First as a dry run on a stand-in chain to measure
 //!    the depth,
-//! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security; if N = 2^16
-//!    cannot hold it (or `bootstrap_levels` forces it), a chain with bootstrapping primes on top and
-//!    a sparse secret under the sparse-secret budget,
+//! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security (dnum: the
+//!    fastest key switching whose keys fit a memory budget, else the smallest keys); if N = 2^16
+//!    (or a forced `log_n`) cannot hold it, or `bootstrap_levels` forces it, a chain with
+//!    bootstrapping primes on top and a sparse secret under the sparse-secret budget,
 //! 3. `lower` again on the real primes (with bootstrapping: `Bootstrap` instructions wherever an
 //!    operand reaches level 1, levels restarting at the bootstrapper's output level), then
 //!    `Program::validate` proves levels and scales,
@@ -29,8 +30,9 @@ pub use error::BackendError;
 pub use params::{BootstrapCut, BootstrapPlan};
 
 /// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
-/// 40 bits down to `min_log_scale` (the largest that fits the depth at the smallest N), a 60-bit
-/// first prime and 60-bit special primes, and the fewest key-switching digits.
+/// 40 bits down to `min_log_scale`, a 60-bit first prime and 60-bit special primes, and the
+/// scaling-prime size and key-switching digits with the fastest key switching among those whose
+/// keys fit 8 GiB, else the smallest keys (the shipped models at 128-bit security).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendOptions {
     /// Force the ring degree `2^log_n` (13..=16).
@@ -39,7 +41,8 @@ pub struct BackendOptions {
     pub min_log_n: u32,
     /// Force more levels than the depth (spare levels).
     pub levels: Option<usize>,
-    /// Key-switching digits (default: the fewest the security bound admits, i.e. the smallest keys).
+    /// Key-switching digits (default: the fastest key switching whose keys fit 8 GiB, else the
+    /// smallest keys; see `params.rs`).
     pub dnum: Option<usize>,
     /// Scaling-prime bits (the scale `Δ = 2^log_scale`); `None`: automatic (see the type doc).
     pub log_scale: Option<u32>,
@@ -55,8 +58,9 @@ pub struct BackendOptions {
     /// Depth a bootstrap itself would consume (for the placement when the depth does not fit).
     pub bootstrap_depth: usize,
     /// Compile with bootstraps and this many compute levels between refreshes even if the depth
-    /// would fit (tests: a short `Security::NotSet` chain that needs a bootstrap). `None`: only
-    /// when N = 2^16 cannot hold the depth, with the most levels the sparse budget admits.
+    /// would fit (test rings: a short `Security::NotSet` chain at N = 2^13 is faster than one
+    /// holding the whole depth). `None`: only when the chain cannot hold the depth (at N = 2^16,
+    /// or at a forced `log_n`), with the most levels the sparse budget admits.
     pub bootstrap_levels: Option<usize>,
     /// Hamming weight of the sparse secret bootstrapping programs use.
     pub hamming_weight: usize,
@@ -267,11 +271,14 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         node: graph.name.clone(),
         reason: format!("not a polynomial-stage graph: {e}"),
     })?;
+    if let Some(n) = opts.log_n.filter(|n| !(13..=16).contains(n)) {
+        return Err(BackendError::ParametersInfeasible { reason: format!("log_n = {n} must be in 13..=16") });
+    }
+    if opts.bootstrap_levels.is_some() {
+        return compile_bootstrapped(graph, opts, opts.log_n.unwrap_or(16));
+    }
     // Slot count only changes the packing, not the depth: dry-run at the smallest candidate N
     // (short diagonals keep the dry run cheap).
-    if opts.bootstrap_levels.is_some() {
-        return compile_bootstrapped(graph, opts, opts.log_n.unwrap_or(16).clamp(13, 16));
-    }
     let mut dry_log_n = opts.log_n.unwrap_or(opts.min_log_n).clamp(13, 16);
     let dry_scale = opts.log_scale.unwrap_or(40);
     let stand_in = vec![1u64 << dry_scale.min(62); DRY_LEVELS + 1];
@@ -291,11 +298,23 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
             false,
         )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
-        match params::select(depth, opts) {
+        // Key-switching keys: the distinct rotations (they depend on the slot count only) and
+        // relinearization.
+        let keys = rotation_steps_of(&dry.builder.insts).len() + 1;
+        match params::select(depth, keys, opts) {
             Ok(p) if p.log_n() == dry_log_n => break p,
             Ok(p) if p.log_n() > dry_log_n => dry_log_n = p.log_n(),
             // Fewer levels at the larger N: a smaller N would do, but its packing was not measured.
-            Ok(_) => break params::select(depth, &BackendOptions { log_n: Some(dry_log_n), ..opts.clone() })?,
+            Ok(_) => break params::select(depth, keys, &BackendOptions { log_n: Some(dry_log_n), ..opts.clone() })?,
+            // A forced ring whose chain cannot hold the depth: bootstrap at that ring.
+            Err(BackendError::ParametersInfeasible { reason }) if opts.log_n.is_some() && opts.levels.is_none() => {
+                return compile_bootstrapped(graph, opts, dry_log_n).map_err(|e| match e {
+                    BackendError::ParametersInfeasible { reason: boot } => {
+                        BackendError::ParametersInfeasible { reason: format!("{reason}; with bootstrapping: {boot}") }
+                    }
+                    e => e,
+                })
+            }
             Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
             // A program this deep would run at N = 2^16 once bootstrapping exists: measure the
             // packing (and so the counts and the placement) there.
@@ -377,9 +396,24 @@ fn program_of(
     }
 }
 
+/// The distinct rotation steps of `insts` (sorted).
+fn rotation_steps_of(insts: &[polyhe_runtime::Inst]) -> Vec<i64> {
+    let steps: std::collections::BTreeSet<i64> = insts
+        .iter()
+        .filter_map(|i| match i.op {
+            polyhe_runtime::ProgramOp::Rotate { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    steps.into_iter().collect()
+}
+
 /// Lowers with bootstraps at ring degree `2^log_n` (see the crate doc, step 2–3).
 fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Result<CkksCompiled, BackendError> {
-    let (params, config, boot_steps) = params::select_bootstrapped(opts, log_n)?;
+    // The compute levels are chosen for the bootstrapper's keys (its rotations, conjugation,
+    // relinearization); the digits again below, once the program's own rotations are known.
+    let boot_keys = params::bootstrap_config(log_n, opts.hamming_weight)?.rotation_steps(log_n).len() + 2;
+    let (params, config) = params::select_bootstrapped(opts, log_n, boot_keys)?;
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
@@ -394,33 +428,27 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         true,
     )?;
     let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
-    let program = program_of(graph, &real, &params, top, Some(bootstrap));
-    program.validate()?;
-    // = program.rotation_steps(), without recomputing the bootstrapper's maps
-    let mut rotation_steps: Vec<i64> = program
-        .insts
-        .iter()
-        .filter_map(|i| match i.op {
-            polyhe_runtime::ProgramOp::Rotate { step, .. } => Some(step),
-            _ => None,
-        })
-        .collect();
-    if program.has_bootstraps() {
-        rotation_steps.extend(boot_steps);
+    let mut program = program_of(graph, &real, &params, top, Some(bootstrap.clone()));
+    let rotation_steps = program.rotation_steps();
+    let keys = rotation_steps.len() + 1 + usize::from(program.needs_conjugation());
+    // Same Q chain (the lowering depends on nothing else), digits for the exact key count.
+    let (params, _) = params::select_bootstrapped(
+        &BackendOptions { bootstrap_levels: Some(top), log_scale: Some(params.log_scale()), ..opts.clone() },
+        log_n,
+        keys,
+    )?;
+    if params.moduli() != program.params.moduli.as_slice() {
+        return Err(BackendError::Internal("re-selecting the digits changed the Q chain".into()));
     }
-    rotation_steps.sort_unstable();
-    rotation_steps.dedup();
+    program.params = polyhe_runtime::ProgramParams::from_params(&params);
+    program.validate()?;
     let (depth, cuts) = bootstrap_rounds(&real);
     let mut report = report_of(&real, 0, Some(&params), slots);
     // Levels consumed by multiplications along the deepest path, across refreshes (alignment
     // drops excluded, as in the critical-path breakdown it sums).
     report.depth = report.critical_path.values().sum();
     report.bootstraps = program.bootstraps();
-    report.eval_key_bytes = report.eval_key_bytes.map(|b| {
-        // + the bootstrapper's Galois keys and the conjugation key
-        let one = b / (1 + report.rotation_keys as u64);
-        one * (2 + rotation_steps.len() as u64)
-    });
+    report.eval_key_bytes = Some(params::key_bytes(&params, keys));
     report.rotation_keys = rotation_steps.len();
     report.bootstrap = Some(BootstrapPlan {
         depth,
@@ -465,10 +493,10 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
                 });
                 c.depth = c.depth.min(d_in);
                 c.ciphertexts += 1;
-                if let Some(n) = l.inst_node.get(i) {
-                    if !c.before_nodes.contains(n) {
-                        c.before_nodes.push(n.clone());
-                    }
+                // (the maps that materialize the outputs belong to no IR node)
+                let n = l.inst_node.get(i).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| "(output)".into());
+                if !c.before_nodes.contains(&n) {
+                    c.before_nodes.push(n);
                 }
                 d_in
             }

@@ -1,19 +1,31 @@
 //! Parameter selection and bootstrap placement.
 //!
-//! Requires: the program's depth (levels consumed, measured by a dry-run lowering).
+//! Requires: the program's depth (levels consumed, measured by a dry-run lowering) and its number
+//! of key-switching keys (distinct rotations + relinearization; they depend on the slot count only).
 //! Guarantees:
 //! - The chain is `[first_bits, s × depth]` plus special primes covering the largest
 //!   key-switching digit (`CkksParams::with_depth`), at the smallest `N ∈ {2^13 … 2^16}` whose
-//!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it, with the
-//!   scaling-prime size `s ∈ [min_log_scale, 40]` and digit count `dnum` that give the smallest
-//!   key-switching keys at that N (ties: the largest `s`; or `log_scale`/`dnum` when given). `Security::NotSet` drops the bound (test rings only). A user
-//!   override (`log_n`, `levels`, `dnum`) is honoured or refused with
-//!   [`BackendError::ParametersInfeasible`] saying what is missing.
-//! - When even `N = 2^16` cannot hold the depth, [`place_bootstraps`] computes where bootstraps go:
-//!   along every path, a value is refreshed when its depth would pass the next multiple of the usable
-//!   levels. Placing each bootstrap as late as possible is optimal for the number of bootstraps on
-//!   the critical path (a shortest path over levels whose edges are "consume up to `usable` levels"
-//!   — the greedy exchange argument: moving a bootstrap later never makes a later one earlier).
+//!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it.
+//!   `Security::NotSet` drops the bound (test rings only). At that N, the scaling-prime size
+//!   `s ∈ [min_log_scale, 40]` and the digit count `dnum` are chosen by [`pick`]: when some
+//!   choice keeps the evaluation keys within [`KEY_BUDGET`], the one with the fastest key
+//!   switching by the cost model [`key_switch_cost_at`] (ties within 5%: the largest `s`);
+//!   otherwise the smallest keys (ties: the largest `s`). At 128-bit security the bound is what
+//!   limits special primes, and the shipped models' keys exceed the budget at every `dnum`, so
+//!   they get the smallest keys; on test rings (`NotSet`, N = 2^13) the fastest digits.
+//!   `log_scale`/`dnum` overrides restrict the candidates; a user override (`log_n`, `levels`,
+//!   `dnum`) is honoured or refused with [`BackendError::ParametersInfeasible`] saying what is
+//!   missing.
+//! - With bootstrapping ([`select_bootstrapped`]): chain `[first_bits, s × L, 58 × B]`, sparse
+//!   secret, `L` forced or the most the sparse-secret budget and the key budget admit; digits by
+//!   [`pick`] again, once the program's exact key count is known (the Q primes do not depend on
+//!   the digits, so the lowering stays valid).
+//! - When no chain holds the depth, even with bootstrapping, [`place_bootstraps`] computes where
+//!   bootstraps would go: along every path, a value is refreshed when its depth would pass the next
+//!   multiple of the usable levels. Placing each bootstrap as late as possible is optimal for the
+//!   number of bootstraps on the critical path (a shortest path over levels whose edges are
+//!   "consume up to `usable` levels" — the greedy exchange argument: moving a bootstrap later never
+//!   makes a later one earlier).
 
 use polyhe_runtime::CkksParams;
 
@@ -27,14 +39,14 @@ fn scale_candidates(opts: &BackendOptions) -> Vec<u32> {
     }
 }
 
-/// The chain `[first, scale × levels]` at `log_n`, fewest digits first (key size grows with
-/// `dnum·(L+1+K)`; fewer digits mean more special primes, which the security bound has to admit).
-fn try_params(
+/// Every admissible chain `[first, scale × levels]` at `log_n`, one per digit count (`opts.dnum`
+/// when given), or the last error.
+fn candidates(
     opts: &BackendOptions,
     log_n: u32,
     levels: usize,
     scale: u32,
-) -> Result<CkksParams, polyhe_runtime::CkksError> {
+) -> Result<Vec<CkksParams>, polyhe_runtime::CkksError> {
     let build = |d: usize| {
         CkksParams::with_depth_and_security(
             log_n,
@@ -46,23 +58,22 @@ fn try_params(
             opts.security,
         )
     };
-    match opts.dnum {
-        Some(d) => build(d),
-        None => {
-            // Every admissible digit count, keeping the smallest key (`dnum·(L+1+K)` limbs); the
-            // fewest digits is not always it: near the security bound, more digits need fewer
-            // special primes.
-            let mut last = None;
-            let mut best: Option<CkksParams> = None;
-            for d in 1..=(levels + 1).min(60) {
-                match build(d) {
-                    Ok(p) if best.as_ref().is_none_or(|b| key_limbs(&p) < key_limbs(b)) => best = Some(p),
-                    Ok(_) => {}
-                    Err(e) => last = Some(e),
-                }
-            }
-            best.ok_or_else(|| last.unwrap_or(polyhe_runtime::CkksError::Internal("no dnum tried")))
+    let dnums: Vec<usize> = match opts.dnum {
+        Some(d) => vec![d],
+        None => (1..=(levels + 1).min(60)).collect(),
+    };
+    let mut last = None;
+    let mut out = Vec::new();
+    for d in dnums {
+        match build(d) {
+            Ok(p) => out.push(p),
+            Err(e) => last = Some(e),
         }
+    }
+    match (out.is_empty(), last) {
+        (false, _) => Ok(out),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(polyhe_runtime::CkksError::Internal("no dnum tried")),
     }
 }
 
@@ -71,10 +82,84 @@ pub(crate) fn key_limbs(p: &CkksParams) -> usize {
     p.dnum() * (p.max_level() + 1 + p.special_moduli().len())
 }
 
-/// Picks parameters for `depth` levels: the smallest N (speed) and, at that N, the scaling prime in
-/// `min_log_scale..=40` and digit count with the smallest evaluation keys (ties: the largest scale,
-/// for precision).
-pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, BackendError> {
+/// Bytes of `keys` key-switching keys (Galois, relinearization, conjugation) at `p`.
+pub(crate) fn key_bytes(p: &CkksParams, keys: usize) -> u64 {
+    keys as u64 * key_limbs(p) as u64 * 2 * p.n() as u64 * 8
+}
+
+/// Evaluation-key memory the automatic choices may spend: below it, the digit count is chosen for
+/// speed ([`key_switch_cost`]); above it (every choice over budget), for the smallest keys. 8 GiB
+/// leaves a 24 GiB machine room for the ciphertexts and plaintexts of a run (the encoder's
+/// executor peaks near 3 GiB at N = 2^13). The shipped models at 128-bit security exceed it at
+/// every digit count (60 GiB and more at N = 2^16), so they keep the smallest keys.
+pub(crate) const KEY_BUDGET: u64 = 8 << 30;
+
+/// Estimated time of one key switch of a ciphertext with `nq` Q limbs, with digits of `alpha`
+/// primes and `k` special primes, in limb operations (one pass of `N` multiply-accumulates).
+///
+/// Why this model: key switching is `ModUp` (an inverse NTT of the `nq` limbs, then per digit a
+/// base conversion from its `|d|` limbs to the `nq + k − |d|` others, each followed by a forward
+/// NTT), the inner product with the key (`2·β·(nq + k)` products over `β = ⌈nq/alpha⌉` digits) and
+/// `ModDown` (both halves: `k` inverse NTTs, a conversion from `k` limbs to `nq`, `nq` forward
+/// NTTs). A base conversion of `s` source limbs to one target costs `s` multiply-accumulates per
+/// coefficient; an NTT `log₂N / 2` butterflies per coefficient. Few digits mean wide digits and
+/// many special primes (`k` grows with the digit's bits), so the conversions are quadratic in the
+/// limbs (`nq·k` in both directions); many digits mean many NTTs and a long inner product. The
+/// optimum is in between: at N = 2^13 with 88 limbs, dnum 3–6 is about twice as fast as dnum 1
+/// below the top levels (measured rotations; the model says 1.5×: it ignores memory traffic).
+pub(crate) fn key_switch_cost_at(log_n: u32, nq: usize, alpha: usize, k: usize) -> f64 {
+    let ntt = f64::from(log_n) / 2.0;
+    let alpha = alpha.max(1);
+    let (mut conv, mut ntts, mut digits) = (0usize, nq, 0usize);
+    let mut start = 0;
+    while start < nq {
+        let d = alpha.min(nq - start);
+        conv += d * (nq + k - d);
+        ntts += nq + k - d;
+        digits += 1;
+        start += d;
+    }
+    let inner = 2 * digits * (nq + k);
+    let down_conv = 2 * k * nq;
+    let down_ntts = 2 * (k + nq);
+    (conv + inner + down_conv) as f64 + (ntts + down_ntts) as f64 * ntt
+}
+
+/// [`key_switch_cost_at`] averaged over the levels `1..=top` a program's key switches run at
+/// (a program spends its levels evenly enough that the mean level stands for all of them).
+pub(crate) fn key_switch_cost(p: &CkksParams, top: usize) -> f64 {
+    let top = top.clamp(1, p.max_level().max(1));
+    let (alpha, k) = (p.alpha(), p.special_moduli().len());
+    (1..=top).map(|l| key_switch_cost_at(p.log_n(), l + 1, alpha, k)).sum::<f64>() / top as f64
+}
+
+/// Chains whose estimated key-switching costs are within this factor count as equally fast; among
+/// them the largest scaling prime wins (precision). The model is no more accurate than that.
+const COST_TIE: f64 = 1.05;
+
+/// The choice among admissible chains (see [`KEY_BUDGET`]): if some chain's `keys` keys fit the
+/// budget, the fastest of those by [`key_switch_cost`] over its levels up to `top(p)` (ties within
+/// [`COST_TIE`]: the largest scale); otherwise the smallest keys (ties: the largest scale).
+pub(crate) fn pick(cands: Vec<CkksParams>, keys: usize, top: impl Fn(&CkksParams) -> usize) -> Option<CkksParams> {
+    let fits: Vec<&CkksParams> = cands.iter().filter(|p| key_bytes(p, keys) <= KEY_BUDGET).collect();
+    if fits.is_empty() {
+        return cands.into_iter().min_by(|a, b| {
+            key_limbs(a).cmp(&key_limbs(b)).then(b.log_scale().cmp(&a.log_scale())).then(a.dnum().cmp(&b.dnum()))
+        });
+    }
+    let cost = |p: &CkksParams| key_switch_cost(p, top(p));
+    let best = fits.iter().map(|p| cost(p)).fold(f64::INFINITY, f64::min);
+    let chosen = fits
+        .into_iter()
+        .filter(|p| cost(p) <= best * COST_TIE)
+        .max_by(|a, b| a.log_scale().cmp(&b.log_scale()).then(cost(b).total_cmp(&cost(a))))?;
+    Some(chosen.clone())
+}
+
+/// Picks parameters for `depth` levels and `keys` key-switching keys (the program's distinct
+/// rotations plus relinearization): the smallest N (speed) and, at that N, the scaling prime in
+/// `min_log_scale..=40` and digit count by [`pick`].
+pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result<CkksParams, BackendError> {
     let levels = match opts.levels {
         Some(l) if l < depth => {
             return Err(BackendError::ParametersInfeasible {
@@ -91,16 +176,15 @@ pub(crate) fn select(depth: usize, opts: &BackendOptions) -> Result<CkksParams, 
     let scales = scale_candidates(opts);
     let mut last = None;
     for &log_n in &ns {
-        // At the smallest N that holds the depth: the smallest keys, then the largest scale.
-        let mut best: Option<CkksParams> = None;
+        let mut all = Vec::new();
         for &scale in &scales {
-            match try_params(opts, log_n, levels, scale) {
-                Ok(p) if best.as_ref().is_none_or(|b| key_limbs(&p) < key_limbs(b)) => best = Some(p),
-                Ok(_) => {}
+            match candidates(opts, log_n, levels, scale) {
+                Ok(c) => all.extend(c),
                 Err(e) => last = Some(e),
             }
         }
-        if let Some(p) = best {
+        // Key switches run at the levels the program uses, not at spare ones.
+        if let Some(p) = pick(all, keys, |_| depth) {
             return Ok(p);
         }
     }
@@ -130,7 +214,7 @@ pub(crate) fn max_levels(opts: &BackendOptions) -> usize {
     let scale = scale_candidates(opts).last().copied().unwrap_or(40);
     let mut best = 0;
     for d in 1..400 {
-        if try_params(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok()
+        if candidates(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok()
         {
             best = d;
         } else if d > best + 4 {
@@ -236,25 +320,20 @@ pub(crate) fn bootstrap_config(
     Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
 }
 
-/// Evaluation-key memory the automatic bootstrapping chain may spend on the bootstrapper's keys
-/// (its Galois keys, conjugation, relinearization). More digits buy compute levels (fewer special
-/// primes) but every key grows with `dnum`: at N = 2^16 one prime per digit gives 14 levels and
-/// 35 GB of keys, 6 digits 7 levels and about 6 GB.
-const BOOT_KEY_BUDGET: u64 = 8 << 30;
-
 /// Parameters for a program with bootstraps: chain `[first_bits, s × L, 58 × levels()]` with the
-/// sparse secret, where `L` (the compute levels, `opts.bootstrap_levels` or the most the sparse
-/// 128-bit budget admits with the bootstrapper's keys within [`BOOT_KEY_BUDGET`], fewest digits
-/// among those) is the level every bootstrap returns to. Also returns the bootstrapper's rotation
-/// steps.
+/// sparse secret, where `L` (the compute levels) is `opts.bootstrap_levels` or else the most the
+/// sparse 128-bit budget admits with `keys` key-switching keys within [`KEY_BUDGET`], and the
+/// digit count is chosen by [`pick`] for `keys` keys. The Q primes depend only on `L` and `s`
+/// (special primes are generated after them), so a caller that learns the exact key count after
+/// lowering re-selects with `bootstrap_levels = Some(L)` and gets the same Q chain, only the
+/// digits (and special primes) may change.
 pub(crate) fn select_bootstrapped(
     opts: &BackendOptions,
     log_n: u32,
-) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig, Vec<i64>), BackendError> {
+    keys: usize,
+) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig), BackendError> {
     let cfg = bootstrap_config(log_n, opts.hamming_weight)?;
     let boot = cfg.levels();
-    let steps = cfg.rotation_steps(log_n);
-    let n_keys = steps.len() as u64 + 2;
     let scale = opts.log_scale.unwrap_or(40);
     let cap = match opts.security {
         polyhe_runtime::Security::Bits128 => sparse_max_log_qp(log_n),
@@ -268,16 +347,6 @@ pub(crate) fn select_bootstrapped(
         let max_digit: u32 = q.chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap_or(0);
         let k = max_digit.div_ceil(opts.special_bits).max(1) as usize;
         let approx = q.iter().sum::<u32>() + k as u32 * opts.special_bits;
-        let key_bytes = n_keys * dnum as u64 * 2 * (1u64 << log_n) * (q.len() + k) as u64 * 8;
-        if opts.bootstrap_levels.is_none() && key_bytes > BOOT_KEY_BUDGET {
-            return Err(polyhe_runtime::CkksError::InvalidParameters {
-                reason: format!(
-                    "{n_keys} bootstrapping keys need {:.1} GiB at dnum {dnum}, over the {} GiB budget",
-                    key_bytes as f64 / (1u64 << 30) as f64,
-                    BOOT_KEY_BUDGET >> 30
-                ),
-            });
-        }
         if cap.is_some_and(|c| approx > c + 1) {
             return Err(polyhe_runtime::CkksError::InvalidParameters {
                 reason: format!(
@@ -300,10 +369,7 @@ pub(crate) fn select_bootstrapped(
     let dnums = |total: usize| -> Vec<usize> {
         match opts.dnum {
             Some(d) => vec![d],
-            // Without a security budget the digits need not be few: 6 primes per digit keeps
-            // key switching cheap (the runtime's bootstrapping tests use the same).
-            None if cap.is_none() => (total.div_ceil(6)..=total).collect(),
-            None => (1..=total).collect(),
+            None => (1..=total.min(60)).collect(),
         }
     };
     let levels: Vec<usize> = match opts.bootstrap_levels {
@@ -312,11 +378,29 @@ pub(crate) fn select_bootstrapped(
     };
     let mut last = None;
     for l in levels {
+        let mut cands = Vec::new();
         for d in dnums(1 + l + boot) {
             match build(l, d) {
-                Ok(p) => return Ok((p, cfg, steps)),
+                Ok(p) => cands.push(p),
                 Err(e) => last = Some(e),
             }
+        }
+        // Without a forced L, more compute levels are only worth keys that fit the budget.
+        if opts.bootstrap_levels.is_none() {
+            let before = cands.len();
+            cands.retain(|p| key_bytes(p, keys) <= KEY_BUDGET);
+            if cands.len() < before && cands.is_empty() {
+                last = Some(polyhe_runtime::CkksError::InvalidParameters {
+                    reason: format!(
+                        "{keys} keys exceed the {} GiB key budget at every digit count with {l} compute levels",
+                        KEY_BUDGET >> 30
+                    ),
+                });
+            }
+        }
+        // Key switches run at every level: the bootstrapper's above L, the program's below.
+        if let Some(p) = pick(cands, keys, |p| p.max_level()) {
+            return Ok((p, cfg));
         }
     }
     Err(BackendError::ParametersInfeasible {
@@ -325,4 +409,38 @@ pub(crate) fn select_bootstrapped(
             last.map(|e| e.to_string()).unwrap_or_default()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polyhe_runtime::Security;
+
+    fn chain(levels: usize, scale: u32, dnum: usize) -> CkksParams {
+        CkksParams::with_depth_and_security(13, levels, 60, scale, 60, Some(dnum), Security::NotSet).unwrap()
+    }
+
+    #[test]
+    fn cost_model_prefers_a_few_digits_on_long_chains() {
+        // 88 limbs (the ViT without bootstraps): one digit needs 51 special primes, whose base
+        // conversions dominate; a dozen digits pay in NTTs and the inner product.
+        let cost = |d| key_switch_cost(&chain(87, 34, d), 87);
+        assert!(cost(4) < 0.8 * cost(1), "{} vs {}", cost(4), cost(1));
+        assert!(cost(4) < cost(12));
+        // Fewer limbs, cheaper key switch (same digits).
+        assert!(key_switch_cost_at(13, 10, 12, 9) < key_switch_cost_at(13, 40, 12, 9));
+    }
+
+    #[test]
+    fn pick_is_fastest_within_the_budget_else_smallest_keys() {
+        let cands: Vec<CkksParams> = (1..=8).map(|d| chain(48, 40, d)).collect();
+        let fast = pick(cands.clone(), 100, |_| 48).unwrap();
+        let fastest = cands.iter().map(|p| key_switch_cost(p, 48)).fold(f64::INFINITY, f64::min);
+        assert!(key_switch_cost(&fast, 48) <= fastest * COST_TIE);
+        assert!(fast.dnum() > 1);
+        // 10^5 keys fit no budget: the smallest keys.
+        let small = pick(cands.clone(), 100_000, |_| 48).unwrap();
+        let least = cands.iter().map(key_limbs).min().unwrap();
+        assert_eq!(key_limbs(&small), least);
+    }
 }

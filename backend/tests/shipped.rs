@@ -1,11 +1,12 @@
 //! The shipped transformer blocks: the 1-layer encoders fit N = 2^16 at 128-bit security and run
 //! encrypted in full on a test ring (ignored: minutes; .ci/run runs them in release); the 2-layer
-//! models compile with bootstraps (the report lists them); prefixes of the encoder run
-//! encrypted in the default suite.
+//! models compile with bootstraps (the report lists them), and the ViT runs encrypted with
+//! bootstraps on a test ring (ignored; its compilation there is checked in the default suite);
+//! prefixes of the encoder run encrypted in the default suite.
 
 mod common;
 
-use common::{expected_first_row, run_encrypted, shipped_poly};
+use common::{expected_first_row, run_encrypted, shipped_poly, shipped_poly_with_tail};
 use polyhe_backend::{compile_ckks, BackendOptions};
 use polyhe_ir::{Op, ValueDef};
 
@@ -36,6 +37,47 @@ fn shipped_models_fit_or_get_bootstrap_placements() {
         assert!(p.bootstraps() >= b.cuts.len());
         assert_eq!(params.hamming_weight(), Some(192));
         assert!(params.log_qp() <= 1546.0);
+        if name == "vit" {
+            vit_compiles_on_the_test_ring(&s.poly);
+        }
+    }
+}
+
+/// The ignored `vit_full_runs_encrypted`'s parameters, compiled (without the client tail: 8
+/// levels deeper): the whole ViT lowers with refreshes (in maps, polynomials, ct×ct operands,
+/// multi-ciphertext softmax rows) and `Program::validate` proves every level and scale across
+/// them. The digits are the cost model's, for the exact key count.
+fn vit_compiles_on_the_test_ring(poly: &polyhe_ir::Graph) {
+    let t = std::time::Instant::now();
+    let c = compile_ckks(poly, &vit_test_ring()).unwrap();
+    println!("vit, test ring ({:.1?}):\n{}", t.elapsed(), c.report);
+    let (p, params) = c.runnable().unwrap();
+    p.validate().unwrap();
+    assert_eq!(params.log_n(), 13);
+    assert_eq!(p.input_level, VIT_BOOTSTRAP_LEVELS);
+    assert_eq!(params.max_level(), VIT_BOOTSTRAP_LEVELS + c.report.bootstrap.as_ref().unwrap().bootstrap_levels);
+    assert!(p.bootstraps() > 0 && p.needs_conjugation());
+    assert_eq!(c.rotation_steps, p.rotation_steps());
+    // Keys fit the 8 GiB budget at this ring, so the digits are chosen for speed, not key size:
+    // more than one digit (one digit would need ~30 special primes).
+    let keys = (c.rotation_steps.len() + 2) as u64;
+    assert_eq!(
+        c.report.eval_key_bytes,
+        Some(keys * (params.dnum() * (params.max_level() + 1 + params.special_moduli().len())) as u64 * 2 * 8192 * 8)
+    );
+    assert!(c.report.eval_key_bytes.unwrap() <= 8 << 30);
+    assert!(params.dnum() > 1, "dnum {}", params.dnum());
+}
+
+/// N = 2^13, security not set, 20 compute levels between refreshes: of the chains measured
+/// (long chain without bootstraps; 12–40 compute levels), the fastest ViT evaluation
+/// (`docs/backend.md`).
+fn vit_test_ring() -> BackendOptions {
+    BackendOptions {
+        log_n: Some(13),
+        security: polyhe_runtime::Security::NotSet,
+        bootstrap_levels: Some(VIT_BOOTSTRAP_LEVELS),
+        ..Default::default()
     }
 }
 
@@ -66,6 +108,41 @@ fn encoder_full_runs_encrypted() {
 fn sigma_encoder_full_runs_encrypted() {
     full_model_runs_encrypted("sigma_encoder");
 }
+
+/// The ViT (2 layers, depth 87 with the client tail) on a test ring with bootstraps: N = 2^13,
+/// 20 compute levels under the 15 bootstrapping levels, refreshes wherever an operand reaches the
+/// floor. The client tail (final LayerNorm + classifier) runs in f64 on the decrypted values, as
+/// `run --client-tail auto` does; logits within 1e-3 of poly mode (relative to the largest) and
+/// onnxruntime's argmax. ≈ TIME in release; .ci/run runs it.
+#[test]
+#[ignore]
+fn vit_full_runs_encrypted() {
+    let s = shipped_poly_with_tail("vit");
+    let tail = s.tail.as_ref().expect("vit has a client tail");
+    let out = run_encrypted(&s.poly, &s.inputs, &vit_test_ring());
+    println!("{}", out.compiled.report);
+    assert!(out.compiled.report.bootstraps > 0);
+    assert_eq!(out.stats.bootstraps, out.compiled.report.bootstraps);
+    // Both ends through the tail: poly mode's cut values and the decrypted ones.
+    let poly_cut = polyhe_ir::interp::run(&s.poly, &s.inputs).unwrap();
+    let dec_cut: Vec<polyhe_ir::Tensor> = poly_cut
+        .iter()
+        .zip(&out.outputs)
+        .map(|(t, d)| polyhe_ir::Tensor::float(t.ty.dtype, t.shape().to_vec(), d.clone()).unwrap())
+        .collect();
+    let poly = polyhe_ir::interp::run(tail, &poly_cut).unwrap()[0].to_f64_vec();
+    let enc = polyhe_ir::interp::run(tail, &dec_cut).unwrap()[0].to_f64_vec();
+    let mag = poly.iter().fold(1e-9f64, |m, x| m.max(x.abs()));
+    let err = poly.iter().zip(&enc).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / mag;
+    println!("cut values: error vs poly {:e}; logits: error vs poly {err:e}", out.rel_err);
+    assert!(err < 1e-3, "vit: logits error vs poly {err}");
+    let ort = expected_first_row("vit", "logits");
+    let argmax = |v: &[f64]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+    assert_eq!(argmax(&enc), argmax(&ort), "vit: encrypted {enc:?} vs onnxruntime {ort:?}");
+}
+
+/// Compute levels of the ViT test ring (see [`vit_test_ring`]).
+const VIT_BOOTSTRAP_LEVELS: usize = 20;
 
 /// Fast shipped-model check: the encoder cut at the operands of its first ct×ct matmul (Q and Kᵀ
 /// per head: projections, bias, head split and transpose fuse into one affine map each).

@@ -41,7 +41,7 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
     let ctx = CkksContext::new(params.clone()).unwrap();
     let keys = ClientKeys::generate(&ctx).unwrap();
     let t = std::time::Instant::now();
-    let ek = keys.evaluation_keys(&compiled.rotation_steps, false).unwrap();
+    let ek = keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation()).unwrap();
     let ev = Evaluator::new(&ctx, ek).unwrap();
     let t_keygen = t.elapsed();
     let data = polyhe_backend::program_inputs(g, &compiled, inputs).unwrap();
@@ -90,6 +90,9 @@ pub struct ShippedPoly {
     pub poly: Graph,
     /// The first sample, in graph-input order.
     pub inputs: Vec<Tensor>,
+    /// The client tail (`shipped_poly_with_tail`): the ops the client runs after decryption, in
+    /// exact f64, on `poly`'s outputs; `None` when `poly` is the whole model.
+    pub tail: Option<Graph>,
 }
 
 fn read_npy(path: &std::path::Path) -> Tensor {
@@ -126,6 +129,16 @@ fn first_sample(t: &Tensor) -> Tensor {
 /// Loads `models/<name>`, calibrates on `calib/*.npy`, compiles to the poly stage for the shapes of
 /// the first sample of `inputs/*.npy` (files are named after the model inputs).
 pub fn shipped_poly(name: &str) -> ShippedPoly {
+    shipped(name, None)
+}
+
+/// [`shipped_poly`] with the client tail split off before polynomial replacement, as
+/// `--client-tail auto` does: `poly` is the encrypted part, `tail` runs after decryption.
+pub fn shipped_poly_with_tail(name: &str) -> ShippedPoly {
+    shipped(name, Some(polyhe_passes::TailCut::Auto))
+}
+
+fn shipped(name: &str, cut: Option<polyhe_passes::TailCut>) -> ShippedPoly {
     use polyhe_frontend::{import, load, ImportOptions};
     use std::collections::BTreeMap;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
@@ -153,6 +166,13 @@ pub fn shipped_poly(name: &str) -> ShippedPoly {
     let (cg, cal_in) = imp(&calib);
     let cal = polyhe_passes::calibrate(&cg, &[cal_in]).unwrap();
     let (g, ordered) = imp(&inputs);
+    let (g, tail) = match cut {
+        Some(c) => {
+            let split = polyhe_passes::split_client_tail(&g, &c).unwrap();
+            (split.encrypted, Some(split.tail))
+        }
+        None => (g, None),
+    };
     let poly = polyhe_passes::compile_to_poly(&g, &cal, &polyhe_passes::PolyOptions::default()).unwrap().graph;
-    ShippedPoly { poly, inputs: ordered }
+    ShippedPoly { poly, inputs: ordered, tail }
 }
