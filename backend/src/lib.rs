@@ -205,6 +205,8 @@ impl std::fmt::Display for BackendReport {
                     bp.bootstrap_levels,
                     bp.config
                 )?;
+            } else if !bp.config.is_empty() {
+                writeln!(f, "no bootstraps needed: the {} compute levels hold the depth", bp.max_levels)?;
             } else {
                 writeln!(
                     f,
@@ -412,8 +414,9 @@ fn rotation_steps_of(insts: &[polyhe_runtime::Inst]) -> Vec<i64> {
 fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Result<CkksCompiled, BackendError> {
     // The compute levels are chosen for the bootstrapper's keys (its rotations, conjugation,
     // relinearization); the digits again below, once the program's own rotations are known.
-    let boot_keys = params::bootstrap_config(log_n, opts.hamming_weight)?.rotation_steps(log_n).len() + 2;
-    let (params, config) = params::select_bootstrapped(opts, log_n, boot_keys)?;
+    let config = params::bootstrap_config(log_n, opts.hamming_weight)?;
+    let boot_keys = config.rotation_steps(log_n).len() + 2;
+    let params = params::select_bootstrapped(opts, &config, log_n, boot_keys)?;
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
@@ -428,12 +431,13 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         true,
     )?;
     let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
-    let mut program = program_of(graph, &real, &params, top, Some(bootstrap.clone()));
+    let mut program = program_of(graph, &real, &params, top, Some(bootstrap));
     let rotation_steps = program.rotation_steps();
     let keys = rotation_steps.len() + 1 + usize::from(program.needs_conjugation());
     // Same Q chain (the lowering depends on nothing else), digits for the exact key count.
-    let (params, _) = params::select_bootstrapped(
+    let params = params::select_bootstrapped(
         &BackendOptions { bootstrap_levels: Some(top), log_scale: Some(params.log_scale()), ..opts.clone() },
+        &config,
         log_n,
         keys,
     )?;

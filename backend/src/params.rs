@@ -320,8 +320,8 @@ pub(crate) fn bootstrap_config(
     Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
 }
 
-/// Parameters for a program with bootstraps: chain `[first_bits, s × L, 58 × levels()]` with the
-/// sparse secret, where `L` (the compute levels) is `opts.bootstrap_levels` or else the most the
+/// Parameters for a program with bootstraps of configuration `cfg` ([`bootstrap_config`]): chain
+/// `[first_bits, s × L, 58 × cfg.levels()]` with the sparse secret, where `L` (the compute levels) is `opts.bootstrap_levels` or else the most the
 /// sparse 128-bit budget admits with `keys` key-switching keys within [`KEY_BUDGET`], and the
 /// digit count is chosen by [`pick`] for `keys` keys. The Q primes depend only on `L` and `s`
 /// (special primes are generated after them), so a caller that learns the exact key count after
@@ -329,10 +329,10 @@ pub(crate) fn bootstrap_config(
 /// digits (and special primes) may change.
 pub(crate) fn select_bootstrapped(
     opts: &BackendOptions,
+    cfg: &polyhe_runtime::BootstrapConfig,
     log_n: u32,
     keys: usize,
-) -> Result<(CkksParams, polyhe_runtime::BootstrapConfig), BackendError> {
-    let cfg = bootstrap_config(log_n, opts.hamming_weight)?;
+) -> Result<CkksParams, BackendError> {
     let boot = cfg.levels();
     let scale = opts.log_scale.unwrap_or(40);
     let cap = match opts.security {
@@ -400,7 +400,7 @@ pub(crate) fn select_bootstrapped(
         }
         // Key switches run at every level: the bootstrapper's above L, the program's below.
         if let Some(p) = pick(cands, keys, |p| p.max_level()) {
-            return Ok((p, cfg));
+            return Ok(p);
         }
     }
     Err(BackendError::ParametersInfeasible {

@@ -25,7 +25,9 @@
 mod evalmod;
 mod linear;
 
+use std::collections::HashMap;
 use std::f64::consts::PI;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::context::CkksContext;
@@ -133,6 +135,24 @@ impl BootstrapConfig {
     /// context (equal to [`Bootstrapper::rotation_steps`]: the steps depend only on which
     /// diagonals the grouped FFT maps have, not on their values). Conjugation is needed too.
     pub fn rotation_steps(&self, log_n: u32) -> Vec<i64> {
+        // Building the maps takes ~1.4 s at N = 2^16, and callers ask repeatedly for the same
+        // shape (the compiler's parameter search, then `Program::rotation_steps`): memoized by
+        // what the steps depend on.
+        type Key = (u32, u32, usize, usize);
+        static CACHE: OnceLock<Mutex<HashMap<Key, Vec<i64>>>> = OnceLock::new();
+        let key = (log_n, self.log_slots, self.cts_levels, self.stc_levels);
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return v;
+        }
+        let v = self.build_rotation_steps(log_n);
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, v.clone());
+        }
+        v
+    }
+
+    fn build_rotation_steps(&self, log_n: u32) -> Vec<i64> {
         let slots = 1usize << log_n.saturating_sub(1);
         let n = 1usize << self.log_slots.min(log_n.saturating_sub(1));
         let (cts, stc) = transform_maps(n, slots, self.cts_levels, self.stc_levels, 1.0, 1.0);
