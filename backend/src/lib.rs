@@ -479,13 +479,11 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
     let insts = &l.builder.insts;
     let mut depth = vec![0usize; n_in];
     let mut round = vec![0usize; n_in];
-    let mut level: Vec<usize> = vec![l.builder.input_level; n_in];
     let mut cuts: BTreeMap<usize, BootstrapCut> = BTreeMap::new();
     for (i, inst) in insts.iter().enumerate() {
         let ops = inst.op.operands();
         let get = |v: &Vec<usize>, r: u32| v.get(r as usize).copied().unwrap_or(0);
         let d_in = ops.iter().map(|&r| get(&depth, r)).max().unwrap_or(0);
-        let lv_in = ops.iter().map(|&r| get(&level, r)).min().unwrap_or(inst.level);
         let mut rd = ops.iter().map(|&r| get(&round, r)).max().unwrap_or(0);
         let d = match inst.op {
             O::Bootstrap(_) => {
@@ -504,11 +502,20 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
                 }
                 d_in
             }
-            _ => d_in + lv_in.saturating_sub(inst.level),
+            // A level consumed by a multiplication (as in the critical path): an alignment's
+            // drop and rescale (multiply by 1) bring a shallower value down, consuming nothing
+            // on the deepest path.
+            O::Rescale(src) => {
+                let align = matches!(
+                    insts.get((src as usize).wrapping_sub(n_in)).map(|x| &x.op),
+                    Some(O::MulScalar { value, .. }) if *value == 1.0
+                );
+                d_in + usize::from(!align)
+            }
+            _ => d_in,
         };
         depth.push(d);
         round.push(rd);
-        level.push(inst.level);
     }
     let max = depth.iter().copied().max().unwrap_or(0);
     let mut cuts: Vec<BootstrapCut> = cuts.into_values().collect();

@@ -308,16 +308,29 @@ pub(crate) fn sparse_max_log_qp(log_n: u32) -> Option<u32> {
     }
 }
 
+/// `q_0 / Δ_message` of compiled programs' bootstraps (log2). The runtime's default for full slots
+/// (2^9) is tuned for random data in [−1, 1]; its sine nonlinearity costs `≈ (2π·c/2^ratio)²/6`
+/// relative error where `c` is the largest coefficient of the encoded input, and transformer
+/// activations in the row-major layout are often smooth or replicated (broadcast row sums, spread
+/// matmul operands), which puts their whole magnitude into few coefficients. Measured at
+/// N = 2^13, 4096 slots (bootstrapping a constant 16): relative error 6.4e-3 at ratio 9, 4.0e-4 at
+/// 11, 1.0e-4 at 12, while random [−1, 1] data loses one bit per step (1.1e-7 → 7.8e-7 from 9 to
+/// 12). The ViT with 32 compute levels refreshes such values: 2.1e-2 at its logits with ratio 9.
+/// At 2^13: 2.5e-5 on the constant 16, a floor of 1.6e-6 on random data (2^14: 6.5e-6, 3.1e-6).
+const BOOT_MESSAGE_RATIO: u32 = 13;
+
 /// The bootstrapping configuration for `log_n` with a sparse secret of weight `hamming_weight`:
 /// all `N/2` slots are refreshed (the row-major layout keeps unused slots at zero, which a sparse
-/// bootstrapping would fill with copies; see `docs/backend.md`).
+/// bootstrapping would fill with copies; see `docs/backend.md`), message ratio
+/// [`BOOT_MESSAGE_RATIO`].
 pub(crate) fn bootstrap_config(
     log_n: u32,
     hamming_weight: usize,
 ) -> Result<polyhe_runtime::BootstrapConfig, BackendError> {
     let probe = CkksParams::new_with_security(log_n, &[60, 40], &[60], 2, 40, polyhe_runtime::Security::NotSet)?
         .with_hamming_weight(hamming_weight)?;
-    Ok(polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1))
+    let cfg = polyhe_runtime::BootstrapConfig::default_for(&probe, log_n - 1);
+    Ok(polyhe_runtime::BootstrapConfig { log_message_ratio: BOOT_MESSAGE_RATIO, ..cfg })
 }
 
 /// Parameters for a program with bootstraps of configuration `cfg` ([`bootstrap_config`]): chain
