@@ -170,9 +170,12 @@ fn user_overrides_and_errors() {
         y = node(&mut g, Op::Mul, vec![y, y]);
     }
     g.outputs = vec![y];
-    // Depth 6 does not fit N = 2^13 at 128-bit security.
+    // Depth 6 does not fit N = 2^13 at 128-bit security, nor does a chain with bootstrapping.
     let e = compile_ckks(&g, &BackendOptions { log_n: Some(13), ..Default::default() }).unwrap_err();
     assert!(matches!(e, BackendError::ParametersInfeasible { .. }), "{e}");
+    assert!(e.to_string().contains("with bootstrapping: no chain with bootstrapping"), "{e}");
+    let e = compile_ckks(&g, &BackendOptions { log_n: Some(12), ..Default::default() }).unwrap_err();
+    assert!(e.to_string().contains("log_n = 12 must be in 13..=16"), "{e}");
     let e = compile_ckks(&g, &BackendOptions { levels: Some(3), ..Default::default() }).unwrap_err();
     assert!(matches!(e, BackendError::ParametersInfeasible { .. }), "{e}");
     let ok = compile_ckks(&g, &BackendOptions::default()).unwrap();
@@ -220,7 +223,9 @@ fn deep_program_compiles_with_bootstraps() {
         y = node(&mut g, Op::Mul, vec![s, half]);
     }
     g.outputs = vec![y];
-    let c = compile_ckks(&g, &BackendOptions::default()).unwrap();
+    // The ring forced (the shipped-model test covers the automatic choice, which lands on the
+    // same ring): a chain that cannot hold the depth compiles with bootstraps at that ring.
+    let c = compile_ckks(&g, &BackendOptions { log_n: Some(16), ..Default::default() }).unwrap();
     println!("{}", c.report);
     // Depth 120 does not fit N = 2^16: a chain with bootstrapping primes under the sparse-secret
     // 128-bit budget, and one refresh per round of the single ciphertext.
