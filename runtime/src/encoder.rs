@@ -173,6 +173,10 @@ pub struct Plaintext {
 }
 
 impl Plaintext {
+    /// Bytes of the encoded polynomial.
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.poly.data.len() * std::mem::size_of::<u64>()
+    }
     /// Level (number of primes minus one).
     pub fn level(&self) -> usize {
         self.level
@@ -247,7 +251,11 @@ impl Encoder {
             });
         }
         let small = max_abs < 9.2e18; // < 2^63: i64 path
-        let mut poly = c.ring.zero(nq, false);
+        // Every limb is overwritten: `coeffs` has N values (checked below).
+        if coeffs.len() != c.ring.n {
+            return Err(CkksError::Internal("coefficient vector of the wrong length"));
+        }
+        let mut poly = c.ring.stale(nq, false);
         for_limbs(&mut poly.data, c.ring.n, |t, limb| {
             let p = c.ring.limb_prime(t, nq);
             if small {

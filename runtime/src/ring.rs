@@ -185,6 +185,21 @@ pub(crate) fn pooled_zeroed(len: usize) -> Vec<u64> {
     v
 }
 
+/// A buffer of `len` values whose contents are unspecified (stale data of a recycled buffer, or
+/// zeros), for outputs that are overwritten entirely: a recycled buffer is not zeroed first.
+pub(crate) fn pooled_stale(len: usize) -> Vec<u64> {
+    if let Ok(mut pool) = POOL.lock() {
+        if let Some(pos) = pool.iter().position(|b| b.capacity() >= len && b.capacity() <= 2 * len) {
+            let mut v = pool.swap_remove(pos);
+            v.truncate(len);
+            // Only the part beyond the old length is zeroed (usually none).
+            v.resize(len, 0);
+            return v;
+        }
+    }
+    vec![0; len]
+}
+
 /// An empty buffer with capacity ≥ `len`, recycled when possible.
 fn pooled_empty(len: usize) -> Vec<u64> {
     if let Ok(mut pool) = POOL.lock() {
@@ -235,6 +250,10 @@ where
         data.chunks_exact_mut(n).enumerate().for_each(|(t, l)| f(t, l));
     }
 }
+
+/// Target limbs per task of the fused ModUp with several digits: each block of the sources is
+/// read from memory once for all of them.
+const CONV_GROUP: usize = 4;
 
 thread_local! {
     static SCRATCH_U64: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -394,6 +413,12 @@ impl RingContext {
         RnsPoly { data: pooled_zeroed(self.n * self.num_limbs(nq, with_p)), nq, with_p }
     }
 
+    /// A polynomial over `(nq, with_p)` with unspecified values, for results that overwrite every
+    /// limb (see [`pooled_stale`]).
+    pub(crate) fn stale(&self, nq: usize, with_p: bool) -> RnsPoly {
+        RnsPoly { data: pooled_stale(self.n * self.num_limbs(nq, with_p)), nq, with_p }
+    }
+
     /// Coefficient-form polynomial from small signed coefficients.
     #[allow(clippy::wrong_self_convention)] // a constructor that needs the context's primes
     pub(crate) fn from_i64(&self, coeffs: &[i64], nq: usize, with_p: bool) -> RnsPoly {
@@ -461,16 +486,23 @@ impl RingContext {
         let n = self.n;
         let len = a.data.len();
         let b_limb = |t: usize| b.data.chunks_exact(n).nth(bt(t)).unwrap_or(&[]);
-        let mut data = pooled_empty(len);
         if rayon::current_num_threads() > 1 {
-            data.resize(len, 0);
+            // Every limb is written below (a missing `b` limb leaves zeros: see the end).
+            let mut data = pooled_stale(len);
             data.par_chunks_exact_mut(n).zip(a.data.par_chunks_exact(n)).enumerate().for_each(|(t, (o, x))| {
                 let k = op(t);
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(b_limb(t)) {
+                let bl = b_limb(t);
+                if bl.len() != o.len() {
+                    o.fill(0);
+                }
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(bl) {
                     *o = k(x, y);
                 }
             });
-        } else {
+            return RnsPoly { data, nq: a.nq, with_p: a.with_p };
+        }
+        let mut data = pooled_empty(len);
+        {
             for (t, x) in a.data.chunks_exact(n).enumerate() {
                 let k = op(t);
                 // `move`: the kernel's constants are copied into the loop, not read through a pointer.
@@ -557,9 +589,10 @@ impl RingContext {
     pub(crate) fn tensor(&self, a0: &RnsPoly, a1: &RnsPoly, b0: &RnsPoly, b1: &RnsPoly) -> (RnsPoly, RnsPoly, RnsPoly) {
         let nq = a0.nq;
         let n = self.n;
-        let mut d0 = self.zero(nq, a0.with_p);
-        let mut d1 = self.zero(nq, a0.with_p);
-        let mut d2 = self.zero(nq, a0.with_p);
+        // Every value is written (operands of another basis are a caller bug and give garbage).
+        let mut d0 = self.stale(nq, a0.with_p);
+        let mut d1 = self.stale(nq, a0.with_p);
+        let mut d2 = self.stale(nq, a0.with_p);
         let work = |t: usize, (o0, (o1, o2)): (&mut [u64], (&mut [u64], &mut [u64]))| {
             let m = &self.limb_prime(t, nq).m;
             let (x0, x1) = (a0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), a1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
@@ -647,7 +680,7 @@ impl RingContext {
             }
             return RnsPoly { data, nq: a.nq, with_p: a.with_p };
         }
-        let mut out = a.clone();
+        let mut out = self.stale(a.nq, a.with_p);
         for_limbs(&mut out.data, n, |t, limb| {
             let src = a.data.chunks_exact(n).nth(t).unwrap_or(&[]);
             gather(limb, src, perm);
@@ -705,23 +738,93 @@ impl RingContext {
         std::borrow::Cow::Owned(ys)
     }
 
-    /// Limb `t` (not in the digit) of the ModUp of digit `tab`, in NTT form.
-    fn modup_limb(&self, tab: &ModUpTable, t: usize, nq: usize, ys: &[u64], out: &mut [u64]) {
+    /// The sources of digit `tab`'s base conversion (limbs of `ys`) and, for a multi-prime digit,
+    /// its shared estimate `v` ([`conversion_estimate`]); `None` for a one-prime digit (a centered
+    /// lift needs neither).
+    fn modup_estimate(&self, tab: &ModUpTable, ys: &[u64]) -> Option<Vec<u64>> {
+        if tab.src.len() == 1 {
+            return None;
+        }
         let n = self.n;
-        let p = self.limb_prime(t, nq);
+        let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
+        let mut est = pooled_stale(n);
+        conversion_estimate(&mut est, &srcs, &tab.q_inv_f64);
+        Some(est)
+    }
+
+    /// Limbs `t0 .. t0 + out.len()/N` of the ModUp of digit `tab` (basis `Q_l ∪ P` with `nq` Q
+    /// limbs), NTT form: the digit's own limbs are copied from `c_ntt`, every other limb is the
+    /// centered base conversion of the digit (inputs `ys`, estimate `est` from
+    /// [`Self::modup_estimate`]), transformed. The limbs are converted together so each block of
+    /// the sources is read once from memory for all of them.
+    #[allow(clippy::too_many_arguments)]
+    fn modup_limbs(&self, tab: &ModUpTable, nq: usize, ys: &[u64], est: Option<&[u64]>, c_ntt: &[u64], t0: usize, out: &mut [u64]) {
+        let n = self.n;
+        let mut conv: Vec<(usize, &mut [u64])> = Vec::with_capacity(out.len() / n.max(1));
+        for (k, limb) in out.chunks_exact_mut(n).enumerate() {
+            let t = t0 + k;
+            if tab.src.contains(&t) {
+                limb.copy_from_slice(c_ntt.get(t * n..(t + 1) * n).unwrap_or(&[]));
+            } else {
+                conv.push((t, limb));
+            }
+        }
         // Centered digits (in (-Q'_j/2, Q'_j/2)): zero-mean, so the key-switching noise Σ d_j·e_j
         // has no structured (coherent) component.
-        if tab.src.len() == 1 {
-            let src_q = self.limb_prime(tab.src.start, nq).q;
-            let src = ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]);
-            centered_lift_into(out, src, src_q, p);
-        } else {
-            let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
-            let row = tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]);
-            let total = tab.qj_mod.get(t).copied().unwrap_or(0);
-            base_convert_centered(out, &srcs, &tab.q_inv_f64, row, total, &p.m);
+        match est {
+            None => {
+                let src_q = self.limb_prime(tab.src.start, nq).q;
+                let src = ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]);
+                for (t, limb) in conv.iter_mut() {
+                    centered_lift_into(limb, src, src_q, self.limb_prime(*t, nq));
+                }
+            }
+            Some(est) => {
+                let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
+                let targets: Vec<ConvTarget<'_>> = conv
+                    .iter()
+                    .map(|(t, _)| {
+                        let m = &self.limb_prime(*t, nq).m;
+                        ConvTarget { row: tab.qhat_mod.get(*t).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(tab.qj_mod.get(*t).copied().unwrap_or(0)), m }
+                    })
+                    .collect();
+                let mut outs: Vec<&mut [u64]> = conv.iter_mut().map(|(_, l)| &mut **l).collect();
+                base_convert_centered(&mut outs, &srcs, est, &targets);
+            }
         }
-        p.ntt.forward(out);
+        for (t, limb) in conv {
+            self.limb_prime(t, nq).ntt.forward(limb);
+        }
+    }
+
+    /// Every limb of the ModUp of digit `tab` into `out` (basis `Q_l ∪ P`, NTT form), like
+    /// [`Self::modup_limbs`] but converting all target limbs in one pass over the sources.
+    fn modup_digit(&self, tab: &ModUpTable, nq: usize, ys: &[u64], est: Option<&[u64]>, c_ntt: &[u64], out: &mut [u64]) {
+        let n = self.n;
+        if let Some(est) = est {
+            let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
+            let mut outs = Vec::new();
+            let mut targets = Vec::new();
+            for (t, limb) in out.chunks_exact_mut(n).enumerate().filter(|(t, _)| !tab.src.contains(t)) {
+                let m = &self.limb_prime(t, nq).m;
+                targets.push(ConvTarget { row: tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(tab.qj_mod.get(t).copied().unwrap_or(0)), m });
+                outs.push(limb);
+            }
+            base_convert_par(outs, &srcs, est, &targets);
+        }
+        let (src_q, src) = (self.limb_prime(tab.src.start, nq).q, ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]));
+        for_limbs(out, n, |t, limb| {
+            if tab.src.contains(&t) {
+                limb.copy_from_slice(c_ntt.get(t * n..(t + 1) * n).unwrap_or(&[]));
+                return;
+            }
+            let p = self.limb_prime(t, nq);
+            if est.is_none() {
+                // Centered digits: see `modup_limbs`.
+                centered_lift_into(limb, src, src_q, p);
+            }
+            p.ntt.forward(limb);
+        });
     }
 
     /// Approximate ModUp of every digit of `c` (given in both coefficient and NTT form over `Q_l`):
@@ -729,27 +832,24 @@ impl RingContext {
     pub(crate) fn mod_up(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly) -> Result<Vec<RnsPoly>> {
         let nq = c_coef.nq;
         let l = nq - 1;
-        let n = self.n;
         let tables = self.modup.get(l).ok_or(CkksError::Internal("modup table"))?;
         let ys = self.modup_inputs(c_coef, tables);
         let mut out = Vec::with_capacity(tables.len());
         for tab in tables {
-            let mut d = self.zero(nq, true);
-            for_limbs(&mut d.data, n, |t, limb| {
-                if tab.src.contains(&t) {
-                    limb.copy_from_slice(c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
-                } else {
-                    self.modup_limb(tab, t, nq, &ys, limb);
-                }
-            });
+            let est = self.modup_estimate(tab, &ys);
+            let mut d = self.stale(nq, true);
+            self.modup_digit(tab, nq, &ys, est.as_deref(), &c_ntt.data, &mut d.data);
+            if let Some(e) = est {
+                recycle(e);
+            }
             out.push(d);
         }
         Ok(out)
     }
 
-    /// ModUp fused with the key inner product (no hoisting): for every limb of `Q_l ∪ P`, each
-    /// digit's limb is produced in a scratch buffer and accumulated at once, so the β extended
-    /// digits are never stored. Returns `(Σ d_j·b_j, Σ d_j·a_j)` over `Q_l ∪ P`, NTT form.
+    /// ModUp fused with the key inner product (no hoisting): for each group of limbs of `Q_l ∪ P`,
+    /// every digit's limbs are produced in a scratch buffer and accumulated at once, so the β
+    /// extended digits are never stored. Returns `(Σ d_j·b_j, Σ d_j·a_j)` over `Q_l ∪ P`, NTT form.
     pub(crate) fn key_switch_fused(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly, key_b: &[RnsPoly], key_a: &[RnsPoly]) -> Result<(RnsPoly, RnsPoly)> {
         let nq = c_coef.nq;
         let l = nq.checked_sub(1).ok_or(CkksError::Internal("empty poly"))?;
@@ -758,60 +858,51 @@ impl RingContext {
         if key_b.len() < tables.len() || key_a.len() < tables.len() {
             return Err(CkksError::Internal("key has fewer digits than the decomposition"));
         }
+        if tables.len() == 1 {
+            // One digit: storing it costs no more than the fused accumulators, and its limbs are
+            // converted in one pass (the same sums, so the same result).
+            let digits = self.mod_up(c_coef, c_ntt)?;
+            return self.key_inner_product(&digits, key_b, key_a);
+        }
         let ys = self.modup_inputs(c_coef, tables);
-        let mut out_b = self.zero(nq, true);
-        let mut out_a = self.zero(nq, true);
-        let work = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
-            let m = &self.limb_prime(t, nq).m;
-            let kt = if t < nq { t } else { self.nq + (t - nq) };
-            with_scratch_u128(2 * n, |acc| {
-                let (acc_b, acc_a) = acc.split_at_mut(n);
-                // Two digits per accumulation pass: half the traffic on the 128-bit accumulators.
-                with_scratch_u64(2 * n, |bufs| {
-                    let (buf0, buf1) = bufs.split_at_mut(n);
-                    let digit = |j: usize, buf: &'_ mut [u64]| -> bool {
-                        match tables.get(j) {
-                            Some(tab) if !tab.src.contains(&t) => {
-                                self.modup_limb(tab, t, nq, &ys, buf);
-                                true
-                            }
-                            _ => false,
-                        }
-                    };
-                    let key = |j: usize| {
-                        (
-                            key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]),
-                            key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]),
-                        )
-                    };
-                    let own = c_ntt.data.get(t * n..(t + 1) * n).unwrap_or(&[]);
-                    let mut j = 0;
-                    while j < tables.len() {
-                        let d0: &[u64] = if digit(j, buf0) { buf0 } else { own };
-                        let (kb0, ka0) = key(j);
-                        if j + 1 < tables.len() {
-                            let d1: &[u64] = if digit(j + 1, buf1) { buf1 } else { own };
-                            let (kb1, ka1) = key(j + 1);
-                            accumulate2(acc_b, acc_a, [d0, d1], [kb0, kb1], [ka0, ka1], j == 0);
-                            j += 2;
-                        } else {
-                            accumulate(acc_b, acc_a, d0, kb0, ka0, j == 0);
-                            j += 1;
+        let ests: Vec<Option<Vec<u64>>> = tables.iter().map(|tab| self.modup_estimate(tab, &ys)).collect();
+        let mut out_b = self.stale(nq, true);
+        let mut out_a = self.stale(nq, true);
+        let work = |t0: usize, ob: &mut [u64], oa: &mut [u64]| {
+            let g = ob.len() / n;
+            with_scratch_u128(2 * g * n, |acc| {
+                let (acc_b, acc_a) = acc.split_at_mut(g * n);
+                with_scratch_u64(g * n, |buf| {
+                    for (j, (tab, est)) in tables.iter().zip(&ests).enumerate() {
+                        self.modup_limbs(tab, nq, &ys, est.as_deref(), &c_ntt.data, t0, buf);
+                        for (k, ((d, sb), sa)) in buf.chunks_exact(n).zip(acc_b.chunks_exact_mut(n)).zip(acc_a.chunks_exact_mut(n)).enumerate() {
+                            let t = t0 + k;
+                            let kt = if t < nq { t } else { self.nq + (t - nq) };
+                            let kb = key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
+                            let ka = key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
+                            accumulate(sb, sa, d, kb, ka, j == 0);
                         }
                     }
                 });
-                for (o, &s) in ob.iter_mut().zip(acc_b.iter()) {
-                    *o = m.reduce_u128(s);
-                }
-                for (o, &s) in oa.iter_mut().zip(acc_a.iter()) {
-                    *o = m.reduce_u128(s);
+                for (k, (((obl, oal), sb), sa)) in ob.chunks_exact_mut(n).zip(oa.chunks_exact_mut(n)).zip(acc_b.chunks_exact(n)).zip(acc_a.chunks_exact(n)).enumerate() {
+                    let m = &self.limb_prime(t0 + k, nq).m;
+                    for (o, &s) in obl.iter_mut().zip(sb) {
+                        *o = m.reduce_u128(s);
+                    }
+                    for (o, &s) in oal.iter_mut().zip(sa) {
+                        *o = m.reduce_u128(s);
+                    }
                 }
             });
         };
+        let gl = CONV_GROUP * n;
         if rayon::current_num_threads() > 1 {
-            out_b.data.par_chunks_exact_mut(n).zip(out_a.data.par_chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+            out_b.data.par_chunks_mut(gl).zip(out_a.data.par_chunks_mut(gl)).enumerate().for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
         } else {
-            out_b.data.chunks_exact_mut(n).zip(out_a.data.chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+            out_b.data.chunks_mut(gl).zip(out_a.data.chunks_mut(gl)).enumerate().for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
+        }
+        for e in ests.into_iter().flatten() {
+            recycle(e);
         }
         Ok((out_b, out_a))
     }
@@ -828,58 +919,77 @@ impl RingContext {
     pub(crate) fn mod_down_with_error(&self, mut a: RnsPoly, err: Option<&[i64]>) -> Result<RnsPoly> {
         let nq = a.nq;
         let n = self.n;
-        let mut p_limbs: Vec<Vec<u64>> = Vec::with_capacity(self.np);
-        for k in 0..self.np {
-            let t = nq + k;
-            let p = self.limb_prime(t, nq);
-            let mut v = a.data.get(t * n..(t + 1) * n).ok_or(CkksError::Internal("moddown limb"))?.to_vec();
-            p.ntt.backward(&mut v);
+        let np = self.np;
+        let mut p_part = pooled_stale(np * n);
+        p_part.copy_from_slice(a.data.get(nq * n..(nq + np) * n).ok_or(CkksError::Internal("moddown limb"))?);
+        for_limbs(&mut p_part, n, |k, v| {
+            let p = self.limb_prime(nq + k, nq);
+            p.ntt.backward(v);
             if let Some(e) = err {
                 for (x, &ei) in v.iter_mut().zip(e) {
                     *x = p.m.add(*x, p.reduce_i64(ei));
                 }
             }
-            if self.np > 1 {
+            if np > 1 {
                 let (w, ws) = self.p_hat_inv.get(k).copied().unwrap_or((1, 0));
                 v.iter_mut().for_each(|x| *x = p.m.mul_shoup(*x, w, ws));
             }
-            p_limbs.push(v);
-        }
+        });
         let p0 = self.primes.get(self.nq).ok_or(CkksError::Internal("no special prime"))?.q;
         a.data.truncate(nq * n);
         a.with_p = false;
-        let srcs: Vec<&[u64]> = p_limbs.iter().map(|v| v.as_slice()).collect();
-        for_limbs(&mut a.data, n, |i, limb| {
-            let p = self.limb_prime(i, nq);
-            with_scratch_u64(n, |conv| {
-                if self.np == 1 {
-                    // centered conversion: rounds instead of flooring
-                    centered_lift_into(conv, srcs.first().copied().unwrap_or(&[]), p0, p);
-                } else {
-                    let row = self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
-                    let total = self.p_mod_q.get(i).copied().unwrap_or(0);
-                    base_convert_centered(conv, &srcs, &self.p_inv_f64, row, total, &p.m);
-                }
-                let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
-                match err {
-                    Some(e) => {
-                        for (c, &ei) in conv.iter_mut().zip(e) {
-                            *c = p.m.sub(p.reduce_i64(ei), *c);
-                        }
-                        p.ntt.forward(conv);
-                        for (x, &y) in limb.iter_mut().zip(conv.iter()) {
-                            *x = p.m.mul_shoup(*x + y, w, ws);
-                        }
-                    }
-                    None => {
-                        p.ntt.forward(conv);
-                        for (x, &y) in limb.iter_mut().zip(conv.iter()) {
-                            *x = p.m.mul_shoup(*x + p.q - y, w, ws);
-                        }
-                    }
-                }
-            });
+        let srcs: Vec<&[u64]> = p_part.chunks_exact(n).collect();
+        let est = (np > 1).then(|| {
+            let mut e = pooled_stale(n);
+            conversion_estimate(&mut e, &srcs, &self.p_inv_f64);
+            e
         });
+        let mut convs = pooled_stale(nq * n);
+        if let Some(est) = &est {
+            let targets: Vec<ConvTarget<'_>> = (0..nq)
+                .map(|i| {
+                    let m = &self.limb_prime(i, nq).m;
+                    ConvTarget { row: self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(self.p_mod_q.get(i).copied().unwrap_or(0)), m }
+                })
+                .collect();
+            base_convert_par(convs.chunks_exact_mut(n).collect(), &srcs, est, &targets);
+        }
+        let work = |i: usize, (limb, conv): (&mut [u64], &mut [u64])| {
+            let p = self.limb_prime(i, nq);
+            if est.is_none() {
+                // centered conversion: rounds instead of flooring
+                centered_lift_into(conv, srcs.first().copied().unwrap_or(&[]), p0, p);
+            }
+            let (w, ws) = self.p_inv_mod_q.get(i).copied().unwrap_or((1, 0));
+            match err {
+                Some(e) => {
+                    for (c, &ei) in conv.iter_mut().zip(e) {
+                        *c = p.m.sub(p.reduce_i64(ei), *c);
+                    }
+                    p.ntt.forward(conv);
+                    for (x, &y) in limb.iter_mut().zip(conv.iter()) {
+                        *x = p.m.mul_shoup(*x + y, w, ws);
+                    }
+                }
+                None => {
+                    p.ntt.forward(conv);
+                    for (x, &y) in limb.iter_mut().zip(conv.iter()) {
+                        *x = p.m.mul_shoup(*x + p.q - y, w, ws);
+                    }
+                }
+            }
+        };
+        if rayon::current_num_threads() > 1 {
+            a.data.par_chunks_exact_mut(n).zip(convs.par_chunks_exact_mut(n)).enumerate().for_each(|(i, x)| work(i, x));
+        } else {
+            a.data.chunks_exact_mut(n).zip(convs.chunks_exact_mut(n)).enumerate().for_each(|(i, x)| work(i, x));
+        }
+        recycle(convs);
+        drop(srcs);
+        recycle(p_part);
+        if let Some(e) = est {
+            recycle(e);
+        }
         Ok(a)
     }
 
@@ -943,30 +1053,115 @@ fn gather(out: &mut [u64], src: &[u64], perm: &[u32]) {
     }
 }
 
-/// Centered base conversion of one target limb: with `y_i = [x_i·qhat_i^{-1}]_{q_i}`, the centered
-/// representative of `x` modulo `Q' = Π q_i` is `Σ_i y_i·qhat_i − v·Q'` with `v = round(Σ_i y_i/q_i)`
-/// (the f64 estimate can be off by one only when `x` is within ~2^-50·Q' of ±Q'/2, which merely
-/// picks the other valid representative). `total_mod` is `Q' mod t`.
-fn base_convert_centered(out: &mut [u64], ys: &[&[u64]], q_inv: &[f64], qhat_mod: &[u64], total_mod: u64, m: &Modulus) {
-    let neg_total = m.neg(total_mod) as u128;
-    match (ys, qhat_mod, q_inv) {
-        ([y0, y1], [h0, h1], [i0, i1]) => {
-            for ((o, &a), &b) in out.iter_mut().zip(*y0).zip(*y1) {
-                let v = (a as f64 * i0 + b as f64 * i1 + 0.5) as u64;
-                *o = m.reduce_u128(a as u128 * *h0 as u128 + b as u128 * *h1 as u128 + v as u128 * neg_total);
+/// One target limb of a centered base conversion: `(Q'/q_i) mod t` per source `i`, `−Q' mod t`,
+/// and the target's arithmetic.
+struct ConvTarget<'a> {
+    row: &'a [u64],
+    neg_total: u64,
+    m: &'a Modulus,
+}
+
+/// Coefficients per block of [`base_convert_centered`]: the block of every source (≤ 60 of them)
+/// and the accumulators stay in L1 while all targets of a group are produced.
+const CONV_BLOCK: usize = 64;
+
+/// `v = round(Σ_i y_i/q_i)` per coefficient: the multiple of `Q' = Π q_i` that a centered base
+/// conversion subtracts (shared by every target limb). The f64 sum is accumulated in source order
+/// (two sources: `y_0/q_0 + y_1/q_1 + 0.5`), so the result does not depend on the blocking.
+fn conversion_estimate(out: &mut [u64], ys: &[&[u64]], q_inv: &[f64]) {
+    if let ([y0, y1], [i0, i1]) = (ys, q_inv) {
+        for ((o, &a), &b) in out.iter_mut().zip(*y0).zip(*y1) {
+            *o = (a as f64 * i0 + b as f64 * i1 + 0.5) as u64;
+        }
+        return;
+    }
+    const B: usize = 512;
+    let mut frac = [0f64; B];
+    for (blk, o) in out.chunks_mut(B).enumerate() {
+        let Some(f) = frac.get_mut(..o.len()) else { return };
+        f.fill(0.5);
+        for (y, &qi) in ys.iter().zip(q_inv) {
+            for (s, &v) in f.iter_mut().zip(y.get(blk * B..).unwrap_or(&[])) {
+                *s += v as f64 * qi;
             }
         }
-        _ => {
-            let mut acc = vec![0u128; out.len()];
-            let mut frac = vec![0.5f64; out.len()];
-            for ((y, &h), &qi) in ys.iter().zip(qhat_mod).zip(q_inv) {
-                for ((s, f), &v) in acc.iter_mut().zip(frac.iter_mut()).zip(*y) {
-                    *s += v as u128 * h as u128;
-                    *f += v as f64 * qi;
+        for (o, &s) in o.iter_mut().zip(f.iter()) {
+            *o = s as u64;
+        }
+    }
+}
+
+/// [`base_convert_centered`] of all `targets` at once, the coefficients split into chunks that
+/// run in parallel when the pool has more than one thread (each chunk transposes its sources once
+/// for every target).
+fn base_convert_par(outs: Vec<&mut [u64]>, ys: &[&[u64]], est: &[u64], targets: &[ConvTarget<'_>]) {
+    let n = est.len();
+    let threads = rayon::current_num_threads();
+    // Several chunks per thread for balance; a multiple of the kernel's block.
+    let chunk = (n / (4 * threads).max(1)).next_multiple_of(CONV_BLOCK).max(CONV_BLOCK);
+    let chunks = n.div_ceil(chunk);
+    let mut per_chunk: Vec<Vec<&mut [u64]>> = (0..chunks).map(|_| Vec::with_capacity(outs.len())).collect();
+    for limb in outs {
+        for (c, piece) in limb.chunks_mut(chunk).enumerate() {
+            if let Some(v) = per_chunk.get_mut(c) {
+                v.push(piece);
+            }
+        }
+    }
+    let run = |c: usize, pieces: &mut Vec<&mut [u64]>| {
+        let range = c * chunk..((c + 1) * chunk).min(n);
+        let srcs: Vec<&[u64]> = ys.iter().map(|y| y.get(range.clone()).unwrap_or(&[])).collect();
+        base_convert_centered(pieces, &srcs, est.get(range).unwrap_or(&[]), targets);
+    };
+    if threads > 1 {
+        per_chunk.par_iter_mut().enumerate().for_each(|(c, p)| run(c, p));
+    } else {
+        per_chunk.iter_mut().enumerate().for_each(|(c, p)| run(c, p));
+    }
+}
+
+/// Centered base conversion into several target limbs: with `y_i = [x_i·qhat_i^{-1}]_{q_i}`, the
+/// centered representative of `x` modulo `Q' = Π q_i` is `Σ_i y_i·qhat_i − v·Q'` with
+/// `v = round(Σ_i y_i/q_i)` given in `est` ([`conversion_estimate`]; the f64 estimate can be off by
+/// one only when `x` is within ~2^-50·Q' of ±Q'/2, which merely picks the other valid
+/// representative). `outs[g]` receives target `targets[g]`. Products are summed exactly in 128 bits
+/// (< 2^122 each, ≤ 60 sources) and reduced once, so the result is independent of the order.
+fn base_convert_centered(outs: &mut [&mut [u64]], ys: &[&[u64]], est: &[u64], targets: &[ConvTarget<'_>]) {
+    let n = est.len();
+    let s = ys.len();
+    if s == 0 || ys.iter().any(|y| y.len() != n) || outs.iter().any(|o| o.len() != n) || targets.iter().any(|t| t.row.len() != s) {
+        return;
+    }
+    // The sources' block transposed (coefficient-major): each output is then a dot product of two
+    // contiguous rows, accumulated in registers (two independent chains).
+    let mut yt = vec![0u64; CONV_BLOCK * s];
+    for start in (0..n).step_by(CONV_BLOCK) {
+        let end = (start + CONV_BLOCK).min(n);
+        for (i, y) in ys.iter().enumerate() {
+            for (k, &v) in y.get(start..end).unwrap_or(&[]).iter().enumerate() {
+                if let Some(d) = yt.get_mut(k * s + i) {
+                    *d = v;
                 }
             }
-            for ((o, s), f) in out.iter_mut().zip(acc).zip(frac) {
-                *o = m.reduce_u128(s + (f as u64) as u128 * neg_total);
+        }
+        let Some(e) = est.get(start..end) else { return };
+        for (out, tgt) in outs.iter_mut().zip(targets) {
+            let neg_total = tgt.neg_total as u128;
+            let Some(out) = out.get_mut(start..end) else { return };
+            for ((o, &v), row) in out.iter_mut().zip(e).zip(yt.chunks_exact(s)) {
+                let mut a0 = v as u128 * neg_total;
+                let mut a1 = 0u128;
+                let mut pairs = row.chunks_exact(2).zip(tgt.row.chunks_exact(2));
+                for (y, h) in pairs.by_ref() {
+                    if let ([y0, y1], [h0, h1]) = (y, h) {
+                        a0 += *y0 as u128 * *h0 as u128;
+                        a1 += *y1 as u128 * *h1 as u128;
+                    }
+                }
+                if let (Some(&y), Some(&h)) = (row.chunks_exact(2).remainder().first(), tgt.row.chunks_exact(2).remainder().first()) {
+                    a0 += y as u128 * h as u128;
+                }
+                *o = tgt.m.reduce_u128(a0 + a1);
             }
         }
     }
@@ -985,22 +1180,6 @@ fn accumulate(acc_b: &mut [u128], acc_a: &mut [u128], d: &[u64], kb: &[u64], ka:
         for (((sb, sa), &x), (&b, &a)) in it {
             *sb += x as u128 * b as u128;
             *sa += x as u128 * a as u128;
-        }
-    }
-}
-
-/// [`accumulate`] for two digits at once.
-fn accumulate2(acc_b: &mut [u128], acc_a: &mut [u128], d: [&[u64]; 2], kb: [&[u64]; 2], ka: [&[u64]; 2], first: bool) {
-    let it = acc_b.iter_mut().zip(acc_a.iter_mut()).zip(d[0].iter().zip(d[1])).zip(kb[0].iter().zip(kb[1])).zip(ka[0].iter().zip(ka[1]));
-    for ((((sb, sa), (&x0, &x1)), (&b0, &b1)), (&a0, &a1)) in it {
-        let vb = x0 as u128 * b0 as u128 + x1 as u128 * b1 as u128;
-        let va = x0 as u128 * a0 as u128 + x1 as u128 * a1 as u128;
-        if first {
-            *sb = vb;
-            *sa = va;
-        } else {
-            *sb += vb;
-            *sa += va;
         }
     }
 }
