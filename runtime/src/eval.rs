@@ -44,6 +44,13 @@ pub struct HoistedCiphertext {
     fingerprint: u64,
 }
 
+impl HoistedCiphertext {
+    /// Bytes held (the `c_0` and the decomposition's polynomials).
+    pub(crate) fn size_bytes(&self) -> usize {
+        (self.c0.data.len() + self.digits.iter().map(|d| d.data.len()).sum::<usize>()) * std::mem::size_of::<u64>()
+    }
+}
+
 fn scales_match(a: f64, b: f64) -> bool {
     (a - b).abs() <= SCALE_REL_TOL * a.abs().max(b.abs())
 }

@@ -69,8 +69,18 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
 
 enum Task {
     One(usize),
-    Rotations(u32, Vec<usize>),
+    /// Rotations of one register: its decomposition is reused from the hoist cache or made here,
+    /// and kept for later steps when `keep` (the register has rotations left).
+    Rotations { src: u32, group: Vec<usize>, keep: bool },
 }
+
+/// Decompositions kept between steps for registers whose rotations are spread over more
+/// instructions than the window (the encoder's largest groups: 156 rotations of one register over
+/// 23k instructions), bounded by [`HOIST_CACHE_BYTES`].
+const HOIST_CACHE_BYTES: usize = 1 << 30;
+
+/// A task's results, and the decomposition to keep for later rotations of its register.
+type TaskOut = (Vec<(usize, Ciphertext)>, Option<(u32, std::sync::Arc<crate::eval::HoistedCiphertext>)>);
 
 /// [`execute`] plus counters.
 pub fn execute_with_stats(
@@ -136,6 +146,18 @@ pub fn execute_with_progress(
     let cache = PlainCache::new(program);
     let ct_bytes = 2 * ctx.params().n() * (program.input_level + 1) * 8;
     let window = (WINDOW_BYTES / ct_bytes.max(1)).clamp(64, 4096);
+    // Rotations left per source register, and decompositions kept across steps.
+    let mut rots_left = vec![0usize; n_regs];
+    for inst in &program.insts {
+        if let Op::Rotate { src, .. } = inst.op {
+            if let Some(c) = rots_left.get_mut(src as usize) {
+                *c += 1;
+            }
+        }
+    }
+    let mut hoisted: std::collections::HashMap<u32, std::sync::Arc<crate::eval::HoistedCiphertext>> =
+        std::collections::HashMap::new();
+    let mut hoisted_bytes = 0usize;
     let mut done = vec![false; n_insts];
     let mut next = 0usize;
     let mut completed = 0usize;
@@ -169,41 +191,59 @@ pub fn execute_with_progress(
             });
         }
         for (src, group) in rot_groups {
-            if group.len() >= 2 {
-                stats.hoists += 1;
-                tasks.push(Task::Rotations(src, group));
+            let left = rots_left.get(src as usize).copied().unwrap_or(0);
+            let keep = left > group.len() && hoisted_bytes < HOIST_CACHE_BYTES;
+            if group.len() >= 2 || keep || hoisted.contains_key(&src) {
+                if !hoisted.contains_key(&src) {
+                    stats.hoists += 1;
+                }
+                tasks.push(Task::Rotations { src, group, keep });
             } else {
                 tasks.extend(group.into_iter().map(Task::One));
             }
         }
         let regs_ref = &regs;
-        let results: Vec<ProgramResult<Vec<(usize, Ciphertext)>>> = tasks
+        let hoisted_ref = &hoisted;
+        let results: Vec<ProgramResult<TaskOut>> = tasks
             .par_iter()
             .map(|t| match t {
                 Task::One(i) => {
                     let inst =
                         program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
-                    Ok(vec![(*i, run_one(program, eval, &encoder, &cache, boot, regs_ref, *i, inst)?)])
+                    Ok((vec![(*i, run_one(program, eval, &encoder, &cache, boot, regs_ref, *i, inst)?)], None))
                 }
-                Task::Rotations(src, group) => {
-                    let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
-                    let h = eval.hoist(ct)?;
-                    group
+                Task::Rotations { src, group, keep } => {
+                    let h = match hoisted_ref.get(src) {
+                        Some(h) => h.clone(),
+                        None => {
+                            let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
+                            std::sync::Arc::new(eval.hoist(ct)?)
+                        }
+                    };
+                    let outs = group
                         .iter()
                         .map(|&i| match program.insts.get(i).map(|x| &x.op) {
                             Some(Op::Rotate { step, .. }) => Ok((i, eval.rotate_hoisted_one(&h, *step)?)),
                             _ => Err(ProgramError::Invalid { inst: i, reason: "not a rotation".into() }),
                         })
-                        .collect()
+                        .collect::<ProgramResult<Vec<_>>>()?;
+                    Ok((outs, keep.then_some((*src, h))))
                 }
             })
             .collect();
         stats.waves += 1;
         for r in results {
-            for (i, ct) in r? {
+            let (outs, kept) = r?;
+            for (i, ct) in outs {
                 check_result(program, i, &ct)?;
                 if let Some(slot) = regs.get_mut(n_in + i) {
                     *slot = Some(ct);
+                }
+            }
+            if let Some((src, h)) = kept {
+                if !hoisted.contains_key(&src) {
+                    hoisted_bytes += h.size_bytes();
+                    hoisted.insert(src, h);
                 }
             }
         }
@@ -213,7 +253,15 @@ pub fn execute_with_progress(
             }
             let Some(inst) = program.insts.get(i) else { continue };
             match &inst.op {
-                Op::Rotate { .. } => {
+                Op::Rotate { src, .. } => {
+                    if let Some(c) = rots_left.get_mut(*src as usize) {
+                        *c = c.saturating_sub(1);
+                        if *c == 0 {
+                            if let Some(h) = hoisted.remove(src) {
+                                hoisted_bytes = hoisted_bytes.saturating_sub(h.size_bytes());
+                            }
+                        }
+                    }
                     stats.rotations += 1;
                     stats.key_switches += 1;
                 }
@@ -294,19 +342,27 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
     Ok(())
 }
 
-/// Encoded plaintexts used by several `mul_plain`s at one level and scale (interned masks of data
-/// movement maps recur: about 40% of the encoder's encodings). Entries are dropped after their last
-/// use, and at most [`PlainCache::MAX`] are kept, so memory stays bounded.
+/// Encoded plaintexts used by several `mul_plain`s at one level and scale: 83% of the encoder's
+/// `mul_plain`s reuse an encoding (interned masks and diagonals of data-movement maps), and
+/// encoding (special FFT plus one NTT per prime) costs more than the product. An entry is kept
+/// from its first use to its last, while the cache holds at most [`PlainCache::MAX_BYTES`]
+/// (at N = 2^13 the encoder's 559 simultaneously live entries fit; at 2^16 the first ones do);
+/// an encoding that does not fit is simply not cached.
 struct PlainCache {
+    inner: std::sync::Mutex<CacheState>,
+}
+
+struct CacheState {
     /// (constant, level, scale bits) → remaining uses and the cached encoding.
-    uses: std::sync::Mutex<std::collections::HashMap<PlainKey, PlainEntry>>,
+    uses: std::collections::HashMap<PlainKey, PlainEntry>,
+    bytes: usize,
 }
 
 type PlainKey = (u32, usize, u64);
 type PlainEntry = (usize, Option<std::sync::Arc<crate::encoder::Plaintext>>);
 
 impl PlainCache {
-    const MAX: usize = 64;
+    const MAX_BYTES: usize = 2 << 30;
 
     fn new(program: &Program) -> Self {
         let mut uses = std::collections::HashMap::new();
@@ -316,7 +372,7 @@ impl PlainCache {
             }
         }
         uses.retain(|_, (n, _)| *n > 1);
-        PlainCache { uses: std::sync::Mutex::new(uses) }
+        PlainCache { inner: std::sync::Mutex::new(CacheState { uses, bytes: 0 }) }
     }
 
     fn get(
@@ -324,26 +380,33 @@ impl PlainCache {
         key: PlainKey,
         make: impl FnOnce() -> crate::error::Result<crate::encoder::Plaintext>,
     ) -> crate::error::Result<std::sync::Arc<crate::encoder::Plaintext>> {
-        let hit = match self.uses.lock() {
-            Ok(mut m) => m.get_mut(&key).and_then(|(n, pt)| {
-                *n = n.saturating_sub(1);
-                let got = pt.clone();
-                if *n == 0 {
-                    *pt = None;
-                }
-                got
-            }),
+        let hit = match self.inner.lock() {
+            Ok(mut st) => {
+                let st = &mut *st;
+                st.uses.get_mut(&key).and_then(|(n, pt)| {
+                    *n = n.saturating_sub(1);
+                    let got = pt.clone();
+                    if *n == 0 {
+                        if let Some(p) = pt.take() {
+                            st.bytes = st.bytes.saturating_sub(p.size_bytes());
+                        }
+                    }
+                    got
+                })
+            }
             Err(_) => None,
         };
         if let Some(pt) = hit {
             return Ok(pt);
         }
         let pt = std::sync::Arc::new(make()?);
-        if let Ok(mut m) = self.uses.lock() {
-            let cached = m.values().filter(|(_, p)| p.is_some()).count();
-            if let Some((n, slot)) = m.get_mut(&key) {
-                if *n > 0 && slot.is_none() && cached < Self::MAX {
+        if let Ok(mut st) = self.inner.lock() {
+            let st = &mut *st;
+            let size = pt.size_bytes();
+            if let Some((n, slot)) = st.uses.get_mut(&key) {
+                if *n > 0 && slot.is_none() && st.bytes + size <= Self::MAX_BYTES {
                     *slot = Some(pt.clone());
+                    st.bytes += size;
                 }
             }
         }
