@@ -22,7 +22,8 @@ use crate::keys::ClientKeys;
 use crate::params::CkksParams;
 
 /// Names of the timed operations, in report order.
-pub const OPS: [&str; 8] = ["encode_encrypt", "decrypt_decode", "add", "mul_plain", "mul_relin", "rescale", "rotate", "hoisted_rotate"];
+pub const OPS: [&str; 8] =
+    ["encode_encrypt", "decrypt_decode", "add", "mul_plain", "mul_relin", "rescale", "rotate", "hoisted_rotate"];
 
 /// What to benchmark.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +74,8 @@ impl BenchReport {
             "{{\"log_n\": {}, \"depth\": {}, \"scale_bits\": {}, \"first_bits\": {}, \"special_bits\": {}, \"special_primes\": {}, \"dnum\": {}, \"log_qp\": {:.2}, \"threads\": {}, \"reps\": {}}}",
             p.log_n, p.depth, p.scale_bits, p.first_bits, p.special_bits, p.special_primes, p.dnum, p.log_qp, p.threads, p.reps
         );
-        let ops: Vec<String> = OPS.iter().filter_map(|k| self.ops_ms.get(*k).map(|v| format!("\"{k}\": {}", json_f64(*v)))).collect();
+        let ops: Vec<String> =
+            OPS.iter().filter_map(|k| self.ops_ms.get(*k).map(|v| format!("\"{k}\": {}", json_f64(*v)))).collect();
         format!("{{\"params\": {params}, \"ops_ms\": {{{}}}}}", ops.join(", "))
     }
 
@@ -82,7 +84,16 @@ impl BenchReport {
         let p = &self.params;
         let mut s = format!(
             "N = 2^{}, chain [{}, {}x{}] + {}x{} special, dnum = {}, log2(QP) = {:.1}, threads = {}, median of {}\n",
-            p.log_n, p.first_bits, p.scale_bits, p.depth, p.special_primes, p.special_bits, p.dnum, p.log_qp, p.threads, p.reps
+            p.log_n,
+            p.first_bits,
+            p.scale_bits,
+            p.depth,
+            p.special_primes,
+            p.special_bits,
+            p.dnum,
+            p.log_qp,
+            p.threads,
+            p.reps
         );
         for k in OPS {
             if let Some(v) = self.ops_ms.get(k) {
@@ -118,7 +129,8 @@ pub fn bench_ops(cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.reps == 0 {
         return Err(CkksError::InvalidParameters { reason: "reps must be at least 1".into() });
     }
-    let params = CkksParams::with_depth(cfg.log_n, cfg.depth, cfg.first_bits, cfg.scale_bits, cfg.special_bits, cfg.dnum)?;
+    let params =
+        CkksParams::with_depth(cfg.log_n, cfg.depth, cfg.first_bits, cfg.scale_bits, cfg.special_bits, cfg.dnum)?;
     let ctx = CkksContext::new(params)?;
     let mut rng = ChaCha20Rng::seed_from_u64(0x5EED);
     let client = ClientKeys::generate_with_rng(&ctx, &mut rng)?;
@@ -175,7 +187,16 @@ mod tests {
 
     #[test]
     fn report_has_every_op_and_exact_json_shape() {
-        let r = bench_ops(&BenchConfig { log_n: 13, depth: 2, scale_bits: 40, first_bits: 50, special_bits: 50, dnum: None, reps: 1 }).unwrap();
+        let r = bench_ops(&BenchConfig {
+            log_n: 13,
+            depth: 2,
+            scale_bits: 40,
+            first_bits: 50,
+            special_bits: 50,
+            dnum: None,
+            reps: 1,
+        })
+        .unwrap();
         assert_eq!(r.ops_ms.len(), OPS.len());
         assert!(r.ops_ms.values().all(|v| v.is_finite() && *v >= 0.0));
         let j = r.to_json();
@@ -186,6 +207,9 @@ mod tests {
         }
         assert!(j.ends_with("}}"));
         assert!(r.to_table().contains("mul_relin"));
-        assert!(matches!(bench_ops(&BenchConfig { reps: 0, ..BenchConfig::default() }), Err(CkksError::InvalidParameters { .. })));
+        assert!(matches!(
+            bench_ops(&BenchConfig { reps: 0, ..BenchConfig::default() }),
+            Err(CkksError::InvalidParameters { .. })
+        ));
     }
 }

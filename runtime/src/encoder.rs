@@ -37,7 +37,8 @@ impl FftTables {
             rot_group.push(g);
             g = (g * 5) % m;
         }
-        let ksi = (0..=m).map(|k| Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * k as f64 / m as f64)).collect();
+        let ksi =
+            (0..=m).map(|k| Complex64::from_polar(1.0, 2.0 * std::f64::consts::PI * k as f64 / m as f64)).collect();
         Self { rot_group, ksi, m }
     }
 
@@ -247,11 +248,14 @@ impl Encoder {
         let max_abs = coeffs.iter().fold(0f64, |m, &x| m.max(x.abs()));
         if max_abs.log2() >= log_q - 1.0 {
             return Err(CkksError::EncodeOutOfRange {
-                reason: format!("a coefficient of 2^{:.1} does not fit the modulus of 2^{log_q:.1} at level {level}", max_abs.log2()),
+                reason: format!(
+                    "a coefficient of 2^{:.1} does not fit the modulus of 2^{log_q:.1} at level {level}",
+                    max_abs.log2()
+                ),
             });
         }
         let small = max_abs < 9.2e18; // < 2^63: i64 path
-        // Every limb is overwritten: `coeffs` has N values (checked below).
+                                      // Every limb is overwritten: `coeffs` has N values (checked below).
         if coeffs.len() != c.ring.n {
             return Err(CkksError::Internal("coefficient vector of the wrong length"));
         }
@@ -382,7 +386,9 @@ mod tests {
     fn encode_decode_precision_all_levels() {
         let enc = Encoder::new(ctx());
         let slots = ctx().params().slots();
-        let z: Vec<Complex64> = (0..slots).map(|i| Complex64::new(((i * 37) % 101) as f64 / 50.0 - 1.0, ((i * 11) % 7) as f64 / 7.0 - 0.5)).collect();
+        let z: Vec<Complex64> = (0..slots)
+            .map(|i| Complex64::new(((i * 37) % 101) as f64 / 50.0 - 1.0, ((i * 11) % 7) as f64 / 7.0 - 0.5))
+            .collect();
         for level in 0..=2 {
             let pt = enc.encode_complex(&z, level, 2f64.powi(40)).unwrap();
             let back = enc.decode_complex(&pt).unwrap();
@@ -410,7 +416,10 @@ mod tests {
     fn encoder_rejects_bad_input() {
         let enc = Encoder::new(ctx());
         assert!(matches!(enc.encode(&[f64::NAN], 0, 1e6), Err(CkksError::EncodeOutOfRange { .. })));
-        assert!(matches!(enc.encode(&vec![0.0; 4097], 0, 1e6), Err(CkksError::TooManySlots { got: 4097, slots: 4096 })));
+        assert!(matches!(
+            enc.encode(&vec![0.0; 4097], 0, 1e6),
+            Err(CkksError::TooManySlots { got: 4097, slots: 4096 })
+        ));
         assert!(matches!(enc.encode(&[1.0], 3, 1e6), Err(CkksError::InvalidLevel { level: 3, .. })));
         assert!(matches!(enc.encode(&[1.0], 0, -1.0), Err(CkksError::InvalidScale { .. })));
     }

@@ -111,7 +111,12 @@ impl Evaluator {
         // One pass per polynomial (no clone of `a` then add); a longer operand's extra polys are copied.
         let common = a.polys.iter().zip(&b.polys).map(|(pa, pb)| ring.add(pa, pb));
         let rest = a.polys.iter().skip(b.polys.len()).chain(b.polys.iter().skip(a.polys.len())).cloned();
-        Ok(Ciphertext { polys: common.chain(rest).collect(), level: a.level, scale: a.scale, fingerprint: a.fingerprint })
+        Ok(Ciphertext {
+            polys: common.chain(rest).collect(),
+            level: a.level,
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+        })
     }
 
     /// `a += b`.
@@ -252,6 +257,39 @@ impl Evaluator {
         Ok(Ciphertext { polys, level: ct.level, scale: ct.scale * pt.scale, fingerprint: ct.fingerprint })
     }
 
+    /// `acc + ct · pt` in one pass (the executor's fused multiply-accumulate of plaintext
+    /// diagonals): the same result as `add(acc, mul_plain(ct, pt))`, scale `acc.scale()`.
+    pub fn mul_plain_add(&self, acc: &Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.check_pair(acc, ct)?;
+        self.check_plain(ct, pt)?;
+        Self::check_scales(acc.scale, ct.scale * pt.scale)?;
+        let ring = &self.ctx.ring;
+        let polys = (0..acc.polys.len().max(ct.polys.len()))
+            .filter_map(|i| match (acc.polys.get(i), ct.polys.get(i)) {
+                (Some(a), Some(x)) => Some(ring.mul_add(a, x, &pt.poly)),
+                (Some(a), None) => Some(a.clone()),
+                (None, Some(x)) => Some(ring.mul_matching(x, &pt.poly)),
+                (None, None) => None,
+            })
+            .collect();
+        Ok(Ciphertext { polys, level: acc.level, scale: acc.scale, fingerprint: acc.fingerprint })
+    }
+
+    /// In-place [`Self::mul_plain_add`]: `acc += ct · pt`.
+    pub fn mul_plain_add_assign(&self, acc: &mut Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
+        self.check_pair(acc, ct)?;
+        self.check_plain(ct, pt)?;
+        Self::check_scales(acc.scale, ct.scale * pt.scale)?;
+        let ring = &self.ctx.ring;
+        for (i, x) in ct.polys.iter().enumerate() {
+            match acc.polys.get_mut(i) {
+                Some(a) => ring.mul_add_assign_matching(a, x, &pt.poly),
+                None => acc.polys.push(ring.mul_matching(x, &pt.poly)),
+            }
+        }
+        Ok(())
+    }
+
     /// `a · b` without relinearization (3 polynomials).
     pub fn mul(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
@@ -374,7 +412,13 @@ impl Evaluator {
     pub fn hoist(&self, ct: &Ciphertext) -> Result<HoistedCiphertext> {
         self.check(ct)?;
         let (c0, c1) = Self::two(ct, "hoist")?;
-        Ok(HoistedCiphertext { c0: c0.clone(), digits: self.decompose(c1)?, level: ct.level, scale: ct.scale, fingerprint: ct.fingerprint })
+        Ok(HoistedCiphertext {
+            c0: c0.clone(),
+            digits: self.decompose(c1)?,
+            level: ct.level,
+            scale: ct.scale,
+            fingerprint: ct.fingerprint,
+        })
     }
 
     /// Applies the automorphism `g` to a hoisted ciphertext.
@@ -387,10 +431,23 @@ impl Evaluator {
 
     /// key = σ^{-1}(k): σ(c_0 + ModDown(Σ d_j·σ^{-1}(k_j))) = σ(c_0) + key-switch(σ(c_1)).
     /// (ModDown commutes with σ: it acts coefficient-wise and its centered lift is odd.)
-    fn finish_galois(&self, c0: &RnsPoly, mut u0: RnsPoly, u1: RnsPoly, perm: &[u32], level: usize, scale: f64) -> Ciphertext {
+    fn finish_galois(
+        &self,
+        c0: &RnsPoly,
+        mut u0: RnsPoly,
+        u1: RnsPoly,
+        perm: &[u32],
+        level: usize,
+        scale: f64,
+    ) -> Ciphertext {
         let ring = &self.ctx.ring;
         ring.add_assign(&mut u0, c0);
-        Ciphertext { polys: vec![ring.permute(&u0, perm), ring.permute(&u1, perm)], level, scale, fingerprint: self.ctx.fingerprint }
+        Ciphertext {
+            polys: vec![ring.permute(&u0, perm), ring.permute(&u1, perm)],
+            level,
+            scale,
+            fingerprint: self.ctx.fingerprint,
+        }
     }
 
     /// One automorphism without storing the decomposition (same arithmetic as the hoisted path,
@@ -408,7 +465,12 @@ impl Evaluator {
         let log_n = self.ctx.params.log_n;
         let g = rotation_galois_element(log_n, step);
         if g == 1 {
-            return Ok(Ciphertext { polys: vec![h.c0.clone(), self.recompose_c1(h)?], level: h.level, scale: h.scale, fingerprint: h.fingerprint });
+            return Ok(Ciphertext {
+                polys: vec![h.c0.clone(), self.recompose_c1(h)?],
+                level: h.level,
+                scale: h.scale,
+                fingerprint: h.fingerprint,
+            });
         }
         self.apply_galois(h, g, CkksError::MissingGaloisKey { step })
     }
@@ -456,7 +518,9 @@ impl Evaluator {
     pub fn rotate_and_sum(&self, ct: &Ciphertext, count: usize, stride: i64) -> Result<Ciphertext> {
         self.check(ct)?;
         if !count.is_power_of_two() {
-            return Err(CkksError::InvalidParameters { reason: format!("rotate_and_sum count {count} is not a power of two") });
+            return Err(CkksError::InvalidParameters {
+                reason: format!("rotate_and_sum count {count} is not a power of two"),
+            });
         }
         let mut acc = ct.clone();
         let mut shift = stride;

@@ -256,12 +256,18 @@ impl ClientKeys {
     }
 
     /// [`Self::evaluation_keys`] with an explicit RNG.
-    pub fn evaluation_keys_with_rng<R: Rng + CryptoRng + ?Sized>(&self, rotations: &[i64], conjugation: bool, rng: &mut R) -> Result<EvaluationKeys> {
+    pub fn evaluation_keys_with_rng<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        rotations: &[i64],
+        conjugation: bool,
+        rng: &mut R,
+    ) -> Result<EvaluationKeys> {
         let ring = &self.ctx.ring;
         let s2 = ring.mul(&self.secret.poly, &self.secret.poly);
         let relin = Some(self.switch_key(&s2, rng)?);
         let log_n = self.ctx.params.log_n;
-        let mut elements: Vec<u64> = rotations.iter().map(|&k| rotation_galois_element(log_n, k)).filter(|&g| g != 1).collect();
+        let mut elements: Vec<u64> =
+            rotations.iter().map(|&k| rotation_galois_element(log_n, k)).filter(|&g| g != 1).collect();
         if conjugation {
             elements.push(conjugation_galois_element(log_n));
         }
@@ -328,7 +334,11 @@ impl ClientKeys {
     }
 
     /// [`Self::encrypt_symmetric`] with an explicit RNG.
-    pub fn encrypt_symmetric_with_rng<R: Rng + CryptoRng + ?Sized>(&self, pt: &Plaintext, rng: &mut R) -> Result<Ciphertext> {
+    pub fn encrypt_symmetric_with_rng<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        pt: &Plaintext,
+        rng: &mut R,
+    ) -> Result<Ciphertext> {
         let c = &self.ctx;
         c.check_fp(pt.fingerprint)?;
         let ring = &c.ring;

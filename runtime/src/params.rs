@@ -184,7 +184,9 @@ impl CkksParams {
     /// Returns a copy using a sparse ternary secret with exactly `h` nonzero coefficients.
     pub fn with_hamming_weight(mut self, h: usize) -> Result<Self> {
         if h == 0 || h > self.n() {
-            return Err(CkksError::InvalidParameters { reason: format!("hamming weight {h} must be in 1..={}", self.n()) });
+            return Err(CkksError::InvalidParameters {
+                reason: format!("hamming weight {h} must be in 1..={}", self.n()),
+            });
         }
         self.hamming_weight = Some(h);
         Ok(self)
@@ -342,7 +344,9 @@ pub(crate) fn is_prime_u64(n: u64) -> bool {
 fn generate_primes(log_n: u32, q_bits: &[u32], p_bits: &[u32]) -> Result<(Vec<u64>, Vec<u64>)> {
     let m = 2u64 << log_n; // 2N
     let mut used: Vec<u64> = Vec::new();
-    let no_prime = |bits: u32| CkksError::InvalidParameters { reason: format!("not enough NTT-friendly {bits}-bit primes for N = 2^{log_n}") };
+    let no_prime = |bits: u32| CkksError::InvalidParameters {
+        reason: format!("not enough NTT-friendly {bits}-bit primes for N = 2^{log_n}"),
+    };
     // Largest unused prime ≡ 1 mod 2N strictly below 2^bits.
     let below = |bits: u32, used: &[u64]| -> Option<u64> {
         let top = 1u64 << bits;

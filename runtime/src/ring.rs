@@ -43,12 +43,17 @@ pub(crate) struct Prime {
 
 impl Prime {
     fn new(q: u64, n: usize) -> Result<Self> {
-        let m = Modulus::new(q).map_err(|_| CkksError::InvalidParameters { reason: format!("{q} is not a valid modulus") })?;
-        let ntt = NttOperator::new(&m, n).ok_or_else(|| CkksError::InvalidParameters { reason: format!("{q} does not support an NTT of size {n}") })?;
+        let m = Modulus::new(q)
+            .map_err(|_| CkksError::InvalidParameters { reason: format!("{q} is not a valid modulus") })?;
+        let ntt = NttOperator::new(&m, n).ok_or_else(|| CkksError::InvalidParameters {
+            reason: format!("{q} does not support an NTT of size {n}"),
+        })?;
         let k = 64 - q.leading_zeros();
         // Params allow 20..=60-bit primes (possibly just above 2^60); Barrett needs 3 ≤ k ≤ 61.
         if !(3..=61).contains(&k) {
-            return Err(CkksError::InvalidParameters { reason: format!("prime {q} has {k} bits; 3..=61 are supported") });
+            return Err(CkksError::InvalidParameters {
+                reason: format!("prime {q} has {k} bits; 3..=61 are supported"),
+            });
         }
         let mu = ((1u128 << (2 * k + 1)) / q as u128) as u64;
         Ok(Self { q, m, ntt, ratio: u64::MAX / q, k, mu })
@@ -176,7 +181,7 @@ pub(crate) struct RnsPoly {
 /// page fault per 4 KiB, 10–15% of a rotation here); reusing freed buffers avoids that, like SEAL's
 /// memory pool. Bounded by [`POOL_MAX_BYTES`]; a poisoned lock just disables recycling.
 static POOL: std::sync::Mutex<Vec<Vec<u64>>> = std::sync::Mutex::new(Vec::new());
-const POOL_MAX_BYTES: usize = 96 << 20;
+const POOL_MAX_BYTES: usize = 512 << 20;
 
 /// A buffer of `len` zeros, recycled when possible.
 pub(crate) fn pooled_zeroed(len: usize) -> Vec<u64> {
@@ -298,7 +303,8 @@ impl RingContext {
         let n = params.n();
         let nq = params.moduli.len();
         let np = params.special.len();
-        let primes = params.moduli.iter().chain(&params.special).map(|&q| Prime::new(q, n)).collect::<Result<Vec<_>>>()?;
+        let primes =
+            params.moduli.iter().chain(&params.special).map(|&q| Prime::new(q, n)).collect::<Result<Vec<_>>>()?;
         let (ntt_exps, exp_pos) = measure_ntt_order(&primes, n)?;
         let alpha = params.alpha();
         let mut ctx = Self {
@@ -357,13 +363,20 @@ impl RingContext {
                     .map(|pt| {
                         (0..src_primes.len())
                             .map(|a| {
-                                src_primes.iter().enumerate().filter(|(b, _)| *b != a).fold(1u64, |acc, (_, pb)| pt.m.mul(acc, pt.m.reduce(pb.q)))
+                                src_primes
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(b, _)| *b != a)
+                                    .fold(1u64, |acc, (_, pb)| pt.m.mul(acc, pt.m.reduce(pb.q)))
                             })
                             .collect()
                     })
                     .collect();
                 let q_inv_f64 = src_primes.iter().map(|p| 1.0 / p.q as f64).collect();
-                let qj_mod = targets.iter().map(|pt| src_primes.iter().fold(1u64, |acc, pb| pt.m.mul(acc, pt.m.reduce(pb.q)))).collect();
+                let qj_mod = targets
+                    .iter()
+                    .map(|pt| src_primes.iter().fold(1u64, |acc, pb| pt.m.mul(acc, pt.m.reduce(pb.q))))
+                    .collect();
                 digits.push(ModUpTable { src, qhat_inv, qhat_mod, q_inv_f64, qj_mod });
             }
             modup.push(digits);
@@ -371,7 +384,11 @@ impl RingContext {
         // ModDown: P -> Q.
         let mut p_hat_inv = Vec::with_capacity(ps.len());
         for (k, pk) in ps.iter().enumerate() {
-            let prod = ps.iter().enumerate().filter(|(b, _)| *b != k).fold(1u64, |acc, (_, pb)| pk.m.mul(acc, pk.m.reduce(pb.q)));
+            let prod = ps
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| *b != k)
+                .fold(1u64, |acc, (_, pb)| pk.m.mul(acc, pk.m.reduce(pb.q)));
             p_hat_inv.push(pk.shoup_pair(pk.inv(prod)?));
         }
         let mut p_hat_mod_q = Vec::with_capacity(self.nq);
@@ -380,7 +397,12 @@ impl RingContext {
         for qi in &qs {
             p_hat_mod_q.push(
                 (0..ps.len())
-                    .map(|k| ps.iter().enumerate().filter(|(b, _)| *b != k).fold(1u64, |acc, (_, pb)| qi.m.mul(acc, qi.m.reduce(pb.q))))
+                    .map(|k| {
+                        ps.iter()
+                            .enumerate()
+                            .filter(|(b, _)| *b != k)
+                            .fold(1u64, |acc, (_, pb)| qi.m.mul(acc, qi.m.reduce(pb.q)))
+                    })
                     .collect(),
             );
             let pmod = ps.iter().fold(1u64, |acc, pb| qi.m.mul(acc, qi.m.reduce(pb.q)));
@@ -457,11 +479,16 @@ impl RingContext {
     /// `a + b` (same basis) into a fresh pooled buffer in one pass: no copy of `a` first.
     pub(crate) fn add(&self, a: &RnsPoly, b: &RnsPoly) -> RnsPoly {
         let nq = a.nq;
-        self.zip_map(a, b, |t| t, |t| {
-            let q = self.limb_prime(t, nq).q;
-            // `csub` is branch-free so the loop vectorizes (a compare would need SSE4.2).
-            move |x, y| csub(x + y, q)
-        })
+        self.zip_map(
+            a,
+            b,
+            |t| t,
+            |t| {
+                let q = self.limb_prime(t, nq).q;
+                // `csub` is branch-free so the loop vectorizes (a compare would need SSE4.2).
+                move |x, y| csub(x + y, q)
+            },
+        )
     }
 
     /// `a * b` pointwise into a fresh pooled buffer over the basis of `a` (`b` over a superset basis,
@@ -469,10 +496,15 @@ impl RingContext {
     pub(crate) fn mul_matching(&self, a: &RnsPoly, b: &RnsPoly) -> RnsPoly {
         let nq = a.nq;
         let bnq = b.nq;
-        self.zip_map(a, b, |t| if t < nq { t } else { bnq + (t - nq) }, |t| {
-            let br = self.limb_prime(t, nq).barrett();
-            move |x, y| br.mul(x, y)
-        })
+        self.zip_map(
+            a,
+            b,
+            |t| if t < nq { t } else { bnq + (t - nq) },
+            |t| {
+                let br = self.limb_prime(t, nq).barrett();
+                move |x, y| br.mul(x, y)
+            },
+        )
     }
 
     /// A new polynomial over the basis of `a` with `out[t][i] = op(t)(a[t][i], b[bt(t)][i])`, written
@@ -512,6 +544,54 @@ impl RingContext {
         // A missing `b` limb would shorten the output; pad so the layout invariant always holds.
         data.resize(len, 0);
         RnsPoly { data, nq: a.nq, with_p: a.with_p }
+    }
+
+    /// `acc + x·p` pointwise in one pass into a recycled buffer, over the basis of `acc` (`x` over
+    /// the same basis, `p` over a superset: limbs matched by prime as in [`Self::mul_matching`]).
+    /// The same values as `add(acc, mul_matching(x, p))` without the intermediate product.
+    pub(crate) fn mul_add(&self, acc: &RnsPoly, x: &RnsPoly, p: &RnsPoly) -> RnsPoly {
+        let n = self.n;
+        let nq = acc.nq;
+        let pnq = p.nq;
+        fn limb(d: &RnsPoly, t: usize, n: usize) -> &[u64] {
+            d.data.get(t * n..(t + 1) * n).unwrap_or(&[])
+        }
+        let work = |t: usize, o: &mut [u64]| {
+            let pr = self.limb_prime(t, nq);
+            let (br, q) = (pr.barrett(), pr.q);
+            let (a, xs, ps) = (limb(acc, t, n), limb(x, t, n), limb(p, if t < nq { t } else { pnq + (t - nq) }, n));
+            if a.len() != o.len() || xs.len() != o.len() || ps.len() != o.len() {
+                o.fill(0);
+                return;
+            }
+            for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(xs).zip(ps) {
+                *o = csub(a + br.mul(b, c), q);
+            }
+        };
+        let mut data = pooled_stale(acc.data.len());
+        if rayon::current_num_threads() > 1 {
+            data.par_chunks_exact_mut(n).enumerate().for_each(|(t, o)| work(t, o));
+        } else {
+            data.chunks_exact_mut(n).enumerate().for_each(|(t, o)| work(t, o));
+        }
+        RnsPoly { data, nq, with_p: acc.with_p }
+    }
+
+    /// In-place [`Self::mul_add`]: `acc += x·p` (the same values).
+    pub(crate) fn mul_add_assign_matching(&self, acc: &mut RnsPoly, x: &RnsPoly, p: &RnsPoly) {
+        let n = self.n;
+        let nq = acc.nq;
+        let pnq = p.nq;
+        for_limbs(&mut acc.data, n, |t, a| {
+            let pr = self.limb_prime(t, nq);
+            let (br, q) = (pr.barrett(), pr.q);
+            let pt = if t < nq { t } else { pnq + (t - nq) };
+            let (xs, ps) =
+                (x.data.get(t * n..(t + 1) * n).unwrap_or(&[]), p.data.get(pt * n..(pt + 1) * n).unwrap_or(&[]));
+            for ((a, &b), &c) in a.iter_mut().zip(xs).zip(ps) {
+                *a = csub(*a + br.mul(b, c), q);
+            }
+        });
     }
 
     pub(crate) fn sub_assign(&self, a: &mut RnsPoly, b: &RnsPoly) {
@@ -595,18 +675,30 @@ impl RingContext {
         let mut d2 = self.stale(nq, a0.with_p);
         let work = |t: usize, (o0, (o1, o2)): (&mut [u64], (&mut [u64], &mut [u64]))| {
             let m = &self.limb_prime(t, nq).m;
-            let (x0, x1) = (a0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), a1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
-            let (y0, y1) = (b0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), b1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
-            for ((((((r0, r1), r2), &u0), &u1), &v0), &v1) in o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut()).zip(x0).zip(x1).zip(y0).zip(y1) {
+            let (x0, x1) =
+                (a0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), a1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
+            let (y0, y1) =
+                (b0.data.get(t * n..(t + 1) * n).unwrap_or(&[]), b1.data.get(t * n..(t + 1) * n).unwrap_or(&[]));
+            for ((((((r0, r1), r2), &u0), &u1), &v0), &v1) in
+                o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut()).zip(x0).zip(x1).zip(y0).zip(y1)
+            {
                 *r0 = m.reduce_u128(u0 as u128 * v0 as u128);
                 *r1 = m.reduce_u128(u0 as u128 * v1 as u128 + u1 as u128 * v0 as u128);
                 *r2 = m.reduce_u128(u1 as u128 * v1 as u128);
             }
         };
         if rayon::current_num_threads() > 1 {
-            d0.data.par_chunks_exact_mut(n).zip(d1.data.par_chunks_exact_mut(n).zip(d2.data.par_chunks_exact_mut(n))).enumerate().for_each(|(t, o)| work(t, o));
+            d0.data
+                .par_chunks_exact_mut(n)
+                .zip(d1.data.par_chunks_exact_mut(n).zip(d2.data.par_chunks_exact_mut(n)))
+                .enumerate()
+                .for_each(|(t, o)| work(t, o));
         } else {
-            d0.data.chunks_exact_mut(n).zip(d1.data.chunks_exact_mut(n).zip(d2.data.chunks_exact_mut(n))).enumerate().for_each(|(t, o)| work(t, o));
+            d0.data
+                .chunks_exact_mut(n)
+                .zip(d1.data.chunks_exact_mut(n).zip(d2.data.chunks_exact_mut(n)))
+                .enumerate()
+                .for_each(|(t, o)| work(t, o));
         }
         (d0, d1, d2)
     }
@@ -758,7 +850,16 @@ impl RingContext {
     /// [`Self::modup_estimate`]), transformed. The limbs are converted together so each block of
     /// the sources is read once from memory for all of them.
     #[allow(clippy::too_many_arguments)]
-    fn modup_limbs(&self, tab: &ModUpTable, nq: usize, ys: &[u64], est: Option<&[u64]>, c_ntt: &[u64], t0: usize, out: &mut [u64]) {
+    fn modup_limbs(
+        &self,
+        tab: &ModUpTable,
+        nq: usize,
+        ys: &[u64],
+        est: Option<&[u64]>,
+        c_ntt: &[u64],
+        t0: usize,
+        out: &mut [u64],
+    ) {
         let n = self.n;
         let mut conv: Vec<(usize, &mut [u64])> = Vec::with_capacity(out.len() / n.max(1));
         for (k, limb) in out.chunks_exact_mut(n).enumerate() {
@@ -785,7 +886,11 @@ impl RingContext {
                     .iter()
                     .map(|(t, _)| {
                         let m = &self.limb_prime(*t, nq).m;
-                        ConvTarget { row: tab.qhat_mod.get(*t).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(tab.qj_mod.get(*t).copied().unwrap_or(0)), m }
+                        ConvTarget {
+                            row: tab.qhat_mod.get(*t).map(|v| v.as_slice()).unwrap_or(&[]),
+                            neg_total: m.neg(tab.qj_mod.get(*t).copied().unwrap_or(0)),
+                            m,
+                        }
                     })
                     .collect();
                 let mut outs: Vec<&mut [u64]> = conv.iter_mut().map(|(_, l)| &mut **l).collect();
@@ -799,7 +904,15 @@ impl RingContext {
 
     /// Every limb of the ModUp of digit `tab` into `out` (basis `Q_l ∪ P`, NTT form), like
     /// [`Self::modup_limbs`] but converting all target limbs in one pass over the sources.
-    fn modup_digit(&self, tab: &ModUpTable, nq: usize, ys: &[u64], est: Option<&[u64]>, c_ntt: &[u64], out: &mut [u64]) {
+    fn modup_digit(
+        &self,
+        tab: &ModUpTable,
+        nq: usize,
+        ys: &[u64],
+        est: Option<&[u64]>,
+        c_ntt: &[u64],
+        out: &mut [u64],
+    ) {
         let n = self.n;
         if let Some(est) = est {
             let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
@@ -807,12 +920,17 @@ impl RingContext {
             let mut targets = Vec::new();
             for (t, limb) in out.chunks_exact_mut(n).enumerate().filter(|(t, _)| !tab.src.contains(t)) {
                 let m = &self.limb_prime(t, nq).m;
-                targets.push(ConvTarget { row: tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(tab.qj_mod.get(t).copied().unwrap_or(0)), m });
+                targets.push(ConvTarget {
+                    row: tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]),
+                    neg_total: m.neg(tab.qj_mod.get(t).copied().unwrap_or(0)),
+                    m,
+                });
                 outs.push(limb);
             }
             base_convert_par(outs, &srcs, est, &targets);
         }
-        let (src_q, src) = (self.limb_prime(tab.src.start, nq).q, ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]));
+        let (src_q, src) =
+            (self.limb_prime(tab.src.start, nq).q, ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]));
         for_limbs(out, n, |t, limb| {
             if tab.src.contains(&t) {
                 limb.copy_from_slice(c_ntt.get(t * n..(t + 1) * n).unwrap_or(&[]));
@@ -850,7 +968,13 @@ impl RingContext {
     /// ModUp fused with the key inner product (no hoisting): for each group of limbs of `Q_l ∪ P`,
     /// every digit's limbs are produced in a scratch buffer and accumulated at once, so the β
     /// extended digits are never stored. Returns `(Σ d_j·b_j, Σ d_j·a_j)` over `Q_l ∪ P`, NTT form.
-    pub(crate) fn key_switch_fused(&self, c_coef: &RnsPoly, c_ntt: &RnsPoly, key_b: &[RnsPoly], key_a: &[RnsPoly]) -> Result<(RnsPoly, RnsPoly)> {
+    pub(crate) fn key_switch_fused(
+        &self,
+        c_coef: &RnsPoly,
+        c_ntt: &RnsPoly,
+        key_b: &[RnsPoly],
+        key_a: &[RnsPoly],
+    ) -> Result<(RnsPoly, RnsPoly)> {
         let nq = c_coef.nq;
         let l = nq.checked_sub(1).ok_or(CkksError::Internal("empty poly"))?;
         let n = self.n;
@@ -875,7 +999,12 @@ impl RingContext {
                 with_scratch_u64(g * n, |buf| {
                     for (j, (tab, est)) in tables.iter().zip(&ests).enumerate() {
                         self.modup_limbs(tab, nq, &ys, est.as_deref(), &c_ntt.data, t0, buf);
-                        for (k, ((d, sb), sa)) in buf.chunks_exact(n).zip(acc_b.chunks_exact_mut(n)).zip(acc_a.chunks_exact_mut(n)).enumerate() {
+                        for (k, ((d, sb), sa)) in buf
+                            .chunks_exact(n)
+                            .zip(acc_b.chunks_exact_mut(n))
+                            .zip(acc_a.chunks_exact_mut(n))
+                            .enumerate()
+                        {
                             let t = t0 + k;
                             let kt = if t < nq { t } else { self.nq + (t - nq) };
                             let kb = key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
@@ -884,7 +1013,13 @@ impl RingContext {
                         }
                     }
                 });
-                for (k, (((obl, oal), sb), sa)) in ob.chunks_exact_mut(n).zip(oa.chunks_exact_mut(n)).zip(acc_b.chunks_exact(n)).zip(acc_a.chunks_exact(n)).enumerate() {
+                for (k, (((obl, oal), sb), sa)) in ob
+                    .chunks_exact_mut(n)
+                    .zip(oa.chunks_exact_mut(n))
+                    .zip(acc_b.chunks_exact(n))
+                    .zip(acc_a.chunks_exact(n))
+                    .enumerate()
+                {
                     let m = &self.limb_prime(t0 + k, nq).m;
                     for (o, &s) in obl.iter_mut().zip(sb) {
                         *o = m.reduce_u128(s);
@@ -897,9 +1032,19 @@ impl RingContext {
         };
         let gl = CONV_GROUP * n;
         if rayon::current_num_threads() > 1 {
-            out_b.data.par_chunks_mut(gl).zip(out_a.data.par_chunks_mut(gl)).enumerate().for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
+            out_b
+                .data
+                .par_chunks_mut(gl)
+                .zip(out_a.data.par_chunks_mut(gl))
+                .enumerate()
+                .for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
         } else {
-            out_b.data.chunks_mut(gl).zip(out_a.data.chunks_mut(gl)).enumerate().for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
+            out_b
+                .data
+                .chunks_mut(gl)
+                .zip(out_a.data.chunks_mut(gl))
+                .enumerate()
+                .for_each(|(k, (ob, oa))| work(k * CONV_GROUP, ob, oa));
         }
         for e in ests.into_iter().flatten() {
             recycle(e);
@@ -949,7 +1094,11 @@ impl RingContext {
             let targets: Vec<ConvTarget<'_>> = (0..nq)
                 .map(|i| {
                     let m = &self.limb_prime(i, nq).m;
-                    ConvTarget { row: self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]), neg_total: m.neg(self.p_mod_q.get(i).copied().unwrap_or(0)), m }
+                    ConvTarget {
+                        row: self.p_hat_mod_q.get(i).map(|v| v.as_slice()).unwrap_or(&[]),
+                        neg_total: m.neg(self.p_mod_q.get(i).copied().unwrap_or(0)),
+                        m,
+                    }
                 })
                 .collect();
             base_convert_par(convs.chunks_exact_mut(n).collect(), &srcs, est, &targets);
@@ -995,7 +1144,12 @@ impl RingContext {
 
     /// Key-switching inner product: `Σ_j d_j · key_j` for both key components, over `Q_l ∪ P`.
     /// `digits` are over `Q_l ∪ P`; `key_b`/`key_a` are over the full `Q ∪ P`.
-    pub(crate) fn key_inner_product(&self, digits: &[RnsPoly], key_b: &[RnsPoly], key_a: &[RnsPoly]) -> Result<(RnsPoly, RnsPoly)> {
+    pub(crate) fn key_inner_product(
+        &self,
+        digits: &[RnsPoly],
+        key_b: &[RnsPoly],
+        key_a: &[RnsPoly],
+    ) -> Result<(RnsPoly, RnsPoly)> {
         let first = digits.first().ok_or(CkksError::Internal("no digits"))?;
         let nq = first.nq;
         if key_b.len() < digits.len() || key_a.len() < digits.len() {
@@ -1003,21 +1157,34 @@ impl RingContext {
         }
         let n = self.n;
         let limbs = self.num_limbs(nq, true);
-        let mut out_b = self.zero(nq, true);
-        let mut out_a = self.zero(nq, true);
+        // Every limb is written by `inner_product_limb`.
+        let mut out_b = self.stale(nq, true);
+        let mut out_a = self.stale(nq, true);
         // Interleave both outputs per limb so one pass over the digits produces both.
         let work = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
             let m = &self.limb_prime(t, nq).m;
             let kt = if t < nq { t } else { self.nq + (t - nq) };
             let ds: Vec<&[u64]> = digits.iter().map(|d| d.data.get(t * n..(t + 1) * n).unwrap_or(&[])).collect();
-            let kbs: Vec<&[u64]> = key_b.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
-            let kas: Vec<&[u64]> = key_a.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+            let kbs: Vec<&[u64]> =
+                key_b.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+            let kas: Vec<&[u64]> =
+                key_a.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
             inner_product_limb(ob, oa, &ds, &kbs, &kas, m);
         };
         if rayon::current_num_threads() > 1 {
-            out_b.data.par_chunks_exact_mut(n).zip(out_a.data.par_chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+            out_b
+                .data
+                .par_chunks_exact_mut(n)
+                .zip(out_a.data.par_chunks_exact_mut(n))
+                .enumerate()
+                .for_each(|(t, (ob, oa))| work(t, ob, oa));
         } else {
-            out_b.data.chunks_exact_mut(n).zip(out_a.data.chunks_exact_mut(n)).enumerate().for_each(|(t, (ob, oa))| work(t, ob, oa));
+            out_b
+                .data
+                .chunks_exact_mut(n)
+                .zip(out_a.data.chunks_exact_mut(n))
+                .enumerate()
+                .for_each(|(t, (ob, oa))| work(t, ob, oa));
         }
         debug_assert_eq!(out_b.data.len(), limbs * n);
         Ok((out_b, out_a))
@@ -1129,7 +1296,11 @@ fn base_convert_par(outs: Vec<&mut [u64]>, ys: &[&[u64]], est: &[u64], targets: 
 fn base_convert_centered(outs: &mut [&mut [u64]], ys: &[&[u64]], est: &[u64], targets: &[ConvTarget<'_>]) {
     let n = est.len();
     let s = ys.len();
-    if s == 0 || ys.iter().any(|y| y.len() != n) || outs.iter().any(|o| o.len() != n) || targets.iter().any(|t| t.row.len() != s) {
+    if s == 0
+        || ys.iter().any(|y| y.len() != n)
+        || outs.iter().any(|o| o.len() != n)
+        || targets.iter().any(|t| t.row.len() != s)
+    {
         return;
     }
     // The sources' block transposed (coefficient-major): each output is then a dot product of two
@@ -1158,7 +1329,9 @@ fn base_convert_centered(outs: &mut [&mut [u64]], ys: &[&[u64]], est: &[u64], ta
                         a1 += *y1 as u128 * *h1 as u128;
                     }
                 }
-                if let (Some(&y), Some(&h)) = (row.chunks_exact(2).remainder().first(), tgt.row.chunks_exact(2).remainder().first()) {
+                if let (Some(&y), Some(&h)) =
+                    (row.chunks_exact(2).remainder().first(), tgt.row.chunks_exact(2).remainder().first())
+                {
                     a0 += y as u128 * h as u128;
                 }
                 *o = tgt.m.reduce_u128(a0 + a1);
@@ -1190,6 +1363,9 @@ fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u6
     const B: usize = 256;
     let n = ob.len();
     if oa.len() != n || ds.iter().chain(kbs).chain(kas).any(|s| s.len() != n) {
+        // Callers pass stale output buffers: leave a defined value.
+        ob.fill(0);
+        oa.fill(0);
         return;
     }
     let mut acc_b = [0u128; B];
@@ -1200,7 +1376,11 @@ fn inner_product_limb(ob: &mut [u64], oa: &mut [u64], ds: &[&[u64]], kbs: &[&[u6
             return;
         };
         for (j, ((d, kb), ka)) in ds.iter().zip(kbs).zip(kas).enumerate() {
-            let (d, kb, ka) = (d.get(range.clone()).unwrap_or(&[]), kb.get(range.clone()).unwrap_or(&[]), ka.get(range.clone()).unwrap_or(&[]));
+            let (d, kb, ka) = (
+                d.get(range.clone()).unwrap_or(&[]),
+                kb.get(range.clone()).unwrap_or(&[]),
+                ka.get(range.clone()).unwrap_or(&[]),
+            );
             accumulate(ab, aa, d, kb, ka, j == 0);
         }
         for (o, &s) in obb.iter_mut().zip(ab.iter()) {
@@ -1231,7 +1411,10 @@ fn measure_ntt_order(primes: &[Prime], n: usize) -> Result<(Vec<u32>, Vec<u32>)>
             table.insert(acc, e);
             acc = p.m.mul(acc, psi);
         }
-        let exps = x.iter().map(|w| table.get(w).copied().ok_or(CkksError::Internal("NTT slot is not a power of psi"))).collect::<Result<Vec<u32>>>()?;
+        let exps = x
+            .iter()
+            .map(|w| table.get(w).copied().ok_or(CkksError::Internal("NTT slot is not a power of psi")))
+            .collect::<Result<Vec<u32>>>()?;
         match &reference {
             None => reference = Some(exps),
             Some(r) if *r == exps => {}
@@ -1387,11 +1570,20 @@ mod tests {
     fn barrett_product_is_exact_at_the_extremes() {
         // Largest products (where the quotient estimate is loosest) for every bit size in 3..=61,
         // at both ends of each size's range, and for the context's real primes.
-        let mut moduli: Vec<u64> = (3..=61u32).flat_map(|k| [(1u64 << (k - 1)) + 1, (1u64 << k) - 1, (1u64 << (k - 1)) | 0x5]).collect();
+        let mut moduli: Vec<u64> =
+            (3..=61u32).flat_map(|k| [(1u64 << (k - 1)) + 1, (1u64 << k) - 1, (1u64 << (k - 1)) | 0x5]).collect();
         moduli.extend(ctx().primes.iter().map(|p| p.q));
         for q in moduli {
             let b = barrett_for(q);
-            for (x, y) in [(q - 1, q - 1), (q - 1, q - 2), (q - 2, q - 2), (0, q - 1), (1, q - 1), (q / 2, q - 1), (q / 2 + 1, q / 2 + 1)] {
+            for (x, y) in [
+                (q - 1, q - 1),
+                (q - 1, q - 2),
+                (q - 2, q - 2),
+                (0, q - 1),
+                (1, q - 1),
+                (q / 2, q - 1),
+                (q / 2 + 1, q / 2 + 1),
+            ] {
                 assert_eq!(b.mul(x, y), ((x as u128 * y as u128) % q as u128) as u64, "q={q} x={x} y={y}");
             }
         }
@@ -1411,7 +1603,11 @@ mod tests {
                     s ^= s >> 7;
                     s ^= s << 17;
                     // Include the extremes q-1 and 0 regularly.
-                    *x = match i % 5 { 0 => q - 1, 1 => 0, _ => s % q };
+                    *x = match i % 5 {
+                        0 => q - 1,
+                        1 => 0,
+                        _ => s % q,
+                    };
                 }
             }
             p
@@ -1432,7 +1628,11 @@ mod tests {
         let got = c.mul_matching(&a, &full);
         for t in 0..2 {
             let m = &c.limb_prime(t, 2).m;
-            let want: Vec<u64> = a.data[t * n..(t + 1) * n].iter().zip(&full.data[t * n..(t + 1) * n]).map(|(&x, &y)| m.reduce_u128(x as u128 * y as u128)).collect();
+            let want: Vec<u64> = a.data[t * n..(t + 1) * n]
+                .iter()
+                .zip(&full.data[t * n..(t + 1) * n])
+                .map(|(&x, &y)| m.reduce_u128(x as u128 * y as u128))
+                .collect();
             assert_eq!(got.data[t * n..(t + 1) * n], want[..]);
         }
     }

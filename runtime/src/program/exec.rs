@@ -3,8 +3,10 @@
 //! The executor needs only an [`Evaluator`] (public evaluation keys). Instructions run in steps:
 //! each step runs, in parallel with rayon, every instruction whose operands are ready among a
 //! window of the next unfinished ones in program order (as many as [`WINDOW_BYTES`] of top-level
-//! ciphertexts, 64..=4096). Rotations of one register within
-//! a step share a single decomposition (hoisting). A register is freed once all its uses have run,
+//! ciphertexts, 64..=4096). Rotations of one register share a single decomposition (hoisting):
+//! within a step, and across steps through a bounded cache while the register has rotations left.
+//! An `add` whose second operand is a `mul_plain` used only there runs as one multiply-accumulate
+//! pass (the product is never stored; same values). A register is freed once all its uses have run,
 //! so memory follows the program order's live set plus the window, not the program's width.
 //! A program with bootstraps has its [`crate::Bootstrapper`] rebuilt once per execution (seconds at
 //! N = 2^16: the linear-transform diagonals are encoded then).
@@ -69,15 +71,49 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
 
 enum Task {
     One(usize),
+    /// An `add` (index) with its second operand's `mul_plain` (index) fused into it, and the first
+    /// operand when this is its last use (then accumulated in place).
+    MulPlainAdd(usize, usize, Option<Ciphertext>),
     /// Rotations of one register: its decomposition is reused from the hoist cache or made here,
     /// and kept for later steps when `keep` (the register has rotations left).
-    Rotations { src: u32, group: Vec<usize>, keep: bool },
+    Rotations {
+        src: u32,
+        group: Vec<usize>,
+        keep: bool,
+    },
 }
 
 /// Decompositions kept between steps for registers whose rotations are spread over more
 /// instructions than the window (the encoder's largest groups: 156 rotations of one register over
 /// 23k instructions), bounded by [`HOIST_CACHE_BYTES`].
 const HOIST_CACHE_BYTES: usize = 1 << 30;
+
+/// Largest distance in the program between a `mul_plain` and the `add` it is fused into (the
+/// lowering emits them adjacent; a bound keeps the pair inside one window).
+const FUSE_DISTANCE: usize = 16;
+
+/// For each instruction, the `mul_plain` fused into it: `add a, b` where `b` is a `mul_plain`
+/// result used only there (and not an output), so `a + x·pt` is computed in one pass and `b` never
+/// exists. Returns (fused into add i, whether instruction j is fused).
+fn fusions(program: &Program, uses: &[usize], is_output: &[bool]) -> (Vec<Option<usize>>, Vec<bool>) {
+    let n_in = program.num_input_regs();
+    let n = program.insts.len();
+    let mut into = vec![None; n];
+    let mut fused = vec![false; n];
+    for (i, inst) in program.insts.iter().enumerate() {
+        let Op::Add(a, b) = inst.op else { continue };
+        let Some(j) = (b as usize).checked_sub(n_in) else { continue };
+        let single = uses.get(b as usize) == Some(&1) && !is_output.get(b as usize).copied().unwrap_or(true);
+        let is_mul_plain = matches!(program.insts.get(j).map(|x| &x.op), Some(Op::MulPlain { .. }));
+        if a != b && single && is_mul_plain && j < i && i - j <= FUSE_DISTANCE {
+            if let (Some(x), Some(f)) = (into.get_mut(i), fused.get_mut(j)) {
+                *x = Some(j);
+                *f = true;
+            }
+        }
+    }
+    (into, fused)
+}
 
 /// A task's results, and the decomposition to keep for later rotations of its register.
 type TaskOut = (Vec<(usize, Ciphertext)>, Option<(u32, std::sync::Arc<crate::eval::HoistedCiphertext>)>);
@@ -136,6 +172,7 @@ pub fn execute_with_progress(
             }
         }
     }
+    let (fused_into, is_fused) = fusions(program, &uses_left, &is_output);
     let mut regs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
     regs.resize_with(n_regs, || None);
     let ctx = eval.context();
@@ -171,16 +208,25 @@ pub fn execute_with_progress(
         let mut rot_groups: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
         let mut step: Vec<usize> = Vec::new();
         for i in next..hi {
-            if done.get(i).copied().unwrap_or(true) {
+            if done.get(i).copied().unwrap_or(true) || is_fused.get(i).copied().unwrap_or(false) {
                 continue;
             }
             let Some(inst) = program.insts.get(i) else { continue };
-            if !inst.op.operands().iter().all(|&r| regs.get(r as usize).is_some_and(|x| x.is_some())) {
+            let fused = fused_into.get(i).copied().flatten();
+            // A fused add reads its first operand and the mul_plain's source.
+            let operands = match (fused, &inst.op) {
+                (Some(j), Op::Add(a, _)) => {
+                    vec![*a, program.insts.get(j).and_then(|x| x.op.operands().first().copied()).unwrap_or(u32::MAX)]
+                }
+                _ => inst.op.operands(),
+            };
+            if !operands.iter().all(|&r| regs.get(r as usize).is_some_and(|x| x.is_some())) {
                 continue;
             }
             step.push(i);
-            match &inst.op {
-                Op::Rotate { src, .. } => rot_groups.entry(*src).or_default().push(i),
+            match (&inst.op, fused) {
+                (_, Some(j)) => tasks.push(Task::MulPlainAdd(i, j, None)),
+                (Op::Rotate { src, .. }, None) => rot_groups.entry(*src).or_default().push(i),
                 _ => tasks.push(Task::One(i)),
             }
         }
@@ -202,21 +248,58 @@ pub fn execute_with_progress(
                 tasks.extend(group.into_iter().map(Task::One));
             }
         }
+        // An accumulator read last by its fused add moves into the task (no other task of the step
+        // reads it: this is its only remaining use).
+        for t in tasks.iter_mut() {
+            if let Task::MulPlainAdd(i, _, owned) = t {
+                if let Some(Op::Add(a, _)) = program.insts.get(*i).map(|x| &x.op) {
+                    let a = *a as usize;
+                    if uses_left.get(a) == Some(&1) && !is_output.get(a).copied().unwrap_or(true) {
+                        if let Some(ct) = regs.get_mut(a).and_then(|r| r.take()) {
+                            live -= 1;
+                            *owned = Some(ct);
+                        }
+                    }
+                }
+            }
+        }
         let regs_ref = &regs;
         let hoisted_ref = &hoisted;
         let results: Vec<ProgramResult<TaskOut>> = tasks
-            .par_iter()
+            .into_par_iter()
             .map(|t| match t {
                 Task::One(i) => {
                     let inst =
-                        program.insts.get(*i).ok_or(ProgramError::Invalid { inst: *i, reason: "missing".into() })?;
-                    Ok((vec![(*i, run_one(program, eval, &encoder, &cache, boot, regs_ref, *i, inst)?)], None))
+                        program.insts.get(i).ok_or(ProgramError::Invalid { inst: i, reason: "missing".into() })?;
+                    Ok((vec![(i, run_one(program, eval, &encoder, &cache, boot, regs_ref, i, inst)?)], None))
+                }
+                Task::MulPlainAdd(i, j, owned) => {
+                    let (Some(Op::Add(a, _)), Some(Op::MulPlain { src, constant: c, pt_scale })) =
+                        (program.insts.get(i).map(|x| &x.op), program.insts.get(j).map(|x| &x.op))
+                    else {
+                        return Err(ProgramError::Invalid { inst: i, reason: "not a fusable add".into() });
+                    };
+                    let x = reg(regs_ref, *src, j)?;
+                    let values = program
+                        .constants
+                        .get(*c as usize)
+                        .ok_or(ProgramError::Invalid { inst: j, reason: format!("constant c{c} does not exist") })?;
+                    let pt = cache
+                        .get((*c, x.level(), pt_scale.to_bits()), || encoder.encode(values, x.level(), *pt_scale))?;
+                    let ct = match owned {
+                        Some(mut acc) => {
+                            eval.mul_plain_add_assign(&mut acc, x, &pt)?;
+                            acc
+                        }
+                        None => eval.mul_plain_add(reg(regs_ref, *a, i)?, x, &pt)?,
+                    };
+                    Ok((vec![(i, ct)], None))
                 }
                 Task::Rotations { src, group, keep } => {
-                    let h = match hoisted_ref.get(src) {
+                    let h = match hoisted_ref.get(&src) {
                         Some(h) => h.clone(),
                         None => {
-                            let ct = reg(regs_ref, *src, group.first().copied().unwrap_or(0))?;
+                            let ct = reg(regs_ref, src, group.first().copied().unwrap_or(0))?;
                             std::sync::Arc::new(eval.hoist(ct)?)
                         }
                     };
@@ -227,7 +310,7 @@ pub fn execute_with_progress(
                             _ => Err(ProgramError::Invalid { inst: i, reason: "not a rotation".into() }),
                         })
                         .collect::<ProgramResult<Vec<_>>>()?;
-                    Ok((outs, keep.then_some((*src, h))))
+                    Ok((outs, keep.then_some((src, h))))
                 }
             })
             .collect();
@@ -247,7 +330,9 @@ pub fn execute_with_progress(
                 }
             }
         }
-        for &i in &step {
+        // The fused mul_plains ran with their adds: they are done, and their sources used.
+        let fused_now: Vec<usize> = step.iter().filter_map(|&i| fused_into.get(i).copied().flatten()).collect();
+        for &i in step.iter().chain(&fused_now) {
             if let Some(d) = done.get_mut(i) {
                 *d = true;
             }
@@ -278,7 +363,7 @@ pub fn execute_with_progress(
         live += step.len();
         stats.peak_live = stats.peak_live.max(live);
         // Free registers whose every use has run.
-        for &i in &step {
+        for &i in step.iter().chain(&fused_now) {
             let Some(inst) = program.insts.get(i) else { continue };
             for r in inst.op.operands() {
                 let r = r as usize;
@@ -297,7 +382,7 @@ pub fn execute_with_progress(
         while done.get(next).copied().unwrap_or(false) {
             next += 1;
         }
-        completed += step.len();
+        completed += step.len() + fused_now.len();
         if let Some(p) = progress {
             if last_report.elapsed().as_secs_f64() >= 2.0 || completed == n_insts {
                 last_report = std::time::Instant::now();

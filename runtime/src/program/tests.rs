@@ -233,3 +233,69 @@ fn bootstrap_config_errors_are_program_errors() {
     b[pos] ^= 1;
     assert!(Program::from_bytes(&b).is_err());
 }
+
+/// Diagonal-method accumulation `Σ_k rot(x, k)·c_k` as the lowering emits it (each `add`'s second
+/// operand a `mul_plain` used only there), with the two rotations of `x` in different steps (more
+/// than a window apart). The executor fuses the products into the adds, accumulates in place and
+/// reuses one decomposition for both rotations; the result must be bit-identical to the separate
+/// evaluator operations.
+#[test]
+fn fused_accumulation_and_cross_step_hoisting_are_exact() {
+    let params = CkksParams::new(13, &[40, 30, 30, 30, 30], &[40], 5, 30).unwrap();
+    let ctx = CkksContext::new(params.clone()).unwrap();
+    let pp = ProgramParams::from_params(&params);
+    let slots = pp.slots();
+    let s0 = params.default_scale();
+    let pt = s0;
+    let top = 4;
+    // A window holds 2 GiB of top-level ciphertexts: 3276 here, so a chain of 3300 no-op
+    // `mul_int`s puts the second rotation outside the first step's window.
+    let chain = 3300;
+    let mut insts = vec![Inst { op: Op::Rotate { src: 0, step: 1 }, level: top, scale: s0 }];
+    for k in 0..chain {
+        insts.push(Inst { op: Op::MulInt(1 + k as u32, 1), level: top, scale: s0 });
+    }
+    let r1 = chain as u32 + 1;
+    let base = insts.len() as u32 + 1;
+    insts.extend([
+        Inst { op: Op::Rotate { src: 0, step: 2 }, level: top, scale: s0 },
+        Inst { op: Op::MulPlain { src: r1, constant: 0, pt_scale: pt }, level: top, scale: s0 * pt },
+        Inst { op: Op::MulPlain { src: base, constant: 1, pt_scale: pt }, level: top, scale: s0 * pt },
+        Inst { op: Op::Add(base + 1, base + 2), level: top, scale: s0 * pt },
+        Inst { op: Op::MulPlain { src: 0, constant: 1, pt_scale: pt }, level: top, scale: s0 * pt },
+        Inst { op: Op::Add(base + 3, base + 4), level: top, scale: s0 * pt },
+    ]);
+    let out_reg = insts.len() as u32;
+    let lay = SlotLayout::RowMajor { shape: vec![4], slots };
+    let prog = Program {
+        name: "fused".into(),
+        params: pp,
+        inputs: vec![Port { name: "x".into(), layout: lay.clone(), regs: vec![0] }],
+        input_level: top,
+        input_scale: s0,
+        constants: vec![vec![1.0, -2.0, 0.5, 3.0], vec![0.25, 1.0, -1.0, 2.0]],
+        insts,
+        outputs: vec![Port { name: "y".into(), layout: lay, regs: vec![out_reg] }],
+        bootstrap: None,
+    };
+    prog.validate().unwrap();
+    let keys = ClientKeys::generate(&ctx).unwrap();
+    let ev = Evaluator::new(&ctx, keys.evaluation_keys(&prog.rotation_steps(), false).unwrap()).unwrap();
+    let x = vec![0.5, -1.0, 1.5, 2.0];
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+    let (out, stats) = execute_with_stats(&prog, &ev, cts.clone()).unwrap();
+    assert_eq!((stats.rotations, stats.hoists, stats.plain_mults), (2, 1, 3));
+
+    let enc = crate::Encoder::new(&ctx);
+    let p0 = enc.encode(&prog.constants[0], top, pt).unwrap();
+    let p1 = enc.encode(&prog.constants[1], top, pt).unwrap();
+    let x_ct = &cts[0];
+    let (a, b) = (ev.rotate(x_ct, 1).unwrap(), ev.rotate(x_ct, 2).unwrap());
+    let s = ev.add(&ev.mul_plain(&a, &p0).unwrap(), &ev.mul_plain(&b, &p1).unwrap()).unwrap();
+    let want = ev.add(&s, &ev.mul_plain(x_ct, &p1).unwrap()).unwrap();
+    assert_eq!(out[0], want);
+    assert_eq!(ev.mul_plain_add(&s, x_ct, &p1).unwrap(), want);
+    let mut acc = s.clone();
+    ev.mul_plain_add_assign(&mut acc, x_ct, &p1).unwrap();
+    assert_eq!(acc, want);
+}
