@@ -101,6 +101,13 @@ struct BackendArgs {
     /// with --log-n at that ring (default: N = 2^16).
     #[arg(long, value_name = "L")]
     bootstrap_levels: Option<usize>,
+    /// At most K Galois keys for the program's rotations; other steps are composed from them
+    /// (the most-executed steps keep their own key).
+    #[arg(long, value_name = "K")]
+    max_rotation_keys: Option<usize>,
+    /// Evaluation-key memory in GiB the automatic key choice stays within (default 12; 0: no limit).
+    #[arg(long, value_name = "GIB")]
+    key_budget: Option<f64>,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -130,6 +137,10 @@ impl BackendArgs {
             o.fusion_growth = g;
         }
         o.bootstrap_levels = self.bootstrap_levels;
+        o.max_rotation_keys = self.max_rotation_keys;
+        if let Some(g) = self.key_budget {
+            o.key_budget_bytes = (g > 0.0).then(|| (g * (1u64 << 30) as f64) as u64);
+        }
         o
     }
 
@@ -155,6 +166,8 @@ impl BackendArgs {
         );
         opt("fusion-growth", self.fusion_growth.map(|x| x.to_string()));
         opt("bootstrap-levels", self.bootstrap_levels.map(|x| x.to_string()));
+        opt("max-rotation-keys", self.max_rotation_keys.map(|x| x.to_string()));
+        opt("key-budget", self.key_budget.map(|x| x.to_string()));
         if self.pow2_rotations {
             w.push("--pow2-rotations".into());
         }

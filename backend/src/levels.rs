@@ -43,8 +43,9 @@ pub(crate) struct Builder {
     const_ids: HashMap<Vec<u64>, u32>,
     reg_level: Vec<usize>,
     reg_scale: Vec<f64>,
-    /// Decompose rotations into powers of two over this many slots (see [`Builder::rotate`]).
-    pub pow2_slots: Option<usize>,
+    /// The Galois keys rotations must be composed from (see [`Builder::rotate`]); `None`: one key
+    /// per step.
+    pub rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     /// Bootstrapping enabled: values never go below level 1 (see the module doc).
     bootstrapping: bool,
     /// Register → its bootstrapped copy.
@@ -83,7 +84,7 @@ impl Builder {
             const_ids: HashMap::new(),
             reg_level: Vec::new(),
             reg_scale: Vec::new(),
-            pow2_slots: None,
+            rotation_plan: None,
             bootstrapping: false,
             refreshed: HashMap::new(),
         }
@@ -233,28 +234,18 @@ impl Builder {
     pub fn neg(&mut self, a: Reg) -> Reg {
         self.emit(Op::Neg(a), self.level(a), self.scale(a))
     }
-    /// Rotation left by `step`; with `pow2_slots = Some(S)` it is a chain of rotations by signed
-    /// powers of two (the non-adjacent form of `step mod S`), so only `~2·log₂ S` Galois keys exist.
+    /// Rotation left by `step`; with a [`Self::rotation_plan`] it is the plan's shortest chain of
+    /// key steps (e.g. signed powers of two), so only the plan's Galois keys are needed. A step the
+    /// plan cannot reach (not seen when the plan was made) is emitted directly: the program then
+    /// lists its key, so it stays correct.
     pub fn rotate(&mut self, a: Reg, step: i64) -> Reg {
-        match self.pow2_slots {
+        let chain = self.rotation_plan.as_ref().and_then(|p| p.chain(step));
+        match chain {
             None => self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a)),
-            Some(s) => {
-                let s = s as i64;
-                let mut k = step.rem_euclid(s);
-                if k > s / 2 {
-                    k -= s; // the shorter way round
-                }
+            Some(chain) => {
                 let mut x = a;
-                let mut bit = 1i64;
-                while k != 0 {
-                    if k & 1 != 0 {
-                        // NAF digit: ±1 chosen so the remainder becomes divisible by 4.
-                        let d = if k.rem_euclid(4) == 1 { 1 } else { -1 };
-                        x = self.emit(Op::Rotate { src: x, step: d * bit }, self.level(x), self.scale(x));
-                        k -= d;
-                    }
-                    k /= 2;
-                    bit *= 2;
+                for k in chain {
+                    x = self.emit(Op::Rotate { src: x, step: k }, self.level(x), self.scale(x));
                 }
                 x
             }

@@ -20,6 +20,7 @@ mod levels;
 mod linear;
 mod lower;
 mod params;
+mod rotation_keys;
 
 use std::collections::BTreeMap;
 
@@ -74,6 +75,15 @@ pub struct BackendOptions {
     /// `2·log₂(N/2)` keys instead of one per distinct step, at more key switches. For large N,
     /// where each key costs tens of MiB.
     pub pow2_rotations: bool,
+    /// At most this many Galois keys for the program's own rotations; the other steps become
+    /// chains over them (`rotation_keys.rs`: the most-executed steps stay direct). `None`: one key
+    /// per step, unless that exceeds [`Self::key_budget_bytes`].
+    pub max_rotation_keys: Option<usize>,
+    /// Evaluation-key memory the compiler keeps the program within when no key count is given:
+    /// if one key per step would exceed it, as many keys as fit are chosen (default 12 GiB: the
+    /// shipped encoder at N = 2^16 then runs on a 24 GiB machine with room for its ciphertexts;
+    /// `None`: no limit).
+    pub key_budget_bytes: Option<u64>,
 }
 
 impl Default for BackendOptions {
@@ -93,6 +103,8 @@ impl Default for BackendOptions {
             hamming_weight: 192,
             fusion_growth: 4,
             pow2_rotations: false,
+            max_rotation_keys: None,
+            key_budget_bytes: Some(12 << 30),
         }
     }
 }
@@ -289,16 +301,8 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     // the parameters were chosen for (N only grows, so this ends after at most four rounds).
     let params = loop {
         let dry_slots = 1usize << (dry_log_n - 1);
-        let dry = lower::lower(
-            graph,
-            stand_in.clone(),
-            dry_scale,
-            DRY_LEVELS,
-            dry_slots,
-            opts.fusion_growth,
-            opts.pow2_rotations,
-            false,
-        )?;
+        let dry =
+            lower::lower(graph, stand_in.clone(), dry_scale, DRY_LEVELS, dry_slots, opts.fusion_growth, None, false)?;
         let depth = DRY_LEVELS - dry.builder.min_level();
         // Key-switching keys: the distinct rotations (they depend on the slot count only) and
         // relinearization.
@@ -354,16 +358,22 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         }
     };
     let slots = params.slots();
-    let real = lower::lower(
-        graph,
-        params.moduli().to_vec(),
-        params.log_scale(),
-        params.max_level(),
-        slots,
-        opts.fusion_growth,
-        opts.pow2_rotations,
-        false,
-    )?;
+    let lower_with = |plan| {
+        lower::lower(
+            graph,
+            params.moduli().to_vec(),
+            params.log_scale(),
+            params.max_level(),
+            slots,
+            opts.fusion_growth,
+            plan,
+            false,
+        )
+    };
+    let mut real = lower_with(None)?;
+    if let Some(plan) = rotation_plan(opts, &params, &real, &[])? {
+        real = lower_with(Some(plan))?;
+    }
     let program = program_of(graph, &real, &params, params.max_level(), None);
     program.validate()?;
     let report = report_of(&real, program.levels_used(), Some(&params), slots);
@@ -374,6 +384,39 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         client_values: real.client_values,
         report,
     })
+}
+
+/// The Galois keys for the rotations of an exact lowering `l` (one key per step): powers of two
+/// (`pow2_rotations`), at most `max_rotation_keys`, as many as `key_budget_bytes` holds, or `None`
+/// when one key per step is kept and the steps are already canonical (no second lowering needed).
+/// `free` are keys generated anyway (the bootstrapper's): chains use them at no cost.
+fn rotation_plan(
+    opts: &BackendOptions,
+    params: &CkksParams,
+    l: &lower::Lowered,
+    free: &[i64],
+) -> Result<Option<std::rc::Rc<rotation_keys::RotationPlan>>, BackendError> {
+    use rotation_keys::{canonical, RotationPlan};
+    let slots = params.slots();
+    if opts.pow2_rotations {
+        return Ok(Some(std::rc::Rc::new(RotationPlan::pow2(slots))));
+    }
+    let counts = rotation_keys::step_counts(&l.builder.insts);
+    let free_set: std::collections::BTreeSet<i64> = free.iter().map(|&s| canonical(s, slots)).collect();
+    let distinct: std::collections::BTreeSet<i64> =
+        counts.keys().map(|&s| canonical(s, slots)).filter(|s| *s != 0 && !free_set.contains(s)).collect();
+    let limbs = (params.max_level() + 1 + params.special_moduli().len()) as u64;
+    let key_bytes = params.dnum() as u64 * 2 * params.n() as u64 * limbs * 8;
+    let max_keys = match (opts.max_rotation_keys, opts.key_budget_bytes) {
+        (Some(k), _) => k,
+        // the relinearization key, the conjugation key and the free keys come first
+        (None, Some(budget)) => (budget / key_bytes).saturating_sub(2 + free_set.len() as u64) as usize,
+        (None, None) => usize::MAX,
+    };
+    if distinct.len() <= max_keys && counts.keys().all(|&s| canonical(s, slots) == s && !free_set.contains(&s)) {
+        return Ok(None);
+    }
+    RotationPlan::select(&counts, slots, max_keys, free).map(|p| Some(std::rc::Rc::new(p)))
 }
 
 /// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the
@@ -420,16 +463,14 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
-    let real = lower::lower(
-        graph,
-        params.moduli().to_vec(),
-        params.log_scale(),
-        top,
-        slots,
-        opts.fusion_growth,
-        opts.pow2_rotations,
-        true,
-    )?;
+    let lower_with = |plan| {
+        lower::lower(graph, params.moduli().to_vec(), params.log_scale(), top, slots, opts.fusion_growth, plan, true)
+    };
+    let mut real = lower_with(None)?;
+    let boot_steps = config.rotation_steps(log_n);
+    if let Some(plan) = rotation_plan(opts, &params, &real, &boot_steps)? {
+        real = lower_with(Some(plan))?;
+    }
     let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
     let mut program = program_of(graph, &real, &params, top, Some(bootstrap));
     let rotation_steps = program.rotation_steps();

@@ -111,7 +111,7 @@ pub(crate) fn lower(
     input_level: usize,
     slots: usize,
     fusion_growth: usize,
-    pow2_rotations: bool,
+    rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     bootstrapping: bool,
 ) -> Result<Lowered, BackendError> {
     let mut cx = Ctx {
@@ -122,9 +122,7 @@ pub(crate) fn lower(
         stats: LinearStats::default(),
         hint: SecondaryMap::new(),
     };
-    if pow2_rotations {
-        cx.b.pow2_slots = Some(slots);
-    }
+    cx.b.rotation_plan = rotation_plan;
     if bootstrapping {
         cx.b.enable_bootstrapping();
     }
