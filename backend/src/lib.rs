@@ -416,7 +416,10 @@ fn rotation_plan(
     if distinct.len() <= max_keys && counts.keys().all(|&s| canonical(s, slots) == s && !free_set.contains(&s)) {
         return Ok(None);
     }
-    RotationPlan::select(&counts, slots, max_keys, free).map(|p| Some(std::rc::Rc::new(p)))
+    // A budget the user did not give as a key count is soft: below the powers of two the steps
+    // need, those are kept (the report shows the bytes).
+    RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none())
+        .map(|p| Some(std::rc::Rc::new(p)))
 }
 
 /// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the

@@ -113,12 +113,15 @@ impl RotationPlan {
 
     /// At most `max_keys` keys for rotations executed `counts[step]` times (steps need not be
     /// canonical). `free` are keys that exist anyway (the bootstrapper's): chains may use them
-    /// and they do not count against the budget.
+    /// and they do not count against the budget. A budget below the powers of two the steps need
+    /// is an error, or with `soft` (a budget the compiler derived, not one the user gave) raised
+    /// to that minimum.
     pub fn select(
         counts: &BTreeMap<i64, usize>,
         slots: usize,
         max_keys: usize,
         free: &[i64],
+        soft: bool,
     ) -> Result<RotationPlan, BackendError> {
         let mut c: BTreeMap<i64, usize> = BTreeMap::new();
         for (&s, &n) in counts {
@@ -138,6 +141,7 @@ impl RotationPlan {
             keys.extend(naf_digits(s, slots));
         }
         let base = own(&keys);
+        let max_keys = if soft { max_keys.max(base) } else { max_keys };
         if base > max_keys {
             return Err(BackendError::ParametersInfeasible {
                 reason: format!(
@@ -280,7 +284,7 @@ mod tests {
     #[test]
     fn select_keeps_exact_set_when_it_fits() {
         let counts: BTreeMap<i64, usize> = [(3, 10), (17, 1), (-5, 2)].into_iter().collect();
-        let plan = RotationPlan::select(&counts, 1024, 3, &[]).unwrap();
+        let plan = RotationPlan::select(&counts, 1024, 3, &[], false).unwrap();
         assert_eq!(plan.keys(), &[-5, 3, 17]);
         assert_eq!(total(&plan, &counts), 13);
     }
@@ -299,7 +303,7 @@ mod tests {
         let exact = RotationPlan::exact(slots, counts.keys().copied());
         let pow2 = RotationPlan::pow2(slots);
         for budget in [17, 20, 30] {
-            let plan = RotationPlan::select(&counts, slots, budget, &[]).unwrap();
+            let plan = RotationPlan::select(&counts, slots, budget, &[], false).unwrap();
             assert!(plan.keys().len() <= budget, "{} keys > budget {budget}", plan.keys().len());
             assert!(counts.keys().all(|&s| plan.chain(s).is_some()));
             let t = total(&plan, &counts);
@@ -307,7 +311,7 @@ mod tests {
             assert!(t >= total(&exact, &counts));
         }
         // With 20 keys the 15 baby steps (95% of the rotations) are direct.
-        let plan = RotationPlan::select(&counts, slots, 20, &[]).unwrap();
+        let plan = RotationPlan::select(&counts, slots, 20, &[], false).unwrap();
         assert!((1..16).all(|b| plan.len_of(b) == 1));
     }
 
@@ -315,9 +319,14 @@ mod tests {
     fn select_uses_free_keys_and_reports_a_budget_too_small() {
         let counts: BTreeMap<i64, usize> = [(7, 1), (9, 1), (100, 1), (1000, 1)].into_iter().collect();
         let free = [7, 9, 100, 1000];
-        let plan = RotationPlan::select(&counts, 4096, 0, &free).unwrap();
+        let plan = RotationPlan::select(&counts, 4096, 0, &free, false).unwrap();
         assert!(counts.keys().all(|&s| plan.len_of(s) == 1));
-        let err = RotationPlan::select(&counts, 4096, 1, &[]).unwrap_err();
+        let err = RotationPlan::select(&counts, 4096, 1, &[], false).unwrap_err();
         assert!(err.to_string().contains("too small"), "{err}");
+        // A derived budget is raised to the powers of two the steps need.
+        let plan = RotationPlan::select(&counts, 4096, 1, &[], true).unwrap();
+        let base: BTreeSet<i64> = counts.keys().flat_map(|&s| naf_digits(s, 4096)).collect();
+        assert_eq!(plan.keys().len(), base.len());
+        assert!(counts.keys().all(|&s| plan.chain(s).is_some()));
     }
 }

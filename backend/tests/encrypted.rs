@@ -89,6 +89,20 @@ fn matmul_gemm_with_plaintext_weights() {
     );
     assert!(out2.compiled.report.rotations >= r.rotations);
     assert!(out2.rel_err < 1e-3, "error {}", out2.rel_err);
+    // A key budget between the two: at most that many keys, the rest reached by chains over them
+    // (fewer key switches than powers of two alone), same answer.
+    let budget = r.rotation_keys - 1;
+    println!("exact keys {}, pow2 keys {}", r.rotation_keys, out2.compiled.rotation_steps.len());
+    let capped = BackendOptions { max_rotation_keys: Some(budget), ..Default::default() };
+    let out3 = run_encrypted(&g, std::slice::from_ref(&x), &capped);
+    let r3 = &out3.compiled.report;
+    assert!(r3.rotation_keys <= budget, "{} keys > {budget}", r3.rotation_keys);
+    assert!(r3.rotations > r.rotations && r3.rotations <= out2.compiled.report.rotations);
+    assert!(out3.rel_err < 1e-3, "error {}", out3.rel_err);
+    // A budget below the powers of two the steps need is refused with a reason.
+    let tiny = BackendOptions { max_rotation_keys: Some(1), ..Default::default() };
+    let err = polyhe_backend::compile_ckks(&g, &tiny).unwrap_err();
+    assert!(err.to_string().contains("rotation keys is too small"), "{err}");
 }
 
 #[test]
