@@ -697,8 +697,15 @@ impl Ctx<'_> {
             }
             idx
         };
-        // Replication by rotations needs the product in one ciphertext (blocks never straddle).
-        let fill = t_numel <= self.slots;
+        // Replication by rotations needs every K-slice `[batch, I, J]` inside one ciphertext
+        // (replicated blocks never straddle). K is outermost, so the sum over K is K diagonals
+        // (shifts by multiples of the slice stride). When the whole product does not fit one
+        // ciphertext, each slice gets a power-of-two stride (a divisor of the slot count), so a
+        // ciphertext holds whole slices and the product spans several ciphertexts.
+        let slice = nb * i_n * j_n;
+        let stride = if t_numel <= self.slots { slice } else { slice.next_power_of_two() };
+        let fill = stride <= self.slots;
+        let t_numel = if fill { k_n * stride } else { t_numel };
         let mut ma = Vec::with_capacity(t_numel);
         let mut mb = Vec::with_capacity(t_numel);
         let mut mr = Vec::with_capacity(t_numel);
@@ -707,8 +714,11 @@ impl Ctx<'_> {
             for i in 0..i_n {
                 for j in 0..j_n {
                     for k in 0..k_n {
-                        // K outermost: the sum over K is K diagonals (shifts by multiples of B·I·J).
-                        let t = ((k * nb + bp) * i_n + i) * j_n + j;
+                        let t = if fill {
+                            k * stride + (bp * i_n + i) * j_n + j
+                        } else {
+                            ((k * nb + bp) * i_n + i) * j_n + j
+                        };
                         // With `fill`, the maps only place A at j = 0 and B at i = 0 ("spread",
                         // few diagonals); rotations then copy them along J and I.
                         if !fill || j == 0 {
@@ -746,30 +756,39 @@ impl Ctx<'_> {
     }
 
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
-    /// `stride·count` slots (the other offsets are zero): `Σ_t rot(x, −t·stride)`, by doubling when
-    /// `count` is a power of two (log₂ count rotations), else by hoisted rotations. No level.
+    /// `stride·count` slots (the other offsets are zero): by doubling, `x + rot(x, stride)` holds two
+    /// copies, then four, …; the copies of the binary digits of `count` are placed side by side
+    /// (`⌊log₂ count⌋ + popcount(count) − 1` rotations, e.g. 5 for 17 where one rotation per copy
+    /// would be 16). No level.
     fn replicate(&mut self, x: Reg, count: usize, stride: usize) -> Result<Reg, BackendError> {
         let s = self.slots;
         let right = |by: usize| ((s - by % s) % s) as i64;
-        if count.is_power_of_two() {
-            let mut y = x;
-            let mut have = 1;
-            while have < count {
-                let r = self.b.rotate(y, right(have * stride));
-                y = self.b.add(y, r)?;
+        let mut acc: Option<Reg> = None;
+        let mut placed = 0usize; // copies in `acc`: offsets [0, placed)
+        let mut pow = x; // copies at offsets [0, have)
+        let mut have = 1usize;
+        let mut rest = count;
+        while rest > 0 {
+            if rest & 1 == 1 {
+                acc = Some(match acc {
+                    None => pow,
+                    Some(a) => {
+                        let r = self.b.rotate(pow, right(placed * stride));
+                        self.stats.rotations += 1;
+                        self.b.add(a, r)?
+                    }
+                });
+                placed += have;
+            }
+            rest >>= 1;
+            if rest > 0 {
+                let r = self.b.rotate(pow, right(have * stride));
+                self.stats.rotations += 1;
+                pow = self.b.add(pow, r)?;
                 have *= 2;
             }
-            self.stats.rotations += count.trailing_zeros() as usize;
-            Ok(y)
-        } else {
-            let mut y = x;
-            for t in 1..count {
-                let r = self.b.rotate(x, right(t * stride));
-                y = self.b.add(y, r)?;
-            }
-            self.stats.rotations += count.saturating_sub(1);
-            Ok(y)
         }
+        Ok(acc.unwrap_or(x))
     }
 
     /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.

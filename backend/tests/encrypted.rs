@@ -161,6 +161,39 @@ fn tiny_attention_ct_ct_matmuls() {
 }
 
 #[test]
+fn attention_products_over_several_ciphertexts() {
+    // Batched heads whose ct×ct products do not fit one ciphertext of 4096 slots, but every
+    // K-slice [heads, I, J] does: each ciphertext holds whole slices at a power-of-two stride
+    // (q·k: 3·17·17 = 867 → 1024, K = 8 → two ciphertexts), and replication stays rotations.
+    // I = J = 17 are no powers of two (binary replication: 4 doublings and one placement).
+    let (h, t, d) = (3usize, 17usize, 8usize);
+    let mut g = Graph::new("heads");
+    let q = input(&mut g, "q", &[h, t, d]);
+    let k = input(&mut g, "k", &[h, d, t]);
+    let v = input(&mut g, "v", &[h, t, d]);
+    let s = node(&mut g, Op::MatMul, vec![q, k]);
+    let p = node(&mut g, Op::Chebyshev { lo: -4.0, hi: 4.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![s]);
+    let o = node(&mut g, Op::MatMul, vec![p, v]);
+    g.outputs = vec![o];
+    let inputs = [
+        tensor(&[h, t, d], rand_vec(h * t * d, 21)),
+        tensor(&[h, d, t], rand_vec(h * t * d, 22)),
+        tensor(&[h, t, d], rand_vec(h * t * d, 23)),
+    ];
+    let opts = BackendOptions { log_n: Some(13), security: polyhe_runtime::Security::NotSet, ..Default::default() };
+    let out = run_encrypted(&g, &inputs, &opts);
+    let r = &out.compiled.report;
+    println!("{r}");
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    // q·k: 8 slices of 1024 slots → 2 ciphertexts; the square in the
+    // polynomial: 1; p·v: slices of 3·17·8 → 512, ·17 → 3 ciphertexts.
+    assert_eq!(r.ct_ct_mults, 2 + 1 + 3);
+    // Spreading maps place each row of an operand once (≤ heads·I·K offsets each), instead of
+    // expanding it over all of [heads, I, J, K] (several thousand diagonals here).
+    assert!(r.diagonals < 1500, "{} diagonals", r.diagonals);
+}
+
+#[test]
 fn multi_ciphertext_tensors() {
     // 6000 elements over two ciphertexts of 4096 slots; a slice crosses the boundary.
     let mut g = Graph::new("multi");
