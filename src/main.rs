@@ -105,7 +105,7 @@ struct BackendArgs {
     /// (the most-executed steps keep their own key).
     #[arg(long, value_name = "K")]
     max_rotation_keys: Option<usize>,
-    /// Evaluation-key memory in GiB the automatic key choice stays within (default 12; 0: no limit).
+    /// Evaluation-key memory in GiB the automatic key choice stays within (default 8; 0: no limit); also bounds the digit choice.
     #[arg(long, value_name = "GIB")]
     key_budget: Option<f64>,
 }

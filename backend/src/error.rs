@@ -13,9 +13,9 @@ pub enum BackendError {
     /// The user's parameter override cannot run the program.
     #[error("parameters infeasible: {reason}")]
     ParametersInfeasible { reason: String },
-    /// The program needs more levels than N = 2^16 offers at 128-bit security; bootstraps are needed
-    /// (the placement is in the error so the CLI can print it).
-    #[error("the program needs {depth} levels but at most {max_levels} fit N=2^16 at 128-bit security; {bootstraps} bootstrap(s) would be needed (the runtime has no bootstrapping yet)")]
+    /// The program needs more levels than N = 2^16 offers at 128-bit security and no chain with
+    /// bootstrapping holds it either (the placement is in the error so the CLI can print it).
+    #[error("the program needs {depth} levels but at most {max_levels} fit N=2^16 at 128-bit security, and no chain with bootstrapping fits; {bootstraps} bootstrap(s) would be needed")]
     NeedsBootstrapping { depth: usize, max_levels: usize, bootstraps: usize },
     /// A tensor-level evaluation needed for lowering (constant folding, map extraction) failed.
     #[error("evaluating {op} at node `{node}` while lowering: {reason}")]

@@ -79,10 +79,11 @@ pub struct BackendOptions {
     /// chains over them (`rotation_keys.rs`: the most-executed steps stay direct). `None`: one key
     /// per step, unless that exceeds [`Self::key_budget_bytes`].
     pub max_rotation_keys: Option<usize>,
-    /// Evaluation-key memory the compiler keeps the program within when no key count is given:
-    /// if one key per step would exceed it, as many keys as fit are chosen (default 12 GiB: the
-    /// shipped encoder at N = 2^16 then runs on a 24 GiB machine with room for its ciphertexts;
-    /// `None`: no limit).
+    /// Evaluation-key memory the automatic choices stay within: the digit count is the fastest
+    /// whose keys fit (else the smallest keys), and when one key per rotation step would exceed
+    /// it, as many keys as fit are chosen (`rotation_keys.rs`) unless `max_rotation_keys` is
+    /// given. Default 8 GiB: a 24 GiB machine keeps room for the ciphertexts, plaintexts and
+    /// hoisted decompositions of a run. `None`: no limit.
     pub key_budget_bytes: Option<u64>,
 }
 
@@ -104,7 +105,7 @@ impl Default for BackendOptions {
             fusion_growth: 4,
             pow2_rotations: false,
             max_rotation_keys: None,
-            key_budget_bytes: Some(12 << 30),
+            key_budget_bytes: Some(8 << 30),
         }
     }
 }

@@ -8,7 +8,7 @@
 //!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it.
 //!   `Security::NotSet` drops the bound (test rings only). At that N, the scaling-prime size
 //!   `s ∈ [min_log_scale, 40]` and the digit count `dnum` are chosen by [`pick`]: when some
-//!   choice keeps the evaluation keys within [`KEY_BUDGET`], the one with the fastest key
+//!   choice keeps the evaluation keys within [`key_budget`], the one with the fastest key
 //!   switching by the cost model [`key_switch_cost_at`] (ties within 5%: the largest `s`);
 //!   otherwise the smallest keys (ties: the largest `s`). At 128-bit security the bound is what
 //!   limits special primes, and the shipped models' keys exceed the budget at every `dnum`, so
@@ -87,12 +87,15 @@ pub(crate) fn key_bytes(p: &CkksParams, keys: usize) -> u64 {
     keys as u64 * key_limbs(p) as u64 * 2 * p.n() as u64 * 8
 }
 
-/// Evaluation-key memory the automatic choices may spend: below it, the digit count is chosen for
-/// speed ([`key_switch_cost`]); above it (every choice over budget), for the smallest keys. 8 GiB
-/// leaves a 24 GiB machine room for the ciphertexts and plaintexts of a run (the encoder's
-/// executor peaks near 3 GiB at N = 2^13). The shipped models at 128-bit security exceed it at
-/// every digit count (60 GiB and more at N = 2^16), so they keep the smallest keys.
-pub(crate) const KEY_BUDGET: u64 = 8 << 30;
+/// Evaluation-key memory the automatic choices may spend ([`BackendOptions::key_budget_bytes`],
+/// default 8 GiB; `None`: unlimited): below it, the digit count is chosen for speed
+/// ([`key_switch_cost`]); above it (every choice over budget), for the smallest keys. The shipped
+/// models at 128-bit security exceed it at every digit count with one key per rotation step
+/// (60 GiB and more at N = 2^16), so they get the smallest keys, and the rotation-key selection
+/// (`rotation_keys.rs`) then cuts the key set to the same budget.
+pub(crate) fn key_budget(opts: &BackendOptions) -> u64 {
+    opts.key_budget_bytes.unwrap_or(u64::MAX)
+}
 
 /// Estimated time of one key switch of a ciphertext with `nq` Q limbs, with digits of `alpha`
 /// primes and `k` special primes, in limb operations (one pass of `N` multiply-accumulates).
@@ -137,11 +140,16 @@ pub(crate) fn key_switch_cost(p: &CkksParams, top: usize) -> f64 {
 /// them the largest scaling prime wins (precision). The model is no more accurate than that.
 const COST_TIE: f64 = 1.05;
 
-/// The choice among admissible chains (see [`KEY_BUDGET`]): if some chain's `keys` keys fit the
-/// budget, the fastest of those by [`key_switch_cost`] over its levels up to `top(p)` (ties within
+/// The choice among admissible chains (see [`key_budget`]): if some chain's `keys` keys fit
+/// `budget`, the fastest of those by [`key_switch_cost`] over its levels up to `top(p)` (ties within
 /// [`COST_TIE`]: the largest scale); otherwise the smallest keys (ties: the largest scale).
-pub(crate) fn pick(cands: Vec<CkksParams>, keys: usize, top: impl Fn(&CkksParams) -> usize) -> Option<CkksParams> {
-    let fits: Vec<&CkksParams> = cands.iter().filter(|p| key_bytes(p, keys) <= KEY_BUDGET).collect();
+pub(crate) fn pick(
+    cands: Vec<CkksParams>,
+    keys: usize,
+    budget: u64,
+    top: impl Fn(&CkksParams) -> usize,
+) -> Option<CkksParams> {
+    let fits: Vec<&CkksParams> = cands.iter().filter(|p| key_bytes(p, keys) <= budget).collect();
     if fits.is_empty() {
         return cands.into_iter().min_by(|a, b| {
             key_limbs(a).cmp(&key_limbs(b)).then(b.log_scale().cmp(&a.log_scale())).then(a.dnum().cmp(&b.dnum()))
@@ -184,7 +192,7 @@ pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result
             }
         }
         // Key switches run at the levels the program uses, not at spare ones.
-        if let Some(p) = pick(all, keys, |_| depth) {
+        if let Some(p) = pick(all, keys, key_budget(opts), |_| depth) {
             return Ok(p);
         }
     }
@@ -335,7 +343,7 @@ pub(crate) fn bootstrap_config(
 
 /// Parameters for a program with bootstraps of configuration `cfg` ([`bootstrap_config`]): chain
 /// `[first_bits, s × L, 58 × cfg.levels()]` with the sparse secret, where `L` (the compute levels) is `opts.bootstrap_levels` or else the most the
-/// sparse 128-bit budget admits with `keys` key-switching keys within [`KEY_BUDGET`], and the
+/// sparse 128-bit budget admits with `keys` key-switching keys within [`key_budget`], and the
 /// digit count is chosen by [`pick`] for `keys` keys. The Q primes depend only on `L` and `s`
 /// (special primes are generated after them), so a caller that learns the exact key count after
 /// lowering re-selects with `bootstrap_levels = Some(L)` and gets the same Q chain, only the
@@ -401,18 +409,18 @@ pub(crate) fn select_bootstrapped(
         // Without a forced L, more compute levels are only worth keys that fit the budget.
         if opts.bootstrap_levels.is_none() {
             let before = cands.len();
-            cands.retain(|p| key_bytes(p, keys) <= KEY_BUDGET);
+            cands.retain(|p| key_bytes(p, keys) <= key_budget(opts));
             if cands.len() < before && cands.is_empty() {
                 last = Some(polyhe_runtime::CkksError::InvalidParameters {
                     reason: format!(
-                        "{keys} keys exceed the {} GiB key budget at every digit count with {l} compute levels",
-                        KEY_BUDGET >> 30
+                        "{keys} keys exceed the {:.1} GiB key budget at every digit count with {l} compute levels",
+                        key_budget(opts) as f64 / f64::from(1u32 << 30)
                     ),
                 });
             }
         }
         // Key switches run at every level: the bootstrapper's above L, the program's below.
-        if let Some(p) = pick(cands, keys, |p| p.max_level()) {
+        if let Some(p) = pick(cands, keys, key_budget(opts), |p| p.max_level()) {
             return Ok(p);
         }
     }
@@ -447,12 +455,12 @@ mod tests {
     #[test]
     fn pick_is_fastest_within_the_budget_else_smallest_keys() {
         let cands: Vec<CkksParams> = (1..=8).map(|d| chain(48, 40, d)).collect();
-        let fast = pick(cands.clone(), 100, |_| 48).unwrap();
+        let fast = pick(cands.clone(), 100, 8 << 30, |_| 48).unwrap();
         let fastest = cands.iter().map(|p| key_switch_cost(p, 48)).fold(f64::INFINITY, f64::min);
         assert!(key_switch_cost(&fast, 48) <= fastest * COST_TIE);
         assert!(fast.dnum() > 1);
         // 10^5 keys fit no budget: the smallest keys.
-        let small = pick(cands.clone(), 100_000, |_| 48).unwrap();
+        let small = pick(cands.clone(), 100_000, 8 << 30, |_| 48).unwrap();
         let least = cands.iter().map(key_limbs).min().unwrap();
         assert_eq!(key_limbs(&small), least);
     }
