@@ -406,8 +406,7 @@ fn rotation_plan(
     let free_set: std::collections::BTreeSet<i64> = free.iter().map(|&s| canonical(s, slots)).collect();
     let distinct: std::collections::BTreeSet<i64> =
         counts.keys().map(|&s| canonical(s, slots)).filter(|s| *s != 0 && !free_set.contains(s)).collect();
-    let limbs = (params.max_level() + 1 + params.special_moduli().len()) as u64;
-    let key_bytes = params.dnum() as u64 * 2 * params.n() as u64 * limbs * 8;
+    let key_bytes = params::key_bytes(params, 1);
     let max_keys = match (opts.max_rotation_keys, opts.key_budget_bytes) {
         (Some(k), _) => k,
         // the relinearization key, the conjugation key and the free keys come first
@@ -611,11 +610,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
     }
     let rotations = op_counts.get("rotate").copied().unwrap_or(0);
     let ct_ct = op_counts.get("mul_relin").copied().unwrap_or(0);
-    let eval_key_bytes = params.map(|p| {
-        let limbs = (p.max_level() + 1 + p.special_moduli().len()) as u64;
-        let one = p.dnum() as u64 * 2 * p.n() as u64 * limbs * 8;
-        one * (1 + steps.len() as u64)
-    });
+    let eval_key_bytes = params.map(|p| params::key_bytes(p, 1 + steps.len()));
     BackendReport {
         depth,
         log_n: params.map(|p| p.log_n()),
