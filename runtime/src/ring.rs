@@ -902,8 +902,8 @@ impl RingContext {
         }
     }
 
-    /// Every limb of the ModUp of digit `tab` into `out` (basis `Q_l ∪ P`, NTT form), like
-    /// [`Self::modup_limbs`] but converting all target limbs in one pass over the sources.
+    /// Every limb of the ModUp of digit `tab` into `out` (basis `Q_l ∪ P`, NTT form): groups of
+    /// [`CONV_GROUP`] limbs by [`Self::modup_limbs`], in parallel.
     fn modup_digit(
         &self,
         tab: &ModUpTable,
@@ -913,36 +913,13 @@ impl RingContext {
         c_ntt: &[u64],
         out: &mut [u64],
     ) {
-        let n = self.n;
-        if let Some(est) = est {
-            let srcs: Vec<&[u64]> = tab.src.clone().map(|i| ys.get(i * n..(i + 1) * n).unwrap_or(&[])).collect();
-            let mut outs = Vec::new();
-            let mut targets = Vec::new();
-            for (t, limb) in out.chunks_exact_mut(n).enumerate().filter(|(t, _)| !tab.src.contains(t)) {
-                let m = &self.limb_prime(t, nq).m;
-                targets.push(ConvTarget {
-                    row: tab.qhat_mod.get(t).map(|v| v.as_slice()).unwrap_or(&[]),
-                    neg_total: m.neg(tab.qj_mod.get(t).copied().unwrap_or(0)),
-                    m,
-                });
-                outs.push(limb);
-            }
-            base_convert_par(outs, &srcs, est, &targets);
+        let group = CONV_GROUP * self.n;
+        let run = |g: usize, o: &mut [u64]| self.modup_limbs(tab, nq, ys, est, c_ntt, g * CONV_GROUP, o);
+        if rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(group).enumerate().for_each(|(g, o)| run(g, o));
+        } else {
+            out.chunks_mut(group).enumerate().for_each(|(g, o)| run(g, o));
         }
-        let (src_q, src) =
-            (self.limb_prime(tab.src.start, nq).q, ys.get(tab.src.start * n..(tab.src.start + 1) * n).unwrap_or(&[]));
-        for_limbs(out, n, |t, limb| {
-            if tab.src.contains(&t) {
-                limb.copy_from_slice(c_ntt.get(t * n..(t + 1) * n).unwrap_or(&[]));
-                return;
-            }
-            let p = self.limb_prime(t, nq);
-            if est.is_none() {
-                // Centered digits: see `modup_limbs`.
-                centered_lift_into(limb, src, src_q, p);
-            }
-            p.ntt.forward(limb);
-        });
     }
 
     /// Approximate ModUp of every digit of `c` (given in both coefficient and NTT form over `Q_l`):
