@@ -50,7 +50,12 @@ pub(crate) struct Builder {
     bootstrapping: bool,
     /// Register → its bootstrapped copy.
     refreshed: HashMap<Reg, Reg>,
+    /// Register → (refreshes made when it was tried, its higher-level rebuild); see [`Builder::remat`].
+    remat_memo: HashMap<Reg, (usize, Option<Reg>)>,
 }
+
+/// How many free ops deep [`Builder::remat`] looks for a refreshed source.
+const REMAT_DEPTH: usize = 12;
 
 fn is_small_int(v: f64) -> bool {
     v.fract() == 0.0 && v.abs() < 2f64.powi(30)
@@ -87,6 +92,7 @@ impl Builder {
             rotation_plan: None,
             bootstrapping: false,
             refreshed: HashMap::new(),
+            remat_memo: HashMap::new(),
         }
     }
 
@@ -116,6 +122,15 @@ impl Builder {
         if let Some(&b) = self.refreshed.get(&r) {
             return Ok(b);
         }
+        // A value built by free ops from values refreshed since is rebuilt from their copies
+        // instead of being bootstrapped a second time (e.g. LayerNorm's `32·x − Σx` where `x` was
+        // refreshed for the sum but `32·x` was taken before).
+        if let Some(x) = self.remat(r, REMAT_DEPTH) {
+            let have = self.level(x).saturating_sub(self.floor());
+            if have >= need || (need > usable && have >= usable / 2) {
+                return Ok(x);
+            }
+        }
         if l < 1 {
             return Err(BackendError::Internal(format!("bootstrap of a level-{l} value")));
         }
@@ -123,6 +138,66 @@ impl Builder {
         let b = self.emit(Op::Bootstrap(r), top, self.delta(top));
         self.refreshed.insert(r, b);
         Ok(b)
+    }
+
+    /// An equivalent of `r` at a higher level, rebuilt by free ops (additions, negations, integer
+    /// and plaintext-addition ops, and the multiply-by-one of an alignment) from bootstrapped
+    /// copies of the values `r` was computed from; `None` when `r`'s sources within `depth` ops
+    /// have not been refreshed. Costs no level and no key switch: the copies exist already.
+    fn remat(&mut self, r: Reg, depth: usize) -> Option<Reg> {
+        if let Some(&b) = self.refreshed.get(&r) {
+            return Some(b);
+        }
+        let epoch = self.refreshed.len();
+        if let Some(&(e, x)) = self.remat_memo.get(&r) {
+            if e == epoch || x.is_some() {
+                return x;
+            }
+        }
+        if depth == 0 || epoch == 0 || (r as usize) < self.n_in {
+            return None;
+        }
+        let l = self.level(r);
+        let op = self.insts.get(r as usize - self.n_in)?.op.clone();
+        let higher = |s: &Self, x: Reg| (s.level(x) > l).then_some(x);
+        let rebuilt = match op {
+            Op::Add(a, b) | Op::Sub(a, b) => {
+                let ra = self.remat(a, depth - 1);
+                let rb = self.remat(b, depth - 1);
+                // Both operands must end above `l`, else the sum aligns back down to it.
+                let xa = ra.or_else(|| higher(self, a))?;
+                let xb = rb.or_else(|| higher(self, b))?;
+                if ra.is_none() && rb.is_none() {
+                    None
+                } else {
+                    let x = if matches!(op, Op::Add(..)) { self.add(xa, xb) } else { self.sub(xa, xb) };
+                    x.ok()
+                }
+            }
+            Op::Neg(a) => self.remat(a, depth - 1).map(|x| self.neg(x)),
+            Op::MulInt(a, k) => self
+                .remat(a, depth - 1)
+                .map(|x| self.emit(Op::MulInt(x, k), self.level(x), self.scale(x))),
+            Op::AddPlain(a, c) | Op::SubPlain(a, c) => self.remat(a, depth - 1).map(|x| {
+                let op = if matches!(op, Op::AddPlain(..)) { Op::AddPlain(x, c) } else { Op::SubPlain(x, c) };
+                self.emit(op, self.level(x), self.scale(x))
+            }),
+            // An alignment `rescale(drop(s) · 1)`: the rebuild of `s` is the same value.
+            Op::Rescale(m) => match self.insts.get((m as usize).wrapping_sub(self.n_in)).map(|i| i.op.clone()) {
+                Some(Op::MulScalar { src, value, .. }) if value == 1.0 => {
+                    let src = match self.insts.get((src as usize).wrapping_sub(self.n_in)).map(|i| i.op.clone()) {
+                        Some(Op::DropLevel { src, .. }) => src,
+                        _ => src,
+                    };
+                    self.remat(src, depth - 1).or_else(|| higher(self, src))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let rebuilt = rebuilt.filter(|&x| self.level(x) > l);
+        self.remat_memo.insert(r, (epoch, rebuilt));
+        rebuilt
     }
 
     /// `r` with at least one level above the floor (bootstrapped if needed): an operand about to
@@ -215,6 +290,15 @@ impl Builder {
 
     /// Brings two values to a common level.
     pub fn align(&mut self, a: Reg, b: Reg) -> Result<(Reg, Reg), BackendError> {
+        // The lower operand rebuilt from refreshed copies, when that lifts the common level.
+        let (mut a, mut b) = (a, b);
+        if self.bootstrapping {
+            if self.level(a) < self.level(b) {
+                a = self.remat(a, REMAT_DEPTH).unwrap_or(a);
+            } else if self.level(b) < self.level(a) {
+                b = self.remat(b, REMAT_DEPTH).unwrap_or(b);
+            }
+        }
         let l = self.level(a).min(self.level(b));
         Ok((self.adjust(a, l)?, self.adjust(b, l)?))
     }

@@ -78,3 +78,36 @@ fn bootstrapping_chain_respects_the_sparse_secret_budget() {
     let err = compile_ckks(&g, &BackendOptions { bootstrap_levels: Some(400), ..o.clone() }).unwrap_err();
     assert!(matches!(err, polyhe_backend::BackendError::ParametersInfeasible { .. }), "{err}");
 }
+
+#[test]
+fn refreshed_values_are_reused_by_free_ops() {
+    // LayerNorm's centering `32·x − x·M`: `32·x` (an integer multiple, free) is taken from `x` at
+    // the floor before the matmul refreshes `x`. The difference is rebuilt from the refreshed copy
+    // instead of landing at the floor and being bootstrapped a second time before `d·d`.
+    let mut g = Graph::new("center");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![4, 8]));
+    let m = g.add_constant(tensor(&[8, 8], rand_vec(64, 3).into_iter().map(|v| v * 0.4).collect()), "m");
+    let k = g.add_constant(tensor(&[], vec![32.0]), "k");
+    // Two ct×ct products: `a2` is materialized at the floor (affine ops would compose instead).
+    let a = node(&mut g, Op::Mul, vec![x, x]);
+    let a2 = node(&mut g, Op::Mul, vec![a, x]);
+    let y = node(&mut g, Op::Mul, vec![a2, k]);
+    let s = node(&mut g, Op::MatMul, vec![a2, m]);
+    let d = node(&mut g, Op::Sub, vec![y, s]);
+    let e = node(&mut g, Op::Mul, vec![d, d]);
+    g.outputs = vec![e];
+    let compiled = compile_ckks(&g, &opts()).unwrap();
+    let (program, _) = compiled.runnable().unwrap();
+    program.validate().unwrap();
+    // `a2` sits at the floor (level 1 of 3): one refresh serves the matmul, `32·a2` and `d·d`.
+    assert_eq!(program.bootstraps(), 1, "{}", program.print());
+    assert_eq!(compiled.report.bootstraps, 1);
+
+    let xin = tensor(&[4, 8], rand_vec(32, 9));
+    let run = polyhe_backend::run_encrypted(&compiled, &[xin.to_f64_vec()]).unwrap();
+    assert_eq!(run.stats.bootstraps, 1);
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&xin)).unwrap()[0].to_f64_vec();
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs() / scale).fold(0.0, f64::max);
+    assert!(err < 1e-3, "error {err}");
+}
