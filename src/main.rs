@@ -76,7 +76,8 @@ struct BackendArgs {
     /// Scaling-prime bits; default: the largest in MIN_LOG_SCALE..=40 that fits at the chosen N.
     #[arg(long)]
     log_scale: Option<u32>,
-    /// Smallest scaling prime the automatic choice may use.
+    /// Smallest scaling prime the automatic choice may use (default: 34 bits up to N = 2^14, one
+    /// more per doubling of N, as encrypted noise grows with N).
     #[arg(long)]
     min_log_scale: Option<u32>,
     /// Modulus-chain levels (at least the program's depth; spare levels cost time).
@@ -127,7 +128,7 @@ impl BackendArgs {
         };
         o.log_scale = self.log_scale;
         if let Some(m) = self.min_log_scale {
-            o.min_log_scale = m;
+            o.min_log_scale = Some(m);
         }
         if self.security == Some(SecurityArg::None) {
             o.security = polyhe_backend::Security::NotSet;

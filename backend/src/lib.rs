@@ -31,7 +31,7 @@ pub use error::BackendError;
 pub use params::{BootstrapCut, BootstrapPlan};
 
 /// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
-/// 40 bits down to `min_log_scale`, a 60-bit first prime and 60-bit special primes, and the
+/// 40 bits down to `min_log_scale` (by default 34 bits, more at large N), a 60-bit first prime and 60-bit special primes, and the
 /// scaling-prime size and key-switching digits with the fastest key switching among those whose
 /// keys fit 8 GiB, else the smallest keys (the shipped models at 128-bit security).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,10 +47,12 @@ pub struct BackendOptions {
     pub dnum: Option<usize>,
     /// Scaling-prime bits (the scale `Δ = 2^log_scale`); `None`: automatic (see the type doc).
     pub log_scale: Option<u32>,
-    /// Smallest scaling prime the automatic choice uses. The shipped encoder's encrypted-vs-poly
-    /// error is about `3·10⁻⁶ · 2^(40 − s)` (measured: 3.2e-6 at 40 bits, 2.0e-3 at 30), so 34 bits
-    /// keep it near 2e-4, well within 1e-3 (`docs/backend.md`).
-    pub min_log_scale: u32,
+    /// Smallest scaling prime the automatic choice uses; `None`: 34 bits up to N = 2^14, one more
+    /// per doubling of N (36 at 2^16). The shipped encoder's encrypted-vs-poly error is about
+    /// `3·10⁻⁶ · 2^(40 − s)` at N = 2^13 (measured: 3.2e-6 at 40 bits, 2.0e-3 at 30) and about
+    /// ten times that at 2^16 (2.0e-3 at 34 bits), so this keeps it within 1e-3 with margin
+    /// (`docs/backend.md`).
+    pub min_log_scale: Option<u32>,
     /// `Security::NotSet` admits any chain at any N: for tests that run deep programs on small,
     /// fast rings. Such keys protect nothing; the program records it and the CLI warns.
     pub security: Security,
@@ -95,7 +97,7 @@ impl Default for BackendOptions {
             levels: None,
             dnum: None,
             log_scale: None,
-            min_log_scale: 34,
+            min_log_scale: None,
             security: Security::Bits128,
             first_bits: 60,
             special_bits: 60,

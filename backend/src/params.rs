@@ -7,7 +7,8 @@
 //!   key-switching digit (`CkksParams::with_depth`), at the smallest `N ∈ {2^13 … 2^16}` whose
 //!   128-bit bound (HomomorphicEncryption.org table, checked by the runtime) admits it.
 //!   `Security::NotSet` drops the bound (test rings only). At that N, the scaling-prime size
-//!   `s ∈ [min_log_scale, 40]` and the digit count `dnum` are chosen by [`pick`]: when some
+//!   `s ∈ [min_log_scale(N), 40]` (34 bits up to 2^14, one more per doubling of N: noise grows
+//!   with N, see [`min_log_scale`]) and the digit count `dnum` are chosen by [`pick`]: when some
 //!   choice keeps the evaluation keys within [`key_budget`], the one with the fastest key
 //!   switching by the cost model [`key_switch_cost_at`] (ties within 5%: the largest `s`);
 //!   otherwise the smallest keys (ties: the largest `s`). At 128-bit security the bound is what
@@ -31,11 +32,20 @@ use polyhe_runtime::CkksParams;
 
 use crate::{BackendError, BackendOptions};
 
-/// Scaling-prime sizes the automatic choice tries, most precise first.
-fn scale_candidates(opts: &BackendOptions) -> Vec<u32> {
+/// The smallest scaling prime the automatic choice uses at `N = 2^log_n`: `opts.min_log_scale`
+/// when given, else 34 bits up to N = 2^14 and one more bit per doubling above. The shipped
+/// encoder's encrypted-vs-poly error is ≈ 3·10⁻⁶·2^(40−s) at N = 2^13 but ≈ 10× that at 2^16
+/// (2.0e-3 at s = 34: encoding, rescaling and key-switching noise grow with N), so a fixed 34 bits
+/// that keep 2e-4 at 2^13 miss 1e-3 at 2^16; 36 bits there give ≈ 5e-4 (`docs/backend.md`).
+pub(crate) fn min_log_scale(opts: &BackendOptions, log_n: u32) -> u32 {
+    opts.min_log_scale.unwrap_or(34 + log_n.saturating_sub(14)).min(40)
+}
+
+/// Scaling-prime sizes the automatic choice tries at `N = 2^log_n`, most precise first.
+fn scale_candidates(opts: &BackendOptions, log_n: u32) -> Vec<u32> {
     match opts.log_scale {
         Some(s) => vec![s],
-        None => (opts.min_log_scale.min(40)..=40).rev().collect(),
+        None => (min_log_scale(opts, log_n)..=40).rev().collect(),
     }
 }
 
@@ -166,7 +176,7 @@ pub(crate) fn pick(
 
 /// Picks parameters for `depth` levels and `keys` key-switching keys (the program's distinct
 /// rotations plus relinearization): the smallest N (speed) and, at that N, the scaling prime in
-/// `min_log_scale..=40` and digit count by [`pick`].
+/// `min_log_scale(N)..=40` and digit count by [`pick`].
 pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result<CkksParams, BackendError> {
     let levels = match opts.levels {
         Some(l) if l < depth => {
@@ -181,11 +191,10 @@ pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result
         Some(n) => vec![n],
         None => (opts.min_log_n.max(13)..=16).collect(),
     };
-    let scales = scale_candidates(opts);
     let mut last = None;
     for &log_n in &ns {
         let mut all = Vec::new();
-        for &scale in &scales {
+        for scale in scale_candidates(opts, log_n) {
             match candidates(opts, log_n, levels, scale) {
                 Ok(c) => all.extend(c),
                 Err(e) => last = Some(e),
@@ -202,7 +211,7 @@ pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result
     };
     let scale_desc = match opts.log_scale {
         Some(s) => format!("{s}-bit"),
-        None => format!("{}..40-bit", opts.min_log_scale.min(40)),
+        None => format!("{}..40-bit", min_log_scale(opts, ns.last().copied().unwrap_or(16))),
     };
     let n_desc = match opts.log_n {
         Some(n) => format!("N = 2^{n}"),
@@ -219,7 +228,7 @@ pub(crate) fn select(depth: usize, keys: usize, opts: &BackendOptions) -> Result
 
 /// The most levels N = 2^16 holds with the smallest allowed scaling primes.
 pub(crate) fn max_levels(opts: &BackendOptions) -> usize {
-    let scale = scale_candidates(opts).last().copied().unwrap_or(40);
+    let scale = scale_candidates(opts, 16).last().copied().unwrap_or(40);
     let mut best = 0;
     for d in 1..400 {
         if candidates(&BackendOptions { dnum: Some(opts.dnum.unwrap_or(d + 1)), ..opts.clone() }, 16, d, scale).is_ok()
@@ -463,5 +472,18 @@ mod tests {
         let small = pick(cands.clone(), 100_000, 8 << 30, |_| 48).unwrap();
         let least = cands.iter().map(key_limbs).min().unwrap();
         assert_eq!(key_limbs(&small), least);
+    }
+
+    #[test]
+    fn minimum_scale_grows_with_the_ring() {
+        let auto = BackendOptions::default();
+        assert_eq!([13, 14, 15, 16].map(|n| min_log_scale(&auto, n)), [34, 34, 35, 36]);
+        // A user's minimum is taken as given, at every N.
+        let user = BackendOptions { min_log_scale: Some(30), ..BackendOptions::default() };
+        assert_eq!(min_log_scale(&user, 16), 30);
+        // The depth-39 chain at 2^16 and 128 bits: the automatic choice stays at or above 36 bits
+        // (34 bits measured 2.0e-3 encrypted-vs-poly error on the encoder there).
+        let p = select(39, 30, &BackendOptions { log_n: Some(16), ..auto }).unwrap();
+        assert!(p.log_scale() >= 36, "{}", p.log_scale());
     }
 }

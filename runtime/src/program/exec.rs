@@ -66,6 +66,37 @@ pub fn execute(program: &Program, eval: &Evaluator, inputs: Vec<Ciphertext>) -> 
 /// hoisted together (a 48-instruction window made the encoder's attention scores 8× slower).
 const WINDOW_BYTES: usize = 2 << 30;
 
+/// Memory the executor's three caches may fill: the window ([`WINDOW_BYTES`]), kept
+/// decompositions ([`HOIST_CACHE_BYTES`]) and encoded plaintexts ([`PlainCache::MAX_BYTES`]).
+struct CacheBudget {
+    window: usize,
+    hoist: usize,
+    plain: usize,
+}
+
+impl CacheBudget {
+    /// The defaults, scaled down together when less than twice their sum is available (Linux
+    /// `MemAvailable`, read once the keys are loaded): the caches only save time, and at N = 2^16
+    /// (8–9 GiB of keys) their 5 GiB was what an evaluation sharing the machine was killed for.
+    /// Elsewhere (no `/proc/meminfo`) the defaults.
+    fn for_this_machine() -> CacheBudget {
+        let full = CacheBudget { window: WINDOW_BYTES, hoist: HOIST_CACHE_BYTES, plain: PlainCache::MAX_BYTES };
+        let Some(avail) = available_memory() else { return full };
+        let sum = (full.window + full.hoist + full.plain) as f64;
+        let f = (avail as f64 / (2.0 * sum)).clamp(0.0, 1.0);
+        let scale = |b: usize| (b as f64 * f) as usize;
+        CacheBudget { window: scale(full.window), hoist: scale(full.hoist), plain: scale(full.plain) }
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Progress callback of [`execute_with_progress`]: (instructions done, total, seconds so far).
 pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
 
@@ -180,9 +211,10 @@ pub fn execute_with_progress(
     let boot = program.bootstrapper(&ctx)?;
     let boot = boot.as_ref();
     let mut stats = ExecStats::default();
-    let cache = PlainCache::new(program);
+    let budget = CacheBudget::for_this_machine();
+    let cache = PlainCache::new(program, budget.plain);
     let ct_bytes = 2 * ctx.params().n() * (program.input_level + 1) * 8;
-    let window = (WINDOW_BYTES / ct_bytes.max(1)).clamp(64, 4096);
+    let window = (budget.window / ct_bytes.max(1)).clamp(64, 4096);
     // Rotations left per source register, and decompositions kept across steps.
     let mut rots_left = vec![0usize; n_regs];
     for inst in &program.insts {
@@ -238,7 +270,7 @@ pub fn execute_with_progress(
         }
         for (src, group) in rot_groups {
             let left = rots_left.get(src as usize).copied().unwrap_or(0);
-            let keep = left > group.len() && hoisted_bytes < HOIST_CACHE_BYTES;
+            let keep = left > group.len() && hoisted_bytes < budget.hoist;
             if group.len() >= 2 || keep || hoisted.contains_key(&src) {
                 if !hoisted.contains_key(&src) {
                     stats.hoists += 1;
@@ -430,7 +462,7 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
 /// Encoded plaintexts used by several `mul_plain`s at one level and scale: 83% of the encoder's
 /// `mul_plain`s reuse an encoding (interned masks and diagonals of data-movement maps), and
 /// encoding (special FFT plus one NTT per prime) costs more than the product. An entry is kept
-/// from its first use to its last, while the cache holds at most [`PlainCache::MAX_BYTES`]
+/// from its first use to its last, while the cache holds at most [`PlainCache::MAX_BYTES`] (less when memory is short: [`CacheBudget`])
 /// (at N = 2^13 the encoder's 559 simultaneously live entries fit; at 2^16 the first ones do);
 /// an encoding that does not fit is simply not cached.
 struct PlainCache {
@@ -441,6 +473,7 @@ struct CacheState {
     /// (constant, level, scale bits) → remaining uses and the cached encoding.
     uses: std::collections::HashMap<PlainKey, PlainEntry>,
     bytes: usize,
+    max_bytes: usize,
 }
 
 type PlainKey = (u32, usize, u64);
@@ -449,7 +482,7 @@ type PlainEntry = (usize, Option<std::sync::Arc<crate::encoder::Plaintext>>);
 impl PlainCache {
     const MAX_BYTES: usize = 2 << 30;
 
-    fn new(program: &Program) -> Self {
+    fn new(program: &Program, max_bytes: usize) -> Self {
         let mut uses = std::collections::HashMap::new();
         for inst in &program.insts {
             if let Op::MulPlain { constant, pt_scale, .. } = inst.op {
@@ -457,7 +490,7 @@ impl PlainCache {
             }
         }
         uses.retain(|_, (n, _)| *n > 1);
-        PlainCache { inner: std::sync::Mutex::new(CacheState { uses, bytes: 0 }) }
+        PlainCache { inner: std::sync::Mutex::new(CacheState { uses, bytes: 0, max_bytes }) }
     }
 
     fn get(
@@ -489,7 +522,7 @@ impl PlainCache {
             let st = &mut *st;
             let size = pt.size_bytes();
             if let Some((n, slot)) = st.uses.get_mut(&key) {
-                if *n > 0 && slot.is_none() && st.bytes + size <= Self::MAX_BYTES {
+                if *n > 0 && slot.is_none() && st.bytes + size <= st.max_bytes {
                     *slot = Some(pt.clone());
                     st.bytes += size;
                 }
