@@ -209,6 +209,9 @@ impl std::fmt::Display for BackendReport {
             writeln!(f, "evaluation keys: {:.1} MiB", b as f64 / (1u64 << 20) as f64)?;
         }
         if let Some(bp) = &self.bootstrap {
+            if !bp.reason.is_empty() {
+                writeln!(f, "compiled with bootstraps: {}", bp.reason)?;
+            }
             if self.bootstraps > 0 {
                 writeln!(
                     f,
@@ -380,14 +383,46 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     let program = program_of(graph, &real, &params, params.max_level(), None);
     program.validate()?;
     let report = report_of(&real, program.levels_used(), Some(&params), slots);
-    Ok(CkksCompiled {
+    let plain = CkksCompiled {
         rotation_steps: program.rotation_steps(),
         program: Some(program),
         params: Some(params),
         client_values: real.client_values,
         report,
-    })
+    };
+    Ok(bootstrapped_if_keys_far_exceed_budget(graph, opts, plain))
 }
+
+/// A chain long enough for the whole depth at N = 2^16 leaves room for few special primes, so
+/// its keys have many digits: at 128 bits the sigma encoder's 45 levels need 46 digits and 61 GiB
+/// of keys, while 9 compute levels between bootstraps need 7 digits. When the chain's keys exceed
+/// twice the key budget (even after the rotation-key choice), the program with bootstraps is
+/// compiled too and taken if its keys are smaller: slower, but it runs where the other cannot.
+/// Not when the user fixed N, the levels or the digits, or lifted the budget.
+fn bootstrapped_if_keys_far_exceed_budget(graph: &Graph, opts: &BackendOptions, plain: CkksCompiled) -> CkksCompiled {
+    let budget = params::key_budget(opts);
+    let Some(bytes) = plain.report.eval_key_bytes else { return plain };
+    let forced = opts.log_n.is_some() || opts.levels.is_some() || opts.dnum.is_some();
+    if forced || budget == u64::MAX || bytes <= budget.saturating_mul(2) || plain.report.log_n != Some(16) {
+        return plain;
+    }
+    match compile_bootstrapped(graph, opts, 16) {
+        Ok(mut b) if b.report.eval_key_bytes.is_some_and(|kb| kb < bytes) => {
+            if let Some(plan) = b.report.bootstrap.as_mut() {
+                plan.reason = format!(
+                    "a chain without bootstraps needs {:.1} GiB of evaluation keys (dnum {}), over twice the {:.1} GiB key budget",
+                    bytes as f64 / GIB,
+                    plain.report.dnum.unwrap_or(0),
+                    budget as f64 / GIB
+                );
+            }
+            b
+        }
+        _ => plain,
+    }
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// The Galois keys for the rotations of an exact lowering `l` (one key per step): powers of two
 /// (`pow2_rotations`), at most `max_rotation_keys`, as many as `key_budget_bytes` holds, or `None`
@@ -507,6 +542,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         cuts,
         bootstrap_levels: boot_levels,
         config: format!("{config:?}"),
+        reason: String::new(),
     });
     Ok(CkksCompiled {
         rotation_steps,

@@ -264,6 +264,10 @@ pub struct BootstrapPlan {
     pub bootstrap_levels: usize,
     /// The bootstrapping configuration (`Debug` form; empty for a placement-only plan).
     pub config: String,
+    /// Why the program bootstraps although a chain without bootstraps holds its depth (key
+    /// memory); empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// Places bootstraps over the dry-run program: `depth_of[r]` is each register's depth, `uses[i]`
@@ -307,6 +311,7 @@ pub(crate) fn place_bootstraps(
         cuts,
         bootstrap_levels: 0,
         config: String::new(),
+        reason: String::new(),
     }
 }
 

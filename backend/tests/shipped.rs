@@ -1,6 +1,7 @@
-//! The shipped transformer blocks: the 1-layer encoders fit N = 2^16 at 128-bit security and run
-//! encrypted in full on a test ring (ignored: minutes; .ci/run runs them in release); the 2-layer
-//! models compile with bootstraps (the report lists them), and the ViT runs encrypted with
+//! The shipped transformer blocks: at 128-bit security every one compiles at N = 2^16 with
+//! bootstraps (the 1-layer encoders for depth or key memory, the 2-layer models for depth); the
+//! 1-layer encoders run encrypted in full on a test ring (ignored: minutes; .ci/run runs them in
+//! release), and the ViT runs encrypted with
 //! bootstraps on a test ring (ignored; its compilation there is checked in the default suite);
 //! prefixes of the encoder run encrypted in the default suite.
 
@@ -12,27 +13,41 @@ use polyhe_ir::{Op, ValueDef};
 
 #[test]
 fn shipped_models_fit_or_get_bootstrap_placements() {
-    // The 1-layer encoders fit N = 2^16 at 128-bit security (smaller scaling primes, see
-    // docs/backend.md); the 2-layer models need bootstraps, which the report places.
-    for (name, fits) in [("encoder", true), ("sigma_encoder", true), ("vit", false), ("bert_tiny", false)] {
+    // At 128 bits and N = 2^16 (36-bit scaling primes there, see docs/backend.md) the whole
+    // 1-layer encoders (48 and 54 levels) and the 2-layer models need bootstraps. With the client
+    // tail, the sigma encoder's 45 levels fit a chain whose keys need 46 digits (61 GiB), so the
+    // default key budget takes bootstraps instead (and without a budget, the chain).
+    let unlimited = BackendOptions { key_budget_bytes: None, ..BackendOptions::default() };
+    for (name, tail, opts) in [
+        ("encoder", false, BackendOptions::default()),
+        ("sigma_encoder", true, BackendOptions::default()),
+        ("sigma_encoder", true, unlimited),
+        ("vit", false, BackendOptions::default()),
+        ("bert_tiny", false, BackendOptions::default()),
+    ] {
         let t = std::time::Instant::now();
-        let s = shipped_poly(name);
-        let c = compile_ckks(&s.poly, &BackendOptions::default()).unwrap();
+        let s = if tail { shipped_poly_with_tail(name) } else { shipped_poly(name) };
+        let c = compile_ckks(&s.poly, &opts).unwrap();
         println!("{name} ({:.1?}):\n{}", t.elapsed(), c.report);
         assert!(c.report.rotations < c.report.naive_rotations);
         assert_eq!(c.report.critical_path.values().sum::<usize>(), c.report.depth, "{name}");
-        if fits {
-            let (p, params) = c.runnable().unwrap();
-            assert_eq!(params.log_n(), 16);
-            assert_eq!(params.security(), polyhe_runtime::Security::Bits128);
+        let (p, params) = c.runnable().unwrap();
+        assert_eq!(params.log_n(), 16);
+        assert_eq!(params.security(), polyhe_runtime::Security::Bits128);
+        if opts.key_budget_bytes.is_none() {
+            // The chain that holds the whole depth.
+            assert!(c.report.bootstrap.is_none(), "{name}");
             assert!(p.levels_used() <= params.max_level());
+            assert!(c.report.eval_key_bytes.unwrap() > 2 * (8u64 << 30), "{name}");
             continue;
         }
-        // Deeper than N = 2^16 holds: compiled with bootstraps under the sparse-secret budget.
-        let b = c.report.bootstrap.as_ref().expect("depth beyond N = 2^16");
+        // Compiled with bootstraps under the sparse-secret budget.
+        let b = c.report.bootstrap.as_ref().expect("bootstraps");
         assert!(b.depth > b.max_levels);
+        // Bootstraps for key memory say so; for depth they need none.
+        assert_eq!(b.reason.is_empty(), !tail, "{name}: {}", b.reason);
+        assert!(c.report.eval_key_bytes.unwrap() < 16u64 << 30, "{name}");
         assert!(!b.cuts.is_empty() && b.cuts.iter().all(|c| c.ciphertexts > 0 && !c.before_nodes.is_empty()));
-        let (p, params) = c.runnable().unwrap();
         assert_eq!(c.report.bootstraps, p.bootstraps());
         assert!(p.bootstraps() >= b.cuts.len());
         assert_eq!(params.hamming_weight(), Some(192));
