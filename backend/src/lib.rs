@@ -19,6 +19,7 @@ mod error;
 mod levels;
 mod linear;
 mod lower;
+mod packing;
 mod params;
 mod rotation_keys;
 
@@ -28,6 +29,7 @@ use polyhe_ir::Graph;
 pub use polyhe_runtime::{CkksParams, Program, Security};
 
 pub use error::BackendError;
+pub use packing::InputPacking;
 pub use params::{BootstrapCut, BootstrapPlan};
 
 /// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
@@ -262,6 +264,9 @@ pub struct CkksCompiled {
     /// Values of the graph the client computes from its plaintext inputs and encrypts as the
     /// program's extra inputs `client:<name>` (see [`program_inputs`]).
     pub client_values: Vec<polyhe_ir::Value>,
+    /// Encrypted inputs (float graph inputs or client values) the client lays out before
+    /// encryption so the maps reading them have few diagonals (see [`program_inputs`]).
+    pub input_packing: BTreeMap<polyhe_ir::Value, InputPacking>,
     pub report: BackendReport,
 }
 
@@ -356,6 +361,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                         params: None,
                         rotation_steps: Vec::new(),
                         client_values: dry.client_values,
+                        input_packing: dry.packings,
                         report,
                     });
                 }
@@ -388,6 +394,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
         program: Some(program),
         params: Some(params),
         client_values: real.client_values,
+        input_packing: real.packings,
         report,
     };
     Ok(bootstrapped_if_keys_far_exceed_budget(graph, opts, plain))
@@ -549,6 +556,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         program: Some(program),
         params: Some(params),
         client_values: real.client_values,
+        input_packing: real.packings,
         report,
     })
 }
@@ -606,19 +614,28 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
 }
 
 /// Client side: the program's input tensors (row-major) from the graph's inputs — the float inputs
-/// as given, then the client-computed values (evaluated here with the reference interpreter).
+/// as given, then the client-computed values (evaluated here with the reference interpreter), each
+/// packed when `compiled.input_packing` says so.
 pub fn program_inputs(
     graph: &Graph,
     compiled: &CkksCompiled,
     graph_inputs: &[polyhe_ir::Tensor],
 ) -> Result<Vec<Vec<f64>>, BackendError> {
+    let pack = |v: polyhe_ir::Value, x: Vec<f64>| match compiled.input_packing.get(&v) {
+        None => Ok(x),
+        Some(p) => p.pack(&x).ok_or_else(|| BackendError::Eval {
+            op: "pack".into(),
+            node: graph.value_label(v),
+            reason: format!("a tensor of {} elements does not fit the packing", x.len()),
+        }),
+    };
     let mut out: Vec<Vec<f64>> = graph
         .inputs
         .iter()
         .zip(graph_inputs)
         .filter(|(&v, _)| graph.ty(v).dtype.is_float())
-        .map(|(_, t)| t.to_f64_vec())
-        .collect();
+        .map(|(&v, t)| pack(v, t.to_f64_vec()))
+        .collect::<Result<_, _>>()?;
     if !compiled.client_values.is_empty() {
         let mut client = graph.clone();
         client.outputs = compiled.client_values.clone();
@@ -627,7 +644,9 @@ pub fn program_inputs(
             node: graph.name.clone(),
             reason: e.to_string(),
         })?;
-        out.extend(vals.iter().map(|t| t.to_f64_vec()));
+        for (&v, t) in compiled.client_values.iter().zip(&vals) {
+            out.push(pack(v, t.to_f64_vec())?);
+        }
     }
     Ok(out)
 }
@@ -679,6 +698,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
             .client_values
             .iter()
             .map(|&v| l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()))
+            .chain(l.packings.iter().map(|(&v, p)| format!("pack({}) into {} slots", l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()), p.gather.len())))
             .collect(),
         client_tail: Vec::new(),
         critical_path: critical_path(l),

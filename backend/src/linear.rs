@@ -19,7 +19,7 @@ use crate::levels::Builder;
 use crate::BackendError;
 
 /// `y = Σ_i M_i x_i + offset` over flattened tensors.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct AffineMap {
     pub out_numel: usize,
     /// Per encrypted operand: `(out element, in element, weight)`.

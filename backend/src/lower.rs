@@ -28,6 +28,8 @@
 //! - `chebyshev`: the depth-optimal `EvalPlan` of the polynomial, op by op; additive constants are
 //!   masked to the tensor's slots so unused slots stay bounded.
 
+use std::collections::BTreeMap;
+
 use cranelift_entity::SecondaryMap;
 use polyhe_ir::{interp, DType, Graph, Op, Tensor, Value};
 use polyhe_passes::{Chebyshev, EvalPlan, Interval, PlanOp};
@@ -35,6 +37,7 @@ use polyhe_runtime::{Port, Reg, SlotLayout};
 
 use crate::levels::Builder;
 use crate::linear::{lower_affine, AffineMap, LinearStats};
+use crate::packing::{self, InputPacking, InputRead};
 use crate::BackendError;
 
 #[derive(Clone, Debug)]
@@ -68,7 +71,10 @@ pub(crate) struct Lowered {
     /// Client-computed values encrypted as extra program inputs (after the float graph inputs).
     pub client_values: Vec<Value>,
     /// Labels of the client values.
-    pub value_names: std::collections::BTreeMap<Value, String>,
+    pub value_names: BTreeMap<Value, String>,
+    /// Encrypted inputs (float graph inputs or client values) the client packs before
+    /// encryption (`packing.rs`); the others are row-major.
+    pub packings: BTreeMap<Value, InputPacking>,
 }
 
 struct Ctx<'g> {
@@ -80,6 +86,11 @@ struct Ctx<'g> {
     stats: LinearStats,
     /// Shape an elementwise result is computed at (see [`broadcast_hints`]).
     hint: SecondaryMap<Value, Option<Vec<usize>>>,
+    /// Row-major encrypted inputs `(value, ciphertexts, numel)`, whose maps are recorded in
+    /// `reads` when `record` is set (the first lowering, for [`packing::choose`]).
+    input_regs: Vec<(Value, Vec<Reg>, usize)>,
+    reads: BTreeMap<Value, Vec<InputRead>>,
+    record: bool,
 }
 
 fn unsupported(op: &Op, node: &str, reason: impl Into<String>) -> BackendError {
@@ -104,6 +115,12 @@ fn widen(t: &Tensor) -> Result<Tensor, BackendError> {
 }
 
 /// Lowers `g`; inputs at `input_level` of the chain `moduli` with `2^log_scale` input scale.
+///
+/// Encrypted inputs start row-major; when the maps this first lowering reads from an input have
+/// fewer diagonals under a client-side packing ([`packing::choose`]), `g` is lowered again with
+/// the input packed, and that lowering is kept if it is no worse in diagonals and rotations and
+/// better in one (the packing moves work, it must not add any elsewhere).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lower(
     g: &Graph,
     moduli: Vec<u64>,
@@ -114,6 +131,47 @@ pub(crate) fn lower(
     rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     bootstrapping: bool,
 ) -> Result<Lowered, BackendError> {
+    let pass = |packings: &BTreeMap<Value, InputPacking>| {
+        lower_pass(
+            g,
+            moduli.clone(),
+            log_scale,
+            input_level,
+            slots,
+            fusion_growth,
+            rotation_plan.clone(),
+            bootstrapping,
+            packings,
+        )
+    };
+    let (first, reads) = pass(&BTreeMap::new())?;
+    let packings: BTreeMap<Value, InputPacking> = reads
+        .iter()
+        .filter_map(|(&v, rs)| packing::choose(numel(&g.ty(v).shape), slots, rs).map(|(p, _, _)| (v, p)))
+        .collect();
+    if packings.is_empty() {
+        return Ok(first);
+    }
+    let (second, _) = pass(&packings)?;
+    let (d1, r1) = (first.stats.diagonals, first.stats.rotations);
+    let (d2, r2) = (second.stats.diagonals, second.stats.rotations);
+    Ok(if d2 <= d1 && r2 <= r1 && (d2 < d1 || r2 < r1) { second } else { first })
+}
+
+/// One lowering with the given input packings; with none, also returns the maps read from each
+/// row-major encrypted input.
+#[allow(clippy::too_many_arguments)]
+fn lower_pass(
+    g: &Graph,
+    moduli: Vec<u64>,
+    log_scale: u32,
+    input_level: usize,
+    slots: usize,
+    fusion_growth: usize,
+    rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
+    bootstrapping: bool,
+    packings: &BTreeMap<Value, InputPacking>,
+) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
     let mut cx = Ctx {
         g,
         slots,
@@ -121,6 +179,9 @@ pub(crate) fn lower(
         b: Builder::new(moduli, log_scale, input_level),
         stats: LinearStats::default(),
         hint: SecondaryMap::new(),
+        input_regs: Vec::new(),
+        reads: BTreeMap::new(),
+        record: packings.is_empty(),
     };
     cx.b.rotation_plan = rotation_plan;
     if bootstrapping {
@@ -174,23 +235,19 @@ pub(crate) fn lower(
     }
     let mut inputs = Vec::new();
     for &v in &g.inputs {
-        let ty = g.ty(v);
         let name = g.value_label(v);
-        if ty.dtype.is_float() {
-            let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
-            let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
-            inputs.push(Port { name, layout, regs: regs.clone() });
-            vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
+        if g.ty(v).dtype.is_float() {
+            let (port, val) = cx.input_port(v, name, false, packings.get(&v));
+            inputs.push(port);
+            vals[v] = Some(val);
         } else {
             vals[v] = Some(Val::Client(name));
         }
     }
     for &v in &frontier {
-        let ty = g.ty(v);
-        let layout = SlotLayout::RowMajor { shape: ty.shape.clone(), slots };
-        let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| cx.b.input()).collect();
-        inputs.push(Port { name: format!("client:{}", g.value_label(v)), layout, regs: regs.clone() });
-        vals[v] = Some(Val::Ct { regs, shape: ty.shape.clone() });
+        let (port, val) = cx.input_port(v, g.value_label(v), true, packings.get(&v));
+        inputs.push(port);
+        vals[v] = Some(val);
     }
     let mut inst_node = Vec::new();
     let mut inst_op = Vec::new();
@@ -268,19 +325,67 @@ pub(crate) fn lower(
             }
         }
     }
-    Ok(Lowered {
+    let reads = std::mem::take(&mut cx.reads);
+    let lowered = Lowered {
         builder: cx.b,
         inputs,
         outputs,
         stats: cx.stats,
         inst_node,
         inst_op,
-        value_names: frontier.iter().map(|&v| (v, g.value_label(v))).collect(),
+        value_names: frontier.iter().chain(packings.keys()).map(|&v| (v, g.value_label(v))).collect(),
         client_values: frontier,
-    })
+        packings: packings.clone(),
+    };
+    Ok((lowered, reads))
 }
 
 impl Ctx<'_> {
+    /// The program input of the encrypted value `v` (`client:<label>` for a client value,
+    /// `client:pack(<label>)` when packed) and the value consumers see: the ciphertexts, or the
+    /// pending map from the packed slots back to the row-major tensor.
+    fn input_port(&mut self, v: Value, label: String, client: bool, packing: Option<&InputPacking>) -> (Port, Val) {
+        let shape = self.g.ty(v).shape.clone();
+        let n = numel(&shape);
+        let slots = self.slots;
+        let (name, layout) = match packing {
+            Some(p) => (format!("client:pack({label})"), SlotLayout::RowMajor { shape: vec![p.gather.len()], slots }),
+            None if client => (format!("client:{label}"), SlotLayout::RowMajor { shape: shape.clone(), slots }),
+            None => (label, SlotLayout::RowMajor { shape: shape.clone(), slots }),
+        };
+        let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| self.b.input()).collect();
+        let val = match packing {
+            Some(p) => {
+                Val::Lazy { base: regs.clone(), base_numel: p.gather.len(), map: p.unpack_map(n), shape: shape.clone() }
+            }
+            None => {
+                self.input_regs.push((v, regs.clone(), n));
+                Val::Ct { regs: regs.clone(), shape }
+            }
+        };
+        (Port { name, layout, regs }, val)
+    }
+
+    /// Lowers `map` of the operands `inputs` (see [`lower_affine`]), first recording the parts
+    /// read straight from a row-major input (for the packing choice).
+    fn emit(
+        &mut self,
+        inputs: &[Vec<Reg>],
+        in_numel: &[usize],
+        map: &AffineMap,
+        out_shape: &[usize],
+    ) -> Result<Vec<Reg>, BackendError> {
+        if self.record {
+            for ((regs, &n), part) in inputs.iter().zip(in_numel).zip(&map.parts) {
+                if let Some((v, _, _)) = self.input_regs.iter().find(|(_, r, m)| r == regs && *m == n) {
+                    let read = InputRead { entries: part.clone(), out_shape: out_shape.to_vec() };
+                    self.reads.entry(*v).or_default().push(read);
+                }
+            }
+        }
+        lower_affine(&mut self.b, self.slots, inputs, in_numel, map, &mut self.stats)
+    }
+
     /// The shape `v` is computed at: its type's, or the broadcast shape its consumers need.
     fn shape_of(&self, v: Value) -> Vec<usize> {
         self.hint[v].clone().unwrap_or_else(|| self.g.ty(v).shape.clone())
@@ -492,7 +597,7 @@ impl Ctx<'_> {
         }
         let regs: Vec<Vec<Reg>> = cts.iter().map(|(_, r, _)| r.clone()).collect();
         let nums: Vec<usize> = cts.iter().map(|(_, _, n)| *n).collect();
-        let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &map, &mut self.stats)?;
+        let out = self.emit(&regs, &nums, &map, out_shape)?;
         Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
     }
 
@@ -500,7 +605,7 @@ impl Ctx<'_> {
     fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
         match v {
             Val::Lazy { base, base_numel, map, shape } => {
-                let regs = lower_affine(&mut self.b, self.slots, &[base], &[base_numel], &map, &mut self.stats)?;
+                let regs = self.emit(&[base], &[base_numel], &map, &shape)?;
                 Ok(Val::Ct { regs, shape })
             }
             other => Ok(other),
@@ -596,7 +701,8 @@ impl Ctx<'_> {
         match (a, b) {
             (a, b) if a.is_enc() && b.is_enc() => {
                 let ra = self.broadcast_ct(name, a.clone(), out_shape)?;
-                let rb = self.broadcast_ct(name, b.clone(), out_shape)?;
+                // x·x of a pending (broadcast) value: one map, not the same map twice.
+                let rb = if a.same_enc(b) { ra.clone() } else { self.broadcast_ct(name, b.clone(), out_shape)? };
                 let mut out = Vec::new();
                 for (&x, &y) in ra.iter().zip(&rb) {
                     out.push(match op {
@@ -864,6 +970,17 @@ fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>), Ba
 impl Val {
     fn is_enc(&self) -> bool {
         matches!(self, Val::Ct { .. } | Val::Lazy { .. })
+    }
+    /// The same encrypted value (equal ciphertexts, or the same pending map of the same ones).
+    fn same_enc(&self, other: &Val) -> bool {
+        match (self, other) {
+            (Val::Ct { regs: a, shape: s }, Val::Ct { regs: b, shape: t }) => a == b && s == t,
+            (
+                Val::Lazy { base: a, base_numel: n, map: m, shape: s },
+                Val::Lazy { base: b, base_numel: k, map: l, shape: t },
+            ) => a == b && n == k && s == t && m == l,
+            _ => false,
+        }
     }
     fn shape(&self) -> &[usize] {
         match self {

@@ -333,3 +333,68 @@ fn data_movement_conv_and_gemm_variants() {
     let out = run_encrypted(&g, &inputs, &BackendOptions::default());
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
 }
+
+#[test]
+fn patch_embedding_input_is_packed_on_the_client() {
+    // A ViT patch embedding on encrypted pixels: Conv with stride = kernel, then tokens × hidden
+    // (reshape, transpose), a class token and position embeddings. Row-major pixels put each
+    // token's 48 inputs at scattered offsets; the client packs them in chunks of the hidden size
+    // aligned with the token's output row (`packing.rs`).
+    // The shipped ViT's sizes.
+    let (c, hw, k, hidden) = (3, 16, 4, 32);
+    let pp = hw / k; // patches per side
+    let mut g = Graph::new("patches");
+    let px = input(&mut g, "pixels", &[1, c, hw, hw]);
+    let w = constant(&mut g, &[hidden, c, k, k], 40);
+    let b = constant(&mut g, &[hidden], 41);
+    let conv = node(
+        &mut g,
+        Op::Conv {
+            kernel_shape: vec![k, k],
+            strides: vec![k, k],
+            pads: vec![0; 4],
+            dilations: vec![1, 1],
+            group: 1,
+        },
+        vec![px, w, b],
+    );
+    let r = node(&mut g, Op::Reshape { shape: vec![1, hidden, pp * pp] }, vec![conv]);
+    let t = node(&mut g, Op::Transpose { perm: vec![0, 2, 1] }, vec![r]);
+    let cls = constant(&mut g, &[1, 1, hidden], 42);
+    let cat = node(&mut g, Op::Concat { axis: 1 }, vec![cls, t]);
+    let pos = constant(&mut g, &[1, pp * pp + 1, hidden], 43);
+    let y = node(&mut g, Op::Add, vec![cat, pos]);
+    g.outputs = vec![y];
+    let x = tensor(&[1, c, hw, hw], rand_vec(c * hw * hw, 44));
+    let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    let p = out.compiled.program.as_ref().unwrap();
+    assert_eq!(p.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["client:pack(pixels)"]);
+    assert_eq!(out.compiled.report.client_side.len(), 1, "{:?}", out.compiled.report.client_side);
+    // Diagonals of the one map from row-major pixels: offsets `in − out` over every
+    // (token, feature, pixel) the conv reads.
+    let mut row_major = std::collections::BTreeSet::new();
+    for ph in 0..pp {
+        for pw in 0..pp {
+            let token = 1 + ph * pp + pw;
+            for o in 0..hidden {
+                for ch in 0..c {
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let i = (ch * hw + ph * k + kh) * hw + pw * k + kw;
+                            row_major.insert(i as i64 - (token * hidden + o) as i64);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(row_major.len(), 871);
+    // Packed: the 48 features of a token in chunks of 32 and 16, each lined up with the token's
+    // row: offsets `chunk·544 + f − o`, 32 + 32 − 1 and 16 + 32 − 1.
+    assert_eq!(out.compiled.report.diagonals, 63 + 47);
+    // The server's program takes the packed tensor: raw pixels are refused, not misread.
+    let data = polyhe_backend::program_inputs(&g, &out.compiled, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(data[0].len(), p.inputs[0].layout.numel());
+    assert_ne!(data[0].len(), x.to_f64_vec().len());
+}
