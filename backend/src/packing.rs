@@ -19,7 +19,8 @@
 //! Contract: an [`InputPacking`] of a tensor of `n` elements is a gather `packed[s] =
 //! x[gather[s]]` (zero where `None`) that places every element exactly once; the program input
 //! is `packed`, row-major over `ceil(len / slots)` ciphertexts, never more ciphertexts than `x`
-//! row-major. The lowering starts from the pending map `unpack` (element `i` ← slot `pos[i]`),
+//! row-major, and `len ≠ n`, so raw data handed to the program without `program_inputs` is
+//! refused (a size mismatch) instead of silently misread. The lowering starts from the pending map `unpack` (element `i` ← slot `pos[i]`),
 //! so every consumer sees the row-major tensor and composes its own map with it.
 //!
 //! Layouts considered, for a map read from the input and every split of its output shape into
@@ -165,7 +166,12 @@ fn finish(n: usize, mut slot: Vec<Option<usize>>, end: usize, max_len: usize) ->
         *s = Some(next);
         next += 1;
     }
-    let len = slot.iter().flatten().max().map_or(0, |m| m + 1);
+    let mut len = slot.iter().flatten().max().map_or(0, |m| m + 1);
+    // A packed tensor of the raw size would be read as the raw tensor by a caller that skips
+    // `program_inputs`: one zero slot more makes `encrypt_inputs` refuse it instead.
+    if len == n {
+        len += 1;
+    }
     if len > max_len || slot.len() != n {
         return None;
     }

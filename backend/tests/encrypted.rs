@@ -66,8 +66,12 @@ fn matmul_gemm_with_plaintext_weights() {
     g.outputs = vec![y];
     let x = tensor(&[6, 8], rand_vec(48, 8));
     let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
-    // The one-call helper the CLI uses gives the same answer.
-    let run = polyhe_backend::run_encrypted(&out.compiled, &[x.to_f64_vec()]).unwrap();
+    // The one-call helper the CLI uses gives the same answer (on the client's program inputs: the
+    // client packs x so the map has 14 diagonals instead of 31, see `packing.rs`); raw x is
+    // refused, not misread.
+    assert!(polyhe_backend::run_encrypted(&out.compiled, &[x.to_f64_vec()]).is_err());
+    let data = polyhe_backend::program_inputs(&g, &out.compiled, std::slice::from_ref(&x)).unwrap();
+    let run = polyhe_backend::run_encrypted(&out.compiled, &data).unwrap();
     let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
     assert!(run.outputs[0].iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
     assert!(run.timings.eval > 0.0 && run.stats.rotations > 0);
@@ -75,9 +79,23 @@ fn matmul_gemm_with_plaintext_weights() {
     // Consecutive affine maps compose: both products and the bias cost one level.
     assert_eq!(r.depth, 1);
     assert_eq!(r.affine_maps, 1);
+    assert_eq!(r.diagonals, 14);
     assert!(r.rotations > 0 && r.rotations < r.naive_rotations, "bsgs {} vs naive {}", r.rotations, r.naive_rotations);
     assert_eq!(out.stats.rotations, r.rotations);
     assert!(out.stats.hoists > 0);
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    // Rotation keys, on a map that mixes every input into every output (a plaintext factor on
+    // the left too): no packing applies and its steps outnumber their powers of two.
+    let mut g = Graph::new("mixing");
+    let xv = input(&mut g, "x", &[6, 8]);
+    let a = constant(&mut g, &[6, 6], 6);
+    let w = constant(&mut g, &[8, 5], 3);
+    let ax = node(&mut g, Op::MatMul, vec![a, xv]);
+    let y = node(&mut g, Op::MatMul, vec![ax, w]);
+    g.outputs = vec![y];
+    let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
+    let r = &out.compiled.report;
+    assert!(r.client_side.is_empty(), "{:?}", r.client_side);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
     // Power-of-two Galois keys only: rotations become NAF chains, same answer.
     let pow2 = BackendOptions { pow2_rotations: true, ..Default::default() };
