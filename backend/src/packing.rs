@@ -9,12 +9,12 @@
 //! the pixels (LayerNorm's sum, mean and square). The client owns the data, so moving it reveals
 //! nothing; after packing, the server's program is the same affine map on a different slot order.
 //!
-//! Two designs were measured (ViT at N = 2^13): an im2col written as graph ops on the client
-//! (`[patches, C·k·k]` padded to a power of two) still leaves the server a map from rows of
-//! stride 64 to rows of stride 32 (the hidden size), whose offsets `32p + f − o` grow with the
-//! patch index `p`; aligning rows to the *output's* row stride needs the patch features split
-//! into chunks of the hidden size, which is a slot layout, not a tensor shape. So the packing is
-//! a layout chosen from the maps themselves ([`choose`]), and it is not specific to convolutions.
+//! Why a layout and not a client-side im2col: the server's map after an im2col `[patches, 48]`
+//! still goes from rows of stride 48 (64 when padded to a power of two) to output rows of stride
+//! 32 (the hidden size), so its offsets `s·p + f − o − 32` drift with the patch index `p`: 319
+//! diagonals (559 padded) against 110 for rows lined up with the *output's* stride, which splits
+//! a token's 48 features into chunks of 32 — a slot layout, not a tensor shape. Choosing it from
+//! the maps themselves ([`choose`]) also makes it independent of convolutions.
 //!
 //! Contract: an [`InputPacking`] of a tensor of `n` elements is a gather `packed[s] =
 //! x[gather[s]]` (zero where `None`) that places every element exactly once; the program input
