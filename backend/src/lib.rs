@@ -698,7 +698,13 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
             .client_values
             .iter()
             .map(|&v| l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()))
-            .chain(l.packings.iter().map(|(&v, p)| format!("pack({}) into {} slots", l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()), p.gather.len())))
+            .chain(l.packings.iter().map(|(&v, p)| {
+                format!(
+                    "pack({}) into {} slots",
+                    l.value_names.get(&v).cloned().unwrap_or_else(|| v.to_string()),
+                    p.gather.len()
+                )
+            }))
             .collect(),
         client_tail: Vec::new(),
         critical_path: critical_path(l),

@@ -72,7 +72,11 @@ impl InputPacking {
     /// The pending map from the packed slots back to the row-major tensor of `n` elements.
     pub(crate) fn unpack_map(&self, n: usize) -> AffineMap {
         let pos = self.positions(n);
-        AffineMap { out_numel: n, parts: vec![pos.iter().enumerate().map(|(i, &s)| (i, s, 1.0)).collect()], offset: None }
+        AffineMap {
+            out_numel: n,
+            parts: vec![pos.iter().enumerate().map(|(i, &s)| (i, s, 1.0)).collect()],
+            offset: None,
+        }
     }
 }
 
@@ -244,6 +248,7 @@ mod tests {
         assert_eq!(pos[0], 0); // patch 0, pixel (0,0)
         assert_eq!(pos[2], 3); // patch 1, its first pixel starts row 1
         assert_eq!(pos[5], 12); // patch 0's fourth pixel: chunk 1
+
         // every element placed exactly once, and `pack` puts it there
         let mut slots: Vec<usize> = pos.clone();
         slots.sort_unstable();

@@ -367,13 +367,7 @@ fn patch_embedding_input_is_packed_on_the_client() {
     let b = constant(&mut g, &[hidden], 41);
     let conv = node(
         &mut g,
-        Op::Conv {
-            kernel_shape: vec![k, k],
-            strides: vec![k, k],
-            pads: vec![0; 4],
-            dilations: vec![1, 1],
-            group: 1,
-        },
+        Op::Conv { kernel_shape: vec![k, k], strides: vec![k, k], pads: vec![0; 4], dilations: vec![1, 1], group: 1 },
         vec![px, w, b],
     );
     let r = node(&mut g, Op::Reshape { shape: vec![1, hidden, pp * pp] }, vec![conv]);
