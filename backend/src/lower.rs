@@ -9,7 +9,10 @@
 //! [`BackendError::Unsupported`] naming the node — never a silently wrong program.
 //!
 //! Layout: every encrypted tensor is row-major over `ceil(numel / S)` ciphertexts (see
-//! `polyhe_runtime::SlotLayout`). Per op:
+//! `polyhe_runtime::SlotLayout`), except program inputs the client packs (`packing.rs`: chosen
+//! from the maps a first lowering reads from the row-major input, kept only when the second
+//! lowering is no worse in diagonals and rotations), which enter as the pending map from their
+//! packed slots back to row-major, so consumers compose their own maps with it. Per op:
 //! - values that do not depend on an encrypted input are folded at compile time (reference
 //!   interpreter) into plaintext tensors;
 //! - elementwise add/sub/mul: slot-wise; an encrypted operand with a smaller (broadcast) shape is
