@@ -31,6 +31,7 @@
 //!   whatever the row index (patch embedding: 110 instead of 871);
 //! - column-aligned: every input element feeds one column `c`; the `j`-th element of column `c`
 //!   goes to slot `j·w + c` (diagonals are multiples of `w`).
+//!
 //! Elements no map reads follow the packed ones. The layout with the fewest diagonals summed over
 //! every map read from the input in a first lowering is kept when it has fewer than row-major;
 //! `lower` then lowers again with it and keeps the result only if it is no worse in both
@@ -165,10 +166,8 @@ fn groups(read: &InputRead, n: usize, key: impl Fn(usize) -> usize) -> Option<BT
 
 /// Places the elements `placed` gives slots for, then the others in order after `end`.
 fn finish(n: usize, mut slot: Vec<Option<usize>>, end: usize, max_len: usize) -> Option<InputPacking> {
-    let mut next = end;
-    for s in slot.iter_mut().filter(|s| s.is_none()) {
+    for (next, s) in (end..).zip(slot.iter_mut().filter(|s| s.is_none())) {
         *s = Some(next);
-        next += 1;
     }
     let mut len = slot.iter().flatten().max().map_or(0, |m| m + 1);
     // A packed tensor of the raw size would be read as the raw tensor by a caller that skips
