@@ -356,9 +356,9 @@ pub fn execute_with_progress(
                 }
             }
             if let Some((src, h)) = kept {
-                if !hoisted.contains_key(&src) {
+                if let std::collections::hash_map::Entry::Vacant(e) = hoisted.entry(src) {
                     hoisted_bytes += h.size_bytes();
-                    hoisted.insert(src, h);
+                    e.insert(h);
                 }
             }
         }
