@@ -312,8 +312,18 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     // the parameters were chosen for (N only grows, so this ends after at most four rounds).
     let params = loop {
         let dry_slots = 1usize << (dry_log_n - 1);
-        let dry =
-            lower::lower(graph, stand_in.clone(), dry_scale, DRY_LEVELS, dry_slots, opts.fusion_growth, None, false)?;
+        let dry = lower::lower(
+            graph,
+            &lower::LowerSetup {
+                moduli: stand_in.clone(),
+                log_scale: dry_scale,
+                input_level: DRY_LEVELS,
+                slots: dry_slots,
+                fusion_growth: opts.fusion_growth,
+                rotation_plan: None,
+                bootstrapping: false,
+            },
+        )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
         // Key-switching keys: the distinct rotations (they depend on the slot count only) and
         // relinearization.
@@ -373,13 +383,15 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     let lower_with = |plan| {
         lower::lower(
             graph,
-            params.moduli().to_vec(),
-            params.log_scale(),
-            params.max_level(),
-            slots,
-            opts.fusion_growth,
-            plan,
-            false,
+            &lower::LowerSetup {
+                moduli: params.moduli().to_vec(),
+                log_scale: params.log_scale(),
+                input_level: params.max_level(),
+                slots,
+                fusion_growth: opts.fusion_growth,
+                rotation_plan: plan,
+                bootstrapping: false,
+            },
         )
     };
     let mut real = lower_with(None)?;
@@ -511,7 +523,18 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
     let lower_with = |plan| {
-        lower::lower(graph, params.moduli().to_vec(), params.log_scale(), top, slots, opts.fusion_growth, plan, true)
+        lower::lower(
+            graph,
+            &lower::LowerSetup {
+                moduli: params.moduli().to_vec(),
+                log_scale: params.log_scale(),
+                input_level: top,
+                slots,
+                fusion_growth: opts.fusion_growth,
+                rotation_plan: plan,
+                bootstrapping: true,
+            },
+        )
     };
     let mut real = lower_with(None)?;
     let boot_steps = config.rotation_steps(log_n);

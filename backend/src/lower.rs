@@ -117,45 +117,36 @@ fn widen(t: &Tensor) -> Result<Tensor, BackendError> {
     }
 }
 
-/// Lowers `g`; inputs at `input_level` of the chain `moduli` with `2^log_scale` input scale.
+/// What one lowering runs against: the chain `moduli` with `2^log_scale` input scale, inputs at
+/// `input_level`, `slots` per ciphertext, the map-fusion bound, the rotation keys chains are made
+/// of (`None`: one key per step) and whether values are refreshed by bootstrapping.
+#[derive(Clone)]
+pub(crate) struct LowerSetup {
+    pub moduli: Vec<u64>,
+    pub log_scale: u32,
+    pub input_level: usize,
+    pub slots: usize,
+    pub fusion_growth: usize,
+    pub rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
+    pub bootstrapping: bool,
+}
+
+/// Lowers `g` against `setup`.
 ///
 /// Encrypted inputs start row-major; when the maps this first lowering reads from an input have
 /// fewer diagonals under a client-side packing ([`packing::choose`]), `g` is lowered again with
 /// the input packed, and that lowering is kept if it is no worse in diagonals and rotations and
 /// better in one (the packing moves work, it must not add any elsewhere).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn lower(
-    g: &Graph,
-    moduli: Vec<u64>,
-    log_scale: u32,
-    input_level: usize,
-    slots: usize,
-    fusion_growth: usize,
-    rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
-    bootstrapping: bool,
-) -> Result<Lowered, BackendError> {
-    let pass = |packings: &BTreeMap<Value, InputPacking>| {
-        lower_pass(
-            g,
-            moduli.clone(),
-            log_scale,
-            input_level,
-            slots,
-            fusion_growth,
-            rotation_plan.clone(),
-            bootstrapping,
-            packings,
-        )
-    };
-    let (first, reads) = pass(&BTreeMap::new())?;
+pub(crate) fn lower(g: &Graph, setup: &LowerSetup) -> Result<Lowered, BackendError> {
+    let (first, reads) = lower_pass(g, setup, &BTreeMap::new())?;
     let packings: BTreeMap<Value, InputPacking> = reads
         .iter()
-        .filter_map(|(&v, rs)| packing::choose(numel(&g.ty(v).shape), slots, rs).map(|(p, _, _)| (v, p)))
+        .filter_map(|(&v, rs)| packing::choose(numel(&g.ty(v).shape), setup.slots, rs).map(|(p, _, _)| (v, p)))
         .collect();
     if packings.is_empty() {
         return Ok(first);
     }
-    let (second, _) = pass(&packings)?;
+    let (second, _) = lower_pass(g, setup, &packings)?;
     let (d1, r1) = (first.stats.diagonals, first.stats.rotations);
     let (d2, r2) = (second.stats.diagonals, second.stats.rotations);
     Ok(if d2 <= d1 && r2 <= r1 && (d2 < d1 || r2 < r1) { second } else { first })
@@ -163,18 +154,13 @@ pub(crate) fn lower(
 
 /// One lowering with the given input packings; with none, also returns the maps read from each
 /// row-major encrypted input.
-#[allow(clippy::too_many_arguments)]
 fn lower_pass(
     g: &Graph,
-    moduli: Vec<u64>,
-    log_scale: u32,
-    input_level: usize,
-    slots: usize,
-    fusion_growth: usize,
-    rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
-    bootstrapping: bool,
+    setup: &LowerSetup,
     packings: &BTreeMap<Value, InputPacking>,
 ) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
+    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, rotation_plan, bootstrapping } =
+        setup.clone();
     let mut cx = Ctx {
         g,
         slots,
