@@ -175,16 +175,16 @@ impl Builder {
                 }
             }
             Op::Neg(a) => self.remat(a, depth - 1).map(|x| self.neg(x)),
-            Op::MulInt(a, k) => self
-                .remat(a, depth - 1)
-                .map(|x| self.emit(Op::MulInt(x, k), self.level(x), self.scale(x))),
+            Op::MulInt(a, k) => {
+                self.remat(a, depth - 1).map(|x| self.emit(Op::MulInt(x, k), self.level(x), self.scale(x)))
+            }
             Op::AddPlain(a, c) | Op::SubPlain(a, c) => self.remat(a, depth - 1).map(|x| {
                 let op = if matches!(op, Op::AddPlain(..)) { Op::AddPlain(x, c) } else { Op::SubPlain(x, c) };
                 self.emit(op, self.level(x), self.scale(x))
             }),
             // An alignment `rescale(drop(s) · 1)`: the rebuild of `s` is the same value.
             Op::Rescale(m) => match self.insts.get((m as usize).wrapping_sub(self.n_in)).map(|i| i.op.clone()) {
-                Some(Op::MulScalar { src, value, .. }) if value == 1.0 => {
+                Some(Op::MulScalar { src, value: 1.0, .. }) => {
                     let src = match self.insts.get((src as usize).wrapping_sub(self.n_in)).map(|i| i.op.clone()) {
                         Some(Op::DropLevel { src, .. }) => src,
                         _ => src,

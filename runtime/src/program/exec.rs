@@ -532,6 +532,7 @@ impl PlainCache {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     program: &Program,
     eval: &Evaluator,
