@@ -57,6 +57,13 @@ pub(crate) struct Builder {
 /// How many free ops deep [`Builder::remat`] looks for a refreshed source.
 const REMAT_DEPTH: usize = 12;
 
+/// Whether `have` levels above the floor serve a lowering that needs `need`, when a refresh gives
+/// `usable`: a need beyond a whole refresh's levels is met by later on-demand refreshes anyway, so
+/// what is left is spent first unless that is little.
+fn enough_levels(have: usize, need: usize, usable: usize) -> bool {
+    have >= need || (need > usable && have >= usable / 2)
+}
+
 fn is_small_int(v: f64) -> bool {
     v.fract() == 0.0 && v.abs() < 2f64.powi(30)
 }
@@ -114,9 +121,7 @@ impl Builder {
         }
         let l = self.level(r);
         let (have, usable) = (l.saturating_sub(self.floor()), self.input_level.saturating_sub(self.floor()));
-        // A need beyond a whole refresh's levels is met by later on-demand refreshes anyway:
-        // spend what is left first unless that is little.
-        if have >= need || l >= self.input_level || (need > usable && have >= usable / 2) {
+        if l >= self.input_level || enough_levels(have, need, usable) {
             return Ok(r);
         }
         if let Some(&b) = self.refreshed.get(&r) {
@@ -126,8 +131,7 @@ impl Builder {
         // instead of being bootstrapped a second time (e.g. LayerNorm's `32·x − Σx` where `x` was
         // refreshed for the sum but `32·x` was taken before).
         if let Some(x) = self.remat(r, REMAT_DEPTH) {
-            let have = self.level(x).saturating_sub(self.floor());
-            if have >= need || (need > usable && have >= usable / 2) {
+            if enough_levels(self.level(x).saturating_sub(self.floor()), need, usable) {
                 return Ok(x);
             }
         }
