@@ -15,6 +15,7 @@
 //!
 //! Design notes and trade-offs: `docs/backend.md`.
 
+mod affine_ops;
 mod error;
 mod levels;
 mod linear;
@@ -493,7 +494,7 @@ fn program_of(
         inputs: real.inputs.clone(),
         input_level,
         input_scale: real.builder.delta(input_level),
-        constants: real.builder.constants.clone(),
+        constants: real.builder.constants.iter().map(|c| polyhe_runtime::SlotVector::from_dense(c)).collect(),
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
         bootstrap,

@@ -38,6 +38,7 @@ use polyhe_ir::{interp, DType, Graph, Op, Tensor, Value};
 use polyhe_passes::{Chebyshev, EvalPlan, Interval, PlanOp};
 use polyhe_runtime::{Port, Reg, SlotLayout};
 
+use crate::affine_ops::{affine_map_of, Operand};
 use crate::levels::Builder;
 use crate::linear::{lower_affine, AffineMap, LinearStats};
 use crate::packing::{self, InputPacking, InputRead};
@@ -489,10 +490,13 @@ impl Ctx<'_> {
         args: &[Val],
         k: usize,
         out_shape: &[usize],
-        basis: bool,
+        linear: bool,
     ) -> Result<Val, BackendError> {
         if matches!(op, Op::Gather { .. } | Op::GatherElements { .. }) && args.get(1).is_some_and(Val::is_enc) {
             return Err(unsupported(op, name, "encrypted gather indices"));
+        }
+        if linear {
+            return self.linear_op(op, name, args, out_shape);
         }
         let eval_err = |e: polyhe_ir::IrError| BackendError::Eval {
             op: op.name().into(),
@@ -532,43 +536,23 @@ impl Ctx<'_> {
         if offset.iter().any(|x| *x != 0.0) {
             map.offset = Some(offset.clone());
         }
+        // Index tracing: the operand holds `e + 1` at element `e`; each output element shows
+        // which element it copies (one run of the op per encrypted operand).
         for (i, _, n) in &cts {
             let mut entries = Vec::new();
             let shape = probe.get(*i).map(|t| t.shape().to_vec()).unwrap_or_default();
-            if basis {
-                for e in 0..*n {
-                    let mut v = vec![0.0; *n];
-                    if let Some(x) = v.get_mut(e) {
-                        *x = 1.0;
+            if let Some(p) = probe.get_mut(*i) {
+                *p = f64_tensor(&shape, (0..*n).map(|e| (e + 1) as f64).collect())?;
+            }
+            let y = run(&probe)?;
+            for (o, (a, z)) in y.iter().zip(&offset).enumerate() {
+                let t = a - z;
+                if t != 0.0 {
+                    let src = t - 1.0;
+                    if src.fract() != 0.0 || src < 0.0 || src >= *n as f64 {
+                        return Err(BackendError::Internal(format!("{name}: {} is not a data-movement op", op.name())));
                     }
-                    if let Some(p) = probe.get_mut(*i) {
-                        *p = f64_tensor(&shape, v)?;
-                    }
-                    let y = run(&probe)?;
-                    for (o, (a, z)) in y.iter().zip(&offset).enumerate() {
-                        let w = a - z;
-                        if w != 0.0 {
-                            entries.push((o, e, w));
-                        }
-                    }
-                }
-            } else {
-                if let Some(p) = probe.get_mut(*i) {
-                    *p = f64_tensor(&shape, (0..*n).map(|e| (e + 1) as f64).collect())?;
-                }
-                let y = run(&probe)?;
-                for (o, (a, z)) in y.iter().zip(&offset).enumerate() {
-                    let t = a - z;
-                    if t != 0.0 {
-                        let src = t - 1.0;
-                        if src.fract() != 0.0 || src < 0.0 || src >= *n as f64 {
-                            return Err(BackendError::Internal(format!(
-                                "{name}: {} is not a data-movement op",
-                                op.name()
-                            )));
-                        }
-                        entries.push((o, src as usize, 1.0));
-                    }
+                    entries.push((o, src as usize, 1.0));
                 }
             }
             entries.sort_by_key(|&(o, e, _)| (o, e));
@@ -577,15 +561,55 @@ impl Ctx<'_> {
                 *p = f64_tensor(&shape, vec![0.0; *n])?;
             }
         }
-        if let [(i, _, _)] = cts.as_slice() {
+        let operands: Vec<usize> = cts.iter().map(|(i, _, _)| *i).collect();
+        self.apply_map(name, args, &operands, map, out_shape)
+    }
+
+    /// The map of a linear op (matmul/gemm/conv with plaintext weights, reductions), built from
+    /// its definition (`affine_ops.rs`).
+    fn linear_op(&mut self, op: &Op, name: &str, args: &[Val], out_shape: &[usize]) -> Result<Val, BackendError> {
+        let operands: Vec<Operand<'_>> = args
+            .iter()
+            .map(|a| match a {
+                Val::Plain(t) => Ok(Operand::Plain(t)),
+                Val::Ct { shape, .. } | Val::Lazy { shape, .. } => Ok(Operand::Enc(shape)),
+                Val::Client(_) => Err(BackendError::Internal("client value in a linear op".into())),
+            })
+            .collect::<Result<_, _>>()?;
+        let map = affine_map_of(op, &operands, out_shape).map_err(|reason| unsupported(op, name, reason))?;
+        let enc: Vec<usize> = args.iter().enumerate().filter(|(_, a)| a.is_enc()).map(|(i, _)| i).collect();
+        self.apply_map(name, args, &enc, map, out_shape)
+    }
+
+    /// `map` of the encrypted operands `args[operands[k]]`: pending when there is one operand (it
+    /// composes with what follows), emitted otherwise.
+    fn apply_map(
+        &mut self,
+        name: &str,
+        args: &[Val],
+        operands: &[usize],
+        map: AffineMap,
+        out_shape: &[usize],
+    ) -> Result<Val, BackendError> {
+        if let [i] = operands {
             let operand = args.get(*i).cloned().ok_or(BackendError::Internal("operand".into()))?;
             return self.apply(operand, map, out_shape);
         }
-        if cts.iter().any(|(i, _, _)| matches!(args.get(*i), Some(Val::Lazy { .. }))) {
-            return Err(BackendError::Internal(format!("{name}: unmaterialized operand of a multi-operand map")));
+        let mut regs: Vec<Vec<Reg>> = Vec::new();
+        let mut nums: Vec<usize> = Vec::new();
+        for &i in operands {
+            match args.get(i) {
+                Some(Val::Ct { regs: r, shape }) => {
+                    regs.push(r.clone());
+                    nums.push(numel(shape));
+                }
+                _ => {
+                    return Err(BackendError::Internal(format!(
+                        "{name}: unmaterialized operand of a multi-operand map"
+                    )))
+                }
+            }
         }
-        let regs: Vec<Vec<Reg>> = cts.iter().map(|(_, r, _)| r.clone()).collect();
-        let nums: Vec<usize> = cts.iter().map(|(_, _, n)| *n).collect();
         let out = self.emit(&regs, &nums, &map, out_shape)?;
         Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
     }

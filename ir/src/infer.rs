@@ -45,7 +45,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// Geometry of a convolution, with ONNX defaults filled in. Shared with the interpreter.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ConvGeom {
+pub struct ConvGeom {
     pub kernel: Vec<usize>,
     pub strides: Vec<usize>,
     /// Begin pads, one per spatial axis.
@@ -507,7 +507,7 @@ fn matmul_shape(op: &Op, a: &[usize], b: &[usize]) -> Result<Vec<usize>, IrError
 }
 
 /// Which axes a reduction reduces (empty `axes` = all).
-pub(crate) fn reduce_mask(op: &Op, axes: &[usize], rank: usize) -> Result<Vec<bool>, IrError> {
+pub fn reduce_mask(op: &Op, axes: &[usize], rank: usize) -> Result<Vec<bool>, IrError> {
     if axes.is_empty() {
         return Ok(vec![true; rank]);
     }
@@ -532,7 +532,7 @@ fn check_perm(op: &Op, perm: &[usize], rank: usize) -> Result<(), IrError> {
 }
 
 /// Validates a convolution's attributes against `x` and `w` shapes and computes the output geometry.
-pub(crate) fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, IrError> {
+pub fn conv_geom(op: &Op, x: &[usize], w: &[usize]) -> Result<ConvGeom, IrError> {
     let Op::Conv { kernel_shape, strides, pads, dilations, group } = op else {
         return Err(err(op, "not a convolution"));
     };
