@@ -17,6 +17,7 @@
 
 mod affine_ops;
 mod error;
+mod layout;
 mod levels;
 mod linear;
 mod lower;
@@ -30,6 +31,7 @@ use polyhe_ir::Graph;
 pub use polyhe_runtime::{CkksParams, Program, Security};
 
 pub use error::BackendError;
+pub use layout::LayoutPolicy;
 pub use packing::InputPacking;
 pub use params::{BootstrapCut, BootstrapPlan};
 
@@ -90,6 +92,8 @@ pub struct BackendOptions {
     /// given. Default 8 GiB: a 24 GiB machine keeps room for the ciphertexts, plaintexts and
     /// hoisted decompositions of a run. `None`: no limit.
     pub key_budget_bytes: Option<u64>,
+    /// The slot layout of the tensors the lowering materializes (`layout.rs`); `None`: automatic.
+    pub layout: Option<LayoutPolicy>,
 }
 
 impl Default for BackendOptions {
@@ -111,6 +115,7 @@ impl Default for BackendOptions {
             pow2_rotations: false,
             max_rotation_keys: None,
             key_budget_bytes: Some(8 << 30),
+            layout: None,
         }
     }
 }
@@ -323,6 +328,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 fusion_growth: opts.fusion_growth,
                 rotation_plan: None,
                 bootstrapping: false,
+                layout: opts.layout.unwrap_or_default(),
             },
         )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
@@ -392,6 +398,7 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 fusion_growth: opts.fusion_growth,
                 rotation_plan: plan,
                 bootstrapping: false,
+                layout: opts.layout.unwrap_or_default(),
             },
         )
     };
@@ -534,6 +541,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
                 fusion_growth: opts.fusion_growth,
                 rotation_plan: plan,
                 bootstrapping: true,
+                layout: opts.layout.unwrap_or_default(),
             },
         )
     };

@@ -36,9 +36,10 @@ use std::collections::BTreeMap;
 use cranelift_entity::SecondaryMap;
 use polyhe_ir::{interp, DType, Graph, Op, Tensor, Value};
 use polyhe_passes::{Chebyshev, EvalPlan, Interval, PlanOp};
-use polyhe_runtime::{Port, Reg, SlotLayout};
+use polyhe_runtime::{Port, Reg};
 
 use crate::affine_ops::{affine_map_of, Operand};
+use crate::layout::{Layout, LayoutPolicy};
 use crate::levels::Builder;
 use crate::linear::{lower_affine, AffineMap, LinearStats};
 use crate::packing::{self, InputPacking, InputRead};
@@ -50,11 +51,15 @@ enum Val {
     Ct {
         regs: Vec<Reg>,
         shape: Vec<usize>,
+        /// Where the elements sit (a function of the flat element index; its own shape may differ
+        /// from `shape` by size-1 or reshaped axes).
+        layout: Layout,
     },
     /// `map(base)`, not yet emitted: consecutive affine ops compose into one map (one level).
+    /// The map is over elements; `base_layout` places the base's elements.
     Lazy {
         base: Vec<Reg>,
-        base_numel: usize,
+        base_layout: Layout,
         map: AffineMap,
         shape: Vec<usize>,
     },
@@ -90,9 +95,11 @@ struct Ctx<'g> {
     stats: LinearStats,
     /// Shape an elementwise result is computed at (see [`broadcast_hints`]).
     hint: SecondaryMap<Value, Option<Vec<usize>>>,
-    /// Row-major encrypted inputs `(value, ciphertexts, numel)`, whose maps are recorded in
+    /// Unpacked encrypted inputs `(value, ciphertexts, layout)`, whose maps are recorded in
     /// `reads` when `record` is set (the first lowering, for [`packing::choose`]).
-    input_regs: Vec<(Value, Vec<Reg>, usize)>,
+    input_regs: Vec<(Value, Vec<Reg>, Layout)>,
+    /// The layout materialized tensors get.
+    policy: LayoutPolicy,
     reads: BTreeMap<Value, Vec<InputRead>>,
     record: bool,
 }
@@ -130,6 +137,7 @@ pub(crate) struct LowerSetup {
     pub fusion_growth: usize,
     pub rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     pub bootstrapping: bool,
+    pub layout: LayoutPolicy,
 }
 
 /// Lowers `g` against `setup`.
@@ -160,7 +168,7 @@ fn lower_pass(
     setup: &LowerSetup,
     packings: &BTreeMap<Value, InputPacking>,
 ) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
-    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, rotation_plan, bootstrapping } =
+    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, rotation_plan, bootstrapping, layout } =
         setup.clone();
     let mut cx = Ctx {
         g,
@@ -170,6 +178,7 @@ fn lower_pass(
         stats: LinearStats::default(),
         hint: SecondaryMap::new(),
         input_regs: Vec::new(),
+        policy: layout,
         reads: BTreeMap::new(),
         record: packings.is_empty(),
     };
@@ -301,10 +310,12 @@ fn lower_pass(
             Some(l @ Val::Lazy { .. }) => Some(cx.materialize(l)?),
             other => other,
         };
+        let val = match val {
+            Some(v @ Val::Ct { .. }) => Some(cx.port_layout(v)?),
+            other => other,
+        };
         match val {
-            Some(Val::Ct { regs, shape }) => {
-                outputs.push(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs })
-            }
+            Some(Val::Ct { regs, layout, .. }) => outputs.push(Port { name, layout: layout.slot_layout(slots), regs }),
             _ => {
                 return Err(BackendError::Unsupported {
                     op: "output".into(),
@@ -338,42 +349,87 @@ impl Ctx<'_> {
         let shape = self.g.ty(v).shape.clone();
         let n = numel(&shape);
         let slots = self.slots;
-        let (name, layout) = match packing {
-            Some(p) => (format!("client:pack({label})"), SlotLayout::RowMajor { shape: vec![p.gather.len()], slots }),
-            None if client => (format!("client:{label}"), SlotLayout::RowMajor { shape: shape.clone(), slots }),
-            None => (label, SlotLayout::RowMajor { shape: shape.clone(), slots }),
+        let layout = match packing {
+            Some(p) => Layout::row_major(&[p.gather.len()]),
+            None => self.policy.layout_for(&shape),
         };
-        let regs: Vec<Reg> = (0..layout.num_cts()).map(|_| self.b.input()).collect();
+        let name = match packing {
+            Some(_) => format!("client:pack({label})"),
+            None if client => format!("client:{label}"),
+            None => label,
+        };
+        let port_layout = layout.slot_layout(slots);
+        let regs: Vec<Reg> = (0..port_layout.num_cts()).map(|_| self.b.input()).collect();
         let val = match packing {
-            Some(p) => {
-                Val::Lazy { base: regs.clone(), base_numel: p.gather.len(), map: p.unpack_map(n), shape: shape.clone() }
-            }
+            Some(p) => Val::Lazy { base: regs.clone(), base_layout: layout, map: p.unpack_map(n), shape: shape.clone() },
             None => {
-                self.input_regs.push((v, regs.clone(), n));
-                Val::Ct { regs: regs.clone(), shape }
+                self.input_regs.push((v, regs.clone(), layout.clone()));
+                Val::Ct { regs: regs.clone(), shape, layout }
             }
         };
-        (Port { name, layout, regs }, val)
+        (Port { name, layout: port_layout, regs }, val)
     }
 
-    /// Lowers `map` of the operands `inputs` (see [`lower_affine`]), first recording the parts
-    /// read straight from a row-major input (for the packing choice).
-    fn emit(
-        &mut self,
-        inputs: &[Vec<Reg>],
-        in_numel: &[usize],
-        map: &AffineMap,
-        out_shape: &[usize],
-    ) -> Result<Vec<Reg>, BackendError> {
+    /// Lowers `map` (over elements) of the operands `inputs` placed by their layouts into
+    /// `out` (see [`lower_affine`]), first recording the parts read straight from an unpacked
+    /// input (for the packing choice).
+    fn emit(&mut self, inputs: &[(Vec<Reg>, Layout)], map: &AffineMap, out: &Layout) -> Result<Vec<Reg>, BackendError> {
+        let placed = place(map, inputs.iter().map(|(_, l)| l), out);
         if self.record {
-            for ((regs, &n), part) in inputs.iter().zip(in_numel).zip(&map.parts) {
-                if let Some((v, _, _)) = self.input_regs.iter().find(|(_, r, m)| r == regs && *m == n) {
-                    let read = InputRead { entries: part.clone(), out_shape: out_shape.to_vec() };
+            for ((regs, l), part) in inputs.iter().zip(&placed.parts) {
+                if let Some((v, _, _)) = self.input_regs.iter().find(|(_, r, m)| r == regs && m == l) {
+                    // Output positions against input elements: the client permutes elements.
+                    let entries = if l.is_row_major() {
+                        part.clone()
+                    } else {
+                        let pos: Vec<usize> = (0..l.numel()).map(|e| l.position(e)).collect();
+                        let mut inv = vec![0; pos.len()];
+                        for (e, &p) in pos.iter().enumerate() {
+                            if let Some(x) = inv.get_mut(p) {
+                                *x = e;
+                            }
+                        }
+                        part.iter().map(|&(o, p, w)| (o, inv.get(p).copied().unwrap_or(p), w)).collect()
+                    };
+                    let read = InputRead { entries, out_shape: out.slot_shape() };
                     self.reads.entry(*v).or_default().push(read);
                 }
             }
         }
-        lower_affine(&mut self.b, self.slots, inputs, in_numel, map, &mut self.stats)
+        let regs: Vec<Vec<Reg>> = inputs.iter().map(|(r, _)| r.clone()).collect();
+        let nums: Vec<usize> = inputs.iter().map(|(_, l)| l.numel()).collect();
+        lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats)
+    }
+
+    /// An output value in the layout its port declares: its own when that layout has the
+    /// output's shape (or is row-major), else moved to the policy's layout for the shape.
+    fn port_layout(&mut self, v: Val) -> Result<Val, BackendError> {
+        match v {
+            Val::Ct { regs, shape, layout } if layout.shape() != shape.as_slice() => {
+                if layout.is_row_major() {
+                    return Ok(Val::Ct { regs, layout: Layout::row_major(&shape), shape });
+                }
+                let to = self.policy.layout_for(&shape);
+                self.convert(Val::Ct { regs, shape, layout }, &to)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `v` placed in `to` (an identity map over elements between two layouts; nothing to emit
+    /// when they agree).
+    fn convert(&mut self, v: Val, to: &Layout) -> Result<Val, BackendError> {
+        let v = self.materialize(v)?;
+        let Val::Ct { regs, shape, layout } = v else {
+            return Err(BackendError::Internal("convert of a non-encrypted value".into()));
+        };
+        if (0..layout.numel()).all(|e| layout.position(e) == to.position(e)) {
+            return Ok(Val::Ct { regs, shape, layout: to.clone() });
+        }
+        let n = numel(&shape);
+        let id = AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, 1.0)).collect()], offset: None };
+        let out = self.emit(&[(regs, layout)], &id, to)?;
+        Ok(Val::Ct { regs: out, shape, layout: to.clone() })
     }
 
     /// The shape `v` is computed at: its type's, or the broadcast shape its consumers need.
@@ -405,8 +461,8 @@ impl Ctx<'_> {
         match op {
             Op::Add | Op::Sub | Op::Mul => Ok(vec![self.binary(op, name, &out_shape(0), args)?]),
             Op::Neg => {
-                let (regs, shape) = ct(args.first(), op, name)?;
-                Ok(vec![Val::Ct { regs: regs.iter().map(|&r| self.b.neg(r)).collect(), shape }])
+                let (regs, shape, layout) = ct(args.first(), op, name)?;
+                Ok(vec![Val::Ct { regs: regs.iter().map(|&r| self.b.neg(r)).collect(), shape, layout }])
             }
             Op::Identity => Ok(vec![args.first().cloned().ok_or_else(|| unsupported(op, name, "no input"))?]),
             Op::Chebyshev { lo, hi, coeffs } => {
@@ -450,7 +506,7 @@ impl Ctx<'_> {
                     }
                     _ => (arg, false),
                 };
-                let (regs, shape) = ct(Some(&self.materialize(arg)?), op, name)?;
+                let (regs, shape, layout) = ct(Some(&self.materialize(arg)?), op, name)?;
                 let n = numel(&shape);
                 let mut out = Vec::new();
                 for (k, &r) in regs.iter().enumerate() {
@@ -459,7 +515,7 @@ impl Ctx<'_> {
                     let r = self.b.refresh_for(r, plan.depth() as usize)?;
                     out.push(self.plan(&plan, r, valid, folded)?);
                 }
-                Ok(vec![Val::Ct { regs: out, shape }])
+                Ok(vec![Val::Ct { regs: out, shape, layout }])
             }
             Op::MatMul if args.iter().all(Val::is_enc) => Ok(vec![self.ct_matmul(op, name, &out_shape(0), args)?]),
             Op::Gemm { .. } | Op::Conv { .. } if args.iter().take(2).all(Val::is_enc) => {
@@ -508,7 +564,7 @@ impl Ctx<'_> {
         for (i, a) in args.iter().enumerate() {
             match a {
                 Val::Plain(t) => probe.push(widen(t)?),
-                Val::Ct { regs, shape } => {
+                Val::Ct { regs, shape, .. } => {
                     probe.push(f64_tensor(shape, vec![0.0; numel(shape)])?);
                     cts.push((i, regs.clone(), numel(shape)));
                 }
@@ -595,14 +651,10 @@ impl Ctx<'_> {
             let operand = args.get(*i).cloned().ok_or(BackendError::Internal("operand".into()))?;
             return self.apply(operand, map, out_shape);
         }
-        let mut regs: Vec<Vec<Reg>> = Vec::new();
-        let mut nums: Vec<usize> = Vec::new();
+        let mut inputs: Vec<(Vec<Reg>, Layout)> = Vec::new();
         for &i in operands {
             match args.get(i) {
-                Some(Val::Ct { regs: r, shape }) => {
-                    regs.push(r.clone());
-                    nums.push(numel(shape));
-                }
+                Some(Val::Ct { regs: r, layout, .. }) => inputs.push((r.clone(), layout.clone())),
                 _ => {
                     return Err(BackendError::Internal(format!(
                         "{name}: unmaterialized operand of a multi-operand map"
@@ -610,16 +662,18 @@ impl Ctx<'_> {
                 }
             }
         }
-        let out = self.emit(&regs, &nums, &map, out_shape)?;
-        Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+        let layout = self.policy.layout_for(out_shape);
+        let out = self.emit(&inputs, &map, &layout)?;
+        Ok(Val::Ct { regs: out, shape: out_shape.to_vec(), layout })
     }
 
     /// Emits a pending map.
     fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
         match v {
-            Val::Lazy { base, base_numel, map, shape } => {
-                let regs = self.emit(&[base], &[base_numel], &map, &shape)?;
-                Ok(Val::Ct { regs, shape })
+            Val::Lazy { base, base_layout, map, shape } => {
+                let layout = self.policy.layout_for(&shape);
+                let regs = self.emit(&[(base, base_layout)], &map, &layout)?;
+                Ok(Val::Ct { regs, shape, layout })
             }
             other => Ok(other),
         }
@@ -629,10 +683,8 @@ impl Ctx<'_> {
     /// would multiply the diagonals (rotations, plaintexts) by more than it saves in levels.
     fn apply(&mut self, v: Val, map: AffineMap, shape: &[usize]) -> Result<Val, BackendError> {
         match v {
-            Val::Ct { regs, shape: s } => {
-                Ok(Val::Lazy { base: regs, base_numel: numel(&s), map, shape: shape.to_vec() })
-            }
-            Val::Lazy { base, base_numel, map: inner, shape: s } => {
+            Val::Ct { regs, layout, .. } => Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() }),
+            Val::Lazy { base, base_layout, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
                 let (d1, d2, dc) = (
                     inner.diagonal_count(self.slots),
@@ -642,9 +694,9 @@ impl Ctx<'_> {
                 if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth
                     && dc.saturating_mul(self.slots) <= 1 << 26
                 {
-                    Ok(Val::Lazy { base, base_numel, map: composed, shape: shape.to_vec() })
+                    Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() })
                 } else {
-                    let m = self.materialize(Val::Lazy { base, base_numel, map: inner, shape: s })?;
+                    let m = self.materialize(Val::Lazy { base, base_layout, map: inner, shape: s })?;
                     self.apply(m, map, shape)
                 }
             }
@@ -653,7 +705,7 @@ impl Ctx<'_> {
     }
 
     /// An encrypted value broadcast to `shape` (a data-movement map unless already that shape).
-    fn broadcast_ct(&mut self, name: &str, v: Val, to: &[usize]) -> Result<Vec<Reg>, BackendError> {
+    fn broadcast_ct(&mut self, name: &str, v: Val, to: &[usize]) -> Result<(Vec<Reg>, Layout), BackendError> {
         let shape = v.shape().to_vec();
         // Equal sizes: the same row-major data with other size-1 dims.
         let v = if numel(&shape) == numel(to) {
@@ -662,7 +714,7 @@ impl Ctx<'_> {
             self.affine(&Op::Expand { shape: to.to_vec() }, name, &[v], 0, to, false)?
         };
         match self.materialize(v)? {
-            Val::Ct { regs, .. } => Ok(regs),
+            Val::Ct { regs, layout, .. } => Ok((regs, layout)),
             _ => Err(BackendError::Internal("broadcast".into())),
         }
     }
@@ -696,11 +748,13 @@ impl Ctx<'_> {
             // composes with a broadcast before it and with affine ops after it (LayerNorm's γ·x
             // folds into the next matmul): no level of its own.
             match (a, b) {
-                (Val::Ct { regs, shape }, p @ Val::Plain(_)) | (p @ Val::Plain(_), Val::Ct { regs, shape }) => {
+                (Val::Ct { regs, shape, layout }, p @ Val::Plain(_))
+                | (p @ Val::Plain(_), Val::Ct { regs, shape, layout }) => {
                     let m = numel(shape);
                     let id =
                         AffineMap { out_numel: m, parts: vec![(0..m).map(|o| (o, o, 1.0)).collect()], offset: None };
-                    let lazy = Val::Lazy { base: regs.clone(), base_numel: m, map: id, shape: shape.clone() };
+                    let lazy =
+                        Val::Lazy { base: regs.clone(), base_layout: layout.clone(), map: id, shape: shape.clone() };
                     return self.binary(op, name, out_shape, &[lazy, p.clone()]);
                 }
                 _ => {}
@@ -713,9 +767,21 @@ impl Ctx<'_> {
         };
         match (a, b) {
             (a, b) if a.is_enc() && b.is_enc() => {
-                let ra = self.broadcast_ct(name, a.clone(), out_shape)?;
+                let (ra, la) = self.broadcast_ct(name, a.clone(), out_shape)?;
                 // x·x of a pending (broadcast) value: one map, not the same map twice.
-                let rb = if a.same_enc(b) { ra.clone() } else { self.broadcast_ct(name, b.clone(), out_shape)? };
+                let (rb, lb) =
+                    if a.same_enc(b) { (ra.clone(), la.clone()) } else { self.broadcast_ct(name, b.clone(), out_shape)? };
+                // Both operands in one placement (the policy gives equal shapes equal layouts, so
+                // this moves only an input or a reshaped value).
+                let rb = if la == lb {
+                    rb
+                } else {
+                    let shape = out_shape.to_vec();
+                    match self.convert(Val::Ct { regs: rb, shape, layout: lb }, &la)? {
+                        Val::Ct { regs, .. } => regs,
+                        _ => return Err(BackendError::Internal("convert".into())),
+                    }
+                };
                 let mut out = Vec::new();
                 for (&x, &y) in ra.iter().zip(&rb) {
                     out.push(match op {
@@ -724,7 +790,7 @@ impl Ctx<'_> {
                         _ => self.b.mul(x, y)?,
                     });
                 }
-                Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+                Ok(Val::Ct { regs: out, shape: out_shape.to_vec(), layout: la })
             }
             (e @ Val::Lazy { .. }, Val::Plain(p)) | (Val::Plain(p), e @ Val::Lazy { .. }) => {
                 let ct_first = a.is_enc();
@@ -757,8 +823,8 @@ impl Ctx<'_> {
             }
             (e, Val::Plain(p)) | (Val::Plain(p), e) if e.is_enc() => {
                 let ct_first = a.is_enc();
-                let regs = self.broadcast_ct(name, e.clone(), out_shape)?;
-                let pv = self.broadcast_plain(name, p, out_shape)?;
+                let (regs, layout) = self.broadcast_ct(name, e.clone(), out_shape)?;
+                let pv = layout.scatter(&self.broadcast_plain(name, p, out_shape)?);
                 let uniform = pv.first().filter(|&&f| pv.iter().all(|x| *x == f)).copied();
                 let mut out = Vec::new();
                 for (k, &x) in regs.iter().enumerate() {
@@ -776,7 +842,7 @@ impl Ctx<'_> {
                         },
                     });
                 }
-                Ok(Val::Ct { regs: out, shape: out_shape.to_vec() })
+                Ok(Val::Ct { regs: out, shape: out_shape.to_vec(), layout })
             }
             _ => Err(BackendError::Internal("binary op without encrypted operand".into())),
         }
@@ -871,7 +937,7 @@ impl Ctx<'_> {
         }
         // The sum over K stays pending, so it fuses with what follows (head merge, projection).
         let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
-        Ok(Val::Lazy { base: prod, base_numel: t_numel, map, shape: out_shape.to_vec() })
+        Ok(Val::Lazy { base: prod, base_layout: Layout::row_major(&[t_numel]), map, shape: out_shape.to_vec() })
     }
 
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
@@ -973,9 +1039,9 @@ impl Ctx<'_> {
     }
 }
 
-fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>), BackendError> {
+fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>, Layout), BackendError> {
     match a {
-        Some(Val::Ct { regs, shape }) => Ok((regs.clone(), shape.clone())),
+        Some(Val::Ct { regs, shape, layout }) => Ok((regs.clone(), shape.clone(), layout.clone())),
         _ => Err(unsupported(op, name, "expected an encrypted operand")),
     }
 }
@@ -987,10 +1053,12 @@ impl Val {
     /// The same encrypted value (equal ciphertexts, or the same pending map of the same ones).
     fn same_enc(&self, other: &Val) -> bool {
         match (self, other) {
-            (Val::Ct { regs: a, shape: s }, Val::Ct { regs: b, shape: t }) => a == b && s == t,
+            (Val::Ct { regs: a, shape: s, layout: x }, Val::Ct { regs: b, shape: t, layout: y }) => {
+                a == b && s == t && x == y
+            }
             (
-                Val::Lazy { base: a, base_numel: n, map: m, shape: s },
-                Val::Lazy { base: b, base_numel: k, map: l, shape: t },
+                Val::Lazy { base: a, base_layout: n, map: m, shape: s },
+                Val::Lazy { base: b, base_layout: k, map: l, shape: t },
             ) => a == b && n == k && s == t && m == l,
             _ => false,
         }
@@ -1071,4 +1139,29 @@ fn is_affine_op(op: &Op) -> bool {
             | Op::ReduceSum { .. }
             | Op::ReduceMean { .. }
     )
+}
+
+/// `map` (over elements) moved to positions: output element `o` at `out.position(o)`, element `e`
+/// of operand `i` at `inputs[i].position(e)`.
+fn place<'a>(map: &AffineMap, inputs: impl Iterator<Item = &'a Layout>, out: &Layout) -> AffineMap {
+    let ins: Vec<&Layout> = inputs.collect();
+    if out.is_row_major() && ins.iter().all(|l| l.is_row_major()) {
+        return map.clone();
+    }
+    let parts = map
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let l = ins.get(i).copied();
+            let mut v: Vec<(usize, usize, f64)> = part
+                .iter()
+                .map(|&(o, e, w)| (out.position(o), l.map_or(e, |l| l.position(e)), w))
+                .collect();
+            v.sort_unstable_by_key(|&(o, e, _)| (o, e));
+            v
+        })
+        .collect();
+    let offset = map.offset.as_ref().map(|off| out.scatter(off));
+    AffineMap { out_numel: map.out_numel, parts, offset }
 }

@@ -63,6 +63,7 @@ pub use params::{max_log_qp_128, CkksParams, Security, ERROR_STD_DEV};
 pub use serial::{ObjectHeader, ObjectKind, FORMAT_VERSION, MAGIC};
 mod program;
 pub use program::{
-    decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Inst, Progress, Op as ProgramOp, Port, Program, ProgramBootstrap, ProgramError,
-    ProgramParams, ProgramResult, Reg, SlotLayout, PROGRAM_MAGIC, PROGRAM_VERSION,
+    decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Inst,
+    Op as ProgramOp, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, Progress, Reg,
+    SlotLayout, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
 };

@@ -5,19 +5,33 @@
 //! the security bound after the fingerprint; version 3 the secret's Hamming weight after it and the
 //! bootstrapping configuration after the parameters) (so a reader can
 //! reject a program for other parameters before decoding the rest), then ports, constants,
-//! instructions (version 3: tag 12 = bootstrap). Constants are stored dense or as (u32 index, f64 value) pairs, whichever is
-//! smaller. Every length is bounds-checked against the remaining bytes before allocating, so
-//! corrupt or truncated input gives [`ProgramError::Malformed`], never a panic or a huge allocation.
+//! instructions (version 3: tag 12 = bootstrap).
+//!
+//! A port's layout is a kind byte: 0 = row-major (slots, rank, dims), 1 = axes (version 4: slots,
+//! rank, dims, then `rank` axes forming a permutation of `0..rank`). A constant is its length then
+//! one of three encodings, whichever is smallest (ties: the earlier): 0 = dense (`f64` values),
+//! 1 = sparse (count, then (`u32` index, `f64` value) pairs with increasing indices), 2 = runs
+//! (version 4: count, then (`f64` value, `u32` length) pairs whose lengths sum to the constant's).
+//! This build writes version 4 and reads versions 3 and 4.
+//!
+//! Every length is bounds-checked against the remaining bytes before allocating (a constant's run
+//! lengths also against its length, at most 2^20), so corrupt or truncated input gives
+//! [`ProgramError::Malformed`], never a panic or a huge allocation.
 
 use sha2::{Digest, Sha256};
 
-use super::{Inst, Op, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, SlotLayout};
+use super::{
+    Inst, Op, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, SlotLayout, SlotVector,
+};
 use crate::bootstrap::BootstrapConfig;
 
 /// Magic bytes of a serialized program.
 pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
-/// Format version written by this build.
-pub const PROGRAM_VERSION: u16 = 3;
+/// Format version written by this build (version 4: run-length constants and axes layouts).
+pub const PROGRAM_VERSION: u16 = 4;
+
+/// Oldest format version this build reads (version 4 only added encodings).
+const OLDEST_READ: u16 = 3;
 
 struct W(Vec<u8>);
 
@@ -46,13 +60,56 @@ impl W {
     }
     fn port(&mut self, p: &Port) {
         self.str(&p.name);
-        let SlotLayout::RowMajor { shape, slots } = &p.layout;
-        self.u8(0);
-        self.len(*slots);
+        let (kind, order) = match &p.layout {
+            SlotLayout::RowMajor { .. } => (0, None),
+            SlotLayout::Axes { order, .. } => (1, Some(order)),
+        };
+        let shape = p.layout.shape();
+        self.u8(kind);
+        self.len(p.layout.slots());
         self.len(shape.len());
         shape.iter().for_each(|&d| self.len(d));
+        if let Some(order) = order {
+            order.iter().for_each(|&a| self.len(a));
+        }
         self.len(p.regs.len());
         p.regs.iter().for_each(|&r| self.u32(r));
+    }
+}
+
+impl W {
+    /// A constant in its smallest encoding (see the module doc).
+    fn constant(&mut self, c: &SlotVector) {
+        let n = c.len();
+        let (runs, nz) = (c.num_runs(), c.nonzeros());
+        let dense = n * 8;
+        let sparse = 8 + nz * 12;
+        let rle = 8 + runs * 12;
+        self.len(n);
+        if dense <= sparse && dense <= rle {
+            self.u8(0);
+            c.runs().for_each(|(x, k)| (0..k).for_each(|_| self.f64(x)));
+        } else if sparse <= rle {
+            self.u8(1);
+            self.len(nz);
+            let mut i = 0usize;
+            for (x, k) in c.runs() {
+                if x.to_bits() != 0 {
+                    (i..i + k).for_each(|j| {
+                        self.u32(j as u32);
+                        self.f64(x);
+                    });
+                }
+                i += k;
+            }
+        } else {
+            self.u8(2);
+            self.len(runs);
+            for (x, k) in c.runs() {
+                self.f64(x);
+                self.u32(k as u32);
+            }
+        }
     }
 }
 
@@ -60,6 +117,8 @@ struct R<'a> {
     b: &'a [u8],
     pos: usize,
     base: usize,
+    /// Format version being read.
+    version: u16,
 }
 
 impl<'a> R<'a> {
@@ -123,8 +182,8 @@ impl<'a> R<'a> {
     fn port(&mut self) -> ProgramResult<Port> {
         let name = self.str()?;
         let kind = self.u8()?;
-        if kind != 0 {
-            return self.err(format!("unknown slot layout kind {kind}"));
+        if kind > 1 || (kind == 1 && self.version < 4) {
+            return self.err(format!("unknown slot layout kind {kind} in version {}", self.version));
         }
         let slots = self.usize_small(1 << 20, "slots")?;
         let rank = self.count(8)?;
@@ -132,12 +191,74 @@ impl<'a> R<'a> {
         for _ in 0..rank {
             shape.push(self.usize_small(1 << 40, "dimension")?);
         }
+        let layout = if kind == 1 {
+            let mut order = Vec::with_capacity(rank);
+            for _ in 0..rank {
+                order.push(self.usize_small(rank as u64, "axis")?);
+            }
+            let layout = SlotLayout::Axes { shape, order, slots };
+            if let Err(reason) = layout.check() {
+                return self.err(reason);
+            }
+            layout
+        } else {
+            SlotLayout::RowMajor { shape, slots }
+        };
         let nregs = self.count(4)?;
         let mut regs = Vec::with_capacity(nregs);
         for _ in 0..nregs {
             regs.push(self.u32()?);
         }
-        Ok(Port { name, layout: SlotLayout::RowMajor { shape, slots }, regs })
+        Ok(Port { name, layout, regs })
+    }
+
+    /// One constant: its length, an encoding tag and the values (see the module doc).
+    fn constant(&mut self) -> ProgramResult<SlotVector> {
+        let n = self.usize_small(1 << 20, "constant length")?;
+        match self.u8()? {
+            0 => {
+                if n * 8 > self.b.len() - self.pos {
+                    return self.err(format!("dense constant of {n} values exceeds the remaining bytes"));
+                }
+                let v = (0..n).map(|_| self.f64()).collect::<ProgramResult<Vec<_>>>()?;
+                Ok(SlotVector::from_dense(&v))
+            }
+            1 => {
+                let nz = self.count(12)?;
+                let mut runs = Vec::with_capacity(2 * nz);
+                let mut next = 0usize;
+                for _ in 0..nz {
+                    let i = self.u32()? as usize;
+                    let x = self.f64()?;
+                    if i < next || i >= n {
+                        return self.err(format!("sparse constant index {i} not increasing or outside its {n} values"));
+                    }
+                    runs.push((0.0, i - next));
+                    runs.push((x, 1));
+                    next = i + 1;
+                }
+                Ok(SlotVector::from_runs(runs))
+            }
+            2 if self.version >= 4 => {
+                let nr = self.count(12)?;
+                let mut runs = Vec::with_capacity(nr);
+                let mut total = 0usize;
+                for _ in 0..nr {
+                    let x = self.f64()?;
+                    let k = self.u32()? as usize;
+                    total += k;
+                    if total > n {
+                        return self.err(format!("constant runs exceed its {n} values"));
+                    }
+                    runs.push((x, k));
+                }
+                if total != n {
+                    return self.err(format!("constant runs cover {total} of its {n} values"));
+                }
+                Ok(SlotVector::from_runs(runs))
+            }
+            t => self.err(format!("unknown constant encoding {t} in version {}", self.version)),
+        }
     }
 }
 
@@ -182,20 +303,7 @@ impl Program {
         self.outputs.iter().for_each(|o| w.port(o));
         w.len(self.constants.len());
         for c in &self.constants {
-            // Diagonals are mostly zeros: store (index, value) pairs when that is smaller.
-            let nz: Vec<(usize, f64)> = c.iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
-            w.len(c.len());
-            if nz.len() * 12 < c.len() * 8 {
-                w.u8(1);
-                w.len(nz.len());
-                for (i, x) in nz {
-                    w.u32(i as u32);
-                    w.f64(x);
-                }
-            } else {
-                w.u8(0);
-                c.iter().for_each(|&x| w.f64(x));
-            }
+            w.constant(c);
         }
         w.len(self.insts.len());
         for inst in &self.insts {
@@ -282,12 +390,12 @@ impl Program {
     /// structurally validated ([`Program::validate_structure`]); call [`Program::validate`] for the
     /// level/scale proof.
     pub fn from_bytes(bytes: &[u8]) -> ProgramResult<Program> {
-        let mut h = R { b: bytes, pos: 0, base: 0 };
+        let mut h = R { b: bytes, pos: 0, base: 0, version: PROGRAM_VERSION };
         if h.take(8)? != PROGRAM_MAGIC {
             return h.err("not a polyhe CKKS program (bad magic)");
         }
         let version = u16::from_le_bytes(h.arr()?);
-        if version != PROGRAM_VERSION {
+        if !(OLDEST_READ..=PROGRAM_VERSION).contains(&version) {
             return Err(ProgramError::UnsupportedVersion { found: version, supported: PROGRAM_VERSION });
         }
         let len = h.count(1)?;
@@ -299,7 +407,7 @@ impl Program {
         if Sha256::digest(body).as_slice() != digest {
             return Err(ProgramError::Malformed { offset: 18, reason: "checksum mismatch (corrupt body)".into() });
         }
-        let mut r = R { b: body, pos: 0, base: 18 };
+        let mut r = R { b: body, pos: 0, base: 18, version };
         let log_n = r.u32()?;
         let nq = r.count(4)?;
         let q_bits = (0..nq).map(|_| r.u32()).collect::<ProgramResult<Vec<_>>>()?;
@@ -350,32 +458,7 @@ impl Program {
         let no = r.count(8)?;
         let outputs = (0..no).map(|_| r.port()).collect::<ProgramResult<Vec<_>>>()?;
         let nc = r.count(8)?;
-        let mut constants = Vec::with_capacity(nc);
-        for _ in 0..nc {
-            let n = r.usize_small(1 << 20, "constant length")?;
-            match r.u8()? {
-                0 => {
-                    if n * 8 > body.len() - r.pos {
-                        return r.err(format!("dense constant of {n} values exceeds the remaining bytes"));
-                    }
-                    constants.push((0..n).map(|_| r.f64()).collect::<ProgramResult<Vec<_>>>()?);
-                }
-                1 => {
-                    let nz = r.count(12)?;
-                    let mut v = vec![0.0; n];
-                    for _ in 0..nz {
-                        let i = r.u32()? as usize;
-                        let x = r.f64()?;
-                        match v.get_mut(i) {
-                            Some(slot) => *slot = x,
-                            None => return r.err(format!("sparse constant index {i} outside its {n} values")),
-                        }
-                    }
-                    constants.push(v);
-                }
-                t => return r.err(format!("unknown constant encoding {t}")),
-            }
-        }
+        let constants = (0..nc).map(|_| r.constant()).collect::<ProgramResult<Vec<_>>>()?;
         let n_inst = r.count(5)?;
         let mut insts = Vec::with_capacity(n_inst);
         for _ in 0..n_inst {
@@ -407,4 +490,12 @@ impl Program {
         prog.validate_structure()?;
         Ok(prog)
     }
+}
+
+/// The bytes [`Program::to_bytes`] writes for one constant (length, tag, values), for tests.
+#[cfg(test)]
+pub(super) fn constant_bytes(c: &SlotVector) -> Vec<u8> {
+    let mut w = W(Vec::new());
+    w.constant(c);
+    w.0
 }

@@ -8,6 +8,7 @@
 //! An `add` whose second operand is a `mul_plain` used only there runs as one multiply-accumulate
 //! pass (the product is never stored; same values). A register is freed once all its uses have run,
 //! so memory follows the program order's live set plus the window, not the program's width.
+//! Constants are expanded from their runs ([`super::SlotVector::to_dense`]) only to be encoded.
 //! A program with bootstraps has its [`crate::Bootstrapper`] rebuilt once per execution (seconds at
 //! N = 2^16: the linear-transform diagonals are encoded then).
 
@@ -316,8 +317,9 @@ pub fn execute_with_progress(
                         .constants
                         .get(*c as usize)
                         .ok_or(ProgramError::Invalid { inst: j, reason: format!("constant c{c} does not exist") })?;
-                    let pt = cache
-                        .get((*c, x.level(), pt_scale.to_bits()), || encoder.encode(values, x.level(), *pt_scale))?;
+                    let pt = cache.get((*c, x.level(), pt_scale.to_bits()), || {
+                        encoder.encode(&values.to_dense(), x.level(), *pt_scale)
+                    })?;
                     let ct = match owned {
                         Some(mut acc) => {
                             eval.mul_plain_add_assign(&mut acc, x, &pt)?;
@@ -556,18 +558,19 @@ fn run_one(
         Op::Neg(a) => eval.negate(r(a)?)?,
         Op::AddPlain(a, c) => {
             let x = r(a)?;
-            let pt = encoder.encode(constant(c)?, x.level(), x.scale())?;
+            let pt = encoder.encode(&constant(c)?.to_dense(), x.level(), x.scale())?;
             eval.add_plain(x, &pt)?
         }
         Op::SubPlain(a, c) => {
             let x = r(a)?;
-            let pt = encoder.encode(constant(c)?, x.level(), x.scale())?;
+            let pt = encoder.encode(&constant(c)?.to_dense(), x.level(), x.scale())?;
             eval.sub_plain(x, &pt)?
         }
         Op::MulPlain { src, constant: c, pt_scale } => {
             let x = r(src)?;
             let values = constant(c)?;
-            let pt = cache.get((c, x.level(), pt_scale.to_bits()), || encoder.encode(values, x.level(), pt_scale))?;
+            let pt = cache
+                .get((c, x.level(), pt_scale.to_bits()), || encoder.encode(&values.to_dense(), x.level(), pt_scale))?;
             eval.mul_plain(x, &pt)?
         }
         Op::MulScalar { src, value, const_scale } => eval.mul_const_scaled(r(src)?, value, const_scale)?,

@@ -22,15 +22,19 @@
 //!   (`q_0·q_1 / 2^ratio / scale ≥ 2^20`). Its Galois keys ([`Program::rotation_steps`]) include the
 //!   bootstrapper's steps, and [`Program::needs_conjugation`] is then true. Such programs need the
 //!   sparse secret recorded in [`ProgramParams::hamming_weight`].
-//! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements in row-major order occupies
-//!   `ceil(numel / slots)` ciphertexts; element `e` sits in ciphertext `e / slots`, slot `e % slots`.
+//! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements occupies `ceil(numel / slots)`
+//!   ciphertexts; the element at slot position `p` ([`SlotLayout::position`]) sits in ciphertext
+//!   `p / slots`, slot `p % slots`. Row-major: `p` is the row-major index. Axes: `p` is the
+//!   row-major index in the axes permuted by `order` (a permutation of `0..rank`, checked).
 //!   Unused slots are zero on input.
+//! - Constants ([`SlotVector`]) are run-length encoded, at most `slots` long and finite.
 //! - The text form ([`Program::print`]) is for humans (`polyhe dump --stage ckks`); the binary form
 //!   ([`Program::to_bytes`] / [`Program::from_bytes`]) is versioned, checksummed and never panics on
 //!   corrupt bytes.
 
 mod binary;
 mod exec;
+mod slot_vector;
 mod text;
 
 use thiserror::Error;
@@ -43,6 +47,7 @@ pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
 pub use exec::{
     decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress,
 };
+pub use slot_vector::SlotVector;
 
 /// A ciphertext register.
 pub type Reg = u32;
@@ -146,19 +151,32 @@ impl ProgramParams {
     }
 }
 
-/// How a tensor is laid out in ciphertext slots (see the module doc).
+/// How a tensor is laid out in ciphertext slots (see the module doc). Tensors are given to
+/// [`SlotLayout::pack`] and returned by [`SlotLayout::unpack`] row-major over the shape.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SlotLayout {
     /// Row-major, `slots` elements per ciphertext, the last one zero-padded.
     RowMajor { shape: Vec<usize>, slots: usize },
+    /// Row-major over the axes permuted by `order`: the element with multi-index `i` sits at the
+    /// row-major index of `(i[order[0]], i[order[1]], ...)` in dims `(shape[order[0]], ...)`, then
+    /// `slots` positions per ciphertext as in `RowMajor`. `order = [0, 2, 1]` on `[1, T, H]` puts
+    /// the `T` tokens fastest. `order` must be a permutation of `0..shape.len()`
+    /// ([`Program::validate_structure`] and the binary reader check it).
+    Axes { shape: Vec<usize>, order: Vec<usize>, slots: usize },
 }
 
 impl SlotLayout {
     /// The tensor shape.
     pub fn shape(&self) -> &[usize] {
         match self {
-            SlotLayout::RowMajor { shape, .. } => shape,
+            SlotLayout::RowMajor { shape, .. } | SlotLayout::Axes { shape, .. } => shape,
+        }
+    }
+    /// Slots per ciphertext.
+    pub fn slots(&self) -> usize {
+        match self {
+            SlotLayout::RowMajor { slots, .. } | SlotLayout::Axes { slots, .. } => *slots,
         }
     }
     /// Number of tensor elements.
@@ -167,9 +185,43 @@ impl SlotLayout {
     }
     /// Number of ciphertexts.
     pub fn num_cts(&self) -> usize {
+        self.numel().div_ceil(self.slots().max(1)).max(1)
+    }
+    /// Slot position (over the ciphertexts: ciphertext `p / slots`, slot `p % slots`) of the
+    /// element with row-major index `elem < numel`. A `RowMajor` layout is the identity.
+    pub fn position(&self, elem: usize) -> usize {
         match self {
-            SlotLayout::RowMajor { slots, .. } => self.numel().div_ceil((*slots).max(1)).max(1),
+            SlotLayout::RowMajor { .. } => elem,
+            SlotLayout::Axes { shape, order, .. } => {
+                // Multi-index of `elem`, last axis fastest.
+                let mut idx = vec![0usize; shape.len()];
+                let mut rest = elem;
+                for (i, &d) in idx.iter_mut().zip(shape).rev() {
+                    *i = rest % d.max(1);
+                    rest /= d.max(1);
+                }
+                order.iter().fold(0usize, |p, &a| {
+                    let d = shape.get(a).copied().unwrap_or(1);
+                    p.saturating_mul(d).saturating_add(idx.get(a).copied().unwrap_or(0))
+                })
+            }
         }
+    }
+    /// Checks that an `Axes` order is a permutation of the axes (`RowMajor`: always `Ok`).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let SlotLayout::Axes { shape, order, .. } = self else { return Ok(()) };
+        let not_perm = || Err(format!("axes order {order:?} is not a permutation of 0..{}", shape.len()));
+        if order.len() != shape.len() {
+            return not_perm();
+        }
+        let mut seen = vec![false; shape.len()];
+        for &a in order {
+            match seen.get_mut(a) {
+                Some(s) if !*s => *s = true,
+                _ => return not_perm(),
+            }
+        }
+        Ok(())
     }
     /// Splits a row-major tensor into per-ciphertext slot vectors.
     pub fn pack(&self, data: &[f64]) -> ProgramResult<Vec<Vec<f64>>> {
@@ -178,8 +230,22 @@ impl SlotLayout {
                 reason: format!("tensor of {} elements given for shape {:?}", data.len(), self.shape()),
             });
         }
-        let SlotLayout::RowMajor { slots, .. } = self;
-        let mut out: Vec<Vec<f64>> = data.chunks((*slots).max(1)).map(|c| c.to_vec()).collect();
+        self.check().map_err(|reason| ProgramError::Interface { reason })?;
+        let permuted;
+        let flat = match self {
+            SlotLayout::RowMajor { .. } => data,
+            SlotLayout::Axes { .. } => {
+                let mut p = vec![0.0; data.len()];
+                for (e, &x) in data.iter().enumerate() {
+                    if let Some(slot) = p.get_mut(self.position(e)) {
+                        *slot = x;
+                    }
+                }
+                permuted = p;
+                &permuted
+            }
+        };
+        let mut out: Vec<Vec<f64>> = flat.chunks(self.slots().max(1)).map(|c| c.to_vec()).collect();
         if out.is_empty() {
             out.push(Vec::new());
         }
@@ -187,11 +253,12 @@ impl SlotLayout {
     }
     /// Joins per-ciphertext slot vectors back into a row-major tensor.
     pub fn unpack(&self, parts: &[Vec<f64>]) -> ProgramResult<Vec<f64>> {
-        let SlotLayout::RowMajor { slots, .. } = self;
+        self.check().map_err(|reason| ProgramError::Interface { reason })?;
+        let slots = self.slots();
         let n = self.numel();
         let mut out = Vec::with_capacity(n);
         for (k, part) in parts.iter().enumerate() {
-            let want = n.saturating_sub(k * slots).min(*slots);
+            let want = n.saturating_sub(k * slots).min(slots);
             let got = part.get(..want).ok_or_else(|| ProgramError::Interface {
                 reason: format!("ciphertext {k} decoded to {} slots, {want} needed", part.len()),
             })?;
@@ -200,7 +267,10 @@ impl SlotLayout {
         if out.len() != n {
             return Err(ProgramError::Interface { reason: format!("{} ciphertexts for {n} elements", parts.len()) });
         }
-        Ok(out)
+        match self {
+            SlotLayout::RowMajor { .. } => Ok(out),
+            SlotLayout::Axes { .. } => Ok((0..n).map(|e| out.get(self.position(e)).copied().unwrap_or(0.0)).collect()),
+        }
     }
 }
 
@@ -354,7 +424,8 @@ pub struct Program {
     /// Level and scale at which inputs are encrypted.
     pub input_level: usize,
     pub input_scale: f64,
-    pub constants: Vec<Vec<f64>>,
+    /// Plaintext operands, run-length encoded.
+    pub constants: Vec<SlotVector>,
     pub insts: Vec<Inst>,
     pub outputs: Vec<Port>,
     /// The bootstrapping configuration (`Some` iff the program has [`Op::Bootstrap`]s).
@@ -462,13 +533,18 @@ impl Program {
                 }
                 next += 1;
             }
-            let SlotLayout::RowMajor { slots: s, .. } = p.layout;
+            let s = p.layout.slots();
             if s != slots {
                 return bad(0, format!("input `{}` laid out for {s} slots, parameters give {slots}", p.name));
             }
         }
+        for p in self.inputs.iter().chain(&self.outputs) {
+            if let Err(reason) = p.layout.check() {
+                return bad(0, format!("port `{}`: {reason}", p.name));
+            }
+        }
         for (k, c) in self.constants.iter().enumerate() {
-            if c.len() > slots || c.iter().any(|x| !x.is_finite()) {
+            if c.len() > slots || !c.is_finite() {
                 return bad(0, format!("constant c{k} has {} values (max {slots}) or a non-finite value", c.len()));
             }
         }

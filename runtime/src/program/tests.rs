@@ -27,7 +27,7 @@ fn small() -> (Program, CkksContext) {
         inputs: vec![Port { name: "x".into(), layout: lay(vec![4]), regs: vec![0] }],
         input_level: 2,
         input_scale: s0,
-        constants: vec![vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 1.0, 0.5, 0.0]],
+        constants: vec![SlotVector::from_dense(&[1.0, 2.0, 3.0, 4.0]), SlotVector::from_dense(&[1.0, 1.0, 0.5, 0.0])],
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay(vec![4]), regs: vec![6] }],
         bootstrap: None,
@@ -77,7 +77,7 @@ fn binary_round_trip_and_corruption() {
     let mut sparse = vec![0.0; 1000];
     sparse[3] = 1.5;
     sparse[999] = -2.0;
-    prog.constants.push(sparse);
+    prog.constants.push(SlotVector::from_dense(&sparse));
     let bytes = prog.to_bytes();
     assert!(bytes.len() < 1000, "sparse constant stored densely: {} bytes", bytes.len());
     assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
@@ -273,7 +273,10 @@ fn fused_accumulation_and_cross_step_hoisting_are_exact() {
         inputs: vec![Port { name: "x".into(), layout: lay.clone(), regs: vec![0] }],
         input_level: top,
         input_scale: s0,
-        constants: vec![vec![1.0, -2.0, 0.5, 3.0], vec![0.25, 1.0, -1.0, 2.0]],
+        constants: vec![
+            SlotVector::from_dense(&[1.0, -2.0, 0.5, 3.0]),
+            SlotVector::from_dense(&[0.25, 1.0, -1.0, 2.0]),
+        ],
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay, regs: vec![out_reg] }],
         bootstrap: None,
@@ -287,8 +290,8 @@ fn fused_accumulation_and_cross_step_hoisting_are_exact() {
     assert_eq!((stats.rotations, stats.hoists, stats.plain_mults), (2, 1, 3));
 
     let enc = crate::Encoder::new(&ctx);
-    let p0 = enc.encode(&prog.constants[0], top, pt).unwrap();
-    let p1 = enc.encode(&prog.constants[1], top, pt).unwrap();
+    let p0 = enc.encode(&prog.constants[0].to_dense(), top, pt).unwrap();
+    let p1 = enc.encode(&prog.constants[1].to_dense(), top, pt).unwrap();
     let x_ct = &cts[0];
     let (a, b) = (ev.rotate(x_ct, 1).unwrap(), ev.rotate(x_ct, 2).unwrap());
     let s = ev.add(&ev.mul_plain(&a, &p0).unwrap(), &ev.mul_plain(&b, &p1).unwrap()).unwrap();
@@ -298,4 +301,300 @@ fn fused_accumulation_and_cross_step_hoisting_are_exact() {
     let mut acc = s.clone();
     ev.mul_plain_add_assign(&mut acc, x_ct, &p1).unwrap();
     assert_eq!(acc, want);
+}
+
+/// Dense vectors of the shapes constants take: empty, all zeros, trailing zeros (and a trailing
+/// `-0.0`, which is kept), token-fastest diagonals (each value repeated `T` times), distinct values.
+fn rle_cases() -> Vec<Vec<f64>> {
+    let diag: Vec<f64> = (0..64).flat_map(|h| std::iter::repeat_n(0.01 * h as f64 - 0.3, 16)).collect();
+    let distinct: Vec<f64> = (0..100).map(|i| (i as f64).sin()).collect();
+    let mut diag_tail = diag.clone();
+    diag_tail.extend([0.0; 37]);
+    vec![
+        vec![],
+        vec![0.0; 10],
+        vec![1.5],
+        vec![1.5, 0.0, 0.0],
+        vec![0.0, 0.0, 2.0],
+        vec![1.0, -0.0],
+        vec![-0.0, 0.0],
+        vec![3.0; 1000],
+        vec![1.0, 2.0, 1.0, 2.0],
+        vec![f64::MIN_POSITIVE, f64::MAX, -f64::MAX, 0.0, 7.0],
+        diag,
+        diag_tail,
+        distinct,
+    ]
+}
+
+#[test]
+fn slot_vector_round_trips_dense_and_runs() {
+    use std::collections::HashMap;
+    for dense in rle_cases() {
+        let v = SlotVector::from_dense(&dense);
+        let len = dense.iter().rposition(|x| x.to_bits() != 0).map_or(0, |i| i + 1);
+        assert_eq!(v.len(), len, "{dense:?}");
+        assert_eq!(v.is_empty(), len == 0);
+        let back = v.to_dense();
+        assert_eq!(back.len(), len);
+        assert!(back.iter().zip(&dense).all(|(a, b)| a.to_bits() == b.to_bits()), "{dense:?} -> {v:?}");
+        for i in 0..dense.len() + 3 {
+            assert_eq!(v.get(i).to_bits(), dense.get(i).filter(|_| i < len).copied().unwrap_or(0.0).to_bits());
+        }
+        // Runs are maximal, positive, sum to the length and end on a non-zero value.
+        let runs: Vec<(f64, usize)> = v.runs().collect();
+        assert_eq!(runs.len(), v.num_runs());
+        assert_eq!(runs.iter().map(|r| r.1).sum::<usize>(), len);
+        assert!(runs.iter().all(|r| r.1 > 0));
+        assert!(runs.windows(2).all(|w| w[0].0.to_bits() != w[1].0.to_bits()));
+        assert!(runs.last().is_none_or(|r| r.0.to_bits() != 0));
+        assert!(v.stored_values() <= len);
+        // Any split of the same runs, with empty runs and trailing zeros, is the same vector.
+        let split: Vec<(f64, usize)> =
+            runs.iter().flat_map(|&(x, n)| [(x, n / 2), (x, 0), (x, n - n / 2)]).chain([(0.0, 5)]).collect();
+        let w = SlotVector::from_runs(split);
+        assert_eq!(w, v);
+        let mut m = HashMap::new();
+        m.insert(v.clone(), 1);
+        assert_eq!(m.get(&w), Some(&1));
+    }
+    // Token-fastest diagonals shrink by the repeat count; distinct values stay dense-sized.
+    let cases = rle_cases();
+    assert_eq!(SlotVector::from_dense(&cases[10]).stored_values(), 64);
+    assert_eq!(SlotVector::from_dense(&cases[11]), SlotVector::from_dense(&cases[10]));
+    assert_eq!(SlotVector::from_dense(&cases[12]).stored_values(), 100);
+    assert_eq!(SlotVector::from_dense(&[3.0; 1000]).stored_values(), 1);
+    // Equality is on bits: -0.0 is not 0.0, and a NaN equals itself.
+    assert_ne!(SlotVector::from_dense(&[-0.0]), SlotVector::from_dense(&[0.0]));
+    assert_eq!(SlotVector::from_dense(&[f64::NAN, 1.0]), SlotVector::from_dense(&[f64::NAN, 1.0]));
+    assert_eq!(SlotVector::from_runs([]), SlotVector::from_dense(&[]));
+    assert_eq!(format!("{:?}", SlotVector::from_dense(&[2.0, 2.0, 0.5])), "SlotVector[2e0×2, 5e-1]");
+}
+
+/// Finds `pat` in `bytes` (once).
+fn find(bytes: &[u8], pat: &[u8]) -> usize {
+    let hits: Vec<usize> = bytes.windows(pat.len()).enumerate().filter(|(_, w)| *w == pat).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "pattern found {} times", hits.len());
+    hits[0]
+}
+
+/// Recomputes the checksum after editing a body (header 18 bytes, SHA-256 trailer).
+fn reseal(bytes: &mut [u8]) {
+    use sha2::{Digest, Sha256};
+    let n = bytes.len();
+    let d = Sha256::digest(&bytes[18..n - 32]);
+    bytes[n - 32..].copy_from_slice(&d);
+}
+
+#[test]
+fn constants_take_the_smallest_encoding_and_round_trip() {
+    let tag = |c: &SlotVector| binary::constant_bytes(c)[8];
+    let diag: Vec<f64> = (0..256).flat_map(|h| std::iter::repeat_n(0.25 + h as f64, 16)).collect();
+    let runs = SlotVector::from_dense(&diag);
+    let mut sp = vec![0.0; 4000];
+    sp[17] = 1.25;
+    sp[3000] = -4.0;
+    let sparse = SlotVector::from_dense(&sp);
+    let dense = SlotVector::from_dense(&(0..300).map(|i| 1.0 + (i as f64).cos()).collect::<Vec<_>>());
+    assert_eq!((tag(&dense), tag(&sparse), tag(&runs)), (0, 1, 2));
+    assert_eq!(binary::constant_bytes(&runs).len(), 8 + 1 + 8 + 256 * 12);
+    assert_eq!(binary::constant_bytes(&SlotVector::default()).len(), 9);
+
+    let (mut prog, _) = small();
+    let slots = prog.params.slots();
+    let mut signed = vec![0.0; 50];
+    signed[49] = -0.0; // kept, and stored
+    prog.constants.extend([dense, sparse, runs, SlotVector::default(), SlotVector::from_dense(&signed)]);
+    prog.validate().unwrap();
+    let bytes = prog.to_bytes();
+    assert!(bytes.len() < 8000, "{} bytes", bytes.len());
+    assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
+    let text = prog.print();
+    assert!(text.contains("const c4: 4096 slots, 4096 nonzero, 256 runs [2.500000e-1×16, 1.250000e0×16,"), "{text}");
+    // Too long for the slots: refused.
+    prog.constants.push(SlotVector::from_runs([(1.0, slots + 1)]));
+    assert!(matches!(prog.validate(), Err(ProgramError::Invalid { .. })));
+    assert!(Program::from_bytes(&prog.to_bytes()).is_err());
+}
+
+#[test]
+fn corrupt_run_bytes_are_malformed_not_panics() {
+    let (mut prog, _) = small();
+    let marker = 0.123_456_789_f64;
+    let c = SlotVector::from_runs([(marker, 100), (2.0, 60), (0.0, 30), (3.0, 10)]);
+    prog.constants.push(c);
+    let bytes = prog.to_bytes();
+    assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
+    // Layout: u64 length 200, tag 2, u64 4 runs, then (f64, u32) runs.
+    let first = find(&bytes, &marker.to_bits().to_le_bytes());
+    let (len_at, tag_at, count_at) = (first - 17, first - 9, first - 8);
+    assert_eq!(bytes[len_at..len_at + 8], 200u64.to_le_bytes());
+    assert_eq!(bytes[tag_at], 2);
+    let edit = |at: usize, v: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        reseal(&mut b);
+        Program::from_bytes(&b)
+    };
+    let malformed = |r: ProgramResult<Program>| matches!(r, Err(ProgramError::Malformed { .. }));
+    assert!(malformed(edit(first + 8, &u32::MAX.to_le_bytes())), "run longer than the constant");
+    assert!(malformed(edit(first + 8, &99u32.to_le_bytes())), "runs short of the length");
+    assert!(malformed(edit(count_at, &u64::MAX.to_le_bytes())), "huge run count");
+    assert!(malformed(edit(count_at, &(1u64 << 40).to_le_bytes())), "run count beyond the bytes");
+    assert!(malformed(edit(count_at, &3u64.to_le_bytes())), "fewer runs than stored");
+    assert!(malformed(edit(len_at, &(1u64 << 21).to_le_bytes())), "length beyond 2^20");
+    assert!(malformed(edit(len_at, &201u64.to_le_bytes())), "length beyond the runs");
+    assert!(malformed(edit(tag_at, &[3])), "unknown encoding");
+    // Version 3 had no run encoding.
+    let mut v3 = bytes.clone();
+    v3[8..10].copy_from_slice(&3u16.to_le_bytes());
+    assert!(malformed(Program::from_bytes(&v3)));
+    // Every byte of the body changed (checksum fixed up): an error or a program, never a panic.
+    for pos in 18..bytes.len() - 32 {
+        for x in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[pos] ^= x;
+            reseal(&mut b);
+            let _ = Program::from_bytes(&b);
+        }
+    }
+}
+
+#[test]
+fn version_3_programs_still_read() {
+    let (prog, _) = small();
+    let mut bytes = prog.to_bytes();
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    assert!(matches!(Program::from_bytes(&bytes), Err(ProgramError::UnsupportedVersion { found: 2, supported: 4 })));
+}
+
+#[test]
+fn axes_layout_packs_by_permuted_axes() {
+    let shape = vec![2, 3, 4];
+    let data: Vec<f64> = (0..24).map(|e| e as f64 + 0.5).collect();
+    for order in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+        let lay = SlotLayout::Axes { shape: shape.clone(), order: order.to_vec(), slots: 5 };
+        assert_eq!((lay.numel(), lay.num_cts(), lay.slots()), (24, 5, 5));
+        let parts = lay.pack(&data).unwrap();
+        assert_eq!(parts.len(), 5);
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 24);
+        // `position` is a bijection onto 0..numel and names where pack put each element.
+        let mut seen = [false; 24];
+        for (e, &x) in data.iter().enumerate() {
+            let p = lay.position(e);
+            assert!(!std::mem::replace(&mut seen[p], true));
+            assert_eq!(parts[p / 5][p % 5], x);
+            // The definition: row-major index of the permuted multi-index.
+            let i = [e / 12, (e / 4) % 3, e % 4];
+            let d = [shape[order[0]], shape[order[1]], shape[order[2]]];
+            assert_eq!(p, (i[order[0]] * d[1] + i[order[1]]) * d[2] + i[order[2]]);
+        }
+        assert_eq!(lay.unpack(&parts).unwrap(), data);
+        let padded: Vec<Vec<f64>> = parts.iter().map(|p| [p.clone(), vec![9.0; 3]].concat()).collect();
+        assert_eq!(lay.unpack(&padded).unwrap(), data);
+    }
+    // The identity order is row-major.
+    let id = SlotLayout::Axes { shape: shape.clone(), order: vec![0, 1, 2], slots: 5 };
+    let rm = SlotLayout::RowMajor { shape: shape.clone(), slots: 5 };
+    assert_eq!(id.pack(&data).unwrap(), rm.pack(&data).unwrap());
+    // Tokens fastest: (0, t, h) at h·16 + t.
+    let col = SlotLayout::Axes { shape: vec![1, 16, 32], order: vec![0, 2, 1], slots: 4096 };
+    assert_eq!(col.position(3 * 32 + 7), 7 * 16 + 3);
+    // A non-permutation is an error, not a panic.
+    for order in [vec![0, 0, 1], vec![0, 1], vec![0, 1, 3], vec![0, 1, 2, 3]] {
+        let bad = SlotLayout::Axes { shape: shape.clone(), order, slots: 5 };
+        assert!(matches!(bad.pack(&data), Err(ProgramError::Interface { .. })));
+        assert!(matches!(bad.unpack(&vec![vec![0.0; 5]; 5]), Err(ProgramError::Interface { .. })));
+        let _ = bad.position(23);
+    }
+}
+
+/// `y = x·x + c` on a `[1, 4, 2]` tensor, `c` packed in the layout; with `order = [0, 2, 1]` and
+/// row-major.
+fn elementwise(order: Option<Vec<usize>>) -> (Program, CkksContext) {
+    let params = CkksParams::new(13, &[60, 40, 40], &[60], 3, 40).unwrap();
+    let ctx = CkksContext::new(params.clone()).unwrap();
+    let pp = ProgramParams::from_params(&params);
+    let slots = pp.slots();
+    let s0 = params.default_scale();
+    let s1 = s0 * s0 / pp.moduli[2] as f64;
+    let shape = vec![1, 4, 2];
+    let lay = match order {
+        Some(order) => SlotLayout::Axes { shape, order, slots },
+        None => SlotLayout::RowMajor { shape, slots },
+    };
+    let c: Vec<f64> = (0..8).map(|e| 0.1 * e as f64).collect();
+    let packed = lay.pack(&c).unwrap().remove(0);
+    let insts = vec![
+        Inst { op: Op::Mul(0, 0), level: 2, scale: s0 * s0 },
+        Inst { op: Op::Rescale(1), level: 1, scale: s1 },
+        Inst { op: Op::AddPlain(2, 0), level: 1, scale: s1 },
+    ];
+    let prog = Program {
+        name: "elementwise".into(),
+        params: pp,
+        inputs: vec![Port { name: "x".into(), layout: lay.clone(), regs: vec![0] }],
+        input_level: 2,
+        input_scale: s0,
+        constants: vec![SlotVector::from_dense(&packed)],
+        insts,
+        outputs: vec![Port { name: "y".into(), layout: lay, regs: vec![3] }],
+        bootstrap: None,
+    };
+    (prog, ctx)
+}
+
+#[test]
+fn axes_layout_executes_like_row_major() {
+    let x: Vec<f64> = (0..8).map(|e| 0.25 * e as f64 - 1.0).collect();
+    let want: Vec<f64> = (0..8).map(|e| x[e] * x[e] + 0.1 * e as f64).collect();
+    let mut results = Vec::new();
+    for order in [None, Some(vec![0, 2, 1])] {
+        let (prog, ctx) = elementwise(order);
+        prog.validate().unwrap();
+        let bytes = prog.to_bytes();
+        assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
+        let keys = ClientKeys::generate(&ctx).unwrap();
+        let ev = Evaluator::new(&ctx, keys.evaluation_keys(&[], false).unwrap()).unwrap();
+        let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+        let out = execute(&prog, &ev, cts).unwrap();
+        let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap().remove(0);
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        results.push((y, prog));
+    }
+    let (rm, ax) = (&results[0], &results[1]);
+    assert!(rm.0.iter().zip(&ax.0).all(|(a, b)| (a - b).abs() < 2e-4));
+    // The constants differ (packed per layout); the text form names the layout.
+    assert_ne!(rm.1.constants, ax.1.constants);
+    let text = ax.1.print();
+    assert!(text.contains("input x: f64[1, 4, 2] axes[0, 2, 1]/4096 [%0]"), "{text}");
+    assert!(text.contains("output y: f64[1, 4, 2] axes[0, 2, 1]/4096 [%3]"), "{text}");
+}
+
+#[test]
+fn axes_order_is_checked_by_validate_and_reader() {
+    let (mut prog, _) = elementwise(Some(vec![0, 2, 1]));
+    let bytes = prog.to_bytes();
+    // The order [0, 2, 1] follows the dims 1, 4, 2 (u64 each) of the input (then output) port.
+    let dims: Vec<u8> = [1u64, 4, 2, 0, 2, 1].iter().flat_map(|d| d.to_le_bytes()).collect();
+    let at = bytes.windows(dims.len()).position(|w| w == dims.as_slice()).unwrap() + 24;
+    for bad in [[0u64, 2, 2], [0, 2, 3], [0, 2, u64::MAX]] {
+        let mut b = bytes.clone();
+        for (k, a) in bad.iter().enumerate() {
+            b[at + 8 * k..at + 8 * k + 8].copy_from_slice(&a.to_le_bytes());
+        }
+        reseal(&mut b);
+        assert!(matches!(Program::from_bytes(&b), Err(ProgramError::Malformed { .. })), "{bad:?}");
+    }
+    // Layout kind 1 is new in version 4.
+    let mut v3 = bytes.clone();
+    v3[8..10].copy_from_slice(&3u16.to_le_bytes());
+    assert!(matches!(Program::from_bytes(&v3), Err(ProgramError::Malformed { .. })));
+    let SlotLayout::Axes { order, .. } = &mut prog.outputs[0].layout else { unreachable!() };
+    *order = vec![1, 1, 0];
+    assert!(matches!(prog.validate(), Err(ProgramError::Invalid { .. })));
 }

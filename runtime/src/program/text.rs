@@ -1,16 +1,21 @@
 //! The human-readable text form of a [`Program`] (`polyhe dump --stage ckks`).
 //!
 //! Every instruction line ends with its result's `@L<level> 2^<log2 scale>` annotation, so a snapshot
-//! shows the level and scale management. Constants are summarized (length, first values).
+//! shows the level and scale management. Constants are summarized: length, nonzeros, runs and the
+//! first runs as `value×count` (`value` alone for a run of one). A port's layout is `row_major/<slots>`
+//! or `axes<order>/<slots>`.
 
 use std::fmt::Write;
 
 use super::{Op, Port, Program, SlotLayout};
 
 fn port(p: &Port) -> String {
-    let SlotLayout::RowMajor { shape, slots } = &p.layout;
+    let layout = match &p.layout {
+        SlotLayout::RowMajor { slots, .. } => format!("row_major/{slots}"),
+        SlotLayout::Axes { order, slots, .. } => format!("axes{order:?}/{slots}"),
+    };
     let regs: Vec<String> = p.regs.iter().map(|r| format!("%{r}")).collect();
-    format!("{}: f64{:?} row_major/{slots} [{}]", p.name, shape, regs.join(", "))
+    format!("{}: f64{:?} {layout} [{}]", p.name, p.layout.shape(), regs.join(", "))
 }
 
 impl Program {
@@ -54,10 +59,21 @@ impl Program {
             let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i), self.input_level, self.input_scale.log2());
         }
         for (k, c) in self.constants.iter().enumerate() {
-            let head: Vec<String> = c.iter().take(4).map(|x| format!("{x:.6e}")).collect();
-            let nz = c.iter().filter(|x| **x != 0.0).count();
-            let more = if c.len() > 4 { ", ..." } else { "" };
-            let _ = writeln!(s, "const c{k}: {} slots, {nz} nonzero [{}{more}]", c.len(), head.join(", "));
+            const HEAD: usize = 4;
+            let head: Vec<String> = c
+                .runs()
+                .take(HEAD)
+                .map(|(x, n)| if n == 1 { format!("{x:.6e}") } else { format!("{x:.6e}×{n}") })
+                .collect();
+            let runs = c.num_runs();
+            let more = if runs > HEAD { ", ..." } else { "" };
+            let _ = writeln!(
+                s,
+                "const c{k}: {} slots, {} nonzero, {runs} runs [{}{more}]",
+                c.len(),
+                c.nonzeros(),
+                head.join(", ")
+            );
         }
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {

@@ -1,0 +1,182 @@
+//! Slot layouts of encrypted tensors and the policy that picks one per tensor.
+//!
+//! Requires: nothing (pure index arithmetic).
+//! Guarantees: a [`Layout`] is a bijection from the row-major element indices of a tensor onto the
+//! positions `0..numel` (position `p` = ciphertext `p / S`, slot `p % S`), so the ciphertext count
+//! and the occupied slots are those of the row-major layout, and unused slots stay the same. Maps
+//! are built over elements (`affine_ops.rs`, index tracing) and moved to positions only when they
+//! are emitted (`lower.rs`), so every op's lowering is layout-independent.
+//!
+//! Why column-major: a transformer activation `[.., T, d]` (tokens × hidden) laid out row-major
+//! puts token `t`'s features at `t·d + j`; a projection to `d'` features then has diagonals
+//! `k − j − t·(d' − d)` that drift with the token, e.g. 16 tokens × 384 → 1536 gives ~19k
+//! diagonals. With the last two axes swapped (token fastest, `t + T·j`, the "column" or
+//! hidden-major packing of MOAI/THOR) every diagonal offset is `T·(k − j)` whatever the token:
+//! `d + d' − 1` diagonals, each repeating one value per feature over the `T` token slots (which
+//! the program stores run-length encoded).
+
+use polyhe_runtime::SlotLayout;
+
+/// How a tensor's elements are placed in the slots (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    kind: LayoutKind,
+    shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayoutKind {
+    RowMajor,
+    /// The last two axes swapped.
+    ColumnMajor,
+}
+
+/// Which layout the lowering gives the tensors it materializes (`--layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum LayoutPolicy {
+    /// Every tensor row-major.
+    #[default]
+    #[serde(rename = "row")]
+    RowMajor,
+    /// Tensors of rank ≥ 2 with the last two axes swapped (token-fastest for `[.., T, d]`).
+    #[serde(rename = "column")]
+    ColumnMajor,
+}
+
+impl std::fmt::Display for LayoutPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LayoutPolicy::RowMajor => "row",
+            LayoutPolicy::ColumnMajor => "column",
+        })
+    }
+}
+
+impl std::str::FromStr for LayoutPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "row" => Ok(LayoutPolicy::RowMajor),
+            "column" => Ok(LayoutPolicy::ColumnMajor),
+            other => Err(format!("unknown layout `{other}` (row, column or auto)")),
+        }
+    }
+}
+
+impl LayoutPolicy {
+    /// The layout of a tensor of `shape` the lowering materializes.
+    pub(crate) fn layout_for(self, shape: &[usize]) -> Layout {
+        match self {
+            LayoutPolicy::RowMajor => Layout::row_major(shape),
+            LayoutPolicy::ColumnMajor => Layout::column_major(shape),
+        }
+    }
+}
+
+impl Layout {
+    pub(crate) fn row_major(shape: &[usize]) -> Layout {
+        Layout { kind: LayoutKind::RowMajor, shape: shape.to_vec() }
+    }
+
+    /// The last two axes swapped; row-major when that places every element where row-major does
+    /// (rank < 2, or one of the two axes has size 1), so equal placements compare equal.
+    pub(crate) fn column_major(shape: &[usize]) -> Layout {
+        let r = shape.len();
+        if r < 2 || shape[r - 1] <= 1 || shape[r - 2] <= 1 {
+            return Layout::row_major(shape);
+        }
+        Layout { kind: LayoutKind::ColumnMajor, shape: shape.to_vec() }
+    }
+
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub(crate) fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub(crate) fn is_row_major(&self) -> bool {
+        self.kind == LayoutKind::RowMajor
+    }
+
+    /// The position of row-major element `e`.
+    pub(crate) fn position(&self, e: usize) -> usize {
+        match self.kind {
+            LayoutKind::RowMajor => e,
+            LayoutKind::ColumnMajor => {
+                let r = self.shape.len();
+                let (a, b) = (self.shape[r - 2], self.shape[r - 1]);
+                let (outer, inner) = (e / (a * b), e % (a * b));
+                let (i, j) = (inner / b, inner % b);
+                outer * a * b + j * a + i
+            }
+        }
+    }
+
+    /// The shape whose row-major order is the slot order (the last two axes swapped when
+    /// column-major).
+    pub(crate) fn slot_shape(&self) -> Vec<usize> {
+        let mut s = self.shape.clone();
+        if self.kind == LayoutKind::ColumnMajor {
+            let r = s.len();
+            s.swap(r - 1, r - 2);
+        }
+        s
+    }
+
+    /// A row-major vector (e.g. a broadcast plaintext operand) in slot order.
+    pub(crate) fn scatter(&self, v: &[f64]) -> Vec<f64> {
+        if self.is_row_major() {
+            return v.to_vec();
+        }
+        let mut out = vec![0.0; v.len()];
+        for (e, &x) in v.iter().enumerate() {
+            if let Some(slot) = out.get_mut(self.position(e)) {
+                *slot = x;
+            }
+        }
+        out
+    }
+
+    /// The program port layout.
+    pub(crate) fn slot_layout(&self, slots: usize) -> SlotLayout {
+        match self.kind {
+            LayoutKind::RowMajor => SlotLayout::RowMajor { shape: self.shape.clone(), slots },
+            LayoutKind::ColumnMajor => {
+                let r = self.shape.len();
+                let mut order: Vec<usize> = (0..r).collect();
+                order.swap(r - 1, r - 2);
+                SlotLayout::Axes { shape: self.shape.clone(), order, slots }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_major_is_a_bijection_with_the_token_fastest() {
+        let l = Layout::column_major(&[2, 3, 4]);
+        let pos: Vec<usize> = (0..24).map(|e| l.position(e)).collect();
+        let mut sorted = pos.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..24).collect::<Vec<_>>());
+        // element (0, 1, 2) = 6: token 1 of feature 2 → 2·3 + 1
+        assert_eq!(l.position(6), 7);
+        // second batch entry starts after the first's 12 positions
+        assert_eq!(l.position(12), 12);
+        assert_eq!(l.slot_shape(), vec![2, 4, 3]);
+        assert_eq!(l.scatter(&(0..24).map(|e| e as f64).collect::<Vec<_>>())[7], 6.0);
+    }
+
+    #[test]
+    fn degenerate_column_layouts_are_row_major() {
+        assert!(Layout::column_major(&[1, 16, 1]).is_row_major());
+        assert!(Layout::column_major(&[16]).is_row_major());
+        assert!(!Layout::column_major(&[1, 16, 32]).is_row_major());
+        assert_eq!(Layout::column_major(&[1, 1, 32]), Layout::row_major(&[1, 1, 32]));
+    }
+}
