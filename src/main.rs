@@ -109,6 +109,18 @@ struct BackendArgs {
     /// Evaluation-key memory in GiB the automatic key choice stays within (default 8; 0: no limit); also bounds the digit choice.
     #[arg(long, value_name = "GIB")]
     key_budget: Option<f64>,
+    /// Slot layout of encrypted tensors: `row` (row-major), `column` (the last two axes swapped:
+    /// tokens fastest, one hidden column after another, so plaintext matmul diagonals repeat
+    /// each weight per token) or `auto` (default: the backend chooses).
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq)]
+enum LayoutArg {
+    Row,
+    Column,
+    Auto,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq)]
@@ -139,6 +151,11 @@ impl BackendArgs {
         }
         o.bootstrap_levels = self.bootstrap_levels;
         o.max_rotation_keys = self.max_rotation_keys;
+        o.layout = match self.layout {
+            Some(LayoutArg::Row) => Some(polyhe_backend::LayoutPolicy::RowMajor),
+            Some(LayoutArg::Column) => Some(polyhe_backend::LayoutPolicy::ColumnMajor),
+            Some(LayoutArg::Auto) | None => None,
+        };
         if let Some(g) = self.key_budget {
             o.key_budget_bytes = (g > 0.0).then(|| (g * (1u64 << 30) as f64) as u64);
         }
@@ -169,6 +186,14 @@ impl BackendArgs {
         opt("bootstrap-levels", self.bootstrap_levels.map(|x| x.to_string()));
         opt("max-rotation-keys", self.max_rotation_keys.map(|x| x.to_string()));
         opt("key-budget", self.key_budget.map(|x| x.to_string()));
+        opt(
+            "layout",
+            self.layout.map(|l| match l {
+                LayoutArg::Row => "row".to_string(),
+                LayoutArg::Column => "column".to_string(),
+                LayoutArg::Auto => "auto".to_string(),
+            }),
+        );
         if self.pow2_rotations {
             w.push("--pow2-rotations".into());
         }

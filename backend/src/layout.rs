@@ -68,7 +68,11 @@ impl LayoutPolicy {
     pub(crate) fn layout_for(self, shape: &[usize]) -> Layout {
         match self {
             LayoutPolicy::RowMajor => Layout::row_major(shape),
-            LayoutPolicy::ColumnMajor => Layout::column_major(shape),
+            // Activations `[.., T, H]` (at most two axes above 1): tokens fastest. Tensors with
+            // more axes (per-head attention operands and products) keep row-major, the layout
+            // the ct×ct product expansion is built around.
+            LayoutPolicy::ColumnMajor if shape.iter().filter(|&&d| d > 1).count() <= 2 => Layout::column_major(shape),
+            LayoutPolicy::ColumnMajor => Layout::row_major(shape),
         }
     }
 }

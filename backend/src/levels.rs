@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use polyhe_runtime::{Inst, ProgramOp as Op, Reg};
+use polyhe_runtime::{Inst, ProgramOp as Op, Reg, SlotVector};
 
 use crate::BackendError;
 
@@ -39,8 +39,9 @@ pub(crate) struct Builder {
     pub input_level: usize,
     pub n_in: usize,
     pub insts: Vec<Inst>,
-    pub constants: Vec<Vec<f64>>,
-    const_ids: HashMap<Vec<u64>, u32>,
+    /// Interned plaintext slot vectors (run-length encoded: token-fastest diagonals repeat).
+    pub constants: Vec<SlotVector>,
+    const_ids: HashMap<SlotVector, u32>,
     reg_level: Vec<usize>,
     reg_scale: Vec<f64>,
     /// The Galois keys rotations must be composed from (see [`Builder::rotate`]); `None`: one key
@@ -243,18 +244,15 @@ impl Builder {
         (self.reg_level.len() - 1) as Reg
     }
 
-    /// Interns a plaintext slot vector (trailing zeros trimmed).
-    pub fn constant(&mut self, mut v: Vec<f64>) -> u32 {
-        while v.last() == Some(&0.0) {
-            v.pop();
-        }
-        let key: Vec<u64> = v.iter().map(|x| x.to_bits()).collect();
-        if let Some(&id) = self.const_ids.get(&key) {
+    /// Interns a plaintext slot vector (trailing zeros trimmed by [`SlotVector`]).
+    pub fn constant(&mut self, v: impl Into<SlotVector>) -> u32 {
+        let v: SlotVector = v.into();
+        if let Some(&id) = self.const_ids.get(&v) {
             return id;
         }
         let id = self.constants.len() as u32;
-        self.constants.push(v);
-        self.const_ids.insert(key, id);
+        self.constants.push(v.clone());
+        self.const_ids.insert(v, id);
         id
     }
 
@@ -351,8 +349,9 @@ impl Builder {
     }
 
     /// `ct + v` slot-wise (`v` a slot vector, encoded at the ciphertext's scale).
-    pub fn add_plain(&mut self, a: Reg, v: Vec<f64>) -> Reg {
-        if v.iter().all(|x| *x == 0.0) {
+    pub fn add_plain(&mut self, a: Reg, v: impl Into<SlotVector>) -> Reg {
+        let v: SlotVector = v.into();
+        if v.nonzeros() == 0 {
             return a;
         }
         let c = self.constant(v);
@@ -366,7 +365,7 @@ impl Builder {
     }
 
     /// `ct · v` without rescale (scale `Δ_l · pt_scale`, see [`Self::product_scale`]).
-    pub fn mul_plain_raw(&mut self, a: Reg, v: Vec<f64>) -> Result<Reg, BackendError> {
+    pub fn mul_plain_raw(&mut self, a: Reg, v: impl Into<SlotVector>) -> Result<Reg, BackendError> {
         let a = self.ensure(a)?;
         let l = self.check_level(a, "mul_plain")?;
         let pt_scale = self.product_scale(a);
@@ -376,7 +375,7 @@ impl Builder {
     }
 
     /// `ct · v` slot-wise, rescaled.
-    pub fn mul_plain(&mut self, a: Reg, v: Vec<f64>) -> Result<Reg, BackendError> {
+    pub fn mul_plain(&mut self, a: Reg, v: impl Into<SlotVector>) -> Result<Reg, BackendError> {
         let m = self.mul_plain_raw(a, v)?;
         self.rescale(m)
     }

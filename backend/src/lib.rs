@@ -149,7 +149,10 @@ pub struct BackendReport {
     /// Bytes of the relinearization key plus the rotation keys (`dnum · 2 · N · (L+1+K) · 8` each).
     pub eval_key_bytes: Option<u64>,
     pub constants: usize,
+    /// Slot values of the constants (their logical lengths) and the values stored after
+    /// run-length encoding (token-fastest diagonals repeat each weight `T` times).
     pub constant_values: usize,
+    pub constant_stored_values: usize,
     /// Instructions per IR op kind that emitted them.
     pub insts_per_ir_op: BTreeMap<String, usize>,
     /// Values computed on the client before encryption (from plaintext inputs such as token ids).
@@ -200,8 +203,8 @@ impl std::fmt::Display for BackendReport {
         )?;
         writeln!(
             f,
-            "affine maps {}, diagonals {}, constants {} ({} values)",
-            self.affine_maps, self.diagonals, self.constants, self.constant_values
+            "affine maps {}, diagonals {}, constants {} ({} values, {} stored)",
+            self.affine_maps, self.diagonals, self.constants, self.constant_values, self.constant_stored_values
         )?;
         if !self.client_side.is_empty() {
             writeln!(f, "computed on the client before encryption: {}", self.client_side.join(", "))?;
@@ -501,7 +504,7 @@ fn program_of(
         inputs: real.inputs.clone(),
         input_level,
         input_scale: real.builder.delta(input_level),
-        constants: real.builder.constants.iter().map(|c| polyhe_runtime::SlotVector::from_dense(c)).collect(),
+        constants: real.builder.constants.clone(),
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
         bootstrap,
@@ -725,6 +728,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         eval_key_bytes,
         constants: l.builder.constants.len(),
         constant_values: l.builder.constants.iter().map(|c| c.len()).sum(),
+        constant_stored_values: l.builder.constants.iter().map(|c| c.stored_values()).sum(),
         insts_per_ir_op: per_ir,
         client_side: l
             .client_values

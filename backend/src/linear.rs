@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use polyhe_runtime::Reg;
+use polyhe_runtime::{Reg, SlotVector};
 
 use crate::levels::Builder;
 use crate::BackendError;
@@ -29,37 +29,77 @@ pub(crate) struct AffineMap {
 
 impl AffineMap {
     /// `self ∘ inner` for single-operand maps: `M₂(M₁x + o₁) + o₂ = (M₂M₁)x + (M₂o₁ + o₂)`.
+    /// Row by row (Gustavson's sparse product): each output row accumulates into a dense scratch
+    /// row over the inner map's inputs, so the cost is the number of multiply-adds, with no
+    /// ordered map over millions of entries.
     pub fn compose_after(&self, inner: &AffineMap) -> AffineMap {
-        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); inner.out_numel];
-        for &(o, i, w) in inner.parts.iter().flatten() {
-            if let Some(r) = rows.get_mut(o) {
-                r.push((i, w));
-            }
-        }
-        let mut acc: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+        let rows = by_row(inner.parts.iter().flatten().copied(), inner.out_numel);
+        let outer = by_row(self.parts.iter().flatten().copied(), self.out_numel);
+        let in_numel = inner.parts.iter().flatten().map(|e| e.1 + 1).max().unwrap_or(0);
+        let mut scratch = vec![0.0f64; in_numel];
+        let mut mark = vec![false; in_numel];
+        let mut touched: Vec<usize> = Vec::new();
+        let mut entries = Vec::new();
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
-        for &(p, o, w2) in self.parts.iter().flatten() {
-            for &(i, w1) in rows.get(o).map(|r| r.as_slice()).unwrap_or(&[]) {
-                *acc.entry((p, i)).or_insert(0.0) += w2 * w1;
+        for (p, row) in outer.iter().enumerate() {
+            for &(o, w2) in row {
+                for &(i, w1) in rows.get(o).map(|r| r.as_slice()).unwrap_or(&[]) {
+                    if let (Some(x), Some(m)) = (scratch.get_mut(i), mark.get_mut(i)) {
+                        if !*m {
+                            *m = true;
+                            touched.push(i);
+                        }
+                        *x += w2 * w1;
+                    }
+                }
+                if let (Some(o1), Some(t)) = (inner.offset.as_ref().and_then(|v| v.get(o)), offset.get_mut(p)) {
+                    *t += w2 * o1;
+                }
             }
-            if let (Some(o1), Some(t)) = (inner.offset.as_ref().and_then(|v| v.get(o)), offset.get_mut(p)) {
-                *t += w2 * o1;
+            touched.sort_unstable();
+            for &i in &touched {
+                if let (Some(x), Some(m)) = (scratch.get_mut(i), mark.get_mut(i)) {
+                    if *x != 0.0 {
+                        entries.push((p, i, *x));
+                    }
+                    *x = 0.0;
+                    *m = false;
+                }
             }
+            touched.clear();
         }
-        let entries = acc.into_iter().filter(|(_, w)| *w != 0.0).map(|((p, i), w)| (p, i, w)).collect();
         let offset = if offset.iter().any(|x| *x != 0.0) { Some(offset) } else { None };
         AffineMap { out_numel: self.out_numel, parts: vec![entries], offset }
     }
 
-    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks.
-    pub fn diagonal_count(&self, slots: usize) -> usize {
-        let mut set = BTreeSet::new();
+    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks, with the operands' elements at `in_pos(e)` and the output's at
+    /// `out_pos(o)` (a single-operand map in the layouts it will be lowered in).
+    pub fn placed_diagonal_count(
+        &self,
+        in_pos: &dyn Fn(usize) -> usize,
+        out_pos: &dyn Fn(usize) -> usize,
+        slots: usize,
+    ) -> usize {
+        let slots = slots.max(1);
+        // One bitset of diagonal offsets per (operand, output ciphertext, input ciphertext)
+        // block: linear in the entries (sorting millions of keys dominated compile time).
+        let mut blocks: std::collections::HashMap<(usize, usize, usize), Vec<u64>> = std::collections::HashMap::new();
+        let mut count = 0usize;
         for (k, part) in self.parts.iter().enumerate() {
             for &(o, e, _) in part {
-                set.insert((k, o / slots, e / slots, (e % slots + slots - o % slots) % slots));
+                let (o, e) = (out_pos(o), in_pos(e));
+                let d = (e % slots + slots - o % slots) % slots;
+                let bits = blocks.entry((k, o / slots, e / slots)).or_insert_with(|| vec![0u64; slots.div_ceil(64)]);
+                if let Some(word) = bits.get_mut(d / 64) {
+                    let bit = 1u64 << (d % 64);
+                    if *word & bit == 0 {
+                        *word |= bit;
+                        count += 1;
+                    }
+                }
             }
         }
-        set.len()
+        count
     }
 
     /// `Some(w)` when the map is `w·x + offset` (one operand of the output's size, every element
@@ -87,6 +127,17 @@ impl AffineMap {
     }
 }
 
+/// Entries `(out, in, w)` grouped by output row: `rows[out] = [(in, w), ...]`.
+fn by_row(entries: impl Iterator<Item = (usize, usize, f64)>, out_numel: usize) -> Vec<Vec<(usize, f64)>> {
+    let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); out_numel];
+    for (o, i, w) in entries {
+        if let Some(r) = rows.get_mut(o) {
+            r.push((i, w));
+        }
+    }
+    rows
+}
+
 /// Counters of the diagonal method (for the report and the naive comparison).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LinearStats {
@@ -97,8 +148,33 @@ pub(crate) struct LinearStats {
     pub naive_rotations: usize,
 }
 
-/// Per (operand, input ciphertext): diagonal offset → dense diagonal.
-type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Vec<f64>>>;
+/// Per (operand, input ciphertext): diagonal offset → the diagonal's nonzero `(slot, weight)`
+/// entries (sparse: a map's diagonals together hold its entries, never `slots` values each).
+type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Vec<(usize, f64)>>>;
+
+/// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; repeated
+/// slots are summed.
+fn rotated_diagonal(diag: &[(usize, f64)], shift: usize, slots: usize) -> SlotVector {
+    let mut at: Vec<(usize, f64)> = diag.iter().map(|&(j, w)| ((j + shift) % slots, w)).collect();
+    at.sort_unstable_by_key(|e| e.0);
+    let mut runs: Vec<(f64, usize)> = Vec::with_capacity(2 * at.len());
+    let mut next = 0usize;
+    let mut k = 0;
+    while let Some(&(j, _)) = at.get(k) {
+        let mut w = 0.0;
+        while let Some(&(j2, w2)) = at.get(k) {
+            if j2 != j {
+                break;
+            }
+            w += w2;
+            k += 1;
+        }
+        runs.push((0.0, j - next));
+        runs.push((w, 1));
+        next = j + 1;
+    }
+    SlotVector::from_runs(runs)
+}
 
 fn choose_baby(ds: &BTreeSet<usize>, slots: usize) -> usize {
     let cost = |b: usize| {
@@ -182,10 +258,8 @@ pub(crate) fn lower_affine(
                 .entry((i, ic))
                 .or_default()
                 .entry(d)
-                .or_insert_with(|| vec![0.0; slots]);
-            if let Some(x) = diag.get_mut(os) {
-                *x += w;
-            }
+                .or_default();
+            diag.push((os, w));
         }
     }
     let mut out = Vec::with_capacity(out_cts);
@@ -209,7 +283,7 @@ pub(crate) fn lower_affine(
                 }
                 rot.insert(bb, r);
             }
-            let mut giants: BTreeMap<usize, Vec<(usize, &Vec<f64>)>> = BTreeMap::new();
+            let mut giants: BTreeMap<usize, Vec<(usize, &Vec<(usize, f64)>)>> = BTreeMap::new();
             for (&d, diag) in &diags {
                 giants.entry(d / bs).or_default().push((d % bs, diag));
             }
@@ -218,9 +292,7 @@ pub(crate) fn lower_affine(
                 let mut inner: Option<Reg> = None;
                 for (bb, diag) in terms {
                     // rot(diag, −shift)[j] = diag[j − shift]
-                    let v: Vec<f64> = (0..slots)
-                        .map(|j| diag.get((j + slots - shift % slots) % slots).copied().unwrap_or(0.0))
-                        .collect();
+                    let v = rotated_diagonal(diag, shift % slots, slots);
                     let src = *rot.get(&bb).ok_or(BackendError::Internal("missing baby step".into()))?;
                     let p = b.mul_plain_raw(src, v)?;
                     inner = Some(match inner {

@@ -263,13 +263,14 @@ fn lower_pass(
             }
             continue;
         }
-        let mut args: Vec<Val> = nd
-            .inputs
-            .iter()
-            .map(|&v| {
-                vals[v].clone().ok_or_else(|| BackendError::Internal(format!("value {v} used before definition")))
-            })
-            .collect::<Result<_, _>>()?;
+        // A value's last reader takes it (a pending map can hold millions of entries: neither
+        // cloned for the last use nor kept once dead).
+        let mut args: Vec<Val> = Vec::with_capacity(nd.inputs.len());
+        for &v in &nd.inputs {
+            uses[v] = uses[v].saturating_sub(1);
+            let a = if uses[v] == 0 { vals[v].take() } else { vals[v].clone() };
+            args.push(a.ok_or_else(|| BackendError::Internal(format!("value {v} used before definition")))?);
+        }
         let before = cx.b.insts.len();
         let n_enc = args.iter().filter(|a| a.is_enc()).count();
         let out_shape = nd.outputs.first().map(|&v| cx.shape_of(v)).unwrap_or_default();
@@ -285,7 +286,9 @@ fn lower_pass(
             };
             if !keep {
                 let m = cx.materialize(a.clone())?;
-                vals[v] = Some(m.clone());
+                if uses[v] > 0 {
+                    vals[v] = Some(m.clone());
+                }
                 // Every operand slot reading `v` (x·x) gets the one emitted value.
                 for (j, _) in nd.inputs.iter().enumerate().filter(|(_, &w)| w == v) {
                     if let Some(x) = args.get_mut(j) {
@@ -686,11 +689,13 @@ impl Ctx<'_> {
             Val::Ct { regs, layout, .. } => Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() }),
             Val::Lazy { base, base_layout, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
-                let (d1, d2, dc) = (
-                    inner.diagonal_count(self.slots),
-                    map.diagonal_count(self.slots),
-                    composed.diagonal_count(self.slots),
-                );
+                // Diagonals in the layouts each map would be lowered in.
+                let (mid, out) = (self.policy.layout_for(&s), self.policy.layout_for(shape));
+                let count = |m: &AffineMap, from: &Layout, to: &Layout| {
+                    m.placed_diagonal_count(&|e| from.position(e), &|o| to.position(o), self.slots)
+                };
+                let (d1, d2, dc) =
+                    (count(&inner, &base_layout, &mid), count(&map, &mid, &out), count(&composed, &base_layout, &out));
                 if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth
                     && dc.saturating_mul(self.slots) <= 1 << 26
                 {
@@ -831,7 +836,7 @@ impl Ctx<'_> {
                     let c = chunk(&pv, k);
                     out.push(match op {
                         Op::Add => self.b.add_plain(x, c),
-                        Op::Sub if ct_first => self.b.add_plain(x, c.iter().map(|v| -v).collect()),
+                        Op::Sub if ct_first => self.b.add_plain(x, c.iter().map(|v| -v).collect::<Vec<f64>>()),
                         Op::Sub => {
                             let nx = self.b.neg(x);
                             self.b.add_plain(nx, c)

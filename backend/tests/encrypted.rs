@@ -410,3 +410,41 @@ fn patch_embedding_input_is_packed_on_the_client() {
     assert_eq!(data[0].len(), p.inputs[0].layout.numel());
     assert_ne!(data[0].len(), x.to_f64_vec().len());
 }
+
+#[test]
+fn column_layout_puts_tokens_fastest() {
+    // A transformer block's plaintext side: x [T, H] → FFN (H → 2H → H) with a polynomial between,
+    // a residual, and a per-token mean (LayerNorm's first step). Row-major and column layouts give
+    // the same answer; column-major diagonals repeat each weight T times, so the program's
+    // constants take fewer stored values, and the output port records the permuted axes.
+    let (t, h) = (8usize, 16usize);
+    let mut g = Graph::new("block");
+    let x = input(&mut g, "x", &[t, h]);
+    let w1 = constant(&mut g, &[h, 2 * h], 31);
+    let b1 = constant(&mut g, &[2 * h], 32);
+    let w2 = constant(&mut g, &[2 * h, h], 33);
+    let a = node(&mut g, Op::MatMul, vec![x, w1]);
+    let a = node(&mut g, Op::Add, vec![a, b1]);
+    let a = node(&mut g, Op::Chebyshev { lo: -8.0, hi: 8.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![a]);
+    let y = node(&mut g, Op::MatMul, vec![a, w2]);
+    let y = node(&mut g, Op::Add, vec![y, x]);
+    let m = node(&mut g, Op::ReduceMean { axes: vec![1], keepdims: true }, vec![y]);
+    let c = node(&mut g, Op::Sub, vec![y, m]);
+    g.outputs = vec![c];
+    let xs = [tensor(&[t, h], rand_vec(t * h, 34))];
+    let opts = |layout| BackendOptions { layout: Some(layout), ..Default::default() };
+    let row = run_encrypted(&g, &xs, &opts(polyhe_backend::LayoutPolicy::RowMajor));
+    let col = run_encrypted(&g, &xs, &opts(polyhe_backend::LayoutPolicy::ColumnMajor));
+    assert!(row.rel_err < 1e-3, "row: error {}", row.rel_err);
+    assert!(col.rel_err < 1e-3, "column: error {}", col.rel_err);
+    let (rr, rc) = (&row.compiled.report, &col.compiled.report);
+    println!("row: {rr}\ncolumn: {rc}");
+    assert!(
+        rc.constant_stored_values < rr.constant_stored_values,
+        "stored values: column {} vs row {}",
+        rc.constant_stored_values,
+        rr.constant_stored_values
+    );
+    let port = &col.compiled.program.as_ref().unwrap().outputs[0];
+    assert!(matches!(&port.layout, polyhe_runtime::SlotLayout::Axes { order, .. } if order == &[1, 0]), "{:?}", port.layout);
+}

@@ -131,6 +131,16 @@ impl CkksParams {
                 "special primes ({p_total} bits) must cover the largest key-switching digit ({max_digit_bits} bits); raise dnum or add special primes"
             ));
         }
+        // A chain whose bit sizes alone exceed the 128-bit bound is refused before its primes are
+        // searched (every prime lies within a fraction of a bit of its size; parameter selection
+        // probes hundreds of such chains for deep programs).
+        if security == Security::Bits128 {
+            let bits: u32 = q_bits.iter().chain(p_bits).sum();
+            let max = max_log_qp_128(log_n).ok_or(CkksError::Internal("log_n validated above"))?;
+            if bits > max + 1 {
+                return Err(CkksError::InsecureParameters { log_n, log_qp: bits, max });
+            }
+        }
         let (moduli, special) = generate_primes(log_n, q_bits, p_bits)?;
         let params = Self {
             log_n,
