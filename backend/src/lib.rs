@@ -319,6 +319,19 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
     // Fusion decisions count diagonals, which depend on the slot count: when the chosen N differs
     // from the dry run's, measure again at that N so the real lowering consumes exactly the depth
     // the parameters were chosen for (N only grows, so this ends after at most four rounds).
+    let mut boot_failed = false;
+    // Far deeper than any chain: straight to bootstrapping at N = 2^16 (a dry run at a small N
+    // would pack MiniLM-sized tensors over many ciphertexts for nothing). Backend fusion saves a
+    // level per composed map at most, hence the factor 2.
+    if opts.log_n.is_none() && opts.levels.is_none() {
+        let estimate = polyhe_passes::analyze_depth(graph).total_depth as usize;
+        if estimate > 2 * params::max_levels(opts) {
+            match compile_bootstrapped(graph, opts, 16) {
+                Err(BackendError::ParametersInfeasible { .. }) => boot_failed = true,
+                other => return other,
+            }
+        }
+    }
     let params = loop {
         let dry_slots = 1usize << (dry_log_n - 1);
         let dry = lower::lower(
@@ -353,39 +366,26 @@ pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled
                 })
             }
             Err(e) if opts.log_n.is_some() || opts.levels.is_some() => return Err(e),
+            // Far deeper than any chain (fusion at another N moves the depth by a few levels at
+            // most): bootstrap at N = 2^16 without a second dry run there; that dry run is only
+            // needed for the placement report when bootstrapping is infeasible too.
+            Err(_) if dry_log_n < 16 && !boot_failed && depth > params::max_levels(opts) + 16 => {
+                match compile_bootstrapped(graph, opts, 16) {
+                    Err(BackendError::ParametersInfeasible { .. }) => {
+                        boot_failed = true;
+                        dry_log_n = 16;
+                    }
+                    other => return other,
+                }
+            }
             // A program this deep would run at N = 2^16 once bootstrapping exists: measure the
             // packing (and so the counts and the placement) there.
             Err(_) if dry_log_n < 16 => dry_log_n = 16,
+            Err(_) if boot_failed => return Ok(placement_only(&dry, depth, dry_slots, opts)),
             Err(_) => match compile_bootstrapped(graph, opts, 16) {
-                Ok(c) => return Ok(c),
                 // No chain with bootstrapping either: report where bootstraps would go.
-                Err(BackendError::ParametersInfeasible { .. }) => {
-                    let max_levels = params::max_levels(opts);
-                    let n_in = dry.builder.n_in;
-                    let mut reg_depth: Vec<usize> = vec![0; n_in];
-                    reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
-                    let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
-                    let plan = params::place_bootstraps(
-                        depth,
-                        max_levels,
-                        opts.bootstrap_depth,
-                        &reg_depth,
-                        n_in,
-                        &uses,
-                        &dry.inst_node,
-                    );
-                    let mut report = report_of(&dry, depth, None, dry_slots);
-                    report.bootstrap = Some(plan);
-                    return Ok(CkksCompiled {
-                        program: None,
-                        params: None,
-                        rotation_steps: Vec::new(),
-                        client_values: dry.client_values,
-                        input_packing: dry.packings,
-                        report,
-                    });
-                }
-                Err(e) => return Err(e),
+                Err(BackendError::ParametersInfeasible { .. }) => return Ok(placement_only(&dry, depth, dry_slots, opts)),
+                other => return other,
             },
         }
     };
@@ -521,6 +521,28 @@ fn rotation_steps_of(insts: &[polyhe_runtime::Inst]) -> Vec<i64> {
         })
         .collect();
     steps.into_iter().collect()
+}
+
+/// No program (bootstrapping infeasible too): the report of the dry lowering with where bootstraps
+/// would go.
+fn placement_only(dry: &lower::Lowered, depth: usize, dry_slots: usize, opts: &BackendOptions) -> CkksCompiled {
+    let max_levels = params::max_levels(opts);
+    let n_in = dry.builder.n_in;
+    let mut reg_depth: Vec<usize> = vec![0; n_in];
+    reg_depth.extend(dry.builder.insts.iter().map(|i| DRY_LEVELS - i.level));
+    let uses: Vec<Vec<u32>> = dry.builder.insts.iter().map(|i| i.op.operands()).collect();
+    let plan =
+        params::place_bootstraps(depth, max_levels, opts.bootstrap_depth, &reg_depth, n_in, &uses, &dry.inst_node);
+    let mut report = report_of(dry, depth, None, dry_slots);
+    report.bootstrap = Some(plan);
+    CkksCompiled {
+        program: None,
+        params: None,
+        rotation_steps: Vec::new(),
+        client_values: dry.client_values.clone(),
+        input_packing: dry.packings.clone(),
+        report,
+    }
 }
 
 /// Lowers with bootstraps at ring degree `2^log_n` (see the crate doc, step 2–3).

@@ -83,13 +83,23 @@ impl AffineMap {
         let slots = slots.max(1);
         // One bitset of diagonal offsets per (operand, output ciphertext, input ciphertext)
         // block: linear in the entries (sorting millions of keys dominated compile time).
-        let mut blocks: std::collections::HashMap<(usize, usize, usize), Vec<u64>> = std::collections::HashMap::new();
+        let mut index: std::collections::HashMap<(usize, usize, usize), usize> = std::collections::HashMap::new();
+        let mut bitsets: Vec<Vec<u64>> = Vec::new();
+        let mut last: Option<((usize, usize, usize), usize)> = None;
         let mut count = 0usize;
         for (k, part) in self.parts.iter().enumerate() {
             for &(o, e, _) in part {
                 let (o, e) = (out_pos(o), in_pos(e));
                 let d = (e % slots + slots - o % slots) % slots;
-                let bits = blocks.entry((k, o / slots, e / slots)).or_insert_with(|| vec![0u64; slots.div_ceil(64)]);
+                let block = (k, o / slots, e / slots);
+                if last.as_ref().is_none_or(|(b, _)| *b != block) {
+                    let at = *index.entry(block).or_insert_with(|| {
+                        bitsets.push(vec![0u64; slots.div_ceil(64)]);
+                        bitsets.len() - 1
+                    });
+                    last = Some((block, at));
+                }
+                let Some(bits) = last.as_ref().and_then(|&(_, at)| bitsets.get_mut(at)) else { continue };
                 if let Some(word) = bits.get_mut(d / 64) {
                     let bit = 1u64 << (d % 64);
                     if *word & bit == 0 {
@@ -100,6 +110,15 @@ impl AffineMap {
             }
         }
         count
+    }
+
+    /// Whether the map is slot-wise (`y_j = w_j·x_j + o_j`, one operand of the output's size):
+    /// composing it with another map keeps that map's diagonals.
+    pub fn is_slotwise(&self) -> bool {
+        match self.parts.as_slice() {
+            [p] => p.iter().all(|&(o, i, _)| o == i) && p.iter().all(|&(o, _, _)| o < self.out_numel),
+            _ => false,
+        }
     }
 
     /// `Some(w)` when the map is `w·x + offset` (one operand of the output's size, every element
@@ -242,8 +261,14 @@ pub(crate) fn lower_affine(
         xs.push(regs.iter().map(|&r| b.adjust(r, lmin)).collect::<Result<_, _>>()?);
     }
     let out_cts = map.out_numel.div_ceil(slots).max(1);
-    // blocks[o][(input, in_ct)][d] = dense diagonal over the output ciphertext's slots.
-    let mut blocks: Vec<Blocks> = vec![BTreeMap::new(); out_cts];
+    // blocks[o][(input, in_ct)][d] = the diagonal's entries. Keys are packed and sorted once
+    // (one ordered-map insertion per diagonal, not per entry: maps hold millions of entries).
+    let key = |oc: usize, i: usize, ic: usize, d: usize| -> Option<u64> {
+        (oc < 1 << 20 && i < 1 << 8 && ic < 1 << 20 && d < 1 << 16)
+            .then(|| ((oc as u64) << 44) | ((i as u64) << 36) | ((ic as u64) << 16) | d as u64)
+    };
+    let too_large = || BackendError::Internal("affine map beyond 2^20 ciphertexts or 2^16 slots".into());
+    let mut keyed: Vec<(u64, u32, f64)> = Vec::with_capacity(map.parts.iter().map(|p| p.len()).sum());
     for (i, part) in map.parts.iter().enumerate() {
         for &(o, e, w) in part {
             if w == 0.0 {
@@ -251,17 +276,24 @@ pub(crate) fn lower_affine(
             }
             let (oc, os) = (o / slots, o % slots);
             let (ic, is) = (e / slots, e % slots);
+            if oc >= out_cts {
+                return Err(BackendError::Internal("output element outside the map".into()));
+            }
             let d = (is + slots - os) % slots;
-            let diag = blocks
-                .get_mut(oc)
-                .ok_or(BackendError::Internal("output element outside the map".into()))?
-                .entry((i, ic))
-                .or_default()
-                .entry(d)
-                .or_default();
-            diag.push((os, w));
+            keyed.push((key(oc, i, ic, d).ok_or_else(too_large)?, os as u32, w));
         }
     }
+    keyed.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut blocks: Vec<Blocks> = vec![BTreeMap::new(); out_cts];
+    for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+        let Some(&(k, _, _)) = group.first() else { continue };
+        let (oc, i, ic, d) = ((k >> 44) as usize, ((k >> 36) & 0xff) as usize, ((k >> 16) & 0xfffff) as usize, (k & 0xffff) as usize);
+        let entries: Vec<(usize, f64)> = group.iter().map(|&(_, os, w)| (os as usize, w)).collect();
+        if let Some(bl) = blocks.get_mut(oc) {
+            bl.entry((i, ic)).or_default().insert(d, entries);
+        }
+    }
+    drop(keyed);
     let mut out = Vec::with_capacity(out_cts);
     for (oc, bl) in blocks.into_iter().enumerate() {
         let mut acc: Option<Reg> = None;

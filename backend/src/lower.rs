@@ -147,7 +147,20 @@ pub(crate) struct LowerSetup {
 /// the input packed, and that lowering is kept if it is no worse in diagonals and rotations and
 /// better in one (the packing moves work, it must not add any elsewhere).
 pub(crate) fn lower(g: &Graph, setup: &LowerSetup) -> Result<Lowered, BackendError> {
+    let trace = std::env::var_os("POLYHE_TRACE").is_some();
+    let t0 = std::time::Instant::now();
     let (first, reads) = lower_pass(g, setup, &BTreeMap::new())?;
+    if trace {
+        eprintln!(
+            "lower: {} slots, {} levels, layout {}: {} instructions, {} diagonals in {:.1} s",
+            setup.slots,
+            setup.input_level,
+            setup.layout,
+            first.builder.insts.len(),
+            first.stats.diagonals,
+            t0.elapsed().as_secs_f64()
+        );
+    }
     let packings: BTreeMap<Value, InputPacking> = reads
         .iter()
         .filter_map(|(&v, rs)| packing::choose(numel(&g.ty(v).shape), setup.slots, rs).map(|(p, _, _)| (v, p)))
@@ -689,8 +702,13 @@ impl Ctx<'_> {
             Val::Ct { regs, layout, .. } => Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() }),
             Val::Lazy { base, base_layout, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
-                // Diagonals in the layouts each map would be lowered in.
                 let (mid, out) = (self.policy.layout_for(&s), self.policy.layout_for(shape));
+                // A slot-wise factor (γ·x, a bias, a sign) composed with a map in the same
+                // placement has the other map's diagonals: always worth its level.
+                if (inner.is_slotwise() && base_layout == mid) || (map.is_slotwise() && mid == out) {
+                    return Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() });
+                }
+                // Diagonals in the layouts each map would be lowered in.
                 let count = |m: &AffineMap, from: &Layout, to: &Layout| {
                     m.placed_diagonal_count(&|e| from.position(e), &|o| to.position(o), self.slots)
                 };
