@@ -167,7 +167,28 @@ pub struct BackendReport {
     pub bootstrap: Option<BootstrapPlan>,
     /// Bootstrap instructions in the program (refreshed ciphertexts), 0 without bootstrapping.
     pub bootstraps: usize,
+    /// The slot layout the program's tensors use (`row` or `column`, see [`LayoutPolicy`]).
+    pub layout: String,
+    /// Estimated one-thread evaluation seconds per layout the automatic choice compiled
+    /// ([`estimated_eval_seconds`]); one entry when the layout was given.
+    pub layout_costs: BTreeMap<String, f64>,
 }
+
+/// One-thread evaluation time estimated from the operation counts, in seconds, with per-op costs
+/// measured at N = 2^16 at the level computation starts after a refresh (L9 of the bootstrapped
+/// chain, `../shared/research/transformer-packing-study.md` §1): a rotation 60 ms (between hoisted
+/// and not), a plaintext diagonal 13.5 ms (encoding 10.9 ms + multiply 2.6 ms), a ct×ct product
+/// 85 ms and a refreshed ciphertext 15 s. Smaller rings and lower levels are cheaper, so this
+/// ranks programs rather than predicting their time.
+pub fn estimated_eval_seconds(r: &BackendReport) -> f64 {
+    (60.0 * r.rotations as f64 + 13.5 * r.diagonals as f64 + 85.0 * r.ct_ct_mults as f64 + 15_000.0 * r.bootstraps as f64)
+        / 1000.0
+}
+
+/// Programs up to this many instructions (in the column layout) are compiled in both layouts by
+/// the automatic choice; larger ones (real transformers, whose row-major maps have up to `T`
+/// times the diagonals) take the column layout without a row-major compile.
+const AUTO_COMPARE_MAX_INSTRUCTIONS: usize = 100_000;
 
 impl BackendReport {
     /// JSON form.
@@ -201,6 +222,10 @@ impl std::fmt::Display for BackendReport {
             "instructions {}, rotations {} ({} distinct keys; plain diagonal method: {}), key switches {}, ct×ct mults {}",
             self.instructions, self.rotations, self.rotation_keys, self.naive_rotations, self.key_switches, self.ct_ct_mults
         )?;
+        if !self.layout.is_empty() {
+            let costs: Vec<String> = self.layout_costs.iter().map(|(k, v)| format!("{k} {v:.0} s")).collect();
+            writeln!(f, "layout {} (estimated one-thread eval: {})", self.layout, costs.join(", "))?;
+        }
         writeln!(
             f,
             "affine maps {}, diagonals {}, constants {} ({} values, {} stored)",
@@ -298,8 +323,41 @@ impl CkksCompiled {
 /// Depth of the dry run's stand-in chain (deeper programs are refused).
 const DRY_LEVELS: usize = 2000;
 
-/// Compiles a polynomial-stage graph to a CKKS program (see the crate doc).
+/// Compiles a polynomial-stage graph to a CKKS program (see the crate doc). Without a layout in
+/// `opts`, the column layout is compiled, and for programs of at most
+/// [`AUTO_COMPARE_MAX_INSTRUCTIONS`] the row-major one too; the one with the smaller
+/// [`estimated_eval_seconds`] is kept (row-major on a tie).
 pub fn compile_ckks(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled, BackendError> {
+    let in_layout = |policy: LayoutPolicy| {
+        compile_in_layout(graph, &BackendOptions { layout: Some(policy), ..opts.clone() }).map(|mut c| {
+            c.report.layout = policy.to_string();
+            c.report.layout_costs.insert(policy.to_string(), estimated_eval_seconds(&c.report));
+            c
+        })
+    };
+    if let Some(policy) = opts.layout {
+        return in_layout(policy);
+    }
+    let column = in_layout(LayoutPolicy::ColumnMajor);
+    if matches!(&column, Ok(c) if c.report.instructions > AUTO_COMPARE_MAX_INSTRUCTIONS) {
+        return column;
+    }
+    let row = in_layout(LayoutPolicy::RowMajor);
+    match (row, column) {
+        (Ok(mut r), Ok(mut c)) => {
+            let (cr, cc) = (estimated_eval_seconds(&r.report), estimated_eval_seconds(&c.report));
+            let costs = [(r.report.layout.clone(), cr), (c.report.layout.clone(), cc)];
+            let best = if cc < cr { &mut c } else { &mut r };
+            best.report.layout_costs = costs.into_iter().collect();
+            Ok(if cc < cr { c } else { r })
+        }
+        (Ok(r), Err(_)) => Ok(r),
+        (Err(_), Ok(c)) => Ok(c),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompiled, BackendError> {
     polyhe_passes::verify_poly_stage(graph).map_err(|e| BackendError::Unsupported {
         op: "graph".into(),
         node: graph.name.clone(),
@@ -768,6 +826,8 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         critical_path: critical_path(l),
         bootstrap: None,
         bootstraps: 0,
+        layout: String::new(),
+        layout_costs: BTreeMap::new(),
     }
 }
 
