@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+
+/// Compiling a real transformer allocates and frees maps of millions of entries many times; the
+/// system allocator returns each large block to the kernel and pays a page fault per page when it
+/// is touched again (see `main`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use polyhe::{npy, NamedPath};
 use polyhe_ir::text::{self, PrintOptions};
@@ -437,7 +443,16 @@ enum Mode {
     Encrypted,
 }
 
+/// `mi_option_purge_delay` in mimalloc's option enum (v2 header, which `libmimalloc-sys` 0.1.49
+/// builds).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Freed memory stays with the process instead of going back to the kernel (each page of it
+    // would be zeroed again on reuse: with purging, a third of MiniLM's compile was kernel time).
+    // The peak resident set is unchanged: it is still the most held at once.
+    // SAFETY: sets a plain integer option; mimalloc reads options at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,7 +56,8 @@ impl AffineMap {
                     *t += w2 * o1;
                 }
             }
-            touched.sort_unstable();
+            // (Entries of a row in first-touch order: deterministic, and no consumer needs
+            // them sorted.)
             for &i in &touched {
                 if let (Some(x), Some(m)) = (scratch.get_mut(i), mark.get_mut(i)) {
                     if *x != 0.0 {
@@ -171,11 +172,14 @@ pub(crate) struct LinearStats {
 /// entries (sparse: a map's diagonals together hold its entries, never `slots` values each).
 type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Vec<(usize, f64)>>>;
 
-/// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; repeated
-/// slots are summed.
+/// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; `diag` is
+/// sorted by slot, repeated slots are summed.
 fn rotated_diagonal(diag: &[(usize, f64)], shift: usize, slots: usize) -> SlotVector {
     let mut at: Vec<(usize, f64)> = diag.iter().map(|&(j, w)| ((j + shift) % slots, w)).collect();
-    at.sort_unstable_by_key(|e| e.0);
+    // Sorted slots shifted cyclically: two sorted runs, joined by a rotation (no sort).
+    let wrap = diag.partition_point(|&(j, _)| j + shift < slots);
+    at.rotate_left(wrap);
+    debug_assert!(at.windows(2).all(|w| w[0].0 <= w[1].0));
     let mut runs: Vec<(f64, usize)> = Vec::with_capacity(2 * at.len());
     let mut next = 0usize;
     let mut k = 0;
