@@ -338,6 +338,50 @@ impl Builder {
         }
     }
 
+    /// Replaces every rotation whose step `chain` maps to a chain of steps by that chain (each
+    /// hop keeps the level and scale: rotations consume neither), renumbering the registers.
+    /// Returns, per new instruction, the old instruction it comes from, and the old → new
+    /// register map (inputs map to themselves).
+    pub fn expand_rotations(&mut self, chain: impl Fn(i64) -> Option<Vec<i64>>) -> (Vec<usize>, Vec<Reg>) {
+        let n_in = self.n_in;
+        let old = std::mem::take(&mut self.insts);
+        let mut reg_map: Vec<Reg> = (0..n_in as Reg).collect();
+        let mut origin = Vec::with_capacity(old.len());
+        let mut level: Vec<usize> = self.reg_level.get(..n_in).map(|s| s.to_vec()).unwrap_or_default();
+        let mut scale: Vec<f64> = self.reg_scale.get(..n_in).map(|s| s.to_vec()).unwrap_or_default();
+        for (k, inst) in old.into_iter().enumerate() {
+            let op = inst.op.map_operands(|r| reg_map.get(r as usize).copied().unwrap_or(r));
+            let hops = match op {
+                Op::Rotate { src, step } => chain(step).map(|c| (src, c)),
+                _ => None,
+            };
+            let ops = match hops {
+                Some((src, steps)) if !steps.is_empty() => {
+                    let mut ops = Vec::with_capacity(steps.len());
+                    let mut x = src;
+                    for step in steps {
+                        ops.push(Op::Rotate { src: x, step });
+                        x = (n_in + self.insts.len() + ops.len() - 1) as Reg;
+                    }
+                    ops
+                }
+                _ => vec![op],
+            };
+            for op in ops {
+                self.insts.push(Inst { op, level: inst.level, scale: inst.scale });
+                level.push(inst.level);
+                scale.push(inst.scale);
+                origin.push(k);
+            }
+            reg_map.push((n_in + self.insts.len() - 1) as Reg);
+        }
+        self.reg_level = level;
+        self.reg_scale = scale;
+        self.refreshed.clear();
+        self.remat_memo.clear();
+        (origin, reg_map)
+    }
+
     /// ct × ct, relinearized and rescaled.
     pub fn mul(&mut self, a: Reg, b: Reg) -> Result<Reg, BackendError> {
         let (a, b) = (self.ensure(a)?, self.ensure(b)?);

@@ -465,7 +465,7 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
     };
     let mut real = lower_with(None)?;
     if let Some(plan) = rotation_plan(opts, &params, &real, &[])? {
-        real = lower_with(Some(plan))?;
+        rotation_keys::apply_plan(&mut real, &plan);
     }
     let program = program_of(graph, &real, &params, params.max_level(), None);
     program.validate()?;
@@ -631,7 +631,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     let mut real = lower_with(None)?;
     let boot_steps = config.rotation_steps(log_n);
     if let Some(plan) = rotation_plan(opts, &params, &real, &boot_steps)? {
-        real = lower_with(Some(plan))?;
+        rotation_keys::apply_plan(&mut real, &plan);
     }
     let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
     let mut program = program_of(graph, &real, &params, top, Some(bootstrap));

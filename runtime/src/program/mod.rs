@@ -345,6 +345,25 @@ impl Op {
         }
     }
 
+    /// The op with every register operand replaced by `f(operand)` (renumbering after a rewrite).
+    pub fn map_operands(&self, f: impl Fn(Reg) -> Reg) -> Op {
+        match *self {
+            Op::Add(a, b) => Op::Add(f(a), f(b)),
+            Op::Sub(a, b) => Op::Sub(f(a), f(b)),
+            Op::Mul(a, b) => Op::Mul(f(a), f(b)),
+            Op::Neg(a) => Op::Neg(f(a)),
+            Op::AddPlain(a, c) => Op::AddPlain(f(a), c),
+            Op::SubPlain(a, c) => Op::SubPlain(f(a), c),
+            Op::MulInt(a, k) => Op::MulInt(f(a), k),
+            Op::Rescale(a) => Op::Rescale(f(a)),
+            Op::Bootstrap(a) => Op::Bootstrap(f(a)),
+            Op::MulPlain { src, constant, pt_scale } => Op::MulPlain { src: f(src), constant, pt_scale },
+            Op::MulScalar { src, value, const_scale } => Op::MulScalar { src: f(src), value, const_scale },
+            Op::DropLevel { src, level } => Op::DropLevel { src: f(src), level },
+            Op::Rotate { src, step } => Op::Rotate { src: f(src), step },
+        }
+    }
+
     /// The op's keyword in the text form.
     pub fn name(&self) -> &'static str {
         match self {
