@@ -128,7 +128,7 @@ impl AffineMap {
         match (self.parts.as_slice(), in_numel) {
             ([p], [n]) if *n == self.out_numel && p.len() == *n => {
                 let w = p.first().map(|e| e.2)?;
-                p.iter().enumerate().all(|(k, &(o, i, x))| o == k && i == k && x == w).then_some(w)
+                (p.iter().all(|e| e.2 == w) && covers_diagonal(p, *n)).then_some(w)
             }
             _ => None,
         }
@@ -139,12 +139,30 @@ impl AffineMap {
             ([p], [n]) => {
                 self.offset.is_none()
                     && *n == self.out_numel
-                    && p.len() == *n
-                    && p.iter().enumerate().all(|(k, &(o, i, w))| o == k && i == k && w == 1.0)
+                    && p.iter().all(|e| e.2 == 1.0)
+                    && covers_diagonal(p, *n)
             }
             _ => false,
         }
     }
+}
+
+/// Whether the entries are exactly `(k, k, ·)` for every `k < n`, once each, in any order.
+fn covers_diagonal(p: &[(usize, usize, f64)], n: usize) -> bool {
+    if p.len() != n {
+        return false;
+    }
+    let mut seen = vec![false; n];
+    p.iter().all(|&(o, i, _)| {
+        o == i
+            && match seen.get_mut(o) {
+                Some(s) if !*s => {
+                    *s = true;
+                    true
+                }
+                _ => false,
+            }
+    })
 }
 
 /// Entries `(out, in, w)` grouped by output row: `rows[out] = [(in, w), ...]`.
@@ -265,14 +283,12 @@ pub(crate) fn lower_affine(
         xs.push(regs.iter().map(|&r| b.adjust(r, lmin)).collect::<Result<_, _>>()?);
     }
     let out_cts = map.out_numel.div_ceil(slots).max(1);
-    // blocks[o][(input, in_ct)][d] = the diagonal's entries. Keys are packed and sorted once
-    // (one ordered-map insertion per diagonal, not per entry: maps hold millions of entries).
-    let key = |oc: usize, i: usize, ic: usize, d: usize| -> Option<u64> {
-        (oc < 1 << 20 && i < 1 << 8 && ic < 1 << 20 && d < 1 << 16)
-            .then(|| ((oc as u64) << 44) | ((i as u64) << 36) | ((ic as u64) << 16) | d as u64)
-    };
-    let too_large = || BackendError::Internal("affine map beyond 2^20 ciphertexts or 2^16 slots".into());
-    let mut keyed: Vec<(u64, u32, f64)> = Vec::with_capacity(map.parts.iter().map(|p| p.len()).sum());
+    // blocks[o][(input, in_ct)][d] = the diagonal's entries, sorted by slot. Entries are
+    // bucketed by block, then by offset (linear in the entries: maps hold millions of them; one
+    // global sort dominated compile time), and each diagonal is sorted on its own.
+    let mut buckets: Vec<((usize, usize, usize), Vec<Vec<(usize, f64)>>)> = Vec::new();
+    let mut index: std::collections::HashMap<(usize, usize, usize), usize> = std::collections::HashMap::new();
+    let mut last: Option<((usize, usize, usize), usize)> = None;
     for (i, part) in map.parts.iter().enumerate() {
         for &(o, e, w) in part {
             if w == 0.0 {
@@ -283,21 +299,38 @@ pub(crate) fn lower_affine(
             if oc >= out_cts {
                 return Err(BackendError::Internal("output element outside the map".into()));
             }
+            let block = (oc, i, ic);
+            let at = match last {
+                Some((bk, at)) if bk == block => at,
+                _ => {
+                    let at = *index.entry(block).or_insert_with(|| {
+                        buckets.push((block, vec![Vec::new(); slots]));
+                        buckets.len() - 1
+                    });
+                    last = Some((block, at));
+                    at
+                }
+            };
             let d = (is + slots - os) % slots;
-            keyed.push((key(oc, i, ic, d).ok_or_else(too_large)?, os as u32, w));
+            if let Some(diag) = buckets.get_mut(at).and_then(|(_, by_d)| by_d.get_mut(d)) {
+                diag.push((os, w));
+            }
         }
     }
-    keyed.sort_unstable_by_key(|e| (e.0, e.1));
     let mut blocks: Vec<Blocks> = vec![BTreeMap::new(); out_cts];
-    for group in keyed.chunk_by(|a, b| a.0 == b.0) {
-        let Some(&(k, _, _)) = group.first() else { continue };
-        let (oc, i, ic, d) = ((k >> 44) as usize, ((k >> 36) & 0xff) as usize, ((k >> 16) & 0xfffff) as usize, (k & 0xffff) as usize);
-        let entries: Vec<(usize, f64)> = group.iter().map(|&(_, os, w)| (os as usize, w)).collect();
-        if let Some(bl) = blocks.get_mut(oc) {
-            bl.entry((i, ic)).or_default().insert(d, entries);
+    for ((oc, i, ic), by_d) in buckets {
+        let Some(bl) = blocks.get_mut(oc) else { continue };
+        let diags = bl.entry((i, ic)).or_default();
+        for (d, mut entries) in by_d.into_iter().enumerate() {
+            if entries.is_empty() {
+                continue;
+            }
+            if !entries.windows(2).all(|w| w[0].0 <= w[1].0) {
+                entries.sort_unstable_by_key(|e| e.0);
+            }
+            diags.insert(d, entries);
         }
     }
-    drop(keyed);
     let mut out = Vec::with_capacity(out_cts);
     for (oc, bl) in blocks.into_iter().enumerate() {
         let mut acc: Option<Reg> = None;
