@@ -288,7 +288,7 @@ fn lower_pass(
         let n_enc = args.iter().filter(|a| a.is_enc()).count();
         let out_shape = nd.outputs.first().map(|&v| cx.shape_of(v)).unwrap_or_default();
         for (k, &v) in nd.inputs.iter().enumerate() {
-            let Some(a @ Val::Lazy { shape, .. }) = args.get(k) else { continue };
+            let Some(Val::Lazy { shape, .. }) = args.get(k) else { continue };
             let other_plain = args.iter().enumerate().all(|(j, x)| j == k || matches!(x, Val::Plain(_)));
             let keep = match nd.op {
                 // Affine in the encrypted operand when the other one is a plaintext: composes.
@@ -298,7 +298,11 @@ fn lower_pass(
                 ref op => n_enc == 1 && (is_affine_op(op) || matches!(op, Op::Identity)),
             };
             if !keep {
-                let m = cx.materialize(a.clone())?;
+                // (taken, not cloned: a pending map can hold millions of entries; every slot
+                // reading `v` gets the materialized value below)
+                let Some(slot) = args.get_mut(k) else { continue };
+                let a = std::mem::replace(slot, Val::Client(String::new()));
+                let m = cx.materialize(a)?;
                 if uses[v] > 0 {
                     vals[v] = Some(m.clone());
                 }
