@@ -453,7 +453,15 @@ fn main() -> ExitCode {
     // The peak resident set is unchanged: it is still the most held at once.
     // SAFETY: sets a plain integer option; mimalloc reads options at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    let cli = Cli::parse();
+    // Bad arguments are bad input: exit 1 with clap's message (help and version exit 0).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            let _ = e.print();
+            return code;
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

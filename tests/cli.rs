@@ -440,6 +440,21 @@ fn backend_flags_security_none_and_overrides() {
     let mut args = base(&tmp("sq_bad_levels"));
     args.extend(["--levels", "1"].map(String::from));
     assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["--levels 1"]);
+    // An unknown flag value is bad input too: exit 1, naming the flag and the choices.
+    let mut args = base(&tmp("sq_bad_layout"));
+    args.extend(["--layout", "diagonal"].map(String::from));
+    assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["--layout", "row, column, auto"]);
+
+    // A forced layout is the one the report names; automatic names the estimates it compared.
+    for (flag, want) in [("column", &["\"layout\": \"column\""][..]), ("auto", &["\"row\": ", "\"column\": "][..])] {
+        let out = tmp(&format!("sq_layout_{flag}"));
+        let mut args = base(&out);
+        args.extend(["--layout", flag].map(String::from));
+        let o = polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report = std::fs::read_to_string(out.join("ckks_report.json")).unwrap();
+        assert!(want.iter().all(|w| report.contains(w)), "--layout {flag}: {report}");
+    }
 }
 
 #[test]
