@@ -186,9 +186,15 @@ pub(crate) struct LinearStats {
     pub naive_rotations: usize,
 }
 
-/// Per (operand, input ciphertext): diagonal offset → the diagonal's nonzero `(slot, weight)`
-/// entries (sparse: a map's diagonals together hold its entries, never `slots` values each).
-type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Vec<(usize, f64)>>>;
+/// A diagonal's nonzero `(slot, weight)` entries (sparse: a map's diagonals together hold its
+/// entries, never `slots` values each).
+type Diagonal = Vec<(usize, f64)>;
+
+/// Per (operand, input ciphertext): diagonal offset → the diagonal.
+type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Diagonal>>;
+
+/// (output ciphertext, operand, input ciphertext).
+type BlockKey = (usize, usize, usize);
 
 /// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; `diag` is
 /// sorted by slot, repeated slots are summed.
@@ -286,7 +292,7 @@ pub(crate) fn lower_affine(
     // blocks[o][(input, in_ct)][d] = the diagonal's entries, sorted by slot. Entries are
     // bucketed by block, then by offset (linear in the entries: maps hold millions of them; one
     // global sort dominated compile time), and each diagonal is sorted on its own.
-    let mut buckets: Vec<((usize, usize, usize), Vec<Vec<(usize, f64)>>)> = Vec::new();
+    let mut buckets: Vec<(BlockKey, Vec<Diagonal>)> = Vec::new();
     let mut index: std::collections::HashMap<(usize, usize, usize), usize> = std::collections::HashMap::new();
     let mut last: Option<((usize, usize, usize), usize)> = None;
     for (i, part) in map.parts.iter().enumerate() {
@@ -352,7 +358,7 @@ pub(crate) fn lower_affine(
                 }
                 rot.insert(bb, r);
             }
-            let mut giants: BTreeMap<usize, Vec<(usize, &Vec<(usize, f64)>)>> = BTreeMap::new();
+            let mut giants: BTreeMap<usize, Vec<(usize, &Diagonal)>> = BTreeMap::new();
             for (&d, diag) in &diags {
                 giants.entry(d / bs).or_default().push((d % bs, diag));
             }
