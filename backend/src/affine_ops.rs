@@ -34,6 +34,21 @@ impl Operand<'_> {
     }
 }
 
+/// The most entries one map may have (2.4 GB as `(usize, usize, f64)`). Element-level maps of a
+/// BERT-base FFN (128 tokens, 768 → 3072: 302M entries) would need several copies of 7 GB; beyond
+/// this bound the op is refused with its size instead of exhausting memory.
+pub(crate) const MAX_MAP_ENTRIES: usize = 100_000_000;
+
+fn check_entries(products: usize) -> Result<(), String> {
+    if products > MAX_MAP_ENTRIES {
+        return Err(format!(
+            "its map has {products} multiply-adds, over the backend's bound of {MAX_MAP_ENTRIES} per map \
+             (element-level maps do not scale to this size yet; fewer tokens or a smaller hidden size compile)"
+        ));
+    }
+    Ok(())
+}
+
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -108,6 +123,7 @@ fn matmul(args: &[Operand<'_>], out_numel: usize) -> Result<AffineMap, String> {
     if nb * m * n != out_numel {
         return Err(format!("{nb}×{m}×{n} products for an output of {out_numel} elements"));
     }
+    check_entries(nb.saturating_mul(m).saturating_mul(n).saturating_mul(k))?;
     let (weights, enc_a) = match (a, b) {
         (Operand::Enc(_), Operand::Plain(t)) => (t.to_f64_vec(), true),
         (Operand::Plain(t), Operand::Enc(_)) => (t.to_f64_vec(), false),
@@ -150,6 +166,7 @@ fn gemm(
     }
     let (m, n) = (out_shape[0], out_shape[1]);
     let k = if ta { sa[0] } else { sa[1] };
+    check_entries(m.saturating_mul(n).saturating_mul(k))?;
     // Flat index of op(A)[i, kk] in A and of op(B)[kk, j] in B.
     let ia = |i: usize, kk: usize| if ta { kk * m + i } else { i * k + kk };
     let ib = |kk: usize, j: usize| if tb { j * k + kk } else { kk * n + j };
@@ -220,6 +237,7 @@ fn conv(op: &Op, args: &[Operand<'_>], out_numel: usize) -> Result<AffineMap, St
     if nb * mo * out_size != out_numel {
         return Err(format!("conv output of {} elements, the type has {out_numel}", nb * mo * out_size));
     }
+    check_entries(out_numel.saturating_mul(cg).saturating_mul(numel(&geom.kernel)))?;
     let rank = in_sp.len();
     let in_strides = strides(in_sp);
     let kstr = strides(&geom.kernel);
@@ -342,6 +360,22 @@ mod tests {
         check(Op::MatMul, &[&[4], &[4, 5]], &[true, false]);
         check(Op::MatMul, &[&[3, 4], &[4]], &[false, true]);
         check(Op::MatMul, &[&[1, 16, 8], &[8, 24]], &[true, false]);
+    }
+
+    #[test]
+    fn maps_over_the_size_bound_are_refused_before_they_are_built() {
+        // [1000, 1000] × [1000, 101]: 1.01e8 multiply-adds, just over the bound.
+        let w = Tensor::float(DType::F64, vec![1000, 101], vec![0.5; 101_000]).unwrap();
+        let err = affine_map_of(&Op::MatMul, &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)], &[1000, 101])
+            .unwrap_err();
+        assert!(err.contains("101000000 multiply-adds") && err.contains("bound"), "{err}");
+        let err = affine_map_of(
+            &Op::Gemm { alpha: 1.0, beta: 0.0, trans_a: false, trans_b: false },
+            &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)],
+            &[1000, 101],
+        )
+        .unwrap_err();
+        assert!(err.contains("bound"), "{err}");
     }
 
     #[test]
