@@ -8,8 +8,10 @@
 //! become extra encrypted program inputs named `client:<value>` (after the float graph inputs); every graph output is an encrypted value in the row-major layout; any other case is a
 //! [`BackendError::Unsupported`] naming the node — never a silently wrong program.
 //!
-//! Layout: every encrypted tensor is row-major over `ceil(numel / S)` ciphertexts (see
-//! `polyhe_runtime::SlotLayout`), except program inputs the client packs (`packing.rs`: chosen
+//! Layout: every encrypted tensor is placed by a [`Layout`] over `ceil(numel / S)` ciphertexts:
+//! the policy's layout for its shape when it is materialized (`layout.rs`: row-major, or column
+//! with tokens fastest); maps are built over elements and placed into slot positions when they are
+//! emitted. Program inputs are row-major (see `polyhe_runtime::SlotLayout`), except those the client packs (`packing.rs`: chosen
 //! from the maps a first lowering reads from the row-major input, kept only when the second
 //! lowering is no worse in diagonals and rotations), which enter as the pending map from their
 //! packed slots back to row-major, so consumers compose their own maps with it. Per op:
@@ -20,8 +22,9 @@
 //!   uniform plaintext factor is a scalar multiply (free for integers);
 //! - every op that is affine in its encrypted operands (matmul/gemm/conv with plaintext weights,
 //!   reduce_sum/mean, transpose, reshape, expand, slice, concat, split, gather with constant
-//!   indices) is an [`AffineMap`] extracted by probing the reference interpreter — exactly, by index
-//!   tracing for pure data movement, by basis vectors otherwise — and lowered by the diagonal method
+//!   indices) is an [`AffineMap`]: built from the weights for matmul/gemm/conv and reductions
+//!   (`affine_ops.rs`, bounded in size), by index tracing through the reference interpreter for
+//!   pure data movement (one run, exact) — never by probing with basis vectors — and lowered by the diagonal method
 //!   (`linear.rs`); identity maps such as row-major reshapes cost nothing;
 //! - ct×ct matmul `[.., I, K] × [.., K, J]`: both operands are expanded to the product layout
 //!   `[K, .., I, J]`, multiplied slot-wise, and summed over `K` by a map (K diagonals, left pending
