@@ -683,16 +683,23 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&report_path, compiled.report.to_json())
                 .with_context(|| format!("writing {}", report_path.display()))?;
             let ir_path = out.join("poly.ir");
-            std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default()))
-                .with_context(|| format!("writing {}", ir_path.display()))?;
             print!("{}", compiled.report);
+            backend.warn();
+            // poly.ir (hundreds of MB of weights as text for a real model: seconds) is written on a
+            // second thread while the backend lowers.
+            let (ck, written) = std::thread::scope(|scope| {
+                let writer = scope.spawn(|| std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default())));
+                let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options());
+                (ck, writer.join())
+            });
+            written
+                .map_err(|_| anyhow::anyhow!("printing {} failed", ir_path.display()))?
+                .with_context(|| format!("writing {}", ir_path.display()))?;
             println!("wrote {} and {}", report_path.display(), ir_path.display());
             if tail.is_some() {
                 println!("wrote {} (run by `polyhe decrypt` after decryption)", tail_path.display());
             }
-            backend.warn();
-            let mut ck =
-                polyhe_backend::compile_ckks(&compiled.graph, &backend.options()).context("lowering to CKKS")?;
+            let mut ck = ck.context("lowering to CKKS")?;
             set_tail(&mut ck.report, tail.as_ref());
             let args_path = out.join("backend.args");
             let mut words = backend.to_words().join("\n");

@@ -130,7 +130,7 @@ fn matmul(args: &[Operand<'_>], out_numel: usize) -> Result<AffineMap, String> {
         (Operand::Plain(t), Operand::Enc(_)) => (t.to_f64_vec(), false),
         _ => return Err("matmul map needs exactly one encrypted operand".into()),
     };
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(nb * m * n * k);
     for bp in 0..nb {
         let (ab, bbi) = (broadcast_source(bp, &batch, ba), broadcast_source(bp, &batch, bb));
         for i in 0..m {

@@ -39,7 +39,10 @@ impl AffineMap {
         let mut scratch = vec![0.0f64; in_numel];
         let mut mark = vec![false; in_numel];
         let mut touched: Vec<usize> = Vec::new();
-        let mut entries = Vec::new();
+        // A composition has at least as many entries as the larger of the two maps in the common
+        // cases (a slot-wise factor, a data movement): reserved once, not grown by copies.
+        let (n_outer, n_inner) = (self.parts.iter().map(Vec::len).sum::<usize>(), inner.parts.iter().map(Vec::len).sum::<usize>());
+        let mut entries = Vec::with_capacity(n_outer.max(n_inner));
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
         for (p, row) in outer.iter().enumerate() {
             for &(o, w2) in row {
