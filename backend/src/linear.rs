@@ -410,3 +410,67 @@ pub(crate) fn lower_affine(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dense matrix (`out × in`) and offset of a single-operand map.
+    fn dense(m: &AffineMap, in_numel: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut a = vec![vec![0.0; in_numel]; m.out_numel];
+        for &(o, i, w) in m.parts.iter().flatten() {
+            a[o][i] += w;
+        }
+        (a, m.offset.clone().unwrap_or_else(|| vec![0.0; m.out_numel]))
+    }
+
+    #[test]
+    fn composition_is_the_matrix_product_with_offsets() {
+        // inner: 3 → 4 with a duplicate entry and an offset; outer: 4 → 2, whose row 1 cancels to
+        // zero at input 0 (1·2 − 1·(1 + 1)), which must leave no entry.
+        let inner = AffineMap {
+            out_numel: 4,
+            parts: vec![vec![(0, 0, 1.0), (0, 0, 1.0), (1, 0, 2.0), (1, 2, 1.0), (2, 1, -1.0), (3, 2, 3.0)]],
+            offset: Some(vec![1.0, 0.0, 2.0, 0.0]),
+        };
+        let outer = AffineMap {
+            out_numel: 2,
+            parts: vec![vec![(0, 0, 1.0), (0, 3, 1.0), (1, 1, 1.0), (1, 0, -1.0), (1, 2, 2.0)]],
+            offset: Some(vec![0.5, 0.0]),
+        };
+        let c = outer.compose_after(&inner);
+        let ((a1, o1), (a2, o2), (ac, oc)) = (dense(&inner, 3), dense(&outer, 4), dense(&c, 3));
+        for p in 0..2 {
+            for i in 0..3 {
+                let want: f64 = (0..4).map(|o| a2[p][o] * a1[o][i]).sum();
+                assert!((ac[p][i] - want).abs() < 1e-12, "[{p}][{i}]: {} vs {want}", ac[p][i]);
+            }
+            let want: f64 = o2[p] + (0..4).map(|o| a2[p][o] * o1[o]).sum::<f64>();
+            assert!((oc[p] - want).abs() < 1e-12);
+        }
+        assert!(c.parts[0].iter().all(|e| e.2 != 0.0), "{:?}", c.parts[0]);
+        assert!(!c.parts[0].iter().any(|e| e.0 == 1 && e.1 == 0), "cancelled entry kept: {:?}", c.parts[0]);
+    }
+
+    #[test]
+    fn rotated_diagonals_wrap_and_sum_repeats() {
+        // slots 8, entries at 1, 5, 5, 6 shifted by 4: 5, 1 (wrapped), 1, 2.
+        let v = rotated_diagonal(&[(1, 1.0), (5, 2.0), (5, 0.5), (6, 3.0)], 4, 8);
+        assert_eq!(v.to_dense(), vec![0.0, 2.5, 3.0, 0.0, 0.0, 1.0]);
+        assert_eq!(rotated_diagonal(&[], 3, 8).len(), 0);
+    }
+
+    #[test]
+    fn slot_wise_and_identity_checks_ignore_entry_order() {
+        let m = AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 1.0), (0, 0, 1.0), (1, 1, 1.0)]], offset: None };
+        assert!(m.is_identity(&[3]) && m.is_slotwise());
+        let m = AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 2.0), (0, 0, 2.0), (0, 0, 2.0)]], offset: None };
+        assert!(!m.is_identity(&[3]) && m.uniform_scale(&[3]).is_none(), "a repeated slot is not a cover");
+        let m = AffineMap { out_numel: 2, parts: vec![vec![(1, 1, 3.0), (0, 0, 3.0)]], offset: None };
+        assert_eq!(m.uniform_scale(&[2]), Some(3.0));
+        let placed = |m: &AffineMap| m.placed_diagonal_count(&|e| e, &|o| (o * 3) % 4, 4);
+        let m = AffineMap { out_numel: 4, parts: vec![(0..4).map(|k| (k, k, 1.0)).collect()], offset: None };
+        // out position 3k mod 4 against input k: offsets k − 3k = −2k mod 4 ∈ {0, 2}.
+        assert_eq!(placed(&m), 2);
+    }
+}
