@@ -187,6 +187,8 @@ pub(crate) struct LinearStats {
     pub rotations: usize,
     /// Rotations the plain diagonal method (one rotation per nonzero diagonal) would need.
     pub naive_rotations: usize,
+    /// Diagonals per emitting node, layer indices folded (`layer.*`), for `POLYHE_TRACE`.
+    pub diagonals_per_node: BTreeMap<String, usize>,
 }
 
 /// A diagonal's nonzero `(slot, weight)` entries (sparse: a map's diagonals together hold its

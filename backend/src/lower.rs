@@ -105,6 +105,26 @@ struct Ctx<'g> {
     policy: LayoutPolicy,
     reads: BTreeMap<Value, Vec<InputRead>>,
     record: bool,
+    /// The node being lowered and whether `POLYHE_TRACE` asks for per-node figures.
+    current: String,
+    trace: bool,
+}
+
+/// `a/layer.3/b` → `a/layer.*/b`: one line per op of a repeated layer in traces.
+fn fold_layer_index(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find("layer.") {
+        out.push_str(&rest[..at + 6]);
+        rest = &rest[at + 6..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('*');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn unsupported(op: &Op, node: &str, reason: impl Into<String>) -> BackendError {
@@ -163,6 +183,11 @@ pub(crate) fn lower(g: &Graph, setup: &LowerSetup) -> Result<Lowered, BackendErr
             first.stats.diagonals,
             t0.elapsed().as_secs_f64()
         );
+        let mut top: Vec<(&String, &usize)> = first.stats.diagonals_per_node.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        for (node, d) in top.iter().take(12) {
+            eprintln!("  {d:>8} diagonals  {node}");
+        }
     }
     let packings: BTreeMap<Value, InputPacking> = reads
         .iter()
@@ -197,6 +222,8 @@ fn lower_pass(
         policy: layout,
         reads: BTreeMap::new(),
         record: packings.is_empty(),
+        current: String::new(),
+        trace: std::env::var_os("POLYHE_TRACE").is_some(),
     };
     cx.b.rotation_plan = rotation_plan;
     if bootstrapping {
@@ -317,6 +344,7 @@ fn lower_pass(
                 }
             }
         }
+        cx.current = nd.name.clone();
         let outs = cx.node(&nd.op, &nd.name, &nd.outputs, &args)?;
         for _ in before..cx.b.insts.len() {
             inst_node.push(nd.name.clone());
@@ -421,7 +449,13 @@ impl Ctx<'_> {
         }
         let regs: Vec<Vec<Reg>> = inputs.iter().map(|(r, _)| r.clone()).collect();
         let nums: Vec<usize> = inputs.iter().map(|(_, l)| l.numel()).collect();
-        lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats)
+        let before = self.stats.diagonals;
+        let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats)?;
+        if self.trace {
+            let key = fold_layer_index(&self.current);
+            *self.stats.diagonals_per_node.entry(key).or_default() += self.stats.diagonals - before;
+        }
+        Ok(out)
     }
 
     /// An output value in the layout its port declares: its own when that layout has the
@@ -1194,4 +1228,15 @@ fn place<'a>(map: &AffineMap, inputs: impl Iterator<Item = &'a Layout>, out: &La
         .collect();
     let offset = map.offset.as_ref().map(|off| out.scatter(off));
     AffineMap { out_numel: map.out_numel, parts, offset }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layer_indices_fold_in_trace_names() {
+        assert_eq!(super::fold_layer_index("/encoder/layer.11/attention/MatMul"), "/encoder/layer.*/attention/MatMul");
+        assert_eq!(super::fold_layer_index("layer.2/x/layer.30"), "layer.*/x/layer.*");
+        assert_eq!(super::fold_layer_index("/pooling/Mul.eg2"), "/pooling/Mul.eg2");
+        assert_eq!(super::fold_layer_index("layer.norm"), "layer.norm");
+    }
 }
