@@ -68,11 +68,10 @@ impl LayoutPolicy {
     pub(crate) fn layout_for(self, shape: &[usize]) -> Layout {
         match self {
             LayoutPolicy::RowMajor => Layout::row_major(shape),
-            // Activations `[.., T, H]` (at most two axes above 1): tokens fastest. Tensors with
-            // more axes (per-head attention operands and products) keep row-major, the layout
-            // the ct×ct product expansion is built around.
-            LayoutPolicy::ColumnMajor if shape.iter().filter(|&&d| d > 1).count() <= 2 => Layout::column_major(shape),
-            LayoutPolicy::ColumnMajor => Layout::row_major(shape),
+            // The last two axes swapped at every rank: activations `[.., T, H]` get tokens
+            // fastest, and per-head tensors `[1, heads, T, d]` then sit where the `[T, heads·d]`
+            // activation they are split from sits (the head split is free).
+            LayoutPolicy::ColumnMajor => Layout::column_major(shape),
         }
     }
 }
