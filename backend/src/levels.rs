@@ -44,9 +44,6 @@ pub(crate) struct Builder {
     const_ids: HashMap<SlotVector, u32>,
     reg_level: Vec<usize>,
     reg_scale: Vec<f64>,
-    /// The Galois keys rotations must be composed from (see [`Builder::rotate`]); `None`: one key
-    /// per step.
-    pub rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     /// Bootstrapping enabled: values never go below level 1 (see the module doc).
     bootstrapping: bool,
     /// Register → its bootstrapped copy.
@@ -97,7 +94,6 @@ impl Builder {
             const_ids: HashMap::new(),
             reg_level: Vec::new(),
             reg_scale: Vec::new(),
-            rotation_plan: None,
             bootstrapping: false,
             refreshed: HashMap::new(),
             remat_memo: HashMap::new(),
@@ -320,22 +316,10 @@ impl Builder {
     pub fn neg(&mut self, a: Reg) -> Reg {
         self.emit(Op::Neg(a), self.level(a), self.scale(a))
     }
-    /// Rotation left by `step`; with a [`Self::rotation_plan`] it is the plan's shortest chain of
-    /// key steps (e.g. signed powers of two), so only the plan's Galois keys are needed. A step the
-    /// plan cannot reach (not seen when the plan was made) is emitted directly: the program then
-    /// lists its key, so it stays correct.
+    /// Rotation left by `step` (one key per step; [`Self::expand_rotations`] later rewrites steps
+    /// into chains over a smaller key set).
     pub fn rotate(&mut self, a: Reg, step: i64) -> Reg {
-        let chain = self.rotation_plan.as_ref().and_then(|p| p.chain(step));
-        match chain {
-            None => self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a)),
-            Some(chain) => {
-                let mut x = a;
-                for k in chain {
-                    x = self.emit(Op::Rotate { src: x, step: k }, self.level(x), self.scale(x));
-                }
-                x
-            }
-        }
+        self.emit(Op::Rotate { src: a, step }, self.level(a), self.scale(a))
     }
 
     /// Replaces every rotation whose step `chain` maps to a chain of steps by that chain (each

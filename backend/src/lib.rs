@@ -1,17 +1,20 @@
 //! polyhe-backend: lowers the polynomial-stage IR to a CKKS [`Program`] the runtime executes.
 //!
 //! Pipeline of [`compile_ckks`] (each step in its own module):
-//! 1. `lower` — slot layout and per-op lowering through the level/scale builder (`levels`), with the
-//!    diagonal method for affine maps (`linear`). First as a dry run on a stand-in chain to measure
-//!    the depth,
+//! 0. `layout` — the slot layout policy: given, or (`auto`) column and row-major compiled and the
+//!    cheaper kept by [`estimated_eval_seconds`],
+//! 1. `lower` — per-op lowering through the level/scale builder (`levels`), affine maps from the
+//!    weights (`affine_ops`) by the diagonal method (`linear`). First as a dry run on a stand-in
+//!    chain to measure the depth (skipped for programs far deeper than any chain),
 //! 2. `params` — pick N, the modulus chain and dnum for that depth at 128-bit security (dnum: the
 //!    fastest key switching whose keys fit a memory budget, else the smallest keys); if N = 2^16
 //!    (or a forced `log_n`) cannot hold it, or `bootstrap_levels` forces it, a chain with
 //!    bootstrapping primes on top and a sparse secret under the sparse-secret budget,
-//! 3. `lower` again on the real primes (with bootstrapping: `Bootstrap` instructions wherever an
-//!    operand reaches level 1, levels restarting at the bootstrapper's output level), then
+//! 3. `lower` once on the real primes (with bootstrapping: `Bootstrap` instructions wherever an
+//!    operand reaches level 1, levels restarting at the bootstrapper's output level),
+//!    `rotation_keys` rewrites rotations into chains over the chosen Galois keys, then
 //!    `Program::validate` proves levels and scales,
-//! 4. the report: rotation-key set, operation counts, key sizes, and the naive layout's rotations.
+//! 4. the report: layout, rotation-key set, operation counts, key sizes, and the naive layout's rotations.
 //!
 //! Design notes and trade-offs: `docs/backend.md`.
 
@@ -400,7 +403,6 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
                 input_level: DRY_LEVELS,
                 slots: dry_slots,
                 fusion_growth: opts.fusion_growth,
-                rotation_plan: None,
                 bootstrapping: false,
                 layout: opts.layout.unwrap_or_default(),
             },
@@ -448,22 +450,18 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
         }
     };
     let slots = params.slots();
-    let lower_with = |plan| {
-        lower::lower(
-            graph,
-            &lower::LowerSetup {
-                moduli: params.moduli().to_vec(),
-                log_scale: params.log_scale(),
-                input_level: params.max_level(),
-                slots,
-                fusion_growth: opts.fusion_growth,
-                rotation_plan: plan,
-                bootstrapping: false,
-                layout: opts.layout.unwrap_or_default(),
-            },
-        )
-    };
-    let mut real = lower_with(None)?;
+    let mut real = lower::lower(
+        graph,
+        &lower::LowerSetup {
+            moduli: params.moduli().to_vec(),
+            log_scale: params.log_scale(),
+            input_level: params.max_level(),
+            slots,
+            fusion_growth: opts.fusion_growth,
+            bootstrapping: false,
+            layout: opts.layout.unwrap_or_default(),
+        },
+    )?;
     if let Some(plan) = rotation_plan(opts, &params, &real, &[])? {
         rotation_keys::apply_plan(&mut real, &plan);
     }
@@ -514,18 +512,18 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 /// The Galois keys for the rotations of an exact lowering `l` (one key per step): powers of two
 /// (`pow2_rotations`), at most `max_rotation_keys`, as many as `key_budget_bytes` holds, or `None`
-/// when one key per step is kept and the steps are already canonical (no second lowering needed).
+/// when one key per step is kept and the steps are already canonical (nothing to rewrite).
 /// `free` are keys generated anyway (the bootstrapper's): chains use them at no cost.
 fn rotation_plan(
     opts: &BackendOptions,
     params: &CkksParams,
     l: &lower::Lowered,
     free: &[i64],
-) -> Result<Option<std::rc::Rc<rotation_keys::RotationPlan>>, BackendError> {
+) -> Result<Option<rotation_keys::RotationPlan>, BackendError> {
     use rotation_keys::{canonical, RotationPlan};
     let slots = params.slots();
     if opts.pow2_rotations {
-        return Ok(Some(std::rc::Rc::new(RotationPlan::pow2(slots))));
+        return Ok(Some(RotationPlan::pow2(slots)));
     }
     let counts = rotation_keys::step_counts(&l.builder.insts);
     let free_set: std::collections::BTreeSet<i64> = free.iter().map(|&s| canonical(s, slots)).collect();
@@ -544,7 +542,7 @@ fn rotation_plan(
     // A budget the user did not give as a key count is soft: below the powers of two the steps
     // need, those are kept (the report shows the bytes).
     RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none())
-        .map(|p| Some(std::rc::Rc::new(p)))
+        .map(Some)
 }
 
 /// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the
@@ -613,22 +611,18 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();
-    let lower_with = |plan| {
-        lower::lower(
-            graph,
-            &lower::LowerSetup {
-                moduli: params.moduli().to_vec(),
-                log_scale: params.log_scale(),
-                input_level: top,
-                slots,
-                fusion_growth: opts.fusion_growth,
-                rotation_plan: plan,
-                bootstrapping: true,
-                layout: opts.layout.unwrap_or_default(),
-            },
-        )
-    };
-    let mut real = lower_with(None)?;
+    let mut real = lower::lower(
+        graph,
+        &lower::LowerSetup {
+            moduli: params.moduli().to_vec(),
+            log_scale: params.log_scale(),
+            input_level: top,
+            slots,
+            fusion_growth: opts.fusion_growth,
+            bootstrapping: true,
+            layout: opts.layout.unwrap_or_default(),
+        },
+    )?;
     let boot_steps = config.rotation_steps(log_n);
     if let Some(plan) = rotation_plan(opts, &params, &real, &boot_steps)? {
         rotation_keys::apply_plan(&mut real, &plan);

@@ -149,8 +149,8 @@ fn widen(t: &Tensor) -> Result<Tensor, BackendError> {
 }
 
 /// What one lowering runs against: the chain `moduli` with `2^log_scale` input scale, inputs at
-/// `input_level`, `slots` per ciphertext, the map-fusion bound, the rotation keys chains are made
-/// of (`None`: one key per step) and whether values are refreshed by bootstrapping.
+/// `input_level`, `slots` per ciphertext, the map-fusion bound, whether values are refreshed by
+/// bootstrapping and the layout policy.
 #[derive(Clone)]
 pub(crate) struct LowerSetup {
     pub moduli: Vec<u64>,
@@ -158,7 +158,6 @@ pub(crate) struct LowerSetup {
     pub input_level: usize,
     pub slots: usize,
     pub fusion_growth: usize,
-    pub rotation_plan: Option<std::rc::Rc<crate::rotation_keys::RotationPlan>>,
     pub bootstrapping: bool,
     pub layout: LayoutPolicy,
 }
@@ -209,7 +208,7 @@ fn lower_pass(
     setup: &LowerSetup,
     packings: &BTreeMap<Value, InputPacking>,
 ) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
-    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, rotation_plan, bootstrapping, layout } =
+    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, bootstrapping, layout } =
         setup.clone();
     let mut cx = Ctx {
         g,
@@ -225,7 +224,6 @@ fn lower_pass(
         current: String::new(),
         trace: std::env::var_os("POLYHE_TRACE").is_some(),
     };
-    cx.b.rotation_plan = rotation_plan;
     if bootstrapping {
         cx.b.enable_bootstrapping();
     }
