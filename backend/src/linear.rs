@@ -116,6 +116,12 @@ impl AffineMap {
         count
     }
 
+    /// `y = x` over `n` elements (moves a value between layouts once placed; nothing to emit in
+    /// one layout).
+    pub fn identity(n: usize) -> AffineMap {
+        AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, 1.0)).collect()], offset: None }
+    }
+
     /// Whether the map is slot-wise (`y_j = w_j·x_j + o_j`, one operand of the output's size):
     /// composing it with another map keeps that map's diagonals.
     pub fn is_slotwise(&self) -> bool {
@@ -471,7 +477,7 @@ mod tests {
         let m = AffineMap { out_numel: 2, parts: vec![vec![(1, 1, 3.0), (0, 0, 3.0)]], offset: None };
         assert_eq!(m.uniform_scale(&[2]), Some(3.0));
         let placed = |m: &AffineMap| m.placed_diagonal_count(&|e| e, &|o| (o * 3) % 4, 4);
-        let m = AffineMap { out_numel: 4, parts: vec![(0..4).map(|k| (k, k, 1.0)).collect()], offset: None };
+        let m = AffineMap::identity(4);
         // out position 3k mod 4 against input k: offsets k − 3k = −2k mod 4 ∈ {0, 2}.
         assert_eq!(placed(&m), 2);
     }

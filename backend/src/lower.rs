@@ -110,6 +110,11 @@ struct Ctx<'g> {
     trace: bool,
 }
 
+/// Whether `POLYHE_TRACE` asks for lowering figures on stderr.
+fn tracing() -> bool {
+    std::env::var_os("POLYHE_TRACE").is_some()
+}
+
 /// `a/layer.3/b` → `a/layer.*/b`: one line per op of a repeated layer in traces.
 fn fold_layer_index(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -169,7 +174,7 @@ pub(crate) struct LowerSetup {
 /// the input packed, and that lowering is kept if it is no worse in diagonals and rotations and
 /// better in one (the packing moves work, it must not add any elsewhere).
 pub(crate) fn lower(g: &Graph, setup: &LowerSetup) -> Result<Lowered, BackendError> {
-    let trace = std::env::var_os("POLYHE_TRACE").is_some();
+    let trace = tracing();
     let t0 = std::time::Instant::now();
     let (first, reads) = lower_pass(g, setup, &BTreeMap::new())?;
     if trace {
@@ -222,7 +227,7 @@ fn lower_pass(
         reads: BTreeMap::new(),
         record: packings.is_empty(),
         current: String::new(),
-        trace: std::env::var_os("POLYHE_TRACE").is_some(),
+        trace: tracing(),
     };
     if bootstrapping {
         cx.b.enable_bootstrapping();
@@ -482,7 +487,7 @@ impl Ctx<'_> {
             return Ok(Val::Ct { regs, shape, layout: to.clone() });
         }
         let n = numel(&shape);
-        let id = AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, 1.0)).collect()], offset: None };
+        let id = AffineMap::identity(n);
         let out = self.emit(&[(regs, layout)], &id, to)?;
         Ok(Val::Ct { regs: out, shape, layout: to.clone() })
     }
@@ -813,8 +818,7 @@ impl Ctx<'_> {
                 (Val::Ct { regs, shape, layout }, p @ Val::Plain(_))
                 | (p @ Val::Plain(_), Val::Ct { regs, shape, layout }) => {
                     let m = numel(shape);
-                    let id =
-                        AffineMap { out_numel: m, parts: vec![(0..m).map(|o| (o, o, 1.0)).collect()], offset: None };
+                    let id = AffineMap::identity(m);
                     let lazy =
                         Val::Lazy { base: regs.clone(), base_layout: layout.clone(), map: id, shape: shape.clone() };
                     return self.binary(op, name, out_shape, &[lazy, p.clone()]);
