@@ -87,23 +87,13 @@ impl AffineMap {
         let slots = slots.max(1);
         // One bitset of diagonal offsets per (operand, output ciphertext, input ciphertext)
         // block: linear in the entries (sorting millions of keys dominated compile time).
-        let mut index: std::collections::HashMap<(usize, usize, usize), usize> = std::collections::HashMap::new();
-        let mut bitsets: Vec<Vec<u64>> = Vec::new();
-        let mut last: Option<((usize, usize, usize), usize)> = None;
+        let mut bitsets: BlockTable<Vec<u64>> = BlockTable::default();
         let mut count = 0usize;
         for (k, part) in self.parts.iter().enumerate() {
             for &(o, e, _) in part {
                 let (o, e) = (out_pos(o), in_pos(e));
                 let d = (e % slots + slots - o % slots) % slots;
-                let block = (k, o / slots, e / slots);
-                if last.as_ref().is_none_or(|(b, _)| *b != block) {
-                    let at = *index.entry(block).or_insert_with(|| {
-                        bitsets.push(vec![0u64; slots.div_ceil(64)]);
-                        bitsets.len() - 1
-                    });
-                    last = Some((block, at));
-                }
-                let Some(bits) = last.as_ref().and_then(|&(_, at)| bitsets.get_mut(at)) else { continue };
+                let bits = bitsets.entry((k, o / slots, e / slots), || vec![0u64; slots.div_ceil(64)]);
                 if let Some(word) = bits.get_mut(d / 64) {
                     let bit = 1u64 << (d % 64);
                     if *word & bit == 0 {
@@ -204,8 +194,41 @@ type Diagonal = Vec<(usize, f64)>;
 /// Per (operand, input ciphertext): diagonal offset → the diagonal.
 type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Diagonal>>;
 
-/// (output ciphertext, operand, input ciphertext).
+/// A (ciphertext, operand, ciphertext) block key.
 type BlockKey = (usize, usize, usize);
+
+/// Per-block values in first-seen order, looked up by key with the last block cached (map entries
+/// come in long runs of one block, so most lookups skip the hash).
+struct BlockTable<T> {
+    items: Vec<(BlockKey, T)>,
+    index: std::collections::HashMap<BlockKey, usize>,
+    last: Option<(BlockKey, usize)>,
+}
+
+impl<T> Default for BlockTable<T> {
+    fn default() -> Self {
+        BlockTable { items: Vec::new(), index: std::collections::HashMap::new(), last: None }
+    }
+}
+
+impl<T> BlockTable<T> {
+    /// The value of `key`, made by `make` on first use.
+    fn entry(&mut self, key: BlockKey, make: impl FnOnce() -> T) -> &mut T {
+        let at = match self.last {
+            Some((k, at)) if k == key => at,
+            _ => {
+                let items = &mut self.items;
+                let at = *self.index.entry(key).or_insert_with(|| {
+                    items.push((key, make()));
+                    items.len() - 1
+                });
+                self.last = Some((key, at));
+                at
+            }
+        };
+        &mut self.items[at].1
+    }
+}
 
 /// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; `diag` is
 /// sorted by slot, repeated slots are summed.
@@ -303,9 +326,7 @@ pub(crate) fn lower_affine(
     // blocks[o][(input, in_ct)][d] = the diagonal's entries, sorted by slot. Entries are
     // bucketed by block, then by offset (linear in the entries: maps hold millions of them; one
     // global sort dominated compile time), and each diagonal is sorted on its own.
-    let mut buckets: Vec<(BlockKey, Vec<Diagonal>)> = Vec::new();
-    let mut index: std::collections::HashMap<(usize, usize, usize), usize> = std::collections::HashMap::new();
-    let mut last: Option<((usize, usize, usize), usize)> = None;
+    let mut buckets: BlockTable<Vec<Diagonal>> = BlockTable::default();
     for (i, part) in map.parts.iter().enumerate() {
         for &(o, e, w) in part {
             if w == 0.0 {
@@ -316,26 +337,14 @@ pub(crate) fn lower_affine(
             if oc >= out_cts {
                 return Err(BackendError::Internal("output element outside the map".into()));
             }
-            let block = (oc, i, ic);
-            let at = match last {
-                Some((bk, at)) if bk == block => at,
-                _ => {
-                    let at = *index.entry(block).or_insert_with(|| {
-                        buckets.push((block, vec![Vec::new(); slots]));
-                        buckets.len() - 1
-                    });
-                    last = Some((block, at));
-                    at
-                }
-            };
             let d = (is + slots - os) % slots;
-            if let Some(diag) = buckets.get_mut(at).and_then(|(_, by_d)| by_d.get_mut(d)) {
+            if let Some(diag) = buckets.entry((oc, i, ic), || vec![Vec::new(); slots]).get_mut(d) {
                 diag.push((os, w));
             }
         }
     }
     let mut blocks: Vec<Blocks> = vec![BTreeMap::new(); out_cts];
-    for ((oc, i, ic), by_d) in buckets {
+    for ((oc, i, ic), by_d) in buckets.items {
         let Some(bl) = blocks.get_mut(oc) else { continue };
         let diags = bl.entry((i, ic)).or_default();
         for (d, mut entries) in by_d.into_iter().enumerate() {
