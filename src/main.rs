@@ -688,7 +688,8 @@ fn run(cli: Cli) -> Result<()> {
             // poly.ir (hundreds of MB of weights as text for a real model: seconds) is written on a
             // second thread while the backend lowers.
             let (ck, written) = std::thread::scope(|scope| {
-                let writer = scope.spawn(|| std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default())));
+                let writer =
+                    scope.spawn(|| std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default())));
                 let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options());
                 (ck, writer.join())
             });

@@ -443,7 +443,10 @@ fn backend_flags_security_none_and_overrides() {
     // An unknown flag value is bad input too: exit 1, naming the flag and the choices.
     let mut args = base(&tmp("sq_bad_layout"));
     args.extend(["--layout", "diagonal"].map(String::from));
-    assert_user_error(&polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()), &["--layout", "row, column, auto"]);
+    assert_user_error(
+        &polyhe(&args.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        &["--layout", "row, column, auto"],
+    );
 
     // A forced layout is the one the report names; automatic names the estimates it compared.
     for (flag, want) in [("column", &["\"layout\": \"column\""][..]), ("auto", &["\"row\": ", "\"column\": "][..])] {

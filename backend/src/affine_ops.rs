@@ -367,8 +367,8 @@ mod tests {
     fn maps_over_the_size_bound_are_refused_before_they_are_built() {
         // [1000, 1000] × [1000, 51]: 5.1e7 multiply-adds, just over the bound.
         let w = Tensor::float(DType::F64, vec![1000, 51], vec![0.5; 51_000]).unwrap();
-        let err = affine_map_of(&Op::MatMul, &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)], &[1000, 51])
-            .unwrap_err();
+        let err =
+            affine_map_of(&Op::MatMul, &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)], &[1000, 51]).unwrap_err();
         assert!(err.contains("51000000 multiply-adds") && err.contains("bound"), "{err}");
         let err = affine_map_of(
             &Op::Gemm { alpha: 1.0, beta: 0.0, trans_a: false, trans_b: false },

@@ -76,6 +76,17 @@ impl LayoutPolicy {
     }
 }
 
+/// `row[1, 16, 32]` / `column[1, 16, 32]` (traces).
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            LayoutKind::RowMajor => "row",
+            LayoutKind::ColumnMajor => "column",
+        };
+        write!(f, "{kind}{:?}", self.shape)
+    }
+}
+
 impl Layout {
     pub(crate) fn row_major(shape: &[usize]) -> Layout {
         Layout { kind: LayoutKind::RowMajor, shape: shape.to_vec() }

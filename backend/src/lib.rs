@@ -184,7 +184,10 @@ pub struct BackendReport {
 /// 85 ms and a refreshed ciphertext 15 s. Smaller rings and lower levels are cheaper, so this
 /// ranks programs rather than predicting their time.
 pub fn estimated_eval_seconds(r: &BackendReport) -> f64 {
-    (60.0 * r.rotations as f64 + 13.5 * r.diagonals as f64 + 85.0 * r.ct_ct_mults as f64 + 15_000.0 * r.bootstraps as f64)
+    (60.0 * r.rotations as f64
+        + 13.5 * r.diagonals as f64
+        + 85.0 * r.ct_ct_mults as f64
+        + 15_000.0 * r.bootstraps as f64)
         / 1000.0
 }
 
@@ -444,7 +447,9 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
             Err(_) if boot_failed => return Ok(placement_only(&dry, depth, dry_slots, opts)),
             Err(_) => match compile_bootstrapped(graph, opts, 16) {
                 // No chain with bootstrapping either: report where bootstraps would go.
-                Err(BackendError::ParametersInfeasible { .. }) => return Ok(placement_only(&dry, depth, dry_slots, opts)),
+                Err(BackendError::ParametersInfeasible { .. }) => {
+                    return Ok(placement_only(&dry, depth, dry_slots, opts))
+                }
                 other => return other,
             },
         }
@@ -541,8 +546,7 @@ fn rotation_plan(
     }
     // A budget the user did not give as a key count is soft: below the powers of two the steps
     // need, those are kept (the report shows the bytes).
-    RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none())
-        .map(Some)
+    RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none()).map(Some)
 }
 
 /// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the

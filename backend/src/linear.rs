@@ -41,7 +41,8 @@ impl AffineMap {
         let mut touched: Vec<usize> = Vec::new();
         // A composition has at least as many entries as the larger of the two maps in the common
         // cases (a slot-wise factor, a data movement): reserved once, not grown by copies.
-        let (n_outer, n_inner) = (self.parts.iter().map(Vec::len).sum::<usize>(), inner.parts.iter().map(Vec::len).sum::<usize>());
+        let (n_outer, n_inner) =
+            (self.parts.iter().map(Vec::len).sum::<usize>(), inner.parts.iter().map(Vec::len).sum::<usize>());
         let mut entries = Vec::with_capacity(n_outer.max(n_inner));
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
         for (p, row) in outer.iter().enumerate() {
@@ -136,10 +137,7 @@ impl AffineMap {
     fn is_identity(&self, in_numel: &[usize]) -> bool {
         match (self.parts.as_slice(), in_numel) {
             ([p], [n]) => {
-                self.offset.is_none()
-                    && *n == self.out_numel
-                    && p.iter().all(|e| e.2 == 1.0)
-                    && covers_diagonal(p, *n)
+                self.offset.is_none() && *n == self.out_numel && p.iter().all(|e| e.2 == 1.0) && covers_diagonal(p, *n)
             }
             _ => false,
         }

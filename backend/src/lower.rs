@@ -115,6 +115,12 @@ fn tracing() -> bool {
     std::env::var_os("POLYHE_TRACE").is_some()
 }
 
+/// Whether `POLYHE_TRACE=maps` asks for one line per emitted map as well (node, operand and
+/// output placements, diagonals, rotations).
+fn tracing_maps() -> bool {
+    std::env::var_os("POLYHE_TRACE").is_some_and(|v| v == "maps")
+}
+
 /// `a/layer.3/b` → `a/layer.*/b`: one line per op of a repeated layer in traces.
 fn fold_layer_index(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -213,8 +219,7 @@ fn lower_pass(
     setup: &LowerSetup,
     packings: &BTreeMap<Value, InputPacking>,
 ) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
-    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, bootstrapping, layout } =
-        setup.clone();
+    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, bootstrapping, layout } = setup.clone();
     let mut cx = Ctx {
         g,
         slots,
@@ -415,7 +420,9 @@ impl Ctx<'_> {
         let port_layout = layout.slot_layout(slots);
         let regs: Vec<Reg> = (0..port_layout.num_cts()).map(|_| self.b.input()).collect();
         let val = match packing {
-            Some(p) => Val::Lazy { base: regs.clone(), base_layout: layout, map: p.unpack_map(n), shape: shape.clone() },
+            Some(p) => {
+                Val::Lazy { base: regs.clone(), base_layout: layout, map: p.unpack_map(n), shape: shape.clone() }
+            }
             None => {
                 self.input_regs.push((v, regs.clone(), layout.clone()));
                 Val::Ct { regs: regs.clone(), shape, layout }
@@ -453,10 +460,17 @@ impl Ctx<'_> {
         let regs: Vec<Vec<Reg>> = inputs.iter().map(|(r, _)| r.clone()).collect();
         let nums: Vec<usize> = inputs.iter().map(|(_, l)| l.numel()).collect();
         let before = self.stats.diagonals;
+        let rot_before = self.stats.rotations;
+        let out_desc = out.to_string();
         let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats)?;
         if self.trace {
             let key = fold_layer_index(&self.current);
             *self.stats.diagonals_per_node.entry(key).or_default() += self.stats.diagonals - before;
+            if tracing_maps() {
+                let ins: Vec<String> = inputs.iter().map(|(r, l)| format!("{} ct {l}", r.len())).collect();
+                let (d, r) = (self.stats.diagonals - before, self.stats.rotations - rot_before);
+                eprintln!("map {}: {} -> {out_desc}: {d} diagonals, {r} rotations", self.current, ins.join(", "));
+            }
         }
         Ok(out)
     }
@@ -727,11 +741,31 @@ impl Ctx<'_> {
         Ok(Val::Ct { regs: out, shape: out_shape.to_vec(), layout })
     }
 
+    /// Where a pending map of `base` lands: the policy's layout, unless the other axis order of
+    /// the last two axes needs at most a quarter of its diagonals (a transposed head `Kᵀ` of a
+    /// column-major activation is that activation's placement read row-major: 63 diagonals
+    /// instead of 993 in the toy encoder). Consumers accept any layout: maps read positions,
+    /// elementwise ops move a mismatched operand, which the 4× margin pays for.
+    fn placement_for(&self, map: &AffineMap, base_layout: &Layout, shape: &[usize]) -> Layout {
+        let preferred = self.policy.layout_for(shape);
+        let other = if preferred.is_row_major() { Layout::column_major(shape) } else { Layout::row_major(shape) };
+        if other == preferred || self.policy != LayoutPolicy::ColumnMajor {
+            return preferred;
+        }
+        let count =
+            |to: &Layout| map.placed_diagonal_count(&|e| base_layout.position(e), &|o| to.position(o), self.slots);
+        if 4 * count(&other) <= count(&preferred) {
+            other
+        } else {
+            preferred
+        }
+    }
+
     /// Emits a pending map.
     fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
         match v {
             Val::Lazy { base, base_layout, map, shape } => {
-                let layout = self.policy.layout_for(&shape);
+                let layout = self.placement_for(&map, &base_layout, &shape);
                 let regs = self.emit(&[(base, base_layout)], &map, &layout)?;
                 Ok(Val::Ct { regs, shape, layout })
             }
@@ -743,7 +777,9 @@ impl Ctx<'_> {
     /// would multiply the diagonals (rotations, plaintexts) by more than it saves in levels.
     fn apply(&mut self, v: Val, map: AffineMap, shape: &[usize]) -> Result<Val, BackendError> {
         match v {
-            Val::Ct { regs, layout, .. } => Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() }),
+            Val::Ct { regs, layout, .. } => {
+                Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() })
+            }
             Val::Lazy { base, base_layout, map: inner, shape: s } => {
                 let composed = map.compose_after(&inner);
                 let (mid, out) = (self.policy.layout_for(&s), self.policy.layout_for(shape));
@@ -835,8 +871,11 @@ impl Ctx<'_> {
             (a, b) if a.is_enc() && b.is_enc() => {
                 let (ra, la) = self.broadcast_ct(name, a.clone(), out_shape)?;
                 // x·x of a pending (broadcast) value: one map, not the same map twice.
-                let (rb, lb) =
-                    if a.same_enc(b) { (ra.clone(), la.clone()) } else { self.broadcast_ct(name, b.clone(), out_shape)? };
+                let (rb, lb) = if a.same_enc(b) {
+                    (ra.clone(), la.clone())
+                } else {
+                    self.broadcast_ct(name, b.clone(), out_shape)?
+                };
                 // Both operands in one placement (the policy gives equal shapes equal layouts, so
                 // this moves only an input or a reshaped value).
                 let rb = if la == lb {
@@ -953,9 +992,20 @@ impl Ctx<'_> {
         // (shifts by multiples of the slice stride). When the whole product does not fit one
         // ciphertext, each slice gets a power-of-two stride (a divisor of the slot count), so a
         // ciphertext holds whole slices and the product spans several ciphertexts.
+        if let Some(v) = self.rotated_matmul(name, va, vb, (nb, i_n, k_n, j_n), out_shape)? {
+            return Ok(v);
+        }
         let slice = nb * i_n * j_n;
         let stride = if t_numel <= self.slots { slice } else { slice.next_power_of_two() };
         let fill = stride <= self.slots;
+        // Each K-slice is laid out as the product itself will be (`policy`'s layout of
+        // `[batch, I, J]`), so the sum over K is K shifts by the slice stride straight into the
+        // output's placement: column-major outputs otherwise cost a transpose of every slice
+        // (2032 diagonals for the toy encoder's P·V instead of 16), and operands in column-major
+        // (token-fastest) placements spread with few diagonals.
+        let slice_layout = self.policy.layout_for(&[nb, i_n, j_n]);
+        let (i_stride, j_stride) = (slice_layout.position(j_n.min(slice - 1)), slice_layout.position(1.min(slice - 1)));
+        let (i_stride, j_stride) = (if i_n > 1 { i_stride } else { 0 }, if j_n > 1 { j_stride } else { 0 });
         let t_numel = if fill { k_n * stride } else { t_numel };
         let mut ma = Vec::with_capacity(t_numel);
         let mut mb = Vec::with_capacity(t_numel);
@@ -966,7 +1016,7 @@ impl Ctx<'_> {
                 for j in 0..j_n {
                     for k in 0..k_n {
                         let t = if fill {
-                            k * stride + (bp * i_n + i) * j_n + j
+                            k * stride + slice_layout.position((bp * i_n + i) * j_n + j)
                         } else {
                             ((k * nb + bp) * i_n + i) * j_n + j
                         };
@@ -994,8 +1044,8 @@ impl Ctx<'_> {
             return Err(BackendError::Internal("ct_matmul materialize".into()));
         };
         if fill {
-            xa = xa.into_iter().map(|r| self.replicate(r, j_n, 1)).collect::<Result<_, _>>()?;
-            xb = xb.into_iter().map(|r| self.replicate(r, i_n, j_n)).collect::<Result<_, _>>()?;
+            xa = xa.into_iter().map(|r| self.replicate(r, j_n, j_stride)).collect::<Result<_, _>>()?;
+            xb = xb.into_iter().map(|r| self.replicate(r, i_n, i_stride)).collect::<Result<_, _>>()?;
         }
         let mut prod = Vec::new();
         for (&x, &y) in xa.iter().zip(&xb) {
@@ -1006,14 +1056,118 @@ impl Ctx<'_> {
         Ok(Val::Lazy { base: prod, base_layout: Layout::row_major(&[t_numel]), map, shape: out_shape.to_vec() })
     }
 
+    /// The layout a value has once materialized (see [`Self::placement_for`]).
+    fn layout_once_materialized(&self, v: &Val) -> Option<Layout> {
+        match v {
+            Val::Ct { layout, .. } => Some(layout.clone()),
+            Val::Lazy { base_layout, map, shape, .. } => Some(self.placement_for(map, base_layout, shape)),
+            _ => None,
+        }
+    }
+
+    /// `A·B` for `A: [.., T, K]`, `B: [.., K, T]` placed as mirror images, element `A[b, x, k]`
+    /// in the slot of `B[b, k, x]` (`Q` and `Kᵀ` of a column-major activation: both token-fastest,
+    /// so the expand method's spreads must transpose one of them, 6144 diagonals per MiniLM layer).
+    /// Instead, by rotated diagonals (the Halevi–Shoup order, as THOR multiplies attention):
+    /// block `r` of the product space holds `A` and `B` rotated within its token axis by `r`
+    /// (`B[b, k, (x + r) mod T]` at `A[b, x, k]`'s slot: two diagonals per `r`), so one
+    /// multiplication gives `A[b, x, k]·B[b, k, x + r]` for all `r`; `A` is copied into the blocks
+    /// by doubling; the sum over `K` is rotate-and-sum at `K`'s stride (no level: the following
+    /// map reads only the `k = 0` slots, so the partial sums elsewhere never reach a result); and
+    /// `S[b, x, (x + r) mod T]` is a pending map from the `k = 0` slots. `None` when the operands
+    /// are not placed so (row-major programs), or `A` spans more than one ciphertext.
+    fn rotated_matmul(
+        &mut self,
+        name: &str,
+        va: &Val,
+        vb: &Val,
+        (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
+        out_shape: &[usize],
+    ) -> Result<Option<Val>, BackendError> {
+        let (sa, sb) = (va.shape(), vb.shape());
+        if i_n != j_n || i_n < 2 || sa.len() != sb.len() || numel(sa) != nb * i_n * k_n || numel(sb) != nb * k_n * j_n {
+            return Ok(None);
+        }
+        let (Some(la), Some(lb)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
+            return Ok(None);
+        };
+        let numel_a = nb * i_n * k_n;
+        let block = numel_a.next_power_of_two();
+        if block > self.slots {
+            return Ok(None);
+        }
+        let pos_a = |bp: usize, x: usize, k: usize| la.position((bp * i_n + x) * k_n + k);
+        let pos_b = |bp: usize, k: usize, x: usize| lb.position((bp * k_n + k) * j_n + x);
+        // Mirror images, and K on one stride (for the rotate-and-sum).
+        let k_stride = if k_n > 1 { pos_a(0, 0, 1).wrapping_sub(pos_a(0, 0, 0)) } else { 0 };
+        for bp in 0..nb {
+            for x in 0..i_n {
+                for k in 0..k_n {
+                    if pos_a(bp, x, k) != pos_b(bp, k, x)
+                        || pos_a(bp, x, k) != pos_a(bp, x, 0).wrapping_add(k * k_stride)
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        let _ = name;
+        let (Val::Ct { regs: ra, .. }, Val::Ct { regs: rb, layout: lb, .. }) =
+            (self.materialize(va.clone())?, self.materialize(vb.clone())?)
+        else {
+            return Err(BackendError::Internal("rotated matmul operands".into()));
+        };
+        let (Some(&a), 1) = (ra.first(), ra.len()) else { return Ok(None) };
+        let total = j_n * block;
+        let per_ct = (self.slots / block).min(j_n);
+        // Every product ciphertext holds `per_ct` blocks of the same `A`.
+        let a_all = self.replicate(a, per_ct, block)?;
+        let mut mb = Vec::with_capacity(total);
+        for r in 0..j_n {
+            for bp in 0..nb {
+                for x in 0..i_n {
+                    for k in 0..k_n {
+                        mb.push((r * block + pos_a(bp, x, k), (bp * k_n + k) * j_n + (x + r) % j_n, 1.0));
+                    }
+                }
+            }
+        }
+        mb.sort_by_key(|&(o, e, _)| (o, e));
+        let map = AffineMap { out_numel: total, parts: vec![mb], offset: None };
+        let xb = self.emit(&[(rb, lb)], &map, &Layout::row_major(&[total]))?;
+        let mut prod = Vec::with_capacity(xb.len());
+        for &y in &xb {
+            let p = self.b.mul(a_all, y)?;
+            prod.push(self.shifted_sum(p, k_n, k_stride, false)?);
+        }
+        let mut mr = Vec::with_capacity(nb * i_n * j_n);
+        for bp in 0..nb {
+            for x in 0..i_n {
+                for j in 0..j_n {
+                    let r = (j + j_n - x) % j_n;
+                    mr.push(((bp * i_n + x) * j_n + j, r * block + pos_a(bp, x, 0), 1.0));
+                }
+            }
+        }
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
+        Ok(Some(Val::Lazy { base: prod, base_layout: Layout::row_major(&[total]), map, shape: out_shape.to_vec() }))
+    }
+
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
     /// `stride·count` slots (the other offsets are zero): by doubling, `x + rot(x, stride)` holds two
     /// copies, then four, …; the copies of the binary digits of `count` are placed side by side
     /// (`⌊log₂ count⌋ + popcount(count) − 1` rotations, e.g. 5 for 17 where one rotation per copy
     /// would be 16). No level.
     fn replicate(&mut self, x: Reg, count: usize, stride: usize) -> Result<Reg, BackendError> {
+        self.shifted_sum(x, count, stride, true)
+    }
+
+    /// `Σ_{c < count} x` shifted by `c·stride` slots: toward higher slots (`up`, [`Self::replicate`])
+    /// or toward lower ones (rotate-and-sum: slot `p` gets `x[p] + x[p + stride] + …`), by the
+    /// same doubling.
+    fn shifted_sum(&mut self, x: Reg, count: usize, stride: usize, up: bool) -> Result<Reg, BackendError> {
         let s = self.slots;
-        let right = |by: usize| ((s - by % s) % s) as i64;
+        let right = |by: usize| if up { ((s - by % s) % s) as i64 } else { (by % s) as i64 };
         let mut acc: Option<Reg> = None;
         let mut placed = 0usize; // copies in `acc`: offsets [0, placed)
         let mut pow = x; // copies at offsets [0, have)
@@ -1220,10 +1374,8 @@ fn place<'a>(map: &AffineMap, inputs: impl Iterator<Item = &'a Layout>, out: &La
         .enumerate()
         .map(|(i, part)| {
             let l = ins.get(i).copied();
-            let v: Vec<(usize, usize, f64)> = part
-                .iter()
-                .map(|&(o, e, w)| (out.position(o), l.map_or(e, |l| l.position(e)), w))
-                .collect();
+            let v: Vec<(usize, usize, f64)> =
+                part.iter().map(|&(o, e, w)| (out.position(o), l.map_or(e, |l| l.position(e)), w)).collect();
             // (unsorted: `lower_affine` groups entries by diagonal itself)
             v
         })

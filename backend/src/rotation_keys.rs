@@ -252,7 +252,6 @@ pub(crate) fn step_counts(insts: &[polyhe_runtime::Inst]) -> BTreeMap<i64, usize
     m
 }
 
-
 /// Rewrites a finished lowering's rotations into the plan's key chains (a rotation consumes no
 /// level, so nothing else changes: no re-lowering); instruction labels follow their rotation.
 pub(crate) fn apply_plan(l: &mut crate::lower::Lowered, plan: &RotationPlan) {

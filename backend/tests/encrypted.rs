@@ -446,5 +446,48 @@ fn column_layout_puts_tokens_fastest() {
         rr.constant_stored_values
     );
     let port = &col.compiled.program.as_ref().unwrap().outputs[0];
-    assert!(matches!(&port.layout, polyhe_runtime::SlotLayout::Axes { order, .. } if order == &[1, 0]), "{:?}", port.layout);
+    assert!(
+        matches!(&port.layout, polyhe_runtime::SlotLayout::Axes { order, .. } if order == &[1, 0]),
+        "{:?}",
+        port.layout
+    );
+}
+
+#[test]
+fn column_attention_products_need_few_diagonals() {
+    // One attention head pair on x [T, H]: Q, K, V projections, head split, QKᵀ, a polynomial in
+    // place of softmax, P·V and the head merge, the shape of every transformer's attention. In
+    // the column layout Q and Kᵀ are mirror images (both token-fastest), so QKᵀ goes by rotated
+    // diagonals (`rotated_matmul`: no transposing spread), and P·V's K-slices are laid out as
+    // the output, so its sum over K and the head merge land in place (8 diagonals against 120
+    // row-major): under half the diagonals of row-major and fewer rotations, the same answer.
+    let (t, h, heads) = (8usize, 16usize, 2usize);
+    let dh = h / heads;
+    let mut g = Graph::new("attention");
+    let x = input(&mut g, "x", &[t, h]);
+    let split = |g: &mut Graph, w: polyhe_ir::Value, perm: Vec<usize>| {
+        let p = node(g, Op::MatMul, vec![x, w]);
+        let p = node(g, Op::Reshape { shape: vec![t, heads, dh] }, vec![p]);
+        node(g, Op::Transpose { perm }, vec![p])
+    };
+    let (wq, wk, wv) = (constant(&mut g, &[h, h], 41), constant(&mut g, &[h, h], 42), constant(&mut g, &[h, h], 43));
+    let q = split(&mut g, wq, vec![1, 0, 2]);
+    let kt = split(&mut g, wk, vec![1, 2, 0]);
+    let v = split(&mut g, wv, vec![1, 0, 2]);
+    let s = node(&mut g, Op::MatMul, vec![q, kt]);
+    let p = node(&mut g, Op::Chebyshev { lo: -8.0, hi: 8.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![s]);
+    let o = node(&mut g, Op::MatMul, vec![p, v]);
+    let o = node(&mut g, Op::Transpose { perm: vec![1, 0, 2] }, vec![o]);
+    let o = node(&mut g, Op::Reshape { shape: vec![t, h] }, vec![o]);
+    g.outputs = vec![o];
+    let xs = [tensor(&[t, h], rand_vec(t * h, 44))];
+    let opts = |layout| BackendOptions { layout: Some(layout), ..Default::default() };
+    let row = run_encrypted(&g, &xs, &opts(polyhe_backend::LayoutPolicy::RowMajor));
+    let col = run_encrypted(&g, &xs, &opts(polyhe_backend::LayoutPolicy::ColumnMajor));
+    assert!(row.rel_err < 1e-3, "row: error {}", row.rel_err);
+    assert!(col.rel_err < 1e-3, "column: error {}", col.rel_err);
+    let (rr, rc) = (&row.compiled.report, &col.compiled.report);
+    println!("row: {rr}\ncolumn: {rc}");
+    assert!(2 * rc.diagonals < rr.diagonals, "diagonals: column {} vs row {}", rc.diagonals, rr.diagonals);
+    assert!(rc.rotations < rr.rotations, "rotations: column {} vs row {}", rc.rotations, rr.rotations);
 }

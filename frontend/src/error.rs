@@ -9,10 +9,7 @@ use polyhe_ir::IrError;
 #[non_exhaustive]
 pub enum FrontendError {
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("{}: not a valid ONNX model: {msg}", path.display())]
     Decode { path: PathBuf, msg: String },
@@ -23,32 +20,16 @@ pub enum FrontendError {
         nodes: Vec<(String, String)>,
     },
 
-    #[error("input `{input}`, axis {axis}: dimension `{dim}` is not bound (pass --dim {dim}=VALUE or a concrete input)")]
-    UnboundDim {
-        input: String,
-        axis: usize,
-        dim: String,
-    },
-
     #[error(
-        "input `{input}`, axis {axis}: dimension `{dim}` is {got} here but {expected} elsewhere"
+        "input `{input}`, axis {axis}: dimension `{dim}` is not bound (pass --dim {dim}=VALUE or a concrete input)"
     )]
-    DimConflict {
-        input: String,
-        axis: usize,
-        dim: String,
-        expected: usize,
-        got: usize,
-    },
+    UnboundDim { input: String, axis: usize, dim: String },
 
-    #[error(
-        "input `{input}`: the model declares rank {expected} but a tensor of rank {got} was given"
-    )]
-    InputRank {
-        input: String,
-        expected: usize,
-        got: usize,
-    },
+    #[error("input `{input}`, axis {axis}: dimension `{dim}` is {got} here but {expected} elsewhere")]
+    DimConflict { input: String, axis: usize, dim: String, expected: usize, got: usize },
+
+    #[error("input `{input}`: the model declares rank {expected} but a tensor of rank {got} was given")]
+    InputRank { input: String, expected: usize, got: usize },
 
     #[error("no graph input is named `{input}` (inputs: {known})")]
     UnknownInput { input: String, known: String },
@@ -57,32 +38,16 @@ pub enum FrontendError {
     InvalidTensor { tensor: String, msg: String },
 
     #[error("tensor `{tensor}`: external data {}: {msg}", path.display())]
-    MissingExternalData {
-        tensor: String,
-        path: PathBuf,
-        msg: String,
-    },
+    MissingExternalData { tensor: String, path: PathBuf, msg: String },
 
     #[error("node `{node}` ({op}): {msg}")]
-    InvalidNode {
-        node: String,
-        op: String,
-        msg: String,
-    },
+    InvalidNode { node: String, op: String, msg: String },
 
     #[error("node `{node}` ({op}): input `{input}` must be a constant (it depends on run-time data, so the output shape would not be static)")]
-    NotConstant {
-        node: String,
-        op: String,
-        input: String,
-    },
+    NotConstant { node: String, op: String, input: String },
 
     #[error("node `{node}` ({op}): {source}")]
-    Shape {
-        node: String,
-        op: String,
-        source: Box<IrError>,
-    },
+    Shape { node: String, op: String, source: Box<IrError> },
 
     #[error("graph: {msg}")]
     Graph { msg: String },

@@ -21,8 +21,8 @@ use polyhe_ir::{DType, Data, GeluApprox, Graph, Op, Tensor, TensorType, Value};
 
 use crate::load::{ir_dtype, tensor_from_proto};
 use crate::proto::{
-    attribute_type as at, data_type, tensor_shape_proto::dimension, type_proto, AttributeProto,
-    GraphProto, NodeProto, TensorProto, ValueInfoProto,
+    attribute_type as at, data_type, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto, NodeProto,
+    TensorProto, ValueInfoProto,
 };
 use crate::{FrontendError, OnnxModel};
 
@@ -128,11 +128,7 @@ pub(crate) fn unsupported_nodes(g: &GraphProto) -> Vec<(String, String)> {
     for (i, n) in g.node.iter().enumerate() {
         let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
         if !default_domain || !SUPPORTED_OPS.contains(&n.op_type.as_str()) {
-            let op = if default_domain {
-                n.op_type.clone()
-            } else {
-                format!("{}::{}", n.domain, n.op_type)
-            };
+            let op = if default_domain { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
             out.push((op, node_label(n, i)));
         }
     }
@@ -142,28 +138,19 @@ pub(crate) fn unsupported_nodes(g: &GraphProto) -> Vec<(String, String)> {
 /// Imports a decoded model into an IR graph with static shapes (see the module doc).
 pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendError> {
     let Some(gp) = m.graph() else {
-        return Err(FrontendError::Graph {
-            msg: format!("{} has no graph", m.path.display()),
-        });
+        return Err(FrontendError::Graph { msg: format!("{} has no graph", m.path.display()) });
     };
     let unsupported = unsupported_nodes(gp);
     if !unsupported.is_empty() {
         return Err(FrontendError::Unsupported { nodes: unsupported });
     }
     let opset = m.opset().unwrap_or(13);
-    let name = if gp.name.is_empty() {
-        "main".to_string()
-    } else {
-        gp.name.clone()
-    };
+    let name = if gp.name.is_empty() { "main".to_string() } else { gp.name.clone() };
     let mut imp = Importer::new(gp, opset, name);
 
     // Graph inputs that are not initializers, with their shapes resolved.
-    let real_inputs: Vec<&ValueInfoProto> = gp
-        .input
-        .iter()
-        .filter(|i| !imp.inits.contains_key(i.name.as_str()))
-        .collect();
+    let real_inputs: Vec<&ValueInfoProto> =
+        gp.input.iter().filter(|i| !imp.inits.contains_key(i.name.as_str())).collect();
     let (resolved, bound) = resolve_inputs(&real_inputs, opts)?;
     for (name, ty) in resolved {
         let v = imp.g.add_input(name.clone(), ty);
@@ -181,14 +168,9 @@ pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendErro
         })?;
         check_declared_output(out, imp.g.ty(v), &bound)?;
         let v = if imp.g.values[v].name.is_some() {
-            let n = imp
-                .g
-                .add_node(Op::Identity, vec![v], format!("output_{}", out.name))
-                .map_err(|source| FrontendError::Shape {
-                    node: out.name.clone(),
-                    op: "Identity".into(),
-                    source: Box::new(source),
-                })?;
+            let n = imp.g.add_node(Op::Identity, vec![v], format!("output_{}", out.name)).map_err(|source| {
+                FrontendError::Shape { node: out.name.clone(), op: "Identity".into(), source: Box::new(source) }
+            })?;
             imp.g.result(n)
         } else {
             v
@@ -213,21 +195,14 @@ fn check_declared_output(
     ty: &TensorType,
     bound: &BTreeMap<String, usize>,
 ) -> Result<(), FrontendError> {
-    let Some(type_proto::Value::TensorType(t)) = out.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
+    let Some(type_proto::Value::TensorType(t)) = out.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Ok(());
     };
     let mismatch = |what: String| FrontendError::Graph {
-        msg: format!(
-            "graph output `{}`: the model declares {what} but the import computed {ty}",
-            out.name
-        ),
+        msg: format!("graph output `{}`: the model declares {what} but the import computed {ty}", out.name),
     };
     if t.elem_type != data_type::UNDEFINED && ir_dtype(t.elem_type) != Some(ty.dtype) {
-        return Err(mismatch(format!(
-            "element type {}",
-            data_type::name(t.elem_type)
-        )));
+        return Err(mismatch(format!("element type {}", data_type::name(t.elem_type))));
     }
     if let Some(shape) = &t.shape {
         if shape.dim.len() != ty.rank() {
@@ -260,19 +235,12 @@ enum DeclDim {
 }
 
 fn declared_input(vi: &ValueInfoProto) -> Result<(DType, Option<Vec<DeclDim>>), FrontendError> {
-    let bad = |msg: String| FrontendError::Graph {
-        msg: format!("graph input `{}`: {msg}", vi.name),
-    };
-    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
+    let bad = |msg: String| FrontendError::Graph { msg: format!("graph input `{}`: {msg}", vi.name) };
+    let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err(bad("is not a tensor".into()));
     };
-    let dtype = ir_dtype(t.elem_type).ok_or_else(|| {
-        bad(format!(
-            "unsupported element type {}",
-            data_type::name(t.elem_type)
-        ))
-    })?;
+    let dtype = ir_dtype(t.elem_type)
+        .ok_or_else(|| bad(format!("unsupported element type {}", data_type::name(t.elem_type))))?;
     let dims = t.shape.as_ref().map(|s| {
         s.dim
             .iter()
@@ -290,27 +258,14 @@ fn declared_input(vi: &ValueInfoProto) -> Result<(DType, Option<Vec<DeclDim>>), 
 type Resolved = (Vec<(String, TensorType)>, BTreeMap<String, usize>);
 
 /// Binds every input dim to a number (see [`ImportOptions`]).
-fn resolve_inputs(
-    inputs: &[&ValueInfoProto],
-    opts: &ImportOptions,
-) -> Result<Resolved, FrontendError> {
+fn resolve_inputs(inputs: &[&ValueInfoProto], opts: &ImportOptions) -> Result<Resolved, FrontendError> {
     for name in opts.input_shapes.keys() {
         if !inputs.iter().any(|i| &i.name == name) {
-            let known = inputs
-                .iter()
-                .map(|i| format!("`{}`", i.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(FrontendError::UnknownInput {
-                input: name.clone(),
-                known,
-            });
+            let known = inputs.iter().map(|i| format!("`{}`", i.name)).collect::<Vec<_>>().join(", ");
+            return Err(FrontendError::UnknownInput { input: name.clone(), known });
         }
     }
-    let declared = inputs
-        .iter()
-        .map(|vi| declared_input(vi))
-        .collect::<Result<Vec<_>, _>>()?;
+    let declared = inputs.iter().map(|vi| declared_input(vi)).collect::<Result<Vec<_>, _>>()?;
     // Symbolic dims bound by --dim, then by concrete input shapes (which must agree).
     let mut bound: BTreeMap<String, usize> = opts.dims.clone();
     for (vi, (_, dims)) in inputs.iter().zip(&declared) {
@@ -319,11 +274,7 @@ fn resolve_inputs(
         };
         let Some(dims) = dims else { continue };
         if dims.len() != given.len() {
-            return Err(FrontendError::InputRank {
-                input: vi.name.clone(),
-                expected: dims.len(),
-                got: given.len(),
-            });
+            return Err(FrontendError::InputRank { input: vi.name.clone(), expected: dims.len(), got: given.len() });
         }
         for (axis, (d, &n)) in dims.iter().zip(given).enumerate() {
             match d {
@@ -361,10 +312,7 @@ fn resolve_inputs(
             (_, Some(g)) => g.clone(),
             (None, None) => {
                 return Err(FrontendError::Graph {
-                    msg: format!(
-                        "graph input `{}` declares no shape; give its concrete shape",
-                        vi.name
-                    ),
+                    msg: format!("graph input `{}` declares no shape; give its concrete shape", vi.name),
                 })
             }
             (Some(dims), None) => dims
@@ -372,21 +320,14 @@ fn resolve_inputs(
                 .enumerate()
                 .map(|(axis, d)| match d {
                     DeclDim::Fixed(f) => Ok(*f),
-                    DeclDim::Named(p) => {
-                        bound
-                            .get(p)
-                            .copied()
-                            .ok_or_else(|| FrontendError::UnboundDim {
-                                input: vi.name.clone(),
-                                axis,
-                                dim: p.clone(),
-                            })
-                    }
-                    DeclDim::Unnamed => Err(FrontendError::UnboundDim {
+                    DeclDim::Named(p) => bound.get(p).copied().ok_or_else(|| FrontendError::UnboundDim {
                         input: vi.name.clone(),
                         axis,
-                        dim: "<unnamed>".into(),
+                        dim: p.clone(),
                     }),
+                    DeclDim::Unnamed => {
+                        Err(FrontendError::UnboundDim { input: vi.name.clone(), axis, dim: "<unnamed>".into() })
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
@@ -409,20 +350,13 @@ impl<'a> Attrs<'a> {
         };
         // type 0 is written by very old exporters; trust the field then.
         if a.r#type != at::UNDEFINED && a.r#type != ty {
-            return Err(self.invalid(format!(
-                "attribute `{name}` has type {} (expected {ty})",
-                a.r#type
-            )));
+            return Err(self.invalid(format!("attribute `{name}` has type {} (expected {ty})", a.r#type)));
         }
         Ok(Some(a))
     }
 
     fn invalid(&self, msg: String) -> FrontendError {
-        FrontendError::InvalidNode {
-            node: self.node.clone(),
-            op: self.op.to_string(),
-            msg,
-        }
+        FrontendError::InvalidNode { node: self.node.clone(), op: self.op.to_string(), msg }
     }
 
     fn int(&self, name: &str) -> Result<Option<i64>, FrontendError> {
@@ -450,9 +384,7 @@ impl<'a> Attrs<'a> {
     }
 
     fn string(&self, name: &str) -> Result<Option<String>, FrontendError> {
-        Ok(self
-            .get(name, at::STRING)?
-            .map(|a| String::from_utf8_lossy(&a.s).into_owned()))
+        Ok(self.get(name, at::STRING)?.map(|a| String::from_utf8_lossy(&a.s).into_owned()))
     }
 
     fn tensor(&self, name: &str) -> Result<Option<&'a TensorProto>, FrontendError> {
@@ -473,11 +405,7 @@ impl Cx<'_> {
     }
 
     fn invalid(&self, msg: impl Into<String>) -> FrontendError {
-        FrontendError::InvalidNode {
-            node: self.name.clone(),
-            op: self.node.op_type.clone(),
-            msg: msg.into(),
-        }
+        FrontendError::InvalidNode { node: self.name.clone(), op: self.node.op_type.clone(), msg: msg.into() }
     }
 
     /// Normalizes a possibly negative axis against `rank`.
@@ -514,24 +442,10 @@ struct Importer<'a> {
 
 impl<'a> Importer<'a> {
     fn new(gp: &'a GraphProto, opset: i64, name: String) -> Self {
-        let inits = gp
-            .initializer
-            .iter()
-            .map(|t| (t.name.as_str(), t))
-            .collect();
-        let mut used: HashSet<&str> = gp
-            .node
-            .iter()
-            .flat_map(|n| n.input.iter().map(String::as_str))
-            .collect();
+        let inits = gp.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut used: HashSet<&str> = gp.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
         used.extend(gp.output.iter().map(|o| o.name.as_str()));
-        Importer {
-            g: Graph::new(name),
-            env: HashMap::new(),
-            inits,
-            used,
-            opset,
-        }
+        Importer { g: Graph::new(name), env: HashMap::new(), inits, used, opset }
     }
 
     /// The IR value of an ONNX name; initializers become constants on first use.
@@ -552,9 +466,7 @@ impl<'a> Importer<'a> {
         if let Some(v) = self.value(name)? {
             return Ok(v);
         }
-        Err(cx.invalid(format!(
-            "input `{name}` is not defined before this node (nodes must be topologically sorted)"
-        )))
+        Err(cx.invalid(format!("input `{name}` is not defined before this node (nodes must be topologically sorted)")))
     }
 
     /// Required input `i`.
@@ -589,12 +501,7 @@ impl<'a> Importer<'a> {
     }
 
     /// Integer list from the attribute `attr` if present, else from constant input `i` if present.
-    fn ints_attr_or_input(
-        &mut self,
-        cx: &Cx,
-        attr: &str,
-        i: usize,
-    ) -> Result<Option<Vec<i64>>, FrontendError> {
+    fn ints_attr_or_input(&mut self, cx: &Cx, attr: &str, i: usize) -> Result<Option<Vec<i64>>, FrontendError> {
         if let Some(v) = cx.attrs.ints(attr)? {
             return Ok(Some(v));
         }
@@ -615,13 +522,7 @@ impl<'a> Importer<'a> {
     }
 
     /// Auxiliary IR nodes of one ONNX node get suffixed names so that messages stay unambiguous.
-    fn emit_aux(
-        &mut self,
-        cx: &Cx,
-        op: Op,
-        inputs: Vec<Value>,
-        suffix: &str,
-    ) -> Result<Value, FrontendError> {
+    fn emit_aux(&mut self, cx: &Cx, op: Op, inputs: Vec<Value>, suffix: &str) -> Result<Value, FrontendError> {
         Ok(self.emit_named(cx, op, inputs, Some(suffix))?[0])
     }
 
@@ -644,10 +545,7 @@ impl<'a> Importer<'a> {
         let consts: Option<Vec<&Tensor>> = inputs.iter().map(|&v| self.g.constant_of(v)).collect();
         if let (false, Some(consts)) = (inputs.is_empty(), consts) {
             let results = polyhe_ir::interp::eval_op(&op, &consts, &self.g).map_err(shape_err)?;
-            return Ok(results
-                .into_iter()
-                .map(|t| self.g.add_constant(t, name.clone()))
-                .collect());
+            return Ok(results.into_iter().map(|t| self.g.add_constant(t, name.clone())).collect());
         }
         let n = self.g.add_node(op, inputs, name).map_err(shape_err)?;
         Ok(self.g.nodes[n].outputs.clone())
@@ -664,15 +562,7 @@ impl<'a> Importer<'a> {
     /// Translates one node and binds its outputs.
     fn node(&mut self, node: &'a NodeProto, index: usize) -> Result<(), FrontendError> {
         let name = node_label(node, index);
-        let cx = Cx {
-            node,
-            attrs: Attrs {
-                list: &node.attribute,
-                node: name.clone(),
-                op: &node.op_type,
-            },
-            name,
-        };
+        let cx = Cx { node, attrs: Attrs { list: &node.attribute, node: name.clone(), op: &node.op_type }, name };
         let outs = self.translate(&cx)?;
         for (i, oname) in node.output.iter().enumerate() {
             if oname.is_empty() {
@@ -683,11 +573,7 @@ impl<'a> Importer<'a> {
                     self.env.insert(oname.clone(), v);
                 }
                 None if !self.used.contains(oname.as_str()) => {}
-                None => {
-                    return Err(cx.invalid(format!(
-                        "output {i} (`{oname}`) is not supported, but it is used"
-                    )))
-                }
+                None => return Err(cx.invalid(format!("output {i} (`{oname}`) is not supported, but it is used"))),
             }
         }
         Ok(())
@@ -695,8 +581,8 @@ impl<'a> Importer<'a> {
 
     fn translate(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
         match cx.op() {
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual"
-            | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
+            | "And" | "Or" | "Xor" => {
                 let op = match cx.op() {
                     "Add" => Op::Add,
                     "Sub" => Op::Sub,
@@ -730,11 +616,7 @@ impl<'a> Importer<'a> {
                 }
                 if cx.op() == "Mean" && n > 1 {
                     let dtype = self.ty(acc).dtype;
-                    let count = self.tensor(
-                        cx,
-                        TensorType::new(dtype, vec![]),
-                        Data::Float(vec![n as f64]),
-                    )?;
+                    let count = self.tensor(cx, TensorType::new(dtype, vec![]), Data::Float(vec![n as f64]))?;
                     let count = self.constant(cx, count);
                     acc = self.emit_aux(cx, Op::Div, vec![acc, count], "mean")?;
                 }
@@ -744,33 +626,20 @@ impl<'a> Importer<'a> {
                 // Tile = Reshape to [1, d0, 1, d1, ...], Expand to [r0, d0, r1, d1, ...], Reshape to [r0·d0, ...].
                 let x = self.input(cx, 0)?;
                 let shape = self.ty(x).shape.clone();
-                let reps = self
-                    .const_input(cx, 1)?
-                    .ok_or_else(|| cx.invalid("missing repeats"))?
-                    .to_i64_vec();
+                let reps = self.const_input(cx, 1)?.ok_or_else(|| cx.invalid("missing repeats"))?.to_i64_vec();
                 if reps.len() != shape.len() || reps.iter().any(|&r| r < 0) {
-                    return Err(
-                        cx.invalid(format!("repeats {reps:?} do not fit rank {}", shape.len()))
-                    );
+                    return Err(cx.invalid(format!("repeats {reps:?} do not fit rank {}", shape.len())));
                 }
                 let inter: Vec<usize> = shape.iter().flat_map(|&d| [1, d]).collect();
-                let wide: Vec<usize> = shape
-                    .iter()
-                    .zip(&reps)
-                    .flat_map(|(&d, &r)| [r as usize, d])
-                    .collect();
-                let out: Vec<usize> = shape
-                    .iter()
-                    .zip(&reps)
-                    .map(|(&d, &r)| d * r as usize)
-                    .collect();
+                let wide: Vec<usize> = shape.iter().zip(&reps).flat_map(|(&d, &r)| [r as usize, d]).collect();
+                let out: Vec<usize> = shape.iter().zip(&reps).map(|(&d, &r)| d * r as usize).collect();
                 check_size(cx, &out)?;
                 let a = self.emit_aux(cx, Op::Reshape { shape: inter }, vec![x], "split_axes")?;
                 let b = self.emit_aux(cx, Op::Expand { shape: wide }, vec![a], "repeat")?;
                 self.emit(cx, Op::Reshape { shape: out }, vec![b])
             }
-            "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Erf" | "Tanh" | "Sigmoid"
-            | "Relu" | "Floor" | "Ceil" | "Not" | "IsNaN" => {
+            "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Erf" | "Tanh" | "Sigmoid" | "Relu" | "Floor"
+            | "Ceil" | "Not" | "IsNaN" => {
                 let op = match cx.op() {
                     "Neg" => Op::Neg,
                     "Abs" => Op::Abs,
@@ -799,11 +668,7 @@ impl<'a> Importer<'a> {
                     (false, false) => {
                         let shape = self.ty(x).shape.clone();
                         let n = self.ty(x).numel();
-                        let t = self.tensor(
-                            cx,
-                            TensorType::new(DType::Bool, shape),
-                            Data::Bool(vec![false; n]),
-                        )?;
+                        let t = self.tensor(cx, TensorType::new(DType::Bool, shape), Data::Bool(vec![false; n]))?;
                         one(self.constant(cx, t))
                     }
                     (neg, _) => {
@@ -815,12 +680,8 @@ impl<'a> Importer<'a> {
                             Tensor::new(TensorType::new(dtype, vec![]), Data::Float(vec![0.0]))
                                 .map_err(|e| cx.invalid(e.to_string()))?,
                         );
-                        let sign = self.emit_aux(
-                            cx,
-                            if neg { Op::Less } else { Op::Greater },
-                            vec![x, zero],
-                            "sign",
-                        )?;
+                        let sign =
+                            self.emit_aux(cx, if neg { Op::Less } else { Op::Greater }, vec![x, zero], "sign")?;
                         self.emit(cx, Op::And, vec![inf, sign])
                     }
                 }
@@ -832,13 +693,9 @@ impl<'a> Importer<'a> {
             "Cast" | "CastLike" => {
                 let x = self.input(cx, 0)?;
                 let to = if cx.op() == "Cast" {
-                    let to = cx
-                        .attrs
-                        .int("to")?
-                        .ok_or_else(|| cx.invalid("missing attribute `to`"))?;
-                    ir_dtype(to as i32).ok_or_else(|| {
-                        cx.invalid(format!("cannot cast to {}", data_type::name(to as i32)))
-                    })?
+                    let to = cx.attrs.int("to")?.ok_or_else(|| cx.invalid("missing attribute `to`"))?;
+                    ir_dtype(to as i32)
+                        .ok_or_else(|| cx.invalid(format!("cannot cast to {}", data_type::name(to as i32))))?
                 } else {
                     let like = self.input(cx, 1)?;
                     self.ty(like).dtype
@@ -847,14 +704,13 @@ impl<'a> Importer<'a> {
             }
             "Clip" => {
                 let x = self.input(cx, 0)?;
-                let scalar =
-                    |t: Option<Tensor>, which: &str| -> Result<Option<f64>, FrontendError> {
-                        match t {
-                            None => Ok(None),
-                            Some(t) if t.numel() == 1 => Ok(Some(t.to_f64_vec()[0])),
-                            Some(_) => Err(cx.invalid(format!("{which} must be a scalar"))),
-                        }
-                    };
+                let scalar = |t: Option<Tensor>, which: &str| -> Result<Option<f64>, FrontendError> {
+                    match t {
+                        None => Ok(None),
+                        Some(t) if t.numel() == 1 => Ok(Some(t.to_f64_vec()[0])),
+                        Some(_) => Err(cx.invalid(format!("{which} must be a scalar"))),
+                    }
+                };
                 let mut min = scalar(self.const_input(cx, 1)?, "min")?;
                 let mut max = scalar(self.const_input(cx, 2)?, "max")?;
                 // Before opset 11 the bounds were attributes.
@@ -892,20 +748,9 @@ impl<'a> Importer<'a> {
                     // Opset < 13 flattens to [prod(before axis), prod(from axis)] and normalizes rows.
                     let rows: usize = shape[..axis].iter().product();
                     let cols: usize = shape[axis..].iter().product();
-                    let flat = self.emit_aux(
-                        cx,
-                        Op::Reshape {
-                            shape: vec![rows, cols],
-                        },
-                        vec![x],
-                        "flatten",
-                    )?;
+                    let flat = self.emit_aux(cx, Op::Reshape { shape: vec![rows, cols] }, vec![x], "flatten")?;
                     let s = self.emit_aux(cx, Op::Softmax { axis: 1 }, vec![flat], "softmax")?;
-                    let s = if log {
-                        self.emit_aux(cx, Op::Log, vec![s], "log")?
-                    } else {
-                        s
-                    };
+                    let s = if log { self.emit_aux(cx, Op::Log, vec![s], "log")? } else { s };
                     return Ok(vec![self.emit1(cx, Op::Reshape { shape }, vec![s])?]);
                 } else if log {
                     self.emit_aux(cx, Op::Softmax { axis }, vec![x], "softmax")?
@@ -929,9 +774,7 @@ impl<'a> Importer<'a> {
                 if cx.attrs.int_or("training_mode", 0)? != 0 {
                     return Err(cx.invalid("training mode is not supported (inference only)"));
                 }
-                let inputs = (0..5)
-                    .map(|i| self.input(cx, i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let inputs = (0..5).map(|i| self.input(cx, i)).collect::<Result<Vec<_>, _>>()?;
                 let epsilon = cx.attrs.float_or("epsilon", 1e-5)?;
                 self.emit(cx, Op::BatchNorm { epsilon }, inputs)
             }
@@ -952,8 +795,7 @@ impl<'a> Importer<'a> {
                 self.emit(cx, op, inputs)
             }
             "Conv" => self.conv(cx),
-            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2"
-            | "ReduceSumSquare" => {
+            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2" | "ReduceSumSquare" => {
                 let x = self.input(cx, 0)?;
                 let rank = self.ty(x).rank();
                 let keepdims = cx.attrs.int_or("keepdims", 1)? != 0;
@@ -962,11 +804,7 @@ impl<'a> Importer<'a> {
                 if axes.is_empty() && noop {
                     return one(x);
                 }
-                let mut axes = if axes.is_empty() {
-                    (0..rank).collect()
-                } else {
-                    cx.axes(&axes, rank)?
-                };
+                let mut axes = if axes.is_empty() { (0..rank).collect() } else { cx.axes(&axes, rank)? };
                 axes.sort_unstable();
                 let op = match cx.op() {
                     "ReduceMean" => Op::ReduceMean { axes, keepdims },
@@ -992,14 +830,7 @@ impl<'a> Importer<'a> {
                 if rank < 3 {
                     return Err(cx.invalid(format!("expects rank >= 3, got {rank}")));
                 }
-                self.emit(
-                    cx,
-                    Op::ReduceMean {
-                        axes: (2..rank).collect(),
-                        keepdims: true,
-                    },
-                    vec![x],
-                )
+                self.emit(cx, Op::ReduceMean { axes: (2..rank).collect(), keepdims: true }, vec![x])
             }
             "Transpose" => {
                 let x = self.input(cx, 0)?;
@@ -1008,9 +839,7 @@ impl<'a> Importer<'a> {
                     Some(p) => {
                         let p = cx.axes(&p, rank)?;
                         if p.len() != rank {
-                            return Err(
-                                cx.invalid(format!("perm has {} entries for rank {rank}", p.len()))
-                            );
+                            return Err(cx.invalid(format!("perm has {} entries for rank {rank}", p.len())));
                         }
                         p
                     }
@@ -1022,14 +851,10 @@ impl<'a> Importer<'a> {
                 let x = self.input(cx, 0)?;
                 let spec = match self.const_input(cx, 1)? {
                     Some(t) => t.to_i64_vec(),
-                    None => cx
-                        .attrs
-                        .ints("shape")?
-                        .ok_or_else(|| cx.invalid("missing shape"))?,
+                    None => cx.attrs.ints("shape")?.ok_or_else(|| cx.invalid("missing shape"))?,
                 };
                 let allowzero = cx.attrs.int_or("allowzero", 0)? != 0;
-                let shape = reshape_target(&self.ty(x).shape, &spec, allowzero)
-                    .map_err(|m| cx.invalid(m))?;
+                let shape = reshape_target(&self.ty(x).shape, &spec, allowzero).map_err(|m| cx.invalid(m))?;
                 self.emit(cx, Op::Reshape { shape }, vec![x])
             }
             "Flatten" => {
@@ -1038,38 +863,23 @@ impl<'a> Importer<'a> {
                 let a = cx.attrs.int_or("axis", 1)?;
                 let axis = if a < 0 { a + shape.len() as i64 } else { a };
                 if axis < 0 || axis > shape.len() as i64 {
-                    return Err(
-                        cx.invalid(format!("axis {a} is out of range for rank {}", shape.len()))
-                    );
+                    return Err(cx.invalid(format!("axis {a} is out of range for rank {}", shape.len())));
                 }
                 let axis = axis as usize;
-                let target = vec![
-                    shape[..axis].iter().product(),
-                    shape[axis..].iter().product(),
-                ];
+                let target = vec![shape[..axis].iter().product(), shape[axis..].iter().product()];
                 self.emit(cx, Op::Reshape { shape: target }, vec![x])
             }
             "Squeeze" => {
                 let x = self.input(cx, 0)?;
                 let shape = self.ty(x).shape.clone();
                 // No axes (or an empty list) squeezes every size-1 dim.
-                let target: Vec<usize> = match self
-                    .ints_attr_or_input(cx, "axes", 1)?
-                    .filter(|a| !a.is_empty())
-                {
+                let target: Vec<usize> = match self.ints_attr_or_input(cx, "axes", 1)?.filter(|a| !a.is_empty()) {
                     Some(axes) => {
                         let axes = cx.axes(&axes, shape.len())?;
                         if let Some(&a) = axes.iter().find(|&&a| shape[a] != 1) {
-                            return Err(
-                                cx.invalid(format!("cannot squeeze axis {a} of size {}", shape[a]))
-                            );
+                            return Err(cx.invalid(format!("cannot squeeze axis {a} of size {}", shape[a])));
                         }
-                        shape
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| !axes.contains(i))
-                            .map(|(_, &d)| d)
-                            .collect()
+                        shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
                     }
                     None => shape.iter().copied().filter(|&d| d != 1).collect(),
                 };
@@ -1078,37 +888,23 @@ impl<'a> Importer<'a> {
             "Unsqueeze" => {
                 let x = self.input(cx, 0)?;
                 let shape = self.ty(x).shape.clone();
-                let axes = self
-                    .ints_attr_or_input(cx, "axes", 1)?
-                    .ok_or_else(|| cx.invalid("missing axes"))?;
+                let axes = self.ints_attr_or_input(cx, "axes", 1)?.ok_or_else(|| cx.invalid("missing axes"))?;
                 let out_rank = shape.len() + axes.len();
                 let axes = cx.axes(&axes, out_rank)?;
                 let mut rest = shape.iter();
                 let target: Vec<usize> = (0..out_rank)
-                    .map(|i| {
-                        if axes.contains(&i) {
-                            1
-                        } else {
-                            rest.next().copied().unwrap_or(1)
-                        }
-                    })
+                    .map(|i| if axes.contains(&i) { 1 } else { rest.next().copied().unwrap_or(1) })
                     .collect();
                 self.emit(cx, Op::Reshape { shape: target }, vec![x])
             }
             "Concat" => {
-                let inputs = (0..cx.node.input.len())
-                    .map(|i| self.input(cx, i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let inputs = (0..cx.node.input.len()).map(|i| self.input(cx, i)).collect::<Result<Vec<_>, _>>()?;
                 let Some(&first) = inputs.first() else {
                     return Err(cx.invalid("no inputs"));
                 };
                 let rank = self.ty(first).rank();
-                let axis = cx.axis(
-                    cx.attrs
-                        .int("axis")?
-                        .ok_or_else(|| cx.invalid("missing attribute `axis`"))?,
-                    rank,
-                )?;
+                let axis =
+                    cx.axis(cx.attrs.int("axis")?.ok_or_else(|| cx.invalid("missing attribute `axis`"))?, rank)?;
                 self.emit(cx, Op::Concat { axis }, inputs)
             }
             "Split" => {
@@ -1119,9 +915,7 @@ impl<'a> Importer<'a> {
                 let sizes: Vec<usize> = match self.ints_attr_or_input(cx, "split", 1)? {
                     Some(s) if !s.is_empty() => {
                         if s.iter().any(|&d| d < 0) || s.iter().sum::<i64>() != dim as i64 {
-                            return Err(cx.invalid(format!(
-                                "split sizes {s:?} do not add up to dimension {dim}"
-                            )));
+                            return Err(cx.invalid(format!("split sizes {s:?} do not add up to dimension {dim}")));
                         }
                         s.iter().map(|&d| d as usize).collect()
                     }
@@ -1135,13 +929,9 @@ impl<'a> Importer<'a> {
                         }
                         // Opset 18: chunks of ceil(dim / n), the last one smaller.
                         let chunk = dim.div_ceil(n);
-                        let sizes: Vec<usize> = (0..n)
-                            .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
-                            .collect();
+                        let sizes: Vec<usize> = (0..n).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect();
                         if sizes.contains(&0) {
-                            return Err(
-                                cx.invalid(format!("cannot split dimension {dim} into {n} parts"))
-                            );
+                            return Err(cx.invalid(format!("cannot split dimension {dim} into {n} parts")));
                         }
                         sizes
                     }
@@ -1153,27 +943,18 @@ impl<'a> Importer<'a> {
                 let data = self.input(cx, 0)?;
                 let idx = self.input(cx, 1)?;
                 let axis = cx.axis(cx.attrs.int_or("axis", 0)?, self.ty(data).rank())?;
-                let op = if cx.op() == "Gather" {
-                    Op::Gather { axis }
-                } else {
-                    Op::GatherElements { axis }
-                };
+                let op = if cx.op() == "Gather" { Op::Gather { axis } } else { Op::GatherElements { axis } };
                 self.emit(cx, op, vec![data, idx])
             }
             "Expand" => {
                 let x = self.input(cx, 0)?;
-                let spec = self
-                    .const_input(cx, 1)?
-                    .ok_or_else(|| cx.invalid("missing shape"))?
-                    .to_i64_vec();
+                let spec = self.const_input(cx, 1)?.ok_or_else(|| cx.invalid("missing shape"))?.to_i64_vec();
                 if spec.iter().any(|&d| d < 0) {
                     return Err(cx.invalid(format!("negative size in shape {spec:?}")));
                 }
                 let spec: Vec<usize> = spec.iter().map(|&d| d as usize).collect();
                 let shape = polyhe_ir::infer::broadcast_shapes(&self.ty(x).shape, &spec)
-                    .ok_or_else(|| {
-                        cx.invalid(format!("cannot expand {} to shape {spec:?}", self.ty(x)))
-                    })?;
+                    .ok_or_else(|| cx.invalid(format!("cannot expand {} to shape {spec:?}", self.ty(x))))?;
                 check_size(cx, &shape)?;
                 self.emit(cx, Op::Expand { shape }, vec![x])
             }
@@ -1193,15 +974,9 @@ impl<'a> Importer<'a> {
                 } else if let Some(i) = a.int("value_int")? {
                     self.tensor(cx, TensorType::new(DType::I64, vec![]), Data::Int(vec![i]))?
                 } else if let Some(is) = a.ints("value_ints")? {
-                    self.tensor(
-                        cx,
-                        TensorType::new(DType::I64, vec![is.len()]),
-                        Data::Int(is),
-                    )?
+                    self.tensor(cx, TensorType::new(DType::I64, vec![is.len()]), Data::Int(is))?
                 } else {
-                    return Err(cx.invalid(
-                        "no supported value attribute (value, value_float(s), value_int(s))",
-                    ));
+                    return Err(cx.invalid("no supported value attribute (value, value_float(s), value_int(s))"));
                 };
                 one(self.constant(cx, t))
             }
@@ -1212,15 +987,8 @@ impl<'a> Importer<'a> {
                 let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
                 let start = clamp(cx.attrs.int_or("start", 0)?);
                 let end = clamp(cx.attrs.int_or("end", rank)?);
-                let dims: Vec<i64> = shape[start..end.max(start)]
-                    .iter()
-                    .map(|&d| d as i64)
-                    .collect();
-                let t = self.tensor(
-                    cx,
-                    TensorType::new(DType::I64, vec![dims.len()]),
-                    Data::Int(dims),
-                )?;
+                let dims: Vec<i64> = shape[start..end.max(start)].iter().map(|&d| d as i64).collect();
+                let t = self.tensor(cx, TensorType::new(DType::I64, vec![dims.len()]), Data::Int(dims))?;
                 one(self.constant(cx, t))
             }
             "Size" => {
@@ -1230,10 +998,7 @@ impl<'a> Importer<'a> {
                 one(self.constant(cx, t))
             }
             "ConstantOfShape" => {
-                let spec = self
-                    .const_input(cx, 0)?
-                    .ok_or_else(|| cx.invalid("missing shape"))?
-                    .to_i64_vec();
+                let spec = self.const_input(cx, 0)?.ok_or_else(|| cx.invalid("missing shape"))?.to_i64_vec();
                 if spec.iter().any(|&d| d < 0) {
                     return Err(cx.invalid(format!("negative size in shape {spec:?}")));
                 }
@@ -1257,9 +1022,7 @@ impl<'a> Importer<'a> {
             }
             "Range" => {
                 let mut get = |i: usize| -> Result<Tensor, FrontendError> {
-                    let t = self
-                        .const_input(cx, i)?
-                        .ok_or_else(|| cx.invalid(format!("missing input {i}")))?;
+                    let t = self.const_input(cx, i)?.ok_or_else(|| cx.invalid(format!("missing input {i}")))?;
                     if t.numel() != 1 {
                         return Err(cx.invalid(format!("input {i} must be a scalar")));
                     }
@@ -1288,17 +1051,11 @@ impl<'a> Importer<'a> {
                         let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
                         self.tensor(cx, TensorType::new(dtype, vec![n]), Data::Float(v))?
                     }
-                    _ => {
-                        return Err(
-                            cx.invalid("start, limit and delta must have the same numeric type")
-                        )
-                    }
+                    _ => return Err(cx.invalid("start, limit and delta must have the same numeric type")),
                 };
                 one(self.constant(cx, t))
             }
-            other => Err(cx.invalid(format!(
-                "op `{other}` has no translation (internal: listed as supported)"
-            ))),
+            other => Err(cx.invalid(format!("op `{other}` has no translation (internal: listed as supported)"))),
         }
     }
 
@@ -1358,9 +1115,7 @@ impl<'a> Importer<'a> {
                     let input = xs[2 + i];
                     let s = strides[i].max(1);
                     let out = input.div_ceil(s);
-                    let needed = (out.saturating_sub(1)) * s
-                        + (kernel_shape[i].saturating_sub(1)) * dilations[i]
-                        + 1;
+                    let needed = (out.saturating_sub(1)) * s + (kernel_shape[i].saturating_sub(1)) * dilations[i] + 1;
                     let total = needed.saturating_sub(input);
                     let small = total / 2;
                     if auto_pad == "SAME_UPPER" {
@@ -1376,17 +1131,7 @@ impl<'a> Importer<'a> {
             }
             other => return Err(cx.invalid(format!("unknown auto_pad `{other}`"))),
         };
-        self.emit(
-            cx,
-            Op::Conv {
-                kernel_shape,
-                strides,
-                pads,
-                dilations,
-                group: group as usize,
-            },
-            inputs,
-        )
+        self.emit(cx, Op::Conv { kernel_shape, strides, pads, dilations, group: group as usize }, inputs)
     }
 
     fn slice(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
@@ -1394,26 +1139,14 @@ impl<'a> Importer<'a> {
         let shape = self.ty(x).shape.clone();
         // Opset >= 10: starts/ends/axes/steps are inputs; before, attributes.
         let (starts, ends, axes, steps) = if cx.node.input.len() > 1 {
-            let starts = self
-                .const_input(cx, 1)?
-                .ok_or_else(|| cx.invalid("missing starts"))?
-                .to_i64_vec();
-            let ends = self
-                .const_input(cx, 2)?
-                .ok_or_else(|| cx.invalid("missing ends"))?
-                .to_i64_vec();
+            let starts = self.const_input(cx, 1)?.ok_or_else(|| cx.invalid("missing starts"))?.to_i64_vec();
+            let ends = self.const_input(cx, 2)?.ok_or_else(|| cx.invalid("missing ends"))?.to_i64_vec();
             let axes = self.const_input(cx, 3)?.map(|t| t.to_i64_vec());
             let steps = self.const_input(cx, 4)?.map(|t| t.to_i64_vec());
             (starts, ends, axes, steps)
         } else {
-            let starts = cx
-                .attrs
-                .ints("starts")?
-                .ok_or_else(|| cx.invalid("missing starts"))?;
-            let ends = cx
-                .attrs
-                .ints("ends")?
-                .ok_or_else(|| cx.invalid("missing ends"))?;
+            let starts = cx.attrs.ints("starts")?.ok_or_else(|| cx.invalid("missing starts"))?;
+            let ends = cx.attrs.ints("ends")?.ok_or_else(|| cx.invalid("missing ends"))?;
             (starts, ends, cx.attrs.ints("axes")?, None)
         };
         let n = starts.len();
@@ -1430,21 +1163,11 @@ impl<'a> Importer<'a> {
         let axes = cx.axes(&axes, shape.len())?;
         let (mut cs, mut ce) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for i in 0..n {
-            let (s, e) = clamp_slice(starts[i], ends[i], steps[i], shape[axes[i]] as i64)
-                .map_err(|m| cx.invalid(m))?;
+            let (s, e) = clamp_slice(starts[i], ends[i], steps[i], shape[axes[i]] as i64).map_err(|m| cx.invalid(m))?;
             cs.push(s);
             ce.push(e);
         }
-        self.emit(
-            cx,
-            Op::Slice {
-                axes,
-                starts: cs,
-                ends: ce,
-                steps,
-            },
-            vec![x],
-        )
+        self.emit(cx, Op::Slice { axes, starts: cs, ends: ce, steps }, vec![x])
     }
 }
 
@@ -1471,19 +1194,11 @@ pub(crate) fn clamp_slice(start: i64, end: i64, step: i64, dim: i64) -> Result<(
     }
     let adj = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
     let (s, e) = (adj(start), adj(end));
-    Ok(if step > 0 {
-        (s.clamp(0, dim), e.clamp(0, dim))
-    } else {
-        (s.clamp(0, (dim - 1).max(0)), e.clamp(-1, dim - 1))
-    })
+    Ok(if step > 0 { (s.clamp(0, dim), e.clamp(0, dim)) } else { (s.clamp(0, (dim - 1).max(0)), e.clamp(-1, dim - 1)) })
 }
 
 /// Static target of an ONNX Reshape: `0` copies the input dim (unless `allowzero`), one `-1` is inferred.
-pub(crate) fn reshape_target(
-    input: &[usize],
-    spec: &[i64],
-    allowzero: bool,
-) -> Result<Vec<usize>, String> {
+pub(crate) fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<usize>, String> {
     let numel: usize = input.iter().product();
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;
@@ -1491,9 +1206,7 @@ pub(crate) fn reshape_target(
         match d {
             0 if !allowzero => {
                 let Some(&dim) = input.get(i) else {
-                    return Err(format!(
-                        "shape {spec:?}: 0 at position {i} has no input dim to copy"
-                    ));
+                    return Err(format!("shape {spec:?}: 0 at position {i} has no input dim to copy"));
                 };
                 out.push(dim);
             }
@@ -1508,21 +1221,15 @@ pub(crate) fn reshape_target(
             d => out.push(d as usize),
         }
     }
-    let known = out
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format!("shape {spec:?} is too large"))?;
+    let known =
+        out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("shape {spec:?} is too large"))?;
     if let Some(i) = infer {
         if numel.checked_rem(known) != Some(0) {
-            return Err(format!(
-                "cannot reshape {input:?} ({numel} elements) to {spec:?}"
-            ));
+            return Err(format!("cannot reshape {input:?} ({numel} elements) to {spec:?}"));
         }
         out[i] = numel / known;
     } else if known != numel {
-        return Err(format!(
-            "cannot reshape {input:?} ({numel} elements) to {spec:?}"
-        ));
+        return Err(format!("cannot reshape {input:?} ({numel} elements) to {spec:?}"));
     }
     Ok(out)
 }

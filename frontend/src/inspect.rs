@@ -82,19 +82,13 @@ fn io_info(vi: &ValueInfoProto) -> IoInfo {
                     .iter()
                     .map(|d| match &d.value {
                         Some(dimension::Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v as usize),
-                        Some(dimension::Value::DimParam(p)) if !p.is_empty() => {
-                            Dim::Named(p.clone())
-                        }
+                        Some(dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Named(p.clone()),
                         _ => Dim::Unknown,
                     })
                     .collect()
             }),
         },
-        _ => IoInfo {
-            name: vi.name.clone(),
-            dtype: "not a tensor".into(),
-            shape: None,
-        },
+        _ => IoInfo { name: vi.name.clone(), dtype: "not a tensor".into(), shape: None },
     }
 }
 
@@ -112,24 +106,14 @@ pub fn inspect(m: &OnnxModel) -> ModelInfo {
         };
         *op_histogram.entry(key).or_insert(0) += 1;
     }
-    let parameter_count = g
-        .initializer
-        .iter()
-        .map(|t| t.dims.iter().map(|&d| d.max(0) as usize).product::<usize>())
-        .sum();
+    let parameter_count =
+        g.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as usize).product::<usize>()).sum();
     ModelInfo {
         path: m.path.display().to_string(),
-        producer: format!("{} {}", m.proto.producer_name, m.proto.producer_version)
-            .trim()
-            .to_string(),
+        producer: format!("{} {}", m.proto.producer_name, m.proto.producer_version).trim().to_string(),
         ir_version: m.proto.ir_version,
         opset: m.opset(),
-        inputs: g
-            .input
-            .iter()
-            .filter(|i| !inits.contains(i.name.as_str()))
-            .map(io_info)
-            .collect(),
+        inputs: g.input.iter().filter(|i| !inits.contains(i.name.as_str())).map(io_info).collect(),
         outputs: g.output.iter().map(io_info).collect(),
         op_histogram,
         node_count: g.node.len(),
@@ -155,11 +139,7 @@ impl fmt::Display for ModelInfo {
         for o in &self.outputs {
             writeln!(f, "  {o}")?;
         }
-        writeln!(
-            f,
-            "parameters: {} in {} initializers",
-            self.parameter_count, self.initializer_count
-        )?;
+        writeln!(f, "parameters: {} in {} initializers", self.parameter_count, self.initializer_count)?;
         writeln!(f, "nodes:      {}", self.node_count)?;
         for (op, n) in &self.op_histogram {
             writeln!(f, "  {op:<24} {n}")?;

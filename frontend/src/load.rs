@@ -33,35 +33,21 @@ impl OnnxModel {
 
     /// The default-domain opset version (`""` or `"ai.onnx"`), if declared.
     pub fn opset(&self) -> Option<i64> {
-        self.proto
-            .opset_import
-            .iter()
-            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-            .map(|o| o.version)
+        self.proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version)
     }
 }
 
 /// Reads and decodes an ONNX file, loading external data relative to the file's directory.
 pub fn load(path: &Path) -> Result<OnnxModel, FrontendError> {
-    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io { path: path.to_path_buf(), source })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     decode(&bytes, path, Some(&base))
 }
 
 /// Decodes a model from bytes. `path` labels messages; external data is resolved against `base_dir`
 /// (an external reference with `base_dir = None` is an error).
-pub fn decode(
-    bytes: &[u8],
-    path: &Path,
-    base_dir: Option<&Path>,
-) -> Result<OnnxModel, FrontendError> {
-    let decode_err = |msg: String| FrontendError::Decode {
-        path: path.to_path_buf(),
-        msg,
-    };
+pub fn decode(bytes: &[u8], path: &Path, base_dir: Option<&Path>) -> Result<OnnxModel, FrontendError> {
+    let decode_err = |msg: String| FrontendError::Decode { path: path.to_path_buf(), msg };
     let mut proto = ModelProto::decode(bytes).map_err(|e| decode_err(e.to_string()))?;
     let Some(graph) = proto.graph.as_mut() else {
         return Err(decode_err("the model has no graph".into()));
@@ -69,9 +55,7 @@ pub fn decode(
     // Random bytes sometimes decode as a valid (nonsense) protobuf; a model without any declared
     // opset and without nodes and inputs is not something an exporter writes.
     if proto.opset_import.is_empty() && graph.node.is_empty() && graph.input.is_empty() {
-        return Err(decode_err(
-            "no opset_import, nodes or inputs (not an ONNX model?)".into(),
-        ));
+        return Err(decode_err("no opset_import, nodes or inputs (not an ONNX model?)".into()));
     }
     let mut ext = ExternalFiles::new(base_dir);
     for t in graph.initializer.iter_mut() {
@@ -87,10 +71,7 @@ pub fn decode(
             }
         }
     }
-    Ok(OnnxModel {
-        proto,
-        path: path.to_path_buf(),
-    })
+    Ok(OnnxModel { proto, path: path.to_path_buf() })
 }
 
 /// Open external data files, so that a file holding hundreds of tensors is opened once.
@@ -101,10 +82,7 @@ struct ExternalFiles<'a> {
 
 impl<'a> ExternalFiles<'a> {
     fn new(base: Option<&'a Path>) -> Self {
-        ExternalFiles {
-            base,
-            open: Vec::new(),
-        }
+        ExternalFiles { base, open: Vec::new() }
     }
 
     /// Replaces an external reference by inline `raw_data`.
@@ -122,10 +100,8 @@ impl<'a> ExternalFiles<'a> {
         let mut offset = 0u64;
         let mut length = None;
         for kv in &t.external_data {
-            let parse = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| missing(Path::new(&kv.value), format!("bad {} `{v}`", kv.key)))
-            };
+            let parse =
+                |v: &str| v.parse::<u64>().map_err(|_| missing(Path::new(&kv.value), format!("bad {} `{v}`", kv.key)));
             match kv.key.as_str() {
                 "location" => location = Some(kv.value.clone()),
                 "offset" => offset = parse(&kv.value)?,
@@ -138,26 +114,17 @@ impl<'a> ExternalFiles<'a> {
         };
         let rel = Path::new(&location);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(missing(
-                rel,
-                "location must be a relative path inside the model directory".into(),
-            ));
+            return Err(missing(rel, "location must be a relative path inside the model directory".into()));
         }
         let Some(base) = self.base else {
-            return Err(missing(
-                rel,
-                "model was not read from a file, so external data cannot be found".into(),
-            ));
+            return Err(missing(rel, "model was not read from a file, so external data cannot be found".into()));
         };
         let full = base.join(rel);
         let idx = match self.open.iter().position(|(p, _, _)| *p == full) {
             Some(i) => i,
             None => {
                 let f = File::open(&full).map_err(|e| missing(&full, e.to_string()))?;
-                let size = f
-                    .metadata()
-                    .map_err(|e| missing(&full, e.to_string()))?
-                    .len();
+                let size = f.metadata().map_err(|e| missing(&full, e.to_string()))?.len();
                 self.open.push((full.clone(), f, size));
                 self.open.len() - 1
             }
@@ -168,17 +135,12 @@ impl<'a> ExternalFiles<'a> {
         if offset.checked_add(length).is_none_or(|end| end > size) {
             return Err(missing(
                 &full,
-                format!(
-                    "bytes {offset}..{} are out of range (file has {size} bytes)",
-                    offset.saturating_add(length)
-                ),
+                format!("bytes {offset}..{} are out of range (file has {size} bytes)", offset.saturating_add(length)),
             ));
         }
         let mut buf = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| missing(&full, e.to_string()))?;
-        file.read_exact(&mut buf)
-            .map_err(|e| missing(&full, e.to_string()))?;
+        file.seek(SeekFrom::Start(offset)).map_err(|e| missing(&full, e.to_string()))?;
+        file.read_exact(&mut buf).map_err(|e| missing(&full, e.to_string()))?;
         t.raw_data = buf;
         t.data_location = 0;
         t.external_data.clear();
@@ -216,15 +178,8 @@ pub(crate) fn f16_to_f64(bits: u16) -> f64 {
 
 /// Converts a `TensorProto` (with inline data) to an IR tensor.
 pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError> {
-    let name = if t.name.is_empty() {
-        "<unnamed>"
-    } else {
-        t.name.as_str()
-    };
-    let err = |msg: String| FrontendError::InvalidTensor {
-        tensor: name.to_string(),
-        msg,
-    };
+    let name = if t.name.is_empty() { "<unnamed>" } else { t.name.as_str() };
+    let err = |msg: String| FrontendError::InvalidTensor { tensor: name.to_string(), msg };
     if t.data_location == DATA_LOCATION_EXTERNAL {
         return Err(err("external data was not loaded".into()));
     }
@@ -235,10 +190,8 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         shape.push(d as usize);
     }
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err("too many elements".into()))?;
+    let numel =
+        shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| err("too many elements".into()))?;
     let raw = &t.raw_data;
     let has_raw = !raw.is_empty();
     // Fixed-width raw data: check the byte count before decoding.
@@ -263,9 +216,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
     let (dtype, data) = match t.data_type {
         dt::FLOAT => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(4)?
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                    .collect()
+                raw_chunks(4)?.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect()
             } else {
                 typed_len(t.float_data.len(), "float_data")?;
                 t.float_data.iter().map(|&x| x as f64).collect()
@@ -274,9 +225,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::DOUBLE => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(8)?
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect()
+                raw_chunks(8)?.map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
             } else {
                 typed_len(t.double_data.len(), "double_data")?;
                 t.double_data.clone()
@@ -285,9 +234,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::FLOAT16 => {
             let v: Vec<f64> = if has_raw {
-                raw_chunks(2)?
-                    .map(|c| f16_to_f64(u16::from_le_bytes([c[0], c[1]])))
-                    .collect()
+                raw_chunks(2)?.map(|c| f16_to_f64(u16::from_le_bytes([c[0], c[1]]))).collect()
             } else {
                 // Typed storage of f16 is the bit pattern in int32_data.
                 typed_len(t.int32_data.len(), "int32_data")?;
@@ -307,15 +254,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
                 match t.data_type {
                     dt::INT8 => chunks.map(|c| c[0] as i8 as i64).collect(),
                     dt::UINT8 => chunks.map(|c| c[0] as i64).collect(),
-                    dt::INT16 => chunks
-                        .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
-                        .collect(),
-                    dt::UINT16 => chunks
-                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
-                        .collect(),
-                    _ => chunks
-                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                        .collect(),
+                    dt::INT16 => chunks.map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+                    dt::UINT16 => chunks.map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+                    _ => chunks.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
                 }
             } else {
                 typed_len(t.int32_data.len(), "int32_data")?;
@@ -325,9 +266,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         }
         dt::INT64 => {
             let v: Vec<i64> = if has_raw {
-                raw_chunks(8)?
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect()
+                raw_chunks(8)?.map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
             } else {
                 typed_len(t.int64_data.len(), "int64_data")?;
                 t.int64_data.clone()
@@ -337,13 +276,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
         dt::UINT32 | dt::UINT64 => {
             let v: Vec<u64> = if has_raw {
                 if t.data_type == dt::UINT32 {
-                    raw_chunks(4)?
-                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
-                        .collect()
+                    raw_chunks(4)?.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64).collect()
                 } else {
-                    raw_chunks(8)?
-                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                        .collect()
+                    raw_chunks(8)?.map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
                 }
             } else {
                 typed_len(t.uint64_data.len(), "uint64_data")?;
@@ -351,9 +286,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> Result<Tensor, FrontendError
             };
             let v = v
                 .into_iter()
-                .map(|x| {
-                    i64::try_from(x).map_err(|_| err(format!("value {x} does not fit in i64")))
-                })
+                .map(|x| i64::try_from(x).map_err(|_| err(format!("value {x} does not fit in i64"))))
                 .collect::<Result<Vec<i64>, _>>()?;
             (DType::I64, Data::Int(v))
         }

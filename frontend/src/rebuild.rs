@@ -28,10 +28,7 @@ pub(crate) struct Replacement {
     pub inputs: Vec<NewInput>,
 }
 
-pub(crate) fn rebuild(
-    mut old: Graph,
-    replace: &HashMap<Node, Replacement>,
-) -> Result<Graph, FrontendError> {
+pub(crate) fn rebuild(mut old: Graph, replace: &HashMap<Node, Replacement>) -> Result<Graph, FrontendError> {
     // Liveness, backwards from the outputs, through replacement inputs where a node is replaced.
     let mut live_val: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
     let mut live_node: SecondaryMap<Node, bool> = SecondaryMap::with_default(false);
@@ -63,21 +60,14 @@ pub(crate) fn rebuild(
     let mut map: SecondaryMap<Value, Option<Value>> = SecondaryMap::with_default(None);
     for &v in &old.inputs {
         let d = &old.values[v];
-        map[v] = Some(g.add_input(
-            d.name.clone().unwrap_or_else(|| v.to_string()),
-            d.ty.clone(),
-        ));
+        map[v] = Some(g.add_input(d.name.clone().unwrap_or_else(|| v.to_string()), d.ty.clone()));
     }
     let mut moved: SecondaryMap<Const, Option<Const>> = SecondaryMap::with_default(None);
     let nodes: Vec<Node> = old.nodes.keys().filter(|&n| live_node[n]).collect();
     for n in nodes {
         let name = old.nodes[n].name.clone();
         let mapped = |map: &SecondaryMap<Value, Option<Value>>, v: Value| {
-            map[v].ok_or_else(|| {
-                FrontendError::Internal(format!(
-                    "rebuild: {v} used by `{name}` before it is defined"
-                ))
-            })
+            map[v].ok_or_else(|| FrontendError::Internal(format!("rebuild: {v} used by `{name}` before it is defined")))
         };
         let new_outputs: Vec<Value> = if let Some(r) = replace.get(&n) {
             let mut inputs = Vec::with_capacity(r.inputs.len());
@@ -87,20 +77,14 @@ pub(crate) fn rebuild(
                     NewInput::Const(t) => g.add_constant(t.clone(), format!("{name}/const")),
                 });
             }
-            let nn = g
-                .add_node(r.op.clone(), inputs, name.clone())
-                .map_err(|source| FrontendError::Shape {
-                    node: name.clone(),
-                    op: r.op.name().to_string(),
-                    source: Box::new(source),
-                })?;
+            let nn = g.add_node(r.op.clone(), inputs, name.clone()).map_err(|source| FrontendError::Shape {
+                node: name.clone(),
+                op: r.op.name().to_string(),
+                source: Box::new(source),
+            })?;
             let outs = g.nodes[nn].outputs.clone();
             let old_outs = &old.nodes[n].outputs;
-            let same = outs.len() == old_outs.len()
-                && outs
-                    .iter()
-                    .zip(old_outs)
-                    .all(|(&a, &b)| g.ty(a) == old.ty(b));
+            let same = outs.len() == old_outs.len() && outs.iter().zip(old_outs).all(|(&a, &b)| g.ty(a) == old.ty(b));
             if !same {
                 return Err(FrontendError::Internal(format!(
                     "rebuild: replacement of `{name}` changes its result types"
@@ -123,11 +107,7 @@ pub(crate) fn rebuild(
             g.nodes[nn].outputs.clone()
         } else {
             let data = &old.nodes[n];
-            let inputs = data
-                .inputs
-                .iter()
-                .map(|&v| mapped(&map, v))
-                .collect::<Result<Vec<_>, _>>()?;
+            let inputs = data.inputs.iter().map(|&v| mapped(&map, v)).collect::<Result<Vec<_>, _>>()?;
             let tys = data.outputs.iter().map(|&v| old.ty(v).clone()).collect();
             let nn = g.add_node_typed(data.op.clone(), inputs, tys, name);
             g.nodes[nn].outputs.clone()
@@ -140,9 +120,7 @@ pub(crate) fn rebuild(
         }
     }
     for &v in &old.outputs {
-        let nv = map[v].ok_or_else(|| {
-            FrontendError::Internal(format!("rebuild: output {v} is not defined"))
-        })?;
+        let nv = map[v].ok_or_else(|| FrontendError::Internal(format!("rebuild: output {v} is not defined")))?;
         g.outputs.push(nv);
     }
     Ok(g)

@@ -80,11 +80,7 @@ impl<'g> Matcher<'g> {
                 }
             }
         }
-        Matcher {
-            g,
-            uses: g.use_counts(),
-            users,
-        }
+        Matcher { g, uses: g.use_counts(), users }
     }
 
     fn producer(&self, v: Value) -> Option<(Node, &'g NodeData)> {
@@ -108,9 +104,7 @@ impl<'g> Matcher<'g> {
         let t = self.g.constant_of(v)?;
         let Data::Float(xs) = &t.data else {
             return match &t.data {
-                Data::Int(xs) if !xs.is_empty() && xs.iter().all(|&x| x == xs[0]) => {
-                    Some(xs[0] as f64)
-                }
+                Data::Int(xs) if !xs.is_empty() && xs.iter().all(|&x| x == xs[0]) => Some(xs[0] as f64),
                 _ => None,
             };
         };
@@ -143,11 +137,7 @@ impl<'g> Matcher<'g> {
     fn layer_norm(&self, r1: Node) -> Option<Fusion> {
         let g = self.g;
         let r1d = &g.nodes[r1];
-        let Op::ReduceMean {
-            axes,
-            keepdims: true,
-        } = &r1d.op
-        else {
+        let Op::ReduceMean { axes, keepdims: true } = &r1d.op else {
             return None;
         };
         let x = r1d.inputs[0];
@@ -209,10 +199,7 @@ impl<'g> Matcher<'g> {
             Op::Mul => {
                 let (rec, recd) = self.sole_user(s, 1)?;
                 let r = recd.outputs[0];
-                if recd.op != Op::Reciprocal
-                    || self.uses[r] != 1
-                    || self.other_operand(normd, |v| v == r) != Some(d)
-                {
+                if recd.op != Op::Reciprocal || self.uses[r] != 1 || self.other_operand(normd, |v| v == r) != Some(d) {
                     return None;
                 }
                 nodes.push(rec);
@@ -230,10 +217,7 @@ impl<'g> Matcher<'g> {
         if let Some((mul, muld)) = self.sole_user(out, 1) {
             if muld.op == Op::Mul {
                 let o = out;
-                if let Some(sc) = self
-                    .other_operand(muld, |v| v == o)
-                    .filter(|&v| fits(v) && v != o)
-                {
+                if let Some(sc) = self.other_operand(muld, |v| v == o).filter(|&v| fits(v) && v != o) {
                     scale = Some(sc);
                     nodes.push(mul);
                     last = mul;
@@ -245,10 +229,7 @@ impl<'g> Matcher<'g> {
             if let Some((badd, baddd)) = self.sole_user(out, 1) {
                 if baddd.op == Op::Add {
                     let o = out;
-                    if let Some(b) = self
-                        .other_operand(baddd, |v| v == o)
-                        .filter(|&v| fits(v) && v != o)
-                    {
+                    if let Some(b) = self.other_operand(baddd, |v| v == o).filter(|&v| fits(v) && v != o) {
                         bias = Some(b);
                         nodes.push(badd);
                         last = badd;
@@ -270,14 +251,7 @@ impl<'g> Matcher<'g> {
         };
         let mut inputs = vec![NewInput::Old(x), scale];
         inputs.extend(bias.map(NewInput::Old));
-        Some(Fusion {
-            nodes,
-            last,
-            replacement: Replacement {
-                op: Op::LayerNorm { axis, epsilon },
-                inputs,
-            },
-        })
+        Some(Fusion { nodes, last, replacement: Replacement { op: Op::LayerNorm { axis, epsilon }, inputs } })
     }
 
     // ---------------------------------------------------------------- GELU
@@ -293,35 +267,23 @@ impl<'g> Matcher<'g> {
         if other == x {
             // (x * a) * 0.5
             let (m2, m2d) = self.sole_user(out1, 1)?;
-            (m2d.op == Op::Mul
-                && self
-                    .other_operand(m2d, |v| v == out1)
-                    .is_some_and(|c| self.is_const(c, 0.5)))
-            .then(|| (vec![m1, m2], m2))
+            (m2d.op == Op::Mul && self.other_operand(m2d, |v| v == out1).is_some_and(|c| self.is_const(c, 0.5)))
+                .then(|| (vec![m1, m2], m2))
         } else if self.is_const(other, 0.5) {
             // x * (a * 0.5)
             let (m2, m2d) = self.sole_user(out1, 1)?;
-            (m2d.op == Op::Mul && self.other_operand(m2d, |v| v == out1) == Some(x))
-                .then(|| (vec![m1, m2], m2))
+            (m2d.op == Op::Mul && self.other_operand(m2d, |v| v == out1) == Some(x)).then(|| (vec![m1, m2], m2))
         } else {
             // (x * 0.5) * a
             let (h, hd) = self.producer(other)?;
             let ok = hd.op == Op::Mul
                 && self.uses[other] == 1
-                && self
-                    .other_operand(hd, |v| v == x)
-                    .is_some_and(|c| c != x && self.is_const(c, 0.5));
+                && self.other_operand(hd, |v| v == x).is_some_and(|c| c != x && self.is_const(c, 0.5));
             ok.then(|| (vec![h, m1], m1))
         }
     }
 
-    fn gelu_fusion(
-        &self,
-        x: Value,
-        mut nodes: Vec<Node>,
-        a: Value,
-        approx: GeluApprox,
-    ) -> Option<Fusion> {
+    fn gelu_fusion(&self, x: Value, mut nodes: Vec<Node>, a: Value, approx: GeluApprox) -> Option<Fusion> {
         if !self.g.ty(x).dtype.is_float() {
             return None;
         }
@@ -330,25 +292,15 @@ impl<'g> Matcher<'g> {
         if !self.same_type(self.g.nodes[last].outputs[0], x) {
             return None;
         }
-        Some(Fusion {
-            nodes,
-            last,
-            replacement: Replacement {
-                op: Op::Gelu(approx),
-                inputs: vec![NewInput::Old(x)],
-            },
-        })
+        Some(Fusion { nodes, last, replacement: Replacement { op: Op::Gelu(approx), inputs: vec![NewInput::Old(x)] } })
     }
 
     /// `a = 1 + f(...)`: the Add consuming the unary node `n`'s result.
     fn plus_one(&self, n: Node) -> Option<(Node, Value)> {
         let e = self.g.nodes[n].outputs[0];
         let (add, addd) = self.sole_user(e, 1)?;
-        (addd.op == Op::Add
-            && self
-                .other_operand(addd, |v| v == e)
-                .is_some_and(|c| c != e && self.is_const(c, 1.0)))
-        .then(|| (add, addd.outputs[0]))
+        (addd.op == Op::Add && self.other_operand(addd, |v| v == e).is_some_and(|c| c != e && self.is_const(c, 1.0)))
+            .then(|| (add, addd.outputs[0]))
     }
 
     fn gelu_erf(&self, erf: Node) -> Option<Fusion> {
@@ -360,9 +312,7 @@ impl<'g> Matcher<'g> {
         let (scale, sd) = self.producer(d)?;
         let x = match sd.op {
             Op::Div if self.is_const(sd.inputs[1], std::f64::consts::SQRT_2) => sd.inputs[0],
-            Op::Mul => {
-                self.other_operand(sd, |c| self.is_const(c, std::f64::consts::FRAC_1_SQRT_2))?
-            }
+            Op::Mul => self.other_operand(sd, |c| self.is_const(c, std::f64::consts::FRAC_1_SQRT_2))?,
             _ => return None,
         };
         if g.constant_of(x).is_some() {
@@ -404,9 +354,7 @@ impl<'g> Matcher<'g> {
         if od.op != Op::Mul {
             return None;
         }
-        let s = self.other_operand(od, |c| {
-            self.is_const(c, (2.0 / std::f64::consts::PI).sqrt())
-        })?;
+        let s = self.other_operand(od, |c| self.is_const(c, (2.0 / std::f64::consts::PI).sqrt()))?;
         if self.uses[s] != 1 {
             return None;
         }
@@ -414,10 +362,7 @@ impl<'g> Matcher<'g> {
         if sumd.op != Op::Add {
             return None;
         }
-        for (x, k) in [
-            (sumd.inputs[0], sumd.inputs[1]),
-            (sumd.inputs[1], sumd.inputs[0]),
-        ] {
+        for (x, k) in [(sumd.inputs[0], sumd.inputs[1]), (sumd.inputs[1], sumd.inputs[0])] {
             if self.uses[k] != 1 {
                 continue;
             }

@@ -16,30 +16,16 @@ use prost::Message;
 /// A model whose only output is the initializer `t` (through Identity), so import yields it as a constant.
 fn const_model(t: TensorProto) -> ModelProto {
     let name = t.name.clone();
-    model(
-        13,
-        vec![node("Identity", "id", &[&name], &["y"], vec![])],
-        vec![t],
-        vec![],
-        vec![vout("y")],
-    )
+    model(13, vec![node("Identity", "id", &[&name], &["y"], vec![])], vec![t], vec![], vec![vout("y")])
 }
 
 fn import_const(t: TensorProto) -> Result<polyhe_ir::Tensor, FrontendError> {
     let g = import_model(&const_model(t), &ImportOptions::default())?;
-    Ok(g.constant_of(g.outputs[0])
-        .expect("output is a constant")
-        .clone())
+    Ok(g.constant_of(g.outputs[0]).expect("output is a constant").clone())
 }
 
 fn raw(name: &str, data_type: i32, dims: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        data_type,
-        dims: dims.to_vec(),
-        raw_data: bytes,
-        ..Default::default()
-    }
+    TensorProto { name: name.into(), data_type, dims: dims.to_vec(), raw_data: bytes, ..Default::default() }
 }
 
 #[test]
@@ -55,15 +41,7 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
             vec![1.0, -2.5, 3.25, 0.0],
         ),
         (
-            raw(
-                "d",
-                dt::DOUBLE,
-                &[2],
-                [0.1f64, -1e300]
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect(),
-            ),
+            raw("d", dt::DOUBLE, &[2], [0.1f64, -1e300].iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorProto {
                 name: "d".into(),
                 data_type: dt::DOUBLE,
@@ -75,12 +53,7 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
             vec![0.1, -1e300],
         ),
         (
-            raw(
-                "h",
-                dt::FLOAT16,
-                &[4],
-                f16_bits.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
+            raw("h", dt::FLOAT16, &[4], f16_bits.iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorProto {
                 name: "h".into(),
                 data_type: dt::FLOAT16,
@@ -116,15 +89,7 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
             vec![128.0, 127.0, 255.0],
         ),
         (
-            raw(
-                "i32",
-                dt::INT32,
-                &[2],
-                [-7i32, 1 << 30]
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect(),
-            ),
+            raw("i32", dt::INT32, &[2], [-7i32, 1 << 30].iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorProto {
                 name: "i32".into(),
                 data_type: dt::INT32,
@@ -154,15 +119,7 @@ fn raw_and_typed_storage_agree_for_every_dtype() {
             vec![1.0, 0.0, 1.0],
         ),
         (
-            raw(
-                "u64",
-                dt::UINT64,
-                &[2],
-                [3u64, 1 << 62]
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect(),
-            ),
+            raw("u64", dt::UINT64, &[2], [3u64, 1 << 62].iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorProto {
                 name: "u64".into(),
                 data_type: dt::UINT64,
@@ -199,20 +156,12 @@ fn unsupported_dtypes_and_bad_sizes_name_the_tensor() {
         raw("short", dt::FLOAT, &[3], vec![0; 8]),
         f32_typed("typed_short", &[3], &[1.0]),
         raw("neg", dt::FLOAT, &[-1], vec![]),
-        raw(
-            "huge_u64",
-            dt::UINT64,
-            &[1],
-            u64::MAX.to_le_bytes().to_vec(),
-        ),
+        raw("huge_u64", dt::UINT64, &[1], u64::MAX.to_le_bytes().to_vec()),
     ];
     for t in cases {
         let name = t.name.clone();
         let err = import_const(t).unwrap_err();
-        assert!(
-            matches!(&err, FrontendError::InvalidTensor { tensor, .. } if *tensor == name),
-            "{name}: {err}"
-        );
+        assert!(matches!(&err, FrontendError::InvalidTensor { tensor, .. } if *tensor == name), "{name}: {err}");
         assert!(err.to_string().contains(&name), "{err}");
     }
 }
@@ -235,10 +184,7 @@ fn external_data_is_read_relative_to_the_model() {
         data_location: DATA_LOCATION_EXTERNAL,
         external_data: kv
             .iter()
-            .map(|(k, v)| StringStringEntryProto {
-                key: k.to_string(),
-                value: v.clone(),
-            })
+            .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
             .collect(),
         ..Default::default()
     };
@@ -246,10 +192,7 @@ fn external_data_is_read_relative_to_the_model() {
     let mk = |w_kv: Vec<(&str, String)>, b_kv: Vec<(&str, String)>| {
         model(
             13,
-            vec![
-                node("MatMul", "mm", &["x", "w"], &["h"], vec![]),
-                node("Add", "add", &["h", "b"], &["y"], vec![]),
-            ],
+            vec![node("MatMul", "mm", &["x", "w"], &["h"], vec![]), node("Add", "add", &["h", "b"], &["y"], vec![])],
             vec![ext("w", &[2, 3], &w_kv), ext("b", &[3], &b_kv)],
             vec![vf("x", &[1, 2])],
             vec![vout("y")],
@@ -257,11 +200,7 @@ fn external_data_is_read_relative_to_the_model() {
     };
     // b has no length: it runs to the end of the file.
     let good = mk(
-        vec![
-            loc.clone(),
-            ("offset", "16".into()),
-            ("length", "24".into()),
-        ],
+        vec![loc.clone(), ("offset", "16".into()), ("length", "24".into())],
         vec![loc.clone(), ("offset", "40".into())],
     );
     let path = dir.path().join("model.onnx");
@@ -274,20 +213,10 @@ fn external_data_is_read_relative_to_the_model() {
     assert_close(&out[0], &[1, 3], &[13.0, 24.5, 36.0], 0.0);
 
     // Out of range.
-    let bad = mk(
-        vec![
-            loc.clone(),
-            ("offset", "40".into()),
-            ("length", "24".into()),
-        ],
-        vec![loc.clone()],
-    );
+    let bad = mk(vec![loc.clone(), ("offset", "40".into()), ("length", "24".into())], vec![loc.clone()]);
     std::fs::write(&path, bad.encode_to_vec()).unwrap();
     let err = load(&path).unwrap_err();
-    assert!(
-        matches!(&err, FrontendError::MissingExternalData { tensor, .. } if tensor == "w"),
-        "{err}"
-    );
+    assert!(matches!(&err, FrontendError::MissingExternalData { tensor, .. } if tensor == "w"), "{err}");
     assert!(err.to_string().contains("out of range"), "{err}");
     // Missing file.
     let missing = mk(vec![("location", "nope.data".into())], vec![loc.clone()]);
@@ -300,10 +229,7 @@ fn external_data_is_read_relative_to_the_model() {
     // Escaping the model directory.
     let escape = mk(vec![("location", "../x.data".into())], vec![loc]);
     std::fs::write(&path, escape.encode_to_vec()).unwrap();
-    assert!(matches!(
-        load(&path),
-        Err(FrontendError::MissingExternalData { .. })
-    ));
+    assert!(matches!(load(&path), Err(FrontendError::MissingExternalData { .. })));
     // Decoding from memory cannot resolve external data.
     assert!(matches!(
         decode(&good.encode_to_vec(), Path::new("mem.onnx"), None),
@@ -338,20 +264,13 @@ fn bad_bytes_are_decode_errors_not_panics() {
             }
         }
     }
-    assert!(
-        decode_errors > bytes.len() / 2,
-        "{decode_errors} of {}",
-        bytes.len()
-    );
+    assert!(decode_errors > bytes.len() / 2, "{decode_errors} of {}", bytes.len());
     // A file cut in half.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     assert!(matches!(load(&path), Err(FrontendError::Decode { .. })));
     // Random bytes.
     for seed in 0..200u64 {
-        let junk: Vec<u8> = rand_vec(64 + seed as usize, seed + 1, 128.0)
-            .iter()
-            .map(|&v| (v + 128.0) as u8)
-            .collect();
+        let junk: Vec<u8> = rand_vec(64 + seed as usize, seed + 1, 128.0).iter().map(|&v| (v + 128.0) as u8).collect();
         match decode(&junk, Path::new("junk.onnx"), None) {
             Err(FrontendError::Decode { .. }) => {}
             Err(e) => panic!("seed {seed}: unexpected {e}"),
@@ -363,15 +282,9 @@ fn bad_bytes_are_decode_errors_not_panics() {
     }
     // Missing file.
     let err = load(&dir.path().join("absent.onnx")).unwrap_err();
-    assert!(
-        matches!(&err, FrontendError::Io { path, .. } if path.ends_with("absent.onnx")),
-        "{err}"
-    );
+    assert!(matches!(&err, FrontendError::Io { path, .. } if path.ends_with("absent.onnx")), "{err}");
     // Valid protobuf that is not a model.
-    assert!(matches!(
-        decode(&[], Path::new("empty.onnx"), None),
-        Err(FrontendError::Decode { .. })
-    ));
+    assert!(matches!(decode(&[], Path::new("empty.onnx"), None), Err(FrontendError::Decode { .. })));
 }
 
 /// Bit flips and byte changes in a real model give errors or a graph, never a panic.
@@ -380,11 +293,7 @@ fn corrupted_real_model_never_panics() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/bert_tiny/model.onnx");
     let bytes = std::fs::read(&path).unwrap();
     let opts = ImportOptions {
-        dims: [
-            ("batch_size".to_string(), 1),
-            ("sequence_length".to_string(), 4),
-        ]
-        .into(),
+        dims: [("batch_size".to_string(), 1), ("sequence_length".to_string(), 4)].into(),
         recognize: true,
         ..Default::default()
     };

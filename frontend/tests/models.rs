@@ -31,13 +31,7 @@ fn read_npy(path: &Path, dtype: DType) -> Tensor {
 
 /// Imports `models/<name>`, runs it on `inputs/` and compares with `expected/`; returns IR op counts.
 fn check_model(name: &str, recognize: bool) -> BTreeMap<&'static str, usize> {
-    check_files(
-        &models_dir().join(name),
-        "model.onnx",
-        "inputs",
-        "expected",
-        recognize,
-    )
+    check_files(&models_dir().join(name), "model.onnx", "inputs", "expected", recognize)
 }
 
 fn check_files(
@@ -56,34 +50,16 @@ fn check_files(
     eprintln!("{info}");
     let gp = m.proto.graph.as_ref().unwrap();
     let inits: Vec<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
-    let mut opts = ImportOptions {
-        recognize,
-        ..Default::default()
-    };
+    let mut opts = ImportOptions { recognize, ..Default::default() };
     let mut inputs = Vec::new();
-    for vi in gp
-        .input
-        .iter()
-        .filter(|i| !inits.contains(&i.name.as_str()))
-    {
-        let dtype = if info
-            .inputs
-            .iter()
-            .find(|i| i.name == vi.name)
-            .unwrap()
-            .dtype
-            == "f32"
-        {
+    for vi in gp.input.iter().filter(|i| !inits.contains(&i.name.as_str())) {
+        let dtype = if info.inputs.iter().find(|i| i.name == vi.name).unwrap().dtype == "f32" {
             DType::F32
         } else {
             DType::I64
         };
-        let t = read_npy(
-            &dir.join(inputs_dir).join(format!("{}.npy", vi.name)),
-            dtype,
-        );
-        opts.input_shapes
-            .insert(vi.name.clone(), t.shape().to_vec());
+        let t = read_npy(&dir.join(inputs_dir).join(format!("{}.npy", vi.name)), dtype);
+        opts.input_shapes.insert(vi.name.clone(), t.shape().to_vec());
         inputs.push(t);
     }
     let start = std::time::Instant::now();
@@ -92,10 +68,7 @@ fn check_files(
     polyhe_ir::verify::verify(&g).unwrap_or_else(|e| panic!("{name}: verifier: {e}"));
     let outs = polyhe_ir::interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     for (vi, got) in gp.output.iter().zip(&outs) {
-        let want = read_npy(
-            &dir.join(expected_dir).join(format!("{}.npy", vi.name)),
-            DType::F32,
-        );
+        let want = read_npy(&dir.join(expected_dir).join(format!("{}.npy", vi.name)), DType::F32);
         assert_eq!(got.shape(), want.shape(), "{name}/{}", vi.name);
         let worst = got
             .to_f64_vec()
@@ -171,12 +144,6 @@ fn minilm() {
     let ops = check_files(&dir, "model.onnx", "inputs", "expected", true);
     assert_eq!(ops.get("layer_norm"), Some(&13), "{ops:?}");
     assert_eq!(ops.get("gelu"), Some(&6), "{ops:?}");
-    let ops = check_files(
-        &dir,
-        "encoder.onnx",
-        "encoder_inputs",
-        "encoder_expected",
-        true,
-    );
+    let ops = check_files(&dir, "encoder.onnx", "encoder_inputs", "encoder_expected", true);
     assert_eq!(ops.get("gelu"), Some(&6), "{ops:?}");
 }

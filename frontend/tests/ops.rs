@@ -16,13 +16,7 @@ fn unary_model(
     inits: Vec<polyhe_frontend::proto::TensorProto>,
     outs: &[&str],
 ) -> polyhe_frontend::proto::ModelProto {
-    model(
-        opset,
-        nodes,
-        inits,
-        vec![vf("x", shape)],
-        outs.iter().map(|o| vout(o)).collect(),
-    )
+    model(opset, nodes, inits, vec![vf("x", shape)], outs.iter().map(|o| vout(o)).collect())
 }
 
 const X6: [f64; 6] = [1.0, -2.0, 3.0, 0.5, -0.25, 4.0];
@@ -30,36 +24,20 @@ const X6: [f64; 6] = [1.0, -2.0, 3.0, 0.5, -0.25, 4.0];
 #[test]
 fn binary_arithmetic_broadcasts() {
     let ops = ["Add", "Sub", "Mul", "Div", "Pow"];
-    let nodes = ops
-        .iter()
-        .map(|op| node(op, op, &["x", "b"], &[&format!("y_{op}")], vec![]))
-        .collect();
+    let nodes = ops.iter().map(|op| node(op, op, &["x", "b"], &[&format!("y_{op}")], vec![])).collect();
     let m = unary_model(
         17,
         &[2, 3],
         nodes,
         vec![f32_raw("b", &[3], &[2.0, 4.0, 2.0])],
-        &ops.map(|o| format!("y_{o}"))
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
+        &ops.map(|o| format!("y_{o}")).iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let g = import_ok(&m);
     let out = run(&g, &[tf(&[2, 3], &X6)]);
     let b = [2.0, 4.0, 2.0];
-    let f: [fn(f64, f64) -> f64; 5] = [
-        |a, b| a + b,
-        |a, b| a - b,
-        |a, b| a * b,
-        |a, b| a / b,
-        f64::powf,
-    ];
+    let f: [fn(f64, f64) -> f64; 5] = [|a, b| a + b, |a, b| a - b, |a, b| a * b, |a, b| a / b, f64::powf];
     for (k, f) in f.iter().enumerate() {
-        let want: Vec<f64> = X6
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| f(a, b[i % 3]))
-            .collect();
+        let want: Vec<f64> = X6.iter().enumerate().map(|(i, &a)| f(a, b[i % 3])).collect();
         assert_close(&out[k], &[2, 3], &want, 1e-12);
     }
     // Output names are the ONNX names; nodes keep theirs.
@@ -69,13 +47,8 @@ fn binary_arithmetic_broadcasts() {
 
 #[test]
 fn unary_ops() {
-    let ops = [
-        "Neg", "Abs", "Exp", "Tanh", "Sigmoid", "Relu", "Floor", "Ceil", "Erf",
-    ];
-    let nodes = ops
-        .iter()
-        .map(|op| node(op, op, &["x"], &[op], vec![]))
-        .collect();
+    let ops = ["Neg", "Abs", "Exp", "Tanh", "Sigmoid", "Relu", "Floor", "Ceil", "Erf"];
+    let nodes = ops.iter().map(|op| node(op, op, &["x"], &[op], vec![])).collect();
     let g = import_ok(&unary_model(17, &[6], nodes, vec![], &ops));
     let out = run(&g, &[tf(&[6], &X6)]);
     let erf = [
@@ -102,10 +75,7 @@ fn unary_ops() {
     }
     // Positive-only ops.
     let ops = ["Sqrt", "Reciprocal", "Log"];
-    let nodes = ops
-        .iter()
-        .map(|op| node(op, "", &["x"], &[op], vec![]))
-        .collect();
+    let nodes = ops.iter().map(|op| node(op, "", &["x"], &[op], vec![])).collect();
     let g = import_ok(&unary_model(17, &[3], nodes, vec![], &ops));
     // Empty node names are synthesized as OpType_<index>.
     assert!(
@@ -122,46 +92,14 @@ fn unary_ops() {
 #[test]
 fn comparisons_logic_where() {
     let cmp = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"];
-    let mut nodes: Vec<_> = cmp
-        .iter()
-        .map(|op| node(op, op, &["x", "t"], &[op], vec![]))
-        .collect();
+    let mut nodes: Vec<_> = cmp.iter().map(|op| node(op, op, &["x", "t"], &[op], vec![])).collect();
     nodes.push(node("Not", "not", &["Less"], &["not"], vec![]));
     nodes.push(node("And", "and", &["Less", "Equal"], &["and"], vec![]));
     nodes.push(node("Or", "or", &["Less", "Equal"], &["or"], vec![]));
-    nodes.push(node(
-        "Xor",
-        "xor",
-        &["LessOrEqual", "Equal"],
-        &["xor"],
-        vec![],
-    ));
-    nodes.push(node(
-        "Where",
-        "where",
-        &["Greater", "x", "t"],
-        &["where"],
-        vec![],
-    ));
-    let outs = [
-        "Equal",
-        "Less",
-        "Greater",
-        "LessOrEqual",
-        "GreaterOrEqual",
-        "not",
-        "and",
-        "or",
-        "xor",
-        "where",
-    ];
-    let g = import_ok(&unary_model(
-        17,
-        &[4],
-        nodes,
-        vec![f32_raw("t", &[], &[1.0])],
-        &outs,
-    ));
+    nodes.push(node("Xor", "xor", &["LessOrEqual", "Equal"], &["xor"], vec![]));
+    nodes.push(node("Where", "where", &["Greater", "x", "t"], &["where"], vec![]));
+    let outs = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "not", "and", "or", "xor", "where"];
+    let g = import_ok(&unary_model(17, &[4], nodes, vec![f32_raw("t", &[], &[1.0])], &outs));
     let out = run(&g, &[tf(&[4], &[0.0, 1.0, 2.0, 1.0])]);
     let b = |v: [u8; 4]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
     assert_close(&out[0], &[4], &b([0, 1, 0, 1]), 0.0);
@@ -186,11 +124,7 @@ fn matmul_and_gemm() {
             "gemm",
             &["x", "wt", "c"],
             &["gemm"],
-            vec![
-                a_int("transB", 1),
-                a_float("alpha", 2.0),
-                a_float("beta", 0.5),
-            ],
+            vec![a_int("transB", 1), a_float("alpha", 2.0), a_float("beta", 0.5)],
         ),
     ];
     let inits = vec![
@@ -201,18 +135,9 @@ fn matmul_and_gemm() {
     let g = import_ok(&unary_model(17, &[2, 3], nodes, inits, &["mm", "gemm"]));
     let out = run(&g, &[tf(&[2, 3], &X6)]);
     // x = [[1,-2,3],[0.5,-0.25,4]]
-    let mm = [
-        1.0 - 6.0 + 15.0,
-        2.0 - 8.0 + 18.0,
-        0.5 - 0.75 + 20.0,
-        1.0 - 1.0 + 24.0,
-    ];
+    let mm = [1.0 - 6.0 + 15.0, 2.0 - 8.0 + 18.0, 0.5 - 0.75 + 20.0, 1.0 - 1.0 + 24.0];
     assert_close(&out[0], &[2, 2], &mm, 1e-12);
-    let gemm: Vec<f64> = mm
-        .iter()
-        .enumerate()
-        .map(|(i, v)| 2.0 * v + 0.5 * [10.0, 20.0][i % 2])
-        .collect();
+    let gemm: Vec<f64> = mm.iter().enumerate().map(|(i, v)| 2.0 * v + 0.5 * [10.0, 20.0][i % 2]).collect();
     assert_close(&out[1], &[2, 2], &gemm, 1e-12);
 }
 
@@ -230,13 +155,7 @@ fn softmax_opset_semantics() {
     let g = import_ok(&unary_model(
         13,
         &[2, 3, 2],
-        vec![node(
-            "Softmax",
-            "sm",
-            &["x"],
-            &["y"],
-            vec![a_int("axis", 1)],
-        )],
+        vec![node("Softmax", "sm", &["x"], &["y"], vec![a_int("axis", 1)])],
         vec![],
         &["y"],
     ));
@@ -252,24 +171,14 @@ fn softmax_opset_semantics() {
     }
     assert_close(&out[0], &[2, 3, 2], &want, 1e-12);
     // Opset 11: axis=1 flattens to [2, 6] and normalizes each row of 6.
-    let g = import_ok(&unary_model(
-        11,
-        &[2, 3, 2],
-        vec![node("Softmax", "sm", &["x"], &["y"], vec![])],
-        vec![],
-        &["y"],
-    ));
+    let g =
+        import_ok(&unary_model(11, &[2, 3, 2], vec![node("Softmax", "sm", &["x"], &["y"], vec![])], vec![], &["y"]));
     let out = run(&g, &[tf(&[2, 3, 2], &x)]);
     let want: Vec<f64> = x.chunks(6).flat_map(softmax).collect();
     assert_close(&out[0], &[2, 3, 2], &want, 1e-12);
     // LogSoftmax, default axis -1 at opset 13.
-    let g = import_ok(&unary_model(
-        13,
-        &[2, 6],
-        vec![node("LogSoftmax", "ls", &["x"], &["y"], vec![])],
-        vec![],
-        &["y"],
-    ));
+    let g =
+        import_ok(&unary_model(13, &[2, 6], vec![node("LogSoftmax", "ls", &["x"], &["y"], vec![])], vec![], &["y"]));
     let out = run(&g, &[tf(&[2, 6], &x)]);
     let want: Vec<f64> = x.chunks(6).flat_map(softmax).map(f64::ln).collect();
     assert_close(&out[0], &[2, 6], &want, 1e-12);
@@ -277,17 +186,8 @@ fn softmax_opset_semantics() {
 
 #[test]
 fn layer_norm_and_batch_norm_ops() {
-    let nodes = vec![node(
-        "LayerNormalization",
-        "ln",
-        &["x", "s", "b"],
-        &["y"],
-        vec![a_float("epsilon", 1e-5)],
-    )];
-    let inits = vec![
-        f32_raw("s", &[3], &[1.0, 2.0, 0.5]),
-        f32_raw("b", &[3], &[0.0, 1.0, -1.0]),
-    ];
+    let nodes = vec![node("LayerNormalization", "ln", &["x", "s", "b"], &["y"], vec![a_float("epsilon", 1e-5)])];
+    let inits = vec![f32_raw("s", &[3], &[1.0, 2.0, 0.5]), f32_raw("b", &[3], &[0.0, 1.0, -1.0])];
     let g = import_ok(&unary_model(17, &[2, 3], nodes, inits, &["y"]));
     let out = run(&g, &[tf(&[2, 3], &X6)]);
     let mut want = Vec::new();
@@ -301,13 +201,8 @@ fn layer_norm_and_batch_norm_ops() {
     }
     assert_close(&out[0], &[2, 3], &want, 1e-9);
 
-    let nodes = vec![node(
-        "BatchNormalization",
-        "bn",
-        &["x", "s", "b", "mean", "var"],
-        &["y"],
-        vec![a_float("epsilon", 0.0)],
-    )];
+    let nodes =
+        vec![node("BatchNormalization", "bn", &["x", "s", "b", "mean", "var"], &["y"], vec![a_float("epsilon", 0.0)])];
     let inits = vec![
         f32_raw("s", &[2], &[2.0, 1.0]),
         f32_raw("b", &[2], &[1.0, 0.0]),
@@ -316,17 +211,8 @@ fn layer_norm_and_batch_norm_ops() {
     ];
     let g = import_ok(&unary_model(15, &[1, 2, 3], nodes, inits, &["y"]));
     let out = run(&g, &[tf(&[1, 2, 3], &X6)]);
-    let want: Vec<f64> = X6
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if i < 3 {
-                (v - 1.0) / 2.0 * 2.0 + 1.0
-            } else {
-                v + 1.0
-            }
-        })
-        .collect();
+    let want: Vec<f64> =
+        X6.iter().enumerate().map(|(i, &v)| if i < 3 { (v - 1.0) / 2.0 * 2.0 + 1.0 } else { v + 1.0 }).collect();
     assert_close(&out[0], &[1, 2, 3], &want, 1e-12);
 }
 
@@ -336,13 +222,7 @@ fn reductions_axes_attribute_and_input() {
     let attr = unary_model(
         13,
         &[2, 3],
-        vec![node(
-            "ReduceMean",
-            "r",
-            &["x"],
-            &["y"],
-            vec![a_ints("axes", &[-1])],
-        )],
+        vec![node("ReduceMean", "r", &["x"], &["y"], vec![a_ints("axes", &[-1])])],
         vec![],
         &["y"],
     );
@@ -361,13 +241,7 @@ fn reductions_axes_attribute_and_input() {
     let m = unary_model(
         13,
         &[2, 3],
-        vec![node(
-            "ReduceSum",
-            "r",
-            &["x", "axes"],
-            &["y"],
-            vec![a_int("keepdims", 0)],
-        )],
+        vec![node("ReduceSum", "r", &["x", "axes"], &["y"], vec![a_int("keepdims", 0)])],
         vec![i64_typed("axes", &[1], &[0])],
         &["y"],
     );
@@ -377,13 +251,7 @@ fn reductions_axes_attribute_and_input() {
     let m = unary_model(
         18,
         &[2, 3],
-        vec![node(
-            "ReduceMax",
-            "r",
-            &["x"],
-            &["y"],
-            vec![a_int("keepdims", 0)],
-        )],
+        vec![node("ReduceMax", "r", &["x"], &["y"], vec![a_int("keepdims", 0)])],
         vec![],
         &["y"],
     );
@@ -392,13 +260,7 @@ fn reductions_axes_attribute_and_input() {
     let m = unary_model(
         18,
         &[2, 3],
-        vec![node(
-            "ReduceMin",
-            "r",
-            &["x"],
-            &["y"],
-            vec![a_int("noop_with_empty_axes", 1)],
-        )],
+        vec![node("ReduceMin", "r", &["x"], &["y"], vec![a_int("noop_with_empty_axes", 1)])],
         vec![],
         &["y"],
     );
@@ -418,22 +280,13 @@ fn reshape_family() {
         &["y"],
     );
     let g = import_ok(&m);
-    assert!(g.nodes.values().any(|n| n.op
-        == Op::Reshape {
-            shape: vec![2, 6, 2]
-        }));
+    assert!(g.nodes.values().any(|n| n.op == Op::Reshape { shape: vec![2, 6, 2] }));
     assert_close(&run(&g, &[tf(&[2, 3, 4], &x)])[0], &[2, 6, 2], &x, 0.0);
     // allowzero=1 makes 0 a literal size: [0, ...] cannot hold 24 elements.
     let m = unary_model(
         14,
         &[2, 3, 4],
-        vec![node(
-            "Reshape",
-            "r",
-            &["x", "s"],
-            &["y"],
-            vec![a_int("allowzero", 1)],
-        )],
+        vec![node("Reshape", "r", &["x", "s"], &["y"], vec![a_int("allowzero", 1)])],
         vec![i64_raw("s", &[2], &[0, -1])],
         &["y"],
     );
@@ -448,13 +301,7 @@ fn reshape_family() {
             node("Flatten", "f", &["x"], &["f"], vec![a_int("axis", 2)]),
             node("Unsqueeze", "u", &["f", "ax"], &["u"], vec![]),
             node("Squeeze", "s", &["u", "ax"], &["s"], vec![]),
-            node(
-                "Transpose",
-                "t",
-                &["x"],
-                &["t"],
-                vec![a_ints("perm", &[2, 0, 1])],
-            ),
+            node("Transpose", "t", &["x"], &["t"], vec![a_ints("perm", &[2, 0, 1])]),
         ],
         vec![i64_raw("ax", &[2], &[0, -1])],
         &["f", "u", "s", "t"],
@@ -492,13 +339,7 @@ fn concat_and_split_variants() {
     let m = unary_model(
         13,
         &[2, 5],
-        vec![node(
-            "Concat",
-            "c",
-            &["x", "x"],
-            &["c"],
-            vec![a_int("axis", -1)],
-        )],
+        vec![node("Concat", "c", &["x", "x"], &["c"], vec![a_int("axis", -1)])],
         vec![],
         &["c"],
     );
@@ -506,9 +347,7 @@ fn concat_and_split_variants() {
     assert_close(
         &out[0],
         &[2, 10],
-        &[
-            0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 5., 6., 7., 8., 9.,
-        ],
+        &[0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 5., 6., 7., 8., 9.],
         0.0,
     );
     // split as attribute (opset 11), as input (opset 13), equal parts, and num_outputs (opset 18).
@@ -516,26 +355,14 @@ fn concat_and_split_variants() {
         unary_model(
             11,
             &[2, 5],
-            vec![node(
-                "Split",
-                "s",
-                &["x"],
-                &["a", "b"],
-                vec![a_int("axis", 1), a_ints("split", &[2, 3])],
-            )],
+            vec![node("Split", "s", &["x"], &["a", "b"], vec![a_int("axis", 1), a_ints("split", &[2, 3])])],
             vec![],
             &["a", "b"],
         ),
         unary_model(
             13,
             &[2, 5],
-            vec![node(
-                "Split",
-                "s",
-                &["x", "sp"],
-                &["a", "b"],
-                vec![a_int("axis", 1)],
-            )],
+            vec![node("Split", "s", &["x", "sp"], &["a", "b"], vec![a_int("axis", 1)])],
             vec![i64_raw("sp", &[2], &[2, 3])],
             &["a", "b"],
         ),
@@ -548,26 +375,14 @@ fn concat_and_split_variants() {
     let m = unary_model(
         18,
         &[2, 5],
-        vec![node(
-            "Split",
-            "s",
-            &["x"],
-            &["a", "b"],
-            vec![a_int("axis", 1), a_int("num_outputs", 2)],
-        )],
+        vec![node("Split", "s", &["x"], &["a", "b"], vec![a_int("axis", 1), a_int("num_outputs", 2)])],
         vec![],
         &["a", "b"],
     );
     let out = run(&import_ok(&m), &[tf(&[2, 5], &x)]);
     assert_close(&out[0], &[2, 3], &[0., 1., 2., 5., 6., 7.], 0.0);
     assert_close(&out[1], &[2, 2], &[3., 4., 8., 9.], 0.0);
-    let m = unary_model(
-        13,
-        &[2, 5],
-        vec![node("Split", "s", &["x"], &["a", "b"], vec![])],
-        vec![],
-        &["a", "b"],
-    );
+    let m = unary_model(13, &[2, 5], vec![node("Split", "s", &["x"], &["a", "b"], vec![])], vec![], &["a", "b"]);
     let out = run(&import_ok(&m), &[tf(&[2, 5], &x)]);
     assert_close(&out[0], &[1, 5], &x[..5], 0.0);
 }
@@ -580,13 +395,7 @@ fn slice_inputs_clamping_and_negative_steps() {
         &[3, 4],
         vec![
             // rows 1.., columns reversed from the end (huge start clamps), step -2
-            node(
-                "Slice",
-                "s1",
-                &["x", "st", "en", "ax", "sp"],
-                &["y1"],
-                vec![],
-            ),
+            node("Slice", "s1", &["x", "st", "en", "ax", "sp"], &["y1"], vec![]),
             // default axes/steps; end beyond the dim clamps; negative start counts from the end
             node("Slice", "s2", &["x", "st2", "en2"], &["y2"], vec![]),
         ],
@@ -612,11 +421,7 @@ fn slice_inputs_clamping_and_negative_steps() {
             "s",
             &["x"],
             &["y"],
-            vec![
-                a_ints("starts", &[1]),
-                a_ints("ends", &[3]),
-                a_ints("axes", &[1]),
-            ],
+            vec![a_ints("starts", &[1]), a_ints("ends", &[3]), a_ints("axes", &[1])],
         )],
         vec![],
         &["y"],
@@ -633,18 +438,9 @@ fn gather_and_gather_elements() {
         13,
         vec![
             node("Gather", "emb", &["table", "ids"], &["e"], vec![]),
-            node(
-                "GatherElements",
-                "ge",
-                &["table", "gi"],
-                &["ge"],
-                vec![a_int("axis", 1)],
-            ),
+            node("GatherElements", "ge", &["table", "gi"], &["ge"], vec![a_int("axis", 1)]),
         ],
-        vec![
-            f32_raw("table", &[4, 2], &table),
-            i64_raw("gi", &[4, 1], &[1, 0, 1, -2]),
-        ],
+        vec![f32_raw("table", &[4, 2], &table), i64_raw("gi", &[4, 1], &[1, 0, 1, -2])],
         vec![vi("ids", dt::INT64, &[D::N(3)])],
         vec![vout("e"), vout("ge")],
     );
@@ -675,23 +471,12 @@ fn conv_pads_and_auto_pad() {
     let same = unary_model(
         13,
         &[1, 1, 3, 3],
-        vec![node(
-            "Conv",
-            "c",
-            &["x", "w"],
-            &["y"],
-            vec![a_str("auto_pad", "SAME_UPPER")],
-        )],
+        vec![node("Conv", "c", &["x", "w"], &["y"], vec![a_str("auto_pad", "SAME_UPPER")])],
         vec![w.clone()],
         &["y"],
     );
     let out = run(&import_ok(&same), &[tf(&[1, 1, 3, 3], &x)]);
-    assert_close(
-        &out[0],
-        &[1, 1, 3, 3],
-        &[12., 16., 9., 24., 28., 15., 15., 17., 9.],
-        0.0,
-    );
+    assert_close(&out[0], &[1, 1, 3, 3], &[12., 16., 9., 24., 28., 15., 15., 17., 9.], 0.0);
     // Explicit pads and strides.
     let strided = unary_model(
         13,
@@ -701,11 +486,7 @@ fn conv_pads_and_auto_pad() {
             "c",
             &["x", "w"],
             &["y"],
-            vec![
-                a_ints("pads", &[1, 1, 0, 0]),
-                a_ints("strides", &[2, 2]),
-                a_ints("kernel_shape", &[2, 2]),
-            ],
+            vec![a_ints("pads", &[1, 1, 0, 0]), a_ints("strides", &[2, 2]), a_ints("kernel_shape", &[2, 2])],
         )],
         vec![w],
         &["y"],
@@ -717,55 +498,19 @@ fn conv_pads_and_auto_pad() {
 #[test]
 fn constants_casts_and_identity() {
     let nodes = vec![
-        node(
-            "Constant",
-            "c1",
-            &[],
-            &["c1"],
-            vec![a_tensor("value", f32_raw("", &[2], &[1.5, 2.5]))],
-        ),
-        node(
-            "Constant",
-            "c2",
-            &[],
-            &["c2"],
-            vec![a_float("value_float", 3.0)],
-        ),
-        node(
-            "Constant",
-            "c3",
-            &[],
-            &["c3"],
-            vec![a_floats("value_floats", &[1.0, 2.0])],
-        ),
+        node("Constant", "c1", &[], &["c1"], vec![a_tensor("value", f32_raw("", &[2], &[1.5, 2.5]))]),
+        node("Constant", "c2", &[], &["c2"], vec![a_float("value_float", 3.0)]),
+        node("Constant", "c3", &[], &["c3"], vec![a_floats("value_floats", &[1.0, 2.0])]),
         node("Constant", "c4", &[], &["c4"], vec![a_int("value_int", 7)]),
-        node(
-            "Constant",
-            "c5",
-            &[],
-            &["c5"],
-            vec![a_ints("value_ints", &[1, 2])],
-        ),
+        node("Constant", "c5", &[], &["c5"], vec![a_ints("value_ints", &[1, 2])]),
         node("Add", "a", &["x", "c1"], &["a"], vec![]),
         node("Mul", "m", &["a", "c2"], &["m"], vec![]),
         node("Sub", "s", &["m", "c3"], &["s"], vec![]),
-        node(
-            "Cast",
-            "ci",
-            &["c5"],
-            &["c5f"],
-            vec![a_int("to", dt::FLOAT as i64)],
-        ),
+        node("Cast", "ci", &["c5"], &["c5f"], vec![a_int("to", dt::FLOAT as i64)]),
         node("Add", "a2", &["s", "c5f"], &["a2"], vec![]),
         node("Identity", "id", &["a2"], &["id"], vec![]),
         node("Dropout", "drop", &["id"], &["d"], vec![]),
-        node(
-            "Cast",
-            "toint",
-            &["d"],
-            &["i"],
-            vec![a_int("to", dt::INT64 as i64)],
-        ),
+        node("Cast", "toint", &["d"], &["i"], vec![a_int("to", dt::INT64 as i64)]),
         node("CastLike", "back", &["i", "x"], &["y"], vec![]),
         node("Mul", "m7", &["c4", "i"], &["i7"], vec![]),
     ];
@@ -786,36 +531,12 @@ fn shape_subgraphs_fold_to_constants() {
         node("Shape", "shape", &["x"], &["sh"], vec![]),
         node("Gather", "g0", &["sh", "zero"], &["d0"], vec![]),
         node("Unsqueeze", "u0", &["d0", "ax0"], &["d0u"], vec![]),
-        node(
-            "Concat",
-            "cat",
-            &["d0u", "minus1"],
-            &["target"],
-            vec![a_int("axis", 0)],
-        ),
+        node("Concat", "cat", &["d0u", "minus1"], &["target"], vec![a_int("axis", 0)]),
         node("Reshape", "rs", &["x", "target"], &["flat"], vec![]),
-        node(
-            "Shape",
-            "shape_tail",
-            &["x"],
-            &["tail"],
-            vec![a_int("start", -1)],
-        ),
-        node(
-            "ConstantOfShape",
-            "cos",
-            &["tail"],
-            &["ones"],
-            vec![a_tensor("value", f32_raw("", &[1], &[1.0]))],
-        ),
+        node("Shape", "shape_tail", &["x"], &["tail"], vec![a_int("start", -1)]),
+        node("ConstantOfShape", "cos", &["tail"], &["ones"], vec![a_tensor("value", f32_raw("", &[1], &[1.0]))]),
         node("Size", "size", &["x"], &["n"], vec![]),
-        node(
-            "Cast",
-            "nf",
-            &["n"],
-            &["nf"],
-            vec![a_int("to", dt::FLOAT as i64)],
-        ),
+        node("Cast", "nf", &["n"], &["nf"], vec![a_int("to", dt::FLOAT as i64)]),
         node("Range", "range", &["zf", "nf", "twof"], &["r"], vec![]),
         node("Mul", "scale", &["ones", "nf"], &["sc"], vec![]),
         node("Add", "out", &["x", "sc"], &["y"], vec![]),
@@ -834,17 +555,10 @@ fn shape_subgraphs_fold_to_constants() {
         vec![vi("x", dt::FLOAT, &[D::P("batch"), D::N(3)])],
         vec![vout("flat"), vout("y"), vout("r")],
     );
-    let opts = ImportOptions {
-        dims: [("batch".to_string(), 2)].into(),
-        ..Default::default()
-    };
+    let opts = ImportOptions { dims: [("batch".to_string(), 2)].into(), ..Default::default() };
     let g = import_model(&m, &opts).unwrap();
     let ops = op_counts(&g);
-    assert_eq!(
-        ops.keys().copied().collect::<Vec<_>>(),
-        vec!["add", "const", "reshape"],
-        "{ops:?}"
-    );
+    assert_eq!(ops.keys().copied().collect::<Vec<_>>(), vec!["add", "const", "reshape"], "{ops:?}");
     let out = run(&g, &[tf(&[2, 3], &X6)]);
     assert_close(&out[0], &[2, 3], &X6, 0.0);
     let want: Vec<f64> = X6.iter().map(|v| v + 6.0).collect();
@@ -863,13 +577,7 @@ fn expand_clip_isinf_max_min_sum_gelu() {
         node("Sum", "sum", &["x", "x", "x"], &["sum"], vec![]),
         node("Div", "div", &["x", "zero"], &["inf"], vec![]),
         node("IsInf", "isinf", &["inf"], &["isinf"], vec![]),
-        node(
-            "IsInf",
-            "isposinf",
-            &["inf"],
-            &["isposinf"],
-            vec![a_int("detect_negative", 0)],
-        ),
+        node("IsInf", "isposinf", &["inf"], &["isposinf"], vec![a_int("detect_negative", 0)]),
         node("IsNaN", "isnan", &["inf"], &["isnan"], vec![]),
     ];
     let inits = vec![
@@ -878,9 +586,7 @@ fn expand_clip_isinf_max_min_sum_gelu() {
         f32_raw("hi", &[], &[2.0]),
         f32_raw("zero", &[], &[0.0]),
     ];
-    let outs = [
-        "e", "clip", "clip_lo", "max", "min", "sum", "isinf", "isposinf", "isnan",
-    ];
+    let outs = ["e", "clip", "clip_lo", "max", "min", "sum", "isinf", "isposinf", "isnan"];
     let g = import_ok(&unary_model(13, &[3], nodes, inits, &outs));
     let x = [-3.0, 0.0, 5.0];
     let out = run(&g, &[tf(&[3], &x)]);
@@ -897,13 +603,7 @@ fn expand_clip_isinf_max_min_sum_gelu() {
     let g = import_ok(&unary_model(
         6,
         &[3],
-        vec![node(
-            "Clip",
-            "c",
-            &["x"],
-            &["y"],
-            vec![a_float("min", 0.0), a_float("max", 1.0)],
-        )],
+        vec![node("Clip", "c", &["x"], &["y"], vec![a_float("min", 0.0), a_float("max", 1.0)])],
         vec![],
         &["y"],
     ));
@@ -911,32 +611,13 @@ fn expand_clip_isinf_max_min_sum_gelu() {
     // Gelu (opset 20), both approximations.
     let nodes = vec![
         node("Gelu", "g", &["x"], &["g"], vec![]),
-        node(
-            "Gelu",
-            "gt",
-            &["x"],
-            &["gt"],
-            vec![a_str("approximate", "tanh")],
-        ),
+        node("Gelu", "gt", &["x"], &["gt"], vec![a_str("approximate", "tanh")]),
     ];
     let g = import_ok(&unary_model(20, &[3], nodes, vec![], &["g", "gt"]));
-    assert!(g
-        .nodes
-        .values()
-        .any(|n| n.op == Op::Gelu(polyhe_ir::GeluApprox::Tanh)));
+    assert!(g.nodes.values().any(|n| n.op == Op::Gelu(polyhe_ir::GeluApprox::Tanh)));
     let out = run(&g, &[tf(&[3], &[-1.0, 0.0, 1.0])]);
-    assert_close(
-        &out[0],
-        &[3],
-        &[-0.15865525393145707, 0.0, 0.8413447460685429],
-        1e-9,
-    );
-    assert_close(
-        &out[1],
-        &[3],
-        &[-0.15880800939172324, 0.0, 0.8411919906082768],
-        1e-9,
-    );
+    assert_close(&out[0], &[3], &[-0.15865525393145707, 0.0, 0.8413447460685429], 1e-9);
+    assert_close(&out[1], &[3], &[-0.15880800939172324, 0.0, 0.8411919906082768], 1e-9);
 }
 
 #[test]
@@ -952,41 +633,22 @@ fn initializer_listed_as_input_is_a_constant() {
     let g = import_ok(&m);
     assert_eq!(g.inputs.len(), 1);
     assert_eq!(g.values[g.inputs[0]].name.as_deref(), Some("x"));
-    assert_close(
-        &run(&g, &[tf(&[2], &[1.0, 1.0])])[0],
-        &[2],
-        &[2.0, 3.0],
-        0.0,
-    );
+    assert_close(&run(&g, &[tf(&[2], &[1.0, 1.0])])[0], &[2], &[2.0, 3.0], 0.0);
     assert_eq!(
-        inspect(
-            &polyhe_frontend::decode(&prost::Message::encode_to_vec(&m), "m.onnx".as_ref(), None)
-                .unwrap()
-        )
-        .inputs
-        .len(),
+        inspect(&polyhe_frontend::decode(&prost::Message::encode_to_vec(&m), "m.onnx".as_ref(), None).unwrap())
+            .inputs
+            .len(),
         1
     );
 }
 
 #[test]
 fn graph_input_passed_through_to_output_keeps_both_names() {
-    let m = unary_model(
-        13,
-        &[2],
-        vec![node("Identity", "id", &["x"], &["y"], vec![])],
-        vec![],
-        &["y"],
-    );
+    let m = unary_model(13, &[2], vec![node("Identity", "id", &["x"], &["y"], vec![])], vec![], &["y"]);
     let g = import_ok(&m);
     assert_eq!(g.values[g.inputs[0]].name.as_deref(), Some("x"));
     assert_eq!(g.values[g.outputs[0]].name.as_deref(), Some("y"));
-    assert_close(
-        &run(&g, &[tf(&[2], &[1.0, 2.0])])[0],
-        &[2],
-        &[1.0, 2.0],
-        0.0,
-    );
+    assert_close(&run(&g, &[tf(&[2], &[1.0, 2.0])])[0], &[2], &[1.0, 2.0], 0.0);
 }
 
 #[test]
@@ -994,13 +656,7 @@ fn runtime_dependent_shapes_are_rejected_with_the_node_name() {
     // Range whose limit comes from a run-time input.
     let m = model(
         13,
-        vec![node(
-            "Range",
-            "pos_ids",
-            &["zero", "n", "one"],
-            &["r"],
-            vec![],
-        )],
+        vec![node("Range", "pos_ids", &["zero", "n", "one"], &["r"], vec![])],
         vec![i64_raw("zero", &[], &[0]), i64_raw("one", &[], &[1])],
         vec![vi("n", dt::INT64, &[])],
         vec![vout("r")],
@@ -1023,26 +679,14 @@ fn runtime_dependent_shapes_are_rejected_with_the_node_name() {
         &["y"],
     );
     let err = import_model(&m, &ImportOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, FrontendError::NotConstant { node, .. } if node == "rs"),
-        "{err}"
-    );
+    assert!(matches!(&err, FrontendError::NotConstant { node, .. } if node == "rs"), "{err}");
 }
 
 #[test]
 fn shape_errors_name_the_node() {
-    let m = unary_model(
-        13,
-        &[2, 3],
-        vec![node("MatMul", "bad_mm", &["x", "x"], &["y"], vec![])],
-        vec![],
-        &["y"],
-    );
+    let m = unary_model(13, &[2, 3], vec![node("MatMul", "bad_mm", &["x", "x"], &["y"], vec![])], vec![], &["y"]);
     let err = import_model(&m, &ImportOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, FrontendError::Shape { node, .. } if node == "bad_mm"),
-        "{err}"
-    );
+    assert!(matches!(&err, FrontendError::Shape { node, .. } if node == "bad_mm"), "{err}");
     assert!(err.to_string().contains("bad_mm"), "{err}");
 }
 
@@ -1075,18 +719,12 @@ fn every_unsupported_node_is_reported() {
         Err(FrontendError::Unsupported { nodes }) => assert_eq!(nodes, want),
         other => panic!("expected Unsupported, got {other:?}"),
     }
-    let info = inspect(
-        &polyhe_frontend::decode(&prost::Message::encode_to_vec(&m), "m.onnx".as_ref(), None)
-            .unwrap(),
-    );
+    let info = inspect(&polyhe_frontend::decode(&prost::Message::encode_to_vec(&m), "m.onnx".as_ref(), None).unwrap());
     assert_eq!(info.unsupported, want);
     assert_eq!(info.op_histogram.get("Relu"), Some(&2));
     assert_eq!(info.op_histogram.get("com.microsoft::Attention"), Some(&1));
     let text = info.to_string();
-    assert!(
-        text.contains("einsum_2") && text.contains("TopK_2"),
-        "{text}"
-    );
+    assert!(text.contains("einsum_2") && text.contains("TopK_2"), "{text}");
 }
 
 #[test]
@@ -1095,34 +733,19 @@ fn extra_outputs_that_are_used_are_rejected() {
         17,
         &[2, 3],
         vec![
-            node(
-                "LayerNormalization",
-                "ln",
-                &["x", "s"],
-                &["y", "mean"],
-                vec![],
-            ),
+            node("LayerNormalization", "ln", &["x", "s"], &["y", "mean"], vec![]),
             node("Add", "a", &["y", "mean"], &["z"], vec![]),
         ],
         vec![f32_raw("s", &[3], &[1.0; 3])],
         &["z"],
     );
     let err = import_model(&m, &ImportOptions::default()).unwrap_err();
-    assert!(
-        matches!(&err, FrontendError::InvalidNode { node, .. } if node == "ln"),
-        "{err}"
-    );
+    assert!(matches!(&err, FrontendError::InvalidNode { node, .. } if node == "ln"), "{err}");
     // Unused extra outputs are fine.
     let m = unary_model(
         17,
         &[2, 3],
-        vec![node(
-            "LayerNormalization",
-            "ln",
-            &["x", "s"],
-            &["y", "mean"],
-            vec![],
-        )],
+        vec![node("LayerNormalization", "ln", &["x", "s"], &["y", "mean"], vec![])],
         vec![f32_raw("s", &[3], &[1.0; 3])],
         &["y"],
     );
@@ -1135,43 +758,14 @@ fn tile_mean_and_composite_reductions() {
         node("Mul", "x2", &["x", "two"], &["x2"], vec![]),
         node("Tile", "tile", &["x", "reps"], &["t"], vec![]),
         node("Mean", "mean", &["x", "x2"], &["m"], vec![]),
-        node(
-            "ReduceL2",
-            "l2",
-            &["x"],
-            &["l2"],
-            vec![a_ints("axes", &[1]), a_int("keepdims", 0)],
-        ),
-        node(
-            "ReduceSumSquare",
-            "ss",
-            &["x"],
-            &["ss"],
-            vec![a_ints("axes", &[0])],
-        ),
+        node("ReduceL2", "l2", &["x"], &["l2"], vec![a_ints("axes", &[1]), a_int("keepdims", 0)]),
+        node("ReduceSumSquare", "ss", &["x"], &["ss"], vec![a_ints("axes", &[0])]),
         node("Squeeze", "sq", &["ss", "empty"], &["sq"], vec![]),
     ];
-    let inits = vec![
-        i64_raw("reps", &[2], &[2, 2]),
-        f32_raw("two", &[], &[2.0]),
-        i64_raw("empty", &[0], &[]),
-    ];
-    let g = import_ok(&unary_model(
-        13,
-        &[2, 2],
-        nodes,
-        inits,
-        &["t", "m", "l2", "ss", "sq"],
-    ));
+    let inits = vec![i64_raw("reps", &[2], &[2, 2]), f32_raw("two", &[], &[2.0]), i64_raw("empty", &[0], &[])];
+    let g = import_ok(&unary_model(13, &[2, 2], nodes, inits, &["t", "m", "l2", "ss", "sq"]));
     let out = run(&g, &[tf(&[2, 2], &[1.0, 2.0, 3.0, 4.0])]);
-    assert_close(
-        &out[0],
-        &[4, 4],
-        &[
-            1., 2., 1., 2., 3., 4., 3., 4., 1., 2., 1., 2., 3., 4., 3., 4.,
-        ],
-        0.0,
-    );
+    assert_close(&out[0], &[4, 4], &[1., 2., 1., 2., 3., 4., 3., 4., 1., 2., 1., 2., 3., 4., 3., 4.], 0.0);
     assert_close(&out[1], &[2, 2], &[1.5, 3.0, 4.5, 6.0], 1e-12);
     assert_close(&out[2], &[2], &[5f64.sqrt(), 5.0], 1e-12);
     assert_close(&out[3], &[1, 2], &[10.0, 20.0], 1e-12);

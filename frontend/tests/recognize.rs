@@ -25,14 +25,8 @@ fn scalar(name: &str, v: f32) -> TensorProto {
 /// returns the op counts of the recognized graph.
 fn fused_equal(m: &ModelProto) -> BTreeMap<&'static str, usize> {
     let plain = import_ok(m);
-    let fused = import_model(
-        m,
-        &ImportOptions {
-            recognize: true,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let fused =
+        import_model(m, &ImportOptions { recognize: true, ..Default::default() }).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fused.inputs.len(), plain.inputs.len());
     assert_eq!(fused.outputs.len(), plain.outputs.len());
     for seed in 1..4 {
@@ -43,10 +37,7 @@ fn fused_equal(m: &ModelProto) -> BTreeMap<&'static str, usize> {
         for (ta, tb) in a.iter().zip(&b) {
             assert_eq!(ta.ty, tb.ty);
             for (p, q) in ta.to_f64_vec().iter().zip(tb.to_f64_vec()) {
-                assert!(
-                    (p - q).abs() <= 1e-6 * (1.0 + p.abs()),
-                    "seed {seed}: {p} vs {q}"
-                );
+                assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()), "seed {seed}: {p} vs {q}");
             }
         }
     }
@@ -72,25 +63,13 @@ enum Norm {
 fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelProto {
     let sw = |a: &'static str, b: &'static str| if commuted { [b, a] } else { [a, b] };
     let mut nodes = vec![
-        node(
-            "ReduceMean",
-            "mean",
-            &["x"],
-            &["m"],
-            vec![a_ints("axes", &[-1])],
-        ),
+        node("ReduceMean", "mean", &["x"], &["m"], vec![a_ints("axes", &[-1])]),
         node("Sub", "sub", &["x", "m"], &["d"], vec![]),
         match square {
             Square::Pow => node("Pow", "pow", &["d", "two"], &["sq"], vec![]),
             Square::MulSelf => node("Mul", "sqr", &["d", "d"], &["sq"], vec![]),
         },
-        node(
-            "ReduceMean",
-            "var",
-            &["sq"],
-            &["v"],
-            vec![a_ints("axes", &[2])],
-        ),
+        node("ReduceMean", "var", &["sq"], &["v"], vec![a_ints("axes", &[2])]),
         node("Add", "addeps", &sw("v", "eps"), &["ve"], vec![]),
         node("Sqrt", "sqrt", &["ve"], &["s"], vec![]),
     ];
@@ -103,13 +82,7 @@ fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelP
         }
     }
     if affine >= 1 {
-        nodes.push(node(
-            "Mul",
-            "gamma",
-            &sw("n", "scale"),
-            &[if affine == 1 { "y" } else { "ns" }],
-            vec![],
-        ));
+        nodes.push(node("Mul", "gamma", &sw("n", "scale"), &[if affine == 1 { "y" } else { "ns" }], vec![]));
     }
     if affine >= 2 {
         nodes.push(node("Add", "beta", &sw("ns", "bias"), &["y"], vec![]));
@@ -117,22 +90,8 @@ fn ln_model(square: Square, norm: Norm, affine: usize, commuted: bool) -> ModelP
     let inits = vec![
         scalar("two", 2.0),
         scalar("eps", 1e-5),
-        f32_raw(
-            "scale",
-            &[8],
-            &rand_vec(8, 11, 1.5)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-        ),
-        f32_raw(
-            "bias",
-            &[8],
-            &rand_vec(8, 12, 1.0)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-        ),
+        f32_raw("scale", &[8], &rand_vec(8, 11, 1.5).iter().map(|&v| v as f32).collect::<Vec<_>>()),
+        f32_raw("bias", &[8], &rand_vec(8, 12, 1.0).iter().map(|&v| v as f32).collect::<Vec<_>>()),
     ];
     model(13, nodes, inits, vec![vf("x", &SHAPE)], vec![vout("y")])
 }
@@ -144,19 +103,9 @@ fn layer_norm_variants_fuse() {
             for affine in 0..3 {
                 for commuted in [false, true] {
                     let ops = fused_equal(&ln_model(square, norm, affine, commuted));
-                    let what =
-                        format!("{square:?} {norm:?} affine={affine} commuted={commuted}: {ops:?}");
+                    let what = format!("{square:?} {norm:?} affine={affine} commuted={commuted}: {ops:?}");
                     assert_eq!(ops.get("layer_norm"), Some(&1), "{what}");
-                    for gone in [
-                        "reduce_mean",
-                        "sqrt",
-                        "sub",
-                        "mul",
-                        "div",
-                        "add",
-                        "pow",
-                        "reciprocal",
-                    ] {
+                    for gone in ["reduce_mean", "sqrt", "sub", "mul", "div", "add", "pow", "reciprocal"] {
                         assert_eq!(ops.get(gone), None, "{what}");
                     }
                 }
@@ -166,24 +115,11 @@ fn layer_norm_variants_fuse() {
     // The epsilon is the model's own constant, the axis the reduced one.
     let g = import_model(
         &ln_model(Square::Pow, Norm::Div, 2, false),
-        &ImportOptions {
-            recognize: true,
-            ..Default::default()
-        },
+        &ImportOptions { recognize: true, ..Default::default() },
     )
     .unwrap();
-    let ln = g
-        .nodes
-        .values()
-        .find(|n| matches!(n.op, Op::LayerNorm { .. }))
-        .unwrap();
-    assert_eq!(
-        ln.op,
-        Op::LayerNorm {
-            axis: 2,
-            epsilon: 1e-5f32 as f64
-        }
-    );
+    let ln = g.nodes.values().find(|n| matches!(n.op, Op::LayerNorm { .. })).unwrap();
+    assert_eq!(ln.op, Op::LayerNorm { axis: 2, epsilon: 1e-5f32 as f64 });
     assert_eq!(ln.inputs.len(), 3);
 }
 
@@ -201,13 +137,7 @@ fn layer_norm_near_misses_are_left_alone() {
     assert_eq!(ops.get("layer_norm"), None, "{ops:?}");
     // Mean over a different axis than the variance.
     let mut m = ln_model(Square::Pow, Norm::Div, 2, false);
-    m.graph.as_mut().unwrap().node[3] = node(
-        "ReduceMean",
-        "var",
-        &["sq"],
-        &["v"],
-        vec![a_ints("axes", &[1])],
-    );
+    m.graph.as_mut().unwrap().node[3] = node("ReduceMean", "var", &["sq"], &["v"], vec![a_ints("axes", &[1])]);
     let ops = fused_equal(&m);
     assert_eq!(ops.get("layer_norm"), None, "{ops:?}");
 }
@@ -225,18 +155,15 @@ enum Tail {
 /// `a` → `y` by one of the three tails; `x` is the GELU input.
 fn tail_nodes(tail: Tail) -> Vec<NodeProto> {
     match tail {
-        Tail::XaHalf => vec![
-            node("Mul", "t1", &["x", "a"], &["xa"], vec![]),
-            node("Mul", "t2", &["xa", "half"], &["y"], vec![]),
-        ],
-        Tail::HalfXa => vec![
-            node("Mul", "t1", &["half", "x"], &["hx"], vec![]),
-            node("Mul", "t2", &["hx", "a"], &["y"], vec![]),
-        ],
-        Tail::XaHalfInner => vec![
-            node("Mul", "t1", &["a", "half"], &["ah"], vec![]),
-            node("Mul", "t2", &["x", "ah"], &["y"], vec![]),
-        ],
+        Tail::XaHalf => {
+            vec![node("Mul", "t1", &["x", "a"], &["xa"], vec![]), node("Mul", "t2", &["xa", "half"], &["y"], vec![])]
+        }
+        Tail::HalfXa => {
+            vec![node("Mul", "t1", &["half", "x"], &["hx"], vec![]), node("Mul", "t2", &["hx", "a"], &["y"], vec![])]
+        }
+        Tail::XaHalfInner => {
+            vec![node("Mul", "t1", &["a", "half"], &["ah"], vec![]), node("Mul", "t2", &["x", "ah"], &["y"], vec![])]
+        }
     }
 }
 
@@ -251,12 +178,8 @@ fn gelu_erf_model(div: bool, tail: Tail, half: f32) -> ModelProto {
         node("Add", "plus1", &["one", "e"], &["a"], vec![]),
     ];
     nodes.extend(tail_nodes(tail));
-    let inits = vec![
-        scalar("sqrt2", 1.4142135),
-        scalar("inv_sqrt2", 0.70710677),
-        scalar("one", 1.0),
-        scalar("half", half),
-    ];
+    let inits =
+        vec![scalar("sqrt2", 1.4142135), scalar("inv_sqrt2", 0.70710677), scalar("one", 1.0), scalar("half", half)];
     model(13, nodes, inits, vec![vf("x", &SHAPE)], vec![vout("y")])
 }
 
@@ -270,14 +193,12 @@ enum Cube {
 fn gelu_tanh_model(cube: Cube, tail: Tail) -> ModelProto {
     let mut nodes = match cube {
         Cube::Pow => vec![node("Pow", "cube", &["x", "three"], &["c"], vec![])],
-        Cube::MulOuter => vec![
-            node("Mul", "sq", &["x", "x"], &["x2"], vec![]),
-            node("Mul", "cube", &["x", "x2"], &["c"], vec![]),
-        ],
-        Cube::MulInner => vec![
-            node("Mul", "sq", &["x", "x"], &["x2"], vec![]),
-            node("Mul", "cube", &["x2", "x"], &["c"], vec![]),
-        ],
+        Cube::MulOuter => {
+            vec![node("Mul", "sq", &["x", "x"], &["x2"], vec![]), node("Mul", "cube", &["x", "x2"], &["c"], vec![])]
+        }
+        Cube::MulInner => {
+            vec![node("Mul", "sq", &["x", "x"], &["x2"], vec![]), node("Mul", "cube", &["x2", "x"], &["c"], vec![])]
+        }
     };
     nodes.extend([
         node("Mul", "k", &["c", "coef"], &["k"], vec![]),
@@ -308,10 +229,7 @@ fn gelu_erf_variants_fuse() {
     }
     let g = import_model(
         &gelu_erf_model(true, Tail::XaHalf, 0.5),
-        &ImportOptions {
-            recognize: true,
-            ..Default::default()
-        },
+        &ImportOptions { recognize: true, ..Default::default() },
     )
     .unwrap();
     assert!(g.nodes.values().any(|n| n.op == Op::Gelu(GeluApprox::Erf)));
@@ -328,10 +246,7 @@ fn gelu_tanh_variants_fuse() {
     }
     let g = import_model(
         &gelu_tanh_model(Cube::Pow, Tail::HalfXa),
-        &ImportOptions {
-            recognize: true,
-            ..Default::default()
-        },
+        &ImportOptions { recognize: true, ..Default::default() },
     )
     .unwrap();
     assert!(g.nodes.values().any(|n| n.op == Op::Gelu(GeluApprox::Tanh)));

@@ -70,7 +70,13 @@ impl Graph {
     }
 
     /// Appends a node with result types given by the caller (the parser, passes that know them).
-    pub fn add_node_typed(&mut self, op: Op, inputs: Vec<Value>, out_types: Vec<TensorType>, name: impl Into<String>) -> Node {
+    pub fn add_node_typed(
+        &mut self,
+        op: Op,
+        inputs: Vec<Value>,
+        out_types: Vec<TensorType>,
+        name: impl Into<String>,
+    ) -> Node {
         let node = self.nodes.next_key();
         let outputs = out_types
             .into_iter()

@@ -633,7 +633,9 @@ fn unary(op: &Op, x: &Tensor, out: &TensorType) -> Result<Data, IrError> {
                 Data::Float(v.iter().map(|&x| if x.is_nan() { x } else { x.max(lo).min(hi) }).collect())
             }
             Op::Gelu(a) => Data::Float(v.iter().map(|&x| gelu(*a, x)).collect()),
-            Op::Chebyshev { lo, hi, coeffs } => Data::Float(v.iter().map(|&x| chebyshev(*lo, *hi, coeffs, x)).collect()),
+            Op::Chebyshev { lo, hi, coeffs } => {
+                Data::Float(v.iter().map(|&x| chebyshev(*lo, *hi, coeffs, x)).collect())
+            }
             _ => {
                 let f: fn(f64) -> f64 = match op {
                     Op::Neg => |x| -x,

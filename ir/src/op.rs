@@ -59,56 +59,113 @@ pub enum Op {
     Identity,
     Cast(DType),
     /// Clamp to `[min, max]` (either side may be open).
-    Clip { min: Option<f64>, max: Option<f64> },
+    Clip {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     /// Recognized GELU (from Erf/Tanh subgraphs or a `Gelu` op).
     Gelu(GeluApprox),
     /// The polynomial stage's elementwise polynomial `Σ coeffs[k]·T_k(t)` in the Chebyshev basis, with
     /// `t = (2x − lo − hi)/(hi − lo)` mapping the fitted interval `[lo, hi]` onto `[−1, 1]`. It is only
     /// accurate inside `[lo, hi]`; the poly-mode runner counts inputs that fall outside. Multiplicative
     /// depth `ceil(log2(degree + 1))`.
-    Chebyshev { lo: f64, hi: f64, coeffs: Vec<f64> },
+    Chebyshev {
+        lo: f64,
+        hi: f64,
+        coeffs: Vec<f64>,
+    },
 
     /// `(cond, a, b)` → `cond ? a : b`, broadcasting.
     Where,
 
     // ---- normalization and softmax ----
     /// `(x)`.
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
     /// `(x, scale, bias?)`: normalizes over axes `axis..rank`.
-    LayerNorm { axis: usize, epsilon: f64 },
+    LayerNorm {
+        axis: usize,
+        epsilon: f64,
+    },
     /// Inference-mode `(x, scale, bias, mean, var)`, channel axis 1.
-    BatchNorm { epsilon: f64 },
+    BatchNorm {
+        epsilon: f64,
+    },
 
     // ---- linear algebra ----
     /// numpy `matmul` semantics, batch dims broadcast: `(a, b)`.
     MatMul,
     /// `alpha·op(A)·op(B) + beta·C`: `(a, b, c?)`, A and B are 2-D.
-    Gemm { alpha: f64, beta: f64, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f64,
+        beta: f64,
+        trans_a: bool,
+        trans_b: bool,
+    },
     /// N-D convolution `(x, w, b?)`, NCHW layout; `pads` = [begin..., end...].
-    Conv { kernel_shape: Vec<usize>, strides: Vec<usize>, pads: Vec<usize>, dilations: Vec<usize>, group: usize },
+    Conv {
+        kernel_shape: Vec<usize>,
+        strides: Vec<usize>,
+        pads: Vec<usize>,
+        dilations: Vec<usize>,
+        group: usize,
+    },
 
     // ---- reductions: (x) ----
-    ReduceMean { axes: Vec<usize>, keepdims: bool },
-    ReduceSum { axes: Vec<usize>, keepdims: bool },
-    ReduceMax { axes: Vec<usize>, keepdims: bool },
-    ReduceMin { axes: Vec<usize>, keepdims: bool },
+    ReduceMean {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    ReduceSum {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    ReduceMax {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    ReduceMin {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
 
     // ---- data movement: (x) unless noted ----
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Static target shape (ONNX Reshape/Flatten/Squeeze/Unsqueeze all become this).
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Broadcast to a static shape.
-    Expand { shape: Vec<usize> },
+    Expand {
+        shape: Vec<usize>,
+    },
     /// `(x0, x1, ...)`.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// One output per entry of `sizes`.
-    Split { axis: usize, sizes: Vec<usize> },
+    Split {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
     /// Per sliced axis: start, end (exclusive, already clamped) and step (non-zero).
-    Slice { axes: Vec<usize>, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64> },
+    Slice {
+        axes: Vec<usize>,
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        steps: Vec<i64>,
+    },
     /// `(data, indices)`: numpy `take` along `axis`; indices are integers, negatives wrap.
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
     /// `(data, indices)` same rank; ONNX GatherElements.
-    GatherElements { axis: usize },
+    GatherElements {
+        axis: usize,
+    },
 }
 
 impl Op {

@@ -20,16 +20,8 @@ pub enum DType {
 }
 
 impl DType {
-    pub const ALL: [DType; 8] = [
-        DType::F16,
-        DType::F32,
-        DType::F64,
-        DType::I8,
-        DType::U8,
-        DType::I32,
-        DType::I64,
-        DType::Bool,
-    ];
+    pub const ALL: [DType; 8] =
+        [DType::F16, DType::F32, DType::F64, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
 
     /// The name used in the text form (`f32`, `i64`, `bool`...).
     pub fn name(self) -> &'static str {
@@ -136,10 +128,7 @@ impl Tensor {
             Data::Bool(_) => ty.dtype == DType::Bool,
         };
         if !ok_variant {
-            return Err(crate::IrError::InvalidTensor(format!(
-                "storage does not match dtype {}",
-                ty.dtype
-            )));
+            return Err(crate::IrError::InvalidTensor(format!("storage does not match dtype {}", ty.dtype)));
         }
         if data.len() != ty.numel() {
             return Err(crate::IrError::InvalidTensor(format!(

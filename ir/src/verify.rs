@@ -406,10 +406,7 @@ mod tests {
     fn value_types_fit_usize() {
         let mut g = valid();
         g.values[v(3)].ty = f32t(&[usize::MAX, 2]);
-        assert_eq!(
-            message(&g),
-            format!("v3 `z` has type f32[{},2], whose element count overflows usize", usize::MAX)
-        );
+        assert_eq!(message(&g), format!("v3 `z` has type f32[{},2], whose element count overflows usize", usize::MAX));
     }
 
     #[test]

@@ -30,7 +30,8 @@ fn depth_is_ceil_log2_of_degree_plus_one() {
 fn chebyshev_graph_runs_and_round_trips() {
     let mut g = Graph::new("cheb");
     let x = g.add_input("x", TensorType::new(DType::F32, vec![4]));
-    let n = g.add_node(Op::Chebyshev { lo: -2.0, hi: 2.0, coeffs: vec![0.1, 0.7, -0.3, 1e-17] }, vec![x], "act").unwrap();
+    let n =
+        g.add_node(Op::Chebyshev { lo: -2.0, hi: 2.0, coeffs: vec![0.1, 0.7, -0.3, 1e-17] }, vec![x], "act").unwrap();
     g.outputs.push(g.result(n));
     polyhe_ir::verify::verify(&g).unwrap();
     let out = interp::run(&g, &[Tensor::float(DType::F32, vec![4], vec![-2.0, -0.5, 1.0, 2.0]).unwrap()]).unwrap();

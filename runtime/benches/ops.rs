@@ -26,7 +26,9 @@ fn ops(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("ckks_n2^{log_n}"));
         g.sample_size(10);
         g.bench_function("encode", |bn| bn.iter(|| enc.encode(&values, level, scale).unwrap()));
-        g.bench_function("encode_encrypt", |bn| bn.iter(|| encryptor.encrypt(&enc.encode(&values, level, scale).unwrap()).unwrap()));
+        g.bench_function("encode_encrypt", |bn| {
+            bn.iter(|| encryptor.encrypt(&enc.encode(&values, level, scale).unwrap()).unwrap())
+        });
         g.bench_function("decrypt_decode", |bn| bn.iter(|| enc.decode(&client.decrypt(&a).unwrap()).unwrap()));
         g.bench_function("add", |bn| bn.iter(|| eval.add(&a, &b).unwrap()));
         g.bench_function("mul_plain", |bn| bn.iter(|| eval.mul_plain(&a, &pt).unwrap()));

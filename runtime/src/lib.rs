@@ -55,8 +55,8 @@ pub use encoder::{Encoder, Plaintext};
 pub use error::{CkksError, Result};
 pub use eval::{Evaluator, HoistedCiphertext};
 pub use keys::{
-    conjugation_galois_element, rotation_galois_element, Ciphertext, ClientKeys, Encryptor, EvaluationKeys, KeySwitchKey, PublicKey,
-    SecretKey,
+    conjugation_galois_element, rotation_galois_element, Ciphertext, ClientKeys, Encryptor, EvaluationKeys,
+    KeySwitchKey, PublicKey, SecretKey,
 };
 pub use num_complex::Complex64;
 pub use params::{max_log_qp_128, CkksParams, Security, ERROR_STD_DEV};

@@ -147,7 +147,10 @@ fn mul_plain_and_relinearization() {
     let sum = f.eval.add_plain(&r0, &f.enc.encode_like(&reals, &r0).unwrap()).unwrap();
     let want_sum: Vec<_> = want.iter().zip(&reals).map(|(w, r)| w + r).collect();
     assert!(bits(&want_sum, &decrypt(f, &sum)) > 22.0);
-    assert!(matches!(f.eval.add_plain(&r0, &f.enc.encode(&reals, 1, s).unwrap()), Err(CkksError::ScaleMismatch { .. })));
+    assert!(matches!(
+        f.eval.add_plain(&r0, &f.enc.encode(&reals, 1, s).unwrap()),
+        Err(CkksError::ScaleMismatch { .. })
+    ));
     // degree-3 product decrypts correctly before relinearization
     let m3 = f.eval.mul(&cx, &cy).unwrap();
     assert_eq!(m3.degree(), 3);
@@ -273,15 +276,22 @@ fn mismatches_are_errors() {
     let bare = Evaluator::new(&f.ctx, f.client.evaluation_keys(&[], false).unwrap()).unwrap();
     assert!(matches!(bare.conjugate(&a), Err(CkksError::MissingConjugationKey)));
     assert!(matches!(bare.rotate(&a, 1), Err(CkksError::MissingGaloisKey { step: 1 })));
-    assert!(matches!(f.eval.mul_const(&f.eval.drop_to_level(&a, 0).unwrap(), 2.0), Err(CkksError::LevelExhausted { .. })));
+    assert!(matches!(
+        f.eval.mul_const(&f.eval.drop_to_level(&a, 0).unwrap(), 2.0),
+        Err(CkksError::LevelExhausted { .. })
+    ));
     let m3 = f.eval.mul(&a, &a).unwrap();
     assert!(matches!(f.eval.rotate(&m3, 1), Err(CkksError::CiphertextDegree { .. })));
     // another parameter set (same shape, different sparse-secret flag => different fingerprint)
-    let other = make(CkksParams::new(13, &[50, 40, 40], &[50], 3, 40).unwrap().with_hamming_weight(64).unwrap(), &[], 11);
+    let other =
+        make(CkksParams::new(13, &[50, 40, 40], &[50], 3, 40).unwrap().with_hamming_weight(64).unwrap(), &[], 11);
     let foreign = encrypt(&other, &x, 2, s);
     assert!(matches!(f.eval.add(&a, &foreign), Err(CkksError::ParamsMismatch { .. })));
     assert!(matches!(f.client.decrypt(&foreign), Err(CkksError::ParamsMismatch { .. })));
-    assert!(matches!(Evaluator::new(&f.ctx, other.client.evaluation_keys(&[], false).unwrap()), Err(CkksError::ParamsMismatch { .. })));
+    assert!(matches!(
+        Evaluator::new(&f.ctx, other.client.evaluation_keys(&[], false).unwrap()),
+        Err(CkksError::ParamsMismatch { .. })
+    ));
     // sparse secret works end to end
     let d = decrypt(&other, &other.eval.mul_relin_rescale(&foreign, &foreign).unwrap());
     assert!(bits(&x.iter().map(|z| z * z).collect::<Vec<_>>(), &d) > 20.0);

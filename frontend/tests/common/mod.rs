@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use polyhe_frontend::proto::{
-    attribute_type as at, data_type as dt, tensor_shape_proto::dimension,
-    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_type as at, data_type as dt, tensor_shape_proto::dimension, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 use polyhe_frontend::{decode, import, FrontendError, ImportOptions};
 use polyhe_ir::{DType, Graph, Tensor};
@@ -48,11 +48,7 @@ pub fn vi(name: &str, elem: i32, dims: &[D]) -> ValueInfoProto {
 
 /// A static f32 input/output.
 pub fn vf(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi(
-        name,
-        dt::FLOAT,
-        &dims.iter().map(|&d| D::N(d)).collect::<Vec<_>>(),
-    )
+    vi(name, dt::FLOAT, &dims.iter().map(|&d| D::N(d)).collect::<Vec<_>>())
 }
 
 /// An f32 output with unknown shape (typical for intermediate outputs).
@@ -60,10 +56,7 @@ pub fn vout(name: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: 0,
-                shape: None,
-            })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: 0, shape: None })),
             denotation: String::new(),
         }),
         doc_string: String::new(),
@@ -111,66 +104,30 @@ pub fn i64_typed(name: &str, dims: &[i64], data: &[i64]) -> TensorProto {
 }
 
 pub fn a_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::INT,
-        i: v,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::INT, i: v, ..Default::default() }
 }
 
 pub fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::INTS,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::INTS, ints: v.to_vec(), ..Default::default() }
 }
 
 pub fn a_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::FLOAT,
-        f: v,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::FLOAT, f: v, ..Default::default() }
 }
 
 pub fn a_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::FLOATS,
-        floats: v.to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::FLOATS, floats: v.to_vec(), ..Default::default() }
 }
 
 pub fn a_str(name: &str, v: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::STRING,
-        s: v.as_bytes().to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::STRING, s: v.as_bytes().to_vec(), ..Default::default() }
 }
 
 pub fn a_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: at::TENSOR,
-        t: Some(t),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: at::TENSOR, t: Some(t), ..Default::default() }
 }
 
-pub fn node(
-    op: &str,
-    name: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-    attrs: Vec<AttributeProto>,
-) -> NodeProto {
+pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -190,10 +147,7 @@ pub fn model(
 ) -> ModelProto {
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
         producer_name: "frontend-tests".into(),
         graph: Some(GraphProto {
             node: nodes,
@@ -245,10 +199,7 @@ pub fn assert_close(got: &Tensor, shape: &[usize], want: &[f64], tol: f64) {
     let g = got.to_f64_vec();
     assert_eq!(g.len(), want.len());
     for (i, (a, b)) in g.iter().zip(want).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "element {i}: got {a}, want {b}\n all: {g:?}"
-        );
+        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "element {i}: got {a}, want {b}\n all: {g:?}");
     }
 }
 
