@@ -29,6 +29,11 @@ enum LayoutKind {
     RowMajor,
     /// The last two axes swapped.
     ColumnMajor,
+    /// `[.., I, J]` by rotated diagonals: element `(.., i, j)` at `r·I + i` of its `I·J` block,
+    /// `r = (j − i) mod J` (attention scores as [`crate::lower`]'s rotated products make them:
+    /// their sum lands here with a few diagonals per head, where the column layout needs one per
+    /// head, offset and wrap). Never a port's layout.
+    Skewed,
 }
 
 /// Which layout the lowering gives the tensors it materializes (`--layout`).
@@ -82,6 +87,7 @@ impl std::fmt::Display for Layout {
         let kind = match self.kind {
             LayoutKind::RowMajor => "row",
             LayoutKind::ColumnMajor => "column",
+            LayoutKind::Skewed => "skewed",
         };
         write!(f, "{kind}{:?}", self.shape)
     }
@@ -100,6 +106,17 @@ impl Layout {
             return Layout::row_major(shape);
         }
         Layout { kind: LayoutKind::ColumnMajor, shape: shape.to_vec() }
+    }
+
+    /// See [`LayoutKind::Skewed`]; `None` below rank 2 or with a last axis of size 1.
+    pub(crate) fn skewed(shape: &[usize]) -> Option<Layout> {
+        let r = shape.len();
+        (r >= 2 && shape[r - 1] > 1 && shape[r - 2] > 1)
+            .then(|| Layout { kind: LayoutKind::Skewed, shape: shape.to_vec() })
+    }
+
+    pub(crate) fn is_skewed(&self) -> bool {
+        self.kind == LayoutKind::Skewed
     }
 
     pub(crate) fn shape(&self) -> &[usize] {
@@ -125,6 +142,13 @@ impl Layout {
                 let (i, j) = (inner / b, inner % b);
                 outer * a * b + j * a + i
             }
+            LayoutKind::Skewed => {
+                let r = self.shape.len();
+                let (a, b) = (self.shape[r - 2], self.shape[r - 1]);
+                let (outer, inner) = (e / (a * b), e % (a * b));
+                let (i, j) = (inner / b, inner % b);
+                outer * a * b + ((j + b - i % b) % b) * a + i
+            }
         }
     }
 
@@ -132,7 +156,7 @@ impl Layout {
     /// column-major).
     pub(crate) fn slot_shape(&self) -> Vec<usize> {
         let mut s = self.shape.clone();
-        if self.kind == LayoutKind::ColumnMajor {
+        if self.kind != LayoutKind::RowMajor {
             let r = s.len();
             s.swap(r - 1, r - 2);
         }
@@ -157,7 +181,8 @@ impl Layout {
     pub(crate) fn slot_layout(&self, slots: usize) -> SlotLayout {
         match self.kind {
             LayoutKind::RowMajor => SlotLayout::RowMajor { shape: self.shape.clone(), slots },
-            LayoutKind::ColumnMajor => {
+            // (ports are moved out of skewed placements first: `lower::port_layout`)
+            LayoutKind::ColumnMajor | LayoutKind::Skewed => {
                 let r = self.shape.len();
                 let mut order: Vec<usize> = (0..r).collect();
                 order.swap(r - 1, r - 2);
@@ -184,6 +209,22 @@ mod tests {
         assert_eq!(l.position(12), 12);
         assert_eq!(l.slot_shape(), vec![2, 4, 3]);
         assert_eq!(l.scatter(&(0..24).map(|e| e as f64).collect::<Vec<_>>())[7], 6.0);
+    }
+
+    #[test]
+    fn skewed_layout_puts_rotated_diagonals_in_blocks() {
+        let l = Layout::skewed(&[2, 3, 3]).unwrap();
+        let pos: Vec<usize> = (0..18).map(|e| l.position(e)).collect();
+        let mut sorted = pos.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..18).collect::<Vec<_>>());
+        // (0, i, j) with j = i: diagonal r = 0 at slot i
+        assert_eq!((l.position(0), l.position(4), l.position(8)), (0, 1, 2));
+        // (0, 2, 0): r = (0 − 2) mod 3 = 1 → 1·3 + 2
+        assert_eq!(l.position(6), 5);
+        // second batch entry after the first's 9 positions: (1, 0, 1) → 9 + 1·3 + 0
+        assert_eq!(l.position(10), 12);
+        assert!(Layout::skewed(&[4, 1]).is_none());
     }
 
     #[test]

@@ -85,6 +85,18 @@ impl AffineMap {
         out_pos: &dyn Fn(usize) -> usize,
         slots: usize,
     ) -> usize {
+        self.placed_diagonal_count_up_to(in_pos, out_pos, slots, usize::MAX)
+    }
+
+    /// [`Self::placed_diagonal_count`], stopping as soon as the count exceeds `limit` (the
+    /// return value is then `limit + 1`): comparing placements needs no more than that.
+    pub fn placed_diagonal_count_up_to(
+        &self,
+        in_pos: &dyn Fn(usize) -> usize,
+        out_pos: &dyn Fn(usize) -> usize,
+        slots: usize,
+        limit: usize,
+    ) -> usize {
         let slots = slots.max(1);
         // One bitset of diagonal offsets per (operand, output ciphertext, input ciphertext)
         // block: linear in the entries (sorting millions of keys dominated compile time).
@@ -100,6 +112,9 @@ impl AffineMap {
                     if *word & bit == 0 {
                         *word |= bit;
                         count += 1;
+                        if count > limit {
+                            return count;
+                        }
                     }
                 }
             }

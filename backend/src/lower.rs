@@ -108,6 +108,8 @@ struct Ctx<'g> {
     /// The node being lowered and whether `POLYHE_TRACE` asks for per-node figures.
     current: String,
     trace: bool,
+    /// First registers of [`Ctx::rotated_matmul`]'s products (their maps may land skewed).
+    rotated_products: std::collections::BTreeSet<Reg>,
 }
 
 /// Whether `POLYHE_TRACE` asks for lowering figures on stderr.
@@ -233,6 +235,7 @@ fn lower_pass(
         record: packings.is_empty(),
         current: String::new(),
         trace: tracing(),
+        rotated_products: Default::default(),
     };
     if bootstrapping {
         cx.b.enable_bootstrapping();
@@ -479,6 +482,10 @@ impl Ctx<'_> {
     /// output's shape (or is row-major), else moved to the policy's layout for the shape.
     fn port_layout(&mut self, v: Val) -> Result<Val, BackendError> {
         match v {
+            Val::Ct { regs, shape, layout } if layout.is_skewed() => {
+                let to = self.policy.layout_for(&shape);
+                self.convert(Val::Ct { regs, shape, layout }, &to)
+            }
             Val::Ct { regs, shape, layout } if layout.shape() != shape.as_slice() => {
                 if layout.is_row_major() {
                     return Ok(Val::Ct { regs, layout: Layout::row_major(&shape), shape });
@@ -746,26 +753,34 @@ impl Ctx<'_> {
     /// column-major activation is that activation's placement read row-major: 63 diagonals
     /// instead of 993 in the toy encoder). Consumers accept any layout: maps read positions,
     /// elementwise ops move a mismatched operand, which the 4× margin pays for.
-    fn placement_for(&self, map: &AffineMap, base_layout: &Layout, shape: &[usize]) -> Layout {
+    fn placement_for(&self, map: &AffineMap, base_layout: &Layout, shape: &[usize], from_rotated: bool) -> Layout {
         let preferred = self.policy.layout_for(shape);
         let other = if preferred.is_row_major() { Layout::column_major(shape) } else { Layout::row_major(shape) };
         if other == preferred || self.policy != LayoutPolicy::ColumnMajor {
             return preferred;
         }
-        let count =
-            |to: &Layout| map.placed_diagonal_count(&|e| base_layout.position(e), &|o| to.position(o), self.slots);
-        if 4 * count(&other) <= count(&preferred) {
-            other
-        } else {
-            preferred
+        let count = |to: &Layout, limit: usize| {
+            map.placed_diagonal_count_up_to(&|e| base_layout.position(e), &|o| to.position(o), self.slots, limit)
+        };
+        let limit = count(&preferred, usize::MAX) / 4;
+        let mut best = (limit, preferred);
+        // The skewed placement only where a rotated product made the map (its P·V is rotated
+        // too); elsewhere it would only move the transposition to the next map.
+        let skewed = if from_rotated { Layout::skewed(shape) } else { None };
+        for cand in std::iter::once(other).chain(skewed) {
+            let c = count(&cand, best.0);
+            if c <= best.0 {
+                best = (c, cand);
+            }
         }
+        best.1
     }
 
     /// Emits a pending map.
     fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
         match v {
             Val::Lazy { base, base_layout, map, shape } => {
-                let layout = self.placement_for(&map, &base_layout, &shape);
+                let layout = self.placement_for(&map, &base_layout, &shape, self.is_rotated_product(&base));
                 let regs = self.emit(&[(base, base_layout)], &map, &layout)?;
                 Ok(Val::Ct { regs, shape, layout })
             }
@@ -995,6 +1010,9 @@ impl Ctx<'_> {
         if let Some(v) = self.rotated_matmul(name, va, vb, (nb, i_n, k_n, j_n), out_shape)? {
             return Ok(v);
         }
+        if let Some(v) = self.rotated_pv(va, vb, (nb, i_n, k_n, j_n), out_shape)? {
+            return Ok(v);
+        }
         let slice = nb * i_n * j_n;
         let stride = if t_numel <= self.slots { slice } else { slice.next_power_of_two() };
         let fill = stride <= self.slots;
@@ -1056,11 +1074,18 @@ impl Ctx<'_> {
         Ok(Val::Lazy { base: prod, base_layout: Layout::row_major(&[t_numel]), map, shape: out_shape.to_vec() })
     }
 
+    /// Whether `base` holds the products of [`Self::rotated_matmul`].
+    fn is_rotated_product(&self, base: &[Reg]) -> bool {
+        base.first().is_some_and(|r| self.rotated_products.contains(r))
+    }
+
     /// The layout a value has once materialized (see [`Self::placement_for`]).
     fn layout_once_materialized(&self, v: &Val) -> Option<Layout> {
         match v {
             Val::Ct { layout, .. } => Some(layout.clone()),
-            Val::Lazy { base_layout, map, shape, .. } => Some(self.placement_for(map, base_layout, shape)),
+            Val::Lazy { base, base_layout, map, shape } => {
+                Some(self.placement_for(map, base_layout, shape, self.is_rotated_product(base)))
+            }
             _ => None,
         }
     }
@@ -1150,7 +1175,98 @@ impl Ctx<'_> {
             }
         }
         let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
+        if let Some(&p) = prod.first() {
+            self.rotated_products.insert(p);
+        }
         Ok(Some(Val::Lazy { base: prod, base_layout: Layout::row_major(&[total]), map, shape: out_shape.to_vec() }))
+    }
+
+    /// `P·V` for skewed `P: [.., T, T]` (attention weights from [`Self::rotated_matmul`]) and
+    /// `V: [.., T, C]`, by the same rotated diagonals: block `r` holds `P[b, x, (x + r) mod T]`
+    /// at `V[b, x, c]`'s slot for every `c` (placed at `c = 0`, then copied along `C` by
+    /// doubling) and `V[b, (x + r) mod T, c]` (`V` rotated within its token axis); one product
+    /// per ciphertext, the sum over `r` by rotate-and-sum over the blocks and additions across
+    /// ciphertexts, and the result sits where `V` sits. `None` when `P` is not skewed, `V` spans
+    /// more than one ciphertext or its `C` axis is not on one stride.
+    fn rotated_pv(
+        &mut self,
+        va: &Val,
+        vb: &Val,
+        (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
+        out_shape: &[usize],
+    ) -> Result<Option<Val>, BackendError> {
+        let (sa, sb) = (va.shape(), vb.shape());
+        if i_n != k_n || sa.len() != sb.len() || numel(sa) != nb * i_n * k_n || numel(sb) != nb * k_n * j_n {
+            return Ok(None);
+        }
+        let (Some(la), Some(lv)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
+            return Ok(None);
+        };
+        let block = numel(sb).next_power_of_two();
+        if !la.is_skewed() || block > self.slots {
+            return Ok(None);
+        }
+        let pos_v = |bp: usize, x: usize, c: usize| lv.position((bp * k_n + x) * j_n + c);
+        let c_stride = if j_n > 1 { pos_v(0, 0, 1).wrapping_sub(pos_v(0, 0, 0)) } else { 0 };
+        for bp in 0..nb {
+            for x in 0..k_n {
+                for c in 0..j_n {
+                    if pos_v(bp, x, c) != pos_v(bp, x, 0).wrapping_add(c * c_stride) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        let (Val::Ct { regs: rp, layout: la, .. }, Val::Ct { regs: rv, layout: lv, .. }) =
+            (self.materialize(va.clone())?, self.materialize(vb.clone())?)
+        else {
+            return Err(BackendError::Internal("rotated P·V operands".into()));
+        };
+        let t = k_n;
+        let total = t * block;
+        let per_ct = (self.slots / block).min(t);
+        let (mut mp, mut mv) = (Vec::with_capacity(nb * t * i_n), Vec::with_capacity(total));
+        for r in 0..t {
+            for bp in 0..nb {
+                for x in 0..i_n {
+                    mp.push((r * block + pos_v(bp, x, 0), (bp * i_n + x) * k_n + (x + r) % t, 1.0));
+                    for c in 0..j_n {
+                        mv.push((r * block + pos_v(bp, x, c), (bp * k_n + (x + r) % t) * j_n + c, 1.0));
+                    }
+                }
+            }
+        }
+        mp.sort_by_key(|&(o, e, _)| (o, e));
+        mv.sort_by_key(|&(o, e, _)| (o, e));
+        let all = Layout::row_major(&[total]);
+        let xp = self.emit(&[(rp, la)], &AffineMap { out_numel: total, parts: vec![mp], offset: None }, &all)?;
+        let xv = self.emit(&[(rv, lv)], &AffineMap { out_numel: total, parts: vec![mv], offset: None }, &all)?;
+        let mut acc: Option<Reg> = None;
+        for (&p, &v) in xp.iter().zip(&xv) {
+            let p = self.replicate(p, j_n, c_stride)?;
+            let prod = self.b.mul(p, v)?;
+            let folded = self.shifted_sum(prod, per_ct, block, false)?;
+            acc = Some(match acc {
+                Some(a) => self.b.add(a, folded)?,
+                None => folded,
+            });
+        }
+        let Some(acc) = acc else { return Ok(None) };
+        let mut mo = Vec::with_capacity(nb * i_n * j_n);
+        for bp in 0..nb {
+            for x in 0..i_n {
+                for c in 0..j_n {
+                    mo.push(((bp * i_n + x) * j_n + c, pos_v(bp, x, c), 1.0));
+                }
+            }
+        }
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mo], offset: None };
+        Ok(Some(Val::Lazy {
+            base: vec![acc],
+            base_layout: Layout::row_major(&[per_ct * block]),
+            map,
+            shape: out_shape.to_vec(),
+        }))
     }
 
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
