@@ -77,19 +77,10 @@ impl AffineMap {
         AffineMap { out_numel: self.out_numel, parts: vec![entries], offset }
     }
 
-    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks, with the operands' elements at `in_pos(e)` and the output's at
-    /// `out_pos(o)` (a single-operand map in the layouts it will be lowered in).
-    pub fn placed_diagonal_count(
-        &self,
-        in_pos: &dyn Fn(usize) -> usize,
-        out_pos: &dyn Fn(usize) -> usize,
-        slots: usize,
-    ) -> usize {
-        self.placed_diagonal_count_up_to(in_pos, out_pos, slots, usize::MAX)
-    }
-
-    /// [`Self::placed_diagonal_count`], stopping as soon as the count exceeds `limit` (the
-    /// return value is then `limit + 1`): comparing placements needs no more than that.
+    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks, with the
+    /// operands' elements at `in_pos(e)` and the output's at `out_pos(o)` (a single-operand map in
+    /// the layouts it will be lowered in), counted only up to `limit` (the return value is then
+    /// `limit + 1`): comparing placements needs no more than that.
     pub fn placed_diagonal_count_up_to(
         &self,
         in_pos: &dyn Fn(usize) -> usize,
@@ -498,7 +489,7 @@ mod tests {
         assert!(!m.is_identity(&[3]) && m.uniform_scale(&[3]).is_none(), "a repeated slot is not a cover");
         let m = AffineMap { out_numel: 2, parts: vec![vec![(1, 1, 3.0), (0, 0, 3.0)]], offset: None };
         assert_eq!(m.uniform_scale(&[2]), Some(3.0));
-        let placed = |m: &AffineMap| m.placed_diagonal_count(&|e| e, &|o| (o * 3) % 4, 4);
+        let placed = |m: &AffineMap| m.placed_diagonal_count_up_to(&|e| e, &|o| (o * 3) % 4, 4, usize::MAX);
         let m = AffineMap::identity(4);
         // out position 3k mod 4 against input k: offsets k − 3k = −2k mod 4 ∈ {0, 2}.
         assert_eq!(placed(&m), 2);

@@ -804,14 +804,13 @@ impl Ctx<'_> {
                     return Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() });
                 }
                 // Diagonals in the layouts each map would be lowered in.
-                let count = |m: &AffineMap, from: &Layout, to: &Layout| {
-                    m.placed_diagonal_count(&|e| from.position(e), &|o| to.position(o), self.slots)
+                let count = |m: &AffineMap, from: &Layout, to: &Layout, limit: usize| {
+                    m.placed_diagonal_count_up_to(&|e| from.position(e), &|o| to.position(o), self.slots, limit)
                 };
-                let (d1, d2, dc) =
-                    (count(&inner, &base_layout, &mid), count(&map, &mid, &out), count(&composed, &base_layout, &out));
-                if dc <= self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth
-                    && dc.saturating_mul(self.slots) <= 1 << 26
-                {
+                let (d1, d2) = (count(&inner, &base_layout, &mid, usize::MAX), count(&map, &mid, &out, usize::MAX));
+                // Counting the composition stops at the bound (a rejected one is often the largest).
+                let bound = (self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth).min((1 << 26) / self.slots.max(1));
+                if count(&composed, &base_layout, &out, bound) <= bound {
                     Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() })
                 } else {
                     let m = self.materialize(Val::Lazy { base, base_layout, map: inner, shape: s })?;
