@@ -168,60 +168,6 @@ impl BackendArgs {
         o
     }
 
-    /// The options as command-line words (stored in OUT/backend.args so `encrypt` lowers the same way).
-    fn to_words(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        let mut opt = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                w.push(format!("--{k}={v}"));
-            }
-        };
-        opt("log-n", self.log_n.map(|x| x.to_string()));
-        opt("log-scale", self.log_scale.map(|x| x.to_string()));
-        opt("min-log-scale", self.min_log_scale.map(|x| x.to_string()));
-        opt("levels", self.levels.map(|x| x.to_string()));
-        opt("dnum", self.dnum.map(|x| x.to_string()));
-        opt(
-            "security",
-            self.security.map(|s| match s {
-                SecurityArg::Bits128 => "128".to_string(),
-                SecurityArg::None => "none".to_string(),
-            }),
-        );
-        opt("fusion-growth", self.fusion_growth.map(|x| x.to_string()));
-        opt("bootstrap-levels", self.bootstrap_levels.map(|x| x.to_string()));
-        opt("max-rotation-keys", self.max_rotation_keys.map(|x| x.to_string()));
-        opt("key-budget", self.key_budget.map(|x| x.to_string()));
-        opt(
-            "layout",
-            self.layout.map(|l| match l {
-                LayoutArg::Row => "row".to_string(),
-                LayoutArg::Column => "column".to_string(),
-                LayoutArg::Auto => "auto".to_string(),
-            }),
-        );
-        if self.pow2_rotations {
-            w.push("--pow2-rotations".into());
-        }
-        w
-    }
-
-    fn read(out: &std::path::Path) -> Result<BackendArgs> {
-        #[derive(Parser)]
-        struct Words {
-            #[command(flatten)]
-            b: BackendArgs,
-        }
-        let path = out.join("backend.args");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BackendArgs::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let words = std::iter::once("polyhe").chain(text.lines().map(str::trim).filter(|l| !l.is_empty()));
-        Ok(Words::try_parse_from(words).with_context(|| format!("parsing {}", path.display()))?.b)
-    }
-
     fn warn(&self) {
         if self.security == Some(SecurityArg::None) {
             eprintln!("WARNING: --security none: parameters are NOT checked against the 128-bit bound; the keys protect nothing (tests only)");
@@ -702,10 +648,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut ck = ck.context("lowering to CKKS")?;
             set_tail(&mut ck.report, tail.as_ref());
-            let args_path = out.join("backend.args");
-            let mut words = backend.to_words().join("\n");
-            words.push('\n');
-            std::fs::write(&args_path, words).with_context(|| format!("writing {}", args_path.display()))?;
+            // An OUT/ from an older polyhe may still hold the options `encrypt` re-lowered with.
+            let _ = std::fs::remove_file(out.join("backend.args"));
             let ck_path = out.join("ckks_report.json");
             std::fs::write(&ck_path, ck.report.to_json()).with_context(|| format!("writing {}", ck_path.display()))?;
             print!("{}", ck.report);
@@ -714,7 +658,20 @@ fn run(cli: Cli) -> Result<()> {
                     let prog_path = out.join("program.bin");
                     std::fs::write(&prog_path, p.to_bytes())
                         .with_context(|| format!("writing {}", prog_path.display()))?;
-                    println!("wrote {} and {}", ck_path.display(), prog_path.display());
+                    // What `encrypt` needs, so it never lowers again.
+                    let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck)?;
+                    let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
+                    std::fs::write(&plan_path, plan.to_json())
+                        .with_context(|| format!("writing {}", plan_path.display()))?;
+                    std::fs::write(&head_path, text::print(&head, &PrintOptions::default()))
+                        .with_context(|| format!("writing {}", head_path.display()))?;
+                    println!(
+                        "wrote {}, {} and the client's {} + {}",
+                        ck_path.display(),
+                        prog_path.display(),
+                        plan_path.display(),
+                        head_path.display()
+                    );
                 }
                 None => println!(
                     "wrote {}; no program.bin: no parameter set holds the circuit, even with bootstrapping",
@@ -747,25 +704,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Encrypt { out, keys, inputs, ciphertexts } => {
             let (program, ctx) = load_program(&out)?;
-            let ir_path = out.join("poly.ir");
-            let src = std::fs::read_to_string(&ir_path).with_context(|| format!("reading {}", ir_path.display()))?;
-            let g = text::parse(&src).with_context(|| format!("parsing {}", ir_path.display()))?;
-            // The client recompiles the (deterministic) lowering to know which client-side values the
-            // program expects, and checks it is the program the server will run.
-            let ck =
-                polyhe_backend::compile_ckks(&g, &BackendArgs::read(&out)?.options()).context("lowering to CKKS")?;
-            let (mine, _) = ck.runnable()?;
-            if mine.to_bytes() != program.to_bytes() {
-                anyhow::bail!(
-                    "{} does not match {}/poly.ir (recompile with `polyhe compile`)",
-                    out.join("program.bin").display(),
-                    out.display()
-                );
-            }
-            let names: Vec<String> = g.inputs.iter().map(|&v| g.value_label(v)).collect();
+            let (plan, head) = load_client_plan(&out, &program)?;
+            let names: Vec<String> = head.inputs.iter().map(|&v| head.value_label(v)).collect();
             let given = polyhe::read_inputs(&names, &inputs)?;
-            let ordered = polyhe::ordered_inputs(&g, &given)?;
-            let data = polyhe_backend::program_inputs(&g, &ck, &ordered)?;
+            let ordered = polyhe::ordered_inputs(&head, &given)?;
+            let data = plan.inputs(&head, &ordered)?;
             let public = polyhe_runtime::PublicKey::read_from(&ctx, keys.join("public.key"))?;
             let encryptor = polyhe_runtime::Encryptor::new(&ctx, public)?;
             let cts = polyhe_runtime::encrypt_inputs(&program, &ctx, &encryptor, &data)?;
@@ -908,6 +851,38 @@ fn output_tensors(
 }
 
 /// Splits off the client tail when `--client-tail` is given: (the graph to encrypt, the split).
+/// OUT/client_plan.json and OUT/client_head.ir, checked against the program they were written
+/// with (a plan from another compile would pack inputs for another program).
+fn load_client_plan(
+    out: &std::path::Path,
+    program: &polyhe_runtime::Program,
+) -> Result<(polyhe_backend::ClientPlan, polyhe_ir::Graph)> {
+    let plan_path = out.join("client_plan.json");
+    let text = match std::fs::read_to_string(&plan_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{} is missing: {} was compiled by an older polyhe or is incomplete (recompile with `polyhe compile`)",
+            plan_path.display(),
+            out.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", plan_path.display())),
+    };
+    let plan = polyhe_backend::ClientPlan::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", plan_path.display()))?;
+    if plan.program_digest != polyhe_backend::program_digest(&program.to_bytes()) {
+        anyhow::bail!(
+            "{} does not belong to {} (they come from different compiles: recompile with `polyhe compile`)",
+            plan_path.display(),
+            out.join("program.bin").display()
+        );
+    }
+    let head_path = out.join("client_head.ir");
+    let src = std::fs::read_to_string(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    let head = text::parse(&src).with_context(|| format!("parsing {}", head_path.display()))?;
+    polyhe_ir::verify::verify(&head).map_err(|e| anyhow::anyhow!("{}: {e}", head_path.display()))?;
+    Ok((plan, head))
+}
+
 fn split_tail(g: polyhe_ir::Graph, poly: &PolyArgs) -> Result<(polyhe_ir::Graph, Option<polyhe_passes::ClientTail>)> {
     match &poly.client_tail {
         None => Ok((g, None)),

@@ -378,7 +378,7 @@ fn client_server_split_flow_across_processes() {
 }
 
 /// Backend flags: `--security none` warns loudly and is recorded in the program (the split flow
-/// carries it: keygen warns too, and `encrypt` lowers with the same options from OUT/backend.args);
+/// carries it: keygen warns too, and `encrypt` packs inputs from OUT/client_plan.json, never lowering);
 /// keys made for other parameters are refused; infeasible overrides are user errors.
 #[test]
 fn backend_flags_security_none_and_overrides() {
@@ -558,8 +558,8 @@ fn run_encrypted_with_client_tail_times_the_tail_and_compares_model_outputs() {
     assert!(polyhe::max_rel_error(&got, &polyhe::npy::read(&r).unwrap()).unwrap() < 1e-3);
 }
 
-/// `--bootstrap-levels` (test ring): compile records it in OUT/backend.args, so `encrypt` re-lowers
-/// the same program; the split flow runs the bootstraps (keygen adds the conjugation key) and
+/// `--bootstrap-levels` (test ring): compile writes the client plan beside the program (no
+/// backend.args: `encrypt` never lowers again); the split flow runs the bootstraps (keygen adds the conjugation key) and
 /// decrypts to the reference; `dump --stage ckks` shows the bootstrap instructions.
 #[test]
 fn split_flow_with_bootstraps() {
@@ -574,8 +574,8 @@ fn split_flow_with_bootstraps() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("bootstraps: 1 ciphertext refresh(es)") && stdout.contains("compute levels 3"), "{stdout}");
-    let words = std::fs::read_to_string(out.join("backend.args")).unwrap();
-    assert!(words.lines().any(|l| l == "--bootstrap-levels=3"), "{words}");
+    assert!(!out.join("backend.args").exists());
+    assert!(out.join("client_plan.json").exists() && out.join("client_head.ir").exists());
     let keys = out.join("keys");
     let ct = out.join("ct");
     let res = out.join("res");
@@ -601,4 +601,50 @@ fn split_flow_with_bootstraps() {
     let o = polyhe(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).matches("= bootstrap %").count(), 1);
+}
+
+/// `encrypt` packs inputs from OUT/client_plan.json and OUT/client_head.ir alone (no lowering,
+/// no poly.ir); a plan from another compile, a missing plan and a corrupt head are refused.
+#[test]
+fn encrypt_uses_the_client_plan_bound_to_its_program() {
+    let f = root().join("tests/fixtures");
+    let compile = |out: &Path, log_scale: &str| {
+        let o = polyhe(&[
+            "compile",
+            s(&f.join("square_mlp.onnx")),
+            "--calib",
+            s(&f.join("square_mlp_calib.npy")),
+            "--dim",
+            "batch_size=1",
+            "--security",
+            "none",
+            "--log-n",
+            "13",
+            "--log-scale",
+            log_scale,
+            "-o",
+            s(out),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b) = (tmp("plan_a"), tmp("plan_b"));
+    compile(&a, "30");
+    compile(&b, "32");
+    let keys = a.join("keys");
+    let o = polyhe(&["keygen", s(&a), "--keys", s(&keys)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let x = f.join("square_mlp_x.npy");
+    let encrypt = |out: &Path| polyhe(&["encrypt", s(out), "--keys", s(&keys), "--input", s(&x), "-o", s(&out.join("ct"))]);
+    // Without poly.ir: the plan and the head are all the client reads.
+    std::fs::remove_file(a.join("poly.ir")).unwrap();
+    let o = encrypt(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan_a = std::fs::read(a.join("client_plan.json")).unwrap();
+    std::fs::copy(b.join("client_plan.json"), a.join("client_plan.json")).unwrap();
+    assert_user_error(&encrypt(&a), &["client_plan.json", "does not belong", "program.bin"]);
+    std::fs::remove_file(a.join("client_plan.json")).unwrap();
+    assert_user_error(&encrypt(&a), &["client_plan.json", "missing"]);
+    std::fs::write(a.join("client_plan.json"), &plan_a).unwrap();
+    std::fs::write(a.join("client_head.ir"), "graph @broken(").unwrap();
+    assert_user_error(&encrypt(&a), &["client_head.ir"]);
 }

@@ -19,6 +19,7 @@
 //! Design notes and trade-offs: `docs/backend.md`.
 
 mod affine_ops;
+mod client_plan;
 mod error;
 mod layout;
 mod levels;
@@ -33,6 +34,7 @@ use std::collections::BTreeMap;
 use polyhe_ir::Graph;
 pub use polyhe_runtime::{CkksParams, Program, Security};
 
+pub use client_plan::{program_digest, ClientPlan, PortSource};
 pub use error::BackendError;
 pub use layout::LayoutPolicy;
 pub use packing::InputPacking;

@@ -269,12 +269,20 @@ fn client_side_embedding_lookup() {
     let y = node(&mut g, Op::Mul, vec![x, emb2]);
     g.outputs = vec![y];
     let ids_t = polyhe_ir::Tensor::int(DType::I64, vec![2], vec![7, 3]).unwrap();
-    let out = run_encrypted(&g, &[tensor(&[2, 4], rand_vec(8, 31)), ids_t], &BackendOptions::default());
+    let out = run_encrypted(&g, &[tensor(&[2, 4], rand_vec(8, 31)), ids_t.clone()], &BackendOptions::default());
     let p = out.compiled.program.as_ref().unwrap();
     assert_eq!(p.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["x", "client:v4"]);
     assert_eq!(out.compiled.report.client_side, ["v4"]);
     assert_eq!(out.compiled.report.depth, 1);
     assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    // The client plan: x as given, then the head graph's lookup (only the nodes it needs, in a
+    // text form that parses back), the same data as the compile-time path.
+    let xs = [tensor(&[2, 4], rand_vec(8, 31)), ids_t];
+    let want = polyhe_backend::program_inputs(&g, &out.compiled, &xs).unwrap();
+    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled).unwrap();
+    assert!(head.nodes.iter().all(|(_, n)| !matches!(n.op, Op::Mul) || n.inputs.iter().all(|&v| v != x)));
+    let head = polyhe_ir::text::parse(&polyhe_ir::text::print(&head, &Default::default())).unwrap();
+    assert_eq!(plan.inputs(&head, &xs).unwrap(), want);
 }
 
 #[test]
@@ -409,6 +417,10 @@ fn patch_embedding_input_is_packed_on_the_client() {
     let data = polyhe_backend::program_inputs(&g, &out.compiled, std::slice::from_ref(&x)).unwrap();
     assert_eq!(data[0].len(), p.inputs[0].layout.numel());
     assert_ne!(data[0].len(), x.to_f64_vec().len());
+    // The client plan packs the same way without the compile.
+    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled).unwrap();
+    let plan = polyhe_backend::ClientPlan::from_json(&plan.to_json()).unwrap();
+    assert_eq!(plan.inputs(&head, std::slice::from_ref(&x)).unwrap(), data);
 }
 
 #[test]

@@ -37,7 +37,8 @@ pub use pipeline::{compile_to_poly, PolyResult};
 pub use poly_run::{run_poly, OutOfRange, RangeCount};
 pub use report::{layer_of, CompileReport, EgraphSummary, PassTiming};
 pub use to_poly::{
-    encrypted_values, is_poly_stage_op, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced, SoftmaxMethod,
+    encrypted_values, is_poly_stage_op, prune, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
+    SoftmaxMethod,
 };
 
 // ---- e-graph depth minimization of the polynomial stage ----

@@ -475,7 +475,7 @@ fn softmax_factors(g: &Graph, v: Value) -> Option<(Value, Value)> {
 /// Drops nodes whose results reach no graph output (the replaced ops' leftovers: a mask `add`
 /// consumed only by its softmax, batch_norm parameters, ...). Returns the new graph and the map
 /// from old to new values.
-pub(crate) fn prune(mut g: Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
+pub fn prune(mut g: Graph) -> (Graph, SecondaryMap<Value, Option<Value>>) {
     // Constant tensors are moved, not copied (weights dominate the graph's size).
     let mut pool = std::mem::take(&mut g.constants);
     let mut live: SecondaryMap<Node, bool> = SecondaryMap::with_default(false);

@@ -1,0 +1,121 @@
+//! What the client needs to build a compiled program's inputs, written next to the program so
+//! `polyhe encrypt` (or a host program linking only the runtime and the IR) never lowers again.
+//!
+//! Requires: a [`CkksCompiled`] and the poly-stage graph it was lowered from.
+//! Guarantees: [`ClientPlan::inputs`] gives exactly what [`crate::program_inputs`] gives for the
+//! same graph inputs, from the plan and the client head alone: one entry per program input port,
+//! in port order, each either a graph input or a value of the head graph (the plaintext ops the
+//! client computes before encryption, e.g. an embedding lookup), packed when the lowering chose a
+//! packing. The plan names the program it belongs to by a digest of its bytes, so a plan and a
+//! program from different compiles are refused instead of silently producing a misread input.
+
+use serde::{Deserialize, Serialize};
+
+use polyhe_ir::{Graph, Tensor};
+
+use crate::{BackendError, CkksCompiled, InputPacking};
+
+/// Where one program input port's data comes from (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum PortSource {
+    /// The graph input `name`, as given.
+    Input { name: String, packing: Option<Vec<Option<usize>>> },
+    /// Output `index` of the client head graph.
+    Head { index: usize, name: String, packing: Option<Vec<Option<usize>>> },
+}
+
+/// The client side of a compiled program (`OUT/client_plan.json`, with the head graph in
+/// `OUT/client_head.ir`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPlan {
+    /// FNV-1a of the program's bytes ([`program_digest`]), hexadecimal.
+    pub program_digest: String,
+    pub ports: Vec<PortSource>,
+}
+
+/// FNV-1a (64 bits) of a program's serialized bytes: binds a plan to its program.
+pub fn program_digest(program_bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in program_bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+impl ClientPlan {
+    /// The plan of `compiled` (lowered from `graph`) and the client head: `graph`'s inputs, the
+    /// client values as outputs, and only the nodes they need.
+    pub fn new(graph: &Graph, compiled: &CkksCompiled) -> Result<(ClientPlan, Graph), BackendError> {
+        let (program, _) = compiled.runnable()?;
+        let packing = |v: polyhe_ir::Value| compiled.input_packing.get(&v).map(|p: &InputPacking| p.gather.clone());
+        let mut ports: Vec<PortSource> = graph
+            .inputs
+            .iter()
+            .filter(|&&v| graph.ty(v).dtype.is_float())
+            .map(|&v| PortSource::Input { name: graph.value_label(v), packing: packing(v) })
+            .collect();
+        for (index, &v) in compiled.client_values.iter().enumerate() {
+            ports.push(PortSource::Head { index, name: graph.value_label(v), packing: packing(v) });
+        }
+        if ports.len() != program.inputs.len() {
+            return Err(BackendError::Internal(format!(
+                "client plan: {} port sources for {} program inputs",
+                ports.len(),
+                program.inputs.len()
+            )));
+        }
+        let mut head = graph.clone();
+        head.name = format!("{}_client_head", graph.name);
+        head.outputs = compiled.client_values.clone();
+        let (head, _) = polyhe_passes::prune(head);
+        Ok((ClientPlan { program_digest: program_digest(&program.to_bytes()), ports }, head))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(text: &str) -> Result<ClientPlan, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The program's input tensors from the head graph's inputs (`graph_inputs`, in the head's
+    /// input order, already checked against its declared types).
+    pub fn inputs(&self, head: &Graph, graph_inputs: &[Tensor]) -> Result<Vec<Vec<f64>>, BackendError> {
+        let bad = |reason: String| BackendError::Eval { op: "client plan".into(), node: head.name.clone(), reason };
+        let needs_head = self.ports.iter().any(|p| matches!(p, PortSource::Head { .. }));
+        let head_values = if needs_head {
+            polyhe_ir::interp::run(head, graph_inputs).map_err(|e| bad(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let pack = |name: &str, x: Vec<f64>, packing: &Option<Vec<Option<usize>>>| match packing {
+            None => Ok(x),
+            Some(g) => InputPacking { gather: g.clone() }
+                .pack(&x)
+                .ok_or_else(|| bad(format!("`{name}`: {} elements do not fit its packing", x.len()))),
+        };
+        self.ports
+            .iter()
+            .map(|p| match p {
+                PortSource::Input { name, packing } => {
+                    let k = head
+                        .inputs
+                        .iter()
+                        .position(|&v| head.value_label(v) == *name)
+                        .ok_or_else(|| bad(format!("the plan reads input `{name}`, which the head graph lacks")))?;
+                    let t = graph_inputs.get(k).ok_or_else(|| bad(format!("input `{name}` not given")))?;
+                    pack(name, t.to_f64_vec(), packing)
+                }
+                PortSource::Head { index, name, packing } => {
+                    let t = head_values
+                        .get(*index)
+                        .ok_or_else(|| bad(format!("the head graph has no output {index} (`{name}`)")))?;
+                    pack(name, t.to_f64_vec(), packing)
+                }
+            })
+            .collect()
+    }
+}
