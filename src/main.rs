@@ -656,15 +656,21 @@ fn run(cli: Cli) -> Result<()> {
             match &ck.program {
                 Some(p) => {
                     let prog_path = out.join("program.bin");
-                    std::fs::write(&prog_path, p.to_bytes())
-                        .with_context(|| format!("writing {}", prog_path.display()))?;
-                    // What `encrypt` needs, so it never lowers again.
+                    // What `encrypt` needs, so it never lowers again; the head (MiniLM's embedding
+                    // table: 156 MB of text) is printed while the program is written.
                     let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck)?;
                     let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
+                    let (head_text, written) = std::thread::scope(|scope| {
+                        let printer = scope.spawn(|| text::print(&head, &PrintOptions::default()));
+                        let written = std::fs::write(&prog_path, p.to_bytes());
+                        (printer.join(), written)
+                    });
+                    written.with_context(|| format!("writing {}", prog_path.display()))?;
+                    let head_text =
+                        head_text.map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?;
                     std::fs::write(&plan_path, plan.to_json())
                         .with_context(|| format!("writing {}", plan_path.display()))?;
-                    std::fs::write(&head_path, text::print(&head, &PrintOptions::default()))
-                        .with_context(|| format!("writing {}", head_path.display()))?;
+                    std::fs::write(&head_path, head_text).with_context(|| format!("writing {}", head_path.display()))?;
                     println!(
                         "wrote {}, {} and the client's {} + {}",
                         ck_path.display(),
