@@ -282,6 +282,10 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, value_name = "KEYS")]
         keys: PathBuf,
+        /// Replace keys already in KEYS/ (refused by default: a lost secret key loses every
+        /// ciphertext made with its public key).
+        #[arg(long)]
+        force: bool,
     },
     /// Client: encrypt inputs for a compiled program with the public key; writes CT/in<k>.ct.
     Encrypt {
@@ -670,7 +674,8 @@ fn run(cli: Cli) -> Result<()> {
                         head_text.map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?;
                     std::fs::write(&plan_path, plan.to_json())
                         .with_context(|| format!("writing {}", plan_path.display()))?;
-                    std::fs::write(&head_path, head_text).with_context(|| format!("writing {}", head_path.display()))?;
+                    std::fs::write(&head_path, head_text)
+                        .with_context(|| format!("writing {}", head_path.display()))?;
                     println!(
                         "wrote {}, {} and the client's {} + {}",
                         ck_path.display(),
@@ -686,8 +691,19 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Keygen { out, keys } => {
+        Cmd::Keygen { out, keys, force } => {
             let (program, ctx) = load_program(&out)?;
+            let existing: Vec<String> = ["secret.key", "public.key", "eval.keys"]
+                .iter()
+                .filter(|f| std::fs::symlink_metadata(keys.join(f)).is_ok())
+                .map(|f| keys.join(f).display().to_string())
+                .collect();
+            if !existing.is_empty() && !force {
+                anyhow::bail!(
+                    "{} already exist(s): refusing to replace keys (a new secret key cannot decrypt what the old public key encrypted); pass --force to replace them",
+                    existing.join(", ")
+                );
+            }
             let t0 = Instant::now();
             let client = polyhe_runtime::ClientKeys::generate(&ctx)?;
             let steps = program.rotation_steps();

@@ -634,7 +634,8 @@ fn encrypt_uses_the_client_plan_bound_to_its_program() {
     let o = polyhe(&["keygen", s(&a), "--keys", s(&keys)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let x = f.join("square_mlp_x.npy");
-    let encrypt = |out: &Path| polyhe(&["encrypt", s(out), "--keys", s(&keys), "--input", s(&x), "-o", s(&out.join("ct"))]);
+    let encrypt =
+        |out: &Path| polyhe(&["encrypt", s(out), "--keys", s(&keys), "--input", s(&x), "-o", s(&out.join("ct"))]);
     // Without poly.ir: the plan and the head are all the client reads.
     std::fs::remove_file(a.join("poly.ir")).unwrap();
     let o = encrypt(&a);
@@ -647,4 +648,51 @@ fn encrypt_uses_the_client_plan_bound_to_its_program() {
     std::fs::write(a.join("client_plan.json"), &plan_a).unwrap();
     std::fs::write(a.join("client_head.ir"), "graph @broken(").unwrap();
     assert_user_error(&encrypt(&a), &["client_head.ir"]);
+}
+
+/// Key files: `keygen` refuses to replace existing keys without `--force`; the secret key is
+/// readable by its owner only; a link planted where a key goes is replaced, never written through.
+#[test]
+fn keygen_protects_existing_keys_and_the_secret_key() {
+    let f = root().join("tests/fixtures");
+    let out = tmp("keys_guard");
+    let o = polyhe(&[
+        "compile",
+        s(&f.join("square_mlp.onnx")),
+        "--calib",
+        s(&f.join("square_mlp_calib.npy")),
+        "--dim",
+        "batch_size=1",
+        "--security",
+        "none",
+        "--log-n",
+        "13",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let keys = out.join("keys");
+    let o = polyhe(&["keygen", s(&out), "--keys", s(&keys)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join("secret.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret.key is readable by others: {mode:o}");
+    }
+    let secret = std::fs::read(keys.join("secret.key")).unwrap();
+    assert_user_error(&polyhe(&["keygen", s(&out), "--keys", s(&keys)]), &["secret.key", "already exist", "--force"]);
+    assert_eq!(std::fs::read(keys.join("secret.key")).unwrap(), secret, "refused keygen changed the key");
+    // A link planted at secret.key: --force replaces the link, the file it pointed to is untouched.
+    #[cfg(unix)]
+    {
+        let victim = out.join("victim.txt");
+        std::fs::write(&victim, "do not touch").unwrap();
+        std::fs::remove_file(keys.join("secret.key")).unwrap();
+        std::os::unix::fs::symlink(&victim, keys.join("secret.key")).unwrap();
+        let o = polyhe(&["keygen", s(&out), "--keys", s(&keys), "--force"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "do not touch");
+        assert!(!std::fs::symlink_metadata(keys.join("secret.key")).unwrap().file_type().is_symlink());
+    }
 }

@@ -809,7 +809,8 @@ impl Ctx<'_> {
                 };
                 let (d1, d2) = (count(&inner, &base_layout, &mid, usize::MAX), count(&map, &mid, &out, usize::MAX));
                 // Counting the composition stops at the bound (a rejected one is often the largest).
-                let bound = (self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth).min((1 << 26) / self.slots.max(1));
+                let bound =
+                    (self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth).min((1 << 26) / self.slots.max(1));
                 if count(&composed, &base_layout, &out, bound) <= bound {
                     Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() })
                 } else {

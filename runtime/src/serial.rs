@@ -408,19 +408,43 @@ fn seal_to_file(
     size: usize,
     fill: impl FnOnce(&mut HashWriter<BufWriter<File>>),
 ) -> Result<()> {
-    let file = File::create(path).map_err(|e| io_err(path, "create", &e))?;
-    let mut w =
-        HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Xxh64::new(0), written: 0, err: None };
-    w.put(&header_bytes(kind, fingerprint, size as u64));
-    fill(&mut w);
-    if let Some(e) = w.err.take() {
-        return Err(io_err(path, "write", &e));
+    // Written to a fresh file beside the target (`create_new`: never through a planted link),
+    // then renamed over it (a link at the target is replaced, not followed): a reader sees the
+    // old file or the whole new one. Secret material is readable by its owner only.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let secret = matches!(kind, ObjectKind::SecretKey | ObjectKind::ClientKeys);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
     }
-    if w.written != (HEADER_LEN + size) as u64 {
-        return Err(CkksError::Internal("serialized payload size differs from its precomputed size"));
+    let _ = std::fs::remove_file(&tmp);
+    let file = options.open(&tmp).map_err(|e| io_err(path, "create", &e))?;
+    let written = (|| {
+        let mut w =
+            HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Xxh64::new(0), written: 0, err: None };
+        w.put(&header_bytes(kind, fingerprint, size as u64));
+        fill(&mut w);
+        if let Some(e) = w.err.take() {
+            return Err(io_err(path, "write", &e));
+        }
+        if w.written != (HEADER_LEN + size) as u64 {
+            return Err(CkksError::Internal("serialized payload size differs from its precomputed size"));
+        }
+        let h = w.hash.finish();
+        w.inner.write_all(&h.to_le_bytes()).and_then(|()| w.inner.flush()).map_err(|e| io_err(path, "write", &e))
+    })();
+    match written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_err(path, "replace", &e))) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    let h = w.hash.finish();
-    w.inner.write_all(&h.to_le_bytes()).and_then(|()| w.inner.flush()).map_err(|e| io_err(path, "write", &e))
 }
 
 /// Writes a polynomial's limbs as little-endian `u64`, a few KiB at a time.
