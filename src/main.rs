@@ -542,6 +542,7 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&progress))?;
                     let t = &run.timings;
+                    eprintln!("evaluation cpu time by kind (summed over threads): {}", run.stats.cpu_breakdown());
                     let (program, _) = ck.runnable()?;
                     let results = output_tensors(program, &compiled.graph, run.outputs)?;
                     let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
@@ -755,7 +756,8 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!();
                 }
             };
-            let (outs, _) = polyhe_runtime::execute_with_progress(&program, &evaluator, cts, Some(&progress))?;
+            let (outs, stats) = polyhe_runtime::execute_with_progress(&program, &evaluator, cts, Some(&progress))?;
+            eprintln!("cpu time by kind (summed over threads): {}", stats.cpu_breakdown());
             std::fs::create_dir_all(&result).with_context(|| format!("creating {}", result.display()))?;
             for (k, ct) in outs.iter().enumerate() {
                 ct.write_to(result.join(format!("out{k}.ct")))?;

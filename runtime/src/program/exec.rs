@@ -37,6 +37,25 @@ pub struct ExecStats {
     pub peak_live: usize,
     /// Bootstrappings run.
     pub bootstraps: usize,
+    /// CPU seconds per kind of work, summed over the threads (so they add up to more than the
+    /// wall time on several cores): one entry per instruction kind (`rotate` includes the hoisted
+    /// decompositions, `mul_plain+add` the fused diagonal products), and `encode` for the
+    /// plaintexts encoded on first use (inside the kinds that needed them).
+    pub cpu_seconds: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl ExecStats {
+    /// `kind 12.3 s (45%)` for every kind, largest first (the share of the summed CPU time;
+    /// `encode` is part of other kinds and not counted in the total).
+    pub fn cpu_breakdown(&self) -> String {
+        let total: f64 = self.cpu_seconds.iter().filter(|(k, _)| **k != "encode").map(|(_, v)| v).sum();
+        let mut v: Vec<(&&str, &f64)> = self.cpu_seconds.iter().collect();
+        v.sort_by(|a, b| b.1.total_cmp(a.1));
+        v.iter()
+            .map(|(k, s)| format!("{k} {s:.1} s ({:.0}%)", 100.0 * **s / total.max(1e-9)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn check_eval(program: &Program, eval: &Evaluator) -> ProgramResult<()> {
@@ -298,9 +317,17 @@ pub fn execute_with_progress(
         }
         let regs_ref = &regs;
         let hoisted_ref = &hoisted;
-        let results: Vec<ProgramResult<TaskOut>> = tasks
+        let results: Vec<(ProgramResult<TaskOut>, &'static str, f64)> = tasks
             .into_par_iter()
-            .map(|t| match t {
+            .map(|t| {
+                let kind: &'static str = match &t {
+                    Task::One(i) => program.insts.get(*i).map_or("?", |x| x.op.name()),
+                    Task::MulPlainAdd(..) => "mul_plain+add",
+                    Task::Rotations { .. } => "rotate",
+                };
+                let t0 = std::time::Instant::now();
+                let r = (|| -> ProgramResult<TaskOut> {
+                    match t {
                 Task::One(i) => {
                     let inst =
                         program.insts.get(i).ok_or(ProgramError::Invalid { inst: i, reason: "missing".into() })?;
@@ -346,10 +373,14 @@ pub fn execute_with_progress(
                         .collect::<ProgramResult<Vec<_>>>()?;
                     Ok((outs, keep.then_some((src, h))))
                 }
+                    }
+                })();
+                (r, kind, t0.elapsed().as_secs_f64())
             })
             .collect();
         stats.waves += 1;
-        for r in results {
+        for (r, kind, secs) in results {
+            *stats.cpu_seconds.entry(kind).or_default() += secs;
             let (outs, kept) = r?;
             for (i, ct) in outs {
                 check_result(program, i, &ct)?;
@@ -434,6 +465,8 @@ pub fn execute_with_progress(
             out.push(ct);
         }
     }
+    let encode = cache.encode_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9;
+    stats.cpu_seconds.insert("encode", encode);
     Ok((out, stats))
 }
 
@@ -469,6 +502,8 @@ fn check_result(program: &Program, i: usize, ct: &Ciphertext) -> ProgramResult<(
 /// an encoding that does not fit is simply not cached.
 struct PlainCache {
     inner: std::sync::Mutex<CacheState>,
+    /// Nanoseconds spent encoding (for [`ExecStats::cpu_seconds`]).
+    encode_nanos: std::sync::atomic::AtomicU64,
 }
 
 struct CacheState {
@@ -492,7 +527,18 @@ impl PlainCache {
             }
         }
         uses.retain(|_, (n, _)| *n > 1);
-        PlainCache { inner: std::sync::Mutex::new(CacheState { uses, bytes: 0, max_bytes }) }
+        PlainCache {
+            inner: std::sync::Mutex::new(CacheState { uses, bytes: 0, max_bytes }),
+            encode_nanos: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Runs an encoding outside the cache, counting its time.
+    fn timed<T>(&self, encode: impl FnOnce() -> T) -> T {
+        let t0 = std::time::Instant::now();
+        let r = encode();
+        self.encode_nanos.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 
     fn get(
@@ -519,7 +565,9 @@ impl PlainCache {
         if let Some(pt) = hit {
             return Ok(pt);
         }
+        let t0 = std::time::Instant::now();
         let pt = std::sync::Arc::new(make()?);
+        self.encode_nanos.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut st) = self.inner.lock() {
             let st = &mut *st;
             let size = pt.size_bytes();
@@ -558,12 +606,14 @@ fn run_one(
         Op::Neg(a) => eval.negate(r(a)?)?,
         Op::AddPlain(a, c) => {
             let x = r(a)?;
-            let pt = encoder.encode(&constant(c)?.to_dense(), x.level(), x.scale())?;
+            let values = constant(c)?.to_dense();
+            let pt = cache.timed(|| encoder.encode(&values, x.level(), x.scale()))?;
             eval.add_plain(x, &pt)?
         }
         Op::SubPlain(a, c) => {
             let x = r(a)?;
-            let pt = encoder.encode(&constant(c)?.to_dense(), x.level(), x.scale())?;
+            let values = constant(c)?.to_dense();
+            let pt = cache.timed(|| encoder.encode(&values, x.level(), x.scale()))?;
             eval.sub_plain(x, &pt)?
         }
         Op::MulPlain { src, constant: c, pt_scale } => {
