@@ -1315,15 +1315,32 @@ impl Ctx<'_> {
     /// Lowers an evaluation plan on one ciphertext whose first `valid` slots hold data.
     /// With `input_mapped`, `x` already holds the plan's affine map of its input.
     fn plan(&mut self, plan: &EvalPlan, x: Reg, valid: usize, input_mapped: bool) -> Result<Reg, BackendError> {
-        #[derive(Clone, Copy)]
-        enum P {
-            Ct(Reg),
-            S(f64),
-        }
-        let mask = |c: f64| vec![c; valid];
+        use PlanVal as P;
+        type Lin = LinForm;
         let mut regs: Vec<P> = Vec::with_capacity(plan.ops().len());
+        let mut lins: Vec<Lin> = Vec::new();
         let get = |regs: &Vec<P>, r: polyhe_passes::Reg| {
             regs.get(r.0).copied().ok_or(BackendError::Internal(format!("plan register {r}")))
+        };
+        // `a·u + b·v` over linear forms (a ciphertext is `1·ct`).
+        let combine = |lins: &Vec<Lin>, u: P, a: f64, v: P, b: f64| -> Lin {
+            let mut terms: Vec<(Reg, f64)> = Vec::new();
+            let mut k = 0.0;
+            for (p, w) in [(u, a), (v, b)] {
+                let (ts, c): (Vec<(Reg, f64)>, f64) = match p {
+                    P::Ct(r) => (vec![(r, 1.0)], 0.0),
+                    P::S(c) => (Vec::new(), c),
+                    P::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
+                };
+                k += w * c;
+                for (r, c) in ts {
+                    match terms.iter_mut().find(|(q, _)| *q == r) {
+                        Some(t) => t.1 += w * c,
+                        None => terms.push((r, w * c)),
+                    }
+                }
+            }
+            (terms, k)
         };
         for op in plan.ops() {
             let v = match *op {
@@ -1332,48 +1349,105 @@ impl Ctx<'_> {
                 PlanOp::Affine { src, .. } if input_mapped && src.0 == 0 => P::Ct(x),
                 PlanOp::Affine { src, scale, shift } => match get(&regs, src)? {
                     P::S(v) => P::S(scale * v + shift),
-                    P::Ct(r) => {
-                        let m = self.b.mul_scalar(r, scale)?;
-                        P::Ct(self.b.add_plain(m, mask(shift)))
+                    p => {
+                        lins.push(combine(&lins, p, scale, P::S(shift), 1.0));
+                        P::Lin(lins.len() - 1)
                     }
                 },
                 PlanOp::Mul(a, b) => match (get(&regs, a)?, get(&regs, b)?) {
                     (P::S(u), P::S(v)) => P::S(u * v),
-                    (P::Ct(r), P::S(v)) | (P::S(v), P::Ct(r)) => P::Ct(self.b.mul_scalar(r, v)?),
-                    (P::Ct(r), P::Ct(s)) => P::Ct(self.b.mul(r, s)?),
+                    (p, P::S(v)) | (P::S(v), p) => {
+                        lins.push(combine(&lins, p, v, P::S(0.0), 0.0));
+                        P::Lin(lins.len() - 1)
+                    }
+                    (p, q) => {
+                        let r = self.plan_value(&mut regs, &lins, a.0, p, valid, x)?;
+                        let s = self.plan_value(&mut regs, &lins, b.0, q, valid, x)?;
+                        P::Ct(self.b.mul(r, s)?)
+                    }
                 },
                 PlanOp::MulConst(a, c) => match get(&regs, a)? {
                     P::S(u) => P::S(u * c),
-                    P::Ct(r) => P::Ct(self.b.mul_scalar(r, c)?),
+                    p => {
+                        lins.push(combine(&lins, p, c, P::S(0.0), 0.0));
+                        P::Lin(lins.len() - 1)
+                    }
                 },
                 PlanOp::Add(a, b) | PlanOp::Sub(a, b) => {
-                    let sub = matches!(op, PlanOp::Sub(..));
+                    let w = if matches!(op, PlanOp::Sub(..)) { -1.0 } else { 1.0 };
                     match (get(&regs, a)?, get(&regs, b)?) {
-                        (P::S(u), P::S(v)) => P::S(if sub { u - v } else { u + v }),
-                        (P::Ct(r), P::S(v)) => P::Ct(self.b.add_plain(r, mask(if sub { -v } else { v }))),
-                        (P::S(u), P::Ct(r)) => {
-                            let r = if sub { self.b.neg(r) } else { r };
-                            P::Ct(self.b.add_plain(r, mask(u)))
+                        (P::S(u), P::S(v)) => P::S(u + w * v),
+                        (p, q) => {
+                            lins.push(combine(&lins, p, 1.0, q, w));
+                            P::Lin(lins.len() - 1)
                         }
-                        (P::Ct(r), P::Ct(s)) => P::Ct(if sub { self.b.sub(r, s)? } else { self.b.add(r, s)? }),
                     }
                 }
                 PlanOp::AddConst(a, c) => match get(&regs, a)? {
                     P::S(u) => P::S(u + c),
-                    P::Ct(r) => P::Ct(self.b.add_plain(r, mask(c))),
+                    p => {
+                        lins.push(combine(&lins, p, 1.0, P::S(c), 1.0));
+                        P::Lin(lins.len() - 1)
+                    }
                 },
             };
             regs.push(v);
         }
-        match get(&regs, plan.output())? {
-            P::Ct(r) => Ok(r),
-            P::S(c) => {
-                let z = self.b.mul_scalar(x, 0.0)?;
-                Ok(self.b.add_plain(z, mask(c)))
-            }
+        let out = plan.output().0;
+        let p = regs.get(out).copied().ok_or(BackendError::Internal("plan output".into()))?;
+        let lin_of = |p: P| match p {
+            P::Ct(r) => (vec![(r, 1.0)], 0.0),
+            P::S(c) => (Vec::new(), c),
+            P::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
+        };
+        let (terms, k) = lin_of(p);
+        self.emit_linear(&terms, k, valid, x)
+    }
+
+    /// A plan register as a ciphertext (a pending linear form emitted once; the register then
+    /// holds the ciphertext for its other uses).
+    fn plan_value(
+        &mut self,
+        regs: &mut [PlanVal],
+        lins: &[LinForm],
+        index: usize,
+        p: PlanVal,
+        valid: usize,
+        x: Reg,
+    ) -> Result<Reg, BackendError> {
+        let (terms, k) = match p {
+            PlanVal::Ct(r) => return Ok(r),
+            PlanVal::S(c) => (Vec::new(), c),
+            PlanVal::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
+        };
+        let r = self.emit_linear(&terms, k, valid, x)?;
+        if let Some(slot) = regs.get_mut(index) {
+            *slot = PlanVal::Ct(r);
         }
+        Ok(r)
+    }
+
+    /// `Σ c·ct + k` on the first `valid` slots (`x` supplies a ciphertext for a constant).
+    fn emit_linear(&mut self, terms: &[(Reg, f64)], k: f64, valid: usize, x: Reg) -> Result<Reg, BackendError> {
+        let terms: Vec<(Reg, f64)> = terms.iter().copied().filter(|&(_, c)| c != 0.0).collect();
+        let r = if terms.is_empty() { self.b.mul_scalar(x, 0.0)? } else { self.b.linear_combination(&terms)? };
+        Ok(if k != 0.0 || terms.is_empty() { self.b.add_plain(r, vec![k; valid]) } else { r })
     }
 }
+
+/// A register of a polynomial's evaluation plan while it is lowered: a ciphertext, a scalar, or a
+/// pending linear combination `Σ c·ct + k` (an index into the plan's [`LinForm`]s), emitted as one
+/// [`Builder::linear_combination`] when a product or the output needs it (Chebyshev sums
+/// `Σ c_i·T_i` cost one rescale, not one per term and per level mismatch).
+#[derive(Clone, Copy)]
+enum PlanVal {
+    Ct(Reg),
+    S(f64),
+    Lin(usize),
+}
+
+/// `(terms, constant)` of a pending linear combination.
+type LinForm = (Vec<(Reg, f64)>, f64);
 
 fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>, Layout), BackendError> {
     match a {

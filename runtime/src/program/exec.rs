@@ -328,51 +328,53 @@ pub fn execute_with_progress(
                 let t0 = std::time::Instant::now();
                 let r = (|| -> ProgramResult<TaskOut> {
                     match t {
-                Task::One(i) => {
-                    let inst =
-                        program.insts.get(i).ok_or(ProgramError::Invalid { inst: i, reason: "missing".into() })?;
-                    Ok((vec![(i, run_one(program, eval, &encoder, &cache, boot, regs_ref, i, inst)?)], None))
-                }
-                Task::MulPlainAdd(i, j, owned) => {
-                    let (Some(Op::Add(a, _)), Some(Op::MulPlain { src, constant: c, pt_scale })) =
-                        (program.insts.get(i).map(|x| &x.op), program.insts.get(j).map(|x| &x.op))
-                    else {
-                        return Err(ProgramError::Invalid { inst: i, reason: "not a fusable add".into() });
-                    };
-                    let x = reg(regs_ref, *src, j)?;
-                    let values = program
-                        .constants
-                        .get(*c as usize)
-                        .ok_or(ProgramError::Invalid { inst: j, reason: format!("constant c{c} does not exist") })?;
-                    let pt = cache.get((*c, x.level(), pt_scale.to_bits()), || {
-                        encoder.encode(&values.to_dense(), x.level(), *pt_scale)
-                    })?;
-                    let ct = match owned {
-                        Some(mut acc) => {
-                            eval.mul_plain_add_assign(&mut acc, x, &pt)?;
-                            acc
+                        Task::One(i) => {
+                            let inst = program
+                                .insts
+                                .get(i)
+                                .ok_or(ProgramError::Invalid { inst: i, reason: "missing".into() })?;
+                            Ok((vec![(i, run_one(program, eval, &encoder, &cache, boot, regs_ref, i, inst)?)], None))
                         }
-                        None => eval.mul_plain_add(reg(regs_ref, *a, i)?, x, &pt)?,
-                    };
-                    Ok((vec![(i, ct)], None))
-                }
-                Task::Rotations { src, group, keep } => {
-                    let h = match hoisted_ref.get(&src) {
-                        Some(h) => h.clone(),
-                        None => {
-                            let ct = reg(regs_ref, src, group.first().copied().unwrap_or(0))?;
-                            std::sync::Arc::new(eval.hoist(ct)?)
+                        Task::MulPlainAdd(i, j, owned) => {
+                            let (Some(Op::Add(a, _)), Some(Op::MulPlain { src, constant: c, pt_scale })) =
+                                (program.insts.get(i).map(|x| &x.op), program.insts.get(j).map(|x| &x.op))
+                            else {
+                                return Err(ProgramError::Invalid { inst: i, reason: "not a fusable add".into() });
+                            };
+                            let x = reg(regs_ref, *src, j)?;
+                            let values = program.constants.get(*c as usize).ok_or(ProgramError::Invalid {
+                                inst: j,
+                                reason: format!("constant c{c} does not exist"),
+                            })?;
+                            let pt = cache.get((*c, x.level(), pt_scale.to_bits()), || {
+                                encoder.encode(&values.to_dense(), x.level(), *pt_scale)
+                            })?;
+                            let ct = match owned {
+                                Some(mut acc) => {
+                                    eval.mul_plain_add_assign(&mut acc, x, &pt)?;
+                                    acc
+                                }
+                                None => eval.mul_plain_add(reg(regs_ref, *a, i)?, x, &pt)?,
+                            };
+                            Ok((vec![(i, ct)], None))
                         }
-                    };
-                    let outs = group
-                        .iter()
-                        .map(|&i| match program.insts.get(i).map(|x| &x.op) {
-                            Some(Op::Rotate { step, .. }) => Ok((i, eval.rotate_hoisted_one(&h, *step)?)),
-                            _ => Err(ProgramError::Invalid { inst: i, reason: "not a rotation".into() }),
-                        })
-                        .collect::<ProgramResult<Vec<_>>>()?;
-                    Ok((outs, keep.then_some((src, h))))
-                }
+                        Task::Rotations { src, group, keep } => {
+                            let h = match hoisted_ref.get(&src) {
+                                Some(h) => h.clone(),
+                                None => {
+                                    let ct = reg(regs_ref, src, group.first().copied().unwrap_or(0))?;
+                                    std::sync::Arc::new(eval.hoist(ct)?)
+                                }
+                            };
+                            let outs = group
+                                .iter()
+                                .map(|&i| match program.insts.get(i).map(|x| &x.op) {
+                                    Some(Op::Rotate { step, .. }) => Ok((i, eval.rotate_hoisted_one(&h, *step)?)),
+                                    _ => Err(ProgramError::Invalid { inst: i, reason: "not a rotation".into() }),
+                                })
+                                .collect::<ProgramResult<Vec<_>>>()?;
+                            Ok((outs, keep.then_some((src, h))))
+                        }
                     }
                 })();
                 (r, kind, t0.elapsed().as_secs_f64())
