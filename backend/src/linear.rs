@@ -386,7 +386,12 @@ pub(crate) fn lower_affine(
             for (&d, diag) in &diags {
                 giants.entry(d / bs).or_default().push((d % bs, diag));
             }
-            for (gi, terms) in giants {
+            // Giant steps by Horner's rule, highest first: `acc = rot(acc, (g − g')·bs) + inner_g'`,
+            // so a map whose giants are consecutive multiples of `bs` rotates by `bs` alone (one
+            // Galois key for all of them) instead of by every `g·bs`; as many rotations as before,
+            // and the key set — hence the chains of key rotations a budget imposes — shrinks.
+            let mut horner: Option<(Reg, usize)> = None;
+            for (gi, terms) in giants.into_iter().rev() {
                 let shift = gi * bs;
                 let mut inner: Option<Reg> = None;
                 for (bb, diag) in terms {
@@ -399,14 +404,24 @@ pub(crate) fn lower_affine(
                         None => p,
                     });
                 }
-                let Some(mut inner) = inner else { continue };
-                if shift != 0 {
-                    inner = b.rotate(inner, shift as i64);
+                let Some(inner) = inner else { continue };
+                horner = Some(match horner {
+                    None => (inner, gi),
+                    Some((h, g)) => {
+                        let r = b.rotate(h, ((g - gi) * bs) as i64);
+                        stats.rotations += 1;
+                        (b.add_raw(r, inner), gi)
+                    }
+                });
+            }
+            if let Some((mut h, g)) = horner {
+                if g != 0 {
+                    h = b.rotate(h, (g * bs) as i64);
                     stats.rotations += 1;
                 }
                 acc = Some(match acc {
-                    Some(a) => b.add_raw(a, inner),
-                    None => inner,
+                    Some(a) => b.add_raw(a, h),
+                    None => h,
                 });
             }
         }
