@@ -608,25 +608,7 @@ fn split_flow_with_bootstraps() {
 #[test]
 fn encrypt_uses_the_client_plan_bound_to_its_program() {
     let f = root().join("tests/fixtures");
-    let compile = |out: &Path, log_scale: &str| {
-        let o = polyhe(&[
-            "compile",
-            s(&f.join("square_mlp.onnx")),
-            "--calib",
-            s(&f.join("square_mlp_calib.npy")),
-            "--dim",
-            "batch_size=1",
-            "--security",
-            "none",
-            "--log-n",
-            "13",
-            "--log-scale",
-            log_scale,
-            "-o",
-            s(out),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let compile = |out: &Path, log_scale: &str| compile_square_mlp_test_ring(out, &["--log-scale", log_scale]);
     let (a, b) = (tmp("plan_a"), tmp("plan_b"));
     compile(&a, "30");
     compile(&b, "32");
@@ -650,27 +632,23 @@ fn encrypt_uses_the_client_plan_bound_to_its_program() {
     assert_user_error(&encrypt(&a), &["client_head.ir"]);
 }
 
+/// `polyhe compile` of the square-MLP fixture on a test ring (`--security none --log-n 13`) into `out`.
+fn compile_square_mlp_test_ring(out: &Path, extra: &[&str]) {
+    let f = root().join("tests/fixtures");
+    let (model, calib) = (f.join("square_mlp.onnx"), f.join("square_mlp_calib.npy"));
+    let mut args = vec!["compile", s(&model), "--calib", s(&calib), "--dim", "batch_size=1"];
+    args.extend(["--security", "none", "--log-n", "13", "-o", s(out)]);
+    args.extend(extra);
+    let o = polyhe(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Key files: `keygen` refuses to replace existing keys without `--force`; the secret key is
 /// readable by its owner only; a link planted where a key goes is replaced, never written through.
 #[test]
 fn keygen_protects_existing_keys_and_the_secret_key() {
-    let f = root().join("tests/fixtures");
     let out = tmp("keys_guard");
-    let o = polyhe(&[
-        "compile",
-        s(&f.join("square_mlp.onnx")),
-        "--calib",
-        s(&f.join("square_mlp_calib.npy")),
-        "--dim",
-        "batch_size=1",
-        "--security",
-        "none",
-        "--log-n",
-        "13",
-        "-o",
-        s(&out),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    compile_square_mlp_test_ring(&out, &[]);
     let keys = out.join("keys");
     let o = polyhe(&["keygen", s(&out), "--keys", s(&keys)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -1007,7 +1007,7 @@ impl Ctx<'_> {
         // (shifts by multiples of the slice stride). When the whole product does not fit one
         // ciphertext, each slice gets a power-of-two stride (a divisor of the slot count), so a
         // ciphertext holds whole slices and the product spans several ciphertexts.
-        if let Some(v) = self.rotated_matmul(name, va, vb, (nb, i_n, k_n, j_n), out_shape)? {
+        if let Some(v) = self.rotated_matmul(va, vb, (nb, i_n, k_n, j_n), out_shape)? {
             return Ok(v);
         }
         if let Some(v) = self.rotated_pv(va, vb, (nb, i_n, k_n, j_n), out_shape)? {
@@ -1103,14 +1103,12 @@ impl Ctx<'_> {
     /// are not placed so (row-major programs), or `A` spans more than one ciphertext.
     fn rotated_matmul(
         &mut self,
-        name: &str,
         va: &Val,
         vb: &Val,
         (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
         out_shape: &[usize],
     ) -> Result<Option<Val>, BackendError> {
-        let (sa, sb) = (va.shape(), vb.shape());
-        if i_n != j_n || i_n < 2 || sa.len() != sb.len() || numel(sa) != nb * i_n * k_n || numel(sb) != nb * k_n * j_n {
+        if i_n != j_n || i_n < 2 || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
         }
         let (Some(la), Some(lb)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
@@ -1136,7 +1134,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        let _ = name;
         let (Val::Ct { regs: ra, .. }, Val::Ct { regs: rb, layout: lb, .. }) =
             (self.materialize(va.clone())?, self.materialize(vb.clone())?)
         else {
@@ -1195,14 +1192,13 @@ impl Ctx<'_> {
         (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
         out_shape: &[usize],
     ) -> Result<Option<Val>, BackendError> {
-        let (sa, sb) = (va.shape(), vb.shape());
-        if i_n != k_n || sa.len() != sb.len() || numel(sa) != nb * i_n * k_n || numel(sb) != nb * k_n * j_n {
+        if i_n != k_n || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
         }
         let (Some(la), Some(lv)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
             return Ok(None);
         };
-        let block = numel(sb).next_power_of_two();
+        let block = numel(vb.shape()).next_power_of_two();
         if !la.is_skewed() || block > self.slots {
             return Ok(None);
         }
@@ -1433,6 +1429,13 @@ impl Ctx<'_> {
         let r = if terms.is_empty() { self.b.mul_scalar(x, 0.0)? } else { self.b.linear_combination(&terms)? };
         Ok(if k != 0.0 || terms.is_empty() { self.b.add_plain(r, vec![k; valid]) } else { r })
     }
+}
+
+/// Whether `A: [.., I, K]` and `B: [.., K, J]` of a batched product both hold every batch entry
+/// (no broadcast batch axis): the rotated products place them block for block.
+fn unbroadcast(va: &Val, vb: &Val, (nb, i_n, k_n, j_n): (usize, usize, usize, usize)) -> bool {
+    let (sa, sb) = (va.shape(), vb.shape());
+    sa.len() == sb.len() && numel(sa) == nb * i_n * k_n && numel(sb) == nb * k_n * j_n
 }
 
 /// A register of a polynomial's evaluation plan while it is lowered: a ciphertext, a scalar, or a
