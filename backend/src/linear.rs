@@ -261,6 +261,79 @@ fn rotated_diagonal(diag: &[(usize, f64)], shift: usize, slots: usize) -> SlotVe
     SlotVector::from_runs(runs)
 }
 
+/// How a block's diagonal offsets split into baby and giant steps: `d = baby + k·step (mod S)`,
+/// the babies rotations of the input, the giants applied by Horner's rule (`step` repeated).
+struct Split {
+    step: usize,
+    /// `Some(progression)`: each offset's `(baby, k)` by walking back along `step` while the
+    /// offsets continue (`d − step`, `d − 2·step`, … in the set); `None`: `d mod step`, `d / step`.
+    walk: Option<BTreeMap<usize, (usize, usize)>>,
+}
+
+impl Split {
+    fn of(&self, d: usize) -> (usize, usize) {
+        match &self.walk {
+            Some(m) => m.get(&d).copied().unwrap_or((d, 0)),
+            None => (d % self.step, d / self.step),
+        }
+    }
+
+    /// The power-of-two split of [`choose_baby`], or — when it needs fewer rotations — a split
+    /// along the most common difference between nearby offsets: the offsets of a map over a grid
+    /// (`a·i + c·j`, e.g. the skewed scores' `128·h − 496·r`) are progressions along one of its
+    /// steps, which powers of two do not divide (64 diagonals cost 41 rotations and 48 distinct
+    /// steps; along −496: 18 rotations, 4 steps).
+    fn choose(ds: &BTreeSet<usize>, slots: usize) -> Split {
+        let bs = choose_baby(ds, slots);
+        let pow2 = Split { step: bs, walk: None };
+        let cost = |sp: &Split| {
+            let babies: BTreeSet<usize> = ds.iter().map(|&d| sp.of(d).0).filter(|&b| b != 0).collect();
+            let giants: BTreeSet<usize> = ds.iter().map(|&d| sp.of(d).1).filter(|&k| k != 0).collect();
+            babies.len() + giants.len()
+        };
+        if ds.len() < 8 {
+            return pow2;
+        }
+        let v: Vec<usize> = ds.iter().copied().collect();
+        let mut diffs: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, &a) in v.iter().enumerate() {
+            for &c in v.iter().skip(i + 1).take(8) {
+                *diffs.entry(c - a).or_default() += 1;
+                *diffs.entry(slots - (c - a)).or_default() += 1;
+            }
+        }
+        let mut best = (cost(&pow2), pow2);
+        let mut cands: Vec<(usize, usize)> = diffs.into_iter().map(|(d, n)| (n, d)).collect();
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        for &(_, g) in cands.iter().take(4) {
+            if g == 0 || g >= slots {
+                continue;
+            }
+            let mut walk = BTreeMap::new();
+            for &d in ds {
+                let mut k = 0usize;
+                let mut base = d;
+                while k < slots {
+                    let prev = (base + slots - g) % slots;
+                    if !ds.contains(&prev) || prev == d {
+                        break;
+                    }
+                    base = prev;
+                    k += 1;
+                }
+                walk.insert(d, (base, k));
+            }
+            let sp = Split { step: g, walk: Some(walk) };
+            let c = cost(&sp);
+            // Clearly fewer rotations only: a new step may need a key or a chain of them.
+            if 4 * c < 3 * best.0 {
+                best = (c, sp);
+            }
+        }
+        best.1
+    }
+}
+
 fn choose_baby(ds: &BTreeSet<usize>, slots: usize) -> usize {
     let cost = |b: usize| {
         let babies: BTreeSet<usize> = ds.iter().map(|d| d % b).filter(|&x| x != 0).collect();
@@ -372,8 +445,8 @@ pub(crate) fn lower_affine(
             let ds: BTreeSet<usize> = diags.keys().copied().collect();
             stats.diagonals += ds.len();
             stats.naive_rotations += ds.iter().filter(|&&d| d != 0).count();
-            let bs = choose_baby(&ds, slots);
-            let babies: BTreeSet<usize> = ds.iter().map(|d| d % bs).collect();
+            let split = Split::choose(&ds, slots);
+            let babies: BTreeSet<usize> = ds.iter().map(|&d| split.of(d).0).collect();
             let mut rot: BTreeMap<usize, Reg> = BTreeMap::new();
             for &bb in &babies {
                 let r = if bb == 0 { x } else { b.rotate(x, bb as i64) };
@@ -384,15 +457,17 @@ pub(crate) fn lower_affine(
             }
             let mut giants: BTreeMap<usize, Vec<(usize, &Diagonal)>> = BTreeMap::new();
             for (&d, diag) in &diags {
-                giants.entry(d / bs).or_default().push((d % bs, diag));
+                let (bb, k) = split.of(d);
+                giants.entry(k).or_default().push((bb, diag));
             }
+            let bs = split.step;
             // Giant steps by Horner's rule, highest first: `acc = rot(acc, (g − g')·bs) + inner_g'`,
             // so a map whose giants are consecutive multiples of `bs` rotates by `bs` alone (one
             // Galois key for all of them) instead of by every `g·bs`; as many rotations as before,
             // and the key set — hence the chains of key rotations a budget imposes — shrinks.
             let mut horner: Option<(Reg, usize)> = None;
             for (gi, terms) in giants.into_iter().rev() {
-                let shift = gi * bs;
+                let shift = (gi * bs) % slots;
                 let mut inner: Option<Reg> = None;
                 for (bb, diag) in terms {
                     // rot(diag, −shift)[j] = diag[j − shift]
@@ -408,7 +483,7 @@ pub(crate) fn lower_affine(
                 horner = Some(match horner {
                     None => (inner, gi),
                     Some((h, g)) => {
-                        let r = b.rotate(h, ((g - gi) * bs) as i64);
+                        let r = b.rotate(h, (((g - gi) * bs) % slots) as i64);
                         stats.rotations += 1;
                         (b.add_raw(r, inner), gi)
                     }
@@ -416,7 +491,7 @@ pub(crate) fn lower_affine(
             }
             if let Some((mut h, g)) = horner {
                 if g != 0 {
-                    h = b.rotate(h, (g * bs) as i64);
+                    h = b.rotate(h, ((g * bs) % slots) as i64);
                     stats.rotations += 1;
                 }
                 acc = Some(match acc {

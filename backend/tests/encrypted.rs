@@ -65,7 +65,9 @@ fn matmul_gemm_with_plaintext_weights() {
     let y = node(&mut g, Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false }, vec![h, w2, b2]);
     g.outputs = vec![y];
     let x = tensor(&[6, 8], rand_vec(48, 8));
-    let out = run_encrypted(&g, std::slice::from_ref(&x), &BackendOptions::default());
+    // Row-major (the automatic choice takes the column layout here: 11 diagonals, no packing).
+    let row = BackendOptions { layout: Some(polyhe_backend::LayoutPolicy::RowMajor), ..Default::default() };
+    let out = run_encrypted(&g, std::slice::from_ref(&x), &row);
     // The one-call helper the CLI uses gives the same answer (on the client's program inputs: the
     // client packs x so the map has 14 diagonals instead of 31, see `packing.rs`); raw x is
     // refused, not misread.
