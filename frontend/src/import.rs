@@ -135,6 +135,10 @@ pub(crate) fn unsupported_nodes(g: &GraphProto) -> Vec<(String, String)> {
     out
 }
 
+/// Default-domain opset versions the importer knows the semantics of (opset 6: Clip's bounds as
+/// attributes; the newest released versions on top).
+pub const SUPPORTED_OPSETS: std::ops::RangeInclusive<i64> = 6..=26;
+
 /// Imports a decoded model into an IR graph with static shapes (see the module doc).
 pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendError> {
     let Some(gp) = m.graph() else {
@@ -145,6 +149,16 @@ pub fn import(m: &OnnxModel, opts: &ImportOptions) -> Result<Graph, FrontendErro
         return Err(FrontendError::Unsupported { nodes: unsupported });
     }
     let opset = m.opset().unwrap_or(13);
+    if !SUPPORTED_OPSETS.contains(&opset) {
+        return Err(FrontendError::Graph {
+            msg: format!(
+                "{}: opset {opset} is outside the versions polyhe imports ({} to {}): op semantics differ between versions, so it is refused rather than guessed",
+                m.path.display(),
+                SUPPORTED_OPSETS.start(),
+                SUPPORTED_OPSETS.end()
+            ),
+        });
+    }
     let name = if gp.name.is_empty() { "main".to_string() } else { gp.name.clone() };
     let mut imp = Importer::new(gp, opset, name);
 
@@ -457,6 +471,15 @@ impl<'a> Importer<'a> {
             return Ok(None);
         };
         let t = tensor_from_proto(t)?;
+        // A NaN or infinite weight makes every output it reaches NaN: refused with its place.
+        if t.dtype().is_float() {
+            if let Some((k, x)) = t.to_f64_vec().into_iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                return Err(FrontendError::InvalidTensor {
+                    tensor: name.to_string(),
+                    msg: format!("element {k} is {x}: weights must be finite"),
+                });
+            }
+        }
         let v = self.g.add_constant(t, name);
         self.env.insert(name.to_string(), v);
         Ok(Some(v))

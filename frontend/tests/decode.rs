@@ -321,3 +321,25 @@ fn corrupted_real_model_never_panics() {
     // Both outcomes occur: corruption is detected, and harmless flips (in weights) still import.
     assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
 }
+
+#[test]
+fn unknown_opsets_and_non_finite_weights_are_refused() {
+    // Opsets outside the known range: refused with the version, not imported by guesswork.
+    for opset in [0, 5, 9999] {
+        let m = model(
+            opset,
+            vec![node("Identity", "id", &["x"], &["y"], vec![])],
+            vec![],
+            vec![vf("x", &[2])],
+            vec![vout("y")],
+        );
+        let e = import_model(&m, &ImportOptions::default()).unwrap_err().to_string();
+        assert!(e.contains(&format!("opset {opset}")) && e.contains("6 to 26"), "{e}");
+    }
+    // A NaN or infinite weight: the tensor and the element are named.
+    for bad in [f32::NAN, f32::INFINITY] {
+        let e = import_const(f32_raw("w", &[3], &[1.0, bad, 2.0])).unwrap_err().to_string();
+        assert!(e.contains("`w`") && e.contains("element 1") && e.contains("finite"), "{e}");
+    }
+    assert!(import_const(f32_raw("w", &[2], &[1.0, -2.5])).is_ok());
+}
