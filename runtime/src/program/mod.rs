@@ -207,8 +207,12 @@ impl SlotLayout {
             }
         }
     }
-    /// Checks that an `Axes` order is a permutation of the axes (`RowMajor`: always `Ok`).
+    /// Checks that the element count is representable (a shape like `[2^32, 2^32, 3]` would wrap
+    /// and pass as a few elements) and that an `Axes` order is a permutation of the axes.
     pub(crate) fn check(&self) -> Result<(), String> {
+        if self.shape().iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+            return Err(format!("shape {:?} has more elements than a machine word counts", self.shape()));
+        }
         let SlotLayout::Axes { shape, order, .. } = self else { return Ok(()) };
         let not_perm = || Err(format!("axes order {order:?} is not a permutation of 0..{}", shape.len()));
         if order.len() != shape.len() {
@@ -538,6 +542,18 @@ impl Program {
         if self.params.moduli.is_empty() || self.input_level > self.params.max_level() {
             return bad(0, format!("input level {} outside the modulus chain", self.input_level));
         }
+        // Layouts first: a register count is only compared with a representable element count.
+        for p in self.inputs.iter().chain(&self.outputs) {
+            if let Err(reason) = p.layout.check() {
+                return bad(0, format!("port `{}`: {reason}", p.name));
+            }
+            if p.regs.len() != p.layout.num_cts() {
+                return bad(
+                    0,
+                    format!("port `{}` has {} registers for {} ciphertexts", p.name, p.regs.len(), p.layout.num_cts()),
+                );
+            }
+        }
         let mut next = 0u32;
         for p in &self.inputs {
             if p.regs.len() != p.layout.num_cts() {
@@ -555,11 +571,6 @@ impl Program {
             let s = p.layout.slots();
             if s != slots {
                 return bad(0, format!("input `{}` laid out for {s} slots, parameters give {slots}", p.name));
-            }
-        }
-        for p in self.inputs.iter().chain(&self.outputs) {
-            if let Err(reason) = p.layout.check() {
-                return bad(0, format!("port `{}`: {reason}", p.name));
             }
         }
         for (k, c) in self.constants.iter().enumerate() {

@@ -598,3 +598,18 @@ fn axes_order_is_checked_by_validate_and_reader() {
     *order = vec![1, 1, 0];
     assert!(matches!(prog.validate(), Err(ProgramError::Invalid { .. })));
 }
+
+#[test]
+fn port_shapes_whose_element_count_wraps_are_invalid() {
+    // [2^32, 2^32, 3] wraps to 0 elements in 64 bits: it must not pass as a one-ciphertext port
+    // (decrypt would write a .npy declaring that shape with no data).
+    let (mut prog, _) = small();
+    let slots = prog.params.slots();
+    prog.outputs[0].layout = SlotLayout::RowMajor { shape: vec![1 << 32, 1 << 32, 3], slots };
+    let e = prog.validate().unwrap_err().to_string();
+    assert!(e.contains("more elements"), "{e}");
+    // A register count that does not match the output's ciphertexts.
+    let (mut prog, _) = small();
+    prog.outputs[0].regs.push(0);
+    assert!(matches!(prog.validate(), Err(ProgramError::Invalid { .. })));
+}
