@@ -663,11 +663,12 @@ fn run(cli: Cli) -> Result<()> {
                     let prog_path = out.join("program.bin");
                     // What `encrypt` needs, so it never lowers again; the head (MiniLM's embedding
                     // table: 156 MB of text) is printed while the program is written.
-                    let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck)?;
+                    let bytes = p.to_bytes();
+                    let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck, &bytes)?;
                     let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
                     let (head_text, written) = std::thread::scope(|scope| {
                         let printer = scope.spawn(|| text::print(&head, &PrintOptions::default()));
-                        let written = std::fs::write(&prog_path, p.to_bytes());
+                        let written = std::fs::write(&prog_path, &bytes);
                         (printer.join(), written)
                     });
                     written.with_context(|| format!("writing {}", prog_path.display()))?;
@@ -726,8 +727,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Encrypt { out, keys, inputs, ciphertexts } => {
-            let (program, ctx) = load_program(&out)?;
-            let (plan, head) = load_client_plan(&out, &program)?;
+            let (program, ctx, bytes) = load_program_bytes(&out)?;
+            let (plan, head) = load_client_plan(&out, &bytes)?;
             let names: Vec<String> = head.inputs.iter().map(|&v| head.value_label(v)).collect();
             let given = polyhe::read_inputs(&names, &inputs)?;
             let ordered = polyhe::ordered_inputs(&head, &given)?;
@@ -843,6 +844,13 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Loads OUT/program.bin, validates it, and builds the CKKS context of its parameters.
 fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyhe_runtime::CkksContext)> {
+    load_program_bytes(out).map(|(p, c, _)| (p, c))
+}
+
+/// [`load_program`] and the bytes it was read from (the client plan's digest is over them).
+fn load_program_bytes(
+    out: &std::path::Path,
+) -> Result<(polyhe_runtime::Program, polyhe_runtime::CkksContext, Vec<u8>)> {
     let path = out.join("program.bin");
     let bytes = std::fs::read(&path).with_context(|| {
         format!("reading {} (made by `polyhe compile` when the circuit fits without bootstrapping)", path.display())
@@ -856,7 +864,7 @@ fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyh
         );
     }
     let ctx = polyhe_runtime::CkksContext::new(program.params.to_params()?)?;
-    Ok((program, ctx))
+    Ok((program, ctx, bytes))
 }
 
 /// Decrypted program outputs as tensors of the graph's output types.
@@ -874,12 +882,11 @@ fn output_tensors(
         .collect()
 }
 
-/// Splits off the client tail when `--client-tail` is given: (the graph to encrypt, the split).
-/// OUT/client_plan.json and OUT/client_head.ir, checked against the program they were written
-/// with (a plan from another compile would pack inputs for another program).
+/// OUT/client_plan.json and OUT/client_head.ir, checked against the program bytes they were
+/// written with (a plan from another compile would pack inputs for another program).
 fn load_client_plan(
     out: &std::path::Path,
-    program: &polyhe_runtime::Program,
+    program_bytes: &[u8],
 ) -> Result<(polyhe_backend::ClientPlan, polyhe_ir::Graph)> {
     let plan_path = out.join("client_plan.json");
     let text = match std::fs::read_to_string(&plan_path) {
@@ -893,7 +900,7 @@ fn load_client_plan(
     };
     let plan = polyhe_backend::ClientPlan::from_json(&text)
         .map_err(|e| anyhow::anyhow!("parsing {}: {e}", plan_path.display()))?;
-    if plan.program_digest != polyhe_backend::program_digest(&program.to_bytes()) {
+    if plan.program_digest != polyhe_backend::program_digest(program_bytes) {
         anyhow::bail!(
             "{} does not belong to {} (they come from different compiles: recompile with `polyhe compile`)",
             plan_path.display(),
@@ -907,6 +914,7 @@ fn load_client_plan(
     Ok((plan, head))
 }
 
+/// Splits off the client tail when `--client-tail` is given: (the graph to encrypt, the split).
 fn split_tail(g: polyhe_ir::Graph, poly: &PolyArgs) -> Result<(polyhe_ir::Graph, Option<polyhe_passes::ClientTail>)> {
     match &poly.client_tail {
         None => Ok((g, None)),

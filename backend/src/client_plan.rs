@@ -45,9 +45,14 @@ pub fn program_digest(program_bytes: &[u8]) -> String {
 }
 
 impl ClientPlan {
-    /// The plan of `compiled` (lowered from `graph`) and the client head: `graph`'s inputs, the
-    /// client values as outputs, and only the nodes they need.
-    pub fn new(graph: &Graph, compiled: &CkksCompiled) -> Result<(ClientPlan, Graph), BackendError> {
+    /// The plan of `compiled` (lowered from `graph`, its program serialized as `program_bytes`,
+    /// the bytes written to program.bin: serialized once) and the client head: `graph`'s inputs,
+    /// the client values as outputs, and only the nodes they need.
+    pub fn new(
+        graph: &Graph,
+        compiled: &CkksCompiled,
+        program_bytes: &[u8],
+    ) -> Result<(ClientPlan, Graph), BackendError> {
         let (program, _) = compiled.runnable()?;
         let packing = |v: polyhe_ir::Value| compiled.input_packing.get(&v).map(|p: &InputPacking| p.gather.clone());
         let mut ports: Vec<PortSource> = graph
@@ -70,7 +75,7 @@ impl ClientPlan {
         head.name = format!("{}_client_head", graph.name);
         head.outputs = compiled.client_values.clone();
         let (head, _) = polyhe_passes::prune(head);
-        Ok((ClientPlan { program_digest: program_digest(&program.to_bytes()), ports }, head))
+        Ok((ClientPlan { program_digest: program_digest(program_bytes), ports }, head))
     }
 
     pub fn to_json(&self) -> String {

@@ -412,10 +412,11 @@ impl Builder {
     /// (`t`: an integer coefficient keeps its term's level, any other costs one): every term above
     /// `t` is dropped to `t + 1` and multiplied by `c_i` without rescaling, each at the plaintext
     /// scale that lands its product on `Δ_t·q_{t+1}`, so the products share one scale and add raw
-    /// before a single rescale; integer terms already at `t` are added after it. Term by term (`mul_scalar`, then `add` aligning levels) costs a rescale per term
-    /// plus a scalar product and rescale per level mismatch: 60 of the toy encoder's 260 CPU seconds
-    /// at 128 bits were rescales, most of them in polynomials' linear combinations. Integer
-    /// coefficients alone take no level (`mul_int` and adds).
+    /// before a single rescale; integer terms already at `t` are added after it. Term by term
+    /// (`mul_scalar`, then `add` aligning levels) costs a rescale per term plus a scalar product
+    /// and rescale per level mismatch: 60 of the toy encoder's 260 CPU seconds at 128 bits were
+    /// rescales, most of them in polynomials' linear combinations. Integer coefficients alone
+    /// take no level (`mul_int` and adds).
     pub fn linear_combination(&mut self, terms: &[(Reg, f64)]) -> Result<Reg, BackendError> {
         let terms: Vec<(Reg, f64)> = terms.iter().copied().filter(|&(_, c)| c != 0.0).collect();
         match terms.as_slice() {

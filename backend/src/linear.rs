@@ -294,7 +294,8 @@ impl Split {
         // Already at the baby-step giant-step optimum (≈ 2√n rotations for n diagonals): the
         // dense maps (projections, FFN) that dominate compile time skip the search.
         let floor = 2 * (ds.len() as f64).sqrt().ceil() as usize + 1;
-        if ds.len() < 8 || cost(&pow2) <= floor {
+        let pow2_cost = cost(&pow2);
+        if ds.len() < 8 || pow2_cost <= floor {
             return pow2;
         }
         let v: Vec<usize> = ds.iter().copied().collect();
@@ -305,7 +306,7 @@ impl Split {
                 *diffs.entry(slots - (c - a)).or_default() += 1;
             }
         }
-        let mut best = (cost(&pow2), pow2);
+        let mut best = (pow2_cost, pow2);
         let mut cands: Vec<(usize, usize)> = diffs.into_iter().map(|(d, n)| (n, d)).collect();
         cands.sort_unstable_by(|a, b| b.cmp(a));
         for &(_, g) in cands.iter().take(4) {

@@ -777,13 +777,20 @@ impl Ctx<'_> {
         best.1
     }
 
-    /// Emits a pending map.
+    /// Emits a pending map, in the layout [`Self::placement_for`] picks.
     fn materialize(&mut self, v: Val) -> Result<Val, BackendError> {
+        match self.layout_once_materialized(&v) {
+            Some(layout) => self.materialize_in(v, &layout),
+            None => Ok(v),
+        }
+    }
+
+    /// Emits a pending map into `layout` (the one [`Self::layout_once_materialized`] gave).
+    fn materialize_in(&mut self, v: Val, layout: &Layout) -> Result<Val, BackendError> {
         match v {
             Val::Lazy { base, base_layout, map, shape } => {
-                let layout = self.placement_for(&map, &base_layout, &shape, self.is_rotated_product(&base));
-                let regs = self.emit(&[(base, base_layout)], &map, &layout)?;
-                Ok(Val::Ct { regs, shape, layout })
+                let regs = self.emit(&[(base, base_layout)], &map, layout)?;
+                Ok(Val::Ct { regs, shape, layout: layout.clone() })
             }
             other => Ok(other),
         }
@@ -1008,11 +1015,15 @@ impl Ctx<'_> {
         // (shifts by multiples of the slice stride). When the whole product does not fit one
         // ciphertext, each slice gets a power-of-two stride (a divisor of the slot count), so a
         // ciphertext holds whole slices and the product spans several ciphertexts.
-        if let Some(v) = self.rotated_matmul(va, vb, (nb, i_n, k_n, j_n), out_shape)? {
-            return Ok(v);
-        }
-        if let Some(v) = self.rotated_pv(va, vb, (nb, i_n, k_n, j_n), out_shape)? {
-            return Ok(v);
+        // Where each operand lands once materialized (counted once for both rotated forms).
+        if let (Some(la), Some(lb)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) {
+            let dims = (nb, i_n, k_n, j_n);
+            if let Some(v) = self.rotated_matmul((va, &la), (vb, &lb), dims, out_shape)? {
+                return Ok(v);
+            }
+            if let Some(v) = self.rotated_pv((va, &la), (vb, &lb), dims, out_shape)? {
+                return Ok(v);
+            }
         }
         let slice = nb * i_n * j_n;
         let stride = if t_numel <= self.slots { slice } else { slice.next_power_of_two() };
@@ -1104,17 +1115,14 @@ impl Ctx<'_> {
     /// are not placed so (row-major programs), or `A` spans more than one ciphertext.
     fn rotated_matmul(
         &mut self,
-        va: &Val,
-        vb: &Val,
+        (va, la): (&Val, &Layout),
+        (vb, lb): (&Val, &Layout),
         (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
         out_shape: &[usize],
     ) -> Result<Option<Val>, BackendError> {
         if i_n != j_n || i_n < 2 || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
         }
-        let (Some(la), Some(lb)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
-            return Ok(None);
-        };
         let numel_a = nb * i_n * k_n;
         let block = numel_a.next_power_of_two();
         if block > self.slots {
@@ -1136,7 +1144,7 @@ impl Ctx<'_> {
             }
         }
         let (Val::Ct { regs: ra, .. }, Val::Ct { regs: rb, layout: lb, .. }) =
-            (self.materialize(va.clone())?, self.materialize(vb.clone())?)
+            (self.materialize_in(va.clone(), la)?, self.materialize_in(vb.clone(), lb)?)
         else {
             return Err(BackendError::Internal("rotated matmul operands".into()));
         };
@@ -1188,17 +1196,14 @@ impl Ctx<'_> {
     /// more than one ciphertext or its `C` axis is not on one stride.
     fn rotated_pv(
         &mut self,
-        va: &Val,
-        vb: &Val,
+        (va, la): (&Val, &Layout),
+        (vb, lv): (&Val, &Layout),
         (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
         out_shape: &[usize],
     ) -> Result<Option<Val>, BackendError> {
         if i_n != k_n || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
         }
-        let (Some(la), Some(lv)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) else {
-            return Ok(None);
-        };
         let block = numel(vb.shape()).next_power_of_two();
         if !la.is_skewed() || block > self.slots {
             return Ok(None);
@@ -1215,7 +1220,7 @@ impl Ctx<'_> {
             }
         }
         let (Val::Ct { regs: rp, layout: la, .. }, Val::Ct { regs: rv, layout: lv, .. }) =
-            (self.materialize(va.clone())?, self.materialize(vb.clone())?)
+            (self.materialize_in(va.clone(), la)?, self.materialize_in(vb.clone(), lv)?)
         else {
             return Err(BackendError::Internal("rotated P·V operands".into()));
         };
@@ -1319,16 +1324,12 @@ impl Ctx<'_> {
         let get = |regs: &Vec<P>, r: polyhe_passes::Reg| {
             regs.get(r.0).copied().ok_or(BackendError::Internal(format!("plan register {r}")))
         };
-        // `a·u + b·v` over linear forms (a ciphertext is `1·ct`).
+        // `a·u + b·v` over linear forms.
         let combine = |lins: &Vec<Lin>, u: P, a: f64, v: P, b: f64| -> Lin {
             let mut terms: Vec<(Reg, f64)> = Vec::new();
             let mut k = 0.0;
             for (p, w) in [(u, a), (v, b)] {
-                let (ts, c): (Vec<(Reg, f64)>, f64) = match p {
-                    P::Ct(r) => (vec![(r, 1.0)], 0.0),
-                    P::S(c) => (Vec::new(), c),
-                    P::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
-                };
+                let (ts, c) = p.linear(lins);
                 k += w * c;
                 for (r, c) in ts {
                     match terms.iter_mut().find(|(q, _)| *q == r) {
@@ -1390,14 +1391,7 @@ impl Ctx<'_> {
             };
             regs.push(v);
         }
-        let out = plan.output().0;
-        let p = regs.get(out).copied().ok_or(BackendError::Internal("plan output".into()))?;
-        let lin_of = |p: P| match p {
-            P::Ct(r) => (vec![(r, 1.0)], 0.0),
-            P::S(c) => (Vec::new(), c),
-            P::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
-        };
-        let (terms, k) = lin_of(p);
+        let (terms, k) = get(&regs, plan.output())?.linear(&lins);
         self.emit_linear(&terms, k, valid, x)
     }
 
@@ -1412,11 +1406,10 @@ impl Ctx<'_> {
         valid: usize,
         x: Reg,
     ) -> Result<Reg, BackendError> {
-        let (terms, k) = match p {
-            PlanVal::Ct(r) => return Ok(r),
-            PlanVal::S(c) => (Vec::new(), c),
-            PlanVal::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
-        };
+        if let PlanVal::Ct(r) = p {
+            return Ok(r);
+        }
+        let (terms, k) = p.linear(lins);
         let r = self.emit_linear(&terms, k, valid, x)?;
         if let Some(slot) = regs.get_mut(index) {
             *slot = PlanVal::Ct(r);
@@ -1452,6 +1445,17 @@ enum PlanVal {
 
 /// `(terms, constant)` of a pending linear combination.
 type LinForm = (Vec<(Reg, f64)>, f64);
+
+impl PlanVal {
+    /// The register as a linear form (a ciphertext is `1·ct`, a scalar its constant).
+    fn linear(self, lins: &[LinForm]) -> LinForm {
+        match self {
+            PlanVal::Ct(r) => (vec![(r, 1.0)], 0.0),
+            PlanVal::S(c) => (Vec::new(), c),
+            PlanVal::Lin(i) => lins.get(i).cloned().unwrap_or_default(),
+        }
+    }
+}
 
 fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>, Layout), BackendError> {
     match a {

@@ -281,7 +281,8 @@ fn client_side_embedding_lookup() {
     // text form that parses back), the same data as the compile-time path.
     let xs = [tensor(&[2, 4], rand_vec(8, 31)), ids_t];
     let want = polyhe_backend::program_inputs(&g, &out.compiled, &xs).unwrap();
-    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled).unwrap();
+    let bytes = out.compiled.program.as_ref().unwrap().to_bytes();
+    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled, &bytes).unwrap();
     assert!(head.nodes.iter().all(|(_, n)| !matches!(n.op, Op::Mul) || n.inputs.iter().all(|&v| v != x)));
     let head = polyhe_ir::text::parse(&polyhe_ir::text::print(&head, &Default::default())).unwrap();
     assert_eq!(plan.inputs(&head, &xs).unwrap(), want);
@@ -420,7 +421,8 @@ fn patch_embedding_input_is_packed_on_the_client() {
     assert_eq!(data[0].len(), p.inputs[0].layout.numel());
     assert_ne!(data[0].len(), x.to_f64_vec().len());
     // The client plan packs the same way without the compile.
-    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled).unwrap();
+    let bytes = out.compiled.program.as_ref().unwrap().to_bytes();
+    let (plan, head) = polyhe_backend::ClientPlan::new(&g, &out.compiled, &bytes).unwrap();
     let plan = polyhe_backend::ClientPlan::from_json(&plan.to_json()).unwrap();
     assert_eq!(plan.inputs(&head, std::slice::from_ref(&x)).unwrap(), data);
 }
