@@ -13,7 +13,7 @@
 use polyhe_ir::infer::{broadcast_shapes, conv_geom, reduce_mask};
 use polyhe_ir::{Op, Tensor};
 
-use crate::linear::AffineMap;
+use crate::linear::{AffineMap, Part, Run};
 
 /// An operand of a linear op: a plaintext tensor, or an encrypted one known by its shape.
 #[derive(Clone, Copy)]
@@ -34,17 +34,19 @@ impl Operand<'_> {
     }
 }
 
-/// The most entries one map may have (1.2 GB as `(usize, usize, f64)`; a map is copied a few
-/// times while it is composed, placed and grouped into diagonals). MiniLM's largest map at 16
-/// tokens has 9.4M; a BERT-base projection at 128 tokens has 75M and its FFN 302M, which ran out of
-/// 16 GB. Beyond this bound the op is refused with its size instead of exhausting memory.
+/// The most stored items (entries and runs) one map may have, and the most entries a map may
+/// expand to where a placement or composition scatters its runs (1.2 GB as `(usize, usize, f64)`;
+/// a map is copied a few times while it is composed, placed and grouped into diagonals). A
+/// plaintext matmul stores one run per weight, over the tokens: BERT-base's FFN at 128 tokens is
+/// 2.4M runs for 302M entries, which as entries ran out of 16 GB. Beyond this bound the op is
+/// refused with its size instead of exhausting memory.
 pub(crate) const MAX_MAP_ENTRIES: usize = 50_000_000;
 
-fn check_entries(products: usize) -> Result<(), String> {
-    if products > MAX_MAP_ENTRIES {
+fn check_entries(items: usize) -> Result<(), String> {
+    if items > MAX_MAP_ENTRIES {
         return Err(format!(
-            "its map has {products} multiply-adds, over the backend's bound of {MAX_MAP_ENTRIES} per map \
-             (element-level maps do not scale to this size yet; fewer tokens or a smaller hidden size compile)"
+            "its map has {items} entries or runs, over the backend's bound of {MAX_MAP_ENTRIES} per map \
+             (fewer tokens or a smaller hidden size compile)"
         ));
     }
     Ok(())
@@ -124,31 +126,46 @@ fn matmul(args: &[Operand<'_>], out_numel: usize) -> Result<AffineMap, String> {
     if nb * m * n != out_numel {
         return Err(format!("{nb}×{m}×{n} products for an output of {out_numel} elements"));
     }
-    check_entries(nb.saturating_mul(m).saturating_mul(n).saturating_mul(k))?;
     let (weights, enc_a) = match (a, b) {
         (Operand::Enc(_), Operand::Plain(t)) => (t.to_f64_vec(), true),
         (Operand::Plain(t), Operand::Enc(_)) => (t.to_f64_vec(), false),
         _ => return Err("matmul map needs exactly one encrypted operand".into()),
     };
-    let mut entries = Vec::with_capacity(nb * m * n * k);
-    for bp in 0..nb {
-        let (ab, bbi) = (broadcast_source(bp, &batch, ba), broadcast_source(bp, &batch, bb));
-        for i in 0..m {
+    // One run per weight and batch entry: along the rows of an encrypted `A` (each weight of `B`
+    // meets every row), or along the columns of an encrypted `B`.
+    let mut part = Part::default();
+    if enc_a {
+        check_entries(nb.saturating_mul(n).saturating_mul(k))?;
+        part.runs.reserve(nb * n * k);
+        for bp in 0..nb {
+            let (ab, bbi) = (broadcast_source(bp, &batch, ba), broadcast_source(bp, &batch, bb));
             for j in 0..n {
-                let o = (bp * m + i) * n + j;
                 for kk in 0..k {
-                    let ea = (ab * m + i) * k + kk;
-                    let eb = (bbi * k + kk) * n + j;
-                    let (e, w) = if enc_a { (ea, weights[eb]) } else { (eb, weights[ea]) };
+                    let w = weights[(bbi * k + kk) * n + j];
                     if w != 0.0 {
-                        entries.push((o, e, w));
+                        let (o, e) = (bp * m * n + j, ab * m * k + kk);
+                        part.runs.push(Run { o, e, so: n, se: k, len: m, w });
+                    }
+                }
+            }
+        }
+    } else {
+        check_entries(nb.saturating_mul(m).saturating_mul(k))?;
+        part.runs.reserve(nb * m * k);
+        for bp in 0..nb {
+            let (ab, bbi) = (broadcast_source(bp, &batch, ba), broadcast_source(bp, &batch, bb));
+            for i in 0..m {
+                for kk in 0..k {
+                    let w = weights[(ab * m + i) * k + kk];
+                    if w != 0.0 {
+                        let (o, e) = ((bp * m + i) * n, bbi * k * n + kk * n);
+                        part.runs.push(Run { o, e, so: 1, se: 1, len: n, w });
                     }
                 }
             }
         }
     }
-    entries.sort_unstable_by_key(|&(o, e, _)| (o, e));
-    Ok(AffineMap { out_numel, parts: vec![entries], offset: None })
+    Ok(AffineMap { out_numel, parts: vec![part], offset: None })
 }
 
 /// `alpha·op(A)·op(B) + beta·C`, A and B 2-D, C broadcast to the output.
@@ -167,7 +184,6 @@ fn gemm(
     }
     let (m, n) = (out_shape[0], out_shape[1]);
     let k = if ta { sa[0] } else { sa[1] };
-    check_entries(m.saturating_mul(n).saturating_mul(k))?;
     // Flat index of op(A)[i, kk] in A and of op(B)[kk, j] in B.
     let ia = |i: usize, kk: usize| if ta { kk * m + i } else { i * k + kk };
     let ib = |kk: usize, j: usize| if tb { j * k + kk } else { kk * n + j };
@@ -176,20 +192,33 @@ fn gemm(
     match (a, b) {
         (Operand::Enc(_), Operand::Plain(t)) | (Operand::Plain(t), Operand::Enc(_)) => {
             let w = t.to_f64_vec();
-            let enc_a = a.is_enc();
-            let mut entries = Vec::new();
-            for i in 0..m {
+            let mut part = Part::default();
+            if a.is_enc() {
+                // Along the rows of op(A): out stride n, in stride 1 or m as A is transposed.
+                check_entries(n.saturating_mul(k))?;
                 for j in 0..n {
                     for kk in 0..k {
-                        let (e, x) = if enc_a { (ia(i, kk), w[ib(kk, j)]) } else { (ib(kk, j), w[ia(i, kk)]) };
+                        let x = alpha * w[ib(kk, j)];
                         if x != 0.0 {
-                            entries.push((i * n + j, e, alpha * x));
+                            let run = Run { o: j, e: ia(0, kk), so: n, se: if ta { 1 } else { k }, len: m, w: x };
+                            part.runs.push(run);
+                        }
+                    }
+                }
+            } else {
+                // Along the columns of op(B).
+                check_entries(m.saturating_mul(k))?;
+                for i in 0..m {
+                    for kk in 0..k {
+                        let x = alpha * w[ia(i, kk)];
+                        if x != 0.0 {
+                            let run = Run { o: i * n, e: ib(kk, 0), so: 1, se: if tb { k } else { 1 }, len: n, w: x };
+                            part.runs.push(run);
                         }
                     }
                 }
             }
-            entries.sort_unstable_by_key(|&(o, e, _)| (o, e));
-            parts.push(entries);
+            parts.push(part);
         }
         _ => return Err("gemm map needs exactly one encrypted factor".into()),
     }
@@ -206,9 +235,9 @@ fn gemm(
                 let mut entries: Vec<(usize, usize, f64)> =
                     (0..out_numel).map(|o| (o, broadcast_source(o, out_shape, cs), beta)).collect();
                 entries.sort_unstable_by_key(|&(o, e, _)| (o, e));
-                parts.push(entries);
+                parts.push(entries.into());
             } else {
-                parts.push(Vec::new());
+                parts.push(Part::default());
             }
         }
     }
@@ -284,7 +313,7 @@ fn conv(op: &Op, args: &[Operand<'_>], out_numel: usize) -> Result<AffineMap, St
     }
     entries.sort_unstable_by_key(|&(o, e, _)| (o, e));
     let offset = offset.iter().any(|x| *x != 0.0).then_some(offset);
-    Ok(AffineMap { out_numel, parts: vec![entries], offset })
+    Ok(AffineMap { out_numel, parts: vec![entries.into()], offset })
 }
 
 /// reduce_sum / reduce_mean over `axes` (empty: all), keepdims either way (the flat order of the
@@ -308,7 +337,7 @@ fn reduce(op: &Op, axes: &[usize], args: &[Operand<'_>], out_numel: usize) -> Re
         })
         .collect();
     entries.sort_unstable_by_key(|&(o, e, _)| (o, e));
-    Ok(AffineMap { out_numel, parts: vec![entries], offset: None })
+    Ok(AffineMap { out_numel, parts: vec![entries.into()], offset: None })
 }
 
 #[cfg(test)]
@@ -341,8 +370,10 @@ mod tests {
         let encs: Vec<Vec<f64>> = ts.iter().zip(enc).filter(|(_, &e)| e).map(|(t, _)| t.to_f64_vec()).collect();
         assert_eq!(map.parts.len(), encs.len(), "{op:?}");
         for (part, x) in map.parts.iter().zip(&encs) {
-            assert!(part.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)), "{op:?}: entries not sorted");
-            for &(o, e, w) in part {
+            let mut seen: Vec<(usize, usize)> = part.iter().map(|(o, e, _)| (o, e)).collect();
+            seen.sort_unstable();
+            assert!(seen.windows(2).all(|w| w[0] != w[1]), "{op:?}: an entry repeated");
+            for (o, e, w) in part.iter() {
                 got[o] += w * x[e];
             }
         }
@@ -365,18 +396,20 @@ mod tests {
 
     #[test]
     fn maps_over_the_size_bound_are_refused_before_they_are_built() {
-        // [1000, 1000] × [1000, 51]: 5.1e7 multiply-adds, just over the bound.
-        let w = Tensor::float(DType::F64, vec![1000, 51], vec![0.5; 51_000]).unwrap();
-        let err =
-            affine_map_of(&Op::MatMul, &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)], &[1000, 51]).unwrap_err();
-        assert!(err.contains("51000000 multiply-adds") && err.contains("bound"), "{err}");
-        let err = affine_map_of(
-            &Op::Gemm { alpha: 1.0, beta: 0.0, trans_a: false, trans_b: false },
-            &[Operand::Enc(&[1000, 1000]), Operand::Plain(&w)],
-            &[1000, 51],
-        )
-        .unwrap_err();
-        assert!(err.contains("bound"), "{err}");
+        // [60000, 1, 30] × [30, 30] with the weights broadcast over the batch: 54M runs (one per
+        // weight and batch entry), over the bound.
+        let w = Tensor::float(DType::F64, vec![30, 30], vec![0.5; 900]).unwrap();
+        let err = affine_map_of(&Op::MatMul, &[Operand::Enc(&[60000, 1, 30]), Operand::Plain(&w)], &[60000, 1, 30])
+            .unwrap_err();
+        assert!(err.contains("54000000 entries or runs") && err.contains("bound"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_matmuls_are_one_run_per_weight() {
+        // [16, 8] × [8, 24]: 192 runs over the 16 rows, not 3072 entries.
+        let w = tensor(&[8, 24], 3);
+        let map = affine_map_of(&Op::MatMul, &[Operand::Enc(&[1, 16, 8]), Operand::Plain(&w)], &[1, 16, 24]).unwrap();
+        assert_eq!((map.parts[0].runs.len(), map.parts[0].entries.len(), map.parts[0].nnz()), (192, 0, 3072));
     }
 
     #[test]

@@ -152,6 +152,39 @@ impl Layout {
         }
     }
 
+    /// Along the walk `e, e + se, …` (at most `len` elements): `(ps, n)`, the longest prefix of
+    /// `n ≥ 1` elements whose positions advance by the one stride `ps` (`ps` is meaningless when
+    /// `n = 1`). Constant time: a plaintext matmul's runs over the tokens are placed as one
+    /// stretch each, not element by element.
+    pub(crate) fn stride_along(&self, e: usize, se: usize, len: usize) -> (usize, usize) {
+        if len <= 1 {
+            return (0, len.max(1));
+        }
+        let r = self.shape.len();
+        if self.kind == LayoutKind::RowMajor || r < 2 {
+            return (se, len);
+        }
+        let (a, b) = (self.shape[r - 2], self.shape[r - 1]);
+        let block = a * b;
+        if se % block.max(1) == 0 {
+            // Whole blocks: the placement within a block is the same.
+            return (se, len);
+        }
+        let inner = e % block;
+        let (i, j) = (inner / b, inner % b);
+        match self.kind {
+            // position j·a + i
+            LayoutKind::ColumnMajor if se == b => (1, len.min(a - i)),
+            LayoutKind::ColumnMajor if se == 1 => (a, len.min(b - j)),
+            // position ((j − i) mod b)·a + i: along a row `r` grows until it wraps
+            LayoutKind::Skewed if se == 1 => {
+                let rot = (j + b - i % b) % b;
+                (a, len.min(b - j).min(b - rot))
+            }
+            _ => (0, 1),
+        }
+    }
+
     /// The shape whose row-major order is the slot order (the last two axes swapped when
     /// column-major).
     pub(crate) fn slot_shape(&self) -> Vec<usize> {

@@ -10,44 +10,146 @@
 //! size `B` (a power of two) minimizes `|{d mod B}| + |{⌊d/B⌋}|` (rotations); baby rotations of one ciphertext are
 //! emitted together so the executor hoists them. An identity map emits nothing (reshapes are free), and `w·x + offset` is a scalar multiply (free
 //! for integer `w`) and a plaintext add.
+//!
+//! Maps are stored as single entries and [`Run`]s (one weight along a walk of entries): a plaintext
+//! matmul `[T, H] × [H, J]` is `H·J` runs over the tokens instead of `T·H·J` entries, and in a
+//! layout that puts the tokens in consecutive slots each run stays one constant segment of one
+//! diagonal through placement, composition with data movement and the diagonal method, so those
+//! costs grow with the weights, not with weights × tokens (BERT-base's FFN: 2.4M runs for 302M
+//! entries).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use polyhe_runtime::{Reg, SlotVector};
 
+use crate::layout::Layout;
 use crate::levels::Builder;
 use crate::BackendError;
+
+/// `len` entries `(o + k·so, e + k·se, w)`, `k < len`: one weight along a walk of output and
+/// input elements (or, once placed, positions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Run {
+    pub o: usize,
+    pub e: usize,
+    pub so: usize,
+    pub se: usize,
+    pub len: usize,
+    pub w: f64,
+}
+
+impl Run {
+    fn entries(self) -> impl Iterator<Item = (usize, usize, f64)> {
+        (0..self.len).map(move |k| (self.o + k * self.so, self.e + k * self.se, self.w))
+    }
+}
+
+/// One operand's part of a map: single `(out, in, weight)` entries and runs of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Part {
+    pub entries: Vec<(usize, usize, f64)>,
+    pub runs: Vec<Run>,
+}
+
+impl From<Vec<(usize, usize, f64)>> for Part {
+    fn from(entries: Vec<(usize, usize, f64)>) -> Part {
+        Part { entries, runs: Vec::new() }
+    }
+}
+
+impl Part {
+    /// Every entry, runs expanded (singles first).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+        self.entries.iter().copied().chain(self.runs.iter().flat_map(|r| r.entries()))
+    }
+
+    /// Number of entries, runs expanded.
+    pub fn nnz(&self) -> usize {
+        self.entries.len() + self.runs.iter().map(|r| r.len).sum::<usize>()
+    }
+
+    /// Whether every entry is `(k, k, ·)`.
+    fn is_diagonal(&self) -> bool {
+        self.entries.iter().all(|&(o, i, _)| o == i) && self.runs.iter().all(|r| r.o == r.e && r.so == r.se)
+    }
+
+    /// `(o, e, w)` moved to positions: output element `o` at `out.position(o)`, input `e` at
+    /// `input.position(e)` (`None`: the input's elements are its positions). A run stays a run
+    /// over the longest stretches along which both layouts advance by one stride.
+    pub fn placed(&self, input: Option<&Layout>, out: &Layout) -> Part {
+        let pos_in = |e: usize| input.map_or(e, |l| l.position(e));
+        let mut placed = Part {
+            entries: self.entries.iter().map(|&(o, e, w)| (out.position(o), pos_in(e), w)).collect(),
+            runs: Vec::with_capacity(self.runs.len()),
+        };
+        for r in &self.runs {
+            let (mut o, mut e, mut left) = (r.o, r.e, r.len);
+            while left > 0 {
+                let (so, n_o) = out.stride_along(o, r.so, left);
+                let (se, n_e) = match input {
+                    Some(l) => l.stride_along(e, r.se, left),
+                    None => (r.se, left),
+                };
+                let n = n_o.min(n_e).max(1);
+                if n == 1 {
+                    placed.entries.push((out.position(o), pos_in(e), r.w));
+                } else {
+                    placed.runs.push(Run { o: out.position(o), e: pos_in(e), so, se, len: n, w: r.w });
+                }
+                o += n * r.so;
+                e += n * r.se;
+                left -= n;
+            }
+        }
+        placed
+    }
+}
 
 /// `y = Σ_i M_i x_i + offset` over flattened tensors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct AffineMap {
     pub out_numel: usize,
-    /// Per encrypted operand: `(out element, in element, weight)`.
-    pub parts: Vec<Vec<(usize, usize, f64)>>,
+    /// Per encrypted operand: its entries (output element, input element, weight).
+    pub parts: Vec<Part>,
     pub offset: Option<Vec<f64>>,
 }
 
 impl AffineMap {
-    /// `self ∘ inner` for single-operand maps: `M₂(M₁x + o₁) + o₂ = (M₂M₁)x + (M₂o₁ + o₂)`.
-    /// Row by row (Gustavson's sparse product): each output row accumulates into a dense scratch
-    /// row over the inner map's inputs, so the cost is the number of multiply-adds, with no
-    /// ordered map over millions of entries.
-    pub fn compose_after(&self, inner: &AffineMap) -> AffineMap {
-        let rows = by_row(inner.parts.iter().flatten().copied(), inner.out_numel);
-        let outer = by_row(self.parts.iter().flatten().copied(), self.out_numel);
-        let in_numel = inner.parts.iter().flatten().map(|e| e.1 + 1).max().unwrap_or(0);
+    /// `self ∘ inner` for single-operand maps: `M₂(M₁x + o₁) + o₂ = (M₂M₁)x + (M₂o₁ + o₂)`;
+    /// `None` when the product would exceed the size bound (the caller emits `inner` first).
+    /// When `self` reads every element at most once with one entry per row (a slot-wise factor,
+    /// a bias, a transpose or reshape), the composition relabels `inner`'s rows and keeps its runs;
+    /// otherwise it goes row by row (Gustavson's sparse product): each output row accumulates into a
+    /// dense scratch row over the inner map's inputs, so the cost is the number of multiply-adds,
+    /// with no ordered map over millions of entries.
+    pub fn compose_after(&self, inner: &AffineMap) -> Option<AffineMap> {
+        if let Some(m) = self.relabel(inner) {
+            return Some(m);
+        }
+        let inner_nnz: usize = inner.parts.iter().map(Part::nnz).sum();
+        if inner_nnz > crate::affine_ops::MAX_MAP_ENTRIES {
+            return None;
+        }
+        let rows = by_row(inner.parts.iter().flat_map(Part::iter), inner.out_numel);
+        let outer = by_row(self.parts.iter().flat_map(Part::iter), self.out_numel);
+        let in_numel = inner.parts.iter().flat_map(Part::iter).map(|e| e.1 + 1).max().unwrap_or(0);
         let mut scratch = vec![0.0f64; in_numel];
         let mut mark = vec![false; in_numel];
         let mut touched: Vec<usize> = Vec::new();
         // A composition has at least as many entries as the larger of the two maps in the common
         // cases (a slot-wise factor, a data movement): reserved once, not grown by copies.
-        let (n_outer, n_inner) =
-            (self.parts.iter().map(Vec::len).sum::<usize>(), inner.parts.iter().map(Vec::len).sum::<usize>());
-        let mut entries = Vec::with_capacity(n_outer.max(n_inner));
+        let n_outer = self.parts.iter().map(Part::nnz).sum::<usize>();
+        let mut entries = Vec::with_capacity(n_outer.max(inner_nnz));
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
+        let mut products = 0usize;
         for (p, row) in outer.iter().enumerate() {
             for &(o, w2) in row {
-                for &(i, w1) in rows.get(o).map(|r| r.as_slice()).unwrap_or(&[]) {
+                let inner_row = rows.get(o).map(|r| r.as_slice()).unwrap_or(&[]);
+                products += inner_row.len();
+                if products > crate::affine_ops::MAX_MAP_ENTRIES {
+                    return None;
+                }
+                for &(i, w1) in inner_row {
                     if let (Some(x), Some(m)) = (scratch.get_mut(i), mark.get_mut(i)) {
                         if !*m {
                             *m = true;
@@ -74,39 +176,131 @@ impl AffineMap {
             touched.clear();
         }
         let offset = if offset.iter().any(|x| *x != 0.0) { Some(offset) } else { None };
-        AffineMap { out_numel: self.out_numel, parts: vec![entries], offset }
+        Some(AffineMap { out_numel: self.out_numel, parts: vec![entries.into()], offset })
     }
 
-    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks, with the
-    /// operands' elements at `in_pos(e)` and the output's at `out_pos(o)` (a single-operand map in
+    /// `self ∘ inner` when `self` has at most one entry per output row and reads each of
+    /// `inner`'s outputs at most once: row `o` of `inner` becomes row `p` scaled by `w`, and a
+    /// run stays a run wherever its rows move by one stride with one weight (`None` otherwise).
+    fn relabel(&self, inner: &AffineMap) -> Option<AffineMap> {
+        let ([outer], [part]) = (self.parts.as_slice(), inner.parts.as_slice()) else { return None };
+        let mut target: Vec<Option<(usize, f64)>> = vec![None; inner.out_numel];
+        let mut row_taken = vec![false; self.out_numel];
+        for (p, o, w) in outer.iter() {
+            let (t, taken) = (target.get_mut(o)?, row_taken.get_mut(p)?);
+            if t.is_some() || *taken {
+                return None;
+            }
+            *taken = true;
+            *t = Some((p, w));
+        }
+        let at = |o: usize| target.get(o).copied().flatten();
+        let mut out = Part::default();
+        for &(o, e, w) in &part.entries {
+            if let Some((p, w2)) = at(o) {
+                if w * w2 != 0.0 {
+                    out.entries.push((p, e, w * w2));
+                }
+            }
+        }
+        for r in &part.runs {
+            let mut k = 0;
+            while k < r.len {
+                let Some((p0, w0)) = at(r.o + k * r.so) else {
+                    k += 1;
+                    continue;
+                };
+                // The longest stretch whose rows advance by one positive stride with one weight.
+                let mut n = 1;
+                let mut sp = 0;
+                if let Some((p1, w1)) = (k + 1 < r.len).then(|| at(r.o + (k + 1) * r.so)).flatten() {
+                    if w1 == w0 && p1 > p0 {
+                        sp = p1 - p0;
+                        n = 2;
+                        while k + n < r.len && at(r.o + (k + n) * r.so) == Some((p0 + n * sp, w0)) {
+                            n += 1;
+                        }
+                    }
+                }
+                let w = r.w * w0;
+                let e = r.e + k * r.se;
+                if w != 0.0 {
+                    if n == 1 {
+                        out.entries.push((p0, e, w));
+                    } else {
+                        out.runs.push(Run { o: p0, e, so: sp, se: r.se, len: n, w });
+                    }
+                }
+                k += n;
+            }
+        }
+        let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
+        if let Some(o1) = &inner.offset {
+            for (o, x) in o1.iter().enumerate() {
+                if let (Some((p, w)), true) = (at(o), *x != 0.0) {
+                    if let Some(t) = offset.get_mut(p) {
+                        *t += w * x;
+                    }
+                }
+            }
+        }
+        let offset = if offset.iter().any(|x| *x != 0.0) { Some(offset) } else { None };
+        Some(AffineMap { out_numel: self.out_numel, parts: vec![out], offset })
+    }
+
+    /// Number of nonzero diagonals over all (output ciphertext, input ciphertext) blocks, with
+    /// the operands' elements placed by `input` and the output's by `out` (a single-operand map in
     /// the layouts it will be lowered in), counted only up to `limit` (the return value is then
     /// `limit + 1`): comparing placements needs no more than that.
-    pub fn placed_diagonal_count_up_to(
-        &self,
-        in_pos: &dyn Fn(usize) -> usize,
-        out_pos: &dyn Fn(usize) -> usize,
-        slots: usize,
-        limit: usize,
-    ) -> usize {
+    pub fn placed_diagonal_count_up_to(&self, input: &Layout, out: &Layout, slots: usize, limit: usize) -> usize {
         let slots = slots.max(1);
         // One bitset of diagonal offsets per (operand, output ciphertext, input ciphertext)
         // block: linear in the entries (sorting millions of keys dominated compile time).
         let mut bitsets: BlockTable<Vec<u64>> = BlockTable::default();
         let mut count = 0usize;
+        let mut mark = |k: usize, o: usize, e: usize| -> bool {
+            let d = (e % slots + slots - o % slots) % slots;
+            let bits = bitsets.entry((k, o / slots, e / slots), || vec![0u64; slots.div_ceil(64)]);
+            if let Some(word) = bits.get_mut(d / 64) {
+                let bit = 1u64 << (d % 64);
+                if *word & bit == 0 {
+                    *word |= bit;
+                    count += 1;
+                    return count > limit;
+                }
+            }
+            false
+        };
         for (k, part) in self.parts.iter().enumerate() {
-            for &(o, e, _) in part {
-                let (o, e) = (out_pos(o), in_pos(e));
-                let d = (e % slots + slots - o % slots) % slots;
-                let bits = bitsets.entry((k, o / slots, e / slots), || vec![0u64; slots.div_ceil(64)]);
-                if let Some(word) = bits.get_mut(d / 64) {
-                    let bit = 1u64 << (d % 64);
-                    if *word & bit == 0 {
-                        *word |= bit;
-                        count += 1;
-                        if count > limit {
-                            return count;
+            for &(o, e, _) in &part.entries {
+                if mark(k, out.position(o), input.position(e)) {
+                    return limit + 1;
+                }
+            }
+            for r in &part.runs {
+                let (mut o, mut e, mut left) = (r.o, r.e, r.len);
+                while left > 0 {
+                    let ((so, n_o), (se, n_e)) = (out.stride_along(o, r.so, left), input.stride_along(e, r.se, left));
+                    let n = n_o.min(n_e).max(1);
+                    let (po, pe) = (out.position(o), input.position(e));
+                    if n > 1 && so == se {
+                        // One diagonal along the stretch; its blocks change only where the
+                        // output or the input crosses a ciphertext.
+                        for (po, pe, _) in block_pieces(po, pe, so, n, slots) {
+                            if mark(k, po, pe) {
+                                return limit + 1;
+                            }
+                        }
+                    } else {
+                        for j in 0..n {
+                            if mark(k, po + j * so, pe + j * se) {
+                                return limit + 1;
+                            }
                         }
                     }
+                    o += n * r.so;
+                    e += n * r.se;
+                    left -= n;
                 }
             }
         }
@@ -116,14 +310,15 @@ impl AffineMap {
     /// `y = x` over `n` elements (moves a value between layouts once placed; nothing to emit in
     /// one layout).
     pub fn identity(n: usize) -> AffineMap {
-        AffineMap { out_numel: n, parts: vec![(0..n).map(|o| (o, o, 1.0)).collect()], offset: None }
+        let part = Part { entries: Vec::new(), runs: vec![Run { o: 0, e: 0, so: 1, se: 1, len: n, w: 1.0 }] };
+        AffineMap { out_numel: n, parts: vec![if n == 0 { Part::default() } else { part }], offset: None }
     }
 
     /// Whether the map is slot-wise (`y_j = w_j·x_j + o_j`, one operand of the output's size):
     /// composing it with another map keeps that map's diagonals.
     pub fn is_slotwise(&self) -> bool {
         match self.parts.as_slice() {
-            [p] => p.iter().all(|&(o, i, _)| o == i) && p.iter().all(|&(o, _, _)| o < self.out_numel),
+            [p] => p.is_diagonal() && p.iter().all(|(o, _, _)| o < self.out_numel),
             _ => false,
         }
     }
@@ -132,8 +327,8 @@ impl AffineMap {
     /// weighted by the same `w`): a scalar multiply and a plaintext add, no diagonal method.
     fn uniform_scale(&self, in_numel: &[usize]) -> Option<f64> {
         match (self.parts.as_slice(), in_numel) {
-            ([p], [n]) if *n == self.out_numel && p.len() == *n => {
-                let w = p.first().map(|e| e.2)?;
+            ([p], [n]) if *n == self.out_numel && p.nnz() == *n && p.is_diagonal() => {
+                let w = p.iter().next().map(|e| e.2)?;
                 (p.iter().all(|e| e.2 == w) && covers_diagonal(p, *n)).then_some(w)
             }
             _ => None,
@@ -143,20 +338,42 @@ impl AffineMap {
     fn is_identity(&self, in_numel: &[usize]) -> bool {
         match (self.parts.as_slice(), in_numel) {
             ([p], [n]) => {
-                self.offset.is_none() && *n == self.out_numel && p.iter().all(|e| e.2 == 1.0) && covers_diagonal(p, *n)
+                self.offset.is_none()
+                    && *n == self.out_numel
+                    && p.nnz() == *n
+                    && p.is_diagonal()
+                    && p.iter().all(|e| e.2 == 1.0)
+                    && covers_diagonal(p, *n)
             }
             _ => false,
         }
     }
 }
 
+/// A diagonal stretch `(po + k·s, pe + k·s)`, `k < n`, cut where the output or the input
+/// position crosses into another ciphertext: `(output position, input position, length)`.
+fn block_pieces(po: usize, pe: usize, s: usize, n: usize, slots: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::with_capacity(1);
+    let (mut po, mut pe, mut left) = (po, pe, n);
+    let s = s.max(1);
+    while left > 0 {
+        let to_edge = |p: usize| (slots - p % slots).div_ceil(s);
+        let m = left.min(to_edge(po)).min(to_edge(pe)).max(1);
+        out.push((po, pe, m));
+        po += m * s;
+        pe += m * s;
+        left -= m;
+    }
+    out
+}
+
 /// Whether the entries are exactly `(k, k, ·)` for every `k < n`, once each, in any order.
-fn covers_diagonal(p: &[(usize, usize, f64)], n: usize) -> bool {
-    if p.len() != n {
+fn covers_diagonal(p: &Part, n: usize) -> bool {
+    if p.nnz() != n {
         return false;
     }
     let mut seen = vec![false; n];
-    p.iter().all(|&(o, i, _)| {
+    p.iter().all(|(o, i, _)| {
         o == i
             && match seen.get_mut(o) {
                 Some(s) if !*s => {
@@ -193,7 +410,19 @@ pub(crate) struct LinearStats {
 
 /// A diagonal's nonzero `(slot, weight)` entries (sparse: a map's diagonals together hold its
 /// entries, never `slots` values each).
-type Diagonal = Vec<(usize, f64)>;
+#[derive(Debug, Clone, Default)]
+struct Diagonal {
+    /// `(slot, weight)`.
+    singles: Vec<(usize, f64)>,
+    /// `(first slot, length, weight)`: one weight over consecutive slots (a placed [`Run`]).
+    segments: Vec<(usize, usize, f64)>,
+}
+
+impl Diagonal {
+    fn is_empty(&self) -> bool {
+        self.singles.is_empty() && self.segments.is_empty()
+    }
+}
 
 /// Per (operand, input ciphertext): diagonal offset → the diagonal.
 type Blocks = BTreeMap<(usize, usize), BTreeMap<usize, Diagonal>>;
@@ -236,7 +465,44 @@ impl<T> BlockTable<T> {
 
 /// The diagonal rotated right by `shift` (`v[j] = diag[j − shift]`), as a slot vector; `diag` is
 /// sorted by slot, repeated slots are summed.
-fn rotated_diagonal(diag: &[(usize, f64)], shift: usize, slots: usize) -> SlotVector {
+fn rotated_diagonal(diag: &Diagonal, shift: usize, slots: usize) -> SlotVector {
+    if diag.segments.is_empty() {
+        return rotated_singles(&diag.singles, shift, slots);
+    }
+    // Segments (and singles as segments of one), shifted, cut where they wrap, in slot order.
+    let mut segs: Vec<(usize, usize, f64)> = Vec::with_capacity(diag.segments.len() + diag.singles.len() + 1);
+    let singles = diag.singles.iter().map(|&(j, w)| (j, 1, w));
+    for (j, n, w) in diag.segments.iter().copied().chain(singles) {
+        let start = (j + shift) % slots;
+        let first = n.min(slots - start);
+        segs.push((start, first, w));
+        if first < n {
+            segs.push((0, n - first, w));
+        }
+    }
+    segs.sort_unstable_by_key(|s| s.0);
+    if segs.windows(2).any(|p| p[0].0 + p[0].1 > p[1].0) {
+        // Overlapping entries sum: slot by slot.
+        let mut singles: Vec<(usize, f64)> = Vec::new();
+        for &(j, n, w) in &diag.segments {
+            singles.extend((0..n).map(|k| ((j + k) % slots, w)));
+        }
+        singles.extend_from_slice(&diag.singles);
+        singles.sort_by_key(|e| e.0);
+        return rotated_singles(&singles, shift, slots);
+    }
+    let mut runs: Vec<(f64, usize)> = Vec::with_capacity(2 * segs.len());
+    let mut next = 0usize;
+    for (j, n, w) in segs {
+        runs.push((0.0, j - next));
+        runs.push((w, n));
+        next = j + n;
+    }
+    SlotVector::from_runs(runs)
+}
+
+/// [`rotated_diagonal`] of single entries sorted by slot (repeated slots are summed).
+fn rotated_singles(diag: &[(usize, f64)], shift: usize, slots: usize) -> SlotVector {
     let mut at: Vec<(usize, f64)> = diag.iter().map(|&(j, w)| ((j + shift) % slots, w)).collect();
     // Sorted slots shifted cyclically: two sorted runs, joined by a rotation (no sort).
     let wrap = diag.partition_point(|&(j, _)| j + shift < slots);
@@ -408,19 +674,54 @@ pub(crate) fn lower_affine(
     // bucketed by block, then by offset (linear in the entries: maps hold millions of them; one
     // global sort dominated compile time), and each diagonal is sorted on its own.
     let mut buckets: BlockTable<Vec<Diagonal>> = BlockTable::default();
+    let mut expanded = 0usize;
     for (i, part) in map.parts.iter().enumerate() {
-        for &(o, e, w) in part {
-            if w == 0.0 {
-                continue;
-            }
+        let mut add = |o: usize, e: usize, n: usize, w: f64| -> Result<(), BackendError> {
             let (oc, os) = (o / slots, o % slots);
             let (ic, is) = (e / slots, e % slots);
             if oc >= out_cts {
                 return Err(BackendError::Internal("output element outside the map".into()));
             }
             let d = (is + slots - os) % slots;
-            if let Some(diag) = buckets.entry((oc, i, ic), || vec![Vec::new(); slots]).get_mut(d) {
-                diag.push((os, w));
+            if let Some(diag) = buckets.entry((oc, i, ic), || vec![Diagonal::default(); slots]).get_mut(d) {
+                if n == 1 {
+                    diag.singles.push((os, w));
+                } else {
+                    diag.segments.push((os, n, w));
+                }
+            }
+            Ok(())
+        };
+        for &(o, e, w) in &part.entries {
+            if w != 0.0 {
+                add(o, e, 1, w)?;
+            }
+        }
+        for r in &part.runs {
+            if r.w == 0.0 {
+                continue;
+            }
+            if r.so == 1 && r.se == 1 {
+                // One diagonal: a constant segment per ciphertext block it passes.
+                for (po, pe, n) in block_pieces(r.o, r.e, 1, r.len, slots) {
+                    add(po, pe, n, r.w)?;
+                }
+            } else {
+                expanded += r.len;
+                if expanded > crate::affine_ops::MAX_MAP_ENTRIES {
+                    return Err(BackendError::Unsupported {
+                        op: "affine map".into(),
+                        node: String::new(),
+                        reason: format!(
+                            "over {} multiply-adds in a placement that scatters them (not one diagonal per \
+                             weight); the column layout keeps them together",
+                            crate::affine_ops::MAX_MAP_ENTRIES
+                        ),
+                    });
+                }
+                for (o, e, w) in r.entries() {
+                    add(o, e, 1, w)?;
+                }
             }
         }
     }
@@ -428,14 +729,14 @@ pub(crate) fn lower_affine(
     for ((oc, i, ic), by_d) in buckets.items {
         let Some(bl) = blocks.get_mut(oc) else { continue };
         let diags = bl.entry((i, ic)).or_default();
-        for (d, mut entries) in by_d.into_iter().enumerate() {
-            if entries.is_empty() {
+        for (d, mut diag) in by_d.into_iter().enumerate() {
+            if diag.is_empty() {
                 continue;
             }
-            if !entries.windows(2).all(|w| w[0].0 <= w[1].0) {
-                entries.sort_unstable_by_key(|e| e.0);
+            if !diag.singles.windows(2).all(|w| w[0].0 <= w[1].0) {
+                diag.singles.sort_unstable_by_key(|e| e.0);
             }
-            diags.insert(d, entries);
+            diags.insert(d, diag);
         }
     }
     let mut out = Vec::with_capacity(out_cts);
@@ -533,7 +834,7 @@ mod tests {
     /// The dense matrix (`out × in`) and offset of a single-operand map.
     fn dense(m: &AffineMap, in_numel: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut a = vec![vec![0.0; in_numel]; m.out_numel];
-        for &(o, i, w) in m.parts.iter().flatten() {
+        for (o, i, w) in m.parts.iter().flat_map(Part::iter) {
             a[o][i] += w;
         }
         (a, m.offset.clone().unwrap_or_else(|| vec![0.0; m.out_numel]))
@@ -545,15 +846,15 @@ mod tests {
         // zero at input 0 (1·2 − 1·(1 + 1)), which must leave no entry.
         let inner = AffineMap {
             out_numel: 4,
-            parts: vec![vec![(0, 0, 1.0), (0, 0, 1.0), (1, 0, 2.0), (1, 2, 1.0), (2, 1, -1.0), (3, 2, 3.0)]],
+            parts: vec![vec![(0, 0, 1.0), (0, 0, 1.0), (1, 0, 2.0), (1, 2, 1.0), (2, 1, -1.0), (3, 2, 3.0)].into()],
             offset: Some(vec![1.0, 0.0, 2.0, 0.0]),
         };
         let outer = AffineMap {
             out_numel: 2,
-            parts: vec![vec![(0, 0, 1.0), (0, 3, 1.0), (1, 1, 1.0), (1, 0, -1.0), (1, 2, 2.0)]],
+            parts: vec![vec![(0, 0, 1.0), (0, 3, 1.0), (1, 1, 1.0), (1, 0, -1.0), (1, 2, 2.0)].into()],
             offset: Some(vec![0.5, 0.0]),
         };
-        let c = outer.compose_after(&inner);
+        let c = outer.compose_after(&inner).unwrap();
         let ((a1, o1), (a2, o2), (ac, oc)) = (dense(&inner, 3), dense(&outer, 4), dense(&c, 3));
         for p in 0..2 {
             for i in 0..3 {
@@ -570,22 +871,35 @@ mod tests {
     #[test]
     fn rotated_diagonals_wrap_and_sum_repeats() {
         // slots 8, entries at 1, 5, 5, 6 shifted by 4: 5, 1 (wrapped), 1, 2.
-        let v = rotated_diagonal(&[(1, 1.0), (5, 2.0), (5, 0.5), (6, 3.0)], 4, 8);
+        let singles = vec![(1, 1.0), (5, 2.0), (5, 0.5), (6, 3.0)];
+        let v = rotated_diagonal(&Diagonal { singles, segments: vec![] }, 4, 8);
         assert_eq!(v.to_dense(), vec![0.0, 2.5, 3.0, 0.0, 0.0, 1.0]);
-        assert_eq!(rotated_diagonal(&[], 3, 8).len(), 0);
+        assert_eq!(rotated_diagonal(&Diagonal::default(), 3, 8).len(), 0);
+        // A segment over slots 5..8 and a single at 1, shifted by 2: 7, 0, 1 (wrapped) and 3.
+        let v = rotated_diagonal(&Diagonal { singles: vec![(1, 4.0)], segments: vec![(5, 3, 2.0)] }, 2, 8);
+        assert_eq!(v.to_dense(), vec![2.0, 2.0, 0.0, 4.0, 0.0, 0.0, 0.0, 2.0]);
+        // Overlapping entries sum.
+        let v = rotated_diagonal(&Diagonal { singles: vec![(1, 4.0)], segments: vec![(0, 3, 1.0)] }, 0, 8);
+        assert_eq!(v.to_dense(), vec![1.0, 5.0, 1.0]);
     }
 
     #[test]
     fn slot_wise_and_identity_checks_ignore_entry_order() {
-        let m = AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 1.0), (0, 0, 1.0), (1, 1, 1.0)]], offset: None };
+        let m =
+            AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 1.0), (0, 0, 1.0), (1, 1, 1.0)].into()], offset: None };
         assert!(m.is_identity(&[3]) && m.is_slotwise());
-        let m = AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 2.0), (0, 0, 2.0), (0, 0, 2.0)]], offset: None };
+        let m =
+            AffineMap { out_numel: 3, parts: vec![vec![(2, 2, 2.0), (0, 0, 2.0), (0, 0, 2.0)].into()], offset: None };
         assert!(!m.is_identity(&[3]) && m.uniform_scale(&[3]).is_none(), "a repeated slot is not a cover");
-        let m = AffineMap { out_numel: 2, parts: vec![vec![(1, 1, 3.0), (0, 0, 3.0)]], offset: None };
+        let m = AffineMap { out_numel: 2, parts: vec![vec![(1, 1, 3.0), (0, 0, 3.0)].into()], offset: None };
         assert_eq!(m.uniform_scale(&[2]), Some(3.0));
-        let placed = |m: &AffineMap| m.placed_diagonal_count_up_to(&|e| e, &|o| (o * 3) % 4, 4, usize::MAX);
-        let m = AffineMap::identity(4);
-        // out position 3k mod 4 against input k: offsets k − 3k = −2k mod 4 ∈ {0, 2}.
-        assert_eq!(placed(&m), 2);
+        // The identity from row-major [2, 3] into column [2, 3] (position 2·j + i): with 8 slots,
+        // offsets e − p(e) over e = 3i + j: 0, 1−2, 2−4, 3−1, 4−3, 5−5 → {0, 7, 6, 2, 1}.
+        let (row, col) = (Layout::row_major(&[2, 3]), Layout::column_major(&[2, 3]));
+        let m = AffineMap::identity(6);
+        assert!(m.is_identity(&[6]) && m.is_slotwise());
+        assert_eq!(m.placed_diagonal_count_up_to(&row, &col, 8, usize::MAX), 5);
+        assert_eq!(m.placed_diagonal_count_up_to(&row, &col, 8, 2), 3, "stops past the limit");
+        assert_eq!(m.placed_diagonal_count_up_to(&col, &col, 8, usize::MAX), 1);
     }
 }

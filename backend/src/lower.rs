@@ -110,7 +110,12 @@ struct Ctx<'g> {
     trace: bool,
     /// First registers of [`Ctx::rotated_matmul`]'s products (their maps may land skewed).
     rotated_products: std::collections::BTreeSet<Reg>,
+    /// Inputs read by a map too large to record (never packed).
+    unpackable: std::collections::BTreeSet<Value>,
 }
+
+/// The most entries of a map read from an input that the packing choice records.
+const MAX_RECORDED_READ: usize = 1 << 22;
 
 /// Whether `POLYHE_TRACE` asks for lowering figures on stderr.
 fn tracing() -> bool {
@@ -237,6 +242,7 @@ fn lower_pass(
         current: String::new(),
         trace: tracing(),
         rotated_products: Default::default(),
+        unpackable: Default::default(),
     };
     if bootstrapping {
         cx.b.enable_bootstrapping();
@@ -389,7 +395,8 @@ fn lower_pass(
             }
         }
     }
-    let reads = std::mem::take(&mut cx.reads);
+    let mut reads = std::mem::take(&mut cx.reads);
+    reads.retain(|v, _| !cx.unpackable.contains(v));
     let lowered = Lowered {
         builder: cx.b,
         inputs,
@@ -443,9 +450,15 @@ impl Ctx<'_> {
         if self.record {
             for ((regs, l), part) in inputs.iter().zip(&placed.parts) {
                 if let Some((v, _, _)) = self.input_regs.iter().find(|(_, r, m)| r == regs && m == l) {
+                    if part.nnz() > MAX_RECORDED_READ {
+                        // (A projection of the whole input: its placement already lines the
+                        // weights up; a packing would only be searched over millions of entries.)
+                        self.unpackable.insert(*v);
+                        continue;
+                    }
                     // Output positions against input elements: the client permutes elements.
-                    let entries = if l.is_row_major() {
-                        part.clone()
+                    let entries: Vec<(usize, usize, f64)> = if l.is_row_major() {
+                        part.iter().collect()
                     } else {
                         let pos: Vec<usize> = (0..l.numel()).map(|e| l.position(e)).collect();
                         let mut inv = vec![0; pos.len()];
@@ -454,7 +467,7 @@ impl Ctx<'_> {
                                 *x = e;
                             }
                         }
-                        part.iter().map(|&(o, p, w)| (o, inv.get(p).copied().unwrap_or(p), w)).collect()
+                        part.iter().map(|(o, p, w)| (o, inv.get(p).copied().unwrap_or(p), w)).collect()
                     };
                     let read = InputRead { entries, out_shape: out.slot_shape() };
                     self.reads.entry(*v).or_default().push(read);
@@ -466,7 +479,13 @@ impl Ctx<'_> {
         let before = self.stats.diagonals;
         let rot_before = self.stats.rotations;
         let out_desc = out.to_string();
-        let out = lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats)?;
+        let out =
+            lower_affine(&mut self.b, self.slots, &regs, &nums, &placed, &mut self.stats).map_err(|e| match e {
+                BackendError::Unsupported { op, node, reason } if node.is_empty() => {
+                    BackendError::Unsupported { op, node: self.current.clone(), reason }
+                }
+                e => e,
+            })?;
         if self.trace {
             let key = fold_layer_index(&self.current);
             *self.stats.diagonals_per_node.entry(key).or_default() += self.stats.diagonals - before;
@@ -580,7 +599,7 @@ impl Ctx<'_> {
                         let n = numel(shape);
                         let m = AffineMap {
                             out_numel: n,
-                            parts: vec![(0..n).map(|o| (o, o, *scale)).collect()],
+                            parts: vec![(0..n).map(|o| (o, o, *scale)).collect::<Vec<_>>().into()],
                             offset: Some(vec![*shift; n]),
                         };
                         let sh = shape.clone();
@@ -694,7 +713,7 @@ impl Ctx<'_> {
                 }
             }
             entries.sort_by_key(|&(o, e, _)| (o, e));
-            map.parts.push(entries);
+            map.parts.push(entries.into());
             if let Some(p) = probe.get_mut(*i) {
                 *p = f64_tensor(&shape, vec![0.0; *n])?;
             }
@@ -760,9 +779,7 @@ impl Ctx<'_> {
         if other == preferred || self.policy != LayoutPolicy::ColumnMajor {
             return preferred;
         }
-        let count = |to: &Layout, limit: usize| {
-            map.placed_diagonal_count_up_to(&|e| base_layout.position(e), &|o| to.position(o), self.slots, limit)
-        };
+        let count = |to: &Layout, limit: usize| map.placed_diagonal_count_up_to(base_layout, to, self.slots, limit);
         let limit = count(&preferred, usize::MAX) / 4;
         let mut best = (limit, preferred);
         // The skewed placement only where a rotated product made the map (its P·V is rotated
@@ -804,7 +821,11 @@ impl Ctx<'_> {
                 Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() })
             }
             Val::Lazy { base, base_layout, map: inner, shape: s } => {
-                let composed = map.compose_after(&inner);
+                let Some(composed) = map.compose_after(&inner) else {
+                    // Too large to compose: the inner map is emitted first.
+                    let m = self.materialize(Val::Lazy { base, base_layout, map: inner, shape: s })?;
+                    return self.apply(m, map, shape);
+                };
                 let (mid, out) = (self.policy.layout_for(&s), self.policy.layout_for(shape));
                 // A slot-wise factor (γ·x, a bias, a sign) composed with a map in the same
                 // placement has the other map's diagonals: always worth its level.
@@ -813,7 +834,7 @@ impl Ctx<'_> {
                 }
                 // Diagonals in the layouts each map would be lowered in.
                 let count = |m: &AffineMap, from: &Layout, to: &Layout, limit: usize| {
-                    m.placed_diagonal_count_up_to(&|e| from.position(e), &|o| to.position(o), self.slots, limit)
+                    m.placed_diagonal_count_up_to(from, to, self.slots, limit)
                 };
                 let (d1, d2) = (count(&inner, &base_layout, &mid, usize::MAX), count(&map, &mid, &out, usize::MAX));
                 // Counting the composition stops at the bound (a rejected one is often the largest).
@@ -944,7 +965,7 @@ impl Ctx<'_> {
                 let off = if off.iter().any(|x| *x != 0.0) { Some(off) } else { None };
                 let m = AffineMap {
                     out_numel: n,
-                    parts: vec![w.iter().enumerate().map(|(o, &x)| (o, o, x)).collect()],
+                    parts: vec![w.iter().enumerate().map(|(o, &x)| (o, o, x)).collect::<Vec<_>>().into()],
                     offset: off,
                 };
                 self.apply(v, m, out_shape)
@@ -1066,8 +1087,10 @@ impl Ctx<'_> {
         ma.sort_by_key(|&(o, e, _)| (o, e));
         mb.sort_by_key(|&(o, e, _)| (o, e));
         let t_shape = [t_numel];
-        let xa = self.apply(va.clone(), AffineMap { out_numel: t_numel, parts: vec![ma], offset: None }, &t_shape)?;
-        let xb = self.apply(vb.clone(), AffineMap { out_numel: t_numel, parts: vec![mb], offset: None }, &t_shape)?;
+        let xa =
+            self.apply(va.clone(), AffineMap { out_numel: t_numel, parts: vec![ma.into()], offset: None }, &t_shape)?;
+        let xb =
+            self.apply(vb.clone(), AffineMap { out_numel: t_numel, parts: vec![mb.into()], offset: None }, &t_shape)?;
         let (Val::Ct { regs: mut xa, .. }, Val::Ct { regs: mut xb, .. }) =
             (self.materialize(xa)?, self.materialize(xb)?)
         else {
@@ -1082,7 +1105,7 @@ impl Ctx<'_> {
             prod.push(self.b.mul(x, y)?);
         }
         // The sum over K stays pending, so it fuses with what follows (head merge, projection).
-        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr.into()], offset: None };
         Ok(Val::Lazy { base: prod, base_layout: Layout::row_major(&[t_numel]), map, shape: out_shape.to_vec() })
     }
 
@@ -1164,7 +1187,7 @@ impl Ctx<'_> {
             }
         }
         mb.sort_by_key(|&(o, e, _)| (o, e));
-        let map = AffineMap { out_numel: total, parts: vec![mb], offset: None };
+        let map = AffineMap { out_numel: total, parts: vec![mb.into()], offset: None };
         let xb = self.emit(&[(rb, lb)], &map, &Layout::row_major(&[total]))?;
         let mut prod = Vec::with_capacity(xb.len());
         for &y in &xb {
@@ -1180,7 +1203,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr], offset: None };
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mr.into()], offset: None };
         if let Some(&p) = prod.first() {
             self.rotated_products.insert(p);
         }
@@ -1241,8 +1264,8 @@ impl Ctx<'_> {
         mp.sort_by_key(|&(o, e, _)| (o, e));
         mv.sort_by_key(|&(o, e, _)| (o, e));
         let all = Layout::row_major(&[total]);
-        let xp = self.emit(&[(rp, la)], &AffineMap { out_numel: total, parts: vec![mp], offset: None }, &all)?;
-        let xv = self.emit(&[(rv, lv)], &AffineMap { out_numel: total, parts: vec![mv], offset: None }, &all)?;
+        let xp = self.emit(&[(rp, la)], &AffineMap { out_numel: total, parts: vec![mp.into()], offset: None }, &all)?;
+        let xv = self.emit(&[(rv, lv)], &AffineMap { out_numel: total, parts: vec![mv.into()], offset: None }, &all)?;
         let mut acc: Option<Reg> = None;
         for (&p, &v) in xp.iter().zip(&xv) {
             let p = self.replicate(p, j_n, c_stride)?;
@@ -1262,7 +1285,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mo], offset: None };
+        let map = AffineMap { out_numel: numel(out_shape), parts: vec![mo.into()], offset: None };
         Ok(Some(Val::Lazy {
             base: vec![acc],
             base_layout: Layout::row_major(&[per_ct * block]),
@@ -1566,18 +1589,7 @@ fn place<'a>(map: &AffineMap, inputs: impl Iterator<Item = &'a Layout>, out: &La
     if out.is_row_major() && ins.iter().all(|l| l.is_row_major()) {
         return map.clone();
     }
-    let parts = map
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let l = ins.get(i).copied();
-            let v: Vec<(usize, usize, f64)> =
-                part.iter().map(|&(o, e, w)| (out.position(o), l.map_or(e, |l| l.position(e)), w)).collect();
-            // (unsorted: `lower_affine` groups entries by diagonal itself)
-            v
-        })
-        .collect();
+    let parts = map.parts.iter().enumerate().map(|(i, part)| part.placed(ins.get(i).copied(), out)).collect();
     let offset = map.offset.as_ref().map(|off| out.scatter(off));
     AffineMap { out_numel: map.out_numel, parts, offset }
 }

@@ -75,7 +75,7 @@ impl InputPacking {
         let pos = self.positions(n);
         AffineMap {
             out_numel: n,
-            parts: vec![pos.iter().enumerate().map(|(i, &s)| (i, s, 1.0)).collect()],
+            parts: vec![pos.iter().enumerate().map(|(i, &s)| (i, s, 1.0)).collect::<Vec<_>>().into()],
             offset: None,
         }
     }
