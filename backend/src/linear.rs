@@ -58,6 +58,42 @@ impl From<Vec<(usize, usize, f64)>> for Part {
 }
 
 impl Part {
+    /// `entries` in the order given, consecutive ones merged into a run wherever they continue
+    /// one (positive) stride with one weight: maps built by loops along a token axis store one
+    /// run per loop instead of one entry per token.
+    pub fn compressed(entries: impl IntoIterator<Item = (usize, usize, f64)>) -> Part {
+        let mut part = Part::default();
+        let mut cur: Option<Run> = None;
+        let flush = |part: &mut Part, r: Run| {
+            if r.len == 1 {
+                part.entries.push((r.o, r.e, r.w));
+            } else {
+                part.runs.push(r);
+            }
+        };
+        for (o, e, w) in entries {
+            if let Some(r) = cur.as_mut() {
+                if w == r.w {
+                    if r.len == 1 && o > r.o && e > r.e {
+                        (r.so, r.se, r.len) = (o - r.o, e - r.e, 2);
+                        continue;
+                    }
+                    if r.len >= 2 && o == r.o + r.len * r.so && e == r.e + r.len * r.se {
+                        r.len += 1;
+                        continue;
+                    }
+                }
+            }
+            if let Some(r) = cur.replace(Run { o, e, so: 0, se: 0, len: 1, w }) {
+                flush(&mut part, r);
+            }
+        }
+        if let Some(r) = cur {
+            flush(&mut part, r);
+        }
+        part
+    }
+
     /// Every entry, runs expanded (singles first).
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
         self.entries.iter().copied().chain(self.runs.iter().flat_map(|r| r.entries()))
@@ -123,7 +159,7 @@ impl AffineMap {
     /// dense scratch row over the inner map's inputs, so the cost is the number of multiply-adds,
     /// with no ordered map over millions of entries.
     pub fn compose_after(&self, inner: &AffineMap) -> Option<AffineMap> {
-        if let Some(m) = self.relabel(inner) {
+        if let Some(m) = self.relabel(inner).or_else(|| self.relabel_inputs(inner)) {
             return Some(m);
         }
         let inner_nnz: usize = inner.parts.iter().map(Part::nnz).sum();
@@ -131,6 +167,19 @@ impl AffineMap {
             return None;
         }
         let rows = by_row(inner.parts.iter().flat_map(Part::iter), inner.out_numel);
+        // The multiply-adds, counted before any is done: a product far larger than both maps
+        // (a row sum composed with its broadcast at BERT-base scale: 75M entries from two maps
+        // of 98k) is refused unless small, and the caller emits `inner` first.
+        let products: usize = self
+            .parts
+            .iter()
+            .flat_map(Part::iter)
+            .map(|(_, o, _)| rows.get(o).map_or(0, Vec::len))
+            .fold(0usize, usize::saturating_add);
+        let n_outer = self.parts.iter().map(Part::nnz).sum::<usize>();
+        if products > MAX_GROWN_PRODUCTS && products > 8 * (n_outer + inner_nnz) {
+            return None;
+        }
         let outer = by_row(self.parts.iter().flat_map(Part::iter), self.out_numel);
         let in_numel = inner.parts.iter().flat_map(Part::iter).map(|e| e.1 + 1).max().unwrap_or(0);
         let mut scratch = vec![0.0f64; in_numel];
@@ -138,7 +187,6 @@ impl AffineMap {
         let mut touched: Vec<usize> = Vec::new();
         // A composition has at least as many entries as the larger of the two maps in the common
         // cases (a slot-wise factor, a data movement): reserved once, not grown by copies.
-        let n_outer = self.parts.iter().map(Part::nnz).sum::<usize>();
         let mut entries = Vec::with_capacity(n_outer.max(inner_nnz));
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
         let mut products = 0usize;
@@ -184,63 +232,90 @@ impl AffineMap {
     /// run stays a run wherever its rows move by one stride with one weight (`None` otherwise).
     fn relabel(&self, inner: &AffineMap) -> Option<AffineMap> {
         let ([outer], [part]) = (self.parts.as_slice(), inner.parts.as_slice()) else { return None };
-        let mut target: Vec<Option<(usize, f64)>> = vec![None; inner.out_numel];
-        let mut row_taken = vec![false; self.out_numel];
-        for (p, o, w) in outer.iter() {
-            let (t, taken) = (target.get_mut(o)?, row_taken.get_mut(p)?);
-            if t.is_some() || *taken {
-                return None;
-            }
-            *taken = true;
-            *t = Some((p, w));
+        if outer.nnz() > self.out_numel {
+            return None;
         }
-        let at = |o: usize| target.get(o).copied().flatten();
+        let target = injective_rows(outer, self.out_numel, inner.out_numel)?;
+        let mut stretches = Stretches::new(&target);
         let mut out = Part::default();
         for &(o, e, w) in &part.entries {
-            if let Some((p, w2)) = at(o) {
+            if let Some(Some((p, w2))) = target.get(o) {
                 if w * w2 != 0.0 {
-                    out.entries.push((p, e, w * w2));
+                    out.entries.push((*p, e, w * w2));
                 }
             }
         }
         for r in &part.runs {
             let mut k = 0;
             while k < r.len {
-                let Some((p0, w0)) = at(r.o + k * r.so) else {
+                let (o, e) = (r.o + k * r.so, r.e + k * r.se);
+                let Some(Some((p0, w0))) = target.get(o).copied() else {
                     k += 1;
                     continue;
                 };
-                // The longest stretch whose rows advance by one positive stride with one weight.
-                let mut n = 1;
-                let mut sp = 0;
-                if let Some((p1, w1)) = (k + 1 < r.len).then(|| at(r.o + (k + 1) * r.so)).flatten() {
-                    if w1 == w0 && p1 > p0 {
-                        sp = p1 - p0;
-                        n = 2;
-                        while k + n < r.len && at(r.o + (k + n) * r.so) == Some((p0 + n * sp, w0)) {
-                            n += 1;
-                        }
-                    }
-                }
-                let w = r.w * w0;
-                let e = r.e + k * r.se;
-                if w != 0.0 {
-                    if n == 1 {
-                        out.entries.push((p0, e, w));
-                    } else {
-                        out.runs.push(Run { o: p0, e, so: sp, se: r.se, len: n, w });
-                    }
-                }
+                let (n, sp) = stretches.at(o, r.so, r.len - k);
+                push_run(&mut out, Run { o: p0, e, so: sp, se: r.se, len: n, w: r.w * w0 });
                 k += n;
             }
         }
         let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
         if let Some(o1) = &inner.offset {
             for (o, x) in o1.iter().enumerate() {
-                if let (Some((p, w)), true) = (at(o), *x != 0.0) {
-                    if let Some(t) = offset.get_mut(p) {
+                if let (Some(Some((p, w))), true) = (target.get(o), *x != 0.0) {
+                    if let Some(t) = offset.get_mut(*p) {
                         *t += w * x;
                     }
+                }
+            }
+        }
+        let offset = if offset.iter().any(|x| *x != 0.0) { Some(offset) } else { None };
+        Some(AffineMap { out_numel: self.out_numel, parts: vec![out], offset })
+    }
+
+    /// `self ∘ inner` when `inner` moves data: at most one entry per row, each input read at
+    /// most once (a transpose, a head merge, the placement of a rotated product): `self`'s
+    /// entry `(p, o, w)` becomes `(p, e, w·w₁)` for `inner`'s `(o, e, w₁)`, and a run stays a run
+    /// wherever its inputs move by one stride with one weight.
+    fn relabel_inputs(&self, inner: &AffineMap) -> Option<AffineMap> {
+        let ([outer], [part]) = (self.parts.as_slice(), inner.parts.as_slice()) else { return None };
+        if part.nnz() > inner.out_numel {
+            return None;
+        }
+        let in_numel = part.iter().map(|e| e.1 + 1).max().unwrap_or(0);
+        let swapped: Vec<(usize, usize, f64)> = part.iter().map(|(o, e, w)| (e, o, w)).collect();
+        // One entry per inner row, each input once: the inner map read backwards is injective too.
+        injective_rows(&Part::from(swapped), in_numel, inner.out_numel)?;
+        let mut source: Vec<Option<(usize, f64)>> = vec![None; inner.out_numel];
+        for (o, e, w) in part.iter() {
+            *source.get_mut(o)? = Some((e, w));
+        }
+        let mut stretches = Stretches::new(&source);
+        let mut out = Part::default();
+        for &(p, o, w) in &outer.entries {
+            if let Some(Some((e, w1))) = source.get(o) {
+                if w * w1 != 0.0 {
+                    out.entries.push((p, *e, w * w1));
+                }
+            }
+        }
+        for r in &outer.runs {
+            let mut k = 0;
+            while k < r.len {
+                let (p, o) = (r.o + k * r.so, r.e + k * r.se);
+                let Some(Some((e0, w0))) = source.get(o).copied() else {
+                    k += 1;
+                    continue;
+                };
+                let (n, se) = stretches.at(o, r.se, r.len - k);
+                push_run(&mut out, Run { o: p, e: e0, so: r.so, se, len: n, w: r.w * w0 });
+                k += n;
+            }
+        }
+        let mut offset = self.offset.clone().unwrap_or_else(|| vec![0.0; self.out_numel]);
+        if let Some(o1) = &inner.offset {
+            for (p, o, w) in outer.iter() {
+                if let (Some(x), Some(t)) = (o1.get(o), offset.get_mut(p)) {
+                    *t += w * x;
                 }
             }
         }
@@ -347,6 +422,80 @@ impl AffineMap {
             }
             _ => false,
         }
+    }
+}
+
+/// Above this many multiply-adds, a composition that grows beyond 8× its two maps is refused.
+const MAX_GROWN_PRODUCTS: usize = 4_000_000;
+
+/// `target[o] = (p, w)` for a part with at most one entry per row `p < rows` that reads each
+/// `o < reads` at most once; `None` otherwise.
+fn injective_rows(part: &Part, rows: usize, reads: usize) -> Option<Vec<Option<(usize, f64)>>> {
+    let mut target: Vec<Option<(usize, f64)>> = vec![None; reads];
+    let mut row_taken = vec![false; rows];
+    for (p, o, w) in part.iter() {
+        let (t, taken) = (target.get_mut(o)?, row_taken.get_mut(p)?);
+        if t.is_some() || *taken {
+            return None;
+        }
+        *taken = true;
+        *t = Some((p, w));
+    }
+    Some(target)
+}
+
+/// Stretches of an index map `f` along one stride: from `o`, how far `f(o + k·s)` advances by
+/// one positive step with one weight. Computed once per stride over the whole map (backwards:
+/// `ext[o] = ext[o + s] + 1` while the steps agree), so relabelling a map with runs costs its
+/// runs, not its entries (BERT-base's FFN: 2.4M runs for 302M entries).
+struct Stretches<'a> {
+    f: &'a [Option<(usize, f64)>],
+    ext: BTreeMap<usize, Vec<u32>>,
+}
+
+impl<'a> Stretches<'a> {
+    fn new(f: &'a [Option<(usize, f64)>]) -> Self {
+        Stretches { f, ext: BTreeMap::new() }
+    }
+
+    /// `f(o + s) − f(o)` when both exist with one weight and the step is positive.
+    fn step(f: &[Option<(usize, f64)>], o: usize, s: usize) -> Option<usize> {
+        match (f.get(o).copied().flatten(), f.get(o + s).copied().flatten()) {
+            (Some((a, wa)), Some((b, wb))) if wa == wb && b > a && s > 0 => Some(b - a),
+            _ => None,
+        }
+    }
+
+    /// `(n, step)`: the stretch from `o` (where `f(o)` exists) along stride `s`, at most `len`.
+    fn at(&mut self, o: usize, s: usize, len: usize) -> (usize, usize) {
+        if len <= 1 || s == 0 {
+            return (1, 0);
+        }
+        let f = self.f;
+        let ext = self.ext.entry(s).or_insert_with(|| {
+            let mut ext = vec![1u32; f.len()];
+            for o in (0..f.len()).rev() {
+                if let Some(d) = Self::step(f, o, s) {
+                    let next = ext.get(o + s).copied().unwrap_or(1);
+                    ext[o] = if Self::step(f, o + s, s) == Some(d) { next.saturating_add(1) } else { 2 };
+                }
+            }
+            ext
+        });
+        let n = (ext.get(o).copied().unwrap_or(1) as usize).min(len).max(1);
+        (n, if n > 1 { Self::step(f, o, s).unwrap_or(0) } else { 0 })
+    }
+}
+
+/// Appends `r` to `part`: as an entry when it has one element, nothing when its weight is zero.
+fn push_run(part: &mut Part, r: Run) {
+    if r.w == 0.0 {
+        return;
+    }
+    if r.len == 1 {
+        part.entries.push((r.o, r.e, r.w));
+    } else {
+        part.runs.push(r);
     }
 }
 

@@ -44,7 +44,7 @@ use polyhe_runtime::{Port, Reg};
 use crate::affine_ops::{affine_map_of, Operand};
 use crate::layout::{Layout, LayoutPolicy};
 use crate::levels::Builder;
-use crate::linear::{lower_affine, AffineMap, LinearStats};
+use crate::linear::{lower_affine, AffineMap, LinearStats, Part};
 use crate::packing::{self, InputPacking, InputRead};
 use crate::BackendError;
 
@@ -821,7 +821,21 @@ impl Ctx<'_> {
                 Ok(Val::Lazy { base: regs, base_layout: layout, map, shape: shape.to_vec() })
             }
             Val::Lazy { base, base_layout, map: inner, shape: s } => {
-                let Some(composed) = map.compose_after(&inner) else {
+                let t0 = std::time::Instant::now();
+                let composed = map.compose_after(&inner);
+                if self.trace && t0.elapsed().as_secs_f64() > 0.02 {
+                    eprintln!(
+                        "compose {}: {:.0} ms, {} ∘ {} entries ({} -> {} -> {} elements)",
+                        self.current,
+                        t0.elapsed().as_secs_f64() * 1e3,
+                        map.parts.iter().map(|p| p.nnz()).sum::<usize>(),
+                        inner.parts.iter().map(|p| p.nnz()).sum::<usize>(),
+                        base_layout.numel(),
+                        inner.out_numel,
+                        map.out_numel
+                    );
+                }
+                let Some(composed) = composed else {
                     // Too large to compose: the inner map is emitted first.
                     let m = self.materialize(Val::Lazy { base, base_layout, map: inner, shape: s })?;
                     return self.apply(m, map, shape);
@@ -840,7 +854,12 @@ impl Ctx<'_> {
                 // Counting the composition stops at the bound (a rejected one is often the largest).
                 let bound =
                     (self.fusion_growth * (d1 + d2) + 64 * self.fusion_growth).min((1 << 26) / self.slots.max(1));
-                if count(&composed, &base_layout, &out, bound) <= bound {
+                // The composition lands where `placement_for` will put it: the policy's layout
+                // or the other order of the last two axes (a head split and transpose to `Kᵀ`
+                // costs nothing read row-major, and everything in the policy's).
+                let other = if out.is_row_major() { Layout::column_major(shape) } else { Layout::row_major(shape) };
+                let fits = |to: &Layout| count(&composed, &base_layout, to, bound) <= bound;
+                if fits(&out) || (self.policy == LayoutPolicy::ColumnMajor && other != out && fits(&other)) {
                     Ok(Val::Lazy { base, base_layout, map: composed, shape: shape.to_vec() })
                 } else {
                     let m = self.materialize(Val::Lazy { base, base_layout, map: inner, shape: s })?;
@@ -1147,20 +1166,21 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let numel_a = nb * i_n * k_n;
-        let block = numel_a.next_power_of_two();
-        if block > self.slots {
-            return Ok(None);
-        }
+        let s = self.slots;
+        let cts_a = numel_a.div_ceil(s);
+        // Within one ciphertext, blocks of a power of two side by side; over several, each block
+        // is `A`'s ciphertexts (BERT-base: 3 per head group, 128 blocks).
+        let block = if cts_a <= 1 { numel_a.next_power_of_two() } else { cts_a * s };
         let pos_a = |bp: usize, x: usize, k: usize| la.position((bp * i_n + x) * k_n + k);
         let pos_b = |bp: usize, k: usize, x: usize| lb.position((bp * k_n + k) * j_n + x);
-        // Mirror images, and K on one stride (for the rotate-and-sum).
+        // Mirror images, and K on one stride inside one ciphertext (for the rotate-and-sum).
         let k_stride = if k_n > 1 { pos_a(0, 0, 1).wrapping_sub(pos_a(0, 0, 0)) } else { 0 };
         for bp in 0..nb {
             for x in 0..i_n {
+                let first = pos_a(bp, x, 0);
                 for k in 0..k_n {
-                    if pos_a(bp, x, k) != pos_b(bp, k, x)
-                        || pos_a(bp, x, k) != pos_a(bp, x, 0).wrapping_add(k * k_stride)
-                    {
+                    let p = pos_a(bp, x, k);
+                    if p != pos_b(bp, k, x) || p != first.wrapping_add(k * k_stride) || p / s != first / s {
                         return Ok(None);
                     }
                 }
@@ -1171,27 +1191,32 @@ impl Ctx<'_> {
         else {
             return Err(BackendError::Internal("rotated matmul operands".into()));
         };
-        let (Some(&a), 1) = (ra.first(), ra.len()) else { return Ok(None) };
-        let total = j_n * block;
-        let per_ct = (self.slots / block).min(j_n);
-        // Every product ciphertext holds `per_ct` blocks of the same `A`.
-        let a_all = self.replicate(a, per_ct, block)?;
-        let mut mb = Vec::with_capacity(total);
-        for r in 0..j_n {
-            for bp in 0..nb {
-                for x in 0..i_n {
-                    for k in 0..k_n {
-                        mb.push((r * block + pos_a(bp, x, k), (bp * k_n + k) * j_n + (x + r) % j_n, 1.0));
-                    }
-                }
-            }
+        if ra.len() != cts_a.max(1) {
+            return Ok(None);
         }
-        mb.sort_by_key(|&(o, e, _)| (o, e));
-        let map = AffineMap { out_numel: total, parts: vec![mb.into()], offset: None };
+        let total = j_n * block;
+        // Every product ciphertext holds `A` (one ciphertext: `per_ct` copies of it; several:
+        // ciphertext `q` of block `r` is `A`'s ciphertext `q`).
+        let a_regs = if cts_a <= 1 {
+            let per_ct = (s / block).min(j_n);
+            vec![self.replicate(ra[0], per_ct, block)?]
+        } else {
+            ra
+        };
+        // B rotated by `r` within its token axis: runs along the tokens, cut where they wrap.
+        let entries = (0..j_n).flat_map(|r| {
+            (0..nb).flat_map(move |bp| {
+                (0..k_n).flat_map(move |k| {
+                    (0..i_n).map(move |x| (r * block + pos_a(bp, x, k), (bp * k_n + k) * j_n + (x + r) % j_n, 1.0))
+                })
+            })
+        });
+        let map = AffineMap { out_numel: total, parts: vec![Part::compressed(entries)], offset: None };
         let xb = self.emit(&[(rb, lb)], &map, &Layout::row_major(&[total]))?;
         let mut prod = Vec::with_capacity(xb.len());
-        for &y in &xb {
-            let p = self.b.mul(a_all, y)?;
+        for (q, &y) in xb.iter().enumerate() {
+            let a = a_regs[q % a_regs.len()];
+            let p = self.b.mul(a, y)?;
             prod.push(self.shifted_sum(p, k_n, k_stride, false)?);
         }
         let mut mr = Vec::with_capacity(nb * i_n * j_n);
@@ -1227,16 +1252,22 @@ impl Ctx<'_> {
         if i_n != k_n || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
         }
-        let block = numel(vb.shape()).next_power_of_two();
-        if !la.is_skewed() || block > self.slots {
+        let s = self.slots;
+        let numel_v = numel(vb.shape());
+        let cts_v = numel_v.div_ceil(s);
+        // As in `rotated_matmul`: power-of-two blocks in one ciphertext, or `V`'s ciphertexts.
+        let block = if cts_v <= 1 { numel_v.next_power_of_two() } else { cts_v * s };
+        if !la.is_skewed() {
             return Ok(None);
         }
         let pos_v = |bp: usize, x: usize, c: usize| lv.position((bp * k_n + x) * j_n + c);
         let c_stride = if j_n > 1 { pos_v(0, 0, 1).wrapping_sub(pos_v(0, 0, 0)) } else { 0 };
         for bp in 0..nb {
             for x in 0..k_n {
+                let first = pos_v(bp, x, 0);
                 for c in 0..j_n {
-                    if pos_v(bp, x, c) != pos_v(bp, x, 0).wrapping_add(c * c_stride) {
+                    let p = pos_v(bp, x, c);
+                    if p != first.wrapping_add(c * c_stride) || p / s != first / s {
                         return Ok(None);
                     }
                 }
@@ -1249,34 +1280,39 @@ impl Ctx<'_> {
         };
         let t = k_n;
         let total = t * block;
-        let per_ct = (self.slots / block).min(t);
-        let (mut mp, mut mv) = (Vec::with_capacity(nb * t * i_n), Vec::with_capacity(total));
-        for r in 0..t {
-            for bp in 0..nb {
-                for x in 0..i_n {
-                    mp.push((r * block + pos_v(bp, x, 0), (bp * i_n + x) * k_n + (x + r) % t, 1.0));
-                    for c in 0..j_n {
-                        mv.push((r * block + pos_v(bp, x, c), (bp * k_n + (x + r) % t) * j_n + c, 1.0));
-                    }
-                }
-            }
-        }
-        mp.sort_by_key(|&(o, e, _)| (o, e));
-        mv.sort_by_key(|&(o, e, _)| (o, e));
+        let per_ct = (s / block).min(t);
+        let mp = (0..t).flat_map(|r| {
+            (0..nb).flat_map(move |bp| {
+                (0..i_n).map(move |x| (r * block + pos_v(bp, x, 0), (bp * i_n + x) * k_n + (x + r) % t, 1.0))
+            })
+        });
+        // `V` rotated by `r` within its token axis: runs along the tokens, cut where they wrap.
+        let mv = (0..t).flat_map(|r| {
+            (0..nb).flat_map(move |bp| {
+                (0..j_n).flat_map(move |c| {
+                    (0..i_n).map(move |x| (r * block + pos_v(bp, x, c), (bp * k_n + (x + r) % t) * j_n + c, 1.0))
+                })
+            })
+        });
         let all = Layout::row_major(&[total]);
-        let xp = self.emit(&[(rp, la)], &AffineMap { out_numel: total, parts: vec![mp.into()], offset: None }, &all)?;
-        let xv = self.emit(&[(rv, lv)], &AffineMap { out_numel: total, parts: vec![mv.into()], offset: None }, &all)?;
-        let mut acc: Option<Reg> = None;
-        for (&p, &v) in xp.iter().zip(&xv) {
+        let (mp, mv) = (Part::compressed(mp), Part::compressed(mv));
+        let xp = self.emit(&[(rp, la)], &AffineMap { out_numel: total, parts: vec![mp], offset: None }, &all)?;
+        let xv = self.emit(&[(rv, lv)], &AffineMap { out_numel: total, parts: vec![mv], offset: None }, &all)?;
+        // One ciphertext: the blocks of each product are folded by rotate-and-sum, and the
+        // products added; several: product `q` adds into `V`'s ciphertext `q mod cts_v`.
+        let mut accs: Vec<Option<Reg>> = vec![None; if cts_v <= 1 { 1 } else { cts_v }];
+        for (q, (&p, &v)) in xp.iter().zip(&xv).enumerate() {
             let p = self.replicate(p, j_n, c_stride)?;
             let prod = self.b.mul(p, v)?;
-            let folded = self.shifted_sum(prod, per_ct, block, false)?;
-            acc = Some(match acc {
+            let folded = if cts_v <= 1 { self.shifted_sum(prod, per_ct, block, false)? } else { prod };
+            let slot = q % accs.len();
+            accs[slot] = Some(match accs[slot] {
                 Some(a) => self.b.add(a, folded)?,
                 None => folded,
             });
         }
-        let Some(acc) = acc else { return Ok(None) };
+        let Some(accs) = accs.into_iter().collect::<Option<Vec<Reg>>>() else { return Ok(None) };
+        let base_len = if cts_v <= 1 { per_ct * block } else { cts_v * s };
         let mut mo = Vec::with_capacity(nb * i_n * j_n);
         for bp in 0..nb {
             for x in 0..i_n {
@@ -1286,12 +1322,7 @@ impl Ctx<'_> {
             }
         }
         let map = AffineMap { out_numel: numel(out_shape), parts: vec![mo.into()], offset: None };
-        Ok(Some(Val::Lazy {
-            base: vec![acc],
-            base_layout: Layout::row_major(&[per_ct * block]),
-            map,
-            shape: out_shape.to_vec(),
-        }))
+        Ok(Some(Val::Lazy { base: accs, base_layout: Layout::row_major(&[base_len]), map, shape: out_shape.to_vec() }))
     }
 
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of
