@@ -508,3 +508,42 @@ fn column_attention_products_need_few_diagonals() {
     assert!(2 * rc.diagonals < rr.diagonals, "diagonals: column {} vs row {}", rc.diagonals, rr.diagonals);
     assert!(rc.rotations < rr.rotations, "rotations: column {} vs row {}", rc.rotations, rr.rotations);
 }
+
+#[test]
+fn column_attention_over_several_ciphertexts() {
+    // Two heads of 128 on 32 tokens at 4096 slots: Q, K and V span two ciphertexts each (one
+    // head per ciphertext), as BERT-base's heads span three at 2^16. QKᵀ and P·V still go by
+    // rotated diagonals, each block of the product space being the operand's ciphertexts: one
+    // product per (block, ciphertext) — 32·2 for QKᵀ, 32·2 for P·V — and the polynomial's square.
+    let (t, h, heads) = (32usize, 256usize, 2usize);
+    let dh = h / heads;
+    let mut g = Graph::new("attention");
+    let x = input(&mut g, "x", &[t, h]);
+    let split = |g: &mut Graph, w: polyhe_ir::Value, perm: Vec<usize>| {
+        let p = node(g, Op::MatMul, vec![x, w]);
+        let p = node(g, Op::Reshape { shape: vec![t, heads, dh] }, vec![p]);
+        node(g, Op::Transpose { perm }, vec![p])
+    };
+    let (wq, wk, wv) = (constant(&mut g, &[h, h], 51), constant(&mut g, &[h, h], 52), constant(&mut g, &[h, h], 53));
+    let q = split(&mut g, wq, vec![1, 0, 2]);
+    let kt = split(&mut g, wk, vec![1, 2, 0]);
+    let v = split(&mut g, wv, vec![1, 0, 2]);
+    let s = node(&mut g, Op::MatMul, vec![q, kt]);
+    let p = node(&mut g, Op::Chebyshev { lo: -8.0, hi: 8.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![s]);
+    let o = node(&mut g, Op::MatMul, vec![p, v]);
+    let o = node(&mut g, Op::Transpose { perm: vec![1, 0, 2] }, vec![o]);
+    let o = node(&mut g, Op::Reshape { shape: vec![t, h] }, vec![o]);
+    g.outputs = vec![o];
+    let xs = [tensor(&[t, h], rand_vec(t * h, 54))];
+    let opts = BackendOptions {
+        log_n: Some(13),
+        security: polyhe_runtime::Security::NotSet,
+        layout: Some(polyhe_backend::LayoutPolicy::ColumnMajor),
+        ..Default::default()
+    };
+    let out = run_encrypted(&g, &xs, &opts);
+    let r = &out.compiled.report;
+    println!("{r}");
+    assert!(out.rel_err < 1e-3, "error {}", out.rel_err);
+    assert_eq!(r.ct_ct_mults, 32 * 2 + 1 + 32 * 2);
+}
