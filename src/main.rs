@@ -620,6 +620,9 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("importing {}", model.display()))?;
             let (g, tail) = split_tail(g, &poly)?;
             let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import, tail.as_ref())?;
+            // The model, its import and the calibration data are not needed past this point:
+            // dropped before lowering (BERT-base: a gigabyte of weights in each form).
+            drop((m, g, calib, given));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let tail_path = out.join("tail.ir");
             match &tail {
@@ -639,8 +642,7 @@ fn run(cli: Cli) -> Result<()> {
             // poly.ir (hundreds of MB of weights as text for a real model: seconds) is written on a
             // second thread while the backend lowers.
             let (ck, written) = std::thread::scope(|scope| {
-                let writer =
-                    scope.spawn(|| std::fs::write(&ir_path, text::print(&compiled.graph, &PrintOptions::default())));
+                let writer = scope.spawn(|| write_ir(&ir_path, &compiled.graph));
                 let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options());
                 (ck, writer.join())
             });
@@ -666,18 +668,17 @@ fn run(cli: Cli) -> Result<()> {
                     let bytes = p.to_bytes();
                     let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck, &bytes)?;
                     let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
-                    let (head_text, written) = std::thread::scope(|scope| {
-                        let printer = scope.spawn(|| text::print(&head, &PrintOptions::default()));
+                    let (head_written, written) = std::thread::scope(|scope| {
+                        let printer = scope.spawn(|| write_ir(&head_path, &head));
                         let written = std::fs::write(&prog_path, &bytes);
                         (printer.join(), written)
                     });
                     written.with_context(|| format!("writing {}", prog_path.display()))?;
-                    let head_text =
-                        head_text.map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?;
+                    head_written
+                        .map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?
+                        .with_context(|| format!("writing {}", head_path.display()))?;
                     std::fs::write(&plan_path, plan.to_json())
                         .with_context(|| format!("writing {}", plan_path.display()))?;
-                    std::fs::write(&head_path, head_text)
-                        .with_context(|| format!("writing {}", head_path.display()))?;
                     println!(
                         "wrote {}, {} and the client's {} + {}",
                         ck_path.display(),
@@ -1028,4 +1029,10 @@ fn summary(t: &polyhe_ir::Tensor) -> String {
     let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     format!("min {min:.5} max {max:.5} mean {mean:.5}")
+}
+
+/// `g` in the text form, streamed to `path` (a real model's weights are gigabytes of text).
+fn write_ir(path: &std::path::Path, g: &polyhe_ir::Graph) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    text::write(g, &PrintOptions::default(), &mut w)
 }

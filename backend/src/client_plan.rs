@@ -71,9 +71,40 @@ impl ClientPlan {
                 program.inputs.len()
             )));
         }
-        let mut head = graph.clone();
-        head.name = format!("{}_client_head", graph.name);
-        head.outputs = compiled.client_values.clone();
+        // Only the constants the head's nodes read are copied (a BERT-base graph's weights are
+        // gigabytes; the head is an embedding lookup at most).
+        let mut needed = vec![false; graph.constants.len()];
+        let mut seen = vec![false; graph.values.len()];
+        let mut stack = compiled.client_values.clone();
+        while let Some(v) = stack.pop() {
+            match seen.get_mut(v.as_u32() as usize) {
+                Some(s) if !*s => *s = true,
+                _ => continue,
+            }
+            if let Some(polyhe_ir::ValueDef::Result(n, _)) = graph.values.get(v).map(|d| &d.def) {
+                if let Some(nd) = graph.nodes.get(*n) {
+                    if let polyhe_ir::Op::Constant(c) = nd.op {
+                        if let Some(x) = needed.get_mut(c.as_u32() as usize) {
+                            *x = true;
+                        }
+                    }
+                    stack.extend(nd.inputs.iter().copied());
+                }
+            }
+        }
+        let mut constants = cranelift_entity::PrimaryMap::new();
+        for (c, t) in graph.constants.iter() {
+            let keep = needed.get(c.as_u32() as usize).copied().unwrap_or(false);
+            constants.push(if keep { t.clone() } else { Tensor::scalar_f32(0.0) });
+        }
+        let head = Graph {
+            name: format!("{}_client_head", graph.name),
+            values: graph.values.clone(),
+            nodes: graph.nodes.clone(),
+            constants,
+            inputs: graph.inputs.clone(),
+            outputs: compiled.client_values.clone(),
+        };
         let (head, _) = polyhe_passes::prune(head);
         Ok((ClientPlan { program_digest: program_digest(program_bytes), ports }, head))
     }

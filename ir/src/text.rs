@@ -74,6 +74,44 @@ const ELEMS_PER_LINE: usize = 16;
 /// Prints `g` in the text form. Never panics, even on a graph the verifier would reject (dangling
 /// references print as `?`), so it can be used to dump broken graphs.
 pub fn print(g: &Graph, opts: &PrintOptions) -> String {
+    let mut out = print_structure(g);
+    if !g.constants.is_empty() {
+        out.push('\n');
+    }
+    for (c, t) in g.constants.iter() {
+        print_constant(&mut out, c, t, opts);
+    }
+    out
+}
+
+/// [`print`] streamed to `w`: the same text, with one constant at a time in memory (a BERT-base
+/// poly graph prints 1.2 GB of weights, which as one string added that much to the compile's
+/// peak memory).
+pub fn write(g: &Graph, opts: &PrintOptions, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut out = print_structure(g);
+    if !g.constants.is_empty() {
+        out.push('\n');
+    }
+    w.write_all(out.as_bytes())?;
+    for (c, t) in g.constants.iter() {
+        out.clear();
+        print_constant(&mut out, c, t, opts);
+        w.write_all(out.as_bytes())?;
+    }
+    w.flush()
+}
+
+fn print_constant(out: &mut String, c: impl fmt::Display, t: &Tensor, opts: &PrintOptions) {
+    let _ = write!(out, "const {c}: {} = ", t.ty);
+    match opts.elide_constants_over {
+        Some(n) if t.data.len() > n => write_summary(out, &t.data),
+        _ => write_data(out, t),
+    }
+    out.push('\n');
+}
+
+/// The graph without its constants' data (the declarations, nodes and outputs).
+fn print_structure(g: &Graph) -> String {
     let mut out = String::new();
     let mut defined = vec![false; g.values.len()];
     let mut mark = |v: Value| {
@@ -154,17 +192,6 @@ pub fn print(g: &Graph, opts: &PrintOptions) -> String {
         }
     }
 
-    if !g.constants.is_empty() {
-        out.push('\n');
-    }
-    for (c, t) in g.constants.iter() {
-        let _ = write!(out, "const {c}: {} = ", t.ty);
-        match opts.elide_constants_over {
-            Some(n) if t.data.len() > n => write_summary(&mut out, &t.data),
-            _ => write_data(&mut out, t),
-        }
-        out.push('\n');
-    }
     out
 }
 

@@ -30,6 +30,9 @@ pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
 /// Format version written by this build (version 4: run-length constants and axes layouts).
 pub const PROGRAM_VERSION: u16 = 4;
 
+/// Magic, version and body length.
+const HEADER_LEN: usize = 8 + 2 + 8;
+
 /// Oldest format version this build reads (version 4 only added encodings).
 const OLDEST_READ: u16 = 3;
 
@@ -79,6 +82,12 @@ impl W {
 
 impl W {
     /// A constant in its smallest encoding (see the module doc).
+    /// Bytes [`W::constant`] writes for `c` (an upper bound: `len` fields counted as 8 bytes).
+    fn constant_size(c: &SlotVector) -> usize {
+        let (n, runs, nz) = (c.len(), c.num_runs(), c.nonzeros());
+        9 + (n * 8).min(16 + nz * 12).min(16 + runs * 12)
+    }
+
     fn constant(&mut self, c: &SlotVector) {
         let n = c.len();
         let (runs, nz) = (c.num_runs(), c.nonzeros());
@@ -265,7 +274,20 @@ impl<'a> R<'a> {
 impl Program {
     /// Serializes the program.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = W(Vec::new());
+        // Sized up front and framed in place: a BERT-base program is a gigabyte, and growing the
+        // buffer by doubling and copying the body into a framed one held three times that.
+        let ports: usize = self.inputs.iter().chain(&self.outputs).map(|p| 64 + p.name.len() + 8 * p.regs.len()).sum();
+        let estimate = HEADER_LEN
+            + 4096
+            + self.name.len()
+            + ports
+            + self.constants.iter().map(W::constant_size).sum::<usize>()
+            + 48 * self.insts.len()
+            + 32;
+        let mut w = W(Vec::with_capacity(estimate));
+        w.0.extend_from_slice(PROGRAM_MAGIC);
+        w.0.extend_from_slice(&PROGRAM_VERSION.to_le_bytes());
+        w.0.extend_from_slice(&0u64.to_le_bytes());
         let p = &self.params;
         w.u32(p.log_n);
         w.len(p.q_bits.len());
@@ -376,13 +398,13 @@ impl Program {
             w.len(inst.level);
             w.f64(inst.scale);
         }
-        let body = w.0;
-        let mut out = Vec::with_capacity(body.len() + 50);
-        out.extend_from_slice(PROGRAM_MAGIC);
-        out.extend_from_slice(&PROGRAM_VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&Sha256::digest(&body));
+        let mut out = w.0;
+        let body_len = out.len() - HEADER_LEN;
+        if let Some(len) = out.get_mut(HEADER_LEN - 8..HEADER_LEN) {
+            len.copy_from_slice(&(body_len as u64).to_le_bytes());
+        }
+        let digest = Sha256::digest(out.get(HEADER_LEN..).unwrap_or(&[]));
+        out.extend_from_slice(&digest);
         out
     }
 
