@@ -261,6 +261,36 @@ mod tests {
     }
 
     #[test]
+    fn strides_along_walks_match_the_positions() {
+        // Every layout kind, every walk stride the maps use (along a row, down a column, whole
+        // blocks) and a few others: the returned prefix advances by exactly the returned stride.
+        let layouts = [
+            Layout::row_major(&[2, 5, 7]),
+            Layout::column_major(&[2, 5, 7]),
+            Layout::skewed(&[2, 5, 5]).unwrap(),
+            Layout::skewed(&[3, 4, 6]).unwrap(),
+        ];
+        for l in &layouts {
+            let (n, b) = (l.numel(), l.shape()[l.shape().len() - 1]);
+            let a = l.shape()[l.shape().len() - 2];
+            for se in [1, 2, b, a * b, a * b * 2, 3] {
+                for e in 0..n {
+                    let len = (n - 1 - e) / se + 1;
+                    let (ps, k) = l.stride_along(e, se, len);
+                    assert!((1..=len).contains(&k), "{l} e {e} se {se}: prefix {k} of {len}");
+                    for j in 1..k {
+                        assert_eq!(l.position(e + j * se), l.position(e) + j * ps, "{l} e {e} se {se} j {j}");
+                    }
+                }
+            }
+            // Along a column of the column layout the tokens are consecutive slots.
+            if *l == Layout::column_major(&[2, 5, 7]) {
+                assert_eq!(l.stride_along(7, 7, 5), (1, 4), "rows 1..5 of column 0");
+            }
+        }
+    }
+
+    #[test]
     fn degenerate_column_layouts_are_row_major() {
         assert!(Layout::column_major(&[1, 16, 1]).is_row_major());
         assert!(Layout::column_major(&[16]).is_row_major());

@@ -1017,6 +1017,88 @@ mod tests {
         assert!(!c.parts[0].iter().any(|e| e.0 == 1 && e.1 == 0), "cancelled entry kept: {:?}", c.parts[0]);
     }
 
+    /// A matmul map `[t, h] × [h, j]` with runs over the tokens, and the same map as entries.
+    fn matmul_map(t: usize, h: usize, j: usize) -> (AffineMap, AffineMap) {
+        let runs: Vec<Run> = (0..j)
+            .flat_map(|c| {
+                (0..h).map(move |k| Run { o: c, e: k, so: j, se: h, len: t, w: 1.0 + (3 * c + k) as f64 / 7.0 })
+            })
+            .collect();
+        let map = AffineMap { out_numel: t * j, parts: vec![Part { entries: vec![], runs }], offset: None };
+        let flat = AffineMap { parts: vec![map.parts[0].iter().collect::<Vec<_>>().into()], ..map.clone() };
+        (map, flat)
+    }
+
+    fn sorted(p: &Part) -> Vec<(usize, usize, u64)> {
+        let mut v: Vec<(usize, usize, u64)> = p.iter().map(|(o, e, w)| (o, e, w.to_bits())).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn runs_place_and_count_as_their_entries() {
+        let (t, h, j) = (4, 3, 5);
+        let (map, flat) = matmul_map(t, h, j);
+        let (row_in, col_in) = (Layout::row_major(&[t, h]), Layout::column_major(&[t, h]));
+        let (row_out, col_out) = (Layout::row_major(&[t, j]), Layout::column_major(&[t, j]));
+        for (li, lo) in [(&row_in, &row_out), (&col_in, &col_out), (&row_in, &col_out), (&col_in, &row_out)] {
+            let (a, b) = (map.parts[0].placed(Some(li), lo), flat.parts[0].placed(Some(li), lo));
+            assert_eq!(sorted(&a), sorted(&b), "{li} -> {lo}");
+            for slots in [4, 8, 64] {
+                let count = |m: &AffineMap| m.placed_diagonal_count_up_to(li, lo, slots, usize::MAX);
+                assert_eq!(count(&map), count(&flat), "{li} -> {lo}, {slots} slots");
+            }
+        }
+        // Column to column: every run is one constant segment (no entry left single).
+        let placed = map.parts[0].placed(Some(&col_in), &col_out);
+        assert!(placed.entries.is_empty() && placed.runs.iter().all(|r| r.so == 1 && r.se == 1 && r.len == t));
+    }
+
+    #[test]
+    fn compositions_with_data_movement_keep_runs_and_equal_the_product() {
+        let (t, h, j) = (4, 3, 6);
+        let (map, flat) = matmul_map(t, h, j);
+        assert_eq!(flat.parts[0].nnz(), t * h * j);
+        // Outer: a transpose [t, j] → [j, t] plus a bias (injective rows: relabels).
+        let transpose: Vec<(usize, usize, f64)> = (0..t * j).map(|o| ((o % j) * t + o / j, o, 2.0)).collect();
+        let outer = AffineMap { out_numel: t * j, parts: vec![transpose.into()], offset: Some(vec![0.5; t * j]) };
+        let composed = outer.compose_after(&map).unwrap();
+        assert!(!composed.parts[0].runs.is_empty(), "runs kept");
+        assert_close(dense(&composed, t * h), product(&outer, &flat, t * h));
+        // Inner: the input read from its transpose [h, t], with an offset (relabels inputs; the
+        // token walk stays a run of input stride 1).
+        let tr: Vec<(usize, usize, f64)> = (0..t * h).map(|o| (o, (o % h) * t + o / h, 1.0)).collect();
+        let inner = AffineMap { out_numel: t * h, parts: vec![tr.into()], offset: Some(vec![1.0; t * h]) };
+        let composed = map.compose_after(&inner).unwrap();
+        assert!(!composed.parts[0].runs.is_empty(), "runs kept");
+        assert_close(dense(&composed, t * h), product(&map, &inner, t * h));
+    }
+
+    /// The dense `outer · inner` and `outer · o_inner + o_outer`.
+    fn product(outer: &AffineMap, inner: &AffineMap, in_numel: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let ((a1, o1), (a2, o2)) = (dense(inner, in_numel), dense(outer, inner.out_numel));
+        let a = a2.iter().map(|row| (0..in_numel).map(|i| (0..row.len()).map(|o| row[o] * a1[o][i]).sum()).collect());
+        let off = a2.iter().zip(&o2).map(|(row, b)| b + row.iter().zip(&o1).map(|(x, y)| x * y).sum::<f64>());
+        (a.collect(), off.collect())
+    }
+
+    fn assert_close((a, oa): (Vec<Vec<f64>>, Vec<f64>), (b, ob): (Vec<Vec<f64>>, Vec<f64>)) {
+        let close = |x: &f64, y: &f64| (x - y).abs() < 1e-12 * (1.0 + y.abs());
+        assert!(a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| close(x, y)), "{a:?} vs {b:?}");
+        assert!(oa.iter().zip(&ob).all(|(x, y)| close(x, y)), "{oa:?} vs {ob:?}");
+    }
+
+    #[test]
+    fn compressed_parts_merge_strided_walks() {
+        let p = Part::compressed([(0, 5, 1.0), (2, 6, 1.0), (4, 7, 1.0), (5, 0, 1.0), (6, 1, 2.0), (9, 9, 2.0)]);
+        assert_eq!(
+            p.runs,
+            vec![Run { o: 0, e: 5, so: 2, se: 1, len: 3, w: 1.0 }, Run { o: 6, e: 1, so: 3, se: 8, len: 2, w: 2.0 }]
+        );
+        assert_eq!(p.entries, vec![(5, 0, 1.0)]);
+        assert_eq!(p.nnz(), 6);
+    }
+
     #[test]
     fn rotated_diagonals_wrap_and_sum_repeats() {
         // slots 8, entries at 1, 5, 5, 6 shifted by 4: 5, 1 (wrapped), 1, 2.

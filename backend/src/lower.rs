@@ -1195,6 +1195,17 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let total = j_n * block;
+        // The product space far outnumbers the operands (BERT-base: 384 ciphertexts from 3 + 3):
+        // refresh the operands now if the product and the scores' map would not fit in their
+        // levels (`B`: its rotation map, the product, the scores map; `A`: the last two), rather
+        // than every product before the map.
+        let (ra, rb) = if total.div_ceil(s) > 4 * (ra.len() + rb.len()) {
+            let ra = ra.into_iter().map(|r| self.b.refresh_for(r, 2)).collect::<Result<Vec<_>, _>>()?;
+            let rb = rb.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
+            (ra, rb)
+        } else {
+            (ra, rb)
+        };
         // Every product ciphertext holds `A` (one ciphertext: `per_ct` copies of it; several:
         // ciphertext `q` of block `r` is `A`'s ciphertext `q`).
         let a_regs = if cts_a <= 1 {
@@ -1280,6 +1291,15 @@ impl Ctx<'_> {
         };
         let t = k_n;
         let total = t * block;
+        // As in `rotated_matmul`: both operands need their map, the product and the result's
+        // map; refreshed here rather than every product later.
+        let (rp, rv) = if total.div_ceil(s) > 4 * (rp.len() + rv.len()) {
+            let rp = rp.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
+            let rv = rv.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
+            (rp, rv)
+        } else {
+            (rp, rv)
+        };
         let per_ct = (s / block).min(t);
         let mp = (0..t).flat_map(|r| {
             (0..nb).flat_map(move |bp| {
