@@ -225,7 +225,8 @@ enum Cmd {
         #[arg(long = "input", value_name = "[NAME=]FILE")]
         inputs: Vec<NamedPath>,
         /// Print every constant in full (the form `parse` reads back); by default constants with more
-        /// than 16 elements are summarized.
+        /// than 16 elements are summarized. With `--stage ckks`: the program's exact text form
+        /// (every modulus, constant, level and scale; `Program::parse` reads it back).
         #[arg(long)]
         full: bool,
         /// Write to this file instead of stdout.
@@ -473,6 +474,7 @@ fn run(cli: Cli) -> Result<()> {
                 let mut ck = polyhe_backend::compile_ckks(&g, &backend.options()).context("lowering to CKKS")?;
                 set_tail(&mut ck.report, tail.as_ref());
                 let s = match &ck.program {
+                    Some(p) if full => p.print_exact(),
                     Some(p) => p.print(),
                     None => format!("{}", ck.report),
                 };

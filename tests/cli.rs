@@ -601,6 +601,13 @@ fn split_flow_with_bootstraps() {
     let o = polyhe(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).matches("= bootstrap %").count(), 1);
+    // With --full, the exact text form, which reads back to the compiled program.
+    args.push("--full");
+    let o = polyhe(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = polyhe_runtime::Program::parse(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    p.validate().unwrap();
+    assert_eq!(p.insts.iter().filter(|i| matches!(i.op, polyhe_runtime::ProgramOp::Bootstrap(_))).count(), 1);
 }
 
 /// `encrypt` packs inputs from OUT/client_plan.json and OUT/client_head.ir alone (no lowering,

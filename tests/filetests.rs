@@ -5,7 +5,8 @@
 //!
 //! Header lines (`//` comments, before the graph):
 //! - `// test: verify, fold-affine, egraph, depth, ckks` — the passes, in order (see [`run_pass`]);
-//! - `// options: log_n=13 security=none layout=column` — options of the `ckks` pass;
+//! - `// options: log_n=13 security=none layout=column` — options of the `ckks` pass (whose program
+//!   must validate and read back from its exact text form, `Program::print_exact` / `parse`);
 //! - `// expect-error: text` — the file is a negative test: some pass must fail with an error
 //!   containing `text` (the error is part of the snapshot).
 //!
@@ -114,6 +115,12 @@ fn run_pass(pass: &str, g: Graph, options: &[(String, String)]) -> Result<(Graph
             match &c.program {
                 Some(p) => {
                     p.validate().map_err(|e| format!("the program does not validate: {e}"))?;
+                    // Every program's exact text form reads back to the same program.
+                    let back = polyhe_runtime::Program::parse(&p.print_exact())
+                        .map_err(|e| format!("the exact text form does not parse back: {e}"))?;
+                    if back != *p {
+                        return Err("the exact text form parses back to another program".into());
+                    }
                     t.push_str(&p.print());
                 }
                 None => t.push_str("no program (needs bootstrapping)\n"),

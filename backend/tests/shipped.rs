@@ -32,6 +32,8 @@ fn shipped_models_fit_or_get_bootstrap_placements() {
         assert!(c.report.rotations < c.report.naive_rotations);
         assert_eq!(c.report.critical_path.values().sum::<usize>(), c.report.depth, "{name}");
         let (p, params) = c.runnable().unwrap();
+        // The CKKS stage's exact text form reads back to the same program.
+        assert_eq!(&polyhe_runtime::Program::parse(&p.print_exact()).unwrap(), p, "{name}");
         assert_eq!(params.log_n(), 16);
         assert_eq!(params.security(), polyhe_runtime::Security::Bits128);
         if opts.key_budget_bytes.is_none() {

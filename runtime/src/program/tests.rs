@@ -613,3 +613,30 @@ fn port_shapes_whose_element_count_wraps_are_invalid() {
     prog.outputs[0].regs.push(0);
     assert!(matches!(prog.validate(), Err(ProgramError::Invalid { .. })));
 }
+
+#[test]
+fn exact_text_round_trips_and_names_bad_lines() {
+    for (prog, _) in [small(), with_bootstrap(), elementwise(Some(vec![0, 2, 1]))] {
+        let mut prog = prog;
+        prog.name = "a \"quoted\" name\\".into();
+        prog.constants.push(SlotVector::from_dense(&[-0.0, 1e-300, 0.1 + 0.2, -7.0, -7.0]));
+        let text = prog.print_exact();
+        let back = Program::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, prog, "{text}");
+        assert_eq!(back.to_bytes(), prog.to_bytes());
+        assert_eq!(back.print_exact(), text);
+    }
+    let text = small().0.print_exact();
+    let edit = |from: &str, to: &str| Program::parse(&text.replacen(from, to, 1)).unwrap_err().to_string();
+    let e = edit("rescale %1", "rescale %1 extra");
+    assert!(e.contains("line") && e.contains("extra"), "{e}");
+    let e = edit("%2 = rescale", "%9 = rescale");
+    assert!(e.contains("out of order"), "{e}");
+    let e = edit("mul_relin", "mul_twice");
+    assert!(e.contains("unknown instruction `mul_twice`"), "{e}");
+    let e = edit("moduli", "// moduli");
+    assert!(e.contains("without a `moduli` line"), "{e}");
+    // Structurally invalid programs are refused like their binary form: a missing register.
+    let e = edit("rotate %2", "rotate %40");
+    assert!(e.contains("invalid program") || e.contains("%40") || e.contains("40"), "{e}");
+}

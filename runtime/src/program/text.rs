@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{Op, Port, Program, SlotLayout};
+use super::{Op, Port, Program, ProgramError, ProgramResult, SlotLayout, SlotVector};
 
 fn port(p: &Port) -> String {
     let layout = match &p.layout {
@@ -98,5 +98,432 @@ impl Program {
             let _ = writeln!(s, "output {}", port(o));
         }
         s
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The exact form: everything a program holds, and a parser that reads it back
+// ------------------------------------------------------------------------------------------------
+
+/// A quoted string: `"` and `\` escaped.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn exact_port(p: &Port) -> String {
+    let layout = match &p.layout {
+        SlotLayout::RowMajor { slots, .. } => format!("row_major/{slots}"),
+        SlotLayout::Axes { order, slots, .. } => format!("axes{order:?}/{slots}"),
+    };
+    let regs: Vec<String> = p.regs.iter().map(|r| format!("%{r}")).collect();
+    format!("{} f64{:?} {layout} [{}]", quoted(&p.name), p.layout.shape(), regs.join(", "))
+}
+
+impl Program {
+    /// The program in full, as [`Program::parse`] reads it back to an equal program: every
+    /// parameter and modulus, every constant's runs (`value×count`, exact), every level and scale
+    /// exact (shortest round-trip decimals). [`Program::print`] is the summary for reading.
+    pub fn print_exact(&self) -> String {
+        let mut s = String::new();
+        let p = &self.params;
+        let _ = writeln!(s, "ckks_program {}", quoted(&self.name));
+        let _ = writeln!(
+            s,
+            "params log_n={} q_bits={:?} p_bits={:?} dnum={} log_scale={} fingerprint={:016x} security={}{}",
+            p.log_n,
+            p.q_bits,
+            p.p_bits,
+            p.dnum,
+            p.log_scale,
+            p.fingerprint,
+            p.security.code(),
+            p.hamming_weight.map(|h| format!(" hamming_weight={h}")).unwrap_or_default(),
+        );
+        let _ = writeln!(s, "moduli {:?}", p.moduli);
+        if let Some(b) = &self.bootstrap {
+            let c = &b.config;
+            let _ = writeln!(
+                s,
+                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale={:?}",
+                c.log_slots, c.k, c.cos_degree, c.double_angle, c.cts_levels, c.stc_levels, c.log_message_ratio, b.output_scale
+            );
+        }
+        let _ = writeln!(s, "inputs_at @L{} {:?}", self.input_level, self.input_scale);
+        for i in &self.inputs {
+            let _ = writeln!(s, "input {}", exact_port(i));
+        }
+        for (k, c) in self.constants.iter().enumerate() {
+            let runs: Vec<String> =
+                c.runs().map(|(x, n)| if n == 1 { format!("{x:?}") } else { format!("{x:?}×{n}") }).collect();
+            let _ = writeln!(s, "const c{k} [{}]", runs.join(", "));
+        }
+        let n_in = self.num_input_regs();
+        for (i, inst) in self.insts.iter().enumerate() {
+            let args = match &inst.op {
+                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
+                Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
+                Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
+                Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale={pt_scale:?}}}"),
+                Op::MulScalar { src, value, const_scale } => {
+                    format!("%{src}, {value:?} {{const_scale={const_scale:?}}}")
+                }
+                Op::MulInt(a, k) => format!("%{a}, {k}"),
+                Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
+                Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
+            };
+            let _ = writeln!(s, "%{} = {} {args} @L{} {:?}", n_in + i, inst.op.name(), inst.level, inst.scale);
+        }
+        for o in &self.outputs {
+            let _ = writeln!(s, "output {}", exact_port(o));
+        }
+        s
+    }
+
+    /// Reads the form [`Program::print_exact`] writes; the result is structurally validated
+    /// ([`Program::validate_structure`]; [`Program::validate`] re-proves levels and scales). A
+    /// malformed line is an error naming the line and what was expected.
+    pub fn parse(text: &str) -> ProgramResult<Program> {
+        let mut name = None;
+        let mut params = None;
+        let mut moduli = None;
+        let mut bootstrap = None;
+        let mut inputs_at = None;
+        let (mut inputs, mut outputs, mut constants, mut insts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut n_in = 0usize;
+        for (ln, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with("//") {
+                continue;
+            }
+            let mut c = Cursor { s: line, line: ln + 1 };
+            let kw = c.word()?;
+            match kw {
+                "ckks_program" => name = Some(c.quoted()?),
+                "params" => {
+                    let log_n = c.kv("log_n")?;
+                    let q_bits = c.kv_list("q_bits")?;
+                    let p_bits = c.kv_list("p_bits")?;
+                    let dnum = c.kv("dnum")?;
+                    let log_scale = c.kv("log_scale")?;
+                    c.key("fingerprint")?;
+                    let fp = c.word()?;
+                    let fingerprint =
+                        u64::from_str_radix(fp, 16).map_err(|e| c.err(format!("fingerprint `{fp}`: {e}")))?;
+                    let code: u32 = c.kv("security")?;
+                    let security = crate::params::Security::from_code(code)
+                        .ok_or_else(|| c.err(format!("security={code}: 128 or 0")))?;
+                    let hamming_weight = if c.rest().is_empty() { None } else { Some(c.kv("hamming_weight")?) };
+                    params = Some((log_n, q_bits, p_bits, dnum, log_scale, fingerprint, security, hamming_weight));
+                }
+                "moduli" => moduli = Some(c.list()?),
+                "bootstrap" => {
+                    let config = crate::bootstrap::BootstrapConfig {
+                        log_slots: c.kv("log_slots")?,
+                        k: c.kv("k")?,
+                        cos_degree: c.kv("cos_degree")?,
+                        double_angle: c.kv("double_angle")?,
+                        cts_levels: c.kv("cts_levels")?,
+                        stc_levels: c.kv("stc_levels")?,
+                        log_message_ratio: c.kv("log_message_ratio")?,
+                    };
+                    let output_scale = c.kv("output_scale")?;
+                    bootstrap = Some(super::ProgramBootstrap { config, output_scale });
+                }
+                "inputs_at" => inputs_at = Some(c.level_scale()?),
+                "input" => {
+                    let p = c.port()?;
+                    n_in += p.regs.len();
+                    inputs.push(p);
+                }
+                "output" => outputs.push(c.port()?),
+                "const" => {
+                    c.literal(&format!("c{}", constants.len()))?;
+                    c.literal("[")?;
+                    let mut runs: Vec<(f64, usize)> = Vec::new();
+                    while !c.eat("]") {
+                        if !runs.is_empty() {
+                            c.literal(",")?;
+                        }
+                        let x: f64 = c.number_until(&['×', ',', ']'])?;
+                        let n = if c.eat("×") { c.number_until(&[',', ']'])? } else { 1usize };
+                        runs.push((x, n));
+                    }
+                    constants.push(SlotVector::from_runs(runs));
+                }
+                r if r.starts_with('%') => {
+                    let reg: usize = r[1..].parse().map_err(|_| c.err(format!("register `{r}`")))?;
+                    if reg != n_in + insts.len() {
+                        return Err(c.err(format!("register %{reg} out of order: expected %{}", n_in + insts.len())));
+                    }
+                    c.literal("=")?;
+                    let op = c.op()?;
+                    let (level, scale) = c.level_scale()?;
+                    insts.push(super::Inst { op, level, scale });
+                }
+                other => return Err(c.err(format!("unknown line `{other}`"))),
+            }
+            if !c.rest().is_empty() {
+                return Err(c.err(format!("unexpected `{}`", c.rest())));
+            }
+        }
+        let missing =
+            |what: &str| ProgramError::Malformed { offset: 0, reason: format!("program text without {what}") };
+        let (log_n, q_bits, p_bits, dnum, log_scale, fingerprint, security, hamming_weight) =
+            params.ok_or_else(|| missing("a `params` line"))?;
+        let (input_level, input_scale) = inputs_at.ok_or_else(|| missing("an `inputs_at` line"))?;
+        let program = Program {
+            name: name.ok_or_else(|| missing("a `ckks_program` line"))?,
+            params: super::ProgramParams {
+                log_n,
+                q_bits,
+                p_bits,
+                dnum,
+                log_scale,
+                fingerprint,
+                moduli: moduli.ok_or_else(|| missing("a `moduli` line"))?,
+                security,
+                hamming_weight,
+            },
+            inputs,
+            input_level,
+            input_scale,
+            constants,
+            insts,
+            outputs,
+            bootstrap,
+        };
+        program.validate_structure()?;
+        Ok(program)
+    }
+}
+
+/// A position in one line of the exact form.
+struct Cursor<'a> {
+    s: &'a str,
+    line: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, reason: impl Into<String>) -> ProgramError {
+        ProgramError::Malformed { offset: self.line, reason: format!("line {}: {}", self.line, reason.into()) }
+    }
+
+    fn rest(&self) -> &'a str {
+        self.s.trim()
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        let t = self.s.trim_start();
+        match t.strip_prefix(lit) {
+            Some(r) => {
+                self.s = r;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn literal(&mut self, lit: &str) -> ProgramResult<()> {
+        if self.eat(lit) {
+            Ok(())
+        } else {
+            Err(self.err(format!("expected `{lit}` at `{}`", self.rest())))
+        }
+    }
+
+    /// The next whitespace-delimited word.
+    fn word(&mut self) -> ProgramResult<&'a str> {
+        let t = self.s.trim_start();
+        let end = t.find(char::is_whitespace).unwrap_or(t.len());
+        if end == 0 {
+            return Err(self.err("unexpected end of line"));
+        }
+        self.s = &t[end..];
+        Ok(&t[..end])
+    }
+
+    /// A number ending at whitespace or one of `stops`.
+    fn number_until<T: std::str::FromStr>(&mut self, stops: &[char]) -> ProgramResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let t = self.s.trim_start();
+        let end = t.find(|ch: char| ch.is_whitespace() || stops.contains(&ch)).unwrap_or(t.len());
+        let (tok, rest) = t.split_at(end);
+        self.s = rest;
+        tok.parse().map_err(|e: T::Err| self.err(format!("number `{tok}`: {e}")))
+    }
+
+    fn key(&mut self, key: &str) -> ProgramResult<()> {
+        self.literal(key)?;
+        self.literal("=")
+    }
+
+    fn kv<T: std::str::FromStr>(&mut self, key: &str) -> ProgramResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.key(key)?;
+        self.number_until(&[])
+    }
+
+    fn kv_list<T: std::str::FromStr>(&mut self, key: &str) -> ProgramResult<Vec<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.key(key)?;
+        self.list()
+    }
+
+    /// `[a, b, ...]`.
+    fn list<T: std::str::FromStr>(&mut self) -> ProgramResult<Vec<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.literal("[")?;
+        let mut v = Vec::new();
+        while !self.eat("]") {
+            if !v.is_empty() {
+                self.literal(",")?;
+            }
+            v.push(self.number_until(&[',', ']'])?);
+        }
+        Ok(v)
+    }
+
+    fn quoted(&mut self) -> ProgramResult<String> {
+        self.literal("\"")?;
+        let mut out = String::new();
+        let mut chars = self.s.char_indices();
+        while let Some((i, ch)) = chars.next() {
+            match ch {
+                '"' => {
+                    self.s = &self.s[i + 1..];
+                    return Ok(out);
+                }
+                '\\' => match chars.next() {
+                    Some((_, e)) => out.push(e),
+                    None => break,
+                },
+                _ => out.push(ch),
+            }
+        }
+        Err(self.err("unterminated string"))
+    }
+
+    fn reg(&mut self) -> ProgramResult<super::Reg> {
+        self.literal("%")?;
+        self.number_until(&[',', ']', '{'])
+    }
+
+    /// `"name" f64[shape] row_major/S [%r, ...]` or `... axes[order]/S [...]`.
+    fn port(&mut self) -> ProgramResult<Port> {
+        let name = self.quoted()?;
+        self.literal("f64")?;
+        let shape: Vec<usize> = self.list()?;
+        let layout = if self.eat("row_major/") {
+            SlotLayout::RowMajor { shape, slots: self.number_until(&[])? }
+        } else if self.eat("axes") {
+            let order: Vec<usize> = self.list()?;
+            self.literal("/")?;
+            SlotLayout::Axes { shape, order, slots: self.number_until(&[])? }
+        } else {
+            return Err(self.err(format!("expected row_major/S or axes[..]/S at `{}`", self.rest())));
+        };
+        self.literal("[")?;
+        let mut regs = Vec::new();
+        while !self.eat("]") {
+            if !regs.is_empty() {
+                self.literal(",")?;
+            }
+            regs.push(self.reg()?);
+        }
+        Ok(Port { name, layout, regs })
+    }
+
+    /// `@L<level> <scale>`.
+    fn level_scale(&mut self) -> ProgramResult<(usize, f64)> {
+        self.literal("@L")?;
+        let level = self.number_until(&[])?;
+        let scale = self.number_until(&[])?;
+        Ok((level, scale))
+    }
+
+    fn constant(&mut self) -> ProgramResult<u32> {
+        self.literal("c")?;
+        self.number_until(&[',', '{'])
+    }
+
+    fn attr<T: std::str::FromStr>(&mut self, key: &str) -> ProgramResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.literal("{")?;
+        self.key(key)?;
+        let v = self.number_until(&['}'])?;
+        self.literal("}")?;
+        Ok(v)
+    }
+
+    fn op(&mut self) -> ProgramResult<Op> {
+        let name = self.word()?;
+        let two = |c: &mut Self| -> ProgramResult<(super::Reg, super::Reg)> {
+            let a = c.reg()?;
+            c.literal(",")?;
+            Ok((a, c.reg()?))
+        };
+        Ok(match name {
+            "add" => two(self).map(|(a, b)| Op::Add(a, b))?,
+            "sub" => two(self).map(|(a, b)| Op::Sub(a, b))?,
+            "mul_relin" => two(self).map(|(a, b)| Op::Mul(a, b))?,
+            "neg" => Op::Neg(self.reg()?),
+            "rescale" => Op::Rescale(self.reg()?),
+            "bootstrap" => Op::Bootstrap(self.reg()?),
+            "add_plain" | "sub_plain" => {
+                let a = self.reg()?;
+                self.literal(",")?;
+                let c = self.constant()?;
+                if name == "add_plain" {
+                    Op::AddPlain(a, c)
+                } else {
+                    Op::SubPlain(a, c)
+                }
+            }
+            "mul_plain" => {
+                let src = self.reg()?;
+                self.literal(",")?;
+                let constant = self.constant()?;
+                Op::MulPlain { src, constant, pt_scale: self.attr("pt_scale")? }
+            }
+            "mul_scalar" => {
+                let src = self.reg()?;
+                self.literal(",")?;
+                let value = self.number_until(&['{'])?;
+                Op::MulScalar { src, value, const_scale: self.attr("const_scale")? }
+            }
+            "mul_int" => {
+                let a = self.reg()?;
+                self.literal(",")?;
+                Op::MulInt(a, self.number_until(&[])?)
+            }
+            "drop_level" => {
+                let src = self.reg()?;
+                Op::DropLevel { src, level: self.attr("level")? }
+            }
+            "rotate" => {
+                let src = self.reg()?;
+                Op::Rotate { src, step: self.attr("step")? }
+            }
+            other => return Err(self.err(format!("unknown instruction `{other}`"))),
+        })
     }
 }
