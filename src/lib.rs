@@ -7,6 +7,7 @@
 //! `polyhe_runtime` (CKKS).
 
 pub mod npy;
+pub mod opt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -214,6 +214,23 @@ impl PolyArgs {
 enum Cmd {
     /// Show a model's inputs, outputs, op histogram, parameter count and unsupported ops.
     Inspect { model: PathBuf },
+    /// Run passes on a text IR file (the form `dump` prints) and print what each gives: the IR
+    /// after it, its report, or the CKKS program. Passes: verify, fold-affine, egraph, depth, ckks
+    /// (lowering, with the backend flags below).
+    Opt {
+        file: PathBuf,
+        /// The passes, in order, comma-separated.
+        #[arg(long = "pass", value_delimiter = ',', required = true)]
+        passes: Vec<String>,
+        /// Run the IR verifier after every pass that changes the graph (release builds too).
+        #[arg(long)]
+        verify: bool,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Print the IR of a model at a compilation stage.
     Dump {
         model: PathBuf,
@@ -428,6 +445,25 @@ fn dims_map(a: &ImportArgs) -> BTreeMap<String, usize> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Opt { file, passes, verify, out, backend } => {
+            let passes: Vec<polyhe::opt::Pass> =
+                passes.iter().map(|p| p.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
+            let src = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let g = text::parse(&src).with_context(|| format!("parsing {}", file.display()))?;
+            backend.warn();
+            let (text_out, failure) = match polyhe::opt::run_passes(g, &passes, &backend.options(), verify) {
+                Ok(t) => (t, None),
+                Err((t, e)) => (t, Some(e)),
+            };
+            match &out {
+                Some(p) => std::fs::write(p, &text_out).with_context(|| format!("writing {}", p.display()))?,
+                None => print!("{text_out}"),
+            }
+            match failure {
+                Some(e) => Err(anyhow::anyhow!("{}: {}", file.display(), e.trim_start_matches("; ").trim())),
+                None => Ok(()),
+            }
+        }
         Cmd::Inspect { model } => {
             let m = polyhe::load_model(&model)?;
             let info = polyhe_frontend::inspect(&m);

@@ -681,3 +681,29 @@ fn keygen_protects_existing_keys_and_the_secret_key() {
         assert!(!std::fs::symlink_metadata(keys.join("secret.key")).unwrap().file_type().is_symlink());
     }
 }
+
+/// `opt` runs passes on a text IR file and prints each one's output; an unknown pass, a missing
+/// file and a failing pass exit 1 with the file and pass named.
+#[test]
+fn opt_runs_passes_on_text_ir() {
+    let dir = root().join("tests/filetests");
+    let o = polyhe(&["opt", s(&dir.join("poly/egraph_balance.ir")), "--pass", "depth,egraph,depth", "--verify"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("; after egraph\ndepth 7 -> 3")
+            && out.ends_with("total depth 3, ct×ct ops 3\noutput v3: depth 3\n"),
+        "{out}"
+    );
+    let chain = dir.join("ckks/chebyshev.ir");
+    let o = polyhe(&["opt", s(&chain), "--pass", "ckks", "--log-n", "13", "--security", "none"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("= mul_relin %"));
+    assert_user_error(&polyhe(&["opt", s(&chain), "--pass", "nope"]), &["unknown pass `nope`", "egraph"]);
+    assert_user_error(&polyhe(&["opt", "/nonexistent/x.ir", "--pass", "depth"]), &["/nonexistent/x.ir"]);
+    let div = dir.join("ckks/unsupported_division.ir");
+    assert_user_error(
+        &polyhe(&["opt", s(&div), "--pass", "verify,ckks", "--log-n", "13", "--security", "none"]),
+        &["unsupported_division.ir", "error in ckks", "`ratio`"],
+    );
+}

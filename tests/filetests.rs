@@ -4,7 +4,8 @@
 //! `tests/filetests/snapshots/<pass>__<name>.snap`, so a failing test says which pass changed what.
 //!
 //! Header lines (`//` comments, before the graph):
-//! - `// test: verify, fold-affine, egraph, depth, ckks` — the passes, in order (see [`run_pass`]);
+//! - `// test: verify, fold-affine, egraph, depth, ckks` — the passes, in order (`polyhe::opt`, the
+//!   passes `polyhe opt` runs);
 //! - `// options: log_n=13 security=none layout=column` — options of the `ckks` pass (whose program
 //!   must validate and read back from its exact text form, `Program::print_exact` / `parse`);
 //! - `// expect-error: text` — the file is a negative test: some pass must fail with an error
@@ -16,26 +17,28 @@
 
 use std::path::{Path, PathBuf};
 
-use polyhe_backend::{BackendOptions, LayoutPolicy};
-use polyhe_ir::{text, Graph};
+use polyhe::opt::{run_passes, set_backend_option, Pass};
+use polyhe_backend::BackendOptions;
+use polyhe_ir::text;
 
 /// One file's header.
 struct Header {
-    passes: Vec<String>,
-    options: Vec<(String, String)>,
+    passes: Vec<Pass>,
+    backend: BackendOptions,
     expect_error: Option<String>,
 }
 
 fn header(src: &str) -> Result<Header, String> {
-    let mut h = Header { passes: Vec::new(), options: Vec::new(), expect_error: None };
+    let mut h = Header { passes: Vec::new(), backend: BackendOptions::default(), expect_error: None };
     for line in src.lines().map(str::trim).take_while(|l| l.starts_with("//") || l.is_empty()) {
         let body = line.trim_start_matches('/').trim();
         if let Some(p) = body.strip_prefix("test:") {
-            h.passes = p.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            h.passes =
+                p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
         } else if let Some(o) = body.strip_prefix("options:") {
             for kv in o.split_whitespace() {
                 let (k, v) = kv.split_once('=').ok_or_else(|| format!("option `{kv}` is not key=value"))?;
-                h.options.push((k.to_string(), v.to_string()));
+                set_backend_option(&mut h.backend, k, v)?;
             }
         } else if let Some(e) = body.strip_prefix("expect-error:") {
             h.expect_error = Some(e.trim().to_string());
@@ -47,115 +50,18 @@ fn header(src: &str) -> Result<Header, String> {
     Ok(h)
 }
 
-fn backend_options(options: &[(String, String)]) -> Result<BackendOptions, String> {
-    let mut o = BackendOptions::default();
-    let num = |k: &str, v: &str| v.parse::<usize>().map_err(|e| format!("option {k}={v}: {e}"));
-    for (k, v) in options {
-        match k.as_str() {
-            "log_n" => o.log_n = Some(num(k, v)? as u32),
-            "levels" => o.levels = Some(num(k, v)?),
-            "log_scale" => o.log_scale = Some(num(k, v)? as u32),
-            "bootstrap_levels" => o.bootstrap_levels = Some(num(k, v)?),
-            "fusion_growth" => o.fusion_growth = num(k, v)?,
-            "max_rotation_keys" => o.max_rotation_keys = Some(num(k, v)?),
-            "security" => {
-                o.security = match v.as_str() {
-                    "none" => polyhe_runtime::Security::NotSet,
-                    "128" => polyhe_runtime::Security::Bits128,
-                    _ => return Err(format!("security={v}: none or 128")),
-                }
-            }
-            "layout" => o.layout = Some(v.parse::<LayoutPolicy>()?),
-            _ => return Err(format!("unknown option `{k}`")),
-        }
-    }
-    Ok(o)
-}
-
-/// Runs one pass on `g`: the new graph (for graph passes) and the text to snapshot.
-fn run_pass(pass: &str, g: Graph, options: &[(String, String)]) -> Result<(Graph, String), String> {
-    match pass {
-        "verify" => {
-            polyhe_ir::verify::verify(&g).map_err(|e| e.to_string())?;
-            Ok((g, "ok\n".into()))
-        }
-        "fold-affine" => {
-            let out = polyhe_passes::fold_affine(&g).map_err(|e| e.to_string())?;
-            let t = text::print(&out, &Default::default());
-            Ok((out, t))
-        }
-        "egraph" => {
-            let (out, r) = polyhe_passes::optimize(&g, &Default::default()).map_err(|e| e.to_string())?;
-            let t = format!(
-                "depth {} -> {}, ct×ct {} -> {}\n{}",
-                r.depth_before,
-                r.depth_after,
-                r.ct_mults_before,
-                r.ct_mults_after,
-                text::print(&out, &Default::default())
-            );
-            Ok((out, t))
-        }
-        "depth" => {
-            let r = polyhe_passes::analyze_depth(&g);
-            let mut t = format!("total depth {}, ct×ct ops {}\n", r.total_depth, r.ct_mult_ops);
-            for (name, d) in &r.outputs {
-                t.push_str(&format!("output {name}: depth {d}\n"));
-            }
-            Ok((g, t))
-        }
-        "ckks" => {
-            let opts = backend_options(options)?;
-            let c = polyhe_backend::compile_ckks(&g, &opts).map_err(|e| e.to_string())?;
-            let r = &c.report;
-            let mut t = format!(
-                "depth {}, rotations {}, key switches {}, diagonals {}, ct×ct {}, bootstraps {}\n",
-                r.depth, r.rotations, r.key_switches, r.diagonals, r.ct_ct_mults, r.bootstraps
-            );
-            match &c.program {
-                Some(p) => {
-                    p.validate().map_err(|e| format!("the program does not validate: {e}"))?;
-                    // Every program's exact text form reads back to the same program.
-                    let back = polyhe_runtime::Program::parse(&p.print_exact())
-                        .map_err(|e| format!("the exact text form does not parse back: {e}"))?;
-                    if back != *p {
-                        return Err("the exact text form parses back to another program".into());
-                    }
-                    t.push_str(&p.print());
-                }
-                None => t.push_str("no program (needs bootstrapping)\n"),
-            }
-            Ok((g, t))
-        }
-        other => Err(format!("unknown pass `{other}`")),
-    }
-}
-
 /// The snapshot text of one file, or a message when the file itself is malformed or an
 /// expected error did not occur.
 fn run_file(path: &Path) -> Result<String, String> {
     let src = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let h = header(&src)?;
-    let mut g = text::parse(&src).map_err(|e| format!("parse: {e}"))?;
-    let mut out = String::new();
-    for pass in &h.passes {
-        match run_pass(pass, g, &h.options) {
-            Ok((next, t)) => {
-                out.push_str(&format!("; after {pass}\n{t}"));
-                g = next;
-            }
-            Err(e) => {
-                return match &h.expect_error {
-                    Some(want) if e.contains(want.as_str()) => Ok(format!("{out}; error in {pass}\n{e}\n")),
-                    Some(want) => Err(format!("{pass} failed with `{e}`, expected an error containing `{want}`")),
-                    None => Err(format!("{pass} failed: {e}")),
-                };
-            }
-        }
-    }
-    match &h.expect_error {
-        Some(want) => Err(format!("expected an error containing `{want}`, every pass succeeded")),
-        None => Ok(out),
+    let g = text::parse(&src).map_err(|e| format!("parse: {e}"))?;
+    match (run_passes(g, &h.passes, &h.backend, false), &h.expect_error) {
+        (Ok(out), None) => Ok(out),
+        (Ok(_), Some(want)) => Err(format!("expected an error containing `{want}`, every pass succeeded")),
+        (Err((out, e)), Some(want)) if e.contains(want.as_str()) => Ok(format!("{out}{e}")),
+        (Err((_, e)), Some(want)) => Err(format!("failed with `{}`, expected an error containing `{want}`", e.trim())),
+        (Err((_, e)), None) => Err(format!("failed: {}", e.trim())),
     }
 }
 

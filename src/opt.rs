@@ -1,0 +1,153 @@
+//! Running single passes on text IR (`polyhe opt`, and the file tests in `tests/filetests/`):
+//! each pass takes a graph and gives the next graph plus the text to show (the IR after it, a
+//! report, or the CKKS program's text form).
+
+use polyhe_backend::{BackendOptions, LayoutPolicy};
+use polyhe_ir::{text, Graph};
+
+/// A pass `polyhe opt --pass` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The IR verifier (prints `ok`).
+    Verify,
+    /// Constant batch norms folded into `x·k + b` (`polyhe_passes::fold_affine`).
+    FoldAffine,
+    /// The e-graph depth minimization (`polyhe_passes::optimize`, default bounds).
+    Egraph,
+    /// Multiplicative depth and ct×ct counts (`polyhe_passes::analyze_depth`).
+    Depth,
+    /// Lowering to a CKKS program (`polyhe_backend::compile_ckks`): the program must validate and
+    /// read back from its exact text form; prints its counts and text form.
+    Ckks,
+}
+
+impl Pass {
+    /// Every pass, by name.
+    pub const ALL: [(&'static str, Pass); 5] = [
+        ("verify", Pass::Verify),
+        ("fold-affine", Pass::FoldAffine),
+        ("egraph", Pass::Egraph),
+        ("depth", Pass::Depth),
+        ("ckks", Pass::Ckks),
+    ];
+}
+
+impl std::str::FromStr for Pass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pass, String> {
+        Pass::ALL.iter().find(|(n, _)| *n == s).map(|(_, p)| *p).ok_or_else(|| {
+            let names: Vec<&str> = Pass::ALL.iter().map(|(n, _)| *n).collect();
+            format!("unknown pass `{s}` (passes: {})", names.join(", "))
+        })
+    }
+}
+
+/// Sets one `ckks` option from `key=value` text (file-test headers): `log_n`, `levels`,
+/// `log_scale`, `bootstrap_levels`, `fusion_growth`, `max_rotation_keys`, `security=none|128`,
+/// `layout=row|column`.
+pub fn set_backend_option(o: &mut BackendOptions, key: &str, value: &str) -> Result<(), String> {
+    let num = || value.parse::<usize>().map_err(|e| format!("option {key}={value}: {e}"));
+    match key {
+        "log_n" => o.log_n = Some(num()? as u32),
+        "levels" => o.levels = Some(num()?),
+        "log_scale" => o.log_scale = Some(num()? as u32),
+        "bootstrap_levels" => o.bootstrap_levels = Some(num()?),
+        "fusion_growth" => o.fusion_growth = num()?,
+        "max_rotation_keys" => o.max_rotation_keys = Some(num()?),
+        "security" => {
+            o.security = match value {
+                "none" => polyhe_runtime::Security::NotSet,
+                "128" => polyhe_runtime::Security::Bits128,
+                _ => return Err(format!("security={value}: none or 128")),
+            }
+        }
+        "layout" => o.layout = Some(value.parse::<LayoutPolicy>()?),
+        _ => return Err(format!("unknown option `{key}`")),
+    }
+    Ok(())
+}
+
+/// Runs `pass` on `g`: the graph after it (unchanged for analyses and `ckks`) and its text.
+pub fn run_pass(pass: Pass, g: Graph, backend: &BackendOptions) -> Result<(Graph, String), String> {
+    match pass {
+        Pass::Verify => {
+            polyhe_ir::verify::verify(&g).map_err(|e| e.to_string())?;
+            Ok((g, "ok\n".into()))
+        }
+        Pass::FoldAffine => {
+            let out = polyhe_passes::fold_affine(&g).map_err(|e| e.to_string())?;
+            let t = text::print(&out, &Default::default());
+            Ok((out, t))
+        }
+        Pass::Egraph => {
+            let (out, r) = polyhe_passes::optimize(&g, &Default::default()).map_err(|e| e.to_string())?;
+            let t = format!(
+                "depth {} -> {}, ct×ct {} -> {}\n{}",
+                r.depth_before,
+                r.depth_after,
+                r.ct_mults_before,
+                r.ct_mults_after,
+                text::print(&out, &Default::default())
+            );
+            Ok((out, t))
+        }
+        Pass::Depth => {
+            let r = polyhe_passes::analyze_depth(&g);
+            let mut t = format!("total depth {}, ct×ct ops {}\n", r.total_depth, r.ct_mult_ops);
+            for (name, d) in &r.outputs {
+                t.push_str(&format!("output {name}: depth {d}\n"));
+            }
+            Ok((g, t))
+        }
+        Pass::Ckks => {
+            let c = polyhe_backend::compile_ckks(&g, backend).map_err(|e| e.to_string())?;
+            let r = &c.report;
+            let mut t = format!(
+                "depth {}, rotations {}, key switches {}, diagonals {}, ct×ct {}, bootstraps {}\n",
+                r.depth, r.rotations, r.key_switches, r.diagonals, r.ct_ct_mults, r.bootstraps
+            );
+            match &c.program {
+                Some(p) => {
+                    p.validate().map_err(|e| format!("the program does not validate: {e}"))?;
+                    // Every program's exact text form reads back to the same program.
+                    let back = polyhe_runtime::Program::parse(&p.print_exact())
+                        .map_err(|e| format!("the exact text form does not parse back: {e}"))?;
+                    if back != *p {
+                        return Err("the exact text form parses back to another program".into());
+                    }
+                    t.push_str(&p.print());
+                }
+                None => t.push_str("no program (needs bootstrapping)\n"),
+            }
+            Ok((g, t))
+        }
+    }
+}
+
+/// Runs `passes` in order, the verifier after each graph pass when `verify`; the text of each
+/// pass is prefixed `; after <pass>`. On failure, the text so far and the error, prefixed
+/// `; error in <pass>`.
+pub fn run_passes(
+    mut g: Graph,
+    passes: &[Pass],
+    backend: &BackendOptions,
+    verify: bool,
+) -> Result<String, (String, String)> {
+    let mut out = String::new();
+    for &pass in passes {
+        let name = Pass::ALL.iter().find(|(_, p)| *p == pass).map_or("?", |(n, _)| *n);
+        match run_pass(pass, g, backend) {
+            Ok((next, t)) => {
+                out.push_str(&format!("; after {name}\n{t}"));
+                if verify && matches!(pass, Pass::FoldAffine | Pass::Egraph) {
+                    if let Err(e) = polyhe_ir::verify::verify(&next) {
+                        return Err((out, format!("; error in verify after {name}\n{e}\n")));
+                    }
+                }
+                g = next;
+            }
+            Err(e) => return Err((out, format!("; error in {name}\n{e}\n"))),
+        }
+    }
+    Ok(out)
+}
