@@ -163,7 +163,7 @@ impl BackendArgs {
             Some(LayoutArg::Auto) | None => None,
         };
         if let Some(g) = self.key_budget {
-            o.key_budget_bytes = (g > 0.0).then(|| (g * (1u64 << 30) as f64) as u64);
+            o.key_budget_bytes = (g > 0.0).then_some((g * (1u64 << 30) as f64) as u64);
         }
         o
     }

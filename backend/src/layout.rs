@@ -166,7 +166,7 @@ impl Layout {
         }
         let (a, b) = (self.shape[r - 2], self.shape[r - 1]);
         let block = a * b;
-        if se % block.max(1) == 0 {
+        if se.is_multiple_of(block.max(1)) {
             // Whole blocks: the placement within a block is the same.
             return (se, len);
         }

@@ -70,7 +70,7 @@ fn named_cut_earlier_in_the_encoder_moves_more_to_the_client() {
     let ln = s.graph.nodes.values().find(|d| d.name == auto.summary.cut_nodes[0]).unwrap();
     let polyhe_ir::ValueDef::Result(p, _) = s.graph.values[ln.inputs[0]].def else { panic!("input") };
     let name = s.graph.nodes[p].name.clone();
-    let split = split_client_tail(&s.graph, &format!("{name}").parse().unwrap()).unwrap();
+    let split = split_client_tail(&s.graph, &name.to_string().parse().unwrap()).unwrap();
     eprintln!("{}", split.summary);
     assert!(split.summary.tail_ops.len() > auto.summary.tail_ops.len());
     assert!(split.encrypted.nodes.len() < auto.encrypted.nodes.len());
