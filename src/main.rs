@@ -747,9 +747,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let t0 = Instant::now();
             let client = polyhe_runtime::ClientKeys::generate(&ctx)?;
-            let steps = program.rotation_steps();
-            // bootstrapping programs also need the conjugation key
-            let eval_keys = client.evaluation_keys(&steps, program.needs_conjugation())?;
+            let steps = program.rotation_key_levels();
+            // Each rotation key restricted to the levels its rotations run at; bootstrapping
+            // programs also need the conjugation key.
+            let eval_keys = client.evaluation_keys_at_levels(&steps, program.needs_conjugation())?;
             std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
             client.secret_key().write_to(keys.join("secret.key"))?;
             client.public_key().write_to(keys.join("public.key"))?;

@@ -474,7 +474,8 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
     }
     let program = program_of(graph, &real, &params, params.max_level(), None);
     program.validate()?;
-    let report = report_of(&real, program.levels_used(), Some(&params), slots);
+    let mut report = report_of(&real, program.levels_used(), Some(&params), slots);
+    report.eval_key_bytes = Some(params::program_key_bytes(&params, &program));
     let plain = CkksCompiled {
         rotation_steps: program.rotation_steps(),
         program: Some(program),
@@ -655,7 +656,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     // drops excluded, as in the critical-path breakdown it sums).
     report.depth = report.critical_path.values().sum();
     report.bootstraps = program.bootstraps();
-    report.eval_key_bytes = Some(params::key_bytes(&params, keys));
+    report.eval_key_bytes = Some(params::program_key_bytes(&params, &program));
     report.rotation_keys = rotation_steps.len();
     report.bootstrap = Some(BootstrapPlan {
         depth,
@@ -918,7 +919,10 @@ pub fn run_encrypted_with_progress(
     timings.context = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let keys = ClientKeys::generate(&ctx)?;
-    let evaluator = Evaluator::new(&ctx, keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation())?)?;
+    let evaluator = Evaluator::new(
+        &ctx,
+        keys.evaluation_keys_at_levels(&program.rotation_key_levels(), program.needs_conjugation())?,
+    )?;
     timings.keygen = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;

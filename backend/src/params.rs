@@ -97,6 +97,29 @@ pub(crate) fn key_bytes(p: &CkksParams, keys: usize) -> u64 {
     keys as u64 * key_limbs(p) as u64 * 2 * p.n() as u64 * 8
 }
 
+/// Bytes of `program`'s evaluation keys as `keygen` writes them: the relinearization (and
+/// conjugation) keys full, each rotation key restricted to the highest level its rotations run at
+/// (`Program::rotation_key_levels`): `⌈(l+1)/α⌉` digits over `l + 1 + K` limbs instead of `dnum`
+/// over `L + 1 + K`.
+pub(crate) fn program_key_bytes(p: &CkksParams, program: &polyhe_runtime::Program) -> u64 {
+    let (nq, k) = (p.max_level() + 1, p.special_moduli().len());
+    let alpha = nq.div_ceil(p.dnum().max(1)).max(1);
+    let at = |level: usize| -> u64 {
+        let q = (level + 1).min(nq);
+        let digits = if q == nq { p.dnum() } else { q.div_ceil(alpha).min(p.dnum()) };
+        (digits * (q + k)) as u64 * 2 * p.n() as u64 * 8
+    };
+    // One key per Galois element: steps equal mod N/2 share it, at the higher level.
+    let slots = p.n() as i64 / 2;
+    let mut levels: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    for (s, l) in program.rotation_key_levels() {
+        let e = levels.entry(s.rem_euclid(slots.max(1))).or_insert(0);
+        *e = (*e).max(l);
+    }
+    let full = 1 + u64::from(program.needs_conjugation());
+    full * at(nq - 1) + levels.into_iter().filter(|&(s, _)| s != 0).map(|(_, l)| at(l)).sum::<u64>()
+}
+
 /// Evaluation-key memory the automatic choices may spend ([`BackendOptions::key_budget_bytes`],
 /// default 8 GiB; `None`: unlimited): below it, the digit count is chosen for speed
 /// ([`key_switch_cost`]); above it (every choice over budget), for the smallest keys. The shipped

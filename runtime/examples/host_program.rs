@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Client: keys (the secret key never leaves this side) and encrypted inputs.
     let client = ClientKeys::generate(&ctx)?;
-    let eval_keys = client.evaluation_keys(&program.rotation_steps(), program.needs_conjugation())?;
+    let eval_keys = client.evaluation_keys_at_levels(&program.rotation_key_levels(), program.needs_conjugation())?;
     let inputs: Vec<Vec<f64>> = program
         .inputs
         .iter()

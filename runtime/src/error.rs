@@ -35,6 +35,9 @@ pub enum CkksError {
     /// Relinearization was requested but no relinearization key was generated.
     #[error("missing relinearization key")]
     MissingRelinKey,
+    /// A key-switching key generated for levels up to `key_level` met a ciphertext above them.
+    #[error("key-switching key restricted to levels 0..={key_level} used at level {level}")]
+    KeyBelowLevel { key_level: usize, level: usize },
     /// Rescaling (or a level-consuming operation) at level 0.
     #[error("no level left: {op} needs level >= 1, ciphertext is at level 0")]
     LevelExhausted { op: &'static str },

@@ -63,8 +63,14 @@ impl Evaluator {
         let expected = ctx.inner.params.dnum;
         let all_keys = keys.relin.iter().chain(keys.galois.values());
         for k in all_keys {
-            if k.b.len() != expected || k.a.len() != expected {
-                return Err(CkksError::Internal("key-switching key with the wrong number of digits"));
+            // Full keys have `dnum` digits over all of `Q ∪ P`; a level-restricted key the digits
+            // of its levels, every polynomial over the same limbs.
+            let nq = k.b.first().map_or(0, |p| p.nq);
+            let digits = if nq == ring.nq { expected } else { nq.div_ceil(ring.alpha.max(1)).min(expected) };
+            let uniform =
+                k.b.iter().chain(&k.a).all(|p| p.nq == nq && p.with_p && p.data.len() == (nq + ring.np) * ring.n);
+            if nq == 0 || nq > ring.nq || k.b.len() != digits || k.a.len() != digits || !uniform {
+                return Err(CkksError::Internal("key-switching key with the wrong number of digits or limbs"));
             }
         }
         let perms = keys.galois.keys().map(|&g| (g, ring.galois_perm(g))).collect();

@@ -77,11 +77,47 @@ pub struct PublicKey {
     pub(crate) fingerprint: u64,
 }
 
-/// One hybrid key-switching key: `dnum` pairs over `Q ∪ P` (NTT form).
+/// One hybrid key-switching key: `dnum` pairs over `Q ∪ P` (NTT form), or a level-restricted one:
+/// the digits and `Q` limbs of levels `0..=l` only (see [`KeySwitchKey::restricted`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeySwitchKey {
     pub(crate) b: Vec<RnsPoly>,
     pub(crate) a: Vec<RnsPoly>,
+}
+
+impl KeySwitchKey {
+    /// The key for ciphertexts at levels `0..=level` only: the `Q` limbs above and the digits
+    /// that cover only them dropped. Each RNS limb of a key is independent and a digit's gadget
+    /// factor is `P` on its own limbs and 0 elsewhere, so the kept limbs are exactly the full
+    /// key's — a key switch at level `≤ level` gives the same result, from a key a fraction of the
+    /// size (a rotation used only in a bootstrapped program's 9 compute levels of a 25-level
+    /// chain needs 3 of 7 digits over 14 of 29 limbs).
+    pub(crate) fn restricted(&self, ring: &crate::ring::RingContext, level: usize) -> KeySwitchKey {
+        let nq = level + 1;
+        if nq >= ring.nq {
+            return self.clone();
+        }
+        let digits = nq.div_ceil(ring.alpha.max(1)).min(self.b.len());
+        let cut = |p: &RnsPoly| {
+            if p.nq <= nq {
+                return p.clone();
+            }
+            let n = ring.n;
+            let mut data = Vec::with_capacity((nq + ring.np) * n);
+            data.extend_from_slice(p.data.get(..nq * n).unwrap_or(&[]));
+            data.extend_from_slice(p.data.get(p.nq * n..).unwrap_or(&[]));
+            RnsPoly { data, nq, with_p: p.with_p }
+        };
+        KeySwitchKey {
+            b: self.b.iter().take(digits).map(cut).collect(),
+            a: self.a.iter().take(digits).map(cut).collect(),
+        }
+    }
+
+    /// Number of `Q` limbs the key holds (`level + 1`).
+    pub(crate) fn q_limbs(&self) -> usize {
+        self.b.first().map_or(0, |p| p.nq)
+    }
 }
 
 /// Public evaluation keys handed to the server: relinearization and Galois keys.
@@ -94,6 +130,16 @@ pub struct EvaluationKeys {
 }
 
 impl EvaluationKeys {
+    /// Bytes of the keys' polynomials (what the evaluator holds in memory).
+    pub fn key_bytes(&self) -> usize {
+        self.relin
+            .iter()
+            .chain(self.galois.values())
+            .flat_map(|k| k.b.iter().chain(&k.a))
+            .map(|p| p.data.len() * 8)
+            .sum()
+    }
+
     /// Whether a relinearization key is present.
     pub fn has_relin(&self) -> bool {
         self.relin.is_some()
@@ -256,6 +302,39 @@ impl ClientKeys {
     }
 
     /// [`Self::evaluation_keys`] with an explicit RNG.
+    /// Evaluation keys with each rotation's key restricted to the levels it is used at
+    /// (`(step, highest level)`, e.g. [`crate::Program::rotation_key_levels`]); the
+    /// relinearization and conjugation keys cover every level. A rotation at a level above its
+    /// key fails with [`CkksError::KeyBelowLevel`].
+    pub fn evaluation_keys_at_levels(&self, rotations: &[(i64, usize)], conjugation: bool) -> Result<EvaluationKeys> {
+        self.evaluation_keys_at_levels_with_rng(rotations, conjugation, &mut rand::rng())
+    }
+
+    /// [`Self::evaluation_keys_at_levels`] with an explicit RNG.
+    pub fn evaluation_keys_at_levels_with_rng<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        rotations: &[(i64, usize)],
+        conjugation: bool,
+        rng: &mut R,
+    ) -> Result<EvaluationKeys> {
+        let log_n = self.ctx.params.log_n;
+        let steps: Vec<i64> = rotations.iter().map(|r| r.0).collect();
+        let mut keys = self.evaluation_keys_with_rng(&steps, conjugation, rng)?;
+        // The highest level per Galois element (steps equal mod N/2 share one key).
+        let mut level: BTreeMap<u64, usize> = BTreeMap::new();
+        for &(k, l) in rotations {
+            let e = level.entry(rotation_galois_element(log_n, k)).or_insert(0);
+            *e = (*e).max(l);
+        }
+        let conj = conjugation.then(|| conjugation_galois_element(log_n));
+        for (g, key) in keys.galois.iter_mut() {
+            if let (Some(&l), false) = (level.get(g), Some(*g) == conj) {
+                *key = key.restricted(&self.ctx.ring, l);
+            }
+        }
+        Ok(keys)
+    }
+
     pub fn evaluation_keys_with_rng<R: Rng + CryptoRng + ?Sized>(
         &self,
         rotations: &[i64],

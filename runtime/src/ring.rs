@@ -177,6 +177,27 @@ pub(crate) struct RnsPoly {
     pub(crate) with_p: bool,
 }
 
+/// The range of a key polynomial's limb `t` of the basis `Q_l ∪ P` (`nq = l + 1` limbs of `Q`):
+/// a key stores its own `k.nq` limbs of `Q` (all of them, or those of a level-restricted key)
+/// before its `P` limbs.
+fn key_limb(k: &RnsPoly, t: usize, nq: usize, n: usize) -> std::ops::Range<usize> {
+    let kt = if t < nq { t } else { k.nq + (t - nq) };
+    kt * n..(kt + 1) * n
+}
+
+/// The error for a key that does not reach a ciphertext's level `level`.
+fn key_level_error(key_b: &[RnsPoly], level: usize) -> CkksError {
+    CkksError::KeyBelowLevel { key_level: key_b.first().map_or(0, |k| k.nq.saturating_sub(1)), level }
+}
+
+/// A key switch at a level with `nq` limbs of `Q` needs keys holding at least those limbs.
+fn check_key_limbs(key_b: &[RnsPoly], key_a: &[RnsPoly], nq: usize) -> Result<()> {
+    match key_b.iter().chain(key_a).find(|k| k.nq < nq || !k.with_p) {
+        Some(k) => Err(CkksError::KeyBelowLevel { key_level: k.nq.saturating_sub(1), level: nq.saturating_sub(1) }),
+        None => Ok(()),
+    }
+}
+
 /// Recycled polynomial buffers. Large fresh allocations come from the OS zeroed page by page (a
 /// page fault per 4 KiB, 10–15% of a rotation here); reusing freed buffers avoids that, like SEAL's
 /// memory pool. Bounded by [`POOL_MAX_BYTES`]; a poisoned lock just disables recycling.
@@ -957,8 +978,9 @@ impl RingContext {
         let n = self.n;
         let tables = self.modup.get(l).ok_or(CkksError::Internal("modup table"))?;
         if key_b.len() < tables.len() || key_a.len() < tables.len() {
-            return Err(CkksError::Internal("key has fewer digits than the decomposition"));
+            return Err(key_level_error(key_b, l));
         }
+        check_key_limbs(key_b, key_a, nq)?;
         if tables.len() == 1 {
             // One digit: storing it costs no more than the fused accumulators, and its limbs are
             // converted in one pass (the same sums, so the same result).
@@ -983,9 +1005,9 @@ impl RingContext {
                             .enumerate()
                         {
                             let t = t0 + k;
-                            let kt = if t < nq { t } else { self.nq + (t - nq) };
-                            let kb = key_b.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
-                            let ka = key_a.get(j).and_then(|k| k.data.get(kt * n..(kt + 1) * n)).unwrap_or(&[]);
+                            // (a level-restricted key holds fewer `Q` limbs before its `P` limbs)
+                            let kb = key_b.get(j).and_then(|k| k.data.get(key_limb(k, t, nq, n))).unwrap_or(&[]);
+                            let ka = key_a.get(j).and_then(|k| k.data.get(key_limb(k, t, nq, n))).unwrap_or(&[]);
                             accumulate(sb, sa, d, kb, ka, j == 0);
                         }
                     }
@@ -1130,8 +1152,9 @@ impl RingContext {
         let first = digits.first().ok_or(CkksError::Internal("no digits"))?;
         let nq = first.nq;
         if key_b.len() < digits.len() || key_a.len() < digits.len() {
-            return Err(CkksError::Internal("key has fewer digits than the decomposition"));
+            return Err(key_level_error(key_b, nq.saturating_sub(1)));
         }
+        check_key_limbs(key_b, key_a, nq)?;
         let n = self.n;
         let limbs = self.num_limbs(nq, true);
         // Every limb is written by `inner_product_limb`.
@@ -1140,12 +1163,11 @@ impl RingContext {
         // Interleave both outputs per limb so one pass over the digits produces both.
         let work = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
             let m = &self.limb_prime(t, nq).m;
-            let kt = if t < nq { t } else { self.nq + (t - nq) };
             let ds: Vec<&[u64]> = digits.iter().map(|d| d.data.get(t * n..(t + 1) * n).unwrap_or(&[])).collect();
             let kbs: Vec<&[u64]> =
-                key_b.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+                key_b.iter().take(digits.len()).map(|k| k.data.get(key_limb(k, t, nq, n)).unwrap_or(&[])).collect();
             let kas: Vec<&[u64]> =
-                key_a.iter().take(digits.len()).map(|k| k.data.get(kt * n..(kt + 1) * n).unwrap_or(&[])).collect();
+                key_a.iter().take(digits.len()).map(|k| k.data.get(key_limb(k, t, nq, n)).unwrap_or(&[])).collect();
             inner_product_limb(ob, oa, &ds, &kbs, &kas, m);
         };
         if rayon::current_num_threads() > 1 {

@@ -738,8 +738,10 @@ impl Serial for ClientKeys {
     }
 }
 
-fn ksk_bytes(ring: &RingContext, dnum: usize) -> Option<usize> {
-    ring.num_limbs(ring.nq, true).checked_mul(ring.n)?.checked_mul(8)?.checked_mul(2)?.checked_mul(dnum)
+/// Bytes of a key with `nq` limbs of `Q` (`ring.nq`: a full key) and its digits.
+fn ksk_bytes(ring: &RingContext, dnum: usize, nq: usize) -> Option<usize> {
+    let digits = if nq == ring.nq { dnum } else { nq.div_ceil(ring.alpha.max(1)).min(dnum) };
+    ring.num_limbs(nq, true).checked_mul(ring.n)?.checked_mul(8)?.checked_mul(2)?.checked_mul(digits)
 }
 
 fn put_ksk<S: Sink>(out: &mut S, k: &KeySwitchKey) {
@@ -749,14 +751,16 @@ fn put_ksk<S: Sink>(out: &mut S, k: &KeySwitchKey) {
     }
 }
 
-fn read_ksk(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<KeySwitchKey> {
+/// A key with `nq` limbs of `Q` (see [`ksk_bytes`] for its digits).
+fn read_ksk(ctx: &CkksContext, r: &mut Reader<'_>, nq: usize) -> Result<KeySwitchKey> {
     let ring = &ctx.inner.ring;
     let dnum = ctx.params().dnum();
-    let mut b = Vec::with_capacity(dnum);
-    let mut a = Vec::with_capacity(dnum);
-    for _ in 0..dnum {
-        b.push(r.poly(ring, ring.nq, true)?);
-        a.push(r.poly(ring, ring.nq, true)?);
+    let digits = if nq == ring.nq { dnum } else { nq.div_ceil(ring.alpha.max(1)).min(dnum) };
+    let mut b = Vec::with_capacity(digits);
+    let mut a = Vec::with_capacity(digits);
+    for _ in 0..digits {
+        b.push(r.poly(ring, nq, true)?);
+        a.push(r.poly(ring, nq, true)?);
     }
     Ok(KeySwitchKey { b, a })
 }
@@ -768,25 +772,32 @@ impl Serial for EvaluationKeys {
     }
     fn payload_size(&self) -> usize {
         let ksk = |k: &KeySwitchKey| k.b.iter().chain(&k.a).map(poly_bytes).sum::<usize>();
-        5 + 8 * self.galois.len() + self.relin.iter().chain(self.galois.values()).map(ksk).sum::<usize>()
+        let keys = self.galois.len() + usize::from(self.relin.is_some());
+        5 + 8 * self.galois.len() + 4 * keys + self.relin.iter().chain(self.galois.values()).map(ksk).sum::<usize>()
     }
     fn write_payload<S: Sink>(&self, out: &mut S) {
-        out.put(&[u8::from(self.relin.is_some())]);
+        // Bit 0: a relinearization key; bit 1: per-key `Q` limb counts follow the Galois elements
+        // (always written now: level-restricted keys hold fewer; files without it are all full).
+        out.put(&[u8::from(self.relin.is_some()) | 2]);
         out.put(&(self.galois.len() as u32).to_le_bytes());
         for g in self.galois.keys() {
             out.put(&g.to_le_bytes());
+        }
+        for k in self.relin.iter().chain(self.galois.values()) {
+            out.put(&(k.q_limbs() as u32).to_le_bytes());
         }
         self.relin.iter().chain(self.galois.values()).for_each(|k| put_ksk(out, k));
     }
     fn read_payload(ctx: &CkksContext, r: &mut Reader<'_>) -> Result<Self> {
         let ring = &ctx.inner.ring;
         let flags = r.u8()?;
-        if flags > 1 {
-            return Err(
-                r.err(format!("unknown flag bits {flags:#04x} (only bit 0, relinearization key present, is defined)"))
-            );
+        if flags > 3 {
+            return Err(r.err(format!(
+                "unknown flag bits {flags:#04x} (bit 0: relinearization key present, bit 1: per-key limb counts)"
+            )));
         }
-        let has_relin = flags == 1;
+        let has_relin = flags & 1 == 1;
+        let restricted = flags & 2 == 2;
         let count = r.u32()? as usize;
         let two_n = 2 * ring.n as u64;
         // Galois elements are distinct odd residues in (1, 2N): at most N - 1 of them.
@@ -797,15 +808,11 @@ impl Serial for EvaluationKeys {
                 ring.n
             )));
         }
-        // Size check before reading or allocating any key.
         let keys = count + usize::from(has_relin);
-        let need =
-            count.checked_mul(8).and_then(|g| ksk_bytes(ring, ctx.params().dnum())?.checked_mul(keys)?.checked_add(g));
-        if need != Some(r.remaining()) {
-            let need = need.map_or("an overflowing number of".to_string(), |n| n.to_string());
-            return Err(r.err(format!("{keys} key-switching keys need {need} payload bytes, {} remain", r.remaining())));
-        }
         let mut elements = Vec::with_capacity(count);
+        if count.checked_mul(8).is_none_or(|b| b > r.remaining()) {
+            return Err(r.err(format!("{count} Galois elements exceed the {} payload bytes left", r.remaining())));
+        }
         for _ in 0..count {
             let g = r.u64()?;
             if g % 2 == 0 || g <= 1 || g >= two_n || elements.last().is_some_and(|&prev| g <= prev) {
@@ -813,10 +820,25 @@ impl Serial for EvaluationKeys {
             }
             elements.push(g);
         }
-        let relin = if has_relin { Some(read_ksk(ctx, r)?) } else { None };
+        let mut limbs = Vec::with_capacity(keys);
+        for _ in 0..keys {
+            let nq = if restricted { r.u32()? as usize } else { ring.nq };
+            if nq == 0 || nq > ring.nq {
+                return Err(r.err(format!("a key over {nq} limbs of Q, outside 1..={}", ring.nq)));
+            }
+            limbs.push(nq);
+        }
+        // Size check before reading or allocating any key.
+        let need = limbs.iter().try_fold(0usize, |acc, &nq| acc.checked_add(ksk_bytes(ring, ctx.params().dnum(), nq)?));
+        if need != Some(r.remaining()) {
+            let need = need.map_or("an overflowing number of".to_string(), |n| n.to_string());
+            return Err(r.err(format!("{keys} key-switching keys need {need} payload bytes, {} remain", r.remaining())));
+        }
+        let mut limbs = limbs.into_iter();
+        let relin = if has_relin { Some(read_ksk(ctx, r, limbs.next().unwrap_or(ring.nq))?) } else { None };
         let mut galois = BTreeMap::new();
         for g in elements {
-            galois.insert(g, read_ksk(ctx, r)?);
+            galois.insert(g, read_ksk(ctx, r, limbs.next().unwrap_or(ring.nq))?);
         }
         Ok(EvaluationKeys { relin, galois, fingerprint: ctx.fingerprint() })
     }
@@ -1332,17 +1354,27 @@ mod tests {
         let ek = f.keys.to_bytes();
         let g = f.keys.galois_elements()[0];
         let two_n = 2 * f.ctx.params().n() as u64;
-        let b = reseal(&ek, |pl| pl[0] = 3);
+        let b = reseal(&ek, |pl| pl[0] = 7);
         assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("unknown flag bits"));
+        // Per-key limb counts follow the one Galois element: 0 or more than the chain has.
+        let nq = f.ctx.params().moduli().len() as u32;
+        for bad in [0, nq + 1] {
+            let b = reseal(&ek, |pl| put(pl, 13, &bad.to_le_bytes()));
+            assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("limbs of Q, outside"));
+        }
+        // A smaller (level-restricted) count with the full key's bytes: a size mismatch.
+        let b = reseal(&ek, |pl| put(pl, 13, &1u32.to_le_bytes()));
+        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("key-switching keys need"));
         for count in [u32::MAX, 1 << 20, 8192] {
             let b = reseal(&ek, |pl| put(pl, 1, &count.to_le_bytes()));
             assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("distinct automorphisms"));
         }
-        // A count that fits N but not the bytes present.
+        // A count that fits N but not the bytes present (the limb counts read as an element).
         let b = reseal(&ek, |pl| put(pl, 1, &2u32.to_le_bytes()));
-        assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("key-switching keys need"));
+        let r = reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err());
+        assert!(r.contains("key-switching keys need") || r.contains("Galois element"), "{r}");
         // Dropping the relinearization flag leaves one key's worth of bytes too many.
-        let b = reseal(&ek, |pl| pl[0] = 0);
+        let b = reseal(&ek, |pl| pl[0] = 2);
         assert!(reason(EvaluationKeys::from_bytes(&f.ctx, &b).unwrap_err()).contains("key-switching keys need"));
         for bad in [0, 1, 2, g + 1, two_n + 1, two_n - 1 + 2, u64::MAX] {
             let b = reseal(&ek, |pl| put(pl, 5, &bad.to_le_bytes()));

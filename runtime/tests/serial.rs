@@ -232,11 +232,11 @@ fn mismatched_secret_and_public_key_are_rejected() {
 fn evaluation_keys_round_trip_relinearize_and_rotate() {
     let f = fx();
     let bytes = f.keys.to_bytes();
-    // Exactly: flags + count + Galois elements + (relin + 3 Galois keys) × dnum × (b, a) over
-    // Q ∪ P. Nothing else fits, in particular no secret key.
+    // Exactly: flags + count + Galois elements + a limb count per key + (relin + 3 Galois keys)
+    // × dnum × (b, a) over Q ∪ P. Nothing else fits, in particular no secret key.
     let ksk = 3 * 2 * 4 * 8192 * 8;
     assert_eq!(f.keys.galois_elements().len(), 3);
-    assert_eq!(bytes.len(), 24 + 5 + 3 * 8 + 4 * ksk + 8);
+    assert_eq!(bytes.len(), 24 + 5 + 3 * 8 + 4 * 4 + 4 * ksk + 8);
     let keys = EvaluationKeys::from_bytes(&f.ctx, &bytes).unwrap();
     assert_eq!(keys, f.keys);
     assert!(keys.has_relin());
@@ -257,6 +257,33 @@ fn evaluation_keys_round_trip_relinearize_and_rotate() {
     }
     assert_eq!(eval.conjugate(&cx).unwrap(), f.eval.conjugate(&cx).unwrap());
     assert!(matches!(eval.rotate(&cx, 2), Err(CkksError::MissingGaloisKey { step: 2 })));
+}
+
+#[test]
+fn level_restricted_keys_rotate_at_their_levels_only() {
+    // Step 1's key restricted to level 0 (one digit over one Q limb), step -3's to level 1, the
+    // relinearization key full: smaller, round-tripped, the same rotations below their level as
+    // the full keys give, and a clear error above it.
+    let f = fx();
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let keys = f.client.evaluation_keys_at_levels_with_rng(&[(1, 0), (-3, 1)], false, &mut rng).unwrap();
+    let full = f.client.evaluation_keys_with_rng(&ROTS, false, &mut rng).unwrap();
+    assert!(keys.key_bytes() < full.key_bytes(), "{} vs {}", keys.key_bytes(), full.key_bytes());
+    let back = EvaluationKeys::from_bytes(&f.ctx, &keys.to_bytes()).unwrap();
+    assert_eq!(back, keys);
+    let eval = Evaluator::new(&f.ctx, back).unwrap();
+    let slots = f.ctx.params().slots();
+    let x = values(slots, 9);
+    for (step, level) in [(1i64, 0usize), (-3, 0), (-3, 1)] {
+        let c = encrypt(f, &x, level);
+        let r = eval.rotate(&c, step).unwrap();
+        let want: Vec<f64> = (0..slots).map(|j| x[(j as i64 + step).rem_euclid(slots as i64) as usize]).collect();
+        assert!(max_err(&decrypt(f, &f.client, &r), &want) < 1e-5, "step {step} at level {level}");
+    }
+    for (step, level) in [(1i64, 1usize), (1, 2), (-3, 2)] {
+        let err = eval.rotate(&encrypt(f, &x, level), step).unwrap_err();
+        assert!(matches!(err, CkksError::KeyBelowLevel { level: l, .. } if l == level), "{err}");
+    }
 }
 
 #[test]

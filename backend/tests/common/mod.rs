@@ -41,7 +41,7 @@ pub fn run_encrypted(g: &Graph, inputs: &[Tensor], opts: &BackendOptions) -> Out
     let ctx = CkksContext::new(params.clone()).unwrap();
     let keys = ClientKeys::generate(&ctx).unwrap();
     let t = std::time::Instant::now();
-    let ek = keys.evaluation_keys(&compiled.rotation_steps, program.needs_conjugation()).unwrap();
+    let ek = keys.evaluation_keys_at_levels(&program.rotation_key_levels(), program.needs_conjugation()).unwrap();
     let ev = Evaluator::new(&ctx, ek).unwrap();
     let t_keygen = t.elapsed();
     let data = polyhe_backend::program_inputs(g, &compiled, inputs).unwrap();

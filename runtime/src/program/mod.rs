@@ -489,6 +489,26 @@ impl Program {
         s.into_iter().collect()
     }
 
+    /// [`Self::rotation_steps`] with the highest level each is used at: its rotations' levels,
+    /// the top of the chain for the bootstrapper's steps. For
+    /// [`crate::ClientKeys::evaluation_keys_at_levels`]: a key restricted to the levels it is used
+    /// at (a bootstrapped program rotates in its compute window, far below the chain's top).
+    pub fn rotation_key_levels(&self) -> Vec<(i64, usize)> {
+        let mut at: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+        for i in &self.insts {
+            if let Op::Rotate { step, .. } = i.op {
+                let e = at.entry(step).or_insert(0);
+                *e = (*e).max(i.level);
+            }
+        }
+        if let Some(b) = self.bootstrap.as_ref().filter(|_| self.has_bootstraps()) {
+            for s in b.config.rotation_steps(self.params.log_n) {
+                at.insert(s, self.params.max_level());
+            }
+        }
+        at.into_iter().collect()
+    }
+
     /// Whether the program needs the conjugation key (bootstrapping does).
     pub fn needs_conjugation(&self) -> bool {
         self.has_bootstraps()
