@@ -341,6 +341,17 @@ fn client_server_split_flow_across_processes() {
     let err: f64 = text.split("= ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(err < 1e-3, "{text}");
 
+    // A server returning the input ciphertexts as the results: refused by their level and scale.
+    let swapped = out.join("swapped");
+    std::fs::create_dir_all(&swapped).unwrap();
+    let input_ct: Vec<PathBuf> = std::fs::read_dir(&ct).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(input_ct.len(), 1, "{input_ct:?}");
+    for r in std::fs::read_dir(&res).unwrap() {
+        std::fs::copy(&input_ct[0], swapped.join(r.unwrap().file_name())).unwrap();
+    }
+    let o = polyhe(&["decrypt", s(&out), "--keys", s(&keys), "--ciphertexts", s(&swapped), "--output", s(&y)]);
+    assert_user_error(&o, &["not this program's output", "level"]);
+
     // Corrupt ciphertext file: a clear error naming the file.
     let bad = out.join("ct_bad");
     std::fs::create_dir_all(&bad).unwrap();

@@ -682,6 +682,29 @@ pub fn decrypt_outputs(
             reason: format!("{} output ciphertexts given, the program produces {want}", outputs.len()),
         });
     }
+    // Each result must be at the level and scale the program gives its register: the inputs
+    // handed back, another program's results or an edited scale field are refused instead of
+    // decoding to plausible garbage.
+    let n_in = program.num_input_regs();
+    let regs = program.outputs.iter().flat_map(|o| o.regs.iter().enumerate().map(move |(k, &r)| (o, k, r)));
+    for ((o, k, r), ct) in regs.zip(outputs) {
+        let (level, scale) = match (r as usize).checked_sub(n_in) {
+            None => (program.input_level, program.input_scale),
+            Some(i) => program.insts.get(i).map_or((usize::MAX, 0.0), |inst| (inst.level, inst.scale)),
+        };
+        let close = (ct.scale - scale).abs() <= 1e-9 * ct.scale.abs().max(scale.abs());
+        if ct.level != level || !close {
+            return Err(ProgramError::Interface {
+                reason: format!(
+                    "output `{}` ciphertext {k} is at level {} with scale 2^{:.4}, where the program's result is at level {level} with scale 2^{:.4}: not this program's output (inputs returned, another program's results, or an edited file)",
+                    o.name,
+                    ct.level,
+                    ct.scale.log2(),
+                    scale.log2()
+                ),
+            });
+        }
+    }
     let encoder = Encoder::new(ctx);
     let slots: Vec<Vec<f64>> = outputs
         .par_iter()
