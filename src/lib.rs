@@ -186,10 +186,90 @@ pub fn calibrate_model(
 ) -> Result<polyhe_passes::Calibration> {
     // Calibration batches may have another batch size than the deployment inputs, so `--dim` values
     // (meant for deployment) are not applied here; the calibration files' shapes bind every dim.
+    let samples = calibration_samples(model, calib)?;
+    let first = samples.first().context("no calibration sample")?;
     let g =
-        import_for_inputs(model, &BTreeMap::new(), calib, recognize).context("importing the model for calibration")?;
-    let ordered = ordered_inputs(&g, calib).context("calibration inputs")?;
-    Ok(polyhe_passes::calibrate(&g, &[ordered])?)
+        import_for_inputs(model, &BTreeMap::new(), first, recognize).context("importing the model for calibration")?;
+    let ordered =
+        samples.iter().map(|s| ordered_inputs(&g, s)).collect::<Result<Vec<_>>>().context("calibration inputs")?;
+    Ok(polyhe_passes::calibrate(&g, &ordered)?)
+}
+
+/// The calibration samples in `calib`: the tensors themselves (one sample, e.g. a batch along the
+/// model's batch axis), or — when every tensor has one more leading axis than its input declares,
+/// as a stack of samples for a static-shape model (`x: f32[8, 16]` calibrated on `f32[64, 8, 16]`)
+/// — one sample per slice along that axis. Some inputs stacked and others not, stacks of different
+/// sizes, or slices that contradict the declared dims are errors saying what shape was expected.
+pub fn calibration_samples(
+    model: &polyhe_frontend::OnnxModel,
+    calib: &BTreeMap<String, Tensor>,
+) -> Result<Vec<BTreeMap<String, Tensor>>> {
+    use polyhe_frontend::Dim;
+    let declared: BTreeMap<String, Vec<Dim>> =
+        polyhe_frontend::inspect(model).inputs.into_iter().filter_map(|i| Some((i.name, i.shape?))).collect();
+    let show = |d: &[Dim]| {
+        let dims: Vec<String> = d
+            .iter()
+            .map(|x| match x {
+                Dim::Fixed(n) => n.to_string(),
+                Dim::Named(s) => s.clone(),
+                Dim::Unknown => "?".into(),
+            })
+            .collect();
+        format!("[{}]", dims.join(", "))
+    };
+    let stacked: Vec<(&String, bool)> =
+        calib.iter().filter_map(|(n, t)| declared.get(n).map(|d| (n, t.shape().len() == d.len() + 1))).collect();
+    if !stacked.iter().any(|s| s.1) {
+        return Ok(vec![calib.clone()]);
+    }
+    if let Some((n, _)) = stacked.iter().find(|s| !s.1) {
+        let (s, _) = stacked.iter().find(|s| s.1).copied().unwrap_or((n, true));
+        bail!(
+            "calibration input `{s}` is a stack of samples (one more leading axis than the model declares) but `{n}` \
+             is not: give every input as a stack of the same number of samples, or every one as the model declares it"
+        );
+    }
+    let mut count = None;
+    for (n, t) in calib {
+        let Some(d) = declared.get(n) else { continue };
+        let (k, slice) = t.shape().split_first().map(|(k, r)| (*k, r)).unwrap_or((0, &[]));
+        for (i, (&got, want)) in slice.iter().zip(d).enumerate() {
+            if matches!(want, Dim::Fixed(w) if *w != got) {
+                bail!(
+                    "calibration input `{n}`: a stack of {k} samples of shape {slice:?}, but the model declares {} \
+                     (axis {i} differs): expected [samples, {}]",
+                    show(d),
+                    show(d).trim_start_matches('[').trim_end_matches(']')
+                );
+            }
+        }
+        match count {
+            None => count = Some((n, k)),
+            Some((m, c)) if c != k => bail!("calibration stacks of different sizes: `{m}` has {c} samples, `{n}` {k}"),
+            _ => {}
+        }
+    }
+    let k = count.map_or(0, |c| c.1);
+    if k == 0 {
+        bail!("the calibration stack holds no sample");
+    }
+    (0..k)
+        .map(|i| calib.iter().map(|(n, t)| Ok((n.clone(), sample_of(t, i)?))).collect::<Result<BTreeMap<_, _>>>())
+        .collect()
+}
+
+/// Slice `i` along the leading axis of `t`.
+fn sample_of(t: &Tensor, i: usize) -> Result<Tensor> {
+    let shape = t.shape().get(1..).unwrap_or(&[]).to_vec();
+    let per: usize = shape.iter().product();
+    let range = i * per..(i + 1) * per;
+    let data = match &t.data {
+        polyhe_ir::Data::Float(v) => polyhe_ir::Data::Float(v.get(range).context("sample out of range")?.to_vec()),
+        polyhe_ir::Data::Int(v) => polyhe_ir::Data::Int(v.get(range).context("sample out of range")?.to_vec()),
+        polyhe_ir::Data::Bool(v) => polyhe_ir::Data::Bool(v.get(range).context("sample out of range")?.to_vec()),
+    };
+    Ok(Tensor::new(polyhe_ir::TensorType::new(t.dtype(), shape), data)?)
 }
 
 /// For 2-D `[rows, classes]` outputs: on how many rows the argmax of `a` equals that of `b`.

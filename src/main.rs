@@ -651,8 +651,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut given = polyhe::read_inputs_partial(&names, &inputs)?;
             let dims = dims_map(&import);
             if given.is_empty() && dims.is_empty() {
-                // Bind dims from the calibration files' shapes.
-                given = calib.clone();
+                // Bind dims from the calibration files' shapes (a stack's first sample).
+                given = polyhe::calibration_samples(&m, &calib)?.swap_remove(0);
             }
             let g = polyhe::import_for_inputs(&m, &dims, &given, !import.no_recognize)
                 .with_context(|| format!("importing {}", model.display()))?;

@@ -718,3 +718,35 @@ fn opt_runs_passes_on_text_ir() {
         &["unsupported_division.ir", "error in ckks", "`ratio`"],
     );
 }
+
+/// A static-shape model (`x: f32[8, 16]`, no batch axis) calibrates on a stack of samples
+/// `f32[64, 8, 16]` (each slice one sample; issue 13), its poly mode matching the reference; a
+/// stack whose samples contradict the declared shape is refused with the shape expected.
+#[test]
+fn static_shape_models_calibrate_on_a_stack_of_samples() {
+    let f = root().join("tests/fixtures");
+    let (model, calib, x) = (f.join("static_mlp.onnx"), f.join("static_mlp_calib.npy"), f.join("static_mlp_x.npy"));
+    let out = tmp("static_stack");
+    let o = polyhe(&["compile", s(&model), "--calib", s(&calib), "-o", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = tmp("static_stack_y.npy");
+    let o = polyhe(&["run", s(&model), "--mode", "poly", "--calib", s(&calib), "--input", s(&x), "--output", s(&y)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = tmp("static_stack_ref.npy");
+    let o = polyhe(&["run", s(&model), "--input", s(&x), "--output", s(&r)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = polyhe::max_rel_error(&polyhe::npy::read(&y).unwrap(), &polyhe::npy::read(&r).unwrap()).unwrap();
+    assert!(err < 1e-2, "poly vs reference on a stack-calibrated static model: {err:.3e}");
+    // Samples of [8, 15] for a declared [8, 16].
+    let c = polyhe::npy::read(&calib).unwrap();
+    let v: Vec<f32> = c.to_f64_vec().chunks(16).flat_map(|row| row[..15].iter().map(|&x| x as f32)).collect();
+    let bad = Tensor::new(
+        polyhe_ir::TensorType::new(DType::F32, vec![64, 8, 15]),
+        polyhe_ir::Data::Float(v.iter().map(|&x| x as f64).collect()),
+    )
+    .unwrap();
+    let bad_path = tmp("static_stack_bad.npy");
+    polyhe::npy::write(&bad_path, &bad).unwrap();
+    let o = polyhe(&["compile", s(&model), "--calib", s(&bad_path), "-o", s(&tmp("static_stack_bad"))]);
+    assert_user_error(&o, &["calibration input `x`", "expected [samples, 8, 16]"]);
+}
