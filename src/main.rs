@@ -314,6 +314,14 @@ enum Cmd {
         inputs: Vec<NamedPath>,
         #[arg(short = 'o', long = "ciphertexts", value_name = "CT")]
         ciphertexts: PathBuf,
+        /// Encrypt (with a warning) inputs outside the range seen in calibration, widened by
+        /// --range-margin; by default they are refused: the polynomials were fitted on that range
+        /// and the result would be wrong with nothing to tell.
+        #[arg(long)]
+        allow_out_of_range: bool,
+        /// Fraction of the calibrated range's span allowed beyond each end.
+        #[arg(long, default_value_t = 0.1)]
+        range_margin: f64,
     },
     /// Server: evaluate a compiled program on encrypted inputs. Reads only OUT/program.bin,
     /// KEYS/eval.keys and CT/in<k>.ct (never a secret key); writes RESULT/out<k>.ct.
@@ -642,6 +650,26 @@ fn run(cli: Cli) -> Result<()> {
                 Mode::Encrypted => "encrypted evaluation",
             };
             eprintln!("{what} run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
+            // A polynomial fed values far outside its interval diverges: NaN or infinite outputs
+            // are an error (the files are written, for inspection), never a silent exit 0.
+            if mode != Mode::Reference {
+                let bad: Vec<String> = g
+                    .outputs
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(&v, t)| {
+                        let n = t.to_f64_vec().iter().filter(|x| !x.is_finite()).count();
+                        (n > 0).then(|| format!("`{}`: {n} of {} values", g.value_label(v), t.numel()))
+                    })
+                    .collect();
+                if !bad.is_empty() {
+                    anyhow::bail!(
+                        "{what} gave NaN or infinite outputs ({}): an input outside the calibrated range \
+                         (see the out-of-range counts above) or a diverged polynomial",
+                        bad.join(", ")
+                    );
+                }
+            }
             Ok(())
         }
         Cmd::Compile { model, poly, backend, inputs, out, import } => {
@@ -658,6 +686,12 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("importing {}", model.display()))?;
             let (g, tail) = split_tail(g, &poly)?;
             let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import, tail.as_ref())?;
+            // The client checks its inputs against the calibrated ranges before encrypting.
+            let input_ranges: BTreeMap<String, polyhe_backend::InputRange> = calib
+                .iter()
+                .filter(|(_, t)| t.dtype().is_float())
+                .filter_map(|(n, t)| Some((n.clone(), polyhe_backend::InputRange::of(&t.to_f64_vec())?)))
+                .collect();
             // The model, its import and the calibration data are not needed past this point:
             // dropped before lowering (BERT-base: a gigabyte of weights in each form).
             drop((m, g, calib, given));
@@ -704,7 +738,8 @@ fn run(cli: Cli) -> Result<()> {
                     // What `encrypt` needs, so it never lowers again; the head (MiniLM's embedding
                     // table: 156 MB of text) is printed while the program is written.
                     let bytes = p.to_bytes();
-                    let (plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck, &bytes)?;
+                    let (mut plan, head) = polyhe_backend::ClientPlan::new(&compiled.graph, &ck, &bytes)?;
+                    plan.input_ranges = input_ranges;
                     let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
                     let (head_written, written) = std::thread::scope(|scope| {
                         let printer = scope.spawn(|| write_ir(&head_path, &head));
@@ -766,12 +801,27 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Encrypt { out, keys, inputs, ciphertexts } => {
+        Cmd::Encrypt { out, keys, inputs, ciphertexts, allow_out_of_range, range_margin } => {
             let (program, ctx, bytes) = load_program_bytes(&out)?;
             let (plan, head) = load_client_plan(&out, &bytes)?;
             let names: Vec<String> = head.inputs.iter().map(|&v| head.value_label(v)).collect();
             let given = polyhe::read_inputs(&names, &inputs)?;
             let ordered = polyhe::ordered_inputs(&head, &given)?;
+            if !(range_margin.is_finite() && range_margin >= 0.0) {
+                anyhow::bail!("--range-margin {range_margin}: must be a fraction ≥ 0");
+            }
+            let named: Vec<(String, &polyhe_ir::Tensor)> = names.iter().cloned().zip(&ordered).collect();
+            let violations = plan.range_violations(&named, range_margin);
+            if !violations.is_empty() {
+                let list = violations.join("\n  ");
+                if !allow_out_of_range {
+                    anyhow::bail!(
+                        "inputs outside the range the model was calibrated on (the encrypted result would be wrong):\n  {list}\n\
+                         recompile with calibration data that covers such inputs, or pass --allow-out-of-range to encrypt anyway"
+                    );
+                }
+                eprintln!("WARNING: encrypting inputs outside the calibrated range (--allow-out-of-range):\n  {list}");
+            }
             let data = plan.inputs(&head, &ordered)?;
             let public = polyhe_runtime::PublicKey::read_from(&ctx, keys.join("public.key"))?;
             let encryptor = polyhe_runtime::Encryptor::new(&ctx, public)?;

@@ -750,3 +750,57 @@ fn static_shape_models_calibrate_on_a_stack_of_samples() {
     let o = polyhe(&["compile", s(&model), "--calib", s(&bad_path), "-o", s(&tmp("static_stack_bad"))]);
     assert_user_error(&o, &["calibration input `x`", "expected [samples, 8, 16]"]);
 }
+
+/// `encrypt` checks every input against the range seen in calibration (OUT/client_plan.json):
+/// an input three times larger is refused with the input and how far outside it is named, and
+/// encrypted with a warning under --allow-out-of-range (issue 13: range guards).
+#[test]
+fn encrypt_refuses_inputs_outside_the_calibrated_range() {
+    let f = root().join("tests/fixtures");
+    let (model, calib, x) = (f.join("static_mlp.onnx"), f.join("static_mlp_calib.npy"), f.join("static_mlp_x.npy"));
+    let out = tmp("range_guard");
+    let o = polyhe(&["compile", s(&model), "--calib", s(&calib), "--security", "none", "--log-n", "13", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let keys = out.join("keys");
+    let o = polyhe(&["keygen", s(&out), "--keys", s(&keys), "--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ct = out.join("ct");
+    let encrypt = |input: &Path, extra: &[&str]| {
+        let mut args = vec!["encrypt", s(&out), "--keys", s(&keys), "--input", s(input), "-o", s(&ct)];
+        args.extend_from_slice(extra);
+        polyhe(&args)
+    };
+    let o = encrypt(&x, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = polyhe::npy::read(&x).unwrap();
+    let big =
+        Tensor::new(t.ty.clone(), polyhe_ir::Data::Float(t.to_f64_vec().iter().map(|v| 3.0 * v).collect())).unwrap();
+    let big_path = tmp("range_guard_3x.npy");
+    polyhe::npy::write(&big_path, &big).unwrap();
+    assert_user_error(&encrypt(&big_path, &[]), &["input `x`", "calibrated on", "--allow-out-of-range"]);
+    let o = encrypt(&big_path, &["--allow-out-of-range"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WARNING"));
+    // A margin wide enough admits it.
+    let o = encrypt(&big_path, &["--range-margin", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Poly mode on an input a million times larger diverges: exit 1, not NaN with exit 0.
+    let huge =
+        Tensor::new(t.ty.clone(), polyhe_ir::Data::Float(t.to_f64_vec().iter().map(|v| 1e6 * v).collect())).unwrap();
+    let huge_path = tmp("range_guard_huge.npy");
+    polyhe::npy::write(&huge_path, &huge).unwrap();
+    let y = tmp("range_guard_y.npy");
+    let o = polyhe(&[
+        "run",
+        s(&model),
+        "--mode",
+        "poly",
+        "--calib",
+        s(&calib),
+        "--input",
+        s(&huge_path),
+        "--output",
+        s(&y),
+    ]);
+    assert_user_error(&o, &["NaN or infinite outputs", "`y`"]);
+}

@@ -27,11 +27,30 @@ pub enum PortSource {
 
 /// The client side of a compiled program (`OUT/client_plan.json`, with the head graph in
 /// `OUT/client_head.ir`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientPlan {
     /// FNV-1a of the program's bytes ([`program_digest`]), hexadecimal.
     pub program_digest: String,
     pub ports: Vec<PortSource>,
+    /// Per float graph input, the range of its values in the calibration set: the polynomials
+    /// were fitted for inputs like those ([`ClientPlan::range_violations`]).
+    #[serde(default)]
+    pub input_ranges: std::collections::BTreeMap<String, InputRange>,
+}
+
+/// The smallest and largest value of one input over the calibration set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InputRange {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl InputRange {
+    /// The range of `values` (`None` when empty or not finite).
+    pub fn of(values: &[f64]) -> Option<InputRange> {
+        let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        (min.is_finite() && max.is_finite()).then_some(InputRange { min, max })
+    }
 }
 
 /// FNV-1a (64 bits) of a program's serialized bytes: binds a plan to its program.
@@ -106,7 +125,44 @@ impl ClientPlan {
             outputs: compiled.client_values.clone(),
         };
         let (head, _) = polyhe_passes::prune(head);
-        Ok((ClientPlan { program_digest: program_digest(program_bytes), ports }, head))
+        let plan =
+            ClientPlan { program_digest: program_digest(program_bytes), ports, input_ranges: Default::default() };
+        Ok((plan, head))
+    }
+
+    /// The inputs whose values leave their calibrated range widened by `margin` of its span on
+    /// each side (or are not finite), one message each naming the input and how far outside it
+    /// is: the polynomials were fitted on the calibrated ranges, so such an input would decrypt
+    /// to a wrong result with nothing to tell (issue: a sample ×3 gave the wrong argmax, exit 0).
+    pub fn range_violations(&self, inputs: &[(String, &Tensor)], margin: f64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, t) in inputs {
+            let Some(r) = self.input_ranges.get(name) else { continue };
+            let v = t.to_f64_vec();
+            let bad = v.iter().filter(|x| !x.is_finite()).count();
+            if bad > 0 {
+                out.push(format!("input `{name}`: {bad} values are NaN or infinite"));
+                continue;
+            }
+            let Some(got) = InputRange::of(&v) else { continue };
+            let span = (r.max - r.min).max(f64::MIN_POSITIVE);
+            let (lo, hi) = (r.min - margin * span, r.max + margin * span);
+            if got.min < lo || got.max > hi {
+                let outside = v.iter().filter(|&&x| x < lo || x > hi).count();
+                let beyond = (lo - got.min).max(got.max - hi) / span;
+                out.push(format!(
+                    "input `{name}`: values in [{:.4e}, {:.4e}], calibrated on [{:.4e}, {:.4e}] (allowed with a {:.0}% margin: \
+                     [{lo:.4e}, {hi:.4e}]); {outside} of {} values outside, the furthest {beyond:.2}× the calibrated span beyond",
+                    got.min,
+                    got.max,
+                    r.min,
+                    r.max,
+                    margin * 100.0,
+                    v.len()
+                ));
+            }
+        }
+        out
     }
 
     pub fn to_json(&self) -> String {
