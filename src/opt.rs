@@ -19,16 +19,60 @@ pub enum Pass {
     /// Lowering to a CKKS program (`polyhe_backend::compile_ckks`): the program must validate and
     /// read back from its exact text form; prints its counts and text form.
     Ckks,
+    /// As `ckks`, printing the exact text form (`Program::print_exact`), which `.ckks` file tests
+    /// and `Program::parse` read.
+    CkksExact,
+}
+
+/// A pass over a CKKS program in its exact text form (`.ckks` file tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramPass {
+    /// `Program::validate`: every level and scale re-proven from the primes.
+    Validate,
+    /// The summary text form (`Program::print`).
+    Print,
+}
+
+impl std::str::FromStr for ProgramPass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ProgramPass, String> {
+        match s {
+            "validate" => Ok(ProgramPass::Validate),
+            "print" => Ok(ProgramPass::Print),
+            _ => Err(format!("unknown program pass `{s}` (passes: validate, print)")),
+        }
+    }
+}
+
+/// Parses `text` (the exact form) and runs `passes` on the program, as [`run_passes`] does on
+/// graphs; a text that does not parse fails as the pass `parse`.
+pub fn run_program_passes(text: &str, passes: &[ProgramPass]) -> Result<String, (String, String)> {
+    let p = polyhe_runtime::Program::parse(text).map_err(|e| (String::new(), format!("; error in parse\n{e}\n")))?;
+    let mut out = format!("; after parse\n{} instructions, {} constants\n", p.insts.len(), p.constants.len());
+    for pass in passes {
+        match pass {
+            ProgramPass::Validate => match p.validate() {
+                Ok(()) => {
+                    let lowest = p.insts.iter().map(|i| i.level).min().unwrap_or(p.input_level);
+                    out.push_str(&format!("; after validate\nok: levels {lowest}..={}\n", p.input_level));
+                }
+                Err(e) => return Err((out, format!("; error in validate\n{e}\n"))),
+            },
+            ProgramPass::Print => out.push_str(&format!("; after print\n{}", p.print())),
+        }
+    }
+    Ok(out)
 }
 
 impl Pass {
     /// Every pass, by name.
-    pub const ALL: [(&'static str, Pass); 5] = [
+    pub const ALL: [(&'static str, Pass); 6] = [
         ("verify", Pass::Verify),
         ("fold-affine", Pass::FoldAffine),
         ("egraph", Pass::Egraph),
         ("depth", Pass::Depth),
         ("ckks", Pass::Ckks),
+        ("ckks-exact", Pass::CkksExact),
     ];
 }
 
@@ -99,7 +143,7 @@ pub fn run_pass(pass: Pass, g: Graph, backend: &BackendOptions) -> Result<(Graph
             }
             Ok((g, t))
         }
-        Pass::Ckks => {
+        Pass::Ckks | Pass::CkksExact => {
             let c = polyhe_backend::compile_ckks(&g, backend).map_err(|e| e.to_string())?;
             let r = &c.report;
             let mut t = format!(
@@ -115,7 +159,7 @@ pub fn run_pass(pass: Pass, g: Graph, backend: &BackendOptions) -> Result<(Graph
                     if back != *p {
                         return Err("the exact text form parses back to another program".into());
                     }
-                    t.push_str(&p.print());
+                    t.push_str(&if pass == Pass::CkksExact { p.print_exact() } else { p.print() });
                 }
                 None => t.push_str("no program (needs bootstrapping)\n"),
             }

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use polyhe::opt::{run_passes, set_backend_option, Pass};
+use polyhe::opt::{run_passes, run_program_passes, set_backend_option, Pass, ProgramPass};
 use polyhe_backend::BackendOptions;
 use polyhe_ir::text;
 
@@ -51,12 +51,19 @@ fn header(src: &str) -> Result<Header, String> {
 }
 
 /// The snapshot text of one file, or a message when the file itself is malformed or an
-/// expected error did not occur.
+/// expected error did not occur. `.ir` files hold a graph and run graph passes; `.ckks` files
+/// hold a CKKS program in its exact text form and run program passes (`validate`, `print`).
 fn run_file(path: &Path) -> Result<String, String> {
     let src = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let h = header(&src)?;
-    let g = text::parse(&src).map_err(|e| format!("parse: {e}"))?;
-    match (run_passes(g, &h.passes, &h.backend, false), &h.expect_error) {
+    let result = if path.extension().is_some_and(|e| e == "ckks") {
+        let (passes, expect_error) = program_header(&src)?;
+        (run_program_passes(&src, &passes), expect_error)
+    } else {
+        let h = header(&src)?;
+        let g = text::parse(&src).map_err(|e| format!("parse: {e}"))?;
+        (run_passes(g, &h.passes, &h.backend, false), h.expect_error)
+    };
+    match (result.0, &result.1) {
         (Ok(out), None) => Ok(out),
         (Ok(_), Some(want)) => Err(format!("expected an error containing `{want}`, every pass succeeded")),
         (Err((out, e)), Some(want)) if e.contains(want.as_str()) => Ok(format!("{out}{e}")),
@@ -65,13 +72,30 @@ fn run_file(path: &Path) -> Result<String, String> {
     }
 }
 
+/// A `.ckks` file's header: `// test: validate, print` and an optional `// expect-error:`.
+fn program_header(src: &str) -> Result<(Vec<ProgramPass>, Option<String>), String> {
+    let (mut passes, mut expect) = (Vec::new(), None);
+    for line in src.lines().map(str::trim).take_while(|l| l.starts_with("//") || l.is_empty()) {
+        let body = line.trim_start_matches('/').trim();
+        if let Some(p) = body.strip_prefix("test:") {
+            passes = p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+        } else if let Some(e) = body.strip_prefix("expect-error:") {
+            expect = Some(e.trim().to_string());
+        }
+    }
+    if passes.is_empty() {
+        return Err("no `// test: <passes>` header".into());
+    }
+    Ok((passes, expect))
+}
+
 fn files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/filetests");
     let mut out = Vec::new();
     for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
         if dir.path().is_dir() {
             for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
-                if f.path().extension().is_some_and(|e| e == "ir") {
+                if f.path().extension().is_some_and(|e| e == "ir" || e == "ckks") {
                     out.push(f.path());
                 }
             }

@@ -69,6 +69,9 @@ pub enum ProgramError {
     /// Serialized bytes are malformed.
     #[error("malformed program: {reason} (at byte {offset})")]
     Malformed { offset: usize, reason: String },
+    /// The exact text form (`Program::parse`) is malformed; the reason names the line.
+    #[error("program text: {reason}")]
+    Text { reason: String },
     /// The serialized version is not one this build reads.
     #[error("unsupported program format version {found} (this build reads {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },

@@ -275,8 +275,7 @@ impl Program {
                 return Err(c.err(format!("unexpected `{}`", c.rest())));
             }
         }
-        let missing =
-            |what: &str| ProgramError::Malformed { offset: 0, reason: format!("program text without {what}") };
+        let missing = |what: &str| ProgramError::Text { reason: format!("without {what}") };
         let (log_n, q_bits, p_bits, dnum, log_scale, fingerprint, security, hamming_weight) =
             params.ok_or_else(|| missing("a `params` line"))?;
         let (input_level, input_scale) = inputs_at.ok_or_else(|| missing("an `inputs_at` line"))?;
@@ -314,7 +313,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn err(&self, reason: impl Into<String>) -> ProgramError {
-        ProgramError::Malformed { offset: self.line, reason: format!("line {}: {}", self.line, reason.into()) }
+        ProgramError::Text { reason: format!("line {}: {}", self.line, reason.into()) }
     }
 
     fn rest(&self) -> &'a str {
