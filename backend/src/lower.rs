@@ -1195,17 +1195,8 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let total = j_n * block;
-        // The product space far outnumbers the operands (BERT-base: 384 ciphertexts from 3 + 3):
-        // refresh the operands now if the product and the scores' map would not fit in their
-        // levels (`B`: its rotation map, the product, the scores map; `A`: the last two), rather
-        // than every product before the map.
-        let (ra, rb) = if total.div_ceil(s) > 4 * (ra.len() + rb.len()) {
-            let ra = ra.into_iter().map(|r| self.b.refresh_for(r, 2)).collect::<Result<Vec<_>, _>>()?;
-            let rb = rb.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
-            (ra, rb)
-        } else {
-            (ra, rb)
-        };
+        // `B` needs levels for its rotation map, the product and the scores' map; `A` the last two.
+        let (ra, rb) = self.refresh_before_product(total, (ra, 2), (rb, 3))?;
         // Every product ciphertext holds `A` (one ciphertext: `per_ct` copies of it; several:
         // ciphertext `q` of block `r` is `A`'s ciphertext `q`).
         let a_regs = if cts_a <= 1 {
@@ -1291,15 +1282,8 @@ impl Ctx<'_> {
         };
         let t = k_n;
         let total = t * block;
-        // As in `rotated_matmul`: both operands need their map, the product and the result's
-        // map; refreshed here rather than every product later.
-        let (rp, rv) = if total.div_ceil(s) > 4 * (rp.len() + rv.len()) {
-            let rp = rp.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
-            let rv = rv.into_iter().map(|r| self.b.refresh_for(r, 3)).collect::<Result<Vec<_>, _>>()?;
-            (rp, rv)
-        } else {
-            (rp, rv)
-        };
+        // Both operands need levels for their map, the product and the result's map.
+        let (rp, rv) = self.refresh_before_product(total, (rp, 3), (rv, 3))?;
         let per_ct = (s / block).min(t);
         let mp = (0..t).flat_map(|r| {
             (0..nb).flat_map(move |bp| {
@@ -1343,6 +1327,25 @@ impl Ctx<'_> {
         }
         let map = AffineMap { out_numel: numel(out_shape), parts: vec![mo.into()], offset: None };
         Ok(Some(Val::Lazy { base: accs, base_layout: Layout::row_major(&[base_len]), map, shape: out_shape.to_vec() }))
+    }
+
+    /// The operands of a rotated product over `total` positions, each refreshed now if it has
+    /// fewer than its `need` levels left (its map, the product, the result's map), when the
+    /// product space outnumbers the operands more than 4× — otherwise every product ciphertext
+    /// would be refreshed before the result's map (BERT-base: 384 per product, from 3 + 3).
+    fn refresh_before_product(
+        &mut self,
+        total: usize,
+        (a, need_a): (Vec<Reg>, usize),
+        (b, need_b): (Vec<Reg>, usize),
+    ) -> Result<(Vec<Reg>, Vec<Reg>), BackendError> {
+        if total.div_ceil(self.slots.max(1)) <= 4 * (a.len() + b.len()) {
+            return Ok((a, b));
+        }
+        let mut refresh = |regs: Vec<Reg>, need: usize| -> Result<Vec<Reg>, BackendError> {
+            regs.into_iter().map(|r| self.b.refresh_for(r, need)).collect()
+        };
+        Ok((refresh(a, need_a)?, refresh(b, need_b)?))
     }
 
     /// Copies the content at block offset 0 to offsets `stride·1 … stride·(count−1)` of each block of

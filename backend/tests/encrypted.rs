@@ -475,15 +475,10 @@ fn column_layout_puts_tokens_fastest() {
     );
 }
 
-#[test]
-fn column_attention_products_need_few_diagonals() {
-    // One attention head pair on x [T, H]: Q, K, V projections, head split, QKᵀ, a polynomial in
-    // place of softmax, P·V and the head merge, the shape of every transformer's attention. In
-    // the column layout Q and Kᵀ are mirror images (both token-fastest), so QKᵀ goes by rotated
-    // diagonals (`rotated_matmul`: no transposing spread), and P·V's K-slices are laid out as
-    // the output, so its sum over K and the head merge land in place (8 diagonals against 120
-    // row-major): under half the diagonals of row-major and fewer rotations, the same answer.
-    let (t, h, heads) = (8usize, 16usize, 2usize);
+/// Attention on `x [t, h]` as every transformer has it: Q, K, V projections (weights from seeds
+/// `seed..seed + 3`), head split into `heads`, QKᵀ, a polynomial in place of softmax, P·V and the
+/// head merge.
+fn attention_block(t: usize, h: usize, heads: usize, seed: u64) -> Graph {
     let dh = h / heads;
     let mut g = Graph::new("attention");
     let x = input(&mut g, "x", &[t, h]);
@@ -492,7 +487,8 @@ fn column_attention_products_need_few_diagonals() {
         let p = node(g, Op::Reshape { shape: vec![t, heads, dh] }, vec![p]);
         node(g, Op::Transpose { perm }, vec![p])
     };
-    let (wq, wk, wv) = (constant(&mut g, &[h, h], 41), constant(&mut g, &[h, h], 42), constant(&mut g, &[h, h], 43));
+    let (wq, wk, wv) =
+        (constant(&mut g, &[h, h], seed), constant(&mut g, &[h, h], seed + 1), constant(&mut g, &[h, h], seed + 2));
     let q = split(&mut g, wq, vec![1, 0, 2]);
     let kt = split(&mut g, wk, vec![1, 2, 0]);
     let v = split(&mut g, wv, vec![1, 0, 2]);
@@ -502,6 +498,19 @@ fn column_attention_products_need_few_diagonals() {
     let o = node(&mut g, Op::Transpose { perm: vec![1, 0, 2] }, vec![o]);
     let o = node(&mut g, Op::Reshape { shape: vec![t, h] }, vec![o]);
     g.outputs = vec![o];
+    g
+}
+
+#[test]
+fn column_attention_products_need_few_diagonals() {
+    // One attention head pair on x [T, H]: Q, K, V projections, head split, QKᵀ, a polynomial in
+    // place of softmax, P·V and the head merge, the shape of every transformer's attention. In
+    // the column layout Q and Kᵀ are mirror images (both token-fastest), so QKᵀ goes by rotated
+    // diagonals (`rotated_matmul`: no transposing spread), and P·V's K-slices are laid out as
+    // the output, so its sum over K and the head merge land in place (8 diagonals against 120
+    // row-major): under half the diagonals of row-major and fewer rotations, the same answer.
+    let (t, h) = (8usize, 16usize);
+    let g = attention_block(t, h, 2, 41);
     let xs = [tensor(&[t, h], rand_vec(t * h, 44))];
     let (row, col) = run_in_both_layouts(&g, &xs);
     let (rr, rc) = (&row.compiled.report, &col.compiled.report);
@@ -515,25 +524,8 @@ fn column_attention_over_several_ciphertexts() {
     // head per ciphertext), as BERT-base's heads span three at 2^16. QKᵀ and P·V still go by
     // rotated diagonals, each block of the product space being the operand's ciphertexts: one
     // product per (block, ciphertext) — 32·2 for QKᵀ, 32·2 for P·V — and the polynomial's square.
-    let (t, h, heads) = (32usize, 256usize, 2usize);
-    let dh = h / heads;
-    let mut g = Graph::new("attention");
-    let x = input(&mut g, "x", &[t, h]);
-    let split = |g: &mut Graph, w: polyhe_ir::Value, perm: Vec<usize>| {
-        let p = node(g, Op::MatMul, vec![x, w]);
-        let p = node(g, Op::Reshape { shape: vec![t, heads, dh] }, vec![p]);
-        node(g, Op::Transpose { perm }, vec![p])
-    };
-    let (wq, wk, wv) = (constant(&mut g, &[h, h], 51), constant(&mut g, &[h, h], 52), constant(&mut g, &[h, h], 53));
-    let q = split(&mut g, wq, vec![1, 0, 2]);
-    let kt = split(&mut g, wk, vec![1, 2, 0]);
-    let v = split(&mut g, wv, vec![1, 0, 2]);
-    let s = node(&mut g, Op::MatMul, vec![q, kt]);
-    let p = node(&mut g, Op::Chebyshev { lo: -8.0, hi: 8.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![s]);
-    let o = node(&mut g, Op::MatMul, vec![p, v]);
-    let o = node(&mut g, Op::Transpose { perm: vec![1, 0, 2] }, vec![o]);
-    let o = node(&mut g, Op::Reshape { shape: vec![t, h] }, vec![o]);
-    g.outputs = vec![o];
+    let (t, h) = (32usize, 256usize);
+    let g = attention_block(t, h, 2, 51);
     let xs = [tensor(&[t, h], rand_vec(t * h, 54))];
     let opts = BackendOptions {
         log_n: Some(13),

@@ -18,6 +18,25 @@ fn port(p: &Port) -> String {
     format!("{}: f64{:?} {layout} [{}]", p.name, p.layout.shape(), regs.join(", "))
 }
 
+/// An instruction's operands and attributes: scales as `2^<log2>` and values in `{:e}` for
+/// reading, or (`exact`) as shortest round-trip decimals for [`Program::parse`].
+fn inst_args(op: &Op, exact: bool) -> String {
+    let scale = |x: f64| if exact { format!("{x:?}") } else { format!("2^{:.4}", x.log2()) };
+    match op {
+        Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
+        Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
+        Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
+        Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale={}}}", scale(*pt_scale)),
+        Op::MulScalar { src, value, const_scale } => {
+            let value = if exact { format!("{value:?}") } else { format!("{value:e}") };
+            format!("%{src}, {value} {{const_scale={}}}", scale(*const_scale))
+        }
+        Op::MulInt(a, k) => format!("%{a}, {k}"),
+        Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
+        Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
+    }
+}
+
 impl Program {
     /// Prints the program.
     pub fn print(&self) -> String {
@@ -77,20 +96,7 @@ impl Program {
         }
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {
-            let args = match &inst.op {
-                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
-                Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
-                Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
-                Op::MulPlain { src, constant, pt_scale } => {
-                    format!("%{src}, c{constant} {{pt_scale=2^{:.4}}}", pt_scale.log2())
-                }
-                Op::MulScalar { src, value, const_scale } => {
-                    format!("%{src}, {value:e} {{const_scale=2^{:.4}}}", const_scale.log2())
-                }
-                Op::MulInt(a, k) => format!("%{a}, {k}"),
-                Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
-                Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
-            };
+            let args = inst_args(&inst.op, false);
             let _ =
                 writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
         }
@@ -168,18 +174,7 @@ impl Program {
         }
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {
-            let args = match &inst.op {
-                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
-                Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
-                Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
-                Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale={pt_scale:?}}}"),
-                Op::MulScalar { src, value, const_scale } => {
-                    format!("%{src}, {value:?} {{const_scale={const_scale:?}}}")
-                }
-                Op::MulInt(a, k) => format!("%{a}, {k}"),
-                Op::DropLevel { src, level } => format!("%{src} {{level={level}}}"),
-                Op::Rotate { src, step } => format!("%{src} {{step={step}}}"),
-            };
+            let args = inst_args(&inst.op, true);
             let _ = writeln!(s, "%{} = {} {args} @L{} {:?}", n_in + i, inst.op.name(), inst.level, inst.scale);
         }
         for o in &self.outputs {
