@@ -259,6 +259,26 @@ pub fn calibration_samples(
         .collect()
 }
 
+/// Calibration samples for an IR graph (`polyhe opt --pass to-poly --calib ...`): the tensors in
+/// input order as one sample, or one sample per slice when every tensor has one more leading axis
+/// than its input (a stack).
+pub fn graph_calibration_samples(g: &Graph, calib: &BTreeMap<String, Tensor>) -> Result<Vec<Vec<Tensor>>> {
+    let stacked = g
+        .inputs
+        .iter()
+        .all(|&v| calib.get(&g.value_label(v)).is_some_and(|t| t.shape().len() == g.ty(v).shape.len() + 1));
+    if !stacked {
+        return Ok(vec![ordered_inputs(g, calib)?]);
+    }
+    let count = g.inputs.first().and_then(|&v| calib.get(&g.value_label(v))).map_or(0, |t| t.shape()[0]);
+    (0..count)
+        .map(|i| {
+            let sample = calib.iter().map(|(n, t)| Ok((n.clone(), sample_of(t, i)?))).collect::<Result<_>>()?;
+            ordered_inputs(g, &sample)
+        })
+        .collect()
+}
+
 /// Slice `i` along the leading axis of `t`.
 fn sample_of(t: &Tensor, i: usize) -> Result<Tensor> {
     let shape = t.shape().get(1..).unwrap_or(&[]).to_vec();

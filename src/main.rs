@@ -215,8 +215,8 @@ enum Cmd {
     /// Show a model's inputs, outputs, op histogram, parameter count and unsupported ops.
     Inspect { model: PathBuf },
     /// Run passes on a text IR file (the form `dump` prints) and print what each gives: the IR
-    /// after it, its report, or the CKKS program. Passes: verify, fold-affine, egraph, depth, ckks
-    /// (lowering, with the backend flags below).
+    /// after it, its report, or the CKKS program. Passes: verify, fold-affine, to-poly (with
+    /// --calib), egraph, depth, ckks and ckks-exact (lowering, with the backend flags below).
     Opt {
         file: PathBuf,
         /// The passes, in order, comma-separated.
@@ -225,6 +225,10 @@ enum Cmd {
         /// Run the IR verifier after every pass that changes the graph (release builds too).
         #[arg(long)]
         verify: bool,
+        /// Calibration inputs for `to-poly` (a batch, or a stack of samples along an extra
+        /// leading axis).
+        #[arg(long = "calib", value_name = "[NAME=]FILE")]
+        calib: Vec<NamedPath>,
         /// Write to this file instead of stdout.
         #[arg(short = 'o', long)]
         out: Option<PathBuf>,
@@ -453,16 +457,24 @@ fn dims_map(a: &ImportArgs) -> BTreeMap<String, usize> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Opt { file, passes, verify, out, backend } => {
+        Cmd::Opt { file, passes, verify, calib, out, backend } => {
             let passes: Vec<polyhe::opt::Pass> =
                 passes.iter().map(|p| p.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
             let src = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let g = text::parse(&src).with_context(|| format!("parsing {}", file.display()))?;
             backend.warn();
-            let (text_out, failure) = match polyhe::opt::run_passes(g, &passes, &backend.options(), verify) {
-                Ok(t) => (t, None),
-                Err((t, e)) => (t, Some(e)),
+            let samples = if calib.is_empty() {
+                None
+            } else {
+                let names: Vec<String> = g.inputs.iter().map(|&v| g.value_label(v)).collect();
+                let tensors = polyhe::read_inputs(&names, &calib).context("reading --calib")?;
+                Some(polyhe::graph_calibration_samples(&g, &tensors)?)
             };
+            let (text_out, failure) =
+                match polyhe::opt::run_passes(g, &passes, &backend.options(), verify, samples.as_ref()) {
+                    Ok(t) => (t, None),
+                    Err((t, e)) => (t, Some(e)),
+                };
             match &out {
                 Some(p) => std::fs::write(p, &text_out).with_context(|| format!("writing {}", p.display()))?,
                 None => print!("{text_out}"),

@@ -12,6 +12,10 @@ pub enum Pass {
     Verify,
     /// Constant batch norms folded into `x·k + b` (`polyhe_passes::fold_affine`).
     FoldAffine,
+    /// Every non-polynomial op replaced by its approximation (`polyhe_passes::to_poly`, default
+    /// options), on ranges calibrated on the graph as it is at this pass (needs calibration
+    /// samples); prints each replacement, then the IR.
+    ToPoly,
     /// The e-graph depth minimization (`polyhe_passes::optimize`, default bounds).
     Egraph,
     /// Multiplicative depth and ct×ct counts (`polyhe_passes::analyze_depth`).
@@ -66,9 +70,10 @@ pub fn run_program_passes(text: &str, passes: &[ProgramPass]) -> Result<String, 
 
 impl Pass {
     /// Every pass, by name.
-    pub const ALL: [(&'static str, Pass); 6] = [
+    pub const ALL: [(&'static str, Pass); 7] = [
         ("verify", Pass::Verify),
         ("fold-affine", Pass::FoldAffine),
+        ("to-poly", Pass::ToPoly),
         ("egraph", Pass::Egraph),
         ("depth", Pass::Depth),
         ("ckks", Pass::Ckks),
@@ -111,9 +116,71 @@ pub fn set_backend_option(o: &mut BackendOptions, key: &str, value: &str) -> Res
     Ok(())
 }
 
+/// Calibration samples for `to-poly`: per sample, one tensor per graph input, in input order.
+pub type Samples = Vec<Vec<polyhe_ir::Tensor>>;
+
+/// Deterministic calibration samples from a file-test header line `NAME uniform LO HI COUNT`
+/// (several lines for several inputs): each sample's elements uniform in `[LO, HI]` (a fixed
+/// LCG), shaped as the graph declares the input.
+pub fn synthetic_samples(g: &Graph, specs: &[String]) -> Result<Samples, String> {
+    let mut per_input: Vec<Option<(f64, f64, usize)>> = vec![None; g.inputs.len()];
+    for spec in specs {
+        let w: Vec<&str> = spec.split_whitespace().collect();
+        let [name, "uniform", lo, hi, count] = w.as_slice() else {
+            return Err(format!("calib `{spec}`: expected `NAME uniform LO HI COUNT`"));
+        };
+        let num = |x: &str| x.parse::<f64>().map_err(|e| format!("calib `{spec}`: {e}"));
+        let k = g.inputs.iter().position(|&v| g.value_label(v) == *name).ok_or(format!("calib: no input `{name}`"))?;
+        let count = count.parse::<usize>().map_err(|e| format!("calib `{spec}`: {e}"))?;
+        per_input[k] = Some((num(lo)?, num(hi)?, count));
+    }
+    let count = per_input.iter().flatten().map(|c| c.2).max().unwrap_or(0);
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| {
+            g.inputs
+                .iter()
+                .zip(&per_input)
+                .map(|(&v, spec)| {
+                    let ty = g.ty(v).clone();
+                    let (lo, hi, _) =
+                        spec.ok_or_else(|| format!("calib: no samples for input `{}`", g.value_label(v)))?;
+                    let n: usize = ty.shape.iter().product();
+                    let data = (0..n).map(|_| lo + (hi - lo) * next()).collect();
+                    polyhe_ir::Tensor::new(ty, polyhe_ir::Data::Float(data)).map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Runs `pass` on `g`: the graph after it (unchanged for analyses and `ckks`) and its text.
-pub fn run_pass(pass: Pass, g: Graph, backend: &BackendOptions) -> Result<(Graph, String), String> {
+/// `samples` calibrate `to-poly` (an error there without them).
+pub fn run_pass(
+    pass: Pass,
+    g: Graph,
+    backend: &BackendOptions,
+    samples: Option<&Samples>,
+) -> Result<(Graph, String), String> {
     match pass {
+        Pass::ToPoly => {
+            let samples = samples.ok_or("to-poly needs calibration samples (`--calib NAME=FILE.npy`)")?;
+            let cal = polyhe_passes::calibrate(&g, samples).map_err(|e| e.to_string())?;
+            let r = polyhe_passes::to_poly(&g, &cal, &Default::default()).map_err(|e| e.to_string())?;
+            let mut t = String::new();
+            for a in &r.records {
+                t.push_str(&format!(
+                    "{} {} `{}`: calibrated [{:.4}, {:.4}], interval [{:.4}, {:.4}], {}\n",
+                    a.op, a.part, a.node, a.calibrated[0], a.calibrated[1], a.interval[0], a.interval[1], a.method
+                ));
+            }
+            t.push_str(&text::print(&r.graph, &Default::default()));
+            Ok((r.graph, t))
+        }
         Pass::Verify => {
             polyhe_ir::verify::verify(&g).map_err(|e| e.to_string())?;
             Ok((g, "ok\n".into()))
@@ -176,14 +243,15 @@ pub fn run_passes(
     passes: &[Pass],
     backend: &BackendOptions,
     verify: bool,
+    samples: Option<&Samples>,
 ) -> Result<String, (String, String)> {
     let mut out = String::new();
     for &pass in passes {
         let name = Pass::ALL.iter().find(|(_, p)| *p == pass).map_or("?", |(n, _)| *n);
-        match run_pass(pass, g, backend) {
+        match run_pass(pass, g, backend, samples) {
             Ok((next, t)) => {
                 out.push_str(&format!("; after {name}\n{t}"));
-                if verify && matches!(pass, Pass::FoldAffine | Pass::Egraph) {
+                if verify && matches!(pass, Pass::FoldAffine | Pass::ToPoly | Pass::Egraph) {
                     if let Err(e) = polyhe_ir::verify::verify(&next) {
                         return Err((out, format!("; error in verify after {name}\n{e}\n")));
                     }

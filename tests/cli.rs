@@ -712,6 +712,16 @@ fn opt_runs_passes_on_text_ir() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("= mul_relin %"));
     assert_user_error(&polyhe(&["opt", s(&chain), "--pass", "nope"]), &["unknown pass `nope`", "egraph"]);
     assert_user_error(&polyhe(&["opt", "/nonexistent/x.ir", "--pass", "depth"]), &["/nonexistent/x.ir"]);
+    // to-poly calibrates on --calib (a stack of 8 samples of the declared [2, 4]).
+    let stack: Vec<f64> = (0..64).map(|i| ((i * 37 % 64) as f64 / 16.0) - 2.0).collect();
+    let calib = tmp("opt_calib.npy");
+    let t = Tensor::new(polyhe_ir::TensorType::new(DType::F32, vec![8, 2, 4]), polyhe_ir::Data::Float(stack)).unwrap();
+    polyhe::npy::write(&calib, &t).unwrap();
+    let gelu = dir.join("poly/to_poly_gelu.ir");
+    let o = polyhe(&["opt", s(&gelu), "--pass", "to-poly,verify", "--calib", &format!("x={}", s(&calib))]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("= chebyshev {"));
+    assert_user_error(&polyhe(&["opt", s(&gelu), "--pass", "to-poly"]), &["to-poly needs calibration samples"]);
     let div = dir.join("ckks/unsupported_division.ir");
     assert_user_error(
         &polyhe(&["opt", s(&div), "--pass", "verify,ckks", "--log-n", "13", "--security", "none"]),

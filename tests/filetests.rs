@@ -8,6 +8,7 @@
 //!   passes `polyhe opt` runs);
 //! - `// options: log_n=13 security=none layout=column` — options of the `ckks` pass (whose program
 //!   must validate and read back from its exact text form, `Program::print_exact` / `parse`);
+//! - `// calib: x uniform -2 2 16` — calibration samples for `to-poly` (one line per input);
 //! - `// expect-error: text` — the file is a negative test: some pass must fail with an error
 //!   containing `text` (the error is part of the snapshot).
 //!
@@ -17,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use polyhe::opt::{run_passes, run_program_passes, set_backend_option, Pass, ProgramPass};
+use polyhe::opt::{run_passes, run_program_passes, set_backend_option, synthetic_samples, Pass, ProgramPass};
 use polyhe_backend::BackendOptions;
 use polyhe_ir::text;
 
@@ -26,10 +27,13 @@ struct Header {
     passes: Vec<Pass>,
     backend: BackendOptions,
     expect_error: Option<String>,
+    /// `// calib: NAME uniform LO HI COUNT` lines (for `to-poly`).
+    calib: Vec<String>,
 }
 
 fn header(src: &str) -> Result<Header, String> {
-    let mut h = Header { passes: Vec::new(), backend: BackendOptions::default(), expect_error: None };
+    let mut h =
+        Header { passes: Vec::new(), backend: BackendOptions::default(), expect_error: None, calib: Vec::new() };
     for line in src.lines().map(str::trim).take_while(|l| l.starts_with("//") || l.is_empty()) {
         let body = line.trim_start_matches('/').trim();
         if let Some(p) = body.strip_prefix("test:") {
@@ -42,6 +46,8 @@ fn header(src: &str) -> Result<Header, String> {
             }
         } else if let Some(e) = body.strip_prefix("expect-error:") {
             h.expect_error = Some(e.trim().to_string());
+        } else if let Some(c) = body.strip_prefix("calib:") {
+            h.calib.push(c.trim().to_string());
         }
     }
     if h.passes.is_empty() {
@@ -61,7 +67,8 @@ fn run_file(path: &Path) -> Result<String, String> {
     } else {
         let h = header(&src)?;
         let g = text::parse(&src).map_err(|e| format!("parse: {e}"))?;
-        (run_passes(g, &h.passes, &h.backend, false), h.expect_error)
+        let samples = if h.calib.is_empty() { None } else { Some(synthetic_samples(&g, &h.calib)?) };
+        (run_passes(g, &h.passes, &h.backend, false, samples.as_ref()), h.expect_error)
     };
     match (result.0, &result.1) {
         (Ok(out), None) => Ok(out),
