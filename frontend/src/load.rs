@@ -123,6 +123,24 @@ impl<'a> ExternalFiles<'a> {
         let idx = match self.open.iter().position(|(p, _, _)| *p == full) {
             Some(i) => i,
             None => {
+                // Resolved before anything is opened: a symbolic link out of the model's folder
+                // would read foreign files as weights (and their sizes into messages), and opening
+                // a FIFO blocks forever.
+                let inside = match (base.canonicalize(), full.canonicalize()) {
+                    (Ok(b), Ok(f)) => f.starts_with(b),
+                    (_, Err(e)) => return Err(missing(&full, e.to_string())),
+                    (Err(e), _) => return Err(missing(base, e.to_string())),
+                };
+                if !inside {
+                    return Err(missing(
+                        rel,
+                        "resolves outside the model directory (through a symbolic link): copy the data next to the model"
+                            .into(),
+                    ));
+                }
+                if !std::fs::metadata(&full).is_ok_and(|m| m.is_file()) {
+                    return Err(missing(rel, "not a regular file".into()));
+                }
                 let f = File::open(&full).map_err(|e| missing(&full, e.to_string()))?;
                 let size = f.metadata().map_err(|e| missing(&full, e.to_string()))?.len();
                 self.open.push((full.clone(), f, size));

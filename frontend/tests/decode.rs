@@ -227,9 +227,35 @@ fn external_data_is_read_relative_to_the_model() {
         "{err}"
     );
     // Escaping the model directory.
-    let escape = mk(vec![("location", "../x.data".into())], vec![loc]);
+    let escape = mk(vec![("location", "../x.data".into())], vec![loc.clone()]);
     std::fs::write(&path, escape.encode_to_vec()).unwrap();
     assert!(matches!(load(&path), Err(FrontendError::MissingExternalData { .. })));
+    // ... through a symbolic link to a file outside (its bytes would pass for weights, its size
+    // would show in messages), or to a folder outside; and a FIFO, which would block the open.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.data"), &data).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.data"), dir.path().join("link.data")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("linkdir")).unwrap();
+    for location in ["link.data", "linkdir/secret.data"] {
+        let m = mk(
+            vec![("location", location.into()), ("offset", "16".into()), ("length", "24".into())],
+            vec![loc.clone()],
+        );
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("outside the model directory") && !err.contains("bytes"), "{location}: {err}");
+    }
+    let fifo = dir.path().join("fifo.data");
+    if std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        let m = mk(vec![("location", "fifo.data".into())], vec![loc.clone()]);
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("not a regular file"));
+    }
+    // A link inside the model directory is fine.
+    std::os::unix::fs::symlink(dir.path().join("weights/model.data"), dir.path().join("inside.data")).unwrap();
+    let m = mk(vec![("location", "inside.data".into()), ("offset", "16".into()), ("length", "24".into())], vec![loc]);
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    assert!(load(&path).is_ok());
     // Decoding from memory cannot resolve external data.
     assert!(matches!(
         decode(&good.encode_to_vec(), Path::new("mem.onnx"), None),
