@@ -42,6 +42,29 @@ impl Run {
     fn entries(self) -> impl Iterator<Item = (usize, usize, f64)> {
         (0..self.len).map(move |k| (self.o + k * self.so, self.e + k * self.se, self.w))
     }
+
+    /// The run moved to positions (output by `out`, input by `input`, or its elements as they
+    /// are), as the longest pieces along which both layouts advance by one stride each: `f` gets
+    /// each piece, in order, until it returns `true` (then so does this).
+    fn placed_pieces(&self, input: Option<&Layout>, out: &Layout, mut f: impl FnMut(Run) -> bool) -> bool {
+        let pos_in = |e: usize| input.map_or(e, |l| l.position(e));
+        let (mut o, mut e, mut left) = (self.o, self.e, self.len);
+        while left > 0 {
+            let (so, n_o) = out.stride_along(o, self.so, left);
+            let (se, n_e) = match input {
+                Some(l) => l.stride_along(e, self.se, left),
+                None => (self.se, left),
+            };
+            let n = n_o.min(n_e).max(1);
+            if f(Run { o: out.position(o), e: pos_in(e), so, se, len: n, w: self.w }) {
+                return true;
+            }
+            o += n * self.so;
+            e += n * self.se;
+            left -= n;
+        }
+        false
+    }
 }
 
 /// One operand's part of a map: single `(out, in, weight)` entries and runs of them.
@@ -119,23 +142,14 @@ impl Part {
             runs: Vec::with_capacity(self.runs.len()),
         };
         for r in &self.runs {
-            let (mut o, mut e, mut left) = (r.o, r.e, r.len);
-            while left > 0 {
-                let (so, n_o) = out.stride_along(o, r.so, left);
-                let (se, n_e) = match input {
-                    Some(l) => l.stride_along(e, r.se, left),
-                    None => (r.se, left),
-                };
-                let n = n_o.min(n_e).max(1);
-                if n == 1 {
-                    placed.entries.push((out.position(o), pos_in(e), r.w));
+            r.placed_pieces(input, out, |p| {
+                if p.len == 1 {
+                    placed.entries.push((p.o, p.e, p.w));
                 } else {
-                    placed.runs.push(Run { o: out.position(o), e: pos_in(e), so, se, len: n, w: r.w });
+                    placed.runs.push(p);
                 }
-                o += n * r.so;
-                e += n * r.se;
-                left -= n;
-            }
+                false
+            });
         }
         placed
     }
@@ -283,12 +297,9 @@ impl AffineMap {
         }
         let in_numel = part.iter().map(|e| e.1 + 1).max().unwrap_or(0);
         let swapped: Vec<(usize, usize, f64)> = part.iter().map(|(o, e, w)| (e, o, w)).collect();
-        // One entry per inner row, each input once: the inner map read backwards is injective too.
-        injective_rows(&Part::from(swapped), in_numel, inner.out_numel)?;
-        let mut source: Vec<Option<(usize, f64)>> = vec![None; inner.out_numel];
-        for (o, e, w) in part.iter() {
-            *source.get_mut(o)? = Some((e, w));
-        }
+        // One entry per inner row, each input once: read backwards, the inner map is injective
+        // too, and its `target` is the source of each row (`source[o] = (e, w₁)`).
+        let source = injective_rows(&Part::from(swapped), in_numel, inner.out_numel)?;
         let mut stretches = Stretches::new(&source);
         let mut out = Part::default();
         for &(p, o, w) in &outer.entries {
@@ -353,29 +364,17 @@ impl AffineMap {
                 }
             }
             for r in &part.runs {
-                let (mut o, mut e, mut left) = (r.o, r.e, r.len);
-                while left > 0 {
-                    let ((so, n_o), (se, n_e)) = (out.stride_along(o, r.so, left), input.stride_along(e, r.se, left));
-                    let n = n_o.min(n_e).max(1);
-                    let (po, pe) = (out.position(o), input.position(e));
-                    if n > 1 && so == se {
+                let over = r.placed_pieces(Some(input), out, |p| {
+                    if p.len > 1 && p.so == p.se {
                         // One diagonal along the stretch; its blocks change only where the
                         // output or the input crosses a ciphertext.
-                        for (po, pe, _) in block_pieces(po, pe, so, n, slots) {
-                            if mark(k, po, pe) {
-                                return limit + 1;
-                            }
-                        }
+                        block_pieces(p.o, p.e, p.so, p.len, slots).into_iter().any(|(po, pe, _)| mark(k, po, pe))
                     } else {
-                        for j in 0..n {
-                            if mark(k, po + j * so, pe + j * se) {
-                                return limit + 1;
-                            }
-                        }
+                        p.entries().any(|(po, pe, _)| mark(k, po, pe))
                     }
-                    o += n * r.so;
-                    e += n * r.se;
-                    left -= n;
+                });
+                if over {
+                    return limit + 1;
                 }
             }
         }

@@ -66,7 +66,7 @@ impl Evaluator {
             // Full keys have `dnum` digits over all of `Q ∪ P`; a level-restricted key the digits
             // of its levels, every polynomial over the same limbs.
             let nq = k.b.first().map_or(0, |p| p.nq);
-            let digits = if nq == ring.nq { expected } else { nq.div_ceil(ring.alpha.max(1)).min(expected) };
+            let digits = ring.key_digits(nq, expected);
             let uniform =
                 k.b.iter().chain(&k.a).all(|p| p.nq == nq && p.with_p && p.data.len() == (nq + ring.np) * ring.n);
             if nq == 0 || nq > ring.nq || k.b.len() != digits || k.a.len() != digits || !uniform {

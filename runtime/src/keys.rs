@@ -97,7 +97,7 @@ impl KeySwitchKey {
         if nq >= ring.nq {
             return self.clone();
         }
-        let digits = nq.div_ceil(ring.alpha.max(1)).min(self.b.len());
+        let digits = ring.key_digits(nq, self.b.len());
         let cut = |p: &RnsPoly| {
             if p.nq <= nq {
                 return p.clone();

@@ -448,6 +448,16 @@ impl RingContext {
         &self.primes[idx]
     }
 
+    /// Digits of a key-switching key holding `nq` limbs of `Q` when full keys have `dnum`: all
+    /// of them for a full key, else those covering its limbs (a level-restricted key).
+    pub(crate) fn key_digits(&self, nq: usize, dnum: usize) -> usize {
+        if nq >= self.nq {
+            dnum
+        } else {
+            nq.div_ceil(self.alpha.max(1)).min(dnum)
+        }
+    }
+
     pub(crate) fn num_limbs(&self, nq: usize, with_p: bool) -> usize {
         nq + if with_p { self.np } else { 0 }
     }

@@ -740,7 +740,7 @@ impl Serial for ClientKeys {
 
 /// Bytes of a key with `nq` limbs of `Q` (`ring.nq`: a full key) and its digits.
 fn ksk_bytes(ring: &RingContext, dnum: usize, nq: usize) -> Option<usize> {
-    let digits = if nq == ring.nq { dnum } else { nq.div_ceil(ring.alpha.max(1)).min(dnum) };
+    let digits = ring.key_digits(nq, dnum);
     ring.num_limbs(nq, true).checked_mul(ring.n)?.checked_mul(8)?.checked_mul(2)?.checked_mul(digits)
 }
 
@@ -755,7 +755,7 @@ fn put_ksk<S: Sink>(out: &mut S, k: &KeySwitchKey) {
 fn read_ksk(ctx: &CkksContext, r: &mut Reader<'_>, nq: usize) -> Result<KeySwitchKey> {
     let ring = &ctx.inner.ring;
     let dnum = ctx.params().dnum();
-    let digits = if nq == ring.nq { dnum } else { nq.div_ceil(ring.alpha.max(1)).min(dnum) };
+    let digits = ring.key_digits(nq, dnum);
     let mut b = Vec::with_capacity(digits);
     let mut a = Vec::with_capacity(digits);
     for _ in 0..digits {

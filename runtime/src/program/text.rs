@@ -9,13 +9,16 @@ use std::fmt::Write;
 
 use super::{Op, Port, Program, ProgramError, ProgramResult, SlotLayout, SlotVector};
 
-fn port(p: &Port) -> String {
+/// A port: `name: f64[shape] layout [%regs]` for reading, or (`exact`) with the name quoted (no
+/// colon) for [`Program::parse`].
+fn port(p: &Port, exact: bool) -> String {
     let layout = match &p.layout {
         SlotLayout::RowMajor { slots, .. } => format!("row_major/{slots}"),
         SlotLayout::Axes { order, slots, .. } => format!("axes{order:?}/{slots}"),
     };
     let regs: Vec<String> = p.regs.iter().map(|r| format!("%{r}")).collect();
-    format!("{}: f64{:?} {layout} [{}]", p.name, p.layout.shape(), regs.join(", "))
+    let name = if exact { quoted(&p.name) } else { format!("{}:", p.name) };
+    format!("{name} f64{:?} {layout} [{}]", p.layout.shape(), regs.join(", "))
 }
 
 /// An instruction's operands and attributes: scales as `2^<log2>` and values in `{:e}` for
@@ -75,7 +78,7 @@ impl Program {
             );
         }
         for i in &self.inputs {
-            let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i), self.input_level, self.input_scale.log2());
+            let _ = writeln!(s, "input {} @L{} 2^{:.4}", port(i, false), self.input_level, self.input_scale.log2());
         }
         for (k, c) in self.constants.iter().enumerate() {
             const HEAD: usize = 4;
@@ -101,7 +104,7 @@ impl Program {
                 writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
         }
         for o in &self.outputs {
-            let _ = writeln!(s, "output {}", port(o));
+            let _ = writeln!(s, "output {}", port(o, false));
         }
         s
     }
@@ -123,15 +126,6 @@ fn quoted(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-fn exact_port(p: &Port) -> String {
-    let layout = match &p.layout {
-        SlotLayout::RowMajor { slots, .. } => format!("row_major/{slots}"),
-        SlotLayout::Axes { order, slots, .. } => format!("axes{order:?}/{slots}"),
-    };
-    let regs: Vec<String> = p.regs.iter().map(|r| format!("%{r}")).collect();
-    format!("{} f64{:?} {layout} [{}]", quoted(&p.name), p.layout.shape(), regs.join(", "))
 }
 
 impl Program {
@@ -165,7 +159,7 @@ impl Program {
         }
         let _ = writeln!(s, "inputs_at @L{} {:?}", self.input_level, self.input_scale);
         for i in &self.inputs {
-            let _ = writeln!(s, "input {}", exact_port(i));
+            let _ = writeln!(s, "input {}", port(i, true));
         }
         for (k, c) in self.constants.iter().enumerate() {
             let runs: Vec<String> =
@@ -178,7 +172,7 @@ impl Program {
             let _ = writeln!(s, "%{} = {} {args} @L{} {:?}", n_in + i, inst.op.name(), inst.level, inst.scale);
         }
         for o in &self.outputs {
-            let _ = writeln!(s, "output {}", exact_port(o));
+            let _ = writeln!(s, "output {}", port(o, true));
         }
         s
     }
