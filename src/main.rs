@@ -62,6 +62,11 @@ struct PolyArgs {
     /// models trained with it).
     #[arg(long, value_enum)]
     softmax: Option<SoftmaxArg>,
+    /// Center softmax scores per row before the exponential (exact: softmax ignores a row shift;
+    /// its row sums then span a far smaller ratio, so 1/sum needs fewer levels): `auto` when that
+    /// lowers the depth of exp + 1/sum, `on`, `off`.
+    #[arg(long, value_enum)]
+    softmax_center: Option<SoftmaxCenterArg>,
     /// Skip the e-graph depth minimization.
     #[arg(long)]
     no_egraph: bool,
@@ -181,6 +186,13 @@ enum SoftmaxArg {
     Sigma,
 }
 
+#[derive(Copy, Clone, ValueEnum)]
+enum SoftmaxCenterArg {
+    Auto,
+    On,
+    Off,
+}
+
 impl PolyArgs {
     fn options(&self) -> polyhe_passes::PolyOptions {
         let mut o = polyhe_passes::PolyOptions::default();
@@ -203,6 +215,13 @@ impl PolyArgs {
             o.softmax = match x {
                 SoftmaxArg::ExpInverse => polyhe_passes::SoftmaxMethod::ExpInverse,
                 SoftmaxArg::Sigma => polyhe_passes::SoftmaxMethod::Sigma,
+            };
+        }
+        if let Some(x) = self.softmax_center {
+            o.softmax_center = match x {
+                SoftmaxCenterArg::Auto => polyhe_passes::SoftmaxCenter::Auto,
+                SoftmaxCenterArg::On => polyhe_passes::SoftmaxCenter::Always,
+                SoftmaxCenterArg::Off => polyhe_passes::SoftmaxCenter::Never,
             };
         }
         o.egraph = !self.no_egraph;

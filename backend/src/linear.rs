@@ -165,6 +165,26 @@ pub(crate) struct AffineMap {
 }
 
 impl AffineMap {
+    /// `self + w·other` for maps of the same operands and output (entries at the same position
+    /// sum when the diagonals are built).
+    pub fn plus_scaled(mut self, other: AffineMap, w: f64) -> AffineMap {
+        debug_assert_eq!(self.out_numel, other.out_numel);
+        debug_assert_eq!(self.parts.len(), other.parts.len());
+        for (mine, theirs) in self.parts.iter_mut().zip(other.parts) {
+            mine.entries.extend(theirs.entries.into_iter().map(|(o, e, x)| (o, e, w * x)));
+            mine.runs.extend(theirs.runs.into_iter().map(|r| Run { w: w * r.w, ..r }));
+        }
+        self.offset = match (self.offset, other.offset) {
+            (None, None) => None,
+            (a, b) => {
+                let n = self.out_numel;
+                let (a, b) = (a.unwrap_or_else(|| vec![0.0; n]), b.unwrap_or_else(|| vec![0.0; n]));
+                Some(a.iter().zip(&b).map(|(x, y)| x + w * y).collect())
+            }
+        };
+        self
+    }
+
     /// `self ∘ inner` for single-operand maps: `M₂(M₁x + o₁) + o₂ = (M₂M₁)x + (M₂o₁ + o₂)`;
     /// `None` when the product would exceed the size bound (the caller emits `inner` first).
     /// When `self` reads every element at most once with one entry per row (a slot-wise factor,

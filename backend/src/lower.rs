@@ -48,6 +48,53 @@ use crate::linear::{lower_affine, AffineMap, LinearStats, Part};
 use crate::packing::{self, InputPacking, InputRead};
 use crate::BackendError;
 
+/// `Some(B)` when `nd` is `B − mean(B)` over `B`'s last axis (keepdims), the mean written as
+/// `reduce_mean`, or as `reduce_sum` times `1/n` (the e-graph's form).
+fn centering_source(g: &Graph, nd: &polyhe_ir::NodeData) -> Option<Value> {
+    let (&[b, m], Op::Sub) = (nd.inputs.as_slice(), &nd.op) else { return None };
+    let shape = &g.ty(b).shape;
+    let last = shape.len().checked_sub(1)?;
+    let n = *shape.last()? as f64;
+    let def = |v: Value| match g.values[v].def {
+        polyhe_ir::ValueDef::Result(node, _) => Some(&g.nodes[node]),
+        _ => None,
+    };
+    let scalar = |v: Value| g.constant_of(v).filter(|t| t.numel() == 1).and_then(|t| t.to_f64_vec().first().copied());
+    let (mut v, mut w) = (m, 1.0f64);
+    let d = def(v)?;
+    if d.op == Op::Mul {
+        let (x, c) = match (scalar(d.inputs[0]), scalar(d.inputs[1])) {
+            (_, Some(c)) => (d.inputs[0], c),
+            (Some(c), _) => (d.inputs[1], c),
+            _ => return None,
+        };
+        v = x;
+        w = c;
+    }
+    let r = def(v)?;
+    let is_mean = match &r.op {
+        Op::ReduceMean { axes, keepdims: true } => axes == &[last] && (w - 1.0).abs() < 1e-12,
+        Op::ReduceSum { axes, keepdims: true } => axes == &[last] && (w * n - 1.0).abs() < 1e-9,
+        _ => false,
+    };
+    (is_mean && r.inputs.first() == Some(&b)).then_some(b)
+}
+
+/// Whether operand `k` of an add/sub is a pending map over the ciphertexts the other operand is
+/// (or is pending over): [`Ctx::merged_sum`] may make the two one map.
+fn shares_base(op: &Op, args: &[Val], k: usize) -> bool {
+    let base = |v: &Val| match v {
+        Val::Ct { regs, layout, .. } => Some((regs.clone(), layout.clone())),
+        Val::Lazy { base, base_layout, .. } => Some((base.clone(), base_layout.clone())),
+        _ => None,
+    };
+    matches!(op, Op::Add | Op::Sub)
+        && args.len() == 2
+        && matches!(args[k], Val::Lazy { .. })
+        && base(&args[k]).is_some()
+        && base(&args[k]) == base(&args[1 - k])
+}
+
 #[derive(Clone, Debug)]
 enum Val {
     Plain(Tensor),
@@ -112,6 +159,10 @@ struct Ctx<'g> {
     rotated_products: std::collections::BTreeSet<Reg>,
     /// Inputs read by a map too large to record (never packed).
     unpackable: std::collections::BTreeSet<Value>,
+    /// `B − mean_j B` values (softmax's centered keys, see [`centering_source`]) → `B`.
+    centered_keys: BTreeMap<Value, Val>,
+    /// Set while lowering a ct×ct matmul whose right operand is a centered `B`: that `B`.
+    centered_operand: Option<Val>,
 }
 
 /// The most entries of a map read from an input that the packing choice records.
@@ -243,6 +294,8 @@ fn lower_pass(
         trace: tracing(),
         rotated_products: Default::default(),
         unpackable: Default::default(),
+        centered_keys: BTreeMap::new(),
+        centered_operand: None,
     };
     if bootstrapping {
         cx.b.enable_bootstrapping();
@@ -340,7 +393,7 @@ fn lower_pass(
             let other_plain = args.iter().enumerate().all(|(j, x)| j == k || matches!(x, Val::Plain(_)));
             let keep = match nd.op {
                 // Affine in the encrypted operand when the other one is a plaintext: composes.
-                Op::Add | Op::Sub | Op::Mul => other_plain || *shape != out_shape,
+                Op::Add | Op::Sub | Op::Mul => other_plain || *shape != out_shape || shares_base(&nd.op, &args, k),
                 Op::Chebyshev { .. } => true,
                 Op::MatMul => n_enc == 2 || is_affine_op(&nd.op),
                 ref op => n_enc == 1 && (is_affine_op(op) || matches!(op, Op::Identity)),
@@ -363,7 +416,19 @@ fn lower_pass(
             }
         }
         cx.current = nd.name.clone();
+        // Softmax's centered keys `B − mean_j B` (to_poly's `center_keys`): `B` is kept for the
+        // product reading them, which centers inside its rotated form instead of by a map.
+        if centering_source(g, &nd).is_some() {
+            if let (Some(b), Some(&out)) = (args.first(), nd.outputs.first()) {
+                cx.centered_keys.insert(out, b.clone());
+            }
+        }
+        cx.centered_operand = match nd.op {
+            Op::MatMul => nd.inputs.get(1).and_then(|v| cx.centered_keys.remove(v)),
+            _ => None,
+        };
         let outs = cx.node(&nd.op, &nd.name, &nd.outputs, &args)?;
+        cx.centered_operand = None;
         for _ in before..cx.b.insts.len() {
             inst_node.push(nd.name.clone());
             inst_op.push(nd.op.name());
@@ -930,6 +995,11 @@ impl Ctx<'_> {
         let chunk = |v: &[f64], k: usize| -> Vec<f64> {
             v.get(k * slots..((k + 1) * slots).min(n)).map(|s| s.to_vec()).unwrap_or_default()
         };
+        if matches!(op, Op::Add | Op::Sub) {
+            if let Some(v) = self.merged_sum(op, name, out_shape, a, b)? {
+                return Ok(v);
+            }
+        }
         match (a, b) {
             (a, b) if a.is_enc() && b.is_enc() => {
                 let (ra, la) = self.broadcast_ct(name, a.clone(), out_shape)?;
@@ -1016,6 +1086,56 @@ impl Ctx<'_> {
         }
     }
 
+    /// `a ± b` as one pending map when both are maps of the same ciphertexts (a value minus its
+    /// own broadcast row mean, as softmax's centering makes): the two maps would be emitted side by
+    /// side from the same base anyway, so their sum costs no level more, and it stays pending for
+    /// what follows. Kept only when the sum needs no more diagonals than the two maps apart;
+    /// `None` leaves the operands to the general case.
+    fn merged_sum(
+        &mut self,
+        op: &Op,
+        name: &str,
+        out_shape: &[usize],
+        a: &Val,
+        b: &Val,
+    ) -> Result<Option<Val>, BackendError> {
+        let pending = |v: &Val| match v {
+            Val::Ct { regs, shape, layout } => Some((regs.clone(), layout.clone(), AffineMap::identity(numel(shape)))),
+            Val::Lazy { base, base_layout, map, .. } => Some((base.clone(), base_layout.clone(), map.clone())),
+            _ => None,
+        };
+        let same_base = match (pending(a), pending(b)) {
+            (Some((x, lx, _)), Some((y, ly, _))) => x == y && lx == ly,
+            _ => false,
+        };
+        if !same_base || !matches!((a, b), (Val::Lazy { .. }, _) | (_, Val::Lazy { .. })) {
+            return Ok(None);
+        }
+        let n = numel(out_shape);
+        let broadcast = |cx: &mut Self, v: &Val| -> Result<Val, BackendError> {
+            if numel(v.shape()) == n {
+                return Ok(v.clone());
+            }
+            cx.affine(&Op::Expand { shape: out_shape.to_vec() }, name, std::slice::from_ref(v), 0, out_shape, false)
+        };
+        let (a, b) = (broadcast(self, a)?, broadcast(self, b)?);
+        let (Some((base, base_layout, ma)), Some((base_b, layout_b, mb))) = (pending(&a), pending(&b)) else {
+            return Ok(None);
+        };
+        if base != base_b || base_layout != layout_b {
+            return Ok(None);
+        }
+        let out = self.policy.layout_for(out_shape);
+        let count = |m: &AffineMap, limit: usize| m.placed_diagonal_count_up_to(&base_layout, &out, self.slots, limit);
+        let apart = count(&ma, usize::MAX) + count(&mb, usize::MAX);
+        let w = if matches!(op, Op::Sub) { -1.0 } else { 1.0 };
+        let sum = ma.plus_scaled(mb, w);
+        if count(&sum, apart + 1) > apart {
+            return Ok(None);
+        }
+        Ok(Some(Val::Lazy { base, base_layout, map: sum, shape: out_shape.to_vec() }))
+    }
+
     /// `[.., I, K] × [.., K, J]` with both operands encrypted.
     fn ct_matmul(&mut self, op: &Op, name: &str, out_shape: &[usize], args: &[Val]) -> Result<Val, BackendError> {
         let (Some(va), Some(vb)) = (args.first(), args.get(1)) else {
@@ -1058,7 +1178,15 @@ impl Ctx<'_> {
         // Where each operand lands once materialized (counted once for both rotated forms).
         if let (Some(la), Some(lb)) = (self.layout_once_materialized(va), self.layout_once_materialized(vb)) {
             let dims = (nb, i_n, k_n, j_n);
-            if let Some(v) = self.rotated_matmul((va, &la), (vb, &lb), dims, out_shape)? {
+            // Centered keys: the product of the keys as they are, centered inside the rotated form.
+            if let Some(b) = self.centered_operand.take() {
+                if let Some(lb) = self.layout_once_materialized(&b) {
+                    if let Some(v) = self.rotated_matmul((va, &la), (&b, &lb), dims, out_shape, true)? {
+                        return Ok(v);
+                    }
+                }
+            }
+            if let Some(v) = self.rotated_matmul((va, &la), (vb, &lb), dims, out_shape, false)? {
                 return Ok(v);
             }
             if let Some(v) = self.rotated_pv((va, &la), (vb, &lb), dims, out_shape)? {
@@ -1161,6 +1289,7 @@ impl Ctx<'_> {
         (vb, lb): (&Val, &Layout),
         (nb, i_n, k_n, j_n): (usize, usize, usize, usize),
         out_shape: &[usize],
+        center: bool,
     ) -> Result<Option<Val>, BackendError> {
         if i_n != j_n || i_n < 2 || !unbroadcast(va, vb, (nb, i_n, k_n, j_n)) {
             return Ok(None);
@@ -1171,6 +1300,11 @@ impl Ctx<'_> {
         // Within one ciphertext, blocks of a power of two side by side; over several, each block
         // is `A`'s ciphertexts (BERT-base: 3 per head group, 128 blocks).
         let block = if cts_a <= 1 { numel_a.next_power_of_two() } else { cts_a * s };
+        // Centering sums `B`'s blocks: cyclically when they fill the ciphertext, over a copy
+        // when they fill at most half of it, by additions when each block is ciphertexts.
+        if center && cts_a <= 1 && j_n * block != s && 2 * j_n * block > s {
+            return Ok(None);
+        }
         let pos_a = |bp: usize, x: usize, k: usize| la.position((bp * i_n + x) * k_n + k);
         let pos_b = |bp: usize, k: usize, x: usize| lb.position((bp * k_n + k) * j_n + x);
         // Mirror images, and K on one stride inside one ciphertext (for the rotate-and-sum).
@@ -1215,18 +1349,21 @@ impl Ctx<'_> {
         });
         let map = AffineMap { out_numel: total, parts: vec![Part::compressed(entries)], offset: None };
         let xb = self.emit(&[(rb, lb)], &map, &Layout::row_major(&[total]))?;
+        let xb = if center { self.center_blocks(xb, j_n, block)? } else { xb };
         let mut prod = Vec::with_capacity(xb.len());
         for (q, &y) in xb.iter().enumerate() {
             let a = a_regs[q % a_regs.len()];
             let p = self.b.mul(a, y)?;
             prod.push(self.shifted_sum(p, k_n, k_stride, false)?);
         }
+        // Centered blocks hold `T·(B − mean B)`.
+        let weight = if center { 1.0 / j_n as f64 } else { 1.0 };
         let mut mr = Vec::with_capacity(nb * i_n * j_n);
         for bp in 0..nb {
             for x in 0..i_n {
                 for j in 0..j_n {
                     let r = (j + j_n - x) % j_n;
-                    mr.push(((bp * i_n + x) * j_n + j, r * block + pos_a(bp, x, 0), 1.0));
+                    mr.push(((bp * i_n + x) * j_n + j, r * block + pos_a(bp, x, 0), weight));
                 }
             }
         }
@@ -1235,6 +1372,46 @@ impl Ctx<'_> {
             self.rotated_products.insert(p);
         }
         Ok(Some(Val::Lazy { base: prod, base_layout: Layout::row_major(&[total]), map, shape: out_shape.to_vec() }))
+    }
+
+    /// `T·x − Σ_r x_r` for the `T` rotated copies of `B` in the blocks of a rotated product
+    /// (block `r` holds `B` rotated by `r` along its token axis, so the blocks' sum is `T` times the
+    /// token mean everywhere): the centered keys times `T`, with integer weights (no level). One
+    /// ciphertext: rotate-and-sum over the blocks, cyclic when they fill it, else over a copy of
+    /// the blocks placed after them (the window sum from each block then covers all `T`; the copy's
+    /// slots end as bounded garbage that the product with `A`, zero there, clears). Several: each
+    /// block is ciphertexts, summed by additions.
+    fn center_blocks(&mut self, xb: Vec<Reg>, t: usize, block: usize) -> Result<Vec<Reg>, BackendError> {
+        let s = self.slots;
+        let total = t * block;
+        let sums: Vec<Reg> = if xb.len() == 1 {
+            let x = xb[0];
+            let x2 = if total == s {
+                x
+            } else {
+                let copy = self.b.rotate(x, (s - total) as i64);
+                self.stats.rotations += 1;
+                self.b.add(x, copy)?
+            };
+            vec![self.shifted_sum(x2, t, block, false)?]
+        } else {
+            let per_block = xb.len() / t;
+            let mut sums = Vec::with_capacity(per_block);
+            for q in 0..per_block {
+                let mut acc = xb[q];
+                for r in 1..t {
+                    acc = self.b.add(acc, xb[r * per_block + q])?;
+                }
+                sums.push(acc);
+            }
+            sums
+        };
+        let mut out = Vec::with_capacity(xb.len());
+        for (i, &x) in xb.iter().enumerate() {
+            let scaled = self.b.mul_scalar(x, t as f64)?;
+            out.push(self.b.sub(scaled, sums[i % sums.len()])?);
+        }
+        Ok(out)
     }
 
     /// `P·V` for skewed `P: [.., T, T]` (attention weights from [`Self::rotated_matmul`]) and

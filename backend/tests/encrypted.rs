@@ -213,6 +213,59 @@ fn attention_products_over_several_ciphertexts() {
     assert!(r.diagonals < 1500, "{} diagonals", r.diagonals);
 }
 
+/// `q·(k − mean_j k)` (softmax's centered scores, as to_poly emits them) next to `q·k`, on one
+/// ciphertext of 4096 slots: `(heads, tokens, head dim)`.
+fn centered_scores(h: usize, t: usize, d: usize, center: bool) -> common::Outcome {
+    let mut g = Graph::new("centered");
+    // Q and K computed (as projections are), K transposed: Kᵀ of a column-major K is K's
+    // placement read row-major, the mirror image of Q.
+    let q = input(&mut g, "q", &[h, t, d]);
+    let wq = constant(&mut g, &[h, t, d], 33);
+    let q = node(&mut g, Op::Mul, vec![q, wq]);
+    let k = input(&mut g, "k", &[h, t, d]);
+    let wk = constant(&mut g, &[h, t, d], 34);
+    let k = node(&mut g, Op::Mul, vec![k, wk]);
+    let k = node(&mut g, Op::Transpose { perm: vec![0, 2, 1] }, vec![k]);
+    let k = if center {
+        let sum = node(&mut g, Op::ReduceSum { axes: vec![2], keepdims: true }, vec![k]);
+        let inv = g.add_constant(tensor(&[], vec![1.0 / t as f64]), "inv_t");
+        let mean = node(&mut g, Op::Mul, vec![sum, inv]);
+        node(&mut g, Op::Sub, vec![k, mean])
+    } else {
+        k
+    };
+    let s = node(&mut g, Op::MatMul, vec![q, k]);
+    let p = node(&mut g, Op::Chebyshev { lo: -4.0, hi: 4.0, coeffs: vec![0.5, 0.4, 0.1] }, vec![s]);
+    g.outputs = vec![p];
+    let inputs = [tensor(&[h, t, d], rand_vec(h * t * d, 31)), tensor(&[h, t, d], rand_vec(h * t * d, 32))];
+    let opts = BackendOptions {
+        log_n: Some(13),
+        security: polyhe_runtime::Security::NotSet,
+        layout: Some(polyhe_backend::LayoutPolicy::ColumnMajor),
+        ..Default::default()
+    };
+    run_encrypted(&g, &inputs, &opts)
+}
+
+#[test]
+fn centered_keys_cost_rotations_inside_the_rotated_product_not_a_map() {
+    // The products' blocks fill the ciphertext (2·16·8 = 256 → 16 blocks = 4096 slots: the sum
+    // over the blocks is cyclic) or half of it and less (2·8·8 → 8 blocks of 128: over a copy).
+    for (h, t, d) in [(2, 16, 8), (2, 8, 8)] {
+        let plain = centered_scores(h, t, d, false);
+        let centered = centered_scores(h, t, d, true);
+        let (rp, rc) = (&plain.compiled.report, &centered.compiled.report);
+        assert!(centered.rel_err < 1e-3, "{t} tokens: error {}\n{rc}", centered.rel_err);
+        // The centering is exact arithmetic on the keys' blocks: no diagonal, no level, one
+        // product; log2(T) rotations (plus one for the copy).
+        assert_eq!(rc.diagonals, rp.diagonals, "{rc}\n{rp}");
+        assert_eq!(rc.depth, rp.depth);
+        assert_eq!(rc.ct_ct_mults, rp.ct_ct_mults);
+        let extra = t.trailing_zeros() as usize + usize::from(h * t * d * t < 4096);
+        assert_eq!(rc.rotations, rp.rotations + extra, "{rc}\n{rp}");
+    }
+}
+
 #[test]
 fn multi_ciphertext_tensors() {
     // 6000 elements over two ciphertexts of 4096 slots; a slice crosses the boundary.

@@ -16,6 +16,12 @@
 //!   largest calibrated row log-sum-exp of that head, so calibrated row sums lie in `(0, 1]` and the
 //!   exponentials never exceed 1 (up to the mask). The row-sum *ratio* `max/min` does not depend on the
 //!   shift; per-head shifts make it the worst head's ratio instead of the ratio across heads.
+//!   The same statistics are recorded for the *row-centered* scores `x − mean_j(x)`
+//!   ([`SoftmaxCalibration::centered`]): softmax is invariant under a per-row shift, and centering
+//!   is linear, so [`crate::to_poly()`] may evaluate the exponential on centered scores. Their row
+//!   sums are at least `L·exp(−shift)` (Jensen: the centered row has mean 0), which bounds the ratio
+//!   the division must cover far below the uncentered one on trained models (the shipped encoder:
+//!   1.7e4 → 64).
 //!
 //! [`Calibration::warnings`] flags ranges too wide for a low-degree polynomial (see its doc).
 
@@ -86,12 +92,30 @@ pub struct SoftmaxCalibration {
     pub row_max: Range,
     /// `Some(axis)`: one shift per index of that axis (heads); `None`: one shift for the node.
     pub shift_axis: Option<usize>,
+    /// Softmax length `L` (the size of the reduced axis).
+    pub len: usize,
+    /// The scores as they come.
+    pub plain: ShiftedScores,
+    /// The encrypted scores centered per row: `scores − mean_j(scores)`.
+    pub centered: ShiftedScores,
+}
+
+/// Shifts and the ranges they give, for one form of the scores (plain or row-centered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShiftedScores {
     /// The shifts (one per head, or one).
     pub shifts: Vec<f64>,
     /// Range of `scores − shift` (the exponential's argument); its percentiles equal its extremes.
     pub shifted_scores: Range,
     /// Row sums of `exp(x − shift)` (times `exp(bias)` when masked).
     pub row_sum: Range,
+}
+
+impl ShiftedScores {
+    /// `row_sum.max / row_sum.min`: what the division has to cover.
+    pub fn ratio(&self) -> f64 {
+        self.row_sum.max / self.row_sum.min
+    }
 }
 
 /// A range that is too wide for a low-degree polynomial, with a human explanation.
@@ -159,13 +183,19 @@ impl Calibration {
                     }
                 }
                 CalibDetail::Softmax(s) => {
-                    let ratio = s.row_sum.max / s.row_sum.min;
+                    // The better of the two forms is what the division will face.
+                    let (form, best) = if s.centered.ratio() < s.plain.ratio() {
+                        ("exp(x − mean − shift)", &s.centered)
+                    } else {
+                        ("exp(x − shift)", &s.plain)
+                    };
+                    let ratio = best.ratio();
                     if ratio > 1e4 {
                         warn(format!(
-                            "row sums of exp(x − shift) span [{:.3e}, {:.3e}] (ratio {:.1e}, scores in [{:.2}, {:.2}]): \
+                            "row sums of {form} span [{:.3e}, {:.3e}] (ratio {:.1e}, scores in [{:.2}, {:.2}]): \
                              the division needs about log2(ratio) = {:.0} Newton/Goldschmidt steps",
-                            s.row_sum.min,
-                            s.row_sum.max,
+                            best.row_sum.min,
+                            best.row_sum.max,
                             ratio,
                             s.scores.min,
                             s.scores.max,
@@ -259,14 +289,62 @@ impl Acc {
 struct SoftmaxAcc {
     masked: bool,
     shift_axis: Option<usize>,
+    len: usize,
     scores: Acc,
     row_max: Acc,
-    group_score: Vec<(f64, f64)>,
-    group_lse: Vec<(f64, f64)>,
-    /// Sampled (group, lse) of rows; bounded like a reservoir.
-    rows: Vec<(usize, f64)>,
+    plain: FormAcc,
+    centered: FormAcc,
+    /// Sampled rows: (group, lse, lse of the centered row); bounded like a reservoir.
+    rows: Vec<(usize, f64, f64)>,
     rows_seen: u64,
     rng: Acc,
+}
+
+/// Per group (head): the range of the scores and of the row log-sum-exp, for one form of the scores.
+#[derive(Debug, Clone)]
+struct FormAcc {
+    group_score: Vec<(f64, f64)>,
+    group_lse: Vec<(f64, f64)>,
+}
+
+impl FormAcc {
+    fn new(groups: usize) -> Self {
+        FormAcc {
+            group_score: vec![(f64::INFINITY, f64::NEG_INFINITY); groups],
+            group_lse: vec![(f64::INFINITY, f64::NEG_INFINITY); groups],
+        }
+    }
+
+    /// Shifts = each group's largest row log-sum-exp, so calibrated row sums lie in `(0, 1]`.
+    fn finish(&self, lses: impl Iterator<Item = (usize, f64)>, rows_seen: u64, count: u64) -> ShiftedScores {
+        let shifts: Vec<f64> = self.group_lse.iter().map(|&(_, hi)| hi).collect();
+        let mut shifted = Acc::new();
+        for (k, &(lo, hi)) in self.group_score.iter().enumerate() {
+            if lo.is_finite() {
+                shifted.push(lo - shifts[k]);
+                shifted.push(hi - shifts[k]);
+            }
+        }
+        let mut row_sum = Acc::new();
+        for (grp, lse) in lses {
+            row_sum.push((lse - shifts[grp]).exp());
+        }
+        let mut rs = row_sum.finish();
+        // Exact extremes from the per-group ranges (the reservoir only gives percentiles).
+        rs.min = self
+            .group_lse
+            .iter()
+            .zip(&shifts)
+            .filter(|((lo, _), _)| lo.is_finite())
+            .map(|((lo, _), c)| (lo - c).exp())
+            .fold(f64::INFINITY, f64::min);
+        rs.max = 1.0;
+        rs.count = rows_seen;
+        let sh = shifted.finish();
+        // Percentiles are not tracked per head for the shifted scores: they equal the extremes.
+        let shifted_scores = Range { p_lo: sh.min, p_hi: sh.max, count, ..sh };
+        ShiftedScores { shifts, shifted_scores, row_sum: rs }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -325,33 +403,9 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
             },
             NodeAcc::Softmax(s) => {
                 let s = *s;
-                let shifts: Vec<f64> = s.group_lse.iter().map(|&(_, hi)| hi).collect();
-                let mut shifted = Acc::new();
-                for (k, &(lo, hi)) in s.group_score.iter().enumerate() {
-                    if lo.is_finite() {
-                        shifted.push(lo - shifts[k]);
-                        shifted.push(hi - shifts[k]);
-                    }
-                }
-                let mut row_sum = Acc::new();
-                for &(grp, lse) in &s.rows {
-                    row_sum.push((lse - shifts[grp]).exp());
-                }
-                let mut rs = row_sum.finish();
-                // Exact extremes from the per-group ranges (the reservoir only gives percentiles).
-                rs.min = s
-                    .group_lse
-                    .iter()
-                    .zip(&shifts)
-                    .filter(|((lo, _), _)| lo.is_finite())
-                    .map(|((lo, _), c)| (lo - c).exp())
-                    .fold(f64::INFINITY, f64::min);
-                rs.max = 1.0;
-                rs.count = s.rows_seen;
-                let sh = shifted.finish();
                 let scores = s.scores.finish();
-                // Percentiles are not tracked per head for the shifted scores: they equal the extremes.
-                let shifted_scores = Range { p_lo: sh.min, p_hi: sh.max, count: scores.count, ..sh };
+                let plain = s.plain.finish(s.rows.iter().map(|&(g, l, _)| (g, l)), s.rows_seen, scores.count);
+                let centered = s.centered.finish(s.rows.iter().map(|&(g, _, l)| (g, l)), s.rows_seen, scores.count);
                 NodeCalibration {
                     op: "softmax".into(),
                     input: scores,
@@ -360,9 +414,9 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
                         scores,
                         row_max: s.row_max.finish(),
                         shift_axis: s.shift_axis,
-                        shifts,
-                        shifted_scores,
-                        row_sum: rs,
+                        len: s.len,
+                        plain,
+                        centered,
                     }),
                 }
             }
@@ -436,10 +490,11 @@ fn observe(
                 NodeAcc::Softmax(Box::new(SoftmaxAcc {
                     masked,
                     shift_axis,
+                    len: shape[*axis],
                     scores: Acc::new(),
                     row_max: Acc::new(),
-                    group_score: vec![(f64::INFINITY, f64::NEG_INFINITY); groups],
-                    group_lse: vec![(f64::INFINITY, f64::NEG_INFINITY); groups],
+                    plain: FormAcc::new(groups),
+                    centered: FormAcc::new(groups),
                     rows: Vec::new(),
                     rows_seen: 0,
                     rng: Acc::new(),
@@ -461,23 +516,32 @@ fn observe(
                     let sum: f64 = (0..len).map(|j| (xb[j * inner + i] - m).exp()).sum();
                     let lse = m + sum.ln();
                     s.row_max.push(m);
-                    let gs = &mut s.group_score[grp];
+                    // Centering subtracts the encrypted scores' row mean; with a mask the row sum is
+                    // Σ exp(a − mean(a) + bias) = exp(lse − mean(a)).
+                    let mean = (0..len).map(|j| ab[j * inner + i]).sum::<f64>() / len as f64;
+                    let lse_c = lse - mean;
                     for j in 0..len {
                         let v = ab[j * inner + i];
                         s.scores.push(v);
+                        let gs = &mut s.plain.group_score[grp];
                         gs.0 = gs.0.min(v);
                         gs.1 = gs.1.max(v);
+                        let gc = &mut s.centered.group_score[grp];
+                        gc.0 = gc.0.min(v - mean);
+                        gc.1 = gc.1.max(v - mean);
                     }
-                    let gl = &mut s.group_lse[grp];
-                    gl.0 = gl.0.min(lse);
-                    gl.1 = gl.1.max(lse);
+                    for (form, l) in [(&mut s.plain, lse), (&mut s.centered, lse_c)] {
+                        let gl = &mut form.group_lse[grp];
+                        gl.0 = gl.0.min(l);
+                        gl.1 = gl.1.max(l);
+                    }
                     s.rows_seen += 1;
                     if s.rows.len() < RESERVOIR {
-                        s.rows.push((grp, lse));
+                        s.rows.push((grp, lse, lse_c));
                     } else {
                         let j = s.rng.next() % s.rows_seen;
                         if (j as usize) < RESERVOIR {
-                            s.rows[j as usize] = (grp, lse);
+                            s.rows[j as usize] = (grp, lse, lse_c);
                         }
                     }
                 }

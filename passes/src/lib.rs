@@ -27,7 +27,7 @@ mod report;
 mod to_poly;
 
 pub use calibrate::{
-    calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, SoftmaxCalibration,
+    calibrate, CalibDetail, Calibration, CalibrationWarning, NodeCalibration, Range, ShiftedScores, SoftmaxCalibration,
 };
 pub use client_tail::{split_client_tail, ClientTail, TailCut, TailSummary};
 pub use depth::{analyze_depth, DepthReport, PathStep, SLOTS};
@@ -38,7 +38,7 @@ pub use poly_run::{run_poly, OutOfRange, RangeCount};
 pub use report::{layer_of, CompileReport, EgraphSummary, PassTiming};
 pub use to_poly::{
     encrypted_values, is_poly_stage_op, prune, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
-    SoftmaxMethod,
+    SoftmaxCenter, SoftmaxMethod,
 };
 
 // ---- e-graph depth minimization of the polynomial stage ----

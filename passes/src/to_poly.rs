@@ -67,6 +67,15 @@ pub enum SoftmaxMethod {
     Sigma,
 }
 
+/// Whether softmax centers its scores per row before the exponential (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SoftmaxCenter {
+    /// Center when it lowers the depth of exp + 1/sum on the calibrated ranges.
+    Auto,
+    Always,
+    Never,
+}
+
 /// Options of the polynomial replacement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolyOptions {
@@ -81,6 +90,8 @@ pub struct PolyOptions {
     /// Largest polynomial degree for one `chebyshev`.
     pub max_degree: usize,
     pub softmax: SoftmaxMethod,
+    /// Row-centering of softmax scores (exp-inverse method only).
+    pub softmax_center: SoftmaxCenter,
     /// Force this many Newton steps for layer_norm's 1/√ (the guess degree is then the smallest
     /// reaching the target); `None` lets the fitter choose.
     pub layer_norm_newton_steps: Option<usize>,
@@ -119,6 +130,7 @@ impl Default for PolyOptions {
             margin: 0.15,
             max_degree: 127,
             softmax: SoftmaxMethod::ExpInverse,
+            softmax_center: SoftmaxCenter::Auto,
             layer_norm_newton_steps: None,
             max_inverse_depth: 64,
             max_inverse_steps: 48,
@@ -767,7 +779,23 @@ fn exp_poly(
     op: &str,
     records: &mut Vec<ApproxRecord>,
 ) -> Result<Value, PassError> {
-    let (q, r, err) = fit_exp_reduced(iv, target, opts.max_degree.min(63)).map_err(|er| approx_err(node, op, er))?;
+    let fit = fit_exp_reduced(iv, target, opts.max_degree.min(63)).map_err(|er| approx_err(node, op, er))?;
+    emit_exp(e, x, iv, range, fit, target, node, op, records)
+}
+
+/// Emits a fit of [`fit_exp_reduced`] on `x` and records it.
+#[allow(clippy::too_many_arguments)]
+fn emit_exp(
+    e: &mut Emit<'_>,
+    x: Value,
+    iv: Interval,
+    range: &Range,
+    (q, r, err): (Chebyshev, u32, f64),
+    target: f64,
+    node: &str,
+    op: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
     let mut y = e.cheb(x, &q, "exp_reduced")?;
     for k in 0..r {
         y = e.op(Op::Mul, vec![y, y], &format!("exp_sq{k}"))?;
@@ -981,13 +1009,31 @@ fn reciprocal(
     let (lo, hi) = if negative { (-range.max, -range.min) } else { (range.min, range.max) };
     let iv = widen_positive(node, op, lo, hi, opts.margin)?;
     let inv = choose_reciprocal(iv, opts).map_err(|er| approx_err(node, op, er))?;
+    emit_reciprocal(e, x, range, iv, &inv, opts, node, op, part, records)
+}
+
+/// Emits the reciprocal `inv` fit on `iv` for `x` whose calibrated range is `range` and records it.
+#[allow(clippy::too_many_arguments)]
+fn emit_reciprocal(
+    e: &mut Emit<'_>,
+    x: Value,
+    range: &Range,
+    iv: Interval,
+    inv: &IterativeInverse,
+    opts: &PolyOptions,
+    node: &str,
+    op: &str,
+    part: &str,
+    records: &mut Vec<ApproxRecord>,
+) -> Result<Value, PassError> {
+    let negative = range.max < 0.0;
     let xin = if negative { e.op(Op::Neg, vec![x], &format!("{part}_neg_in"))? } else { x };
-    let mut y = emit_inverse(e, xin, &inv, part)?;
+    let mut y = emit_inverse(e, xin, inv, part)?;
     if negative {
         y = e.op(Op::Neg, vec![y], &format!("{part}_neg_out"))?;
     }
-    let mut rec = inverse_record(node, op, part, [range.min, range.max], &inv, (x, y));
-    let accurate = accurate_up_to(&inv, opts.softmax_target);
+    let mut rec = inverse_record(node, op, part, [range.min, range.max], inv, (x, y));
+    let accurate = accurate_up_to(inv, opts.softmax_target);
     if let [c] = inv.guess.coeffs() {
         rec.method = format!(
             "1/({:.3}·hi) + {} goldschmidt, accurate up to {accurate:.3e}, converges below {:.3e}",
@@ -1181,6 +1227,82 @@ fn inv_sqrt(iv: Interval, opts: &PolyOptions) -> Result<IterativeInverse, Approx
     best.or(fallback).ok_or(ApproxError::Numerical { stage: "inverse sqrt", detail: "no guess degree allowed".into() })
 }
 
+/// Scores `c₁·…·cₙ·(A·B)` (a ct×ct matmul, then plaintext scalar factors) re-emitted with `B`
+/// centered along its last axis: `(A·(B − mean_j B))[i, j] = (A·B)[i, j] − mean_j (A·B)[i, j]`, the
+/// row-centered scores, in the form the backend computes inside its rotated product (the key
+/// mean by rotate-and-sum over the product's blocks: no level, no extra diagonals). `None` for
+/// scores of another form (the caller centers them directly).
+fn center_keys(e: &mut Emit<'_>, scores: Value) -> Result<Option<Value>, PassError> {
+    let constant = |g: &Graph, v: Value| match g.values[v].def {
+        ValueDef::Result(n, _) => matches!(g.nodes[n].op, Op::Constant(_)),
+        _ => false,
+    };
+    let mut factors = Vec::new();
+    let mut v = scores;
+    let (a, b) = loop {
+        let ValueDef::Result(n, _) = e.g.values[v].def else { return Ok(None) };
+        let nd = &e.g.nodes[n];
+        match (&nd.op, nd.inputs.as_slice()) {
+            (Op::Mul, &[x, y]) if constant(&e.g, y) && e.g.ty(y).numel() == 1 => {
+                factors.push(y);
+                v = x;
+            }
+            (Op::Mul, &[y, x]) if constant(&e.g, y) && e.g.ty(y).numel() == 1 => {
+                factors.push(y);
+                v = x;
+            }
+            (Op::MatMul, &[a, b]) if !constant(&e.g, a) && !constant(&e.g, b) && e.g.ty(b).rank() >= 2 => {
+                break (a, b);
+            }
+            _ => return Ok(None),
+        }
+    };
+    let last = e.g.ty(b).rank() - 1;
+    let mean = e.op(Op::ReduceMean { axes: vec![last], keepdims: true }, vec![b], "key_mean")?;
+    let centered = e.op(Op::Sub, vec![b, mean], "centered_keys")?;
+    let mut y = e.op(Op::MatMul, vec![a, centered], "centered_scores")?;
+    for c in factors.into_iter().rev() {
+        y = e.op(Op::Mul, vec![y, c], "centered_scaled")?;
+    }
+    Ok(Some(y))
+}
+
+/// The fits of one form of softmax's scores: exp on the shifted scores, 1/x on the row sums.
+struct SoftmaxPlan {
+    exp_iv: Interval,
+    exp: (Chebyshev, u32, f64),
+    inv_iv: Interval,
+    inv: IterativeInverse,
+}
+
+impl SoftmaxPlan {
+    /// Depth of exp then 1/sum (the sum itself is free).
+    fn depth(&self) -> u32 {
+        self.exp.0.depth() + self.exp.1 + self.inv.depth
+    }
+}
+
+/// Fits exp and the reciprocal for `form`; `floor` is a proven lower bound of its row sums, which
+/// replaces the widened calibrated minimum when larger.
+fn softmax_plan(
+    form: &crate::calibrate::ShiftedScores,
+    floor: Option<f64>,
+    opts: &PolyOptions,
+    node: &str,
+) -> Result<SoftmaxPlan, PassError> {
+    let ss = &form.shifted_scores;
+    let exp_iv = widen(node, "softmax", ss.min, ss.max, opts.margin)?;
+    let exp = fit_exp_reduced(exp_iv, opts.softmax_target, opts.max_degree.min(63))
+        .map_err(|er| approx_err(node, "softmax", er))?;
+    let rs = &form.row_sum;
+    let mut inv_iv = widen_positive(node, "softmax", rs.min, rs.max, opts.margin)?;
+    if let Some(f) = floor.filter(|&f| f > inv_iv.lo() && f <= rs.min) {
+        inv_iv = Interval::new(f, inv_iv.hi()).map_err(|er| approx_err(node, "softmax", er))?;
+    }
+    let inv = choose_reciprocal(inv_iv, opts).map_err(|er| approx_err(node, "softmax", er))?;
+    Ok(SoftmaxPlan { exp_iv, exp, inv_iv, inv })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn softmax(
     e: &mut Emit<'_>,
@@ -1208,27 +1330,72 @@ fn softmax(
         }
         _ => (ins[0], None),
     };
+    // Centering per row (module doc) when it buys depth: exact, since softmax ignores a row shift.
+    let plain = softmax_plan(&s.plain, None, opts, node)?;
+    let centered_plan = || {
+        // Jensen: a centered row of length L sums to at least L·exp(−shift) (not with a mask, which
+        // zeroes columns of the sum but not of the mean).
+        let floor = (!s.masked).then(|| {
+            let top = s.centered.shifts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            s.len as f64 * (-top).exp()
+        });
+        softmax_plan(&s.centered, floor, opts, node)
+    };
+    let (form, plan, scores) = match opts.softmax_center {
+        SoftmaxCenter::Never => (&s.plain, plain, scores),
+        SoftmaxCenter::Always | SoftmaxCenter::Auto => {
+            let centered = centered_plan()?;
+            if opts.softmax_center == SoftmaxCenter::Auto && centered.depth() >= plain.depth() {
+                (&s.plain, plain, scores)
+            } else {
+                let last = g.ty(d.inputs[0]).rank().checked_sub(1) == Some(axis);
+                let through_matmul = if last { center_keys(e, scores)? } else { None };
+                let c = match through_matmul {
+                    Some(c) => c,
+                    None => {
+                        let mean =
+                            e.op(Op::ReduceMean { axes: vec![axis], keepdims: true }, vec![scores], "row_mean")?;
+                        e.op(Op::Sub, vec![scores, mean], "centered")?
+                    }
+                };
+                (&s.centered, centered, c)
+            }
+        }
+    };
     // x − shift (one shift per head, or one).
-    let shift = if s.shifts.len() > 1 {
+    let shift = if form.shifts.len() > 1 {
         let mut shape = vec![1usize; g.ty(d.inputs[0]).rank()];
         if let Some(ax) = s.shift_axis {
-            shape[ax] = s.shifts.len();
+            shape[ax] = form.shifts.len();
         }
-        let t = Tensor { ty: polyhe_ir::TensorType::new(dtype, shape), data: polyhe_ir::Data::Float(s.shifts.clone()) };
+        let t =
+            Tensor { ty: polyhe_ir::TensorType::new(dtype, shape), data: polyhe_ir::Data::Float(form.shifts.clone()) };
         e.constant(t, "shift")
     } else {
-        e.scalar(s.shifts.first().copied().unwrap_or(0.0), dtype, "shift")
+        e.scalar(form.shifts.first().copied().unwrap_or(0.0), dtype, "shift")
     };
     let shifted = e.op(Op::Sub, vec![scores, shift], "shifted")?;
-    let ss = &s.shifted_scores;
-    let iv = widen(node, "softmax", ss.min, ss.max, opts.margin)?;
-    let mut ex = exp_poly(e, shifted, iv, ss, opts.softmax_target, opts, node, "softmax", records)?;
+    let mut ex = emit_exp(
+        e,
+        shifted,
+        plan.exp_iv,
+        &form.shifted_scores,
+        plan.exp,
+        opts.softmax_target,
+        node,
+        "softmax",
+        records,
+    )?;
+    if std::ptr::eq(form, &s.centered) {
+        if let Some(r) = records.last_mut() {
+            r.method = format!("x − row mean, {}", r.method);
+        }
+    }
     if let Some(m) = mask {
         let em = e.op(Op::Exp, vec![m], "exp_mask")?;
         ex = e.op(Op::Mul, vec![ex, em], "masked")?;
     }
     let sum = e.op(Op::ReduceSum { axes: vec![axis], keepdims: true }, vec![ex], "row_sum")?;
-    let rs = &s.row_sum;
-    let inv = reciprocal(e, sum, rs, opts, node, "softmax", "1/sum", records)?;
+    let inv = emit_reciprocal(e, sum, &form.row_sum, plan.inv_iv, &plan.inv, opts, node, "softmax", "1/sum", records)?;
     e.op(Op::Mul, vec![ex, inv], "probs")
 }

@@ -9,7 +9,7 @@ use poly_common::*;
 use polyhe_ir::{interp, text::parse, DType, Graph, Op, Tensor};
 use polyhe_passes::{
     analyze_depth, calibrate, compile_to_poly, fold_affine, run_poly, verify_poly_stage, CalibDetail, Calibration,
-    NodeCalibration, PassError, PolyOptions, Range,
+    NodeCalibration, PassError, PolyOptions, Range, SoftmaxCenter,
 };
 
 /// Deterministic uniform samples in [lo, hi).
@@ -133,9 +133,11 @@ fn masked_softmax_uses_per_head_shifts_and_a_plaintext_mask() {
     let CalibDetail::Softmax(s) = &cal.get("sm").unwrap().detail else { panic!("no softmax calibration") };
     assert!(s.masked);
     assert_eq!(s.shift_axis, Some(1));
-    assert_eq!(s.shifts.len(), 2);
-    assert!(s.shifts[1] > s.shifts[0] + 2.0, "{:?}", s.shifts);
-    assert!(s.row_sum.max <= 1.0 && s.row_sum.min > 0.0);
+    for form in [&s.plain, &s.centered] {
+        assert_eq!(form.shifts.len(), 2);
+        assert!(form.row_sum.max <= 1.0 && form.row_sum.min > 0.0);
+    }
+    assert!(s.plain.shifts[1] > s.plain.shifts[0] + 2.0, "{:?}", s.plain.shifts);
     let res = compile_to_poly(&g, &cal, &opts()).unwrap();
     // The mask path stays plaintext: an `exp` on the plaintext bias remains, and verifies.
     assert!(res.graph.nodes.values().any(|d| d.op == Op::Exp));
@@ -151,6 +153,58 @@ fn masked_softmax_uses_per_head_shifts_and_a_plaintext_mask() {
         let base = 32 + row * 4;
         assert!(v[base + 2].abs() < 1e-12 && v[base + 3].abs() < 1e-12);
     }
+}
+
+const SCORES: &str = r#"
+graph "scores" (v0: f32[2,2,8,8] "s") {
+  v1: f32[2,2,8,8] = softmax {axis=3} v0 @"sm"
+} -> (v1)
+"#;
+
+/// Scores whose rows sit at very different offsets (as a pretrained model's do: a query's norm
+/// scales its whole row) with a small spread inside each row.
+fn offset_rows(rng: &mut Lcg) -> Vec<Tensor> {
+    let mut s = rng.tensor(&[2, 2, 8, 8], -1.5, 1.5);
+    if let polyhe_ir::Data::Float(v) = &mut s.data {
+        for row in v.chunks_mut(8) {
+            let offset = rng.next(-6.0, 6.0);
+            row.iter_mut().for_each(|x| *x += offset);
+        }
+    }
+    vec![s]
+}
+
+#[test]
+fn centered_softmax_rows_are_exact_and_need_less_depth() {
+    let g = parse(SCORES).unwrap();
+    let mut rng = Lcg(11);
+    let batches: Vec<Vec<Tensor>> = (0..16).map(|_| offset_rows(&mut rng)).collect();
+    let cal = calibrate(&g, &batches).unwrap();
+    let CalibDetail::Softmax(s) = &cal.get("sm").unwrap().detail else { panic!("no softmax calibration") };
+    assert_eq!(s.len, 8);
+    // Row offsets span 12: uncentered row sums span e^12-ish, centered ones only the in-row spread.
+    assert!(s.plain.ratio() > 1e4, "{}", s.plain.ratio());
+    assert!(s.centered.ratio() < 30.0, "{}", s.centered.ratio());
+    // Jensen: a centered row of length L sums to at least L·exp(−shift).
+    let top = s.centered.shifts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(s.centered.row_sum.min >= 8.0 * (-top).exp() * (1.0 - 1e-12));
+    let run = |center: SoftmaxCenter| {
+        let res = compile_to_poly(&g, &cal, &PolyOptions { softmax_center: center, ..opts() }).unwrap();
+        let x = offset_rows(&mut Lcg(99));
+        let want = interp::run(&g, &x).unwrap();
+        let (got, oor) = run_poly(&res.graph, &x).unwrap();
+        let err = max_abs(&got[0], &want[0]);
+        assert!(err < 5e-3, "{center:?}: softmax error {err}\n{}", res.report);
+        assert_eq!(oor.total_outside(), 0, "{oor}");
+        let centered = res.report.approximations.iter().any(|a| a.method.contains("row mean"));
+        (res.report.depth.total_depth, centered)
+    };
+    let (plain_depth, plain_centered) = run(SoftmaxCenter::Never);
+    let (centered_depth, centered) = run(SoftmaxCenter::Always);
+    assert!(!plain_centered && centered);
+    assert!(centered_depth + 2 <= plain_depth, "centered {centered_depth}, plain {plain_depth}");
+    // Auto takes the shallower form.
+    assert_eq!(run(SoftmaxCenter::Auto), (centered_depth, true));
 }
 
 #[test]
