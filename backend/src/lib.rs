@@ -398,6 +398,8 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
             }
         }
     }
+    // The input packings of the last dry run (at the chosen N), reused by the real lowering.
+    let mut dry_packings: BTreeMap<polyhe_ir::Value, InputPacking>;
     let params = loop {
         let dry_slots = 1usize << (dry_log_n - 1);
         let dry = lower::lower(
@@ -410,9 +412,11 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
                 fusion_growth: opts.fusion_growth,
                 bootstrapping: false,
                 layout: opts.layout.unwrap_or_default(),
+                packings: None,
             },
         )?;
         let depth = DRY_LEVELS - dry.builder.min_level();
+        dry_packings = dry.packings.clone();
         // Key-switching keys: the distinct rotations (they depend on the slot count only) and
         // relinearization.
         let keys = rotation_steps_of(&dry.builder.insts).len() + 1;
@@ -467,6 +471,7 @@ fn compile_in_layout(graph: &Graph, opts: &BackendOptions) -> Result<CkksCompile
             fusion_growth: opts.fusion_growth,
             bootstrapping: false,
             layout: opts.layout.unwrap_or_default(),
+            packings: Some(dry_packings),
         },
     )?;
     if let Some(plan) = rotation_plan(opts, &params, &real, &[])? {
@@ -628,6 +633,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
             fusion_growth: opts.fusion_growth,
             bootstrapping: true,
             layout: opts.layout.unwrap_or_default(),
+            packings: None,
         },
     )?;
     let boot_steps = config.rotation_steps(log_n);

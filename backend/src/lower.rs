@@ -229,6 +229,10 @@ pub(crate) struct LowerSetup {
     pub fusion_growth: usize,
     pub bootstrapping: bool,
     pub layout: LayoutPolicy,
+    /// The input packings a dry run chose (its [`Lowered::packings`]): lowered once with them
+    /// instead of choosing again. The real chain holds the depth of the dry run's choice, which
+    /// the unpacked lowering may exceed (a rotated product that only packed inputs allow).
+    pub packings: Option<BTreeMap<Value, InputPacking>>,
 }
 
 /// Lowers `g` against `setup`.
@@ -237,6 +241,9 @@ pub(crate) struct LowerSetup {
 /// fewer diagonals under a client-side packing ([`packing::choose`]), `g` is lowered again with
 /// the input packed, and that lowering is kept if it is cheaper by the per-op cost estimate.
 pub(crate) fn lower(g: &Graph, setup: &LowerSetup) -> Result<Lowered, BackendError> {
+    if let Some(packings) = &setup.packings {
+        return lower_pass(g, setup, packings).map(|(l, _)| l);
+    }
     let trace = tracing();
     let t0 = std::time::Instant::now();
     let (first, reads) = lower_pass(g, setup, &BTreeMap::new())?;
@@ -278,7 +285,7 @@ fn lower_pass(
     setup: &LowerSetup,
     packings: &BTreeMap<Value, InputPacking>,
 ) -> Result<(Lowered, BTreeMap<Value, Vec<InputRead>>), BackendError> {
-    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, bootstrapping, layout } = setup.clone();
+    let LowerSetup { moduli, log_scale, input_level, slots, fusion_growth, bootstrapping, layout, .. } = setup.clone();
     let mut cx = Ctx {
         g,
         slots,
@@ -1300,11 +1307,6 @@ impl Ctx<'_> {
         // Within one ciphertext, blocks of a power of two side by side; over several, each block
         // is `A`'s ciphertexts (BERT-base: 3 per head group, 128 blocks).
         let block = if cts_a <= 1 { numel_a.next_power_of_two() } else { cts_a * s };
-        // Centering sums `B`'s blocks: cyclically when they fill the ciphertext, over a copy
-        // when they fill at most half of it, by additions when each block is ciphertexts.
-        if center && cts_a <= 1 && j_n * block != s && 2 * j_n * block > s {
-            return Ok(None);
-        }
         let pos_a = |bp: usize, x: usize, k: usize| la.position((bp * i_n + x) * k_n + k);
         let pos_b = |bp: usize, k: usize, x: usize| lb.position((bp * k_n + k) * j_n + x);
         // Mirror images, and K on one stride inside one ciphertext (for the rotate-and-sum).
@@ -1376,25 +1378,18 @@ impl Ctx<'_> {
 
     /// `T·x − Σ_r x_r` for the `T` rotated copies of `B` in the blocks of a rotated product
     /// (block `r` holds `B` rotated by `r` along its token axis, so the blocks' sum is `T` times the
-    /// token mean everywhere): the centered keys times `T`, with integer weights (no level). One
-    /// ciphertext: rotate-and-sum over the blocks, cyclic when they fill it, else over a copy of
-    /// the blocks placed after them (the window sum from each block then covers all `T`; the copy's
-    /// slots end as bounded garbage that the product with `A`, zero there, clears). Several: each
-    /// block is ciphertexts, summed by additions.
+    /// token mean everywhere): the centered keys times `T`, with integer weights (no level).
+    /// - Blocks within a ciphertext (a power of two each, unused slots zero): per ciphertext, the
+    ///   cyclic rotate-and-sum over all `S/block` block positions puts that ciphertext's block sum
+    ///   at every block, and the ciphertexts' sums add up. When all blocks sit in one ciphertext
+    ///   filling at most half of it, a copy of them placed after them makes the window sum from
+    ///   each block cover all `T` (`log₂ T + 1` rotations instead of `log₂(S/block)`; the copy's
+    ///   slots end as bounded garbage that the product with `A`, zero there, clears).
+    /// - Blocks of several ciphertexts: additions.
     fn center_blocks(&mut self, xb: Vec<Reg>, t: usize, block: usize) -> Result<Vec<Reg>, BackendError> {
         let s = self.slots;
         let total = t * block;
-        let sums: Vec<Reg> = if xb.len() == 1 {
-            let x = xb[0];
-            let x2 = if total == s {
-                x
-            } else {
-                let copy = self.b.rotate(x, (s - total) as i64);
-                self.stats.rotations += 1;
-                self.b.add(x, copy)?
-            };
-            vec![self.shifted_sum(x2, t, block, false)?]
-        } else {
+        let sums: Vec<Reg> = if block >= s {
             let per_block = xb.len() / t;
             let mut sums = Vec::with_capacity(per_block);
             for q in 0..per_block {
@@ -1405,6 +1400,21 @@ impl Ctx<'_> {
                 sums.push(acc);
             }
             sums
+        } else if xb.len() == 1 && 2 * total <= s {
+            let copy = self.b.rotate(xb[0], (s - total) as i64);
+            self.stats.rotations += 1;
+            let x2 = self.b.add(xb[0], copy)?;
+            vec![self.shifted_sum(x2, t, block, false)?]
+        } else {
+            let mut acc: Option<Reg> = None;
+            for &x in &xb {
+                let sum = self.shifted_sum(x, s / block, block, false)?;
+                acc = Some(match acc {
+                    Some(a) => self.b.add(a, sum)?,
+                    None => sum,
+                });
+            }
+            acc.into_iter().collect()
         };
         let mut out = Vec::with_capacity(xb.len());
         for (i, &x) in xb.iter().enumerate() {

@@ -20,7 +20,7 @@
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
 //! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)·gamma`, `+ beta` |
-//! | softmax | `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
+//! | softmax | rows centered `x − mean_j x` when that lowers the depth of exp + 1/sum (`--softmax-center`; through the keys `A·(B − mean_j B)` when the scores are a ct×ct product times scalars), `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
 //! | div by encrypted, reciprocal, softmax's 1/sum | the cheaper of: closed-form polynomial guess + residual + Goldschmidt fit on `[lo, H'·hi]` (`choose_reciprocal`, converges on `(0, H'·hi + lo)`), or constant guess `1/(H·hi)` + Goldschmidt (`robust_reciprocal`: converges on `(0, 2H·hi)`) |
@@ -38,6 +38,13 @@
 //! with headroom `H' = reciprocal_poly_headroom` (16, the constant guess's `2H`: both tolerate the
 //! same unseen sums). `poly_run` counts inputs outside the guess's interval. The exponential is fit
 //! on *relative* error so that rows whose sum is tiny keep their relative accuracy.
+//!
+//! Why center: softmax ignores a per-row shift, and the row mean is linear. Centered rows sum to at
+//! least `L·exp(−shift)` (Jensen), so their row sums span the in-row spread only; a trained model's
+//! rows sit at offsets that vary with the query (the shipped encoder: ratio 1.7e4 uncentered, 64
+//! centered: exp depth 5 → 4, 1/sum depth 11 → 7). Rows dominated by one score (MiniLM's layer 0)
+//! are worse centered (the mean falls far below the max), so `Auto` compares both forms' depths per
+//! node.
 //!
 //! Softmax feeding a matmul (`P·V`, attention): `(exp·(1/sum))·V = (exp·V)·(1/sum)` since 1/sum
 //! scales rows, so the ct×ct product runs beside the division instead of after it (one level less).
