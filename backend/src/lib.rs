@@ -549,12 +549,18 @@ fn rotation_plan(
         (None, Some(budget)) => (budget / key_bytes).saturating_sub(2 + free_set.len() as u64) as usize,
         (None, None) => usize::MAX,
     };
-    if distinct.len() <= max_keys && counts.keys().all(|&s| canonical(s, slots) == s && !free_set.contains(&s)) {
+    // A budget the user did not give as a key count is soft: below the powers of two the steps
+    // need, those are kept (the report shows the bytes). A key count the user gave is a budget,
+    // not a price.
+    let key_price = if opts.max_rotation_keys.is_some() { 0 } else { key_bytes / rotation_keys::KEY_BYTES_PER_SWITCH };
+    let plan = RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none(), key_price)?;
+    // One key per step, as the program is: nothing to rewrite.
+    let planned: std::collections::BTreeSet<i64> = plan.keys().iter().copied().collect();
+    let exact: std::collections::BTreeSet<i64> = distinct.union(&free_set).copied().collect();
+    if planned == exact && counts.keys().all(|&s| canonical(s, slots) == s && !free_set.contains(&s)) {
         return Ok(None);
     }
-    // A budget the user did not give as a key count is soft: below the powers of two the steps
-    // need, those are kept (the report shows the bytes).
-    RotationPlan::select(&counts, slots, max_keys, free, opts.max_rotation_keys.is_none()).map(Some)
+    Ok(Some(plan))
 }
 
 /// The program of a real lowering whose fresh inputs enter at `input_level` (the top of the

@@ -65,7 +65,19 @@ fn naf_digits(step: i64, slots: usize) -> Vec<i64> {
     out
 }
 
+/// Key bytes worth one key switch: a rotation key must save `key bytes / KEY_BYTES_PER_SWITCH`
+/// key switches to be kept when every step could have its own key within the budget. A full key
+/// at N = 2^16 on a 34-limb chain is ~115 MiB, a key switch there ~0.1–0.2 s of CPU: such a key
+/// must save 2 (the encoder's 37 keys become 26 for 11 more key switches out of 278, 4.28 →
+/// 3.20 GiB); the keys of test rings (a few MiB) are always worth it.
+pub(crate) const KEY_BYTES_PER_SWITCH: u64 = 48 << 20;
+
 impl RotationPlan {
+    /// The Galois steps that get keys.
+    pub fn keys(&self) -> &[i64] {
+        &self.keys
+    }
+
     /// Breadth-first search from 0 over `keys` (canonical, distinct).
     fn with_keys(slots: usize, keys: Vec<i64>) -> RotationPlan {
         let mut via = vec![u16::MAX; slots];
@@ -122,6 +134,7 @@ impl RotationPlan {
         max_keys: usize,
         free: &[i64],
         soft: bool,
+        key_price: u64,
     ) -> Result<RotationPlan, BackendError> {
         let mut c: BTreeMap<i64, usize> = BTreeMap::new();
         for (&s, &n) in counts {
@@ -133,9 +146,45 @@ impl RotationPlan {
         let free: BTreeSet<i64> = free.iter().map(|&s| canonical(s, slots)).filter(|&s| s != 0).collect();
         let own = |keys: &BTreeSet<i64>| keys.iter().filter(|k| !free.contains(k)).count();
         let exact: BTreeSet<i64> = c.keys().copied().chain(free.iter().copied()).collect();
+        let cost = |plan: &RotationPlan| -> u64 { c.iter().map(|(&s, &n)| n as u64 * plan.len_of(s) as u64).sum() };
         if own(&exact) <= max_keys {
-            return Ok(RotationPlan::with_keys(slots, exact.into_iter().collect()));
+            let exact_plan = RotationPlan::with_keys(slots, exact.into_iter().collect());
+            if key_price == 0 {
+                return Ok(exact_plan);
+            }
+            // Within the budget, a key still has to pay for itself: `key_price` key switches.
+            // Least-used steps first, a key goes when the chains through the others cost less;
+            // then the chains over powers of two compete with what is left.
+            let price = |p: &RotationPlan| cost(p) + key_price * own(&p.keys.iter().copied().collect()) as u64;
+            let (mut best, mut best_price) = (exact_plan.clone(), price(&exact_plan));
+            let mut by_use: Vec<(usize, i64)> =
+                c.iter().filter(|(k, _)| !free.contains(k)).map(|(&k, &n)| (n, k)).collect();
+            by_use.sort_unstable();
+            for (_, k) in by_use {
+                let trial = RotationPlan::with_keys(slots, best.keys.iter().copied().filter(|&x| x != k).collect());
+                if c.keys().all(|&s| trial.reaches(s)) && price(&trial) < best_price {
+                    best_price = price(&trial);
+                    best = trial;
+                }
+            }
+            let lean = Self::chained(&c, slots, max_keys, &free, true, key_price)?;
+            return Ok(if price(&lean) < best_price { lean } else { best });
         }
+        Self::chained(&c, slots, max_keys, &free, soft, 1)
+    }
+
+    /// Chains over the signed powers of two the steps need (`c`: canonical step → count), plus
+    /// the used steps that save at least `min_gain` key switches each, within `max_keys` (see
+    /// [`Self::select`] for `soft`).
+    fn chained(
+        c: &BTreeMap<i64, usize>,
+        slots: usize,
+        max_keys: usize,
+        free: &BTreeSet<i64>,
+        soft: bool,
+        min_gain: u64,
+    ) -> Result<RotationPlan, BackendError> {
+        let own = |keys: &BTreeSet<i64>| keys.iter().filter(|k| !free.contains(k)).count();
         let mut keys: BTreeSet<i64> = free.clone();
         for &s in c.keys() {
             keys.extend(naf_digits(s, slots));
@@ -172,7 +221,7 @@ impl RotationPlan {
                     })
                     .max();
                 match best {
-                    Some((gain, _, k)) if gain > 0 => {
+                    Some((gain, _, k)) if gain >= min_gain.max(1) => {
                         keys.insert(k);
                         plan = RotationPlan::with_keys(slots, keys.iter().copied().collect());
                     }
@@ -234,11 +283,6 @@ impl RotationPlan {
         out.sort_by_key(|k| std::cmp::Reverse(k.abs()));
         Some(out)
     }
-
-    #[cfg(test)]
-    pub fn keys(&self) -> &[i64] {
-        &self.keys
-    }
 }
 
 /// How often each rotation step is executed in `insts`.
@@ -295,9 +339,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_within_the_budget_must_save_its_price_in_key_switches() {
+        // Steps 1 and 2 run ten times each, step 3 once (one hop more over 1 and 2).
+        let counts: BTreeMap<i64, usize> = [(1, 10), (2, 10), (3, 1)].into_iter().collect();
+        let exact = RotationPlan::select(&counts, 1024, 8, &[], true, 0).unwrap();
+        assert_eq!(exact.keys(), &[1, 2, 3]);
+        // At a price of 2 key switches per key, step 3's key (saving 1) goes; 1 and 2 stay.
+        let lean = RotationPlan::select(&counts, 1024, 8, &[], true, 2).unwrap();
+        assert_eq!(lean.keys(), &[1, 2]);
+        assert_eq!(lean.len_of(3), 2);
+        // A price the frequent steps pay keeps their keys.
+        let dear = RotationPlan::select(&counts, 1024, 8, &[], true, 9).unwrap();
+        assert!(dear.keys().contains(&1) && dear.keys().contains(&2));
+    }
+
+    #[test]
     fn select_keeps_exact_set_when_it_fits() {
         let counts: BTreeMap<i64, usize> = [(3, 10), (17, 1), (-5, 2)].into_iter().collect();
-        let plan = RotationPlan::select(&counts, 1024, 3, &[], false).unwrap();
+        let plan = RotationPlan::select(&counts, 1024, 3, &[], false, 0).unwrap();
         assert_eq!(plan.keys(), &[-5, 3, 17]);
         assert_eq!(total(&plan, &counts), 13);
     }
@@ -316,7 +375,7 @@ mod tests {
         let exact = RotationPlan::exact(slots, counts.keys().copied());
         let pow2 = RotationPlan::pow2(slots);
         for budget in [17, 20, 30] {
-            let plan = RotationPlan::select(&counts, slots, budget, &[], false).unwrap();
+            let plan = RotationPlan::select(&counts, slots, budget, &[], false, 0).unwrap();
             assert!(plan.keys().len() <= budget, "{} keys > budget {budget}", plan.keys().len());
             assert!(counts.keys().all(|&s| plan.chain(s).is_some()));
             let t = total(&plan, &counts);
@@ -324,7 +383,7 @@ mod tests {
             assert!(t >= total(&exact, &counts));
         }
         // With 20 keys the 15 baby steps (95% of the rotations) are direct.
-        let plan = RotationPlan::select(&counts, slots, 20, &[], false).unwrap();
+        let plan = RotationPlan::select(&counts, slots, 20, &[], false, 0).unwrap();
         assert!((1..16).all(|b| plan.len_of(b) == 1));
     }
 
@@ -332,12 +391,12 @@ mod tests {
     fn select_uses_free_keys_and_reports_a_budget_too_small() {
         let counts: BTreeMap<i64, usize> = [(7, 1), (9, 1), (100, 1), (1000, 1)].into_iter().collect();
         let free = [7, 9, 100, 1000];
-        let plan = RotationPlan::select(&counts, 4096, 0, &free, false).unwrap();
+        let plan = RotationPlan::select(&counts, 4096, 0, &free, false, 0).unwrap();
         assert!(counts.keys().all(|&s| plan.len_of(s) == 1));
-        let err = RotationPlan::select(&counts, 4096, 1, &[], false).unwrap_err();
+        let err = RotationPlan::select(&counts, 4096, 1, &[], false, 0).unwrap_err();
         assert!(err.to_string().contains("too small"), "{err}");
         // A derived budget is raised to the powers of two the steps need.
-        let plan = RotationPlan::select(&counts, 4096, 1, &[], true).unwrap();
+        let plan = RotationPlan::select(&counts, 4096, 1, &[], true, 0).unwrap();
         let base: BTreeSet<i64> = counts.keys().flat_map(|&s| naf_digits(s, 4096)).collect();
         assert_eq!(plan.keys().len(), base.len());
         assert!(counts.keys().all(|&s| plan.chain(s).is_some()));
