@@ -729,6 +729,37 @@ fn opt_runs_passes_on_text_ir() {
     );
 }
 
+/// Ops exporters write around real layers (issue 13): a constant `Pad` on the encrypted input and a
+/// `Mod` in a folded shape computation run in reference, poly and encrypted (test ring) modes, each
+/// against onnxruntime's output (`tests/fixtures/make_fixtures.py`).
+#[test]
+fn exporter_ops_pad_and_mod_match_onnxruntime_in_every_mode() {
+    let f = root().join("tests/fixtures");
+    let (model, calib, x, want) = (
+        f.join("exporter_ops.onnx"),
+        f.join("exporter_ops_calib.npy"),
+        f.join("exporter_ops_x.npy"),
+        f.join("exporter_ops_y.npy"),
+    );
+    let want = polyhe::npy::read(&want).unwrap();
+    for (mode, extra, tol) in [
+        ("reference", &[][..], 1e-5),
+        ("poly", &[][..], 1e-2),
+        ("encrypted", &["--security", "none", "--log-n", "13"][..], 1e-2),
+    ] {
+        let y = tmp(&format!("exporter_ops_{mode}.npy"));
+        let mut args = vec!["run", s(&model), "--mode", mode, "--input", s(&x), "--output", s(&y)];
+        if mode != "reference" {
+            args.extend(["--calib", s(&calib)]);
+        }
+        args.extend(extra);
+        let o = polyhe(&args);
+        assert!(o.status.success(), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
+        let err = polyhe::max_rel_error(&polyhe::npy::read(&y).unwrap(), &want).unwrap();
+        assert!(err < tol, "{mode} vs onnxruntime: {err:.3e}");
+    }
+}
+
 /// A static-shape model (`x: f32[8, 16]`, no batch axis) calibrates on a stack of samples
 /// `f32[64, 8, 16]` (each slice one sample; issue 13), its poly mode matching the reference; a
 /// stack whose samples contradict the declared shape is refused with the shape expected.

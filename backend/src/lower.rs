@@ -425,7 +425,7 @@ fn lower_pass(
         cx.current = nd.name.clone();
         // Softmax's centered keys `B − mean_j B` (to_poly's `center_keys`): `B` is kept for the
         // product reading them, which centers inside its rotated form instead of by a map.
-        if centering_source(g, &nd).is_some() {
+        if centering_source(g, nd).is_some() {
             if let (Some(b), Some(&out)) = (args.first(), nd.outputs.first()) {
                 cx.centered_keys.insert(out, b.clone());
             }

@@ -80,10 +80,12 @@ pub(crate) const SUPPORTED_OPS: &[&str] = &[
     "Max",
     "Mean",
     "Min",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
     "Or",
+    "Pad",
     "Pow",
     "Range",
     "Reciprocal",
@@ -582,6 +584,102 @@ impl<'a> Importer<'a> {
         Tensor::new(ty, data).map_err(|e| cx.invalid(e.to_string()))
     }
 
+    /// ONNX Mod from supported ops: `a − b·floor(a/b)` (integers, `fmod = 0`: the divisor's sign)
+    /// or `a − b·trunc(a/b)` (`fmod = 1`, C's fmod; required for floats), in f64 and cast back.
+    /// Exporters use it in shape logic, where it folds to a constant.
+    fn modulo(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
+        let a = self.input(cx, 0)?;
+        let b = self.input(cx, 1)?;
+        let dtype = self.ty(a).dtype;
+        let fmod = cx.attrs.int_or("fmod", 0)? != 0;
+        if dtype.is_float() && !fmod {
+            return Err(cx.invalid("fmod = 0 on floating-point inputs (ONNX requires fmod = 1 for them)"));
+        }
+        let af = self.emit_aux(cx, Op::Cast(DType::F64), vec![a], "a_f64")?;
+        let bf = self.emit_aux(cx, Op::Cast(DType::F64), vec![b], "b_f64")?;
+        let q = self.emit_aux(cx, Op::Div, vec![af, bf], "quotient")?;
+        let whole = if fmod {
+            let zero = self.g.add_constant(
+                Tensor::float(DType::F64, vec![], vec![0.0]).map_err(|e| cx.invalid(e.to_string()))?,
+                format!("{}/zero", cx.name),
+            );
+            let neg = self.emit_aux(cx, Op::Less, vec![q, zero], "negative")?;
+            let up = self.emit_aux(cx, Op::Ceil, vec![q], "ceil")?;
+            let down = self.emit_aux(cx, Op::Floor, vec![q], "floor")?;
+            self.emit_aux(cx, Op::Where, vec![neg, up, down], "trunc")?
+        } else {
+            self.emit_aux(cx, Op::Floor, vec![q], "floor")?
+        };
+        let m = self.emit_aux(cx, Op::Mul, vec![bf, whole], "multiple")?;
+        let r = self.emit_aux(cx, Op::Sub, vec![af, m], "remainder")?;
+        self.emit(cx, Op::Cast(dtype), vec![r])
+    }
+
+    /// ONNX Pad, constant mode: per axis, constant blocks concatenated before and after (negative
+    /// pads slice). Its encrypted form is data movement plus a plaintext offset.
+    fn pad(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
+        let x = self.input(cx, 0)?;
+        let ty = self.ty(x).clone();
+        let rank = ty.rank();
+        let mode = cx.attrs.string("mode")?.unwrap_or_else(|| "constant".into());
+        if mode != "constant" {
+            return Err(cx.invalid(format!("mode `{mode}` is not supported (only constant padding)")));
+        }
+        let pads = self.ints_attr_or_input(cx, "pads", 1)?.ok_or_else(|| cx.invalid("missing pads"))?;
+        let value = match self.const_input(cx, 2)? {
+            Some(t) => t.to_f64_vec().first().copied().unwrap_or(0.0),
+            None => cx.attrs.float_or("value", 0.0)?,
+        };
+        let axes: Vec<usize> = match self.const_input(cx, 3)? {
+            Some(t) => t.to_i64_vec().iter().map(|&a| cx.axis(a, rank)).collect::<Result<_, _>>()?,
+            None => (0..rank).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            return Err(cx.invalid(format!("{} pads for {} axes (expected two per axis)", pads.len(), axes.len())));
+        }
+        let mut y = x;
+        for (k, &axis) in axes.iter().enumerate() {
+            let (before, after) = (pads[k], pads[k + axes.len()]);
+            let dim = self.ty(y).shape[axis] as i64;
+            // Negative pads crop.
+            if before < 0 || after < 0 {
+                let start = (-before).max(0);
+                let end = dim - (-after).max(0);
+                if start > end {
+                    return Err(cx.invalid(format!("pads {before}, {after} crop more than axis {axis}'s {dim}")));
+                }
+                let op = Op::Slice { axes: vec![axis], starts: vec![start], ends: vec![end], steps: vec![1] };
+                y = self.emit_aux(cx, op, vec![y], &format!("crop{axis}"))?;
+            }
+            let mut parts = Vec::new();
+            for (side, n) in [("before", before), ("after", after)] {
+                if n > 0 {
+                    let mut shape = self.ty(y).shape.clone();
+                    shape[axis] = n as usize;
+                    check_size(cx, &shape)?;
+                    let n_el: usize = shape.iter().product();
+                    let data = if ty.dtype.is_float() {
+                        Data::Float(vec![value; n_el])
+                    } else {
+                        Data::Int(vec![value as i64; n_el])
+                    };
+                    let t = self.tensor(cx, TensorType::new(ty.dtype, shape), data)?;
+                    parts.push((side, self.g.add_constant(t, format!("{}/{side}{axis}", cx.name))));
+                }
+            }
+            if parts.is_empty() {
+                continue;
+            }
+            let mut ins = Vec::new();
+            ins.extend(parts.iter().filter(|p| p.0 == "before").map(|p| p.1));
+            ins.push(y);
+            ins.extend(parts.iter().filter(|p| p.0 == "after").map(|p| p.1));
+            y = self.emit_aux(cx, Op::Concat { axis }, ins, &format!("pad{axis}"))?;
+        }
+        // The node's own name on its result (an identity when nothing was padded).
+        self.emit(cx, Op::Identity, vec![y])
+    }
+
     /// Translates one node and binds its outputs.
     fn node(&mut self, node: &'a NodeProto, index: usize) -> Result<(), FrontendError> {
         let name = node_label(node, index);
@@ -791,8 +889,28 @@ impl<'a> Importer<'a> {
                 let epsilon = cx.attrs.float_or("epsilon", 1e-5)?;
                 let mut inputs = vec![x, scale];
                 inputs.extend(bias);
-                self.emit(cx, Op::LayerNorm { axis, epsilon }, inputs)
+                let mut outs = self.emit(cx, Op::LayerNorm { axis, epsilon }, inputs)?;
+                // The training stash outputs Mean and InvStdDev, when a consumer reads them.
+                let used =
+                    |k: usize| cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()));
+                if used(1) || used(2) {
+                    let axes: Vec<usize> = (axis..rank).collect();
+                    let mean =
+                        self.emit_aux(cx, Op::ReduceMean { axes: axes.clone(), keepdims: true }, vec![x], "mean")?;
+                    let d = self.emit_aux(cx, Op::Sub, vec![x, mean], "centered")?;
+                    let d2 = self.emit_aux(cx, Op::Mul, vec![d, d], "squared")?;
+                    let var = self.emit_aux(cx, Op::ReduceMean { axes, keepdims: true }, vec![d2], "variance")?;
+                    let eps = self.g.add_constant(Tensor::scalar_f32(epsilon), format!("{}/epsilon", cx.name));
+                    let eps = self.emit_aux(cx, Op::Cast(self.ty(var).dtype), vec![eps], "epsilon_cast")?;
+                    let ve = self.emit_aux(cx, Op::Add, vec![var, eps], "variance_eps")?;
+                    let sd = self.emit_aux(cx, Op::Sqrt, vec![ve], "std")?;
+                    let inv = self.emit_aux(cx, Op::Reciprocal, vec![sd], "inv_std")?;
+                    outs.extend([mean, inv]);
+                }
+                Ok(outs)
             }
+            "Mod" => self.modulo(cx),
+            "Pad" => self.pad(cx),
             "BatchNormalization" => {
                 if cx.attrs.int_or("training_mode", 0)? != 0 {
                     return Err(cx.invalid("training mode is not supported (inference only)"));

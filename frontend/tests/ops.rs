@@ -733,14 +733,15 @@ fn extra_outputs_that_are_used_are_rejected() {
         17,
         &[2, 3],
         vec![
-            node("LayerNormalization", "ln", &["x", "s"], &["y", "mean"], vec![]),
-            node("Add", "a", &["y", "mean"], &["z"], vec![]),
+            node("Dropout", "drop", &["x"], &["y", "mask"], vec![]),
+            node("Cast", "c", &["mask"], &["mf"], vec![a_int("to", 1)]),
+            node("Add", "a", &["y", "mf"], &["z"], vec![]),
         ],
-        vec![f32_raw("s", &[3], &[1.0; 3])],
+        vec![],
         &["z"],
     );
     let err = import_model(&m, &ImportOptions::default()).unwrap_err();
-    assert!(matches!(&err, FrontendError::InvalidNode { node, .. } if node == "ln"), "{err}");
+    assert!(matches!(&err, FrontendError::InvalidNode { node, .. } if node == "drop"), "{err}");
     // Unused extra outputs are fine.
     let m = unary_model(
         17,
@@ -771,4 +772,97 @@ fn tile_mean_and_composite_reductions() {
     assert_close(&out[3], &[1, 2], &[10.0, 20.0], 1e-12);
     // An empty axes input squeezes every size-1 dim.
     assert_close(&out[4], &[2], &[10.0, 20.0], 1e-12);
+}
+
+#[test]
+fn layer_norm_stash_outputs_when_read() {
+    // Mean and InvStdDev (outputs 1 and 2) over the normalized axes, as the exporters' training
+    // form writes them; read by the graph's outputs.
+    let nodes =
+        vec![node("LayerNormalization", "ln", &["x", "s"], &["y", "mean", "inv_std"], vec![a_float("epsilon", 0.5)])];
+    let inits = vec![f32_raw("s", &[3], &[1.0, 1.0, 1.0])];
+    let g = import_ok(&unary_model(17, &[2, 3], nodes, inits, &["y", "mean", "inv_std"]));
+    let out = run(&g, &[tf(&[2, 3], &X6)]);
+    let (mut means, mut invs) = (Vec::new(), Vec::new());
+    for row in X6.chunks(3) {
+        let mean = row.iter().sum::<f64>() / 3.0;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0;
+        means.push(mean);
+        invs.push(1.0 / (var + 0.5).sqrt());
+    }
+    assert_close(&out[1], &[2, 1], &means, 1e-9);
+    assert_close(&out[2], &[2, 1], &invs, 1e-9);
+}
+
+#[test]
+fn mod_integer_and_float_semantics() {
+    // Integers, fmod = 0: the divisor's sign (Python); fmod = 1: the dividend's (C).
+    let a = [7i64, -7, 7, -7, 0, 9];
+    let b = [3i64, 3, -3, -3, 5, 4];
+    let nodes = vec![
+        node("Mod", "m0", &["a", "b"], &["r0"], vec![]),
+        node("Mod", "m1", &["a", "b"], &["r1"], vec![a_int("fmod", 1)]),
+        // A shape computation as the TorchScript exporter writes it: folds to a constant.
+        node("Mod", "m2", &["ca", "cb"], &["r2"], vec![]),
+    ];
+    let m = model(
+        17,
+        nodes,
+        vec![i64_raw("ca", &[2], &[10, -3]), i64_raw("cb", &[2], &[4, 4])],
+        vec![vi("a", dt::INT64, &[D::N(6)]), vi("b", dt::INT64, &[D::N(6)])],
+        vec![vout("r0"), vout("r1"), vout("r2")],
+    );
+    let g = import_ok(&m);
+    let out = run(&g, &[ti(&[6], &a), ti(&[6], &b)]);
+    assert_eq!(out[0].to_i64_vec(), vec![1, 2, -2, -1, 0, 1]);
+    assert_eq!(out[1].to_i64_vec(), vec![1, -1, 1, -1, 0, 1]);
+    assert_eq!(out[2].to_i64_vec(), vec![2, 1]);
+    assert!(g.constant_of(g.outputs[2]).is_some(), "constant Mod folds");
+    // Floats take fmod = 1 (C's fmod); fmod = 0 is refused with the node's name.
+    let nodes = vec![node("Mod", "fm", &["x", "d"], &["r"], vec![a_int("fmod", 1)])];
+    let g = import_ok(&unary_model(17, &[6], nodes, vec![f32_raw("d", &[], &[1.5])], &["r"]));
+    let out = run(&g, &[tf(&[6], &X6)]);
+    let want: Vec<f64> = X6.iter().map(|&x| x % 1.5).collect();
+    assert_close(&out[0], &[6], &want, 1e-12);
+    let nodes = vec![node("Mod", "bad_mod", &["x", "d"], &["r"], vec![])];
+    let e =
+        import_model(&unary_model(17, &[6], nodes, vec![f32_raw("d", &[], &[1.5])], &["r"]), &ImportOptions::default())
+            .unwrap_err();
+    assert!(e.to_string().contains("bad_mod") && e.to_string().contains("fmod"), "{e}");
+}
+
+#[test]
+fn pad_constant_with_value_axes_and_negative_pads() {
+    // [2, 3] padded by one row before, one column after with 9; then a crop of the first column.
+    let nodes = vec![
+        node("Pad", "pad", &["x", "pads", "v"], &["y"], vec![]),
+        node("Pad", "crop", &["x", "neg", "", "ax"], &["z"], vec![]),
+    ];
+    let inits = vec![
+        i64_raw("pads", &[4], &[1, 0, 0, 1]),
+        f32_raw("v", &[], &[9.0]),
+        i64_raw("neg", &[2], &[-1, 1]),
+        i64_raw("ax", &[1], &[1]),
+    ];
+    let g = import_ok(&unary_model(18, &[2, 3], nodes, inits, &["y", "z"]));
+    let out = run(&g, &[tf(&[2, 3], &X6)]);
+    #[rustfmt::skip]
+    let want = [9.0, 9.0, 9.0, 9.0,
+                1.0, -2.0, 3.0, 9.0,
+                0.5, -0.25, 4.0, 9.0];
+    assert_close(&out[0], &[3, 4], &want, 0.0);
+    // Axis 1: one column cropped before, one zero column after.
+    assert_close(&out[1], &[2, 3], &[-2.0, 3.0, 0.0, -0.25, 4.0, 0.0], 0.0);
+    // Opset < 11: pads and value as attributes; other modes are refused by name.
+    let nodes = vec![node("Pad", "old", &["x"], &["y"], vec![a_ints("pads", &[0, 1, 0, 0]), a_float("value", -1.0)])];
+    let g = import_ok(&unary_model(9, &[2, 3], nodes, vec![], &["y"]));
+    let out = run(&g, &[tf(&[2, 3], &X6)]);
+    assert_close(&out[0], &[2, 4], &[-1.0, 1.0, -2.0, 3.0, -1.0, 0.5, -0.25, 4.0], 0.0);
+    let nodes = vec![node("Pad", "mirror", &["x", "pads"], &["y"], vec![a_str("mode", "reflect")])];
+    let e = import_model(
+        &unary_model(18, &[2, 3], nodes, vec![i64_raw("pads", &[4], &[0, 1, 0, 1])], &["y"]),
+        &ImportOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("mirror") && e.to_string().contains("reflect"), "{e}");
 }

@@ -77,7 +77,7 @@ pub enum CalibDetail {
         /// `var + eps` per normalized row.
         var_eps: Range,
     },
-    Softmax(SoftmaxCalibration),
+    Softmax(Box<SoftmaxCalibration>),
 }
 
 /// Softmax calibration (module doc).
@@ -409,7 +409,7 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
                 NodeCalibration {
                     op: "softmax".into(),
                     input: scores,
-                    detail: CalibDetail::Softmax(SoftmaxCalibration {
+                    detail: CalibDetail::Softmax(Box::new(SoftmaxCalibration {
                         masked: s.masked,
                         scores,
                         row_max: s.row_max.finish(),
@@ -417,7 +417,7 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
                         len: s.len,
                         plain,
                         centered,
-                    }),
+                    })),
                 }
             }
         };
