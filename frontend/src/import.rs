@@ -454,14 +454,33 @@ struct Importer<'a> {
     /// be ignored, the others must be produced.
     used: HashSet<&'a str>,
     opset: i64,
+    /// Elements of the constants computed so far by folding, and the most allowed (see
+    /// [`FOLD_AMPLIFICATION`]).
+    folded: usize,
+    fold_budget: usize,
 }
+
+/// Constants computed at import (folded shape logic, masks, transposed weights) may total at most
+/// this many times the model's own initializer elements, and at least [`MIN_FOLD_BUDGET`]: a
+/// 128 KB model whose `ConstantOfShape [2^28]` or `Range 0..2^27` would allocate gigabytes is
+/// refused before the allocation, naming the node.
+const FOLD_AMPLIFICATION: usize = 8;
+const MIN_FOLD_BUDGET: usize = 1 << 26;
 
 impl<'a> Importer<'a> {
     fn new(gp: &'a GraphProto, opset: i64, name: String) -> Self {
         let inits = gp.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut used: HashSet<&str> = gp.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
         used.extend(gp.output.iter().map(|o| o.name.as_str()));
-        Importer { g: Graph::new(name), env: HashMap::new(), inits, used, opset }
+        let init_elements = gp
+            .initializer
+            .iter()
+            .map(|t| {
+                t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?)).unwrap_or(usize::MAX)
+            })
+            .fold(0usize, usize::saturating_add);
+        let fold_budget = init_elements.saturating_mul(FOLD_AMPLIFICATION).max(MIN_FOLD_BUDGET);
+        Importer { g: Graph::new(name), env: HashMap::new(), inits, used, opset, folded: 0, fold_budget }
     }
 
     /// The IR value of an ONNX name; initializers become constants on first use.
@@ -567,13 +586,40 @@ impl<'a> Importer<'a> {
             op: cx.node.op_type.clone(),
             source: Box::new(source),
         };
-        let consts: Option<Vec<&Tensor>> = inputs.iter().map(|&v| self.g.constant_of(v)).collect();
-        if let (false, Some(consts)) = (inputs.is_empty(), consts) {
+        if !inputs.is_empty() && inputs.iter().all(|&v| self.g.constant_of(v).is_some()) {
+            // The results' sizes before they are allocated (amplification bound).
+            let tys: Vec<TensorType> = inputs.iter().map(|&v| self.g.ty(v).clone()).collect();
+            let n = polyhe_ir::infer::infer_types(&op, &tys, &self.g)
+                .map_err(shape_err)?
+                .iter()
+                .map(|t| t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX))
+                .fold(0usize, usize::saturating_add);
+            self.reserve_elements(cx, n)?;
+            let consts: Vec<&Tensor> = inputs.iter().filter_map(|&v| self.g.constant_of(v)).collect();
             let results = polyhe_ir::interp::eval_op(&op, &consts, &self.g).map_err(shape_err)?;
             return Ok(results.into_iter().map(|t| self.g.add_constant(t, name.clone())).collect());
         }
         let n = self.g.add_node(op, inputs, name).map_err(shape_err)?;
         Ok(self.g.nodes[n].outputs.clone())
+    }
+
+    /// A constant of `shape` about to be computed: within the size of one constant and the
+    /// import's amplification bound ([`FOLD_AMPLIFICATION`]), checked before allocating it.
+    fn reserve(&mut self, cx: &Cx, shape: &[usize]) -> Result<(), FrontendError> {
+        check_size(cx, shape)?;
+        self.reserve_elements(cx, shape.iter().product())
+    }
+
+    fn reserve_elements(&mut self, cx: &Cx, n: usize) -> Result<(), FrontendError> {
+        let total = self.folded.saturating_add(n);
+        if total > self.fold_budget {
+            return Err(cx.invalid(format!(
+                "computing this constant would bring the constants computed at import to {total} elements, over the bound of {} ({FOLD_AMPLIFICATION}× the model's weights, at least {MIN_FOLD_BUDGET})",
+                self.fold_budget
+            )));
+        }
+        self.folded = total;
+        Ok(())
     }
 
     fn constant(&mut self, cx: &Cx, t: Tensor) -> Value {
@@ -656,7 +702,7 @@ impl<'a> Importer<'a> {
                 if n > 0 {
                     let mut shape = self.ty(y).shape.clone();
                     shape[axis] = n as usize;
-                    check_size(cx, &shape)?;
+                    self.reserve(cx, &shape)?;
                     let n_el: usize = shape.iter().product();
                     let data = if ty.dtype.is_float() {
                         Data::Float(vec![value; n_el])
@@ -1144,7 +1190,7 @@ impl<'a> Importer<'a> {
                     return Err(cx.invalid(format!("negative size in shape {spec:?}")));
                 }
                 let shape: Vec<usize> = spec.iter().map(|&d| d as usize).collect();
-                check_size(cx, &shape)?;
+                self.reserve(cx, &shape)?;
                 let fill = match cx.attrs.tensor("value")? {
                     Some(t) => tensor_from_proto(t)?,
                     None => Tensor::scalar_f32(0.0),
@@ -1178,7 +1224,7 @@ impl<'a> Importer<'a> {
                             return Err(cx.invalid("delta is 0"));
                         }
                         let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0) as usize;
-                        check_size(cx, &[n])?;
+                        self.reserve(cx, &[n])?;
                         let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
                         self.tensor(cx, TensorType::new(dtype, vec![n]), Data::Int(v))?
                     }
@@ -1188,7 +1234,7 @@ impl<'a> Importer<'a> {
                             return Err(cx.invalid("delta is 0"));
                         }
                         let n = ((l - s) / d).ceil().max(0.0) as usize;
-                        check_size(cx, &[n])?;
+                        self.reserve(cx, &[n])?;
                         let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
                         self.tensor(cx, TensorType::new(dtype, vec![n]), Data::Float(v))?
                     }

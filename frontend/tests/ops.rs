@@ -866,3 +866,57 @@ fn pad_constant_with_value_axes_and_negative_pads() {
     .unwrap_err();
     assert!(e.to_string().contains("mirror") && e.to_string().contains("reflect"), "{e}");
 }
+
+#[test]
+fn constants_computed_at_import_are_bounded_by_the_model_size() {
+    // A few-byte model asking for 2^27-element constants (1 GiB each as f64) three ways: refused
+    // before anything is allocated, naming the node (issue 16: memory amplification).
+    let cases: Vec<(&str, Vec<polyhe_frontend::proto::NodeProto>, Vec<polyhe_frontend::proto::TensorProto>)> = vec![
+        (
+            "huge_fill",
+            vec![
+                node(
+                    "ConstantOfShape",
+                    "huge_fill",
+                    &["shp"],
+                    &["big"],
+                    vec![a_tensor("value", f32_raw("v", &[1], &[1.0]))],
+                ),
+                node("ReduceSum", "rs", &["big"], &["s"], vec![a_int("keepdims", 0)]),
+                node("Add", "add", &["x", "s"], &["y"], vec![]),
+            ],
+            vec![i64_raw("shp", &[1], &[1 << 27])],
+        ),
+        (
+            "huge_range",
+            vec![
+                node("Range", "huge_range", &["a", "b", "d"], &["big"], vec![]),
+                node("Cast", "c", &["big"], &["bf"], vec![a_int("to", 1)]),
+                node("ReduceSum", "rs", &["bf"], &["s"], vec![a_int("keepdims", 0)]),
+                node("Add", "add", &["x", "s"], &["y"], vec![]),
+            ],
+            vec![i64_raw("a", &[], &[0]), i64_raw("b", &[], &[1 << 27]), i64_raw("d", &[], &[1])],
+        ),
+        (
+            "huge_expand",
+            vec![
+                node("Expand", "huge_expand", &["one", "shp"], &["big"], vec![]),
+                node("ReduceSum", "rs", &["big"], &["s"], vec![a_int("keepdims", 0)]),
+                node("Add", "add", &["x", "s"], &["y"], vec![]),
+            ],
+            vec![f32_raw("one", &[1], &[1.0]), i64_raw("shp", &[2], &[1 << 14, 1 << 13])],
+        ),
+    ];
+    for (name, nodes, inits) in cases {
+        let e = import_model(&unary_model(17, &[4], nodes, inits, &["y"]), &ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains(name) && e.to_string().contains("computed at import"), "{e}");
+    }
+    // Within the bound (here 2^20 elements from a 4-element model): fine.
+    let nodes = vec![
+        node("ConstantOfShape", "fill", &["shp"], &["big"], vec![a_tensor("value", f32_raw("v", &[1], &[1.0]))]),
+        node("ReduceSum", "rs", &["big"], &["s"], vec![a_int("keepdims", 0)]),
+        node("Add", "add", &["x", "s"], &["y"], vec![]),
+    ];
+    let g = import_ok(&unary_model(17, &[4], nodes, vec![i64_raw("shp", &[1], &[1 << 20])], &["y"]));
+    assert_close(&run(&g, &[tf(&[4], &[0.0; 4])])[0], &[4], &[(1 << 20) as f64; 4], 0.0);
+}
