@@ -464,7 +464,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -479,7 +479,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Opt { file, passes, verify, calib, out, backend } => {
             let passes: Vec<polyhe::opt::Pass> =
                 passes.iter().map(|p| p.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
-            let src = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let src = polyhe::read_regular_text(&file).with_context(|| format!("reading {}", file.display()))?;
             let g = text::parse(&src).with_context(|| format!("parsing {}", file.display()))?;
             backend.warn();
             let samples = if calib.is_empty() {
@@ -963,6 +963,23 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The error and its causes joined by `: `, a cause left out when the message before it already
+/// ends with it (errors that print their source, as `cannot read X: <io error>`, are not repeated).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if out.ends_with(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
 /// Loads OUT/program.bin, validates it, and builds the CKKS context of its parameters.
 fn load_program(out: &std::path::Path) -> Result<(polyhe_runtime::Program, polyhe_runtime::CkksContext)> {
     load_program_bytes(out).map(|(p, c, _)| (p, c))
@@ -973,7 +990,7 @@ fn load_program_bytes(
     out: &std::path::Path,
 ) -> Result<(polyhe_runtime::Program, polyhe_runtime::CkksContext, Vec<u8>)> {
     let path = out.join("program.bin");
-    let bytes = std::fs::read(&path).with_context(|| {
+    let bytes = polyhe::read_regular_file(&path).with_context(|| {
         format!("reading {} (made by `polyhe compile` when the circuit fits without bootstrapping)", path.display())
     })?;
     let program = polyhe_runtime::Program::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
@@ -1010,7 +1027,7 @@ fn load_client_plan(
     program_bytes: &[u8],
 ) -> Result<(polyhe_backend::ClientPlan, polyhe_ir::Graph)> {
     let plan_path = out.join("client_plan.json");
-    let text = match std::fs::read_to_string(&plan_path) {
+    let text = match polyhe::read_regular_text(&plan_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
             "{} is missing: {} was compiled by an older polyhe or is incomplete (recompile with `polyhe compile`)",
@@ -1029,7 +1046,7 @@ fn load_client_plan(
         );
     }
     let head_path = out.join("client_head.ir");
-    let src = std::fs::read_to_string(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    let src = polyhe::read_regular_text(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
     let head = text::parse(&src).with_context(|| format!("parsing {}", head_path.display()))?;
     polyhe_ir::verify::verify(&head).map_err(|e| anyhow::anyhow!("{}: {e}", head_path.display()))?;
     Ok((plan, head))
@@ -1067,7 +1084,7 @@ fn decrypt_with_tail(
     tail_path: &std::path::Path,
     outputs: &[NamedPath],
 ) -> Result<()> {
-    let src = std::fs::read_to_string(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
+    let src = polyhe::read_regular_text(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
     let tail = text::parse(&src).with_context(|| format!("parsing {}", tail_path.display()))?;
     polyhe_ir::verify::verify(&tail).with_context(|| format!("verifying {}", tail_path.display()))?;
     let by_name: BTreeMap<&str, (&polyhe_runtime::Port, Vec<f64>)> =

@@ -27,7 +27,7 @@ fn fmt_err(path: &str, msg: impl Into<String>) -> NpyError {
 /// Reads a `.npy` file.
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
+    let bytes = crate::read_regular_file(path).map_err(|source| NpyError::Io { path: p.clone(), source })?;
     parse(&bytes, &p)
 }
 

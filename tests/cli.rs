@@ -845,3 +845,35 @@ fn encrypt_refuses_inputs_outside_the_calibrated_range() {
     ]);
     assert_user_error(&o, &["NaN or infinite outputs", "`y`"]);
 }
+
+/// Files that are not regular files are refused before they are opened (a FIFO blocks its
+/// reader, `/dev/zero` never ends): the ONNX model, a `.npy` input and `OUT/program.bin` (issue 16).
+/// Run under `timeout` so a regression fails instead of hanging.
+#[test]
+fn fifos_and_devices_are_refused_not_read() {
+    let fifo = |name: &str| {
+        let p = tmp(name);
+        let _ = std::fs::remove_file(&p);
+        assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+        p
+    };
+    let (model_fifo, npy_fifo) = (fifo("model_fifo.onnx"), fifo("input_fifo.npy"));
+    let out = tmp("zero_out");
+    std::fs::create_dir_all(&out).unwrap();
+    let program = out.join("program.bin");
+    let _ = std::fs::remove_file(&program);
+    std::os::unix::fs::symlink("/dev/zero", &program).unwrap();
+    let encoder = root().join("models/encoder/model.onnx");
+    let timed = |args: &[&str]| {
+        Command::new("timeout").arg("60").arg(env!("CARGO_BIN_EXE_polyhe")).args(args).output().expect("spawn")
+    };
+    let o = timed(&["run", s(&model_fifo), "--input", s(&npy_fifo)]);
+    assert_user_error(&o, &["model_fifo.onnx", "not a regular file"]);
+    let o = timed(&["run", s(&encoder), "--input", s(&npy_fifo)]);
+    assert_user_error(&o, &["input_fifo.npy", "not a regular file"]);
+    let o = timed(&["keygen", s(&out), "--keys", s(&tmp("zero_keys"))]);
+    assert_user_error(&o, &["program.bin", "not a regular file"]);
+    // Each cause once.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("not a regular file").count(), 1, "{err}");
+}

@@ -39,7 +39,16 @@ impl OnnxModel {
 
 /// Reads and decodes an ONNX file, loading external data relative to the file's directory.
 pub fn load(path: &Path) -> Result<OnnxModel, FrontendError> {
-    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io { path: path.to_path_buf(), source })?;
+    let io = |source| FrontendError::Io { path: path.to_path_buf(), source };
+    // A FIFO would block the open and a device never end: regular files only (checked before
+    // opening), read up to their size.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
+    let f = File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(len).read_to_end(&mut bytes).map_err(io)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     decode(&bytes, path, Some(&base))
 }
