@@ -729,35 +729,50 @@ fn opt_runs_passes_on_text_ir() {
     );
 }
 
-/// Ops exporters write around real layers (issue 13): a constant `Pad` on the encrypted input and a
-/// `Mod` in a folded shape computation run in reference, poly and encrypted (test ring) modes, each
-/// against onnxruntime's output (`tests/fixtures/make_fixtures.py`).
-#[test]
-fn exporter_ops_pad_and_mod_match_onnxruntime_in_every_mode() {
+/// Runs `tests/fixtures/<name>.onnx` on `<name>_x.npy` in reference, poly and encrypted (test ring)
+/// modes and compares each output with onnxruntime's (`<name>_<output>.npy`, written by
+/// `tests/fixtures/make_fixtures.py`).
+fn matches_onnxruntime_in_every_mode(name: &str, outputs: &[(&str, &str)]) {
     let f = root().join("tests/fixtures");
-    let (model, calib, x, want) = (
-        f.join("exporter_ops.onnx"),
-        f.join("exporter_ops_calib.npy"),
-        f.join("exporter_ops_x.npy"),
-        f.join("exporter_ops_y.npy"),
-    );
-    let want = polyhe::npy::read(&want).unwrap();
+    let (model, calib, x) =
+        (f.join(format!("{name}.onnx")), f.join(format!("{name}_calib.npy")), f.join(format!("{name}_x.npy")));
     for (mode, extra, tol) in [
         ("reference", &[][..], 1e-5),
         ("poly", &[][..], 1e-2),
         ("encrypted", &["--security", "none", "--log-n", "13"][..], 1e-2),
     ] {
-        let y = tmp(&format!("exporter_ops_{mode}.npy"));
-        let mut args = vec!["run", s(&model), "--mode", mode, "--input", s(&x), "--output", s(&y)];
+        let got: Vec<PathBuf> = outputs.iter().map(|(o, _)| tmp(&format!("{name}_{mode}_{o}.npy"))).collect();
+        let specs: Vec<String> = outputs.iter().zip(&got).map(|((o, _), p)| format!("{o}={}", p.display())).collect();
+        let mut args = vec!["run", s(&model), "--mode", mode, "--input", s(&x)];
+        for spec in &specs {
+            args.extend(["--output", spec.as_str()]);
+        }
         if mode != "reference" {
             args.extend(["--calib", s(&calib)]);
         }
         args.extend(extra);
         let o = polyhe(&args);
-        assert!(o.status.success(), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
-        let err = polyhe::max_rel_error(&polyhe::npy::read(&y).unwrap(), &want).unwrap();
-        assert!(err < tol, "{mode} vs onnxruntime: {err:.3e}");
+        assert!(o.status.success(), "{name} {mode}: {}", String::from_utf8_lossy(&o.stderr));
+        for ((o, want), p) in outputs.iter().zip(&got) {
+            let want = polyhe::npy::read(&f.join(want)).unwrap();
+            let err = polyhe::max_rel_error(&polyhe::npy::read(p).unwrap(), &want).unwrap();
+            assert!(err < tol, "{name} {mode} `{o}` vs onnxruntime: {err:.3e}");
+        }
     }
+}
+
+/// Ops exporters write around real layers (issue 13): a constant `Pad` on the encrypted input and a
+/// `Mod` in a folded shape computation.
+#[test]
+fn exporter_ops_pad_and_mod_match_onnxruntime_in_every_mode() {
+    matches_onnxruntime_in_every_mode("exporter_ops", &[("y", "exporter_ops_y.npy")]);
+}
+
+/// The `com.microsoft` ops of ONNX Runtime's transformer optimizer (issue 13): FastGelu with a bias,
+/// SkipLayerNormalization with its skip+bias sum read as a second output, BiasGelu, Gelu.
+#[test]
+fn microsoft_fused_ops_match_onnxruntime_in_every_mode() {
+    matches_onnxruntime_in_every_mode("fused_ops", &[("y", "fused_ops_y.npy"), ("skip_sum", "fused_ops_skip_sum.npy")]);
 }
 
 /// A static-shape model (`x: f32[8, 16]`, no batch axis) calibrates on a stack of samples

@@ -124,12 +124,24 @@ pub(crate) fn node_label(n: &NodeProto, index: usize) -> String {
     }
 }
 
+/// `com.microsoft` ops the importer handles (the fused forms ONNX Runtime's transformer optimizer
+/// writes), each as the default-domain ops it stands for.
+pub(crate) const SUPPORTED_MICROSOFT_OPS: &[&str] = &["BiasGelu", "FastGelu", "Gelu", "SkipLayerNormalization"];
+
+/// The `com.microsoft` domain.
+const MICROSOFT: &str = "com.microsoft";
+
 /// `(op type, node name)` of every node the importer cannot handle, in graph order.
 pub(crate) fn unsupported_nodes(g: &GraphProto) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (i, n) in g.node.iter().enumerate() {
         let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
-        if !default_domain || !SUPPORTED_OPS.contains(&n.op_type.as_str()) {
+        let supported = if default_domain {
+            SUPPORTED_OPS.contains(&n.op_type.as_str())
+        } else {
+            n.domain == MICROSOFT && SUPPORTED_MICROSOFT_OPS.contains(&n.op_type.as_str())
+        };
+        if !supported {
             let op = if default_domain { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
             out.push((op, node_label(n, i)));
         }
@@ -630,6 +642,74 @@ impl<'a> Importer<'a> {
         Tensor::new(ty, data).map_err(|e| cx.invalid(e.to_string()))
     }
 
+    /// The `com.microsoft` fused ops ([`SUPPORTED_MICROSOFT_OPS`]) as the ops they fuse:
+    /// - `Gelu(x)`: erf GELU; `BiasGelu(x, b)`: erf GELU of `x + b`; `FastGelu(x[, b])`: tanh
+    ///   GELU of `x (+ b)`;
+    /// - `SkipLayerNormalization(x, skip, gamma[, beta[, bias]])`: layer norm over the last axis
+    ///   of `x + skip (+ bias)`; outputs `(y, mean, inv_std_var, x + skip + bias)`, the extra ones
+    ///   computed when read.
+    fn translate_microsoft(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
+        match cx.op() {
+            "Gelu" | "BiasGelu" | "FastGelu" => {
+                let mut x = self.input(cx, 0)?;
+                if let Some(b) = self.opt_input(cx, 1)? {
+                    x = self.emit_aux(cx, Op::Add, vec![x, b], "bias")?;
+                }
+                let approx = if cx.op() == "FastGelu" { GeluApprox::Tanh } else { GeluApprox::Erf };
+                self.emit(cx, Op::Gelu(approx), vec![x])
+            }
+            "SkipLayerNormalization" => {
+                let x = self.input(cx, 0)?;
+                let skip = self.input(cx, 1)?;
+                let gamma = self.input(cx, 2)?;
+                let beta = self.opt_input(cx, 3)?;
+                let bias = self.opt_input(cx, 4)?;
+                let epsilon = cx.attrs.float_or("epsilon", 1e-12)?;
+                let mut sum = self.emit_aux(cx, Op::Add, vec![x, skip], "skip")?;
+                if let Some(b) = bias {
+                    sum = self.emit_aux(cx, Op::Add, vec![sum, b], "skip_bias")?;
+                }
+                let rank = self.ty(sum).rank();
+                let axis = rank.checked_sub(1).ok_or_else(|| cx.invalid("a scalar input has no axis to normalize"))?;
+                let mut inputs = vec![sum, gamma];
+                inputs.extend(beta);
+                let mut outs = self.emit(cx, Op::LayerNorm { axis, epsilon }, inputs)?;
+                let used =
+                    |k: usize| cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()));
+                let (stats, sum_read) = (used(1) || used(2), used(3));
+                if stats {
+                    let (mean, inv) = self.mean_inv_std(cx, sum, axis, epsilon)?;
+                    outs.extend([mean, inv]);
+                } else if sum_read {
+                    // Placeholders for the unread outputs 1 and 2 (never bound to a reader).
+                    outs.extend([sum, sum]);
+                }
+                if sum_read {
+                    outs.truncate(3);
+                    outs.push(sum);
+                }
+                Ok(outs)
+            }
+            other => Err(cx.invalid(format!("{MICROSOFT}::{other} is not supported"))),
+        }
+    }
+
+    /// Layer norm's statistics over the axes from `axis` on: mean and `1/√(var + eps)`.
+    fn mean_inv_std(&mut self, cx: &Cx, x: Value, axis: usize, epsilon: f64) -> Result<(Value, Value), FrontendError> {
+        let rank = self.ty(x).rank();
+        let axes: Vec<usize> = (axis..rank).collect();
+        let mean = self.emit_aux(cx, Op::ReduceMean { axes: axes.clone(), keepdims: true }, vec![x], "mean")?;
+        let d = self.emit_aux(cx, Op::Sub, vec![x, mean], "centered")?;
+        let d2 = self.emit_aux(cx, Op::Mul, vec![d, d], "squared")?;
+        let var = self.emit_aux(cx, Op::ReduceMean { axes, keepdims: true }, vec![d2], "variance")?;
+        let eps = self.g.add_constant(Tensor::scalar_f32(epsilon), format!("{}/epsilon", cx.name));
+        let eps = self.emit_aux(cx, Op::Cast(self.ty(var).dtype), vec![eps], "epsilon_cast")?;
+        let ve = self.emit_aux(cx, Op::Add, vec![var, eps], "variance_eps")?;
+        let sd = self.emit_aux(cx, Op::Sqrt, vec![ve], "std")?;
+        let inv = self.emit_aux(cx, Op::Reciprocal, vec![sd], "inv_std")?;
+        Ok((mean, inv))
+    }
+
     /// ONNX Mod from supported ops: `a − b·floor(a/b)` (integers, `fmod = 0`: the divisor's sign)
     /// or `a − b·trunc(a/b)` (`fmod = 1`, C's fmod; required for floats), in f64 and cast back.
     /// Exporters use it in shape logic, where it folds to a constant.
@@ -747,6 +827,9 @@ impl<'a> Importer<'a> {
     }
 
     fn translate(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
+        if cx.node.domain == MICROSOFT {
+            return self.translate_microsoft(cx);
+        }
         match cx.op() {
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual"
             | "And" | "Or" | "Xor" => {
@@ -940,17 +1023,7 @@ impl<'a> Importer<'a> {
                 let used =
                     |k: usize| cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()));
                 if used(1) || used(2) {
-                    let axes: Vec<usize> = (axis..rank).collect();
-                    let mean =
-                        self.emit_aux(cx, Op::ReduceMean { axes: axes.clone(), keepdims: true }, vec![x], "mean")?;
-                    let d = self.emit_aux(cx, Op::Sub, vec![x, mean], "centered")?;
-                    let d2 = self.emit_aux(cx, Op::Mul, vec![d, d], "squared")?;
-                    let var = self.emit_aux(cx, Op::ReduceMean { axes, keepdims: true }, vec![d2], "variance")?;
-                    let eps = self.g.add_constant(Tensor::scalar_f32(epsilon), format!("{}/epsilon", cx.name));
-                    let eps = self.emit_aux(cx, Op::Cast(self.ty(var).dtype), vec![eps], "epsilon_cast")?;
-                    let ve = self.emit_aux(cx, Op::Add, vec![var, eps], "variance_eps")?;
-                    let sd = self.emit_aux(cx, Op::Sqrt, vec![ve], "std")?;
-                    let inv = self.emit_aux(cx, Op::Reciprocal, vec![sd], "inv_std")?;
+                    let (mean, inv) = self.mean_inv_std(cx, x, axis, epsilon)?;
                     outs.extend([mean, inv]);
                 }
                 Ok(outs)
