@@ -775,6 +775,16 @@ fn microsoft_fused_ops_match_onnxruntime_in_every_mode() {
     matches_onnxruntime_in_every_mode("fused_ops", &[("y", "fused_ops_y.npy"), ("skip_sum", "fused_ops_skip_sum.npy")]);
 }
 
+/// Einsum as exporters write attention (issue 13): a projection, Q·Kᵀ and P·V over heads, an
+/// ellipsis contraction and an implicit-form transpose.
+#[test]
+fn einsum_attention_matches_onnxruntime_in_every_mode() {
+    matches_onnxruntime_in_every_mode(
+        "einsum_attention",
+        &[("y", "einsum_attention_y.npy"), ("t", "einsum_attention_t.npy")],
+    );
+}
+
 /// A static-shape model (`x: f32[8, 16]`, no batch axis) calibrates on a stack of samples
 /// `f32[64, 8, 16]` (each slice one sample; issue 13), its poly mode matching the reference; a
 /// stack whose samples contradict the declared shape is refused with the shape expected.

@@ -55,6 +55,7 @@ pub(crate) const SUPPORTED_OPS: &[&str] = &[
     "Conv",
     "Div",
     "Dropout",
+    "Einsum",
     "Equal",
     "Erf",
     "Exp",
@@ -710,6 +711,161 @@ impl<'a> Importer<'a> {
         Ok((mean, inv))
     }
 
+    /// ONNX Einsum with one or two operands, as transposes, reshapes, sums and one (batched)
+    /// matmul: letters in both operands and the output are batch axes, in both operands only
+    /// contracted, in one operand and the output kept, in one operand only summed first. An
+    /// ellipsis stands for the same leading axes in every term. Repeated letters within a term
+    /// (diagonals) are refused.
+    fn einsum(&mut self, cx: &Cx) -> Result<Vec<Value>, FrontendError> {
+        let eq: String = cx.attrs.string("equation")?.ok_or_else(|| cx.invalid("missing equation"))?;
+        let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+        let (lhs, rhs) = match eq.split_once("->") {
+            Some((l, r)) => (l.to_string(), Some(r.to_string())),
+            None => (eq.clone(), None),
+        };
+        let terms: Vec<&str> = lhs.split(',').collect();
+        let ins: Vec<Value> = (0..terms.len()).map(|i| self.input(cx, i)).collect::<Result<_, _>>()?;
+        if !(1..=2).contains(&ins.len()) {
+            return Err(cx.invalid(format!("{} operands (one or two are supported)", ins.len())));
+        }
+        // The ellipsis as the same placeholder letters (Greek, never in an equation) in every term,
+        // right-aligned as broadcasting aligns axes.
+        let mut ell = 0usize;
+        for (t, &v) in terms.iter().zip(&ins) {
+            if t.contains("...") {
+                let named = t.replace("...", "").chars().count();
+                ell = ell.max(
+                    self.ty(v)
+                        .rank()
+                        .checked_sub(named)
+                        .ok_or_else(|| cx.invalid(format!("term `{t}` has more letters than its operand's rank")))?,
+                );
+            }
+        }
+        let dots: String = (0..ell as u32).filter_map(|k| char::from_u32(0x3b1 + k)).collect();
+        let expand = |t: &str, rank: usize| -> String {
+            let named = t.replace("...", "").chars().count();
+            let skip = ell - rank.saturating_sub(named).min(ell);
+            t.replace("...", &dots.chars().skip(skip).collect::<String>())
+        };
+        let terms: Vec<Vec<char>> =
+            terms.iter().zip(&ins).map(|(t, &v)| expand(t, self.ty(v).rank()).chars().collect()).collect();
+        for (t, &v) in terms.iter().zip(&ins) {
+            if t.len() != self.ty(v).rank() || t.iter().any(|c| !c.is_alphabetic()) {
+                return Err(cx.invalid(format!(
+                    "term `{}` does not match an operand of rank {}",
+                    t.iter().collect::<String>(),
+                    self.ty(v).rank()
+                )));
+            }
+            if (1..t.len()).any(|i| t[..i].contains(&t[i])) {
+                return Err(cx.invalid("a letter repeated within one term (a diagonal) is not supported"));
+            }
+        }
+        let out: Vec<char> = match &rhs {
+            Some(r) => r.replace("...", &dots).chars().collect(),
+            None => {
+                // Implicit output: the ellipsis, then the letters seen once, alphabetically.
+                let mut once: Vec<char> = terms.concat().into_iter().filter(|c| c.is_ascii_alphabetic()).collect();
+                once.sort_unstable();
+                let all = terms.concat();
+                once.dedup();
+                once.retain(|c| all.iter().filter(|x| *x == c).count() == 1);
+                dots.chars().chain(once).collect()
+            }
+        };
+        // Size of each letter (operands must agree).
+        let mut size: BTreeMap<char, usize> = BTreeMap::new();
+        for (t, &v) in terms.iter().zip(&ins) {
+            for (c, &d) in t.iter().zip(&self.ty(v).shape) {
+                if let Some(&prev) = size.get(c) {
+                    if prev != d {
+                        return Err(cx.invalid(format!("letter `{c}` has sizes {prev} and {d}")));
+                    }
+                }
+                size.insert(*c, d);
+            }
+        }
+        if let Some(c) = out.iter().find(|c| !size.contains_key(c)) {
+            return Err(cx.invalid(format!("output letter `{c}` is in no operand")));
+        }
+        // Sums a letter appearing only in its operand (and not the output) out first.
+        let mut ops: Vec<(Value, Vec<char>)> = Vec::new();
+        for (k, (t, &v)) in terms.iter().zip(&ins).enumerate() {
+            let others: Vec<char> =
+                terms.iter().enumerate().filter(|(j, _)| *j != k).flat_map(|(_, t)| t.clone()).collect();
+            let axes: Vec<usize> = (0..t.len()).filter(|&i| !out.contains(&t[i]) && !others.contains(&t[i])).collect();
+            if axes.is_empty() {
+                ops.push((v, t.clone()));
+            } else {
+                let kept: Vec<char> = (0..t.len()).filter(|i| !axes.contains(i)).map(|i| t[i]).collect();
+                let r = self.emit_aux(cx, Op::ReduceSum { axes, keepdims: false }, vec![v], &format!("sum{k}"))?;
+                ops.push((r, kept));
+            }
+        }
+        let y = if ops.len() == 1 {
+            let (v, t) = ops.remove(0);
+            self.einsum_permute(cx, v, &t, &out, "out")?
+        } else {
+            let (b, tb) = ops.remove(1);
+            let (a, ta) = ops.remove(0);
+            let batch: Vec<char> = out.iter().copied().filter(|c| ta.contains(c) && tb.contains(c)).collect();
+            let free_a: Vec<char> = ta.iter().copied().filter(|c| out.contains(c) && !tb.contains(c)).collect();
+            let free_b: Vec<char> = tb.iter().copied().filter(|c| out.contains(c) && !ta.contains(c)).collect();
+            let contr: Vec<char> = ta.iter().copied().filter(|c| tb.contains(c) && !out.contains(c)).collect();
+            let dims = |cs: &[char]| -> Vec<usize> { cs.iter().map(|c| size[c]).collect() };
+            let prod = |cs: &[char]| -> usize { cs.iter().map(|c| size[c]).product() };
+            let order_a: Vec<char> = batch.iter().chain(&free_a).chain(&contr).copied().collect();
+            let order_b: Vec<char> = batch.iter().chain(&contr).chain(&free_b).copied().collect();
+            let a = self.einsum_permute(cx, a, &ta, &order_a, "a")?;
+            let b = self.einsum_permute(cx, b, &tb, &order_b, "b")?;
+            let mut sa = dims(&batch);
+            sa.extend([prod(&free_a), prod(&contr)]);
+            let mut sb = dims(&batch);
+            sb.extend([prod(&contr), prod(&free_b)]);
+            let a = self.einsum_reshape(cx, a, sa, "a_matrix")?;
+            let b = self.einsum_reshape(cx, b, sb, "b_matrix")?;
+            let m = self.emit_aux(cx, Op::MatMul, vec![a, b], "matmul")?;
+            let mut sm = dims(&batch);
+            sm.extend(dims(&free_a));
+            sm.extend(dims(&free_b));
+            let m = self.einsum_reshape(cx, m, sm, "unflatten")?;
+            let have: Vec<char> = batch.iter().chain(&free_a).chain(&free_b).copied().collect();
+            self.einsum_permute(cx, m, &have, &out, "out")?
+        };
+        self.emit(cx, Op::Identity, vec![y])
+    }
+
+    /// `v` (axes lettered `have`) transposed to the order `want` (the same letters).
+    fn einsum_permute(
+        &mut self,
+        cx: &Cx,
+        v: Value,
+        have: &[char],
+        want: &[char],
+        part: &str,
+    ) -> Result<Value, FrontendError> {
+        if have.len() != want.len() || want.iter().any(|c| !have.contains(c)) {
+            return Err(cx.invalid(format!(
+                "cannot produce `{}` from `{}`",
+                want.iter().collect::<String>(),
+                have.iter().collect::<String>()
+            )));
+        }
+        let perm: Vec<usize> = want.iter().map(|c| have.iter().position(|h| h == c).unwrap_or(0)).collect();
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(v);
+        }
+        self.emit_aux(cx, Op::Transpose { perm }, vec![v], &format!("transpose_{part}"))
+    }
+
+    fn einsum_reshape(&mut self, cx: &Cx, v: Value, shape: Vec<usize>, part: &str) -> Result<Value, FrontendError> {
+        if self.ty(v).shape == shape {
+            return Ok(v);
+        }
+        self.emit_aux(cx, Op::Reshape { shape }, vec![v], part)
+    }
+
     /// ONNX Mod from supported ops: `a − b·floor(a/b)` (integers, `fmod = 0`: the divisor's sign)
     /// or `a − b·trunc(a/b)` (`fmod = 1`, C's fmod; required for floats), in f64 and cast back.
     /// Exporters use it in shape logic, where it folds to a constant.
@@ -1029,6 +1185,7 @@ impl<'a> Importer<'a> {
                 Ok(outs)
             }
             "Mod" => self.modulo(cx),
+            "Einsum" => self.einsum(cx),
             "Pad" => self.pad(cx),
             "BatchNormalization" => {
                 if cx.attrs.int_or("training_mode", 0)? != 0 {

@@ -920,3 +920,29 @@ fn constants_computed_at_import_are_bounded_by_the_model_size() {
     let g = import_ok(&unary_model(17, &[4], nodes, vec![i64_raw("shp", &[1], &[1 << 20])], &["y"]));
     assert_close(&run(&g, &[tf(&[4], &[0.0; 4])])[0], &[4], &[(1 << 20) as f64; 4], 0.0);
 }
+
+#[test]
+fn einsum_forms_and_errors() {
+    // Implicit output (letters seen once, alphabetically) and a sum over a letter of one operand.
+    let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let nodes = vec![
+        node("Einsum", "implicit", &["x", "w"], &["y"], vec![a_str("equation", "ij,jk")]),
+        node("Einsum", "rowsum", &["x"], &["r"], vec![a_str("equation", "ij->i")]),
+    ];
+    let inits = vec![f32_raw("w", &[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0])];
+    let g = import_ok(&unary_model(17, &[2, 3], nodes, inits, &["y", "r"]));
+    let out = run(&g, &[tf(&[2, 3], &x)]);
+    assert_close(&out[0], &[2, 2], &[4.0, 5.0, 10.0, 11.0], 1e-12);
+    assert_close(&out[1], &[2], &[6.0, 15.0], 1e-12);
+    // A diagonal, letters of different sizes, three operands: refused naming the node.
+    for (eq, inputs, needle) in [
+        ("ii->i", vec!["x"], "diagonal"),
+        ("ij,ij->i", vec!["x", "w"], "sizes"),
+        ("ij,jk,kl->il", vec!["x", "w", "w"], "operands"),
+    ] {
+        let nodes = vec![node("Einsum", "bad_einsum", &inputs, &["y"], vec![a_str("equation", eq)])];
+        let inits = vec![f32_raw("w", &[3, 2], &[0.0; 6])];
+        let e = import_model(&unary_model(17, &[2, 3], nodes, inits, &["y"]), &ImportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("bad_einsum") && e.to_string().contains(needle), "{eq}: {e}");
+    }
+}
