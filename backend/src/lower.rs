@@ -83,16 +83,11 @@ fn centering_source(g: &Graph, nd: &polyhe_ir::NodeData) -> Option<Value> {
 /// Whether operand `k` of an add/sub is a pending map over the ciphertexts the other operand is
 /// (or is pending over): [`Ctx::merged_sum`] may make the two one map.
 fn shares_base(op: &Op, args: &[Val], k: usize) -> bool {
-    let base = |v: &Val| match v {
-        Val::Ct { regs, layout, .. } => Some((regs.clone(), layout.clone())),
-        Val::Lazy { base, base_layout, .. } => Some((base.clone(), base_layout.clone())),
-        _ => None,
-    };
     matches!(op, Op::Add | Op::Sub)
         && args.len() == 2
         && matches!(args[k], Val::Lazy { .. })
-        && base(&args[k]).is_some()
-        && base(&args[k]) == base(&args[1 - k])
+        && args[k].base().is_some()
+        && args[k].base() == args[1 - k].base()
 }
 
 #[derive(Clone, Debug)]
@@ -1106,18 +1101,16 @@ impl Ctx<'_> {
         a: &Val,
         b: &Val,
     ) -> Result<Option<Val>, BackendError> {
-        let pending = |v: &Val| match v {
-            Val::Ct { regs, shape, layout } => Some((regs.clone(), layout.clone(), AffineMap::identity(numel(shape)))),
-            Val::Lazy { base, base_layout, map, .. } => Some((base.clone(), base_layout.clone(), map.clone())),
-            _ => None,
-        };
-        let same_base = match (pending(a), pending(b)) {
-            (Some((x, lx, _)), Some((y, ly, _))) => x == y && lx == ly,
-            _ => false,
-        };
+        let same_base = a.base().is_some() && a.base() == b.base();
         if !same_base || !matches!((a, b), (Val::Lazy { .. }, _) | (_, Val::Lazy { .. })) {
             return Ok(None);
         }
+        // The value as a map of its ciphertexts (a materialized one: the identity).
+        let pending = |v: Val| match v {
+            Val::Ct { regs, shape, layout } => Some((regs, layout, AffineMap::identity(numel(&shape)))),
+            Val::Lazy { base, base_layout, map, .. } => Some((base, base_layout, map)),
+            _ => None,
+        };
         let n = numel(out_shape);
         let broadcast = |cx: &mut Self, v: &Val| -> Result<Val, BackendError> {
             if numel(v.shape()) == n {
@@ -1126,7 +1119,7 @@ impl Ctx<'_> {
             cx.affine(&Op::Expand { shape: out_shape.to_vec() }, name, std::slice::from_ref(v), 0, out_shape, false)
         };
         let (a, b) = (broadcast(self, a)?, broadcast(self, b)?);
-        let (Some((base, base_layout, ma)), Some((base_b, layout_b, mb))) = (pending(&a), pending(&b)) else {
+        let (Some((base, base_layout, ma)), Some((base_b, layout_b, mb))) = (pending(a), pending(b)) else {
             return Ok(None);
         };
         if base != base_b || base_layout != layout_b {
@@ -1729,6 +1722,15 @@ fn ct(a: Option<&Val>, op: &Op, name: &str) -> Result<(Vec<Reg>, Vec<usize>, Lay
 }
 
 impl Val {
+    /// The ciphertexts an encrypted value is (or is a pending map of), with their layout.
+    fn base(&self) -> Option<(&[Reg], &Layout)> {
+        match self {
+            Val::Ct { regs, layout, .. } => Some((regs, layout)),
+            Val::Lazy { base, base_layout, .. } => Some((base, base_layout)),
+            _ => None,
+        }
+    }
+
     fn is_enc(&self) -> bool {
         matches!(self, Val::Ct { .. } | Val::Lazy { .. })
     }

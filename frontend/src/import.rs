@@ -675,9 +675,7 @@ impl<'a> Importer<'a> {
                 let mut inputs = vec![sum, gamma];
                 inputs.extend(beta);
                 let mut outs = self.emit(cx, Op::LayerNorm { axis, epsilon }, inputs)?;
-                let used =
-                    |k: usize| cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()));
-                let (stats, sum_read) = (used(1) || used(2), used(3));
+                let (stats, sum_read) = (self.output_read(cx, 1) || self.output_read(cx, 2), self.output_read(cx, 3));
                 if stats {
                     let (mean, inv) = self.mean_inv_std(cx, sum, axis, epsilon)?;
                     outs.extend([mean, inv]);
@@ -693,6 +691,11 @@ impl<'a> Importer<'a> {
             }
             other => Err(cx.invalid(format!("{MICROSOFT}::{other} is not supported"))),
         }
+    }
+
+    /// Whether the node's output `k` exists and some node or graph output reads it.
+    fn output_read(&self, cx: &Cx, k: usize) -> bool {
+        cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()))
     }
 
     /// Layer norm's statistics over the axes from `axis` on: mean and `1/√(var + eps)`.
@@ -1176,9 +1179,7 @@ impl<'a> Importer<'a> {
                 inputs.extend(bias);
                 let mut outs = self.emit(cx, Op::LayerNorm { axis, epsilon }, inputs)?;
                 // The training stash outputs Mean and InvStdDev, when a consumer reads them.
-                let used =
-                    |k: usize| cx.node.output.get(k).is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()));
-                if used(1) || used(2) {
+                if self.output_read(cx, 1) || self.output_read(cx, 2) {
                     let (mean, inv) = self.mean_inv_std(cx, x, axis, epsilon)?;
                     outs.extend([mean, inv]);
                 }
