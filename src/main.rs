@@ -728,14 +728,21 @@ fn run(cli: Cli) -> Result<()> {
             drop((m, g, calib, given));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let tail_path = out.join("tail.ir");
-            match &tail {
-                Some(t) => std::fs::write(&tail_path, text::print(&t.tail, &PrintOptions::default()))
-                    .with_context(|| format!("writing {}", tail_path.display()))?,
+            // The tail's digest goes into the client plan, which binds it to the program.
+            let tail_digest = match &tail {
+                Some(t) => {
+                    let text = text::print(&t.tail, &PrintOptions::default());
+                    std::fs::write(&tail_path, &text).with_context(|| format!("writing {}", tail_path.display()))?;
+                    Some(polyhe_backend::program_digest(text.as_bytes()))
+                }
                 // A tail from an earlier compile would make `decrypt` run the wrong ops.
-                None if tail_path.exists() => std::fs::remove_file(&tail_path)
-                    .with_context(|| format!("removing the stale {}", tail_path.display()))?,
-                None => {}
-            }
+                None if tail_path.exists() => {
+                    std::fs::remove_file(&tail_path)
+                        .with_context(|| format!("removing the stale {}", tail_path.display()))?;
+                    None
+                }
+                None => None,
+            };
             let report_path = out.join("report.json");
             std::fs::write(&report_path, compiled.report.to_json())
                 .with_context(|| format!("writing {}", report_path.display()))?;
@@ -781,6 +788,12 @@ fn run(cli: Cli) -> Result<()> {
                     head_written
                         .map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?
                         .with_context(|| format!("writing {}", head_path.display()))?;
+                    // The head and tail bound to the program through the plan (read back: the
+                    // head is streamed to its file).
+                    let head_bytes = polyhe::read_regular_file(&head_path)
+                        .with_context(|| format!("reading back {}", head_path.display()))?;
+                    plan.head_digest = polyhe_backend::program_digest(&head_bytes);
+                    plan.tail_digest = tail_digest;
                     std::fs::write(&plan_path, plan.to_json())
                         .with_context(|| format!("writing {}", plan_path.display()))?;
                     println!(
@@ -903,6 +916,7 @@ fn run(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let data = polyhe_runtime::decrypt_outputs(&program, &ctx, &client, &cts)?;
             let tail_path = out.join("tail.ir");
+            check_tail_binding(&out, &tail_path)?;
             if tail_path.exists() {
                 return decrypt_with_tail(&program, data, &tail_path, &outputs);
             }
@@ -1047,6 +1061,13 @@ fn load_client_plan(
     }
     let head_path = out.join("client_head.ir");
     let src = polyhe::read_regular_text(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    if !plan.head_digest.is_empty() && plan.head_digest != polyhe_backend::program_digest(src.as_bytes()) {
+        anyhow::bail!(
+            "{} does not belong to {} (edited, or from another compile: recompile with `polyhe compile`)",
+            head_path.display(),
+            plan_path.display()
+        );
+    }
     let head = text::parse(&src).with_context(|| format!("parsing {}", head_path.display()))?;
     polyhe_ir::verify::verify(&head).map_err(|e| anyhow::anyhow!("{}: {e}", head_path.display()))?;
     Ok((plan, head))
@@ -1074,6 +1095,44 @@ fn set_tail(report: &mut polyhe_backend::BackendReport, tail: Option<&polyhe_pas
 /// Runs the tail (exact f64 reference interpreter) on the encrypted part's outputs.
 fn run_tail(t: &polyhe_passes::ClientTail, cut: Vec<polyhe_ir::Tensor>) -> Result<Vec<polyhe_ir::Tensor>> {
     polyhe_ir::interp::run(&t.tail, &cut).context("running the client tail")
+}
+
+/// `decrypt`: OUT/tail.ir must be the one the compile wrote, as OUT/client_plan.json records it
+/// (absent when the compile made none). Plans from before the digest was recorded, or an OUT/
+/// without a plan, are not checked.
+fn check_tail_binding(out: &std::path::Path, tail_path: &std::path::Path) -> Result<()> {
+    let plan_path = out.join("client_plan.json");
+    let Ok(text) = polyhe::read_regular_text(&plan_path) else { return Ok(()) };
+    let plan = polyhe_backend::ClientPlan::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", plan_path.display()))?;
+    if plan.head_digest.is_empty() {
+        return Ok(());
+    }
+    let tail = if tail_path.exists() {
+        let bytes = polyhe::read_regular_file(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
+        Some(polyhe_backend::program_digest(&bytes))
+    } else {
+        None
+    };
+    match (&plan.tail_digest, &tail) {
+        (Some(want), Some(got)) if want == got => Ok(()),
+        (None, None) => Ok(()),
+        (Some(_), None) => anyhow::bail!(
+            "{} is missing: the compile that made {} ran the model's last ops on the client",
+            tail_path.display(),
+            plan_path.display()
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "{} does not belong to {}: that compile made no client tail (remove it, or recompile)",
+            tail_path.display(),
+            plan_path.display()
+        ),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "{} does not belong to {} (edited, or from another compile: recompile with `polyhe compile`)",
+            tail_path.display(),
+            plan_path.display()
+        ),
+    }
 }
 
 /// `decrypt` with OUT/tail.ir: feeds the decrypted outputs to the tail by name and writes the

@@ -524,6 +524,24 @@ fn split_flow_with_client_tail_decrypts_to_the_model_outputs() {
     let want = polyhe::npy::read(&r).unwrap();
     let err = polyhe::max_rel_error(&got, &want).unwrap();
     assert!(err < 1e-3, "split flow + client tail vs reference: {err:.3e}");
+    // The client plan binds the head and the tail (issue 16): an edited tail.ir (a constant
+    // changed) is refused by decrypt, a missing one too; an edited head by encrypt.
+    let tail_path = out.join("tail.ir");
+    let decrypt = || polyhe(&["decrypt", s(&out), "--keys", s(&keys), "--ciphertexts", s(&res), "--output", s(&y)]);
+    let edited = tail.replacen("0.", "1.", 1);
+    assert_ne!(edited, tail);
+    std::fs::write(&tail_path, &edited).unwrap();
+    assert_user_error(&decrypt(), &["tail.ir", "does not belong to", "client_plan.json"]);
+    std::fs::remove_file(&tail_path).unwrap();
+    assert_user_error(&decrypt(), &["tail.ir", "is missing"]);
+    std::fs::write(&tail_path, &tail).unwrap();
+    assert!(decrypt().status.success());
+    let head_path = out.join("client_head.ir");
+    let head = std::fs::read_to_string(&head_path).unwrap();
+    std::fs::write(&head_path, format!("{head}\n")).unwrap();
+    let o = polyhe(&["encrypt", s(&out), "--keys", s(&keys), "--input", s(&f.join("square_mlp_x.npy")), "-o", s(&ct)]);
+    assert_user_error(&o, &["client_head.ir", "does not belong to"]);
+    std::fs::write(&head_path, &head).unwrap();
     // Recompiling without a tail removes the stale OUT/tail.ir.
     let o = polyhe(&[
         "compile",

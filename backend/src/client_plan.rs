@@ -36,6 +36,14 @@ pub struct ClientPlan {
     /// were fitted for inputs like those ([`ClientPlan::range_violations`]).
     #[serde(default)]
     pub input_ranges: std::collections::BTreeMap<String, InputRange>,
+    /// [`program_digest`] of `client_head.ir`'s bytes (empty in plans from before it was
+    /// recorded): `encrypt` refuses a head edited or from another compile.
+    #[serde(default)]
+    pub head_digest: String,
+    /// [`program_digest`] of `tail.ir`'s bytes when the compile wrote one: `decrypt` refuses a
+    /// tail edited, missing, or present when the compile made none.
+    #[serde(default)]
+    pub tail_digest: Option<String>,
 }
 
 /// The smallest and largest value of one input over the calibration set.
@@ -125,8 +133,13 @@ impl ClientPlan {
             outputs: compiled.client_values.clone(),
         };
         let (head, _) = polyhe_passes::prune(head);
-        let plan =
-            ClientPlan { program_digest: program_digest(program_bytes), ports, input_ranges: Default::default() };
+        let plan = ClientPlan {
+            program_digest: program_digest(program_bytes),
+            ports,
+            input_ranges: Default::default(),
+            head_digest: String::new(),
+            tail_digest: None,
+        };
         Ok((plan, head))
     }
 
