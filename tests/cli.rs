@@ -803,6 +803,30 @@ fn einsum_attention_matches_onnxruntime_in_every_mode() {
     );
 }
 
+/// A classifier ending in ArgMax (issue 13): the label is computed exactly on the client after
+/// decryption with `--client-tail auto` (onnxruntime's labels, in reference and encrypted modes);
+/// without a tail, ArgMax on encrypted values is refused by name.
+#[test]
+fn argmax_labels_run_on_the_client_tail() {
+    let f = root().join("tests/fixtures");
+    let (model, calib, x) =
+        (f.join("argmax_classifier.onnx"), f.join("argmax_classifier_calib.npy"), f.join("argmax_classifier_x.npy"));
+    let want = polyhe::npy::read(&f.join("argmax_classifier_label.npy")).unwrap().to_i64_vec();
+    for (mode, extra) in [
+        ("reference", &[][..]),
+        ("encrypted", &["--calib", s(&calib), "--client-tail", "auto", "--security", "none", "--log-n", "13"][..]),
+    ] {
+        let y = tmp(&format!("argmax_{mode}.npy"));
+        let mut args = vec!["run", s(&model), "--mode", mode, "--input", s(&x), "--output", s(&y)];
+        args.extend(extra);
+        let o = polyhe(&args);
+        assert!(o.status.success(), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(polyhe::npy::read(&y).unwrap().to_i64_vec(), want, "{mode}");
+    }
+    let o = polyhe(&["run", s(&model), "--mode", "poly", "--calib", s(&calib), "--input", s(&x)]);
+    assert_user_error(&o, &["unsupported on encrypted values", "argmax"]);
+}
+
 /// A static-shape model (`x: f32[8, 16]`, no batch axis) calibrates on a stack of samples
 /// `f32[64, 8, 16]` (each slice one sample; issue 13), its poly mode matching the reference; a
 /// stack whose samples contradict the declared shape is refused with the shape expected.

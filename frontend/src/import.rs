@@ -44,6 +44,8 @@ pub(crate) const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
     "And",
+    "ArgMax",
+    "ArgMin",
     "BatchNormalization",
     "Cast",
     "CastLike",
@@ -1186,6 +1188,18 @@ impl<'a> Importer<'a> {
                 Ok(outs)
             }
             "Mod" => self.modulo(cx),
+            "ArgMax" | "ArgMin" => {
+                let x = self.input(cx, 0)?;
+                let axis = cx.axis(cx.attrs.int_or("axis", 0)?, self.ty(x).rank())?;
+                let keepdims = cx.attrs.int_or("keepdims", 1)? != 0;
+                let last = cx.attrs.int_or("select_last_index", 0)? != 0;
+                let op = if cx.op() == "ArgMax" {
+                    Op::ArgMax { axis, keepdims, last }
+                } else {
+                    Op::ArgMin { axis, keepdims, last }
+                };
+                self.emit(cx, op, vec![x])
+            }
             "Einsum" => self.einsum(cx),
             "Pad" => self.pad(cx),
             "BatchNormalization" => {

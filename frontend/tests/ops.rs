@@ -946,3 +946,27 @@ fn einsum_forms_and_errors() {
         assert!(e.to_string().contains("bad_einsum") && e.to_string().contains(needle), "{eq}: {e}");
     }
 }
+
+#[test]
+fn argmax_argmin_ties_keepdims_and_last_index() {
+    // [2, 3]: ties in row 1 (4.0 twice for max); ArgMax keeps dims by default, axis -1.
+    let x = [1.0, 5.0, 3.0, 4.0, -2.0, 4.0];
+    let nodes = vec![
+        node("ArgMax", "amax", &["x"], &["a"], vec![a_int("axis", -1)]),
+        node(
+            "ArgMax",
+            "amax_last",
+            &["x"],
+            &["b"],
+            vec![a_int("axis", 1), a_int("keepdims", 0), a_int("select_last_index", 1)],
+        ),
+        node("ArgMin", "amin", &["x"], &["c"], vec![a_int("axis", 0), a_int("keepdims", 0)]),
+    ];
+    let g = import_ok(&unary_model(17, &[2, 3], nodes, vec![], &["a", "b", "c"]));
+    let out = run(&g, &[tf(&[2, 3], &x)]);
+    assert_eq!(out[0].shape(), &[2, 1]);
+    assert_eq!(out[0].to_i64_vec(), vec![1, 0]);
+    assert_eq!(out[1].to_i64_vec(), vec![1, 2]);
+    assert_eq!(out[2].shape(), &[3]);
+    assert_eq!(out[2].to_i64_vec(), vec![0, 1, 0]);
+}

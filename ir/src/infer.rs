@@ -353,6 +353,22 @@ pub fn infer_types(op: &Op, inputs: &[TensorType], g: &Graph) -> Result<Vec<Tens
             one(TensorType::new(x.dtype, shape))
         }
 
+        Op::ArgMax { axis, keepdims, .. } | Op::ArgMin { axis, keepdims, .. } => {
+            arity(op, inputs, 1, 1)?;
+            let x = &inputs[0];
+            need_numeric(op, "input", x)?;
+            if *axis >= x.rank() {
+                return Err(err(op, format!("axis {axis} out of range for rank {}", x.rank())));
+            }
+            let mut shape = x.shape.clone();
+            if *keepdims {
+                shape[*axis] = 1;
+            } else {
+                shape.remove(*axis);
+            }
+            one(TensorType::new(crate::DType::I64, shape))
+        }
+
         Op::Transpose { perm } => {
             arity(op, inputs, 1, 1)?;
             let x = &inputs[0];

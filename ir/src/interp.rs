@@ -398,6 +398,9 @@ fn compute(op: &Op, inputs: &[&Tensor], outs: &[TensorType], g: &Graph) -> Resul
         | Op::ReduceSum { axes, .. }
         | Op::ReduceMax { axes, .. }
         | Op::ReduceMin { axes, .. } => one(reduce(op, inputs[0], axes)?),
+        Op::ArgMax { axis, last, .. } | Op::ArgMin { axis, last, .. } => {
+            one(arg_extreme(inputs[0], *axis, matches!(op, Op::ArgMax { .. }), *last))
+        }
         Op::Transpose { perm } => {
             let x = inputs[0];
             let s = strides(x.shape());
@@ -936,6 +939,35 @@ fn conv(op: &Op, inputs: &[&Tensor]) -> Result<Vec<f64>, IrError> {
         }
     }
     Ok(y)
+}
+
+/// Indices of the largest (`max`) or smallest values along `axis` (ties: the first, or the last
+/// with `last`; a NaN wins, as in numpy).
+fn arg_extreme(x: &Tensor, axis: usize, max: bool, last: bool) -> Data {
+    let shape = x.shape();
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let v = x.to_f64_vec();
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| v[(o * len + k) * inner + i];
+            let mut best = 0usize;
+            for k in 1..len {
+                let (a, b) = (at(k), at(best));
+                if b.is_nan() {
+                    break;
+                }
+                let better = a.is_nan() || if max { a > b || (last && a == b) } else { a < b || (last && a == b) };
+                if better {
+                    best = k;
+                }
+            }
+            out.push(best as i64);
+        }
+    }
+    Data::Int(out)
 }
 
 fn reduce(op: &Op, x: &Tensor, axes: &[usize]) -> Result<Data, IrError> {

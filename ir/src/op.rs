@@ -129,6 +129,19 @@ pub enum Op {
         axes: Vec<usize>,
         keepdims: bool,
     },
+    /// Index (i64) of the largest value along `axis`; ties take the first index, or the last
+    /// with `last`.
+    ArgMax {
+        axis: usize,
+        keepdims: bool,
+        last: bool,
+    },
+    /// [`Op::ArgMax`] of the smallest value.
+    ArgMin {
+        axis: usize,
+        keepdims: bool,
+        last: bool,
+    },
 
     // ---- data movement: (x) unless noted ----
     Transpose {
@@ -219,6 +232,8 @@ impl Op {
             Op::ReduceSum { .. } => "reduce_sum",
             Op::ReduceMax { .. } => "reduce_max",
             Op::ReduceMin { .. } => "reduce_min",
+            Op::ArgMax { .. } => "arg_max",
+            Op::ArgMin { .. } => "arg_min",
             Op::Transpose { .. } => "transpose",
             Op::Reshape { .. } => "reshape",
             Op::Expand { .. } => "expand",

@@ -287,6 +287,9 @@ fn op_attrs(op: &Op) -> Vec<(&'static str, String)> {
         | Op::ReduceSum { axes, keepdims }
         | Op::ReduceMax { axes, keepdims }
         | Op::ReduceMin { axes, keepdims } => vec![("axes", fmt_list(axes)), ("keepdims", keepdims.to_string())],
+        Op::ArgMax { axis, keepdims, last } | Op::ArgMin { axis, keepdims, last } => {
+            vec![("axis", axis.to_string()), ("keepdims", keepdims.to_string()), ("last", last.to_string())]
+        }
         Op::Transpose { perm } => vec![("perm", fmt_list(perm))],
         Op::Reshape { shape } | Op::Expand { shape } => vec![("shape", fmt_list(shape))],
         Op::Split { axis, sizes } => vec![("axis", axis.to_string()), ("sizes", fmt_list(sizes))],
@@ -1417,6 +1420,8 @@ fn build_op<'a>(
             let (axes, keepdims) = reduce(&mut a)?;
             Op::ReduceMin { axes, keepdims }
         }
+        "arg_max" => Op::ArgMax { axis: a.usize("axis")?, keepdims: a.bool("keepdims")?, last: a.bool("last")? },
+        "arg_min" => Op::ArgMin { axis: a.usize("axis")?, keepdims: a.bool("keepdims")?, last: a.bool("last")? },
         "transpose" => Op::Transpose { perm: a.usizes("perm")? },
         "reshape" => Op::Reshape { shape: a.usizes("shape")? },
         "expand" => Op::Expand { shape: a.usizes("shape")? },

@@ -116,6 +116,8 @@ fn arity(op: &Op) -> (usize, Option<usize>) {
         | Op::ReduceSum { .. }
         | Op::ReduceMax { .. }
         | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. }
         | Op::Transpose { .. }
         | Op::Reshape { .. }
         | Op::Expand { .. }
