@@ -39,21 +39,7 @@ impl std::str::FromStr for NamedPath {
     }
 }
 
-/// Reads a file the user or a server handed over: refused unless it is a regular file (a FIFO
-/// would block, `/dev/zero` never ends), and read only up to the size its metadata gives, so
-/// memory stays bounded by what is on disk.
-pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    // Checked before opening: opening a FIFO for reading blocks until a writer comes.
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(meta.len()).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
+pub use polyhe_frontend::read_regular_file;
 
 /// [`read_regular_file`] as UTF-8 text.
 pub fn read_regular_text(path: &Path) -> std::io::Result<String> {

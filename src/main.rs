@@ -780,19 +780,16 @@ fn run(cli: Cli) -> Result<()> {
                     plan.input_ranges = input_ranges;
                     let (plan_path, head_path) = (out.join("client_plan.json"), out.join("client_head.ir"));
                     let (head_written, written) = std::thread::scope(|scope| {
-                        let printer = scope.spawn(|| write_ir(&head_path, &head));
+                        let printer = scope.spawn(|| write_ir_with_digest(&head_path, &head));
                         let written = std::fs::write(&prog_path, &bytes);
                         (printer.join(), written)
                     });
                     written.with_context(|| format!("writing {}", prog_path.display()))?;
-                    head_written
+                    // The head and tail bound to the program through the plan (the head's digest
+                    // taken as it is streamed to its file).
+                    plan.head_digest = head_written
                         .map_err(|_| anyhow::anyhow!("printing {} failed", head_path.display()))?
                         .with_context(|| format!("writing {}", head_path.display()))?;
-                    // The head and tail bound to the program through the plan (read back: the
-                    // head is streamed to its file).
-                    let head_bytes = polyhe::read_regular_file(&head_path)
-                        .with_context(|| format!("reading back {}", head_path.display()))?;
-                    plan.head_digest = polyhe_backend::program_digest(&head_bytes);
                     plan.tail_digest = tail_digest;
                     std::fs::write(&plan_path, plan.to_json())
                         .with_context(|| format!("writing {}", plan_path.display()))?;
@@ -916,9 +913,8 @@ fn run(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let data = polyhe_runtime::decrypt_outputs(&program, &ctx, &client, &cts)?;
             let tail_path = out.join("tail.ir");
-            check_tail_binding(&out, &tail_path)?;
-            if tail_path.exists() {
-                return decrypt_with_tail(&program, data, &tail_path, &outputs);
+            if let Some(src) = read_bound_tail(&out, &tail_path)? {
+                return decrypt_with_tail(&program, data, &tail_path, &src, &outputs);
             }
             let names: Vec<String> = program.outputs.iter().map(|p| p.name.clone()).collect();
             let paths = polyhe::assign_names("output", &names, &outputs)?;
@@ -1097,26 +1093,26 @@ fn run_tail(t: &polyhe_passes::ClientTail, cut: Vec<polyhe_ir::Tensor>) -> Resul
     polyhe_ir::interp::run(&t.tail, &cut).context("running the client tail")
 }
 
-/// `decrypt`: OUT/tail.ir must be the one the compile wrote, as OUT/client_plan.json records it
-/// (absent when the compile made none). Plans from before the digest was recorded, or an OUT/
-/// without a plan, are not checked.
-fn check_tail_binding(out: &std::path::Path, tail_path: &std::path::Path) -> Result<()> {
-    let plan_path = out.join("client_plan.json");
-    let Ok(text) = polyhe::read_regular_text(&plan_path) else { return Ok(()) };
-    let plan = polyhe_backend::ClientPlan::from_json(&text)
-        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", plan_path.display()))?;
-    if plan.head_digest.is_empty() {
-        return Ok(());
-    }
-    let tail = if tail_path.exists() {
-        let bytes = polyhe::read_regular_file(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
-        Some(polyhe_backend::program_digest(&bytes))
+/// `decrypt`: OUT/tail.ir's text, read once, when it exists. It must be the one the compile wrote,
+/// as OUT/client_plan.json records it (absent when the compile made none). Plans from before the
+/// digest was recorded, or an OUT/ without a plan, are not checked.
+fn read_bound_tail(out: &std::path::Path, tail_path: &std::path::Path) -> Result<Option<String>> {
+    let src = if tail_path.exists() {
+        Some(polyhe::read_regular_text(tail_path).with_context(|| format!("reading {}", tail_path.display()))?)
     } else {
         None
     };
+    let plan_path = out.join("client_plan.json");
+    let Ok(text) = polyhe::read_regular_text(&plan_path) else { return Ok(src) };
+    let plan = polyhe_backend::ClientPlan::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", plan_path.display()))?;
+    if plan.head_digest.is_empty() {
+        return Ok(src);
+    }
+    let tail = src.as_ref().map(|s| polyhe_backend::program_digest(s.as_bytes()));
     match (&plan.tail_digest, &tail) {
-        (Some(want), Some(got)) if want == got => Ok(()),
-        (None, None) => Ok(()),
+        (Some(want), Some(got)) if want == got => Ok(src),
+        (None, None) => Ok(src),
         (Some(_), None) => anyhow::bail!(
             "{} is missing: the compile that made {} ran the model's last ops on the client",
             tail_path.display(),
@@ -1141,10 +1137,10 @@ fn decrypt_with_tail(
     program: &polyhe_runtime::Program,
     data: Vec<Vec<f64>>,
     tail_path: &std::path::Path,
+    src: &str,
     outputs: &[NamedPath],
 ) -> Result<()> {
-    let src = polyhe::read_regular_text(tail_path).with_context(|| format!("reading {}", tail_path.display()))?;
-    let tail = text::parse(&src).with_context(|| format!("parsing {}", tail_path.display()))?;
+    let tail = text::parse(src).with_context(|| format!("parsing {}", tail_path.display()))?;
     polyhe_ir::verify::verify(&tail).with_context(|| format!("verifying {}", tail_path.display()))?;
     let by_name: BTreeMap<&str, (&polyhe_runtime::Port, Vec<f64>)> =
         program.outputs.iter().zip(data).map(|(p, d)| (p.name.as_str(), (p, d))).collect();
@@ -1228,6 +1224,29 @@ fn summary(t: &polyhe_ir::Tensor) -> String {
 }
 
 /// `g` in the text form, streamed to `path` (a real model's weights are gigabytes of text).
+/// [`write_ir`] returning the [`polyhe_backend::program_digest`] of the bytes written.
+fn write_ir_with_digest(path: &std::path::Path, g: &polyhe_ir::Graph) -> std::io::Result<String> {
+    struct Digesting<W> {
+        inner: W,
+        digest: polyhe_backend::Digest,
+    }
+    impl<W: std::io::Write> std::io::Write for Digesting<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.digest.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut w = Digesting { inner: file, digest: polyhe_backend::Digest::default() };
+    text::write(g, &PrintOptions::default(), &mut w)?;
+    std::io::Write::flush(&mut w)?;
+    Ok(w.digest.hex())
+}
+
 fn write_ir(path: &std::path::Path, g: &polyhe_ir::Graph) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     text::write(g, &PrintOptions::default(), &mut w)

@@ -63,12 +63,33 @@ impl InputRange {
 
 /// FNV-1a (64 bits) of a program's serialized bytes: binds a plan to its program.
 pub fn program_digest(program_bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in program_bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut d = Digest::default();
+    d.update(program_bytes);
+    d.hex()
+}
+
+/// [`program_digest`] of bytes given piece by piece (a file as it is streamed out).
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
     }
-    format!("{h:016x}")
+}
+
+impl Digest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far, as [`program_digest`] writes it.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
 }
 
 impl ClientPlan {

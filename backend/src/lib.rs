@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use polyhe_ir::Graph;
 pub use polyhe_runtime::{CkksParams, Program, Security};
 
-pub use client_plan::{program_digest, ClientPlan, InputRange, PortSource};
+pub use client_plan::{program_digest, ClientPlan, Digest, InputRange, PortSource};
 pub use error::BackendError;
 pub use layout::LayoutPolicy;
 pub use packing::InputPacking;

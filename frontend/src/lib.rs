@@ -20,4 +20,4 @@ mod recognize;
 pub use error::FrontendError;
 pub use import::{import, ImportOptions};
 pub use inspect::{inspect, Dim, IoInfo, ModelInfo};
-pub use load::{decode, load, OnnxModel};
+pub use load::{decode, load, read_regular_file, OnnxModel};

@@ -37,18 +37,24 @@ impl OnnxModel {
     }
 }
 
+/// Reads a file the user or a server handed over: refused unless it is a regular file (a FIFO
+/// would block, `/dev/zero` never ends), and read only up to the size its metadata gives, so
+/// memory stays bounded by what is on disk.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    // Checked before opening: opening a FIFO for reading blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads and decodes an ONNX file, loading external data relative to the file's directory.
 pub fn load(path: &Path) -> Result<OnnxModel, FrontendError> {
-    let io = |source| FrontendError::Io { path: path.to_path_buf(), source };
-    // A FIFO would block the open and a device never end: regular files only (checked before
-    // opening), read up to their size.
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
-    }
-    let f = File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    let mut bytes = Vec::with_capacity(len as usize);
-    f.take(len).read_to_end(&mut bytes).map_err(io)?;
+    let bytes = read_regular_file(path).map_err(|source| FrontendError::Io { path: path.to_path_buf(), source })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     decode(&bytes, path, Some(&base))
 }
