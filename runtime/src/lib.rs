@@ -65,5 +65,5 @@ mod program;
 pub use program::{
     decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Inst,
     Op as ProgramOp, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, Progress, Reg,
-    SlotLayout, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
+    SlotLayout, SlotSupport, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
 };

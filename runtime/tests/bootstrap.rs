@@ -145,6 +145,41 @@ fn a_pair_of_real_ciphertexts_shares_one_bootstrapping() {
     }
 }
 
+/// Zero-padded sparse inputs (values in slots `0..n`, zeros elsewhere) come back the same: the
+/// refreshed slots keep the replicated path's precision and every other slot stays zero, from
+/// level 0 and level 1, alone and as a pair. The Galois keys are the replicated configuration's.
+#[test]
+fn zero_padded_sparse_input_comes_back_zero_padded() {
+    let f = fixture();
+    let slots = f.ctx.params().slots();
+    let cfg = BootstrapConfig { zero_padded: true, ..f.boot.config().clone() };
+    let n = 1 << cfg.log_slots;
+    let boot = Bootstrapper::new(&f.ctx, cfg).unwrap();
+    assert_eq!(boot.rotation_steps(), f.boot.rotation_steps());
+    let padded = |seed: u64| {
+        let (v, _) = periodic(n, slots, 1.0, seed);
+        (0..slots).map(|j| if j < n { v[j] } else { 0.0 }).collect::<Vec<f64>>()
+    };
+    for level in [0, 1] {
+        let x = padded(20 + level as u64);
+        let out = boot.bootstrap(&f.eval, &encrypt_at(f, &x, level)).unwrap();
+        assert_eq!(out.level(), boot.output_level());
+        let dec = f.enc.decode(&f.client.decrypt(&out).unwrap()).unwrap();
+        let bits = -max_err(&dec[..n], &x[..n]).log2();
+        let outside = dec[n..].iter().fold(0.0f64, |m, y| m.max(y.abs()));
+        eprintln!("zero-padded, level-{level} input: {bits:.1} bits, max |slot| beyond n {outside:.2e}");
+        assert!(bits > 20.0, "precision {bits:.1} bits");
+        assert!(outside < 1e-6, "slots beyond n hold {outside:e}");
+    }
+    let (a, b) = (padded(30), padded(31));
+    let (ra, rb) = boot.bootstrap_pair(&f.eval, &encrypt_at(f, &a, 1), &encrypt_at(f, &b, 1)).unwrap();
+    for (ct, want) in [(&ra, &a), (&rb, &b)] {
+        let dec = f.enc.decode(&f.client.decrypt(ct).unwrap()).unwrap();
+        let bits = -max_err(&dec, want).log2();
+        assert!(bits > 20.0, "pair: precision {bits:.1} bits");
+    }
+}
+
 #[test]
 fn too_short_chain_and_bad_configs_are_errors() {
     let f = fixture();

@@ -338,11 +338,14 @@ pub(crate) struct LinearTransform {
 
 impl LinearTransform {
     /// Encodes `map`'s diagonals for an input at `level` with scale `in_scale` so that the output,
-    /// after one rescale by `q_level`, has scale exactly `out_scale`.
+    /// after one rescale by `q_level`, has scale exactly `out_scale`. Output slots `rows..slots`
+    /// are zero (`rows = slots`: the map as it is).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         enc: &Encoder,
         map: &DiagMap,
         slots: usize,
+        rows: usize,
         level: usize,
         q_level: f64,
         in_scale: f64,
@@ -360,8 +363,18 @@ impl LinearTransform {
                 let diag = map.diags.get(&d).ok_or(CkksError::Internal("plan offset without diagonal"))?;
                 // rot_g(pt ⊙ rot_b(x))[j] = pt[j+g]·x[j+g+b] must equal diag[j]·x[j+d]: pt = rot_{-g}(diag).
                 let shifted = rot(diag, (-g).rem_euclid(n as i64) as usize);
+                // Output row j reads pt[j + g]: masking row j zeroes pt at j + g.
+                let kept = |k: usize| (k as i64 - g).rem_euclid(slots as i64) < rows as i64;
                 let full: Vec<Complex64> =
-                    (0..slots).map(|j| shifted.get(j % n).copied().unwrap_or_default()).collect();
+                    (0..slots)
+                        .map(|k| {
+                            if kept(k) {
+                                shifted.get(k % n).copied().unwrap_or_default()
+                            } else {
+                                Complex64::default()
+                            }
+                        })
+                        .collect();
                 pts.insert((g, b), enc.encode_complex(&full, level, pt_scale)?);
             }
         }

@@ -9,6 +9,13 @@
 //!   `n = N/2` this is the identity. (A zero-padded input comes back replicated and divided by
 //!   `N/(2n)`; replicate it first with `Evaluator::rotate_and_sum(ct, N/(2n), -n)`.) The output is
 //!   at [`Bootstrapper::output_level`] `= max_level − levels_consumed`.
+//! - With [`BootstrapConfig::zero_padded`] (and `n < N/2`) the input must be zero outside slots
+//!   `0..n` instead (up to noise), and the output is the input: slots `0..n` refreshed, every other
+//!   slot zero. Both sides are free: the input is taken to `N/(2n)` times the message scale (the
+//!   trace then sums one nonzero copy per slot class, and a replicated input's message has the same
+//!   coefficient size, so the precision is the same), and the last SlotsToCoeffs group's
+//!   diagonals are masked to rows `0..n`. Noise in the zero slots is summed into the refreshed
+//!   ones (`N/(2n)` copies), far below the bootstrapping error.
 //! - Output scale: exactly `params.default_scale()` when the input is at level ≥ 1 (one level of the
 //!   input is spent setting the message scale to `Δ_message = q_0 / 2^log_message_ratio` exactly).
 //!   A level-0 input is scaled up by the integer `u = round(Δ_message / scale)` instead, and the
@@ -57,6 +64,9 @@ pub struct BootstrapConfig {
     pub stc_levels: usize,
     /// log2 of `q_0 / Δ_message`: the message is scaled to `q_0 / 2^ratio` before ModRaise.
     pub log_message_ratio: u32,
+    /// Sparse inputs (`n < N/2`) that are zero outside slots `0..n` instead of `n`-periodic, and
+    /// outputs likewise (see [`Bootstrapper::bootstrap`]); ignored for full slots.
+    pub zero_padded: bool,
 }
 
 /// Extra output scale of the CoeffsToSlots groups before the last (see [`Bootstrapper::new`]).
@@ -111,6 +121,7 @@ impl BootstrapConfig {
                 10..=11 => 10,
                 _ => 9,
             },
+            zero_padded: false,
         }
     }
 
@@ -341,7 +352,7 @@ impl Bootstrapper {
             // groups before the last (whose output must be ≈ q for EvalMod's squarings) output at
             // 2^CTS_HEADROOM·q.
             let out_scale = if i == cts_last { q(level - 1) } else { q(level - 1) * CTS_HEADROOM };
-            let lt = LinearTransform::new(&enc, map, slots, level, q(level), scale, out_scale)?;
+            let lt = LinearTransform::new(&enc, map, slots, slots, level, q(level), scale, out_scale)?;
             cts.push(lt);
             level -= 1;
             scale = out_scale;
@@ -357,9 +368,12 @@ impl Bootstrapper {
         }
         let mut stc = Vec::new();
         let last = stc_maps.len().saturating_sub(1);
+        let padded = config.zero_padded && n < slots;
         for (i, map) in stc_maps.iter().enumerate() {
             let out_scale = if i == last { output_scale } else { q(l - 1) };
-            let lt = LinearTransform::new(&enc, map, slots, l, q(l), s, out_scale)?;
+            // zero-padded output: the last group writes rows 0..n only
+            let rows = if padded && i == last { n } else { slots };
+            let lt = LinearTransform::new(&enc, map, slots, rows, l, q(l), s, out_scale)?;
             stc.push(lt);
             l -= 1;
             s = out_scale;
@@ -489,7 +503,7 @@ impl Bootstrapper {
             z = lt.apply(eval, &z)?;
         }
         // The plaintexts assumed Δ_message; the actual one differs by the integer scale-up's rounding.
-        z.scale *= msg_scale / self.message_scale;
+        z.scale *= msg_scale / self.input_message_scale();
         times.slots_to_coeffs = t.elapsed();
         Ok((z, times))
     }
@@ -514,29 +528,43 @@ impl Bootstrapper {
         Ok((re, im))
     }
 
-    /// Brings `ct` to level 0 with the message at scale ≈ `q_0 / 2^ratio`; returns the exact scale.
+    /// The scale the input is taken to before ModRaise: `Δ_message`, times `N/(2n)` for a
+    /// zero-padded sparse input (its trace sums one copy where a replicated input's sums `N/(2n)`).
+    fn input_message_scale(&self) -> f64 {
+        let n = 1usize << self.config.log_slots;
+        let slots = self.ctx.params().slots();
+        if self.config.zero_padded && n < slots {
+            self.message_scale * (slots / n) as f64
+        } else {
+            self.message_scale
+        }
+    }
+
+    /// Brings `ct` to level 0 with the message at [`Self::input_message_scale`] (≈ `q_0 / 2^ratio`);
+    /// returns the exact scale.
     fn to_message_scale(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<(Ciphertext, f64)> {
+        let target = self.input_message_scale();
         if ct.level >= 1 {
-            let ratio = self.message_scale * eval.ctx.ring.limb_prime(1, 2).q as f64 / ct.scale;
+            let ratio = target * eval.ctx.ring.limb_prime(1, 2).q as f64 / ct.scale;
             if ratio < 2f64.powi(20) {
                 return Err(CkksError::InvalidParameters {
                     reason: format!(
                         "input scale 2^{:.1} is too large to bootstrap (message scale 2^{:.1})",
                         ct.scale.log2(),
-                        self.message_scale.log2()
+                        target.log2()
                     ),
                 });
             }
-            let low = evalmod::adjust(eval, ct, 0, self.message_scale, 1.0)?;
-            return Ok((low, self.message_scale));
+            let low = evalmod::adjust(eval, ct, 0, target, 1.0)?;
+            return Ok((low, target));
         }
-        let up = (self.message_scale / ct.scale).round();
+        let up = (target / ct.scale).round();
         if up < 1.0 {
             return Err(CkksError::InvalidParameters {
                 reason: format!(
                     "a level-0 input at scale 2^{:.1} exceeds the bootstrapping message scale 2^{:.1} (q_0 / 2^{}); bootstrap at level ≥ 1 or lower log_message_ratio",
                     ct.scale.log2(),
-                    self.message_scale.log2(),
+                    target.log2(),
                     self.config.log_message_ratio
                 ),
             });

@@ -305,7 +305,8 @@ impl Program {
             None => w.u8(0),
             Some(b) => {
                 let c = &b.config;
-                w.u8(1);
+                // tag 2: the zero-padded sparse bootstrapping (older readers refuse it by its tag)
+                w.u8(if c.zero_padded { 2 } else { 1 });
                 w.u32(c.log_slots);
                 w.u32(c.k);
                 w.len(c.cos_degree);
@@ -451,7 +452,7 @@ impl Program {
         }
         let bootstrap = match r.u8()? {
             0 => None,
-            1 => {
+            tag @ (1 | 2) => {
                 let config = BootstrapConfig {
                     log_slots: r.u32()?,
                     k: r.u32()?,
@@ -460,6 +461,7 @@ impl Program {
                     cts_levels: r.usize_small(64, "cts_levels")?,
                     stc_levels: r.usize_small(64, "stc_levels")?,
                     log_message_ratio: r.u32()?,
+                    zero_padded: tag == 2,
                 };
                 let b = ProgramBootstrap { config, output_scale: r.f64()? };
                 // Range-check before anything uses the configuration (levels() fits a polynomial).

@@ -21,7 +21,10 @@
 //!   exactly the recorded output scale; its input must leave the message-scale adjustment room
 //!   (`q_0·q_1 / 2^ratio / scale ≥ 2^20`). Its Galois keys ([`Program::rotation_steps`]) include the
 //!   bootstrapper's steps, and [`Program::needs_conjugation`] is then true. Such programs need the
-//!   sparse secret recorded in [`ProgramParams::hamming_weight`].
+//!   sparse secret recorded in [`ProgramParams::hamming_weight`]. A zero-padded sparse
+//!   configuration ([`BootstrapConfig::zero_padded`], `n < slots`) refreshes slots `0..n` only:
+//!   every bootstrapped register must be provably zero beyond them ([`Program::slot_supports`]).
+//!   Text form: `zero_padded` ends the `bootstrap` line; binary form: bootstrapping tag 2.
 //! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements occupies `ceil(numel / slots)`
 //!   ciphertexts; the element at slot position `p` ([`SlotLayout::position`]) sits in ciphertext
 //!   `p / slots`, slot `p % slots`. Row-major: `p` is the row-major index. Axes: `p` is the
@@ -35,6 +38,7 @@
 mod binary;
 mod exec;
 mod slot_vector;
+mod support;
 mod text;
 
 use thiserror::Error;
@@ -48,6 +52,7 @@ pub use exec::{
     decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress,
 };
 pub use slot_vector::SlotVector;
+pub use support::SlotSupport;
 
 /// A ciphertext register.
 pub type Reg = u32;
@@ -651,6 +656,15 @@ impl Program {
             if let Some(&r) = p.regs.iter().find(|&&r| r as usize >= self.num_regs()) {
                 return bad(self.insts.len(), format!("output `{}` reads undefined %{r}", p.name));
             }
+        }
+        if let Some((i, r, end)) = self.unpadded_bootstrap() {
+            let n = self.bootstrap.as_ref().map_or(0, |b| 1usize << b.config.log_slots);
+            return bad(
+                i,
+                format!(
+                    "zero-padded bootstrap of %{r}, which may be nonzero up to slot {end}: only slots 0..{n} are refreshed"
+                ),
+            );
         }
         Ok(())
     }

@@ -200,6 +200,57 @@ fn bootstrap_program_validates_runs_and_round_trips() {
     assert!(err < 1e-4, "max error {err:e}");
 }
 
+/// The same program with a zero-padded sparse bootstrap: `x` holds 8 values in slots 0..8 and
+/// zeros elsewhere, the refresh keeps that layout. Validation proves the bootstrapped register
+/// zero beyond slot 8, and refuses the program once a rotation or a full-width input breaks that.
+#[test]
+fn zero_padded_bootstrap_validates_runs_and_is_checked() {
+    let (mut prog, ctx) = with_bootstrap();
+    let slots = prog.params.slots();
+    prog.inputs[0].layout = SlotLayout::RowMajor { shape: vec![8], slots };
+    prog.outputs[0].layout = SlotLayout::RowMajor { shape: vec![8], slots };
+    prog.bootstrap.as_mut().unwrap().config.zero_padded = true;
+    prog.validate().unwrap();
+    let sup = prog.slot_supports();
+    assert_eq!(sup[3], SlotSupport::prefix(8));
+    assert!(prog.print().contains("bootstrap log_slots=3 zero_padded k=28"));
+    assert_eq!(Program::from_bytes(&prog.to_bytes()).unwrap(), prog);
+    assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
+
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
+    let ev = Evaluator::new(
+        &ctx,
+        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
+    )
+    .unwrap();
+    let x = vec![0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+    let out = execute(&prog, &ev, cts).unwrap();
+    let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-4, "max error {err:e}");
+
+    // a full-width input may be nonzero in every slot
+    let mut bad = prog.clone();
+    bad.inputs[0].layout = SlotLayout::RowMajor { shape: vec![slots], slots };
+    bad.outputs[0].layout = SlotLayout::RowMajor { shape: vec![slots], slots };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("zero-padded bootstrap of %2") && err.contains("slots 0..8"), "{err}");
+    // a right rotation by one moves the values to slots 1..9
+    let mut bad = prog.clone();
+    bad.insts.insert(2, Inst { op: Op::Rotate { src: 2, step: -1 }, level: 1, scale: bad.insts[1].scale });
+    bad.insts = bad
+        .insts
+        .iter()
+        .map(|i| Inst { op: i.op.map_operands(|r| if r >= 3 { r + 1 } else { r }), ..i.clone() })
+        .collect();
+    bad.insts[3].op = Op::Bootstrap(3);
+    bad.outputs[0].regs = vec![6];
+    assert!(bad.validate().unwrap_err().to_string().contains("up to slot 9"), "{:?}", bad.validate());
+}
+
 #[test]
 fn bootstrap_config_errors_are_program_errors() {
     let (prog, _) = with_bootstrap();

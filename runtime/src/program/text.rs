@@ -65,8 +65,9 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale=2^{:.4} -> @L{}",
+                "bootstrap log_slots={}{} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale=2^{:.4} -> @L{}",
                 c.log_slots,
+                if c.zero_padded { " zero_padded" } else { "" },
                 c.k,
                 c.cos_degree,
                 c.double_angle,
@@ -153,8 +154,16 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale={:?}",
-                c.log_slots, c.k, c.cos_degree, c.double_angle, c.cts_levels, c.stc_levels, c.log_message_ratio, b.output_scale
+                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale={:?}{}",
+                c.log_slots,
+                c.k,
+                c.cos_degree,
+                c.double_angle,
+                c.cts_levels,
+                c.stc_levels,
+                c.log_message_ratio,
+                b.output_scale,
+                if c.zero_padded { " zero_padded" } else { "" }
             );
         }
         let _ = writeln!(s, "inputs_at @L{} {:?}", self.input_level, self.input_scale);
@@ -215,7 +224,7 @@ impl Program {
                 }
                 "moduli" => moduli = Some(c.list()?),
                 "bootstrap" => {
-                    let config = crate::bootstrap::BootstrapConfig {
+                    let mut config = crate::bootstrap::BootstrapConfig {
                         log_slots: c.kv("log_slots")?,
                         k: c.kv("k")?,
                         cos_degree: c.kv("cos_degree")?,
@@ -223,8 +232,16 @@ impl Program {
                         cts_levels: c.kv("cts_levels")?,
                         stc_levels: c.kv("stc_levels")?,
                         log_message_ratio: c.kv("log_message_ratio")?,
+                        zero_padded: false,
                     };
                     let output_scale = c.kv("output_scale")?;
+                    config.zero_padded = !c.rest().is_empty() && {
+                        let w = c.word()?;
+                        if w != "zero_padded" {
+                            return Err(c.err(format!("`{w}` after output_scale: expected `zero_padded` or nothing")));
+                        }
+                        true
+                    };
                     bootstrap = Some(super::ProgramBootstrap { config, output_scale });
                 }
                 "inputs_at" => inputs_at = Some(c.level_scale()?),
