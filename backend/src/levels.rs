@@ -24,10 +24,16 @@
 //!   (each register at most once: later uses share the refreshed copy), so levels restart after
 //!   every refresh and the invariant above holds across bootstraps. Lowerings that need several
 //!   levels at once ([`Builder::refresh_for`]) refresh their operand up front instead.
+//! - Every register's slot support (where it can be nonzero, `polyhe_runtime::SlotSupport`) is
+//!   tracked as instructions are emitted. A value is bootstrapped with its support starting at
+//!   slot 0: one whose nonzero slots wrap past the last slot (left rotations of a reduction leave
+//!   bounded garbage at the top until a masked product clears it) is rotated there and back, two
+//!   key switches below the refresh, so the program can refresh only the slots its values use
+//!   (`params::sparse_bootstrap_config`).
 
 use std::collections::HashMap;
 
-use polyhe_runtime::{Inst, ProgramOp as Op, Reg, SlotVector};
+use polyhe_runtime::{Inst, ProgramOp as Op, Reg, SlotSupport, SlotVector};
 
 use crate::BackendError;
 
@@ -44,6 +50,10 @@ pub(crate) struct Builder {
     const_ids: HashMap<SlotVector, u32>,
     reg_level: Vec<usize>,
     reg_scale: Vec<f64>,
+    /// Slots per ciphertext.
+    slots: usize,
+    /// Where each register can be nonzero.
+    reg_support: Vec<SlotSupport>,
     /// Bootstrapping enabled: values never go below level 1 (see the module doc).
     bootstrapping: bool,
     /// Register → its bootstrapped copy.
@@ -67,7 +77,7 @@ fn is_small_int(v: f64) -> bool {
 }
 
 impl Builder {
-    pub fn new(moduli: Vec<u64>, log_scale: u32, input_level: usize) -> Builder {
+    pub fn new(moduli: Vec<u64>, log_scale: u32, input_level: usize, slots: usize) -> Builder {
         // Bottom-up: Δ_0 = 2^log_scale and Δ_l = sqrt(Δ_{l−1}·q_l), so Δ_{l−1} = Δ_l²/q_l holds and
         // a prime's deviation from 2^log_scale is halved at every level above it. (Top-down from
         // a fixed input scale the deviation doubles per level: after ~40 levels of 32-bit primes the
@@ -94,6 +104,8 @@ impl Builder {
             const_ids: HashMap::new(),
             reg_level: Vec::new(),
             reg_scale: Vec::new(),
+            slots,
+            reg_support: Vec::new(),
             bootstrapping: false,
             refreshed: HashMap::new(),
             remat_memo: HashMap::new(),
@@ -136,7 +148,20 @@ impl Builder {
             return Err(BackendError::Internal(format!("bootstrap of a level-{l} value")));
         }
         let top = self.input_level;
-        let b = self.emit(Op::Bootstrap(r), top, self.delta(top));
+        // Refresh with the support starting at slot 0 (see the module doc): left by its start,
+        // and back after. Not when it covers half the slots or more: that refresh is full anyway.
+        let sup = self.support(r);
+        let start = (sup.len > 0 && sup.len <= self.slots / 2 && sup.start != 0).then_some(sup.start as i64);
+        let slots = self.slots as i64;
+        let shift = move |step: i64| if step > slots / 2 { step - slots } else { step };
+        let input = match start {
+            Some(st) => self.emit(Op::Rotate { src: r, step: shift(st) }, l, self.scale(r)),
+            None => r,
+        };
+        let mut b = self.emit(Op::Bootstrap(input), top, self.delta(top));
+        if let Some(st) = start {
+            b = self.emit(Op::Rotate { src: b, step: shift(slots - st) }, top, self.delta(top));
+        }
         self.refreshed.insert(r, b);
         Ok(b)
     }
@@ -207,13 +232,19 @@ impl Builder {
         self.refresh_for(r, 1)
     }
 
-    /// Declares the next input register.
-    pub fn input(&mut self) -> Reg {
+    /// Declares the next input register, holding `elements` values from slot 0 (zeros after).
+    pub fn input(&mut self, elements: usize) -> Reg {
         debug_assert!(self.insts.is_empty());
         self.n_in += 1;
         self.reg_level.push(self.input_level);
         self.reg_scale.push(self.delta(self.input_level));
+        self.reg_support.push(SlotSupport::prefix(elements.min(self.slots)));
         (self.n_in - 1) as Reg
+    }
+
+    /// Where `r` can be nonzero.
+    pub fn support(&self, r: Reg) -> SlotSupport {
+        self.reg_support.get(r as usize).copied().unwrap_or(SlotSupport::full(self.slots))
     }
 
     pub fn level(&self, r: Reg) -> usize {
@@ -234,6 +265,15 @@ impl Builder {
     }
 
     fn emit(&mut self, op: Op, level: usize, scale: f64) -> Reg {
+        let full = SlotSupport::full(self.slots);
+        let sup = SlotSupport::of_op(
+            &op,
+            self.slots,
+            |r| self.support(r),
+            |c| self.constants.get(c as usize).map_or(full, SlotSupport::of_constant),
+            false,
+        );
+        self.reg_support.push(sup);
         self.insts.push(Inst { op, level, scale });
         self.reg_level.push(level);
         self.reg_scale.push(scale);

@@ -285,7 +285,7 @@ fn lower_pass(
         g,
         slots,
         fusion_growth,
-        b: Builder::new(moduli, log_scale, input_level),
+        b: Builder::new(moduli, log_scale, input_level, slots),
         stats: LinearStats::default(),
         hint: SecondaryMap::new(),
         input_regs: Vec::new(),
@@ -496,7 +496,9 @@ impl Ctx<'_> {
             None => label,
         };
         let port_layout = layout.slot_layout(slots);
-        let regs: Vec<Reg> = (0..port_layout.num_cts()).map(|_| self.b.input()).collect();
+        let elements = numel(port_layout.shape());
+        let regs: Vec<Reg> =
+            (0..port_layout.num_cts()).map(|k| self.b.input(elements.saturating_sub(k * slots))).collect();
         let val = match packing {
             Some(p) => {
                 Val::Lazy { base: regs.clone(), base_layout: layout, map: p.unpack_map(n), shape: shape.clone() }

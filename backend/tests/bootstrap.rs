@@ -58,6 +58,9 @@ fn deeper_than_the_chain_runs_encrypted_with_bootstraps() {
     assert_eq!(params.hamming_weight(), Some(192));
     assert!(program.needs_conjugation());
     assert!(program.print().contains("= bootstrap %"));
+    // The refreshed values occupy few slots: the refresh is sparse and zero-padded.
+    let cfg = &program.bootstrap.as_ref().unwrap().config;
+    assert!(cfg.zero_padded && (1usize << cfg.log_slots) < params.slots(), "{cfg:?}");
     // The program file round-trips with its bootstrapping configuration.
     assert_eq!(&polyhe_runtime::Program::from_bytes(&program.to_bytes()).unwrap(), program);
 

@@ -5,8 +5,9 @@
 //!   register's slots are zero (up to noise) on every execution. It is sound, not exact: additions
 //!   take the hull of their operands' intervals, products the smaller of the two (the intersection
 //!   of cyclic intervals can be two pieces; the hull of the pieces is used), constants their
-//!   nonzero range, rotations shift the interval, a full-slot bootstrap keeps it and a sparse one
-//!   gives what its configuration produces.
+//!   nonzero range, rotations shift the interval. A bootstrap's output equals its input (full
+//!   slots, or zero-padded sparse slots, whose input validation keeps within `0..n`) except for a
+//!   replicating sparse one (every slot a copy).
 //! - Inputs hold their layout's elements from slot 0 (`SlotLayout`: unused slots are zero on input).
 //! - Why: a zero-padded sparse bootstrap ([`crate::BootstrapConfig::zero_padded`]) is exact only
 //!   when its input is zero outside slots `0..n`. The compiler picks `n` from these supports and
@@ -135,6 +136,29 @@ impl SlotSupport {
             None => SlotSupport { start: 0, len: 0 },
         }
     }
+
+    /// The support of `op`'s result from its operands' (`operand`) and constants' (`constant`).
+    /// `replicating_bootstrap`: the program's bootstrapping is sparse and not zero-padded, so
+    /// its outputs are copies over every slot; any other bootstrap's output equals its input.
+    pub fn of_op(
+        op: &Op,
+        slots: usize,
+        operand: impl Fn(u32) -> SlotSupport,
+        constant: impl Fn(u32) -> SlotSupport,
+        replicating_bootstrap: bool,
+    ) -> SlotSupport {
+        match *op {
+            Op::Add(a, b) | Op::Sub(a, b) => operand(a).hull(&operand(b), slots),
+            Op::Mul(a, b) => operand(a).intersect(&operand(b), slots),
+            Op::Neg(a) | Op::MulInt(a, _) | Op::Rescale(a) => operand(a),
+            Op::MulScalar { src, .. } | Op::DropLevel { src, .. } => operand(src),
+            Op::AddPlain(a, c) | Op::SubPlain(a, c) => operand(a).hull(&constant(c), slots),
+            Op::MulPlain { src, constant: c, .. } => operand(src).intersect(&constant(c), slots),
+            Op::Rotate { src, step } => operand(src).rotate(step, slots),
+            Op::Bootstrap(_) if replicating_bootstrap => SlotSupport::full(slots),
+            Op::Bootstrap(a) => operand(a),
+        }
+    }
 }
 
 impl Program {
@@ -152,26 +176,18 @@ impl Program {
             }
         }
         let constant = |c: u32| self.constants.get(c as usize).map_or(full, SlotSupport::of_constant);
-        let boot = self.bootstrap.as_ref().map(|b| {
+        let replicating = self.bootstrap.as_ref().is_some_and(|b| {
             let n = 1usize << b.config.log_slots;
-            (n, b.config.zero_padded && n < slots)
+            !b.config.zero_padded && n < slots
         });
         for inst in &self.insts {
-            let get = |r: u32| sup.get(r as usize).copied().unwrap_or(full);
-            let s = match inst.op {
-                Op::Add(a, b) | Op::Sub(a, b) => get(a).hull(&get(b), slots),
-                Op::Mul(a, b) => get(a).intersect(&get(b), slots),
-                Op::Neg(a) | Op::MulInt(a, _) | Op::Rescale(a) => get(a),
-                Op::MulScalar { src, .. } | Op::DropLevel { src, .. } => get(src),
-                Op::AddPlain(a, c) | Op::SubPlain(a, c) => get(a).hull(&constant(c), slots),
-                Op::MulPlain { src, constant: c, .. } => get(src).intersect(&constant(c), slots),
-                Op::Rotate { src, step } => get(src).rotate(step, slots),
-                Op::Bootstrap(a) => match boot {
-                    Some((n, true)) => SlotSupport::prefix(n),
-                    Some((n, false)) if n < slots => full,
-                    _ => get(a),
-                },
-            };
+            let s = SlotSupport::of_op(
+                &inst.op,
+                slots,
+                |r| sup.get(r as usize).copied().unwrap_or(full),
+                constant,
+                replicating,
+            );
             sup.push(s);
         }
         sup
