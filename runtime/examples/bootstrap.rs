@@ -97,7 +97,15 @@ fn sparse_budget(log_n: u32) -> Option<usize> {
     }
 }
 
+// Allocate as the CLI does, so the figures are what `polyhe run` sees (see src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// `mi_option_purge_delay` (mimalloc v2's option enum).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> Result<(), Box<dyn Error>> {
+    // SAFETY: sets a plain integer option; mimalloc reads options at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let a = parse()?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads).build()?;
     pool.install(|| run(&a).map_err(|e| e.to_string()))?;

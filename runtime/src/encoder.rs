@@ -208,6 +208,18 @@ impl Encoder {
 
     /// Encodes complex values (at most N/2) at `level` with scale `scale`.
     pub fn encode_complex(&self, values: &[Complex64], level: usize, scale: f64) -> Result<Plaintext> {
+        self.encode_complex_basis(values, level, scale, false)
+    }
+
+    /// [`Self::encode_complex`] over `Q_level ∪ P` when `with_p` (for products with ciphertext
+    /// parts kept over the extended basis, see `Evaluator::bsgs_double_hoisted`).
+    pub(crate) fn encode_complex_basis(
+        &self,
+        values: &[Complex64],
+        level: usize,
+        scale: f64,
+        with_p: bool,
+    ) -> Result<Plaintext> {
         let c = &self.ctx;
         check_level(level, c.params.max_level())?;
         if !(scale.is_finite() && scale >= 1.0) {
@@ -230,7 +242,7 @@ impl Encoder {
             *a = (v.re * scale).round();
             *b = (v.im * scale).round();
         }
-        let poly = self.coeffs_to_poly(&coeffs, level)?;
+        let poly = self.coeffs_to_poly_basis(&coeffs, level, with_p)?;
         Ok(Plaintext { poly, level, scale, fingerprint: c.fingerprint })
     }
 
@@ -241,7 +253,13 @@ impl Encoder {
     }
 
     /// Rounded real coefficients → NTT-form RNS polynomial over `Q_level`.
+    #[cfg(test)]
     pub(crate) fn coeffs_to_poly(&self, coeffs: &[f64], level: usize) -> Result<RnsPoly> {
+        self.coeffs_to_poly_basis(coeffs, level, false)
+    }
+
+    /// [`Self::coeffs_to_poly`] over `Q_level ∪ P` when `with_p`.
+    fn coeffs_to_poly_basis(&self, coeffs: &[f64], level: usize, with_p: bool) -> Result<RnsPoly> {
         let c = &self.ctx;
         let nq = level + 1;
         let log_q: f64 = c.params.moduli.iter().take(nq).map(|&q| (q as f64).log2()).sum();
@@ -259,7 +277,7 @@ impl Encoder {
         if coeffs.len() != c.ring.n {
             return Err(CkksError::Internal("coefficient vector of the wrong length"));
         }
-        let mut poly = c.ring.stale(nq, false);
+        let mut poly = c.ring.stale(nq, with_p);
         for_limbs(&mut poly.data, c.ring.n, |t, limb| {
             let p = c.ring.limb_prime(t, nq);
             if small {

@@ -1061,6 +1061,31 @@ impl RingContext {
         Ok((out_b, out_a))
     }
 
+    /// `P·a` over `Q_l ∪ P` for `a` over `Q_l` (either form): its `Q` limbs are `a·[P]_{q_i}`, its
+    /// `P` limbs zero, so [`Self::mod_down`] gives back exactly `a`. Lets a ciphertext part join
+    /// key-switching outputs that are still over `Q_l ∪ P` (double hoisting).
+    pub(crate) fn times_p_extended(&self, a: &RnsPoly) -> RnsPoly {
+        let n = self.n;
+        let nq = a.nq;
+        let mut out = self.zero(nq, true);
+        let p_mod: Vec<u64> = (0..nq)
+            .map(|t| {
+                let br = self.limb_prime(t, nq).barrett();
+                let q = self.limb_prime(t, nq).q;
+                (nq..nq + self.np).fold(1u64, |acc, j| br.mul(acc, self.limb_prime(j, nq).q % q))
+            })
+            .collect();
+        for_limbs(out.data.get_mut(..nq * n).unwrap_or(&mut []), n, |t, limb| {
+            let br = self.limb_prime(t, nq).barrett();
+            let c = p_mod.get(t).copied().unwrap_or(0);
+            let src = a.data.get(t * n..(t + 1) * n).unwrap_or(&[]);
+            for (o, &x) in limb.iter_mut().zip(src) {
+                *o = br.mul(x, c);
+            }
+        });
+        out
+    }
+
     /// Approximate ModDown: `a` over `Q_l ∪ P` (NTT form) becomes `≈ a / P` over `Q_l` (NTT form),
     /// in place.
     pub(crate) fn mod_down(&self, a: RnsPoly) -> Result<RnsPoly> {

@@ -10,7 +10,8 @@
 //!   EvalMod does not care about, and SlotsToCoeffs applies `S_n ∘ … ∘ S_2` to that order.
 //! - Consecutive stages are merged into `levels` groups (one level, i.e. one rescale, per group);
 //!   a group of `m` stages has at most `2^{m+1} − 1` diagonals, evaluated with baby-step giant-step
-//!   rotations (babies hoisted): `Σ_g rot_{g}(Σ_b rot_{-g}(diag_{g+b}) ⊙ rot_b(x))`.
+//!   rotations, double hoisted (`Evaluator::bsgs_double_hoisted`: babies and giants accumulate
+//!   over `Q_l ∪ P`): `Σ_g rot_{g}(Σ_b rot_{-g}(diag_{g+b}) ⊙ rot_b(x))`.
 //! - Plaintext diagonals are encoded once, at the level and with the scale that makes the group's
 //!   output scale exactly the planned one ([`LinearTransform::new`]).
 
@@ -244,6 +245,13 @@ pub(crate) fn join_halves(n: usize) -> DiagMap {
     c
 }
 
+/// Key-switching work of a giant step in baby steps (see [`BsgsPlan::new`]): at N = 2^16 on the
+/// 23-limb top of a bootstrapping chain, ModUp ≈ 88 ms, a digit inner product ≈ 28 ms, ModDown
+/// ≈ 36 ms (one thread), so a giant (all three) is about 5 double-hoisted babies (the inner product).
+/// Measured (`examples/bootstrap.rs --log-n 16 --log-slots 10 --threads 1`): CoeffsToSlots 5.3 s
+/// with weight 1, 3.6 s with 3 and 5; weight 3 needs one Galois key fewer than 5 (37 against 38).
+const GIANT_COST: usize = 3;
+
 /// Baby-step giant-step decomposition of a map's offsets: offsets `k·h` (centered `k`) split as
 /// `k = g·n1 + b`, `0 ≤ b < n1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +288,9 @@ impl BsgsPlan {
             }
             giants
         };
-        // Pick the baby size with the fewest distinct rotations (key switches).
+        // Pick the baby size with the least key-switching work: double hoisted, a baby rotation
+        // is an inner product and a permutation, a giant a full key switch (ModUp, inner
+        // product, ModDown), about GIANT_COST babies.
         let mut best: Option<(usize, Giants)> = None;
         let mut n1 = 1i64;
         while n1 <= n {
@@ -288,7 +298,7 @@ impl BsgsPlan {
             let mut babies: Vec<i64> = giants.values().flatten().map(|&(b, _)| b).filter(|&b| b != 0).collect();
             babies.sort_unstable();
             babies.dedup();
-            let cost = babies.len() + giants.keys().filter(|&&g| g != 0).count();
+            let cost = babies.len() + GIANT_COST * giants.keys().filter(|&&g| g != 0).count();
             if best.as_ref().is_none_or(|(c, _)| cost < *c) {
                 best = Some((cost, giants));
             }
@@ -375,7 +385,7 @@ impl LinearTransform {
                             }
                         })
                         .collect();
-                pts.insert((g, b), enc.encode_complex(&full, level, pt_scale)?);
+                pts.insert((g, b), enc.encode_complex_basis(&full, level, pt_scale, true)?);
             }
         }
         Ok(Self { plan, pts, level, in_scale, out_scale })
@@ -393,35 +403,21 @@ impl LinearTransform {
         if (ct.scale / self.in_scale - 1.0).abs() > 1e-9 {
             return Err(CkksError::ScaleMismatch { a_log2: ct.scale.log2(), b_log2: self.in_scale.log2() });
         }
-        let mut babies: Vec<i64> = self.plan.giants.values().flatten().map(|&(b, _)| b).collect();
-        babies.sort_unstable();
-        babies.dedup();
-        let hoisted = eval.hoist(ct)?;
-        let mut rotated: BTreeMap<i64, Ciphertext> = BTreeMap::new();
-        for b in babies {
-            let r = if b == 0 { ct.clone() } else { eval.rotate_hoisted_one(&hoisted, b)? };
-            rotated.insert(b, r);
-        }
-        let mut acc: Option<Ciphertext> = None;
-        for (&g, terms) in &self.plan.giants {
-            let mut inner: Option<Ciphertext> = None;
-            for &(b, _) in terms {
-                let x = rotated.get(&b).ok_or(CkksError::Internal("missing baby rotation"))?;
-                let pt = self.pts.get(&(g, b)).ok_or(CkksError::Internal("missing diagonal plaintext"))?;
-                let term = eval.mul_plain(x, pt)?;
-                match inner.as_mut() {
-                    None => inner = Some(term),
-                    Some(i) => eval.add_assign(i, &term)?,
-                }
-            }
-            let Some(inner) = inner else { continue };
-            let inner = if g == 0 { inner } else { eval.rotate(&inner, g)? };
-            match acc.as_mut() {
-                None => acc = Some(inner),
-                Some(a) => eval.add_assign(a, &inner)?,
-            }
-        }
-        let mut out = acc.ok_or(CkksError::Internal("empty linear transform"))?;
+        let giants = self
+            .plan
+            .giants
+            .iter()
+            .map(|(&g, terms)| {
+                let terms = terms
+                    .iter()
+                    .map(|&(b, _)| {
+                        self.pts.get(&(g, b)).map(|pt| (b, pt)).ok_or(CkksError::Internal("missing diagonal plaintext"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((g, terms))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = eval.bsgs_double_hoisted(ct, &giants)?;
         eval.rescale_assign(&mut out)?;
         out.scale = self.out_scale;
         Ok(out)
