@@ -541,3 +541,39 @@ impl Builder {
         self.rescale(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value whose nonzero slots wrap past the last slot is refreshed with them rotated to start
+    /// at slot 0 (what a zero-padded sparse bootstrap needs) and rotated back after, so the refreshed
+    /// copy sits where the value did; a value already starting at slot 0 is refreshed as it is.
+    #[test]
+    fn wrapped_support_is_refreshed_from_slot_zero_and_rotated_back() {
+        let slots = 64;
+        let mut b = Builder::new(vec![1 << 50, 1 << 40, 1 << 40], 40, 2, slots);
+        b.enable_bootstrapping();
+        let x = b.input(8);
+        assert_eq!(b.support(x), SlotSupport::prefix(8));
+        let r = b.rotate(x, 2);
+        assert_eq!(b.support(r), SlotSupport { start: 62, len: 8 });
+        let m = b.mul(r, r).unwrap();
+        assert_eq!(b.level(m), 1);
+        let fresh = b.ensure(m).unwrap();
+        let ops: Vec<Op> = b.insts.iter().rev().take(3).rev().map(|i| i.op.clone()).collect();
+        assert!(
+            matches!(ops.as_slice(), [Op::Rotate { step: -2, .. }, Op::Bootstrap(_), Op::Rotate { step: 2, .. }]),
+            "{ops:?}"
+        );
+        assert_eq!(b.support(fresh), SlotSupport { start: 62, len: 8 });
+        let Op::Bootstrap(input) = ops[1] else { unreachable!() };
+        assert_eq!(b.support(input), SlotSupport::prefix(8));
+        // already at slot 0: no rotation
+        let y = b.mul(x, x).unwrap();
+        let before = b.insts.len();
+        b.ensure(y).unwrap();
+        assert_eq!(b.insts.len(), before + 1);
+        assert!(matches!(b.insts.last().map(|i| &i.op), Some(Op::Bootstrap(_))));
+    }
+}

@@ -623,9 +623,7 @@ fn placement_only(dry: &lower::Lowered, depth: usize, dry_slots: usize, opts: &B
 fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Result<CkksCompiled, BackendError> {
     // The compute levels are chosen for the bootstrapper's keys (its rotations, conjugation,
     // relinearization); the digits again below, once the program's own rotations are known.
-    let config = params::bootstrap_config(log_n, opts.hamming_weight)?;
-    let boot_keys = config.rotation_steps(log_n).len() + 2;
-    let params = params::select_bootstrapped(opts, &config, log_n, boot_keys)?;
+    let (config, params) = params::bootstrap_config_and_params(opts, log_n)?;
     let boot_levels = config.levels();
     let top = params.max_level() - boot_levels;
     let slots = params.slots();

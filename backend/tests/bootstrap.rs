@@ -114,3 +114,49 @@ fn refreshed_values_are_reused_by_free_ops() {
     let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs() / scale).fold(0.0, f64::max);
     assert!(err < 1e-3, "error {err}");
 }
+
+/// Sparse refreshes end to end (N = 2^15, 16384 slots): the centered-keys attention of the file
+/// test `ckks/centered_keys.ir` with 3 compute levels refreshes 2^13 zero-padded slots, and two of
+/// its values have nonzero slots wrapping past the last slot (the rotated product's left
+/// rotations), so they are rotated to slot 0 for the refresh and back. Encrypted and decrypted,
+/// the outputs match the interpreter. Ignored: about a minute in release (`.ci/run` runs it).
+#[test]
+#[ignore]
+fn sparse_refreshes_with_wrapped_values_run_encrypted() {
+    let src = include_str!("../../tests/filetests/ckks/centered_keys.ir");
+    let g = polyhe_ir::text::parse(src).unwrap();
+    let opts = BackendOptions {
+        log_n: Some(15),
+        security: Security::NotSet,
+        bootstrap_levels: Some(3),
+        log_scale: Some(40),
+        layout: Some(polyhe_backend::LayoutPolicy::ColumnMajor),
+        ..BackendOptions::default()
+    };
+    let compiled = compile_ckks(&g, &opts).unwrap();
+    let (program, params) = compiled.runnable().unwrap();
+    let cfg = &program.bootstrap.as_ref().unwrap().config;
+    assert!(cfg.zero_padded && (1usize << cfg.log_slots) < params.slots(), "{cfg:?}");
+    // a refresh wrapped in the rotations that move its value to slot 0 and back
+    use polyhe_runtime::ProgramOp as O;
+    let n_in = program.num_input_regs();
+    let def = |r: u32| (r as usize).checked_sub(n_in).map(|i| &program.insts[i].op);
+    let wrapped = program
+        .insts
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i.op, O::Bootstrap(a) if matches!(def(a), Some(O::Rotate { .. }))))
+        .count();
+    assert!(wrapped >= 1, "no refresh of a wrapped value");
+    let x = tensor(&[16, 8], rand_vec(128, 11));
+    let run = polyhe_backend::run_encrypted(&compiled, &[x.to_f64_vec()]).unwrap();
+    assert_eq!(run.stats.bootstraps, program.bootstraps());
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+    eprintln!(
+        "{} refreshes ({wrapped} of wrapped values), max error {err:e} relative to max |output| {scale:e}",
+        program.bootstraps()
+    );
+    assert!(err < 1e-3, "error {err}");
+}

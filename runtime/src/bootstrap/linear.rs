@@ -245,13 +245,6 @@ pub(crate) fn join_halves(n: usize) -> DiagMap {
     c
 }
 
-/// Key-switching work of a giant step in baby steps (see [`BsgsPlan::new`]): at N = 2^16 on the
-/// 23-limb top of a bootstrapping chain, ModUp ≈ 88 ms, a digit inner product ≈ 28 ms, ModDown
-/// ≈ 36 ms (one thread), so a giant (all three) is about 5 double-hoisted babies (the inner product).
-/// Measured (`examples/bootstrap.rs --log-n 16 --log-slots 10 --threads 1`): CoeffsToSlots 5.3 s
-/// with weight 1, 3.6 s with 3 and 5; weight 3 needs one Galois key fewer than 5 (37 against 38).
-const GIANT_COST: usize = 3;
-
 /// Baby-step giant-step decomposition of a map's offsets: offsets `k·h` (centered `k`) split as
 /// `k = g·n1 + b`, `0 ≤ b < n1`.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +258,10 @@ pub(crate) struct BsgsPlan {
 type Giants = BTreeMap<i64, Vec<(i64, usize)>>;
 
 impl BsgsPlan {
-    pub(crate) fn new(map: &DiagMap) -> Self {
+    /// The plan minimizing `babies + giant_cost·giants` (see
+    /// [`crate::BootstrapConfig::giant_step_cost`]; ties: fewer rotations, then the smaller baby
+    /// size).
+    pub(crate) fn new(map: &DiagMap, giant_cost: usize) -> Self {
         let n = map.n as i64;
         let centered = |d: usize| -> i64 {
             let d = d as i64;
@@ -288,17 +284,15 @@ impl BsgsPlan {
             }
             giants
         };
-        // Pick the baby size with the least key-switching work: double hoisted, a baby rotation
-        // is an inner product and a permutation, a giant a full key switch (ModUp, inner
-        // product, ModDown), about GIANT_COST babies.
-        let mut best: Option<(usize, Giants)> = None;
+        let mut best: Option<((usize, usize), Giants)> = None;
         let mut n1 = 1i64;
         while n1 <= n {
             let giants = build(n1);
             let mut babies: Vec<i64> = giants.values().flatten().map(|&(b, _)| b).filter(|&b| b != 0).collect();
             babies.sort_unstable();
             babies.dedup();
-            let cost = babies.len() + GIANT_COST * giants.keys().filter(|&&g| g != 0).count();
+            let nonzero_giants = giants.keys().filter(|&&g| g != 0).count();
+            let cost = (babies.len() + giant_cost * nonzero_giants, babies.len() + nonzero_giants);
             if best.as_ref().is_none_or(|(c, _)| cost < *c) {
                 best = Some((cost, giants));
             }
@@ -354,6 +348,7 @@ impl LinearTransform {
     pub(crate) fn new(
         enc: &Encoder,
         map: &DiagMap,
+        giant_cost: usize,
         slots: usize,
         rows: usize,
         level: usize,
@@ -361,7 +356,7 @@ impl LinearTransform {
         in_scale: f64,
         out_scale: f64,
     ) -> Result<Self> {
-        let plan = BsgsPlan::new(map);
+        let plan = BsgsPlan::new(map, giant_cost);
         let pt_scale = out_scale * q_level / in_scale;
         let n = map.n;
         if n == 0 || !slots.is_multiple_of(n) {
@@ -515,7 +510,7 @@ mod tests {
     fn bsgs_plan_covers_every_offset_once() {
         let maps = coeffs_to_slots_maps(64, 2, 1.0);
         for m in &maps {
-            let plan = BsgsPlan::new(m);
+            let plan = BsgsPlan::new(m, 1);
             let mut seen: Vec<usize> = Vec::new();
             for (&g, terms) in &plan.giants {
                 for &(b, d) in terms {
@@ -566,7 +561,7 @@ mod tests {
     fn cts_and_stc_share_rotation_offsets() {
         for levels in [2, 3, 4] {
             let steps = |maps: Vec<DiagMap>| {
-                let mut v: Vec<i64> = maps.iter().flat_map(|m| BsgsPlan::new(m).steps()).collect();
+                let mut v: Vec<i64> = maps.iter().flat_map(|m| BsgsPlan::new(m, 1).steps()).collect();
                 v.sort_unstable();
                 v.dedup();
                 v

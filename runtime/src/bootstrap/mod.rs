@@ -67,6 +67,13 @@ pub struct BootstrapConfig {
     /// Sparse inputs (`n < N/2`) that are zero outside slots `0..n` instead of `n`-periodic, and
     /// outputs likewise (see [`Bootstrapper::bootstrap`]); ignored for full slots.
     pub zero_padded: bool,
+    /// Weight of a giant step against a baby step when the baby size of each linear-transform
+    /// group is chosen (the plan minimizes `babies + giant_step_cost · giants`). The transforms
+    /// are double hoisted, so a baby rotation is an inner product and a permutation while a giant
+    /// is a whole key switch: 3 is about their cost ratio at N = 2^16 and minimizes time; 1
+    /// minimizes the number of rotations, i.e. the Galois keys (a few fewer, each ~150 MB at the
+    /// top of a 2^16 chain), which is what a key-memory budget may need instead.
+    pub giant_step_cost: usize,
 }
 
 /// Extra output scale of the CoeffsToSlots groups before the last (see [`Bootstrapper::new`]).
@@ -122,6 +129,7 @@ impl BootstrapConfig {
                 _ => 9,
             },
             zero_padded: false,
+            giant_step_cost: 3,
         }
     }
 
@@ -149,9 +157,9 @@ impl BootstrapConfig {
         // Building the maps takes ~1.4 s at N = 2^16, and callers ask repeatedly for the same
         // shape (the compiler's parameter search, then `Program::rotation_steps`): memoized by
         // what the steps depend on.
-        type Key = (u32, u32, usize, usize);
+        type Key = (u32, u32, usize, usize, usize);
         static CACHE: OnceLock<Mutex<HashMap<Key, Vec<i64>>>> = OnceLock::new();
-        let key = (log_n, self.log_slots, self.cts_levels, self.stc_levels);
+        let key = (log_n, self.log_slots, self.cts_levels, self.stc_levels, self.giant_step_cost);
         let cache = CACHE.get_or_init(Default::default);
         if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return v;
@@ -167,7 +175,8 @@ impl BootstrapConfig {
         let slots = 1usize << log_n.saturating_sub(1);
         let n = 1usize << self.log_slots.min(log_n.saturating_sub(1));
         let (cts, stc) = transform_maps(n, slots, self.cts_levels, self.stc_levels, 1.0, 1.0);
-        let mut v: Vec<i64> = cts.iter().chain(&stc).flat_map(|m| linear::BsgsPlan::new(m).steps()).collect();
+        let mut v: Vec<i64> =
+            cts.iter().chain(&stc).flat_map(|m| linear::BsgsPlan::new(m, self.giant_step_cost).steps()).collect();
         v.extend(Evaluator::rotate_and_sum_steps(slots / n, n as i64));
         v.iter_mut().for_each(|s| *s = s.rem_euclid(slots as i64));
         v.sort_unstable();
@@ -302,6 +311,9 @@ impl Bootstrapper {
                 config.double_angle
             )));
         }
+        if !(1..=64).contains(&config.giant_step_cost) {
+            return Err(invalid(format!("giant_step_cost = {} must be in 1..=64", config.giant_step_cost)));
+        }
         if !(4..=40).contains(&config.log_message_ratio) {
             return Err(invalid(format!("log_message_ratio = {} must be in 4..=40", config.log_message_ratio)));
         }
@@ -352,7 +364,17 @@ impl Bootstrapper {
             // groups before the last (whose output must be ≈ q for EvalMod's squarings) output at
             // 2^CTS_HEADROOM·q.
             let out_scale = if i == cts_last { q(level - 1) } else { q(level - 1) * CTS_HEADROOM };
-            let lt = LinearTransform::new(&enc, map, slots, slots, level, q(level), scale, out_scale)?;
+            let lt = LinearTransform::new(
+                &enc,
+                map,
+                config.giant_step_cost,
+                slots,
+                slots,
+                level,
+                q(level),
+                scale,
+                out_scale,
+            )?;
             cts.push(lt);
             level -= 1;
             scale = out_scale;
@@ -373,7 +395,7 @@ impl Bootstrapper {
             let out_scale = if i == last { output_scale } else { q(l - 1) };
             // zero-padded output: the last group writes rows 0..n only
             let rows = if padded && i == last { n } else { slots };
-            let lt = LinearTransform::new(&enc, map, slots, rows, l, q(l), s, out_scale)?;
+            let lt = LinearTransform::new(&enc, map, config.giant_step_cost, slots, rows, l, q(l), s, out_scale)?;
             stc.push(lt);
             l -= 1;
             s = out_scale;

@@ -12,7 +12,10 @@
 //! one of three encodings, whichever is smallest (ties: the earlier): 0 = dense (`f64` values),
 //! 1 = sparse (count, then (`u32` index, `f64` value) pairs with increasing indices), 2 = runs
 //! (version 4: count, then (`f64` value, `u32` length) pairs whose lengths sum to the constant's).
-//! This build writes version 4 and reads versions 3 and 4.
+//! Version 5: the bootstrapping tag is 1 (replicated sparse or full slots) or 2 (zero-padded
+//! sparse), and the baby-step giant-step weight `giant_step_cost` follows the message ratio
+//! (programs of versions 3–4 were planned with weight 1).
+//! This build writes version 5 and reads versions 3 to 5.
 //!
 //! Every length is bounds-checked against the remaining bytes before allocating (a constant's run
 //! lengths also against its length, at most 2^20), so corrupt or truncated input gives
@@ -27,8 +30,9 @@ use crate::bootstrap::BootstrapConfig;
 
 /// Magic bytes of a serialized program.
 pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
-/// Format version written by this build (version 4: run-length constants and axes layouts).
-pub const PROGRAM_VERSION: u16 = 4;
+/// Format version written by this build (version 4: run-length constants and axes layouts; 5: the
+/// zero-padded bootstrapping tag and the plan weight).
+pub const PROGRAM_VERSION: u16 = 5;
 
 /// Magic, version and body length.
 const HEADER_LEN: usize = 8 + 2 + 8;
@@ -314,6 +318,7 @@ impl Program {
                 w.len(c.cts_levels);
                 w.len(c.stc_levels);
                 w.u32(c.log_message_ratio);
+                w.len(c.giant_step_cost);
                 w.f64(b.output_scale);
             }
         }
@@ -462,6 +467,8 @@ impl Program {
                     stc_levels: r.usize_small(64, "stc_levels")?,
                     log_message_ratio: r.u32()?,
                     zero_padded: tag == 2,
+                    // version 5 added the plan weight; older programs were planned with 1
+                    giant_step_cost: if r.version >= 5 { r.usize_small(1 << 16, "giant_step_cost")? } else { 1 },
                 };
                 let b = ProgramBootstrap { config, output_scale: r.f64()? };
                 // Range-check before anything uses the configuration (levels() fits a polynomial).

@@ -436,6 +436,9 @@ impl ProgramBootstrap {
                 c.cos_degree, c.double_angle, c.k
             ));
         }
+        if !(1..=64).contains(&c.giant_step_cost) {
+            return Err(format!("giant_step_cost = {} must be in 1..=64", c.giant_step_cost));
+        }
         if !(4..=40).contains(&c.log_message_ratio) {
             return Err(format!("log_message_ratio = {} must be in 4..=40", c.log_message_ratio));
         }

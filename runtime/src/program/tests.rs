@@ -518,7 +518,30 @@ fn version_3_programs_still_read() {
     bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
     assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
-    assert!(matches!(Program::from_bytes(&bytes), Err(ProgramError::UnsupportedVersion { found: 2, supported: 4 })));
+    assert!(matches!(
+        Program::from_bytes(&bytes),
+        Err(ProgramError::UnsupportedVersion { found: 2, supported: PROGRAM_VERSION })
+    ));
+}
+
+/// A version-4 program with bootstraps (no plan weight in its configuration) reads with weight 1,
+/// the plans it was compiled with.
+#[test]
+fn version_4_bootstrap_programs_read_with_weight_one() {
+    let (mut prog, _) = with_bootstrap();
+    prog.bootstrap.as_mut().unwrap().config.giant_step_cost = 1;
+    let a = prog.to_bytes();
+    let mut other = prog.clone();
+    other.bootstrap.as_mut().unwrap().config.giant_step_cost = 7;
+    let b = other.to_bytes();
+    // the weight's u64 is where the two encodings first differ
+    let pos = a.iter().zip(&b).position(|(x, y)| x != y).unwrap();
+    let mut v4 = [&a[..pos], &a[pos + 8..]].concat();
+    v4[8..10].copy_from_slice(&4u16.to_le_bytes());
+    let body = (v4.len() - 18 - 32) as u64;
+    v4[10..18].copy_from_slice(&body.to_le_bytes());
+    reseal(&mut v4);
+    assert_eq!(Program::from_bytes(&v4).unwrap(), prog);
 }
 
 #[test]

@@ -65,7 +65,7 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={}{} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale=2^{:.4} -> @L{}",
+                "bootstrap log_slots={}{} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} giant_step_cost={} output_scale=2^{:.4} -> @L{}",
                 c.log_slots,
                 if c.zero_padded { " zero_padded" } else { "" },
                 c.k,
@@ -74,6 +74,7 @@ impl Program {
                 c.cts_levels,
                 c.stc_levels,
                 c.log_message_ratio,
+                c.giant_step_cost,
                 b.output_scale.log2(),
                 self.bootstrap_output_level().map_or_else(|| "?".to_string(), |l| l.to_string())
             );
@@ -154,7 +155,7 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} output_scale={:?}{}",
+                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} giant_step_cost={} output_scale={:?}{}",
                 c.log_slots,
                 c.k,
                 c.cos_degree,
@@ -162,6 +163,7 @@ impl Program {
                 c.cts_levels,
                 c.stc_levels,
                 c.log_message_ratio,
+                c.giant_step_cost,
                 b.output_scale,
                 if c.zero_padded { " zero_padded" } else { "" }
             );
@@ -233,6 +235,7 @@ impl Program {
                         stc_levels: c.kv("stc_levels")?,
                         log_message_ratio: c.kv("log_message_ratio")?,
                         zero_padded: false,
+                        giant_step_cost: c.kv("giant_step_cost")?,
                     };
                     let output_scale = c.kv("output_scale")?;
                     config.zero_padded = !c.rest().is_empty() && {
