@@ -367,40 +367,50 @@ impl Builder {
     /// Returns, per new instruction, the old instruction it comes from, and the old → new
     /// register map (inputs map to themselves).
     pub fn expand_rotations(&mut self, chain: impl Fn(i64) -> Option<Vec<i64>>) -> (Vec<usize>, Vec<Reg>) {
+        self.rebuild(|_, inst, next, _| {
+            let hops = match inst.op {
+                Op::Rotate { src, step } => chain(step).filter(|c| !c.is_empty()).map(|c| (src, c)),
+                _ => None,
+            };
+            let Some((src, steps)) = hops else { return (vec![inst], next) };
+            let mut x = src;
+            let mut out = Vec::with_capacity(steps.len());
+            for (k, step) in steps.into_iter().enumerate() {
+                out.push(Inst { op: Op::Rotate { src: x, step }, ..inst.clone() });
+                x = next + k as Reg;
+            }
+            (out, x)
+        })
+    }
+
+    /// Rebuilds the instruction list: `f(k, inst, next, map)` gets old instruction `k` with its
+    /// operands renumbered, the register the first replacement would define (`next`) and the
+    /// old → new map of the registers before `k`, and
+    /// returns the instructions replacing it (later ones may read the registers earlier ones
+    /// define, counting from `next`; none to drop it) and the new register old `k`'s result is
+    /// now (a register defined before, when dropped). Returns, per new instruction, the old
+    /// instruction it comes from, and the old → new register map (inputs map to themselves).
+    pub fn rebuild(
+        &mut self,
+        mut f: impl FnMut(usize, Inst, Reg, &[Reg]) -> (Vec<Inst>, Reg),
+    ) -> (Vec<usize>, Vec<Reg>) {
         let n_in = self.n_in;
         let old = std::mem::take(&mut self.insts);
         let mut reg_map: Vec<Reg> = (0..n_in as Reg).collect();
         let mut origin = Vec::with_capacity(old.len());
-        let mut level: Vec<usize> = self.reg_level.get(..n_in).map(|s| s.to_vec()).unwrap_or_default();
-        let mut scale: Vec<f64> = self.reg_scale.get(..n_in).map(|s| s.to_vec()).unwrap_or_default();
+        self.reg_level.truncate(n_in);
+        self.reg_scale.truncate(n_in);
+        self.reg_support.truncate(n_in);
         for (k, inst) in old.into_iter().enumerate() {
             let op = inst.op.map_operands(|r| reg_map.get(r as usize).copied().unwrap_or(r));
-            let hops = match op {
-                Op::Rotate { src, step } => chain(step).map(|c| (src, c)),
-                _ => None,
-            };
-            let ops = match hops {
-                Some((src, steps)) if !steps.is_empty() => {
-                    let mut ops = Vec::with_capacity(steps.len());
-                    let mut x = src;
-                    for step in steps {
-                        ops.push(Op::Rotate { src: x, step });
-                        x = (n_in + self.insts.len() + ops.len() - 1) as Reg;
-                    }
-                    ops
-                }
-                _ => vec![op],
-            };
-            for op in ops {
-                self.insts.push(Inst { op, level: inst.level, scale: inst.scale });
-                level.push(inst.level);
-                scale.push(inst.scale);
+            let next = (n_in + self.insts.len()) as Reg;
+            let (new, result) = f(k, Inst { op, ..inst }, next, &reg_map);
+            for i in new {
+                self.emit(i.op, i.level, i.scale);
                 origin.push(k);
             }
-            reg_map.push((n_in + self.insts.len() - 1) as Reg);
+            reg_map.push(result);
         }
-        self.reg_level = level;
-        self.reg_scale = scale;
         self.refreshed.clear();
         self.remat_memo.clear();
         (origin, reg_map)

@@ -27,6 +27,7 @@ mod linear;
 mod lower;
 mod packing;
 mod params;
+mod refresh_pairs;
 mod rotation_keys;
 
 use std::collections::BTreeMap;
@@ -170,8 +171,10 @@ pub struct BackendReport {
     /// `scalar`, `ct×ct`, `align` = level alignment at an add). Sums to `depth`.
     pub critical_path: BTreeMap<String, usize>,
     pub bootstrap: Option<BootstrapPlan>,
-    /// Bootstrap instructions in the program (refreshed ciphertexts), 0 without bootstrapping.
+    /// Bootstrappings in the program (a pair counts once), 0 without bootstrapping.
     pub bootstraps: usize,
+    /// Of them, `bootstrap_pair`s (two ciphertexts each, `refresh_pairs.rs`).
+    pub bootstrap_pairs: usize,
     /// The slot layout the program's tensors use (`row` or `column`, see [`LayoutPolicy`]).
     pub layout: String,
     /// Estimated one-thread evaluation seconds per layout the automatic choice compiled
@@ -259,8 +262,10 @@ impl std::fmt::Display for BackendReport {
             if self.bootstraps > 0 {
                 writeln!(
                     f,
-                    "bootstraps: {} ciphertext refresh(es) in {} round(s); compute levels {}, {} usable after a bootstrap (level 1 is the floor), each bootstrap consumes {} levels ({})",
+                    "bootstraps: {} ciphertext refresh(es) by {} bootstrapping(s) ({} of two ciphertexts) in {} round(s); compute levels {}, {} usable after a bootstrap (level 1 is the floor), each bootstrap consumes {} levels ({})",
+                    self.bootstraps + self.bootstrap_pairs,
                     self.bootstraps,
+                    self.bootstrap_pairs,
                     bp.cuts.len(),
                     bp.max_levels,
                     bp.usable_after_bootstrap,
@@ -640,6 +645,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
             packings: None,
         },
     )?;
+    let pairs = refresh_pairs::pair_refreshes(&mut real);
     let full = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
     let config = params::sparse_bootstrap_config(&program_of(graph, &real, &params, top, Some(full)), config);
     let boot_steps = config.rotation_steps(log_n);
@@ -668,6 +674,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     // drops excluded, as in the critical-path breakdown it sums).
     report.depth = report.critical_path.values().sum();
     report.bootstraps = program.bootstraps();
+    report.bootstrap_pairs = pairs;
     report.eval_key_bytes = Some(params::program_key_bytes(&params, &program));
     report.rotation_keys = rotation_steps.len();
     report.bootstrap = Some(BootstrapPlan {
@@ -704,7 +711,7 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
         let d_in = ops.iter().map(|&r| get(&depth, r)).max().unwrap_or(0);
         let mut rd = ops.iter().map(|&r| get(&round, r)).max().unwrap_or(0);
         let d = match inst.op {
-            O::Bootstrap(_) => {
+            O::Bootstrap(_) | O::BootstrapPair(..) => {
                 rd += 1;
                 let c = cuts.entry(rd).or_insert_with(|| BootstrapCut {
                     depth: d_in,
@@ -712,7 +719,7 @@ fn bootstrap_rounds(l: &lower::Lowered) -> (usize, Vec<BootstrapCut>) {
                     before_nodes: Vec::new(),
                 });
                 c.depth = c.depth.min(d_in);
-                c.ciphertexts += 1;
+                c.ciphertexts += ops.len();
                 // (the maps that materialize the outputs belong to no IR node)
                 let n = l.inst_node.get(i).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| "(output)".into());
                 if !c.before_nodes.contains(&n) {
@@ -839,6 +846,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         critical_path: critical_path(l),
         bootstrap: None,
         bootstraps: 0,
+        bootstrap_pairs: 0,
         layout: String::new(),
         layout_costs: BTreeMap::new(),
     }

@@ -131,6 +131,20 @@ pub(crate) struct Lowered {
     pub packings: BTreeMap<Value, InputPacking>,
 }
 
+impl Lowered {
+    /// After [`Builder::rebuild`]: each new instruction's node and op from the old instruction it
+    /// came from (`origin`), the outputs' registers through `reg_map`.
+    pub fn remap(&mut self, origin: &[usize], reg_map: &[Reg]) {
+        self.inst_node = origin.iter().map(|&k| self.inst_node.get(k).cloned().unwrap_or_default()).collect();
+        self.inst_op = origin.iter().map(|&k| self.inst_op.get(k).copied().unwrap_or("")).collect();
+        for port in &mut self.outputs {
+            for r in &mut port.regs {
+                *r = reg_map.get(*r as usize).copied().unwrap_or(*r);
+            }
+        }
+    }
+}
+
 struct Ctx<'g> {
     g: &'g Graph,
     slots: usize,

@@ -417,6 +417,9 @@ pub(crate) fn sparse_bootstrap_config(
         .iter()
         .filter_map(|i| match i.op {
             polyhe_runtime::ProgramOp::Bootstrap(a) => Some(sup.get(a as usize).map_or(slots, |s| s.end(slots))),
+            polyhe_runtime::ProgramOp::BootstrapPair(a, b) => {
+                Some([a, b].iter().map(|&r| sup.get(r as usize).map_or(slots, |s| s.end(slots))).max().unwrap_or(slots))
+            }
             _ => None,
         })
         .max()

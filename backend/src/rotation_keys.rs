@@ -300,13 +300,7 @@ pub(crate) fn step_counts(insts: &[polyhe_runtime::Inst]) -> BTreeMap<i64, usize
 /// level, so nothing else changes: no re-lowering); instruction labels follow their rotation.
 pub(crate) fn apply_plan(l: &mut crate::lower::Lowered, plan: &RotationPlan) {
     let (origin, reg_map) = l.builder.expand_rotations(|step| plan.chain(step));
-    l.inst_node = origin.iter().map(|&k| l.inst_node.get(k).cloned().unwrap_or_default()).collect();
-    l.inst_op = origin.iter().map(|&k| l.inst_op.get(k).copied().unwrap_or("")).collect();
-    for port in &mut l.outputs {
-        for r in &mut port.regs {
-            *r = reg_map.get(*r as usize).copied().unwrap_or(*r);
-        }
-    }
+    l.remap(&origin, &reg_map);
 }
 
 #[cfg(test)]

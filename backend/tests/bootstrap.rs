@@ -53,7 +53,7 @@ fn deeper_than_the_chain_runs_encrypted_with_bootstraps() {
     assert!(r.bootstraps >= 2, "{} bootstraps", r.bootstraps);
     assert_eq!(r.bootstraps, program.bootstraps());
     let plan = r.bootstrap.as_ref().unwrap();
-    assert_eq!(plan.cuts.iter().map(|c| c.ciphertexts).sum::<usize>(), r.bootstraps);
+    assert_eq!(plan.cuts.iter().map(|c| c.ciphertexts).sum::<usize>(), r.bootstraps + r.bootstrap_pairs);
     assert_eq!(program.input_level, 3);
     assert_eq!(params.hamming_weight(), Some(192));
     assert!(program.needs_conjugation());
@@ -70,6 +70,35 @@ fn deeper_than_the_chain_runs_encrypted_with_bootstraps() {
     let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
     let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
     eprintln!("max error {err:e}; timings {:?}", run.timings);
+    assert!(err < 1e-3, "error {err}");
+}
+
+/// A tensor of two ciphertexts refreshed together: each round's two refreshes become one
+/// `bootstrap_pair` (half the bootstrappings), split by a conjugation, and the results match the
+/// interpreter.
+#[test]
+fn two_ciphertexts_refreshed_together_share_a_bootstrapping() {
+    let mut g = Graph::new("pairs");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![2, 4096]));
+    let a = node(&mut g, Op::Mul, vec![x, x]);
+    let b = node(&mut g, Op::Mul, vec![a, a]);
+    let c = node(&mut g, Op::Mul, vec![b, x]);
+    let d = node(&mut g, Op::Mul, vec![c, c]);
+    g.outputs = vec![d];
+    let compiled = compile_ckks(&g, &opts()).unwrap();
+    let (program, _) = compiled.runnable().unwrap();
+    let r = &compiled.report;
+    eprintln!("{r}");
+    assert!(r.bootstrap_pairs >= 1 && r.bootstraps == program.bootstraps(), "{r}");
+    let plan = r.bootstrap.as_ref().unwrap();
+    assert_eq!(plan.cuts.iter().map(|c| c.ciphertexts).sum::<usize>(), r.bootstraps + r.bootstrap_pairs);
+    assert!(program.print().contains("= bootstrap_pair %"));
+    let xs = tensor(&[2, 4096], rand_vec(8192, 5).into_iter().map(|v| 0.9 * v).collect());
+    let run = polyhe_backend::run_encrypted(&compiled, &[xs.to_f64_vec()]).unwrap();
+    assert_eq!(run.stats.bootstraps, r.bootstraps);
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&xs)).unwrap()[0].to_f64_vec();
+    let err = run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    eprintln!("max error {err:e}");
     assert!(err < 1e-3, "error {err}");
 }
 

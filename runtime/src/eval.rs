@@ -611,6 +611,22 @@ impl Evaluator {
         steps.iter().map(|&s| self.rotate_hoisted_one(&h, s)).collect()
     }
 
+    /// Every slot multiplied by `i`: the product with the monomial `X^{N/2}` (exact, no level, no
+    /// scale change, no key).
+    pub fn mul_by_i(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.check(ct)?;
+        let ring = &self.ctx.ring;
+        let n = ring.n;
+        let mut mono = vec![0i64; n];
+        if let Some(c) = mono.get_mut(n / 2) {
+            *c = 1;
+        }
+        let mut m = ring.from_i64(&mono, ct.level + 1, false);
+        ring.ntt_forward(&mut m);
+        let polys = ct.polys.iter().map(|p| ring.mul_matching(p, &m)).collect();
+        Ok(Ciphertext { polys, level: ct.level, scale: ct.scale, fingerprint: ct.fingerprint })
+    }
+
     /// Complex conjugation of every slot.
     pub fn conjugate(&self, ct: &Ciphertext) -> Result<Ciphertext> {
         self.galois_single(ct, conjugation_galois_element(self.ctx.params.log_n), CkksError::MissingConjugationKey)

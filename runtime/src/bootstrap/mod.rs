@@ -536,14 +536,7 @@ impl Bootstrapper {
     /// `a` and `b` must have the same scale (the higher one is dropped to the other's level); both
     /// outputs are at [`Self::output_level`] with the scale [`Self::bootstrap`] gives.
     pub fn bootstrap_pair(&self, eval: &Evaluator, a: &Ciphertext, b: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
-        self.ctx.inner.check_fp(a.fingerprint)?;
-        self.ctx.inner.check_fp(b.fingerprint)?;
-        let level = a.level.min(b.level);
-        let a = eval.drop_to_level(a, level)?;
-        let b = eval.drop_to_level(b, level)?;
-        let mut z = eval.add(&a, &eval.mul_plain(&b, &self.monomial)?)?;
-        z.set_scale(2.0 * z.scale)?;
-        let z = self.bootstrap(eval, &z)?;
+        let z = self.bootstrap_complex(eval, a, b)?;
         let zc = eval.conjugate(&z)?;
         let re = eval.add(&z, &zc)?;
         let im = eval.mul_plain(&eval.sub(&zc, &z)?, &self.monomial)?;
@@ -560,6 +553,19 @@ impl Bootstrapper {
         } else {
             self.message_scale
         }
+    }
+
+    /// The refreshed `(a + i·b)/2` of [`Self::bootstrap_pair`] before its split (`a = z + z̄`,
+    /// `b = (z̄ − z)·i`): what a program's `bootstrap_pair` instruction computes.
+    pub fn bootstrap_complex(&self, eval: &Evaluator, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.ctx.inner.check_fp(a.fingerprint)?;
+        self.ctx.inner.check_fp(b.fingerprint)?;
+        let level = a.level.min(b.level);
+        let a = eval.drop_to_level(a, level)?;
+        let b = eval.drop_to_level(b, level)?;
+        let mut z = eval.add(&a, &eval.mul_plain(&b, &self.monomial)?)?;
+        z.set_scale(2.0 * z.scale)?;
+        self.bootstrap(eval, &z)
     }
 
     /// Brings `ct` to level 0 with the message at [`Self::input_message_scale`] (≈ `q_0 / 2^ratio`);

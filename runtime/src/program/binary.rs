@@ -15,6 +15,7 @@
 //! Version 5: the bootstrapping tag is 1 (replicated sparse or full slots) or 2 (zero-padded
 //! sparse), and the baby-step giant-step weight `giant_step_cost` follows the message ratio
 //! (programs of versions 3–4 were planned with weight 1).
+//! Version 5 also added instruction tags 13 = bootstrap_pair, 14 = conjugate, 15 = mul_i.
 //! This build writes version 5 and reads versions 3 to 5.
 //!
 //! Every length is bounds-checked against the remaining bytes before allocating (a constant's run
@@ -396,6 +397,19 @@ impl Program {
                     w.u32(src);
                     w.i64(step);
                 }
+                Op::BootstrapPair(a, b) => {
+                    w.u8(13);
+                    w.u32(a);
+                    w.u32(b);
+                }
+                Op::Conjugate(a) => {
+                    w.u8(14);
+                    w.u32(a);
+                }
+                Op::MulI(a) => {
+                    w.u8(15);
+                    w.u32(a);
+                }
                 Op::Bootstrap(a) => {
                     w.u8(12);
                     w.u32(a);
@@ -508,6 +522,9 @@ impl Program {
                 10 => Op::DropLevel { src: r.u32()?, level: r.usize_small(1 << 16, "level")? },
                 11 => Op::Rotate { src: r.u32()?, step: r.i64()? },
                 12 => Op::Bootstrap(r.u32()?),
+                13 if r.version >= 5 => Op::BootstrapPair(r.u32()?, r.u32()?),
+                14 if r.version >= 5 => Op::Conjugate(r.u32()?),
+                15 if r.version >= 5 => Op::MulI(r.u32()?),
                 t => return r.err(format!("unknown instruction tag {t}")),
             };
             let level = r.usize_small(1 << 16, "level")?;

@@ -423,7 +423,8 @@ pub fn execute_with_progress(
                 }
                 Op::MulPlain { .. } => stats.plain_mults += 1,
                 Op::Rescale(..) => stats.rescales += 1,
-                Op::Bootstrap(..) => stats.bootstraps += 1,
+                Op::Bootstrap(..) | Op::BootstrapPair(..) => stats.bootstraps += 1,
+                Op::Conjugate(..) => stats.key_switches += 1,
                 _ => {}
             }
         }
@@ -634,6 +635,11 @@ fn run_one(
         Op::Bootstrap(a) => boot
             .ok_or(ProgramError::Invalid { inst: i, reason: "no bootstrapper for a bootstrap instruction".into() })?
             .bootstrap(eval, r(a)?)?,
+        Op::BootstrapPair(a, b) => boot
+            .ok_or(ProgramError::Invalid { inst: i, reason: "no bootstrapper for a bootstrap instruction".into() })?
+            .bootstrap_complex(eval, r(a)?, r(b)?)?,
+        Op::Conjugate(a) => eval.conjugate(r(a)?)?,
+        Op::MulI(a) => eval.mul_by_i(r(a)?)?,
     };
     Ok(ct)
 }

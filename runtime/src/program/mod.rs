@@ -25,6 +25,9 @@
 //!   configuration ([`BootstrapConfig::zero_padded`], `n < slots`) refreshes slots `0..n` only:
 //!   every bootstrapped register must be provably zero beyond them ([`Program::slot_supports`]).
 //!   Text form: `zero_padded` ends the `bootstrap` line; binary form: bootstrapping tag 2.
+//!   `bootstrap_pair %a, %b` refreshes two real values at one level in one bootstrapping (its
+//!   complex result is split by `conjugate`, `add`, `sub` and `mul_i`); both operands obey the
+//!   same rules as a bootstrap's.
 //! - Slot layout ([`SlotLayout`]): a tensor of `numel` elements occupies `ceil(numel / slots)`
 //!   ciphertexts; the element at slot position `p` ([`SlotLayout::position`]) sits in ciphertext
 //!   `p / slots`, slot `p % slots`. Row-major: `p` is the row-major index. Axes: `p` is the
@@ -335,13 +338,22 @@ pub enum Op {
     },
     /// Bootstrapping with the program's [`ProgramBootstrap`] (see the module doc).
     Bootstrap(Reg),
+    /// One bootstrapping of two real values at the same level: the refreshed `(a + i·b)/2`
+    /// (complex slots), which `a = z + conjugate(z)` and `b = mul_i(conjugate(z) − z)` split
+    /// ([`crate::Bootstrapper::bootstrap_complex`]).
+    BootstrapPair(Reg, Reg),
+    /// Complex conjugation of every slot (one key switch, the conjugation key).
+    Conjugate(Reg),
+    /// Every slot times `i` (the monomial `X^{N/2}`: no level, no key).
+    MulI(Reg),
 }
 
 impl Op {
     /// Register operands.
     pub fn operands(&self) -> Vec<Reg> {
         match *self {
-            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::BootstrapPair(a, b) => vec![a, b],
+            Op::Conjugate(a) | Op::MulI(a) => vec![a],
             Op::Neg(a)
             | Op::AddPlain(a, _)
             | Op::SubPlain(a, _)
@@ -369,6 +381,9 @@ impl Op {
             Op::MulInt(a, k) => Op::MulInt(f(a), k),
             Op::Rescale(a) => Op::Rescale(f(a)),
             Op::Bootstrap(a) => Op::Bootstrap(f(a)),
+            Op::BootstrapPair(a, b) => Op::BootstrapPair(f(a), f(b)),
+            Op::Conjugate(a) => Op::Conjugate(f(a)),
+            Op::MulI(a) => Op::MulI(f(a)),
             Op::MulPlain { src, constant, pt_scale } => Op::MulPlain { src: f(src), constant, pt_scale },
             Op::MulScalar { src, value, const_scale } => Op::MulScalar { src: f(src), value, const_scale },
             Op::DropLevel { src, level } => Op::DropLevel { src: f(src), level },
@@ -392,6 +407,9 @@ impl Op {
             Op::DropLevel { .. } => "drop_level",
             Op::Rotate { .. } => "rotate",
             Op::Bootstrap(..) => "bootstrap",
+            Op::BootstrapPair(..) => "bootstrap_pair",
+            Op::Conjugate(..) => "conjugate",
+            Op::MulI(..) => "mul_i",
         }
     }
 }
@@ -522,17 +540,17 @@ impl Program {
 
     /// Whether the program needs the conjugation key (bootstrapping does).
     pub fn needs_conjugation(&self) -> bool {
-        self.has_bootstraps()
+        self.has_bootstraps() || self.insts.iter().any(|i| matches!(i.op, Op::Conjugate(_)))
     }
 
     /// Whether any instruction bootstraps.
     pub fn has_bootstraps(&self) -> bool {
-        self.insts.iter().any(|i| matches!(i.op, Op::Bootstrap(_)))
+        self.insts.iter().any(|i| matches!(i.op, Op::Bootstrap(_) | Op::BootstrapPair(..)))
     }
 
     /// Number of bootstrap instructions.
     pub fn bootstraps(&self) -> usize {
-        self.insts.iter().filter(|i| matches!(i.op, Op::Bootstrap(_))).count()
+        self.insts.iter().filter(|i| matches!(i.op, Op::Bootstrap(_) | Op::BootstrapPair(..))).count()
     }
 
     /// Level of every bootstrapped value: `max_level − config.levels()`.
@@ -627,7 +645,7 @@ impl Program {
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {
             let def = (n_in + i) as u32;
-            if matches!(inst.op, Op::Bootstrap(_)) && self.bootstrap.is_none() {
+            if matches!(inst.op, Op::Bootstrap(_) | Op::BootstrapPair(..)) && self.bootstrap.is_none() {
                 return bad(i, "bootstrap without a bootstrapping configuration".into());
             }
             for r in inst.op.operands() {
@@ -709,10 +727,19 @@ impl Program {
                     }
                     to
                 }
-                Op::Bootstrap(a) => {
+                Op::Bootstrap(a) | Op::BootstrapPair(a, _) => {
                     let la = get(&level, i, a)?;
                     if la == 0 {
                         return Err(ProgramError::LevelUnderflow { inst: i, op: "bootstrap", level: 0 });
+                    }
+                    if let Op::BootstrapPair(_, b) = inst.op {
+                        let lb = get(&level, i, b)?;
+                        if lb != la {
+                            return Err(ProgramError::Invalid {
+                                inst: i,
+                                reason: format!("bootstrap_pair of %{a} at level {la} and %{b} at level {lb}"),
+                            });
+                        }
                     }
                     boot_level.ok_or(ProgramError::Invalid {
                         inst: i,
@@ -769,7 +796,20 @@ impl Program {
                     sc(a) / q
                 }
                 Op::DropLevel { src, .. } | Op::Rotate { src, .. } => sc(src),
-                Op::Bootstrap(a) => {
+                Op::Conjugate(a) | Op::MulI(a) => sc(a),
+                Op::Bootstrap(a) | Op::BootstrapPair(a, _) => {
+                    if let Op::BootstrapPair(_, b) = inst.op {
+                        if !scales_eq(sc(a), sc(b)) {
+                            return Err(ProgramError::Invalid {
+                                inst: i,
+                                reason: format!(
+                                    "bootstrap_pair of scales 2^{:.4} and 2^{:.4}",
+                                    sc(a).log2(),
+                                    sc(b).log2()
+                                ),
+                            });
+                        }
+                    }
                     let Some(b) = &self.bootstrap else {
                         return Err(ProgramError::Invalid {
                             inst: i,

@@ -155,8 +155,9 @@ impl SlotSupport {
             Op::AddPlain(a, c) | Op::SubPlain(a, c) => operand(a).hull(&constant(c), slots),
             Op::MulPlain { src, constant: c, .. } => operand(src).intersect(&constant(c), slots),
             Op::Rotate { src, step } => operand(src).rotate(step, slots),
-            Op::Bootstrap(_) if replicating_bootstrap => SlotSupport::full(slots),
-            Op::Bootstrap(a) => operand(a),
+            Op::Bootstrap(_) | Op::BootstrapPair(..) if replicating_bootstrap => SlotSupport::full(slots),
+            Op::Bootstrap(a) | Op::Conjugate(a) | Op::MulI(a) => operand(a),
+            Op::BootstrapPair(a, b) => operand(a).hull(&operand(b), slots),
         }
     }
 }
@@ -203,12 +204,14 @@ impl Program {
             return None;
         }
         let sup = self.slot_supports();
-        self.insts.iter().enumerate().find_map(|(i, inst)| match inst.op {
-            Op::Bootstrap(a) => {
-                let end = sup.get(a as usize).map_or(slots, |s| s.end(slots));
-                (end > n).then_some((i, a, end))
-            }
-            _ => None,
+        let end = |a: u32| sup.get(a as usize).map_or(slots, |s| s.end(slots));
+        self.insts.iter().enumerate().find_map(|(i, inst)| {
+            let ops = match inst.op {
+                Op::Bootstrap(a) => vec![a],
+                Op::BootstrapPair(a, b) => vec![a, b],
+                _ => return None,
+            };
+            ops.into_iter().find(|&a| end(a) > n).map(|a| (i, a, end(a)))
         })
     }
 }

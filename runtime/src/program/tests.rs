@@ -251,6 +251,59 @@ fn zero_padded_bootstrap_validates_runs_and_is_checked() {
     assert!(bad.validate().unwrap_err().to_string().contains("up to slot 9"), "{:?}", bad.validate());
 }
 
+/// Two values refreshed by one bootstrapping: `bootstrap_pair` of `x²` and `−x²`, split by a
+/// conjugation, an add, a sub and `mul_i`. Validates, round-trips in both forms, runs with one
+/// bootstrap, and refuses operands at different levels.
+#[test]
+fn bootstrap_pair_refreshes_two_values_in_one_bootstrapping() {
+    let (mut prog, ctx) = with_bootstrap();
+    let (s1, out) = (prog.insts[1].scale, prog.bootstrap.as_ref().unwrap().output_scale);
+    prog.insts.truncate(2);
+    prog.insts.extend([
+        Inst { op: Op::Neg(2), level: 1, scale: s1 },
+        Inst { op: Op::BootstrapPair(2, 3), level: 2, scale: out },
+        Inst { op: Op::Conjugate(4), level: 2, scale: out },
+        Inst { op: Op::Add(4, 5), level: 2, scale: out },
+        Inst { op: Op::Sub(5, 4), level: 2, scale: out },
+        Inst { op: Op::MulI(7), level: 2, scale: out },
+    ]);
+    let slots = prog.params.slots();
+    let lay = SlotLayout::RowMajor { shape: vec![slots], slots };
+    prog.outputs = vec![
+        Port { name: "a".into(), layout: lay.clone(), regs: vec![6] },
+        Port { name: "b".into(), layout: lay, regs: vec![8] },
+    ];
+    prog.validate().unwrap();
+    assert_eq!(prog.bootstraps(), 1);
+    assert!(prog.needs_conjugation());
+    assert_eq!(Program::from_bytes(&prog.to_bytes()).unwrap(), prog);
+    assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
+    assert!(prog.print().contains("%4 = bootstrap_pair %2, %3 @L2"), "{}", prog.print());
+
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
+    let ev = Evaluator::new(
+        &ctx,
+        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
+    )
+    .unwrap();
+    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
+    let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
+    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+    let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
+    assert_eq!(stats.bootstraps, 1);
+    let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    for (port, sign) in [(0, 1.0), (1, -1.0)] {
+        let err = y[port].iter().zip(&x).map(|(g, a)| (g - sign * a * a).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-4, "output {port}: max error {err:e}");
+    }
+    // operands at different levels
+    let mut bad = prog.clone();
+    bad.insts[3].op = Op::BootstrapPair(2, 0);
+    assert!(bad.validate().unwrap_err().to_string().contains("bootstrap_pair of %2 at level 1 and %0 at level 2"));
+}
+
 #[test]
 fn bootstrap_config_errors_are_program_errors() {
     let (prog, _) = with_bootstrap();

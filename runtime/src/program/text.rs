@@ -27,7 +27,8 @@ fn inst_args(op: &Op, exact: bool) -> String {
     let scale = |x: f64| if exact { format!("{x:?}") } else { format!("2^{:.4}", x.log2()) };
     match op {
         Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => format!("%{a}, %{b}"),
-        Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) => format!("%{a}"),
+        Op::Neg(a) | Op::Rescale(a) | Op::Bootstrap(a) | Op::Conjugate(a) | Op::MulI(a) => format!("%{a}"),
+        Op::BootstrapPair(a, b) => format!("%{a}, %{b}"),
         Op::AddPlain(a, c) | Op::SubPlain(a, c) => format!("%{a}, c{c}"),
         Op::MulPlain { src, constant, pt_scale } => format!("%{src}, c{constant} {{pt_scale={}}}", scale(*pt_scale)),
         Op::MulScalar { src, value, const_scale } => {
@@ -496,6 +497,9 @@ impl<'a> Cursor<'a> {
             "neg" => Op::Neg(self.reg()?),
             "rescale" => Op::Rescale(self.reg()?),
             "bootstrap" => Op::Bootstrap(self.reg()?),
+            "bootstrap_pair" => two(self).map(|(a, b)| Op::BootstrapPair(a, b))?,
+            "conjugate" => Op::Conjugate(self.reg()?),
+            "mul_i" => Op::MulI(self.reg()?),
             "add_plain" | "sub_plain" => {
                 let a = self.reg()?;
                 self.literal(",")?;
