@@ -262,11 +262,12 @@ impl std::fmt::Display for BackendReport {
             if self.bootstraps > 0 {
                 writeln!(
                     f,
-                    "bootstraps: {} ciphertext refresh(es) by {} bootstrapping(s) ({} of two ciphertexts) in {} round(s); compute levels {}, {} usable after a bootstrap (level 1 is the floor), each bootstrap consumes {} levels ({})",
+                    "bootstraps: {} ciphertext refresh(es) by {} bootstrapping(s) ({} of two ciphertexts) in {} round(s) (no placement needs fewer than {}); compute levels {}, {} usable after a bootstrap (level 1 is the floor), each bootstrap consumes {} levels ({})",
                     self.bootstraps + self.bootstrap_pairs,
                     self.bootstraps,
                     self.bootstrap_pairs,
                     bp.cuts.len(),
+                    bp.min_rounds,
                     bp.max_levels,
                     bp.usable_after_bootstrap,
                     bp.bootstrap_levels,
@@ -681,6 +682,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         depth,
         max_levels: top,
         usable_after_bootstrap: top - 1,
+        min_rounds: params::min_rounds(depth, top - 1),
         cuts,
         bootstrap_levels: boot_levels,
         config: format!("{config:?}"),

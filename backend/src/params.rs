@@ -283,6 +283,10 @@ pub struct BootstrapPlan {
     /// Levels a bootstrapped ciphertext has left (max levels minus the bootstrap's own depth).
     pub usable_after_bootstrap: usize,
     pub cuts: Vec<BootstrapCut>,
+    /// The fewest rounds any placement needs: refreshes along the deepest path when each one is
+    /// used to the floor, `⌈(depth − usable) / usable⌉` (the greedy's `cuts.len()` is at least
+    /// this; the gap is levels left unused before refreshes).
+    pub min_rounds: usize,
     /// Levels one bootstrap consumes (with bootstrapping compiled in; else 0).
     pub bootstrap_levels: usize,
     /// The bootstrapping configuration (`Debug` form; empty for a placement-only plan).
@@ -291,6 +295,12 @@ pub struct BootstrapPlan {
     /// memory); empty otherwise.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+}
+
+/// `⌈(depth − usable) / usable⌉` (0 when the depth fits): a path of `depth` levels starting with
+/// `usable` levels gets `usable` more per refresh, so no placement refreshes it fewer times.
+pub(crate) fn min_rounds(depth: usize, usable: usize) -> usize {
+    depth.saturating_sub(usable).div_ceil(usable.max(1))
 }
 
 /// Places bootstraps over the dry-run program: `depth_of[r]` is each register's depth, `uses[i]`
@@ -331,6 +341,7 @@ pub(crate) fn place_bootstraps(
         depth,
         max_levels,
         usable_after_bootstrap: usable,
+        min_rounds: min_rounds(depth, usable),
         cuts,
         bootstrap_levels: 0,
         config: String::new(),
