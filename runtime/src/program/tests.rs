@@ -167,6 +167,16 @@ fn with_bootstrap() -> (Program, CkksContext) {
     (prog, ctx)
 }
 
+/// Client keys (seeded) and an evaluator with every key `prog` needs.
+fn keys_for(prog: &Program, ctx: &CkksContext, seed: u64) -> (ClientKeys, Evaluator) {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let keys = ClientKeys::generate_with_rng(ctx, &mut rng).unwrap();
+    let eval_keys = keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap();
+    let ev = Evaluator::new(ctx, eval_keys).unwrap();
+    (keys, ev)
+}
+
 #[test]
 fn bootstrap_program_validates_runs_and_round_trips() {
     let (prog, ctx) = with_bootstrap();
@@ -181,14 +191,7 @@ fn bootstrap_program_validates_runs_and_round_trips() {
     assert!(text.contains("hamming_weight=192"), "{text}");
     assert_eq!(prog.params.to_params().unwrap().hamming_weight(), Some(192));
 
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
-    let ev = Evaluator::new(
-        &ctx,
-        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
-    )
-    .unwrap();
+    let (keys, ev) = keys_for(&prog, &ctx, 5);
     let slots = prog.params.slots();
     let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
     let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
@@ -217,14 +220,7 @@ fn zero_padded_bootstrap_validates_runs_and_is_checked() {
     assert_eq!(Program::from_bytes(&prog.to_bytes()).unwrap(), prog);
     assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
 
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
-    let ev = Evaluator::new(
-        &ctx,
-        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
-    )
-    .unwrap();
+    let (keys, ev) = keys_for(&prog, &ctx, 6);
     let x = vec![0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
     let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
     let out = execute(&prog, &ev, cts).unwrap();
@@ -280,14 +276,7 @@ fn bootstrap_pair_refreshes_two_values_in_one_bootstrapping() {
     assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
     assert!(prog.print().contains("%4 = bootstrap_pair %2, %3 @L2"), "{}", prog.print());
 
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-    let keys = ClientKeys::generate_with_rng(&ctx, &mut rng).unwrap();
-    let ev = Evaluator::new(
-        &ctx,
-        keys.evaluation_keys_with_rng(&prog.rotation_steps(), prog.needs_conjugation(), &mut rng).unwrap(),
-    )
-    .unwrap();
+    let (keys, ev) = keys_for(&prog, &ctx, 7);
     let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
     let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
     let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();

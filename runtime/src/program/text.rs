@@ -41,6 +41,14 @@ fn inst_args(op: &Op, exact: bool) -> String {
     }
 }
 
+/// The bootstrapping configuration's fields after `log_slots`, as both text forms write them.
+fn config_fields(c: &crate::bootstrap::BootstrapConfig) -> String {
+    format!(
+        "k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} giant_step_cost={}",
+        c.k, c.cos_degree, c.double_angle, c.cts_levels, c.stc_levels, c.log_message_ratio, c.giant_step_cost
+    )
+}
+
 impl Program {
     /// Prints the program.
     pub fn print(&self) -> String {
@@ -66,16 +74,10 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={}{} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} giant_step_cost={} output_scale=2^{:.4} -> @L{}",
+                "bootstrap log_slots={}{} {} output_scale=2^{:.4} -> @L{}",
                 c.log_slots,
                 if c.zero_padded { " zero_padded" } else { "" },
-                c.k,
-                c.cos_degree,
-                c.double_angle,
-                c.cts_levels,
-                c.stc_levels,
-                c.log_message_ratio,
-                c.giant_step_cost,
+                config_fields(c),
                 b.output_scale.log2(),
                 self.bootstrap_output_level().map_or_else(|| "?".to_string(), |l| l.to_string())
             );
@@ -156,15 +158,9 @@ impl Program {
             let c = &b.config;
             let _ = writeln!(
                 s,
-                "bootstrap log_slots={} k={} cos_degree={} double_angle={} cts_levels={} stc_levels={} log_message_ratio={} giant_step_cost={} output_scale={:?}{}",
+                "bootstrap log_slots={} {} output_scale={:?}{}",
                 c.log_slots,
-                c.k,
-                c.cos_degree,
-                c.double_angle,
-                c.cts_levels,
-                c.stc_levels,
-                c.log_message_ratio,
-                c.giant_step_cost,
+                config_fields(c),
                 b.output_scale,
                 if c.zero_padded { " zero_padded" } else { "" }
             );
