@@ -177,6 +177,18 @@ fn keys_for(prog: &Program, ctx: &CkksContext, seed: u64) -> (ClientKeys, Evalua
     (keys, ev)
 }
 
+/// Runs `prog` (one input port) on 8 values replicated over the slots, checking that it
+/// bootstraps once; returns the input and the decrypted outputs.
+fn run_with_one_bootstrap(prog: &Program, ctx: &CkksContext, seed: u64) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let (keys, ev) = keys_for(prog, ctx, seed);
+    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
+    let x: Vec<f64> = (0..prog.params.slots()).map(|j| v[j % 8]).collect();
+    let cts = encrypt_inputs(prog, ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+    let (out, stats) = execute_with_stats(prog, &ev, cts).unwrap();
+    assert_eq!(stats.bootstraps, 1);
+    (x, decrypt_outputs(prog, ctx, &keys, &out).unwrap())
+}
+
 #[test]
 fn bootstrap_program_validates_runs_and_round_trips() {
     let (prog, ctx) = with_bootstrap();
@@ -191,14 +203,7 @@ fn bootstrap_program_validates_runs_and_round_trips() {
     assert!(text.contains("hamming_weight=192"), "{text}");
     assert_eq!(prog.params.to_params().unwrap().hamming_weight(), Some(192));
 
-    let (keys, ev) = keys_for(&prog, &ctx, 5);
-    let slots = prog.params.slots();
-    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
-    let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
-    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
-    let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
-    assert_eq!(stats.bootstraps, 1);
-    let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    let (x, y) = run_with_one_bootstrap(&prog, &ctx, 5);
     let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
     assert!(err < 1e-4, "max error {err:e}");
 }
@@ -276,13 +281,7 @@ fn bootstrap_pair_refreshes_two_values_in_one_bootstrapping() {
     assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
     assert!(prog.print().contains("%4 = bootstrap_pair %2, %3 @L2"), "{}", prog.print());
 
-    let (keys, ev) = keys_for(&prog, &ctx, 7);
-    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
-    let x: Vec<f64> = (0..slots).map(|j| v[j % 8]).collect();
-    let cts = encrypt_inputs(&prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
-    let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
-    assert_eq!(stats.bootstraps, 1);
-    let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    let (x, y) = run_with_one_bootstrap(&prog, &ctx, 7);
     for (port, sign) in [(0, 1.0), (1, -1.0)] {
         let err = y[port].iter().zip(&x).map(|(g, a)| (g - sign * a * a).abs()).fold(0.0, f64::max);
         assert!(err < 1e-4, "output {port}: max error {err:e}");
