@@ -35,6 +35,7 @@ use std::collections::HashMap;
 
 use polyhe_runtime::{Inst, ProgramOp as Op, Reg, SlotSupport, SlotVector};
 
+use crate::rotation_keys::canonical;
 use crate::BackendError;
 
 /// Emits instructions with level/scale bookkeeping.
@@ -152,15 +153,13 @@ impl Builder {
         // and back after. Not when it covers half the slots or more: that refresh is full anyway.
         let sup = self.support(r);
         let start = (sup.len > 0 && sup.len <= self.slots / 2 && sup.start != 0).then_some(sup.start as i64);
-        let slots = self.slots as i64;
-        let shift = move |step: i64| if step > slots / 2 { step - slots } else { step };
         let input = match start {
-            Some(st) => self.emit(Op::Rotate { src: r, step: shift(st) }, l, self.scale(r)),
+            Some(st) => self.emit(Op::Rotate { src: r, step: canonical(st, self.slots) }, l, self.scale(r)),
             None => r,
         };
         let mut b = self.emit(Op::Bootstrap(input), top, self.delta(top));
         if let Some(st) = start {
-            b = self.emit(Op::Rotate { src: b, step: shift(slots - st) }, top, self.delta(top));
+            b = self.emit(Op::Rotate { src: b, step: canonical(-st, self.slots) }, top, self.delta(top));
         }
         self.refreshed.insert(r, b);
         Ok(b)

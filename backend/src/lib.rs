@@ -647,8 +647,7 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
         },
     )?;
     let pairs = refresh_pairs::pair_refreshes(&mut real);
-    let full = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
-    let config = params::sparse_bootstrap_config(&program_of(graph, &real, &params, top, Some(full)), config);
+    let config = params::sparse_bootstrap_config(&real.builder, slots, config);
     let boot_steps = config.rotation_steps(log_n);
     if let Some(plan) = rotation_plan(opts, &params, &real, &boot_steps)? {
         rotation_keys::apply_plan(&mut real, &plan);

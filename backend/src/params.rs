@@ -411,26 +411,24 @@ pub(crate) fn bootstrap_config_and_params(
 }
 
 /// `full` (a full-slot configuration) narrowed to a zero-padded sparse one refreshing `n` slots,
-/// the smallest power of two that covers every bootstrapped register's nonzero slots
-/// ([`polyhe_runtime::Program::slot_supports`]: unused slots are zero in every layout), when that
-/// is fewer than all slots. Fewer slots make CoeffsToSlots and SlotsToCoeffs cheaper (at N = 2^16
+/// the smallest power of two that covers every bootstrapped register's nonzero slots (the
+/// builder's supports, the analysis [`polyhe_runtime::Program::slot_supports`] re-proves in
+/// validation: unused slots are zero in every layout), when that is fewer than all `slots`. Fewer slots make CoeffsToSlots and SlotsToCoeffs cheaper (at N = 2^16
 /// on 2 threads, 17.4 s for 2^15 slots, 11.3 s for 2^12, 10.2 s for 2^10: `cargo run --release -p
 /// polyhe-runtime --example bootstrap -- --log-n 16 --log-slots S`), at the cost of `log2(N/2n)`
 /// SubSum rotations; the levels consumed and the precision are the same, so nothing else moves.
 pub(crate) fn sparse_bootstrap_config(
-    program: &polyhe_runtime::Program,
+    builder: &crate::levels::Builder,
+    slots: usize,
     full: polyhe_runtime::BootstrapConfig,
 ) -> polyhe_runtime::BootstrapConfig {
-    let slots = program.params.slots();
-    let sup = program.slot_supports();
-    let end = program
+    let end = |r: polyhe_runtime::Reg| builder.support(r).end(slots);
+    let end = builder
         .insts
         .iter()
         .filter_map(|i| match i.op {
-            polyhe_runtime::ProgramOp::Bootstrap(a) => Some(sup.get(a as usize).map_or(slots, |s| s.end(slots))),
-            polyhe_runtime::ProgramOp::BootstrapPair(a, b) => {
-                Some([a, b].iter().map(|&r| sup.get(r as usize).map_or(slots, |s| s.end(slots))).max().unwrap_or(slots))
-            }
+            polyhe_runtime::ProgramOp::Bootstrap(a) => Some(end(a)),
+            polyhe_runtime::ProgramOp::BootstrapPair(a, b) => Some(end(a).max(end(b))),
             _ => None,
         })
         .max()
