@@ -611,16 +611,14 @@ fn run(cli: Cli) -> Result<()> {
                     set_tail(&mut ck.report, tail.as_ref());
                     eprint!("{}", ck.report);
                     let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
-                    let progress = |done: usize, total: usize, secs: f64| {
-                        eprint!("\revaluating: {done}/{total} instructions, {secs:.1} s");
-                        if done == total {
-                            eprintln!();
-                        }
-                    };
-                    let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&progress))?;
+                    let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&print_progress))?;
                     let t = &run.timings;
                     eprintln!("evaluation cpu time by kind (summed over threads): {}", run.stats.cpu_breakdown());
                     let (program, _) = ck.runnable()?;
+                    eprint!(
+                        "evaluation cpu time by layer and phase (summed over threads):\n{}",
+                        polyhe_backend::time_report(program, &run.stats)
+                    );
                     let results = output_tensors(program, &compiled.graph, run.outputs)?;
                     let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
                     // With a client tail, both runs go through it: the error is on the model's outputs.
@@ -882,14 +880,15 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|k| polyhe_runtime::Ciphertext::read_from(&ctx, ciphertexts.join(format!("in{k}.ct"))))
                 .collect::<Result<Vec<_>, _>>()?;
             let t0 = Instant::now();
-            let progress = |done: usize, total: usize, secs: f64| {
-                eprint!("\revaluating: {done}/{total} instructions, {secs:.1} s");
-                if done == total {
-                    eprintln!();
-                }
-            };
-            let (outs, stats) = polyhe_runtime::execute_with_progress(&program, &evaluator, cts, Some(&progress))?;
+            let (outs, stats) =
+                polyhe_runtime::execute_with_progress(&program, &evaluator, cts, Some(&print_progress))?;
             eprintln!("cpu time by kind (summed over threads): {}", stats.cpu_breakdown());
+            if !program.origins.is_empty() {
+                eprint!(
+                    "cpu time by layer and phase (summed over threads):\n{}",
+                    polyhe_backend::time_report(&program, &stats)
+                );
+            }
             std::fs::create_dir_all(&result).with_context(|| format!("creating {}", result.display()))?;
             for (k, ct) in outs.iter().enumerate() {
                 ct.write_to(result.join(format!("out{k}.ct")))?;
@@ -1210,6 +1209,53 @@ fn compile_poly(
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// The evaluation's progress line (rewritten in place): a bar over the estimated time (over the
+/// instructions until there is an estimate), bootstrappings done, elapsed time and time left.
+fn print_progress(p: &polyhe_runtime::ProgressReport) {
+    const WIDTH: usize = 24;
+    let fraction = match p.remaining_seconds {
+        Some(r) if p.seconds + r > 0.0 => p.seconds / (p.seconds + r),
+        _ => p.done as f64 / p.total.max(1) as f64,
+    };
+    let filled = ((fraction * WIDTH as f64).round() as usize).min(WIDTH);
+    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled));
+    let clock = |s: f64| {
+        let s = s.max(0.0).round() as u64;
+        if s >= 60 {
+            format!("{}m{:02}s", s / 60, s % 60)
+        } else {
+            format!("{s}s")
+        }
+    };
+    let boots = if p.bootstraps_total > 0 {
+        format!(", {}/{} bootstraps", p.bootstraps_done, p.bootstraps_total)
+    } else {
+        String::new()
+    };
+    let eta = match (p.done == p.total, p.remaining_seconds) {
+        (true, _) => String::new(),
+        (false, Some(r)) => format!(", about {} left", clock(r)),
+        (false, None) if p.bootstraps_done == 0 && p.bootstraps_total > 0 => {
+            ", time left: estimated after the first bootstrap".to_string()
+        }
+        (false, None) => String::new(),
+    };
+    let line = format!("evaluating [{bar}] {}/{} instructions{boots}, {}{eta}", p.done, p.total, clock(p.seconds));
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("\r{line}\x1b[K");
+        if p.done == p.total {
+            eprintln!();
+        }
+    } else {
+        // A log gets a line a minute, not a carriage return every two seconds.
+        static LAST_MINUTE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let minute = (p.seconds / 60.0) as u64 + 1;
+        if p.done == p.total || LAST_MINUTE.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
+            eprintln!("{line}");
+        }
+    }
 }
 
 fn summary(t: &polyhe_ir::Tensor) -> String {

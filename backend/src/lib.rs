@@ -29,6 +29,7 @@ mod packing;
 mod params;
 mod refresh_pairs;
 mod rotation_keys;
+mod time_report;
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,7 @@ pub use error::BackendError;
 pub use layout::LayoutPolicy;
 pub use packing::InputPacking;
 pub use params::{BootstrapCut, BootstrapPlan};
+pub use time_report::{time_report, LayerTime, PhaseSeconds, TimeReport};
 
 /// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
 /// 40 bits down to `min_log_scale` (by default 34 bits, more at large N), a 60-bit first prime and 60-bit special primes, and the
@@ -588,6 +590,9 @@ fn program_of(
         insts: real.builder.insts.clone(),
         outputs: real.outputs.clone(),
         bootstrap,
+        origins: polyhe_runtime::Origins::from_pairs(
+            real.inst_node.iter().map(String::as_str).zip(real.inst_op.iter().copied()),
+        ),
     }
 }
 

@@ -476,6 +476,9 @@ fn lower_pass(
             }
         }
     }
+    // Instructions that give outputs their port layouts belong to no node.
+    inst_node.resize(cx.b.insts.len(), "(output layouts)".to_string());
+    inst_op.resize(cx.b.insts.len(), "output");
     let mut reads = std::mem::take(&mut cx.reads);
     reads.retain(|v, _| !cx.unpackable.contains(v));
     let lowered = Lowered {

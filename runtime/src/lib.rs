@@ -64,6 +64,6 @@ pub use serial::{ObjectHeader, ObjectKind, FORMAT_VERSION, MAGIC};
 mod program;
 pub use program::{
     decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Inst,
-    Op as ProgramOp, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult, Progress, Reg,
-    SlotLayout, SlotSupport, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
+    Op as ProgramOp, Origin, Origins, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult,
+    Progress, ProgressReport, Reg, SlotLayout, SlotSupport, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
 };

@@ -16,7 +16,10 @@
 //! sparse), and the baby-step giant-step weight `giant_step_cost` follows the message ratio
 //! (programs of versions 3–4 were planned with weight 1).
 //! Version 5 also added instruction tags 13 = bootstrap_pair, 14 = conjugate, 15 = mul_i.
-//! This build writes version 5 and reads versions 3 to 5.
+//! Version 6 appends the instructions' origins ([`super::Origins`]): the sources (node and op
+//! strings), then runs of (`u32` length, `u32` source or `u32::MAX` for none) whose lengths sum
+//! to the instruction count (no runs: no origins).
+//! This build writes version 6 and reads versions 3 to 6.
 //!
 //! Every length is bounds-checked against the remaining bytes before allocating (a constant's run
 //! lengths also against its length, at most 2^20), so corrupt or truncated input gives
@@ -32,8 +35,8 @@ use crate::bootstrap::BootstrapConfig;
 /// Magic bytes of a serialized program.
 pub const PROGRAM_MAGIC: &[u8; 8] = b"PHEPROG\0";
 /// Format version written by this build (version 4: run-length constants and axes layouts; 5: the
-/// zero-padded bootstrapping tag and the plan weight).
-pub const PROGRAM_VERSION: u16 = 5;
+/// zero-padded bootstrapping tag and the plan weight; 6: instruction origins).
+pub const PROGRAM_VERSION: u16 = 6;
 
 /// Magic, version and body length.
 const HEADER_LEN: usize = 8 + 2 + 8;
@@ -177,6 +180,30 @@ impl<'a> R<'a> {
             return self.err(format!("count {n} exceeds the remaining {left} bytes"));
         }
         Ok(n as usize)
+    }
+    /// The origins of `insts` instructions (version 6; see the module doc).
+    fn origins(&mut self, insts: usize) -> ProgramResult<super::Origins> {
+        let ns = self.count(16)?;
+        let mut sources = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            sources.push(super::Origin { node: self.str()?, op: self.str()? });
+        }
+        let nr = self.count(8)?;
+        let mut of_inst = Vec::new();
+        for _ in 0..nr {
+            let (n, src) = (self.u32()? as usize, self.u32()?);
+            if of_inst.len() + n > insts {
+                return self.err(format!("instruction origins cover more than the {insts} instructions"));
+            }
+            if src != u32::MAX && src as usize >= ns {
+                return self.err(format!("instruction origin s{src} does not exist ({ns} sources)"));
+            }
+            of_inst.extend(std::iter::repeat_n((src != u32::MAX).then_some(src), n));
+        }
+        if nr > 0 && of_inst.len() != insts {
+            return self.err(format!("instruction origins cover {} of {insts} instructions", of_inst.len()));
+        }
+        Ok(super::Origins { sources, of_inst })
     }
     fn usize_small(&mut self, max: u64, what: &str) -> ProgramResult<usize> {
         let v = self.u64()?;
@@ -418,6 +445,17 @@ impl Program {
             w.len(inst.level);
             w.f64(inst.scale);
         }
+        w.len(self.origins.sources.len());
+        for o in &self.origins.sources {
+            w.str(&o.node);
+            w.str(&o.op);
+        }
+        let runs = self.origins.runs();
+        w.len(runs.len());
+        for (_, n, src) in runs {
+            w.u32(n as u32);
+            w.u32(src.unwrap_or(u32::MAX));
+        }
         let mut out = w.0;
         let body_len = out.len() - HEADER_LEN;
         if let Some(len) = out.get_mut(HEADER_LEN - 8..HEADER_LEN) {
@@ -531,10 +569,12 @@ impl Program {
             let scale = r.f64()?;
             insts.push(Inst { op, level, scale });
         }
+        let origins = if r.version >= 6 { r.origins(insts.len())? } else { super::Origins::default() };
         if r.pos != body.len() {
             return r.err("trailing bytes in the body");
         }
-        let prog = Program { name, params, inputs, input_level, input_scale, constants, insts, outputs, bootstrap };
+        let prog =
+            Program { name, params, inputs, input_level, input_scale, constants, insts, outputs, bootstrap, origins };
         prog.validate_structure()?;
         Ok(prog)
     }

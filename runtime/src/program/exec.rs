@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::progress::{Eta, Progress, ProgressReport};
 use super::{Inst, Op, Program, ProgramError, ProgramResult};
 use crate::context::CkksContext;
 use crate::encoder::Encoder;
@@ -42,6 +43,9 @@ pub struct ExecStats {
     /// decompositions, `mul_plain+add` the fused diagonal products), and `encode` for the
     /// plaintexts encoded on first use (inside the kinds that needed them).
     pub cpu_seconds: std::collections::BTreeMap<&'static str, f64>,
+    /// CPU seconds per instruction (a fused `mul_plain`'s are its `add`'s; a hoisted group of
+    /// rotations shares its time equally), for time reports by source ([`Program::origins`]).
+    pub inst_cpu_seconds: Vec<f64>,
 }
 
 impl ExecStats {
@@ -116,9 +120,6 @@ fn available_memory() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
-
-/// Progress callback of [`execute_with_progress`]: (instructions done, total, seconds so far).
-pub type Progress<'a> = &'a (dyn Fn(usize, usize, f64) + Sync);
 
 enum Task {
     One(usize),
@@ -253,6 +254,8 @@ pub fn execute_with_progress(
     let mut live = n_in;
     let started = std::time::Instant::now();
     let mut last_report = started;
+    stats.inst_cpu_seconds = vec![0.0; n_insts];
+    let mut eta = Eta::new(&program.insts);
     while next < n_insts {
         // Ready instructions among the next `window` not yet run, in program order.
         let hi = (next + window).min(n_insts);
@@ -384,7 +387,11 @@ pub fn execute_with_progress(
         for (r, kind, secs) in results {
             *stats.cpu_seconds.entry(kind).or_default() += secs;
             let (outs, kept) = r?;
+            let share = secs / outs.len().max(1) as f64;
             for (i, ct) in outs {
+                if let Some(t) = stats.inst_cpu_seconds.get_mut(i) {
+                    *t += share;
+                }
                 check_result(program, i, &ct)?;
                 if let Some(slot) = regs.get_mut(n_in + i) {
                     *slot = Some(ct);
@@ -404,6 +411,7 @@ pub fn execute_with_progress(
                 *d = true;
             }
             let Some(inst) = program.insts.get(i) else { continue };
+            eta.record(&inst.op, inst.level, stats.inst_cpu_seconds.get(i).copied().unwrap_or(0.0));
             match &inst.op {
                 Op::Rotate { src, .. } => {
                     if let Some(c) = rots_left.get_mut(*src as usize) {
@@ -454,7 +462,15 @@ pub fn execute_with_progress(
         if let Some(p) = progress {
             if last_report.elapsed().as_secs_f64() >= 2.0 || completed == n_insts {
                 last_report = std::time::Instant::now();
-                p(completed, n_insts, started.elapsed().as_secs_f64());
+                let seconds = started.elapsed().as_secs_f64();
+                p(&ProgressReport {
+                    done: completed,
+                    total: n_insts,
+                    seconds,
+                    remaining_seconds: eta.remaining(seconds),
+                    bootstraps_done: eta.bootstraps_done,
+                    bootstraps_total: eta.bootstraps_total,
+                });
             }
         }
     }

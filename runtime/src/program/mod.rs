@@ -40,6 +40,8 @@
 
 mod binary;
 mod exec;
+mod origins;
+mod progress;
 mod slot_vector;
 mod support;
 mod text;
@@ -51,9 +53,9 @@ use crate::error::CkksError;
 use crate::params::CkksParams;
 
 pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
-pub use exec::{
-    decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Progress,
-};
+pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats};
+pub use origins::{Origin, Origins};
+pub use progress::{Progress, ProgressReport};
 pub use slot_vector::SlotVector;
 pub use support::SlotSupport;
 
@@ -482,6 +484,8 @@ pub struct Program {
     pub outputs: Vec<Port>,
     /// The bootstrapping configuration (`Some` iff the program has [`Op::Bootstrap`]s).
     pub bootstrap: Option<ProgramBootstrap>,
+    /// The compiler's source op of every instruction, or empty (see [`Origins`]).
+    pub origins: Origins,
 }
 
 const SCALE_TOL: f64 = 1e-9;
@@ -677,6 +681,9 @@ impl Program {
             if let Some(&r) = p.regs.iter().find(|&&r| r as usize >= self.num_regs()) {
                 return bad(self.insts.len(), format!("output `{}` reads undefined %{r}", p.name));
             }
+        }
+        if let Err(reason) = self.origins.check(self.insts.len()) {
+            return bad(0, format!("instruction origins: {reason}"));
         }
         if let Some((i, r, end)) = self.unpadded_bootstrap() {
             let n = self.bootstrap.as_ref().map_or(0, |b| 1usize << b.config.log_slots);

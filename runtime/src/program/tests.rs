@@ -31,6 +31,7 @@ fn small() -> (Program, CkksContext) {
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay(vec![4]), regs: vec![6] }],
         bootstrap: None,
+        origins: Origins::default(),
     };
     (prog, ctx)
 }
@@ -95,6 +96,39 @@ fn binary_round_trip_and_corruption() {
     let text = prog.print();
     assert!(text.contains("%5 = mul_plain %4, c1"), "{text}");
     assert!(text.contains("@L0"));
+}
+
+#[test]
+fn origins_round_trip_in_both_forms_and_are_checked() {
+    let (mut prog, _) = small();
+    let pairs = [("/a/MatMul", "matmul"), ("/a/MatMul", "matmul"), ("", ""), ("/b/Poly", "chebyshev")];
+    prog.origins = Origins::from_pairs(pairs.iter().copied().chain([("/a/MatMul", "matmul"), ("/c", "add")]));
+    assert_eq!(prog.origins.sources.len(), 3);
+    let back = Program::from_bytes(&prog.to_bytes()).unwrap();
+    assert_eq!(back, prog);
+    let exact = prog.print_exact();
+    assert!(exact.contains("source s1 \"/b/Poly\" \"chebyshev\""), "{exact}");
+    assert!(exact.contains("at none"), "{exact}");
+    assert_eq!(Program::parse(&exact).unwrap(), prog);
+    // The readable form names the node above each run of its instructions.
+    let text = prog.print();
+    assert!(text.contains("// /b/Poly (chebyshev)\n%4 = add_plain"), "{text}");
+    // Origins for fewer instructions than the program has, or naming a missing source: refused.
+    let mut short = prog.clone();
+    short.origins.of_inst.pop();
+    assert!(short.validate_structure().is_err());
+    assert!(Program::parse(&exact.replace("at s2", "at s7")).is_err());
+    let mut bytes = prog.to_bytes();
+    // The last run's source index is the last 4 bytes of the body.
+    let at = bytes.len() - 32 - 4;
+    bytes[at] = 9;
+    reseal(&mut bytes);
+    let err = Program::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(err.contains("s9 does not exist"), "{err}");
+    // A version-5 program (no origins section) still reads.
+    let mut old = prog.clone();
+    old.origins = Origins::default();
+    assert_eq!(Program::from_bytes(&as_version(&old.to_bytes(), 5)).unwrap(), old);
 }
 
 #[test]
@@ -163,6 +197,7 @@ fn with_bootstrap() -> (Program, CkksContext) {
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay(vec![slots]), regs: vec![5] }],
         bootstrap: Some(ProgramBootstrap { config, output_scale: out_scale }),
+        origins: Origins::default(),
     };
     (prog, ctx)
 }
@@ -372,6 +407,7 @@ fn fused_accumulation_and_cross_step_hoisting_are_exact() {
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay, regs: vec![out_reg] }],
         bootstrap: None,
+        origins: Origins::default(),
     };
     prog.validate().unwrap();
     let keys = ClientKeys::generate(&ctx).unwrap();
@@ -471,6 +507,19 @@ fn find(bytes: &[u8], pat: &[u8]) -> usize {
 }
 
 /// Recomputes the checksum after editing a body (header 18 bytes, SHA-256 trailer).
+/// `bytes` (a program without origins, as this build writes it) in the form of format `version`
+/// < 6: without the empty origins section (two zero counts), relabelled and resealed.
+fn as_version(bytes: &[u8], version: u16) -> Vec<u8> {
+    let n = bytes.len();
+    assert_eq!(&bytes[n - 32 - 16..n - 32], &[0u8; 16], "the program has origins");
+    let mut v = [&bytes[..n - 32 - 16], &bytes[n - 32..]].concat();
+    v[8..10].copy_from_slice(&version.to_le_bytes());
+    let body = (v.len() - 18 - 32) as u64;
+    v[10..18].copy_from_slice(&body.to_le_bytes());
+    reseal(&mut v);
+    v
+}
+
 fn reseal(bytes: &mut [u8]) {
     use sha2::{Digest, Sha256};
     let n = bytes.len();
@@ -555,8 +604,7 @@ fn corrupt_run_bytes_are_malformed_not_panics() {
 #[test]
 fn version_3_programs_still_read() {
     let (prog, _) = small();
-    let mut bytes = prog.to_bytes();
-    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let mut bytes = as_version(&prog.to_bytes(), 3);
     assert_eq!(Program::from_bytes(&bytes).unwrap(), prog);
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
     assert!(matches!(
@@ -571,10 +619,10 @@ fn version_3_programs_still_read() {
 fn version_4_bootstrap_programs_read_with_weight_one() {
     let (mut prog, _) = with_bootstrap();
     prog.bootstrap.as_mut().unwrap().config.giant_step_cost = 1;
-    let a = prog.to_bytes();
+    let a = as_version(&prog.to_bytes(), 5);
     let mut other = prog.clone();
     other.bootstrap.as_mut().unwrap().config.giant_step_cost = 7;
-    let b = other.to_bytes();
+    let b = as_version(&other.to_bytes(), 5);
     // the weight's u64 is where the two encodings first differ
     let pos = a.iter().zip(&b).position(|(x, y)| x != y).unwrap();
     let mut v4 = [&a[..pos], &a[pos + 8..]].concat();
@@ -657,6 +705,7 @@ fn elementwise(order: Option<Vec<usize>>) -> (Program, CkksContext) {
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay, regs: vec![3] }],
         bootstrap: None,
+        origins: Origins::default(),
     };
     (prog, ctx)
 }

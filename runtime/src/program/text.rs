@@ -103,7 +103,15 @@ impl Program {
             );
         }
         let n_in = self.num_input_regs();
+        let mut source = None;
         for (i, inst) in self.insts.iter().enumerate() {
+            let here = self.origins.of_inst.get(i).copied().flatten();
+            if here != source && here.is_some() {
+                if let Some(o) = self.origins.of(i) {
+                    let _ = writeln!(s, "// {} ({})", o.node, o.op);
+                }
+            }
+            source = here;
             let args = inst_args(&inst.op, false);
             let _ =
                 writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
@@ -174,8 +182,16 @@ impl Program {
                 c.runs().map(|(x, n)| if n == 1 { format!("{x:?}") } else { format!("{x:?}×{n}") }).collect();
             let _ = writeln!(s, "const c{k} [{}]", runs.join(", "));
         }
+        for (k, o) in self.origins.sources.iter().enumerate() {
+            let _ = writeln!(s, "source s{k} {} {}", quoted(&o.node), quoted(&o.op));
+        }
         let n_in = self.num_input_regs();
+        let run_starts: std::collections::HashMap<usize, Option<u32>> =
+            self.origins.runs().into_iter().map(|(i, _, src)| (i, src)).collect();
         for (i, inst) in self.insts.iter().enumerate() {
+            if let Some(src) = run_starts.get(&i) {
+                let _ = writeln!(s, "at {}", src.map_or_else(|| "none".to_string(), |k| format!("s{k}")));
+            }
             let args = inst_args(&inst.op, true);
             let _ = writeln!(s, "%{} = {} {args} @L{} {:?}", n_in + i, inst.op.name(), inst.level, inst.scale);
         }
@@ -196,6 +212,8 @@ impl Program {
         let mut inputs_at = None;
         let (mut inputs, mut outputs, mut constants, mut insts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut n_in = 0usize;
+        // Origins: the source table, and the source the `at` line before each instruction named.
+        let (mut sources, mut of_inst, mut at) = (Vec::new(), Vec::new(), None::<Option<u32>>);
         for (ln, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with("//") {
@@ -265,6 +283,28 @@ impl Program {
                     }
                     constants.push(SlotVector::from_runs(runs));
                 }
+                "source" => {
+                    c.literal(&format!("s{}", sources.len()))?;
+                    let node = c.quoted()?;
+                    let op = c.quoted()?;
+                    sources.push(super::Origin { node, op });
+                }
+                "at" => {
+                    let w = c.word()?;
+                    let src = match w {
+                        "none" => None,
+                        _ => match w.strip_prefix('s').and_then(|k| k.parse::<u32>().ok()) {
+                            Some(k) if (k as usize) < sources.len() => Some(k),
+                            _ => {
+                                return Err(c.err(format!(
+                                    "`at {w}`: expected `none` or a declared source s0..s{}",
+                                    sources.len()
+                                )))
+                            }
+                        },
+                    };
+                    at = Some(src);
+                }
                 r if r.starts_with('%') => {
                     let reg: usize = r[1..].parse().map_err(|_| c.err(format!("register `{r}`")))?;
                     if reg != n_in + insts.len() {
@@ -274,6 +314,10 @@ impl Program {
                     let op = c.op()?;
                     let (level, scale) = c.level_scale()?;
                     insts.push(super::Inst { op, level, scale });
+                    if let Some(src) = at {
+                        of_inst.resize(insts.len() - 1, None);
+                        of_inst.push(src);
+                    }
                 }
                 other => return Err(c.err(format!("unknown line `{other}`"))),
             }
@@ -305,6 +349,7 @@ impl Program {
             insts,
             outputs,
             bootstrap,
+            origins: super::Origins { sources, of_inst },
         };
         program.validate_structure()?;
         Ok(program)
