@@ -67,6 +67,13 @@ struct PolyArgs {
     /// lowers the depth of exp + 1/sum, `on`, `off`.
     #[arg(long, value_enum)]
     softmax_center: Option<SoftmaxCenterArg>,
+    /// Subtract an encrypted row maximum from softmax scores before the exponential (a tournament
+    /// of polynomial ReLU comparisons; exact up to its error bound, since softmax ignores a row
+    /// shift): rows then sum to at least about 1 however far apart they are. `auto` when shallower
+    /// or when the other forms' row sums span more than 1e6 (too wide for an encrypted
+    /// division), `on`, `off`.
+    #[arg(long, value_enum)]
+    softmax_max: Option<SoftmaxCenterArg>,
     /// Skip the e-graph depth minimization.
     #[arg(long)]
     no_egraph: bool,
@@ -222,6 +229,13 @@ impl PolyArgs {
                 SoftmaxCenterArg::Auto => polyhe_passes::SoftmaxCenter::Auto,
                 SoftmaxCenterArg::On => polyhe_passes::SoftmaxCenter::Always,
                 SoftmaxCenterArg::Off => polyhe_passes::SoftmaxCenter::Never,
+            };
+        }
+        if let Some(x) = self.softmax_max {
+            o.softmax_max = match x {
+                SoftmaxCenterArg::Auto => polyhe_passes::SoftmaxMax::Auto,
+                SoftmaxCenterArg::On => polyhe_passes::SoftmaxMax::Always,
+                SoftmaxCenterArg::Off => polyhe_passes::SoftmaxMax::Never,
             };
         }
         o.egraph = !self.no_egraph;

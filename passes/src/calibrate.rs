@@ -21,7 +21,10 @@
 //!   is linear, so [`crate::to_poly()`] may evaluate the exponential on centered scores. Their row
 //!   sums are at least `L·exp(−shift)` (Jensen: the centered row has mean 0), which bounds the ratio
 //!   the division must cover far below the uncentered one on trained models (the shipped encoder:
-//!   1.7e4 → 64).
+//!   1.7e4 → 64). And for the scores minus their *row maximum* ([`SoftmaxCalibration::maxed`],
+//!   with the per-row spread `max_j − min_j` the encrypted max tree compares over): then rows sum
+//!   to at least 1 whenever the maximum is not masked, however far apart rows are (MiniLM's first
+//!   layer: plain row sums span 3e11, too wide for any encrypted division).
 //!
 //! [`Calibration::warnings`] flags ranges too wide for a low-degree polynomial (see its doc).
 
@@ -98,6 +101,13 @@ pub struct SoftmaxCalibration {
     pub plain: ShiftedScores,
     /// The encrypted scores centered per row: `scores − mean_j(scores)`.
     pub centered: ShiftedScores,
+    /// The encrypted scores minus their row maximum (over every position: the encrypted max
+    /// tree does not see the mask). `None` in calibrations written before it existed.
+    #[serde(default)]
+    pub maxed: Option<ShiftedScores>,
+    /// Per-row `max_j − min_j` of the encrypted scores: what the max tree's comparisons span.
+    #[serde(default)]
+    pub row_spread: Option<Range>,
 }
 
 /// Shifts and the ranges they give, for one form of the scores (plain or row-centered).
@@ -191,9 +201,19 @@ impl Calibration {
                     };
                     let ratio = best.ratio();
                     if ratio > 1e4 {
+                        // The row max form (an encrypted tournament) is the way out when it is narrower.
+                        let way_out = match &s.maxed {
+                            Some(m) if m.ratio() < ratio => format!(
+                                "; minus an encrypted row maximum they span {:.1e} (`--softmax-max`, chosen \
+                                 automatically above {:.0e})",
+                                m.ratio(),
+                                crate::to_poly::UNSAFE_ROW_SUM_RATIO
+                            ),
+                            _ => String::new(),
+                        };
                         warn(format!(
                             "row sums of {form} span [{:.3e}, {:.3e}] (ratio {:.1e}, scores in [{:.2}, {:.2}]): \
-                             the division needs about log2(ratio) = {:.0} Newton/Goldschmidt steps",
+                             the division needs about log2(ratio) = {:.0} Newton/Goldschmidt steps{way_out}",
                             best.row_sum.min,
                             best.row_sum.max,
                             ratio,
@@ -294,8 +314,11 @@ struct SoftmaxAcc {
     row_max: Acc,
     plain: FormAcc,
     centered: FormAcc,
-    /// Sampled rows: (group, lse, lse of the centered row); bounded like a reservoir.
-    rows: Vec<(usize, f64, f64)>,
+    maxed: FormAcc,
+    row_spread: Acc,
+    /// Sampled rows: (group, lse, lse of the centered row, lse minus the encrypted row max);
+    /// bounded like a reservoir.
+    rows: Vec<(usize, f64, f64, f64)>,
     rows_seen: u64,
     rng: Acc,
 }
@@ -404,8 +427,9 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
             NodeAcc::Softmax(s) => {
                 let s = *s;
                 let scores = s.scores.finish();
-                let plain = s.plain.finish(s.rows.iter().map(|&(g, l, _)| (g, l)), s.rows_seen, scores.count);
-                let centered = s.centered.finish(s.rows.iter().map(|&(g, _, l)| (g, l)), s.rows_seen, scores.count);
+                let plain = s.plain.finish(s.rows.iter().map(|&(g, l, _, _)| (g, l)), s.rows_seen, scores.count);
+                let centered = s.centered.finish(s.rows.iter().map(|&(g, _, l, _)| (g, l)), s.rows_seen, scores.count);
+                let maxed = s.maxed.finish(s.rows.iter().map(|&(g, _, _, l)| (g, l)), s.rows_seen, scores.count);
                 NodeCalibration {
                     op: "softmax".into(),
                     input: scores,
@@ -417,6 +441,8 @@ pub fn calibrate(g: &Graph, batches: &[Vec<Tensor>]) -> Result<Calibration, Pass
                         len: s.len,
                         plain,
                         centered,
+                        maxed: Some(maxed),
+                        row_spread: Some(s.row_spread.finish()),
                     })),
                 }
             }
@@ -495,6 +521,8 @@ fn observe(
                     row_max: Acc::new(),
                     plain: FormAcc::new(groups),
                     centered: FormAcc::new(groups),
+                    maxed: FormAcc::new(groups),
+                    row_spread: Acc::new(),
                     rows: Vec::new(),
                     rows_seen: 0,
                     rng: Acc::new(),
@@ -520,6 +548,11 @@ fn observe(
                     // Σ exp(a − mean(a) + bias) = exp(lse − mean(a)).
                     let mean = (0..len).map(|j| ab[j * inner + i]).sum::<f64>() / len as f64;
                     let lse_c = lse - mean;
+                    // The max form subtracts the encrypted scores' row max (mask not seen).
+                    let a_max = (0..len).map(|j| ab[j * inner + i]).fold(f64::NEG_INFINITY, f64::max);
+                    let a_min = (0..len).map(|j| ab[j * inner + i]).fold(f64::INFINITY, f64::min);
+                    s.row_spread.push(a_max - a_min);
+                    let lse_m = lse - a_max;
                     for j in 0..len {
                         let v = ab[j * inner + i];
                         s.scores.push(v);
@@ -529,19 +562,22 @@ fn observe(
                         let gc = &mut s.centered.group_score[grp];
                         gc.0 = gc.0.min(v - mean);
                         gc.1 = gc.1.max(v - mean);
+                        let gm = &mut s.maxed.group_score[grp];
+                        gm.0 = gm.0.min(v - a_max);
+                        gm.1 = gm.1.max(v - a_max);
                     }
-                    for (form, l) in [(&mut s.plain, lse), (&mut s.centered, lse_c)] {
+                    for (form, l) in [(&mut s.plain, lse), (&mut s.centered, lse_c), (&mut s.maxed, lse_m)] {
                         let gl = &mut form.group_lse[grp];
                         gl.0 = gl.0.min(l);
                         gl.1 = gl.1.max(l);
                     }
                     s.rows_seen += 1;
                     if s.rows.len() < RESERVOIR {
-                        s.rows.push((grp, lse, lse_c));
+                        s.rows.push((grp, lse, lse_c, lse_m));
                     } else {
                         let j = s.rng.next() % s.rows_seen;
                         if (j as usize) < RESERVOIR {
-                            s.rows[j as usize] = (grp, lse, lse_c);
+                            s.rows[j as usize] = (grp, lse, lse_c, lse_m);
                         }
                     }
                 }

@@ -38,7 +38,7 @@ pub use poly_run::{run_poly, OutOfRange, RangeCount};
 pub use report::{layer_of, CompileReport, EgraphSummary, PassTiming};
 pub use to_poly::{
     encrypted_values, is_poly_stage_op, prune, to_poly, verify_poly_stage, ApproxRecord, PolyOptions, Replaced,
-    SoftmaxCenter, SoftmaxMethod,
+    SoftmaxCenter, SoftmaxMax, SoftmaxMethod, UNSAFE_ROW_SUM_RATIO,
 };
 
 // ---- e-graph depth minimization of the polynomial stage ----

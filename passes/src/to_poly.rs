@@ -20,7 +20,7 @@
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
 //! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)·gamma`, `+ beta` |
-//! | softmax | rows centered `x − mean_j x` when that lowers the depth of exp + 1/sum (`--softmax-center`; through the keys `A·(B − mean_j B)` when the scores are a ct×ct product times scalars), `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
+//! | softmax | `x − max̂_j x` by a tournament of polynomial ReLUs when the other forms' row sums span too much or it is shallower (`--softmax-max`, see "Row maximum"), else rows centered `x − mean_j x` when that lowers the depth of exp + 1/sum (`--softmax-center`; through the keys `A·(B − mean_j B)` when the scores are a ct×ct product times scalars), `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
 //! | div by encrypted, reciprocal, softmax's 1/sum | the cheaper of: closed-form polynomial guess + residual + Goldschmidt fit on `[lo, H'·hi]` (`choose_reciprocal`, converges on `(0, H'·hi + lo)`), or constant guess `1/(H·hi)` + Goldschmidt (`robust_reciprocal`: converges on `(0, 2H·hi)`) |
@@ -28,7 +28,7 @@
 //! | clip | removed when the calibrated range lies inside its bounds (an epsilon clamp), else `chebyshev` |
 //! | cast (float→float), identity | removed |
 //!
-//! Why softmax looks like this: without the row max (not available under HE), row sums of a pretrained
+//! Why softmax looks like this: without the row max (costly under HE), row sums of a pretrained
 //! model span many orders of magnitude (MiniLM layer 0: 3e-12 … 1 even with per-head shifts). The
 //! constant guess needs about `log2(2H·hi/lo)` Goldschmidt steps; the relative-minimax polynomial
 //! guess of depth `D` ([`crate::approx::reciprocal_guess`]) leaves about `log2(hi/lo) − 2D` of them,
@@ -46,6 +46,19 @@
 //! are worse centered (the mean falls far below the max), so `Auto` compares both forms' depths per
 //! node.
 //!
+//! Row maximum (`--softmax-max`, [`SoftmaxMax`]): the exact fix for rows dominated by one score is
+//! the row max, and it need not be exact, since softmax ignores the shift. A tournament computes
+//! it: `⌈log2 L⌉` rounds, each comparing the first half of the remaining positions with the second
+//! as `max(a, b) = b + relu(a − b)`, with one ReLU fit on `[-R, R]`, `R` the calibrated row spread
+//! `max_j − min_j` widened (an odd position out waits a round). Each round errs by at most the
+//! ReLU's error, so `|max̂ − max| ≤ δ = rounds · ε` (budget 1), and the exponential's argument
+//! `x − max̂ − shift` and the row sums take the calibrated max form's ranges widened by `δ` and
+//! `e^±δ`. A row then sums to at least `e^−δ` unless its maximum is masked (the tree does not see
+//! the mask), which calibration measures. It costs `rounds × depth(relu)` levels, so `Auto` takes
+//! it when that is shallower, or when the other forms' row sums span more than
+//! [`UNSAFE_ROW_SUM_RATIO`]: in poly mode a 3e11 ratio only costs depth, but under CKKS the
+//! smallest rows drown in noise and 1/sum diverges (MiniLM's layer 0, encrypted: outputs ~1e20).
+//!
 //! Softmax feeding a matmul (`P·V`, attention): `(exp·(1/sum))·V = (exp·V)·(1/sum)` since 1/sum
 //! scales rows, so the ct×ct product runs beside the division instead of after it (one level less).
 //!
@@ -60,7 +73,7 @@ use serde::Serialize;
 use crate::approx::{
     build_inverse, chebyshev_fit, fit_reciprocal, fit_relu, fit_to_target, remez, Activation, ApproxError,
     Approximation, Chebyshev, ErrorKind, FitOptions, Interval, InverseFunction, InverseOptions, InverseScheme,
-    IterativeInverse, ReluMethod, ReluOptions,
+    IterativeInverse, ReluChoice, ReluMethod, ReluOptions,
 };
 use crate::calibrate::{masked_scores, CalibDetail, Calibration, NodeCalibration, Range};
 use crate::error::{PassError, UnsupportedOp};
@@ -83,6 +96,22 @@ pub enum SoftmaxCenter {
     Never,
 }
 
+/// Whether softmax subtracts an encrypted row maximum before the exponential (module doc, "Row
+/// maximum").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SoftmaxMax {
+    /// When it is shallower, or when the other forms' row sums span more than
+    /// [`UNSAFE_ROW_SUM_RATIO`] (an encrypted division cannot resolve them).
+    Auto,
+    Always,
+    Never,
+}
+
+/// Row sums spanning more than this ratio lose their smallest rows in CKKS noise: after a
+/// bootstrapping a value keeps about 20 bits relative to its range, so a row sum 10^6 below the
+/// largest is mostly noise, and 1/sum amplifies it (MiniLM's first layer, 3e11, diverges).
+pub const UNSAFE_ROW_SUM_RATIO: f64 = 1e6;
+
 /// Options of the polynomial replacement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolyOptions {
@@ -99,6 +128,8 @@ pub struct PolyOptions {
     pub softmax: SoftmaxMethod,
     /// Row-centering of softmax scores (exp-inverse method only).
     pub softmax_center: SoftmaxCenter,
+    /// Encrypted row maximum of softmax scores (exp-inverse method only).
+    pub softmax_max: SoftmaxMax,
     /// Force this many Newton steps for layer_norm's 1/√ (the guess degree is then the smallest
     /// reaching the target); `None` lets the fitter choose.
     pub layer_norm_newton_steps: Option<usize>,
@@ -138,6 +169,7 @@ impl Default for PolyOptions {
             max_degree: 127,
             softmax: SoftmaxMethod::ExpInverse,
             softmax_center: SoftmaxCenter::Auto,
+            softmax_max: SoftmaxMax::Auto,
             layer_norm_newton_steps: None,
             max_inverse_depth: 64,
             max_inverse_steps: 48,
@@ -731,28 +763,7 @@ fn relu(
 ) -> Result<Value, PassError> {
     let ro = ReluOptions { max_direct_degree: opts.max_degree, ..ReluOptions::new(opts.target_error) };
     let choice = fit_relu(iv, &ro).map_err(|er| approx_err(node, "relu", er))?;
-    let (y, method, degree, poly_depth) = match (choice.chosen, &choice.direct, &choice.composite) {
-        (ReluMethod::Direct, Some(a), _) => {
-            (e.cheb(x, &a.poly, "relu")?, format!("{:?}", a.method).to_lowercase(), a.degree(), a.depth)
-        }
-        (ReluMethod::Composite, _, Some(c)) => {
-            // First component evaluated on [-R, R] (folds x/R), the rest on [-1, 1], then x·s.
-            let mut s = x;
-            for (k, p) in c.components.iter().enumerate() {
-                let p = if k == 0 {
-                    let iv = Interval::new(-c.radius, c.radius).map_err(|er| approx_err(node, "relu", er))?;
-                    Chebyshev::new(iv, p.coeffs().to_vec()).map_err(|er| approx_err(node, "relu", er))?
-                } else {
-                    p.clone()
-                };
-                s = e.cheb(s, &p, &format!("relu_sign{k}"))?;
-            }
-            let y = e.op(Op::Mul, vec![x, s], "relu_x_sign")?;
-            let degs = c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘");
-            (y, format!("composite sign ({degs})"), c.degrees().into_iter().max().unwrap_or(0), c.depth)
-        }
-        _ => return Err(PassError::Internal { pass: "to_poly", msg: "relu choice without its candidate".into() }),
-    };
+    let (y, method, degree, poly_depth) = emit_relu(e, x, &choice, node, "relu")?;
     records.push(ApproxRecord {
         node: node.into(),
         op: "relu".into(),
@@ -769,6 +780,38 @@ fn relu(
         io: (x, y),
     });
     Ok(y)
+}
+
+/// Emits a fitted ReLU on `x` (parts named after `part`): (result, method, largest degree, depth).
+fn emit_relu(
+    e: &mut Emit<'_>,
+    x: Value,
+    choice: &ReluChoice,
+    node: &str,
+    part: &str,
+) -> Result<(Value, String, usize, u32), PassError> {
+    Ok(match (choice.chosen, &choice.direct, &choice.composite) {
+        (ReluMethod::Direct, Some(a), _) => {
+            (e.cheb(x, &a.poly, part)?, format!("{:?}", a.method).to_lowercase(), a.degree(), a.depth)
+        }
+        (ReluMethod::Composite, _, Some(c)) => {
+            // First component evaluated on [-R, R] (folds x/R), the rest on [-1, 1], then x·s.
+            let mut s = x;
+            for (k, p) in c.components.iter().enumerate() {
+                let p = if k == 0 {
+                    let iv = Interval::new(-c.radius, c.radius).map_err(|er| approx_err(node, "relu", er))?;
+                    Chebyshev::new(iv, p.coeffs().to_vec()).map_err(|er| approx_err(node, "relu", er))?
+                } else {
+                    p.clone()
+                };
+                s = e.cheb(s, &p, &format!("{part}_sign{k}"))?;
+            }
+            let y = e.op(Op::Mul, vec![x, s], &format!("{part}_x_sign"))?;
+            let degs = c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘");
+            (y, format!("composite sign ({degs})"), c.degrees().into_iter().max().unwrap_or(0), c.depth)
+        }
+        _ => return Err(PassError::Internal { pass: "to_poly", msg: "relu choice without its candidate".into() }),
+    })
 }
 
 /// `exp(x)` on `iv` as `q(x)^(2^r)` with `q ≈ exp(x/2^r)` (a Chebyshev series on `iv` of the scaled
@@ -1310,6 +1353,97 @@ fn softmax_plan(
     Ok(SoftmaxPlan { exp_iv, exp, inv_iv, inv })
 }
 
+/// The encrypted row maximum's plan: a tournament of `rounds` rounds, each `max(a, b) = b +
+/// relu(a − b)` with one ReLU fit on the row spread (widened by the margin and the error of the
+/// rounds before), and the bound `delta` on `|max̂ − max|`.
+struct RowMaxPlan {
+    relu: ReluChoice,
+    /// The ReLU's interval is `[-radius, radius]`.
+    radius: f64,
+    rounds: u32,
+    delta: f64,
+    /// The max form with its ranges widened by `delta` (see [`max_form`]).
+    form: crate::calibrate::ShiftedScores,
+    plan: SoftmaxPlan,
+}
+
+impl RowMaxPlan {
+    fn depth(&self) -> u32 {
+        self.rounds * self.relu.depth + self.plan.depth()
+    }
+}
+
+/// Total error budget of the max tree: the row sums then lie within `e^±DELTA` of the exact
+/// max form's, and the exponential's interval grows by `DELTA` on each side.
+const ROW_MAX_DELTA: f64 = 1.0;
+
+/// Fits the row-maximum tree and exp + 1/sum on the max form; `None` when not calibrated.
+fn row_max_plan(
+    s: &crate::calibrate::SoftmaxCalibration,
+    opts: &PolyOptions,
+    node: &str,
+) -> Result<Option<RowMaxPlan>, PassError> {
+    let (Some(form), Some(spread)) = (&s.maxed, &s.row_spread) else { return Ok(None) };
+    if s.len < 2 {
+        return Ok(None);
+    }
+    let rounds = usize::BITS - (s.len - 1).leading_zeros();
+    let per_round = ROW_MAX_DELTA / rounds as f64;
+    let radius = spread.max * (1.0 + 2.0 * opts.margin) + ROW_MAX_DELTA;
+    let iv = Interval::new(-radius, radius).map_err(|er| approx_err(node, "softmax", er))?;
+    let ro = ReluOptions { max_direct_degree: opts.max_degree, ..ReluOptions::new(per_round) };
+    let relu = fit_relu(iv, &ro).map_err(|er| approx_err(node, "softmax", er))?;
+    let delta = rounds as f64 * relu.max_error;
+    let form = max_form(form, delta);
+    let plan = softmax_plan(&form, None, opts, node)?;
+    Ok(Some(RowMaxPlan { relu, radius, rounds, delta, form, plan }))
+}
+
+/// The max form's ranges for an approximate maximum within `delta` of the exact one.
+fn max_form(f: &crate::calibrate::ShiftedScores, delta: f64) -> crate::calibrate::ShiftedScores {
+    let mut f = f.clone();
+    let ss = &mut f.shifted_scores;
+    (ss.min, ss.p_lo, ss.max, ss.p_hi) = (ss.min - delta, ss.p_lo - delta, ss.max + delta, ss.p_hi + delta);
+    let rs = &mut f.row_sum;
+    let (lo, hi) = ((-delta).exp(), delta.exp());
+    (rs.min, rs.p_lo, rs.max, rs.p_hi) = (rs.min * lo, rs.p_lo * lo, rs.max * hi, rs.p_hi * hi);
+    f
+}
+
+/// Emits the tournament of [`RowMaxPlan`]: each round compares the first half of the remaining
+/// positions along `axis` with the second (an odd one out waits for the next round). Returns the
+/// maximum with `axis` kept at size 1.
+fn emit_row_max(
+    e: &mut Emit<'_>,
+    x: Value,
+    axis: usize,
+    len: usize,
+    relu: &ReluChoice,
+    node: &str,
+) -> Result<Value, PassError> {
+    let slice = |e: &mut Emit<'_>, v: Value, a: usize, b: usize, part: &str| {
+        let op = Op::Slice { axes: vec![axis], starts: vec![a as i64], ends: vec![b as i64], steps: vec![1] };
+        e.op(op, vec![v], part)
+    };
+    let (mut cur, mut n, mut round) = (x, len, 0);
+    while n > 1 {
+        let half = n / 2;
+        let a = slice(e, cur, 0, half, &format!("max{round}_a"))?;
+        let b = slice(e, cur, half, 2 * half, &format!("max{round}_b"))?;
+        let d = e.op(Op::Sub, vec![a, b], &format!("max{round}_diff"))?;
+        let (r, ..) = emit_relu(e, d, relu, node, &format!("max{round}_relu"))?;
+        let mut m = e.op(Op::Add, vec![b, r], &format!("max{round}"))?;
+        if n % 2 == 1 {
+            let rest = slice(e, cur, 2 * half, n, &format!("max{round}_rest"))?;
+            m = e.op(Op::Concat { axis }, vec![m, rest], &format!("max{round}_carry"))?;
+        }
+        cur = m;
+        n = half + n % 2;
+        round += 1;
+    }
+    Ok(cur)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn softmax(
     e: &mut Emit<'_>,
@@ -1327,7 +1461,6 @@ fn softmax(
     let CalibDetail::Softmax(s) = &c.detail else {
         return Err(PassError::MissingCalibration { node: node.into(), op: "softmax".into() });
     };
-    let dtype = g.ty(d.inputs[0]).dtype;
     // scores + plaintext mask: exp(scores + mask) = exp(scores)·exp(mask), exp(mask) in plaintext.
     let (scores, mask) = match (s.masked, masked_scores(g, d.inputs[0], enc)) {
         (true, Some((add, k))) => {
@@ -1348,6 +1481,56 @@ fn softmax(
         });
         softmax_plan(&s.centered, floor, opts, node)
     };
+    // The row maximum (module doc, "Row maximum"): when forced, when shallower than the other
+    // forms, or when their row sums span more than an encrypted division resolves.
+    let row_max = match opts.softmax_max {
+        SoftmaxMax::Never => None,
+        SoftmaxMax::Always | SoftmaxMax::Auto => row_max_plan(s, opts, node)?,
+    };
+    if let Some(m) = row_max.filter(|m| {
+        let other = match opts.softmax_center {
+            SoftmaxCenter::Never => None,
+            _ => centered_plan().ok(),
+        };
+        let ratio = |p: &SoftmaxPlan| p.inv_iv.hi() / p.inv_iv.lo();
+        let (best_depth, best_ratio) = match &other {
+            Some(c) if c.depth() < plain.depth() => (c.depth(), ratio(c)),
+            _ => (plain.depth(), ratio(&plain)),
+        };
+        opts.softmax_max == SoftmaxMax::Always
+            || m.depth() < best_depth
+            || (best_ratio > UNSAFE_ROW_SUM_RATIO && ratio(&m.plan) < best_ratio)
+    }) {
+        let max = emit_row_max(e, scores, axis, s.len, &m.relu, node)?;
+        let degs = match &m.relu.composite {
+            Some(c) if m.relu.chosen == ReluMethod::Composite => {
+                format!("composite sign ({})", c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘"))
+            }
+            _ => format!("degree {}", m.relu.direct.as_ref().map_or(0, |a| a.degree())),
+        };
+        records.push(ApproxRecord {
+            node: node.into(),
+            op: "softmax".into(),
+            part: "row max".into(),
+            calibrated: [-s.row_spread.map_or(0.0, |r| r.max), s.row_spread.map_or(0.0, |r| r.max)],
+            interval: [-m.radius, m.radius],
+            method: format!("tournament of {} rounds, max(a, b) = b + relu(a − b), relu {degs}", m.rounds),
+            degree: m
+                .relu
+                .direct
+                .as_ref()
+                .map_or(0, |a| a.degree())
+                .max(m.relu.composite.as_ref().map_or(0, |c| c.degrees().into_iter().max().unwrap_or(0))),
+            max_error: m.delta,
+            error_kind: "absolute",
+            target_met: m.delta <= ROW_MAX_DELTA,
+            depth: 0,
+            poly_depth: m.rounds * m.relu.depth,
+            io: (scores, max),
+        });
+        let shifted_by_max = e.op(Op::Sub, vec![scores, max], "minus_row_max")?;
+        return finish_softmax(e, g, d, s, axis, &m.form, &m.plan, shifted_by_max, mask, opts, records, "x − row max");
+    }
     let (form, plan, scores) = match opts.softmax_center {
         SoftmaxCenter::Never => (&s.plain, plain, scores),
         SoftmaxCenter::Always | SoftmaxCenter::Auto => {
@@ -1369,6 +1552,28 @@ fn softmax(
             }
         }
     };
+    let label = if std::ptr::eq(form, &s.centered) { "x − row mean" } else { "" };
+    finish_softmax(e, g, d, s, axis, form, &plan, scores, mask, opts, records, label)
+}
+
+/// `x − shift`, exp, `× exp(mask)`, row sum, 1/sum and the product, for one form of the scores.
+#[allow(clippy::too_many_arguments)]
+fn finish_softmax(
+    e: &mut Emit<'_>,
+    g: &Graph,
+    d: &polyhe_ir::NodeData,
+    s: &crate::calibrate::SoftmaxCalibration,
+    axis: usize,
+    form: &crate::calibrate::ShiftedScores,
+    plan: &SoftmaxPlan,
+    scores: Value,
+    mask: Option<Value>,
+    opts: &PolyOptions,
+    records: &mut Vec<ApproxRecord>,
+    label: &str,
+) -> Result<Value, PassError> {
+    let node = d.name.as_str();
+    let dtype = g.ty(d.inputs[0]).dtype;
     // x − shift (one shift per head, or one).
     let shift = if form.shifts.len() > 1 {
         let mut shape = vec![1usize; g.ty(d.inputs[0]).rank()];
@@ -1387,15 +1592,15 @@ fn softmax(
         shifted,
         plan.exp_iv,
         &form.shifted_scores,
-        plan.exp,
+        plan.exp.clone(),
         opts.softmax_target,
         node,
         "softmax",
         records,
     )?;
-    if std::ptr::eq(form, &s.centered) {
+    if !label.is_empty() {
         if let Some(r) = records.last_mut() {
-            r.method = format!("x − row mean, {}", r.method);
+            r.method = format!("{label}, {}", r.method);
         }
     }
     if let Some(m) = mask {

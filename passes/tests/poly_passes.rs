@@ -9,7 +9,7 @@ use poly_common::*;
 use polyhe_ir::{interp, text::parse, DType, Graph, Op, Tensor};
 use polyhe_passes::{
     analyze_depth, calibrate, compile_to_poly, fold_affine, run_poly, verify_poly_stage, CalibDetail, Calibration,
-    NodeCalibration, PassError, PolyOptions, Range, SoftmaxCenter,
+    NodeCalibration, PassError, PolyOptions, Range, SoftmaxCenter, SoftmaxMax,
 };
 
 /// Deterministic uniform samples in [lo, hi).
@@ -189,7 +189,8 @@ fn centered_softmax_rows_are_exact_and_need_less_depth() {
     let top = s.centered.shifts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     assert!(s.centered.row_sum.min >= 8.0 * (-top).exp() * (1.0 - 1e-12));
     let run = |center: SoftmaxCenter| {
-        let res = compile_to_poly(&g, &cal, &PolyOptions { softmax_center: center, ..opts() }).unwrap();
+        let o = PolyOptions { softmax_center: center, softmax_max: SoftmaxMax::Never, ..opts() };
+        let res = compile_to_poly(&g, &cal, &o).unwrap();
         let x = offset_rows(&mut Lcg(99));
         let want = interp::run(&g, &x).unwrap();
         let (got, oor) = run_poly(&res.graph, &x).unwrap();
@@ -205,6 +206,63 @@ fn centered_softmax_rows_are_exact_and_need_less_depth() {
     assert!(centered_depth + 2 <= plain_depth, "centered {centered_depth}, plain {plain_depth}");
     // Auto takes the shallower form.
     assert_eq!(run(SoftmaxCenter::Auto), (centered_depth, true));
+}
+
+const SCORES7: &str = r#"
+graph "scores7" (v0: f32[2,2,7,7] "s") {
+  v1: f32[2,2,7,7] = softmax {axis=3} v0 @"sm"
+} -> (v1)
+"#;
+
+/// Rows of length 7 at offsets ±6, each with one score 0 to 30 above the rest (as in a pretrained
+/// model's first layer, where some tokens attend to one other and some to all): neither the plain
+/// nor the centered form keeps the row sums within a ratio an encrypted division resolves.
+fn dominated_rows(rng: &mut Lcg) -> Vec<Tensor> {
+    let mut s = rng.tensor(&[2, 2, 7, 7], -1.5, 1.5);
+    if let polyhe_ir::Data::Float(v) = &mut s.data {
+        for row in v.chunks_mut(7) {
+            let offset = rng.next(-6.0, 6.0);
+            let top = (rng.next(0.0, 7.0) as usize).min(6);
+            row.iter_mut().for_each(|x| *x += offset);
+            row[top] += rng.next(0.0, 30.0);
+        }
+    }
+    vec![s]
+}
+
+#[test]
+fn row_max_softmax_is_exact_where_row_sums_span_too_much() {
+    let g = parse(SCORES7).unwrap();
+    let mut rng = Lcg(5);
+    let batches: Vec<Vec<Tensor>> = (0..16).map(|_| dominated_rows(&mut rng)).collect();
+    let cal = calibrate(&g, &batches).unwrap();
+    let CalibDetail::Softmax(s) = &cal.get("sm").unwrap().detail else { panic!("no softmax calibration") };
+    let maxed = s.maxed.as_ref().unwrap();
+    assert!(s.plain.ratio() > 1e6 && s.centered.ratio() > 1e6, "{} {}", s.plain.ratio(), s.centered.ratio());
+    // Minus the row max, a row sums to between 1 and L (times e^−shift).
+    assert!(maxed.ratio() <= 7.0 * (1.0 + 1e-9), "{}", maxed.ratio());
+    assert!(s.row_spread.unwrap().max < 30.0 + 3.0 + 1e-9);
+    let run = |max: SoftmaxMax| {
+        let res = compile_to_poly(&g, &cal, &PolyOptions { softmax_max: max, ..opts() }).unwrap();
+        let x = dominated_rows(&mut Lcg(77));
+        let want = interp::run(&g, &x).unwrap();
+        let (got, oor) = run_poly(&res.graph, &x).unwrap();
+        assert_eq!(oor.total_outside(), 0, "{oor}");
+        let rec = res.report.approximations.iter().find(|a| a.part == "row max").cloned();
+        let div = res.report.approximations.iter().find(|a| a.part == "1/sum").unwrap();
+        (max_abs(&got[0], &want[0]), rec, div.interval[1] / div.interval[0])
+    };
+    // Auto takes the row max: the others' row sums span more than UNSAFE_ROW_SUM_RATIO.
+    let (err, rec, ratio) = run(SoftmaxMax::Auto);
+    let rec = rec.expect("auto took the row max");
+    assert!(err < 5e-3, "softmax error {err}");
+    // Three rounds for 7 positions (an odd one waits a round), within the error budget.
+    assert!(rec.method.starts_with("tournament of 3 rounds"), "{}", rec.method);
+    assert!(rec.max_error <= 1.0 && rec.target_met, "{rec:?}");
+    // (the interval adds the margin and the reciprocal's headroom above the calibrated sums)
+    assert!(ratio < 1e3, "1/sum still spans {ratio}");
+    let (_, none, plain_ratio) = run(SoftmaxMax::Never);
+    assert!(none.is_none() && plain_ratio > 1e6, "{plain_ratio}");
 }
 
 #[test]
