@@ -287,6 +287,73 @@ pub fn graph_calibration_samples(g: &Graph, calib: &BTreeMap<String, Tensor>) ->
         .collect()
 }
 
+/// Calibration samples as inputs of a graph compiled for one sample (`--dim batch_size=1`), in
+/// input order, at most `max` of them: a calibration tensor is split along its leading axis into
+/// chunks of the input's leading dim (a batch of samples), or into slices when it has one more axis
+/// than the input (a stack). The CKKS backend simulates the program on them
+/// ([`refresh_shifts_from_calibration`]).
+pub fn program_calibration_samples(
+    g: &Graph,
+    calib: &BTreeMap<String, Tensor>,
+    max: usize,
+) -> Result<Vec<Vec<Tensor>>> {
+    let mut per_input: Vec<Vec<Tensor>> = Vec::new();
+    for &v in &g.inputs {
+        let name = g.value_label(v);
+        let want = &g.ty(v).shape;
+        let t = calib.get(&name).with_context(|| format!("no calibration tensor for input `{name}`"))?;
+        let got = t.shape();
+        let samples: Vec<Tensor> = if got.len() == want.len() + 1 && got.get(1..) == Some(want.as_slice()) {
+            (0..got[0].min(max)).map(|i| sample_of(t, i)).collect::<Result<_>>()?
+        } else if got.len() == want.len()
+            && got.get(1..) == want.get(1..)
+            && want.first().is_some_and(|&b| b > 0 && got[0] % b == 0)
+        {
+            let b = want[0];
+            (0..(got[0] / b).min(max)).map(|i| rows_of(t, i * b, b)).collect::<Result<_>>()?
+        } else {
+            bail!("calibration input `{name}` of shape {got:?} is neither a batch nor a stack of inputs of shape {want:?}");
+        };
+        per_input.push(samples);
+    }
+    let count = per_input.iter().map(Vec::len).min().unwrap_or(0);
+    Ok((0..count).map(|i| per_input.iter().filter_map(|s| s.get(i).cloned()).collect()).collect())
+}
+
+/// Sets the input shifts of a compiled program's refreshes from the values they see on calibration
+/// samples (`polyhe_backend::set_refresh_shifts`); `Ok(None)` without bootstrappings.
+pub fn refresh_shifts_from_calibration(
+    compiled: &mut polyhe_backend::CkksCompiled,
+    g: &Graph,
+    samples: &[Vec<Tensor>],
+) -> Result<Option<polyhe_backend::RefreshInputs>> {
+    if compiled.program.as_ref().is_none_or(|p| p.bootstrap.is_none()) {
+        return Ok(None);
+    }
+    let data = samples
+        .iter()
+        .map(|s| polyhe_backend::program_inputs(g, compiled, s))
+        .collect::<Result<Vec<_>, _>>()
+        .context("laying out the calibration samples as program inputs")?;
+    Ok(polyhe_backend::set_refresh_shifts(compiled, &data)?)
+}
+
+/// `n` rows from `start` along the leading axis of `t` (the axis kept).
+fn rows_of(t: &Tensor, start: usize, n: usize) -> Result<Tensor> {
+    let mut shape = t.shape().to_vec();
+    let per: usize = shape.get(1..).unwrap_or(&[]).iter().product();
+    if let Some(d) = shape.first_mut() {
+        *d = n;
+    }
+    let range = start * per..(start + n) * per;
+    let data = match &t.data {
+        polyhe_ir::Data::Float(v) => polyhe_ir::Data::Float(v.get(range).context("rows out of range")?.to_vec()),
+        polyhe_ir::Data::Int(v) => polyhe_ir::Data::Int(v.get(range).context("rows out of range")?.to_vec()),
+        polyhe_ir::Data::Bool(v) => polyhe_ir::Data::Bool(v.get(range).context("rows out of range")?.to_vec()),
+    };
+    Ok(Tensor::new(polyhe_ir::TensorType::new(t.dtype(), shape), data)?)
+}
+
 /// Slice `i` along the leading axis of `t`.
 fn sample_of(t: &Tensor, i: usize) -> Result<Tensor> {
     let shape = t.shape().get(1..).unwrap_or(&[]).to_vec();

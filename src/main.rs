@@ -322,6 +322,11 @@ enum Cmd {
         /// Compare each output with an expected `.npy` and print the max relative error.
         #[arg(long = "compare", value_name = "[NAME=]FILE")]
         compare: Vec<NamedPath>,
+        /// `--mode encrypted`: decrypt every bootstrapping's operands and result as they are
+        /// computed and print their error against the program's plaintext simulation (where an
+        /// encrypted run goes wrong, the first large error names the instruction and its node).
+        #[arg(long)]
+        trace: bool,
         #[command(flatten)]
         import: ImportArgs,
         #[command(flatten)]
@@ -454,6 +459,10 @@ enum Mode {
     /// Keygen, encrypt, evaluate under CKKS, decrypt in one process (needs `--calib`); prints timings per
     /// phase and the error vs poly mode.
     Encrypted,
+    /// The compiled CKKS program run on plaintext slot vectors (needs `--calib`): no keys, no noise,
+    /// seconds instead of minutes. Checks the lowering against poly mode and prints the largest
+    /// values the refreshes see.
+    Simulate,
 }
 
 /// `mi_option_purge_delay` in mimalloc's option enum (v2 header, which `libmimalloc-sys` 0.1.49
@@ -555,12 +564,15 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(())
             };
-            if stage == Stage::Poly || stage == Stage::Ckks {
-                g = compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import, tail.as_ref())?.graph;
+            let calib = if stage == Stage::Poly || stage == Stage::Ckks { Some(read_calib(&m, &poly)?) } else { None };
+            if let Some(c) = &calib {
+                g = compile_poly(&m, &model, &g, c, &poly, &import, tail.as_ref())?.graph;
             }
-            if stage == Stage::Ckks {
+            if let (Stage::Ckks, Some(c)) = (stage, &calib) {
                 backend.warn();
                 let mut ck = polyhe_backend::compile_ckks(&g, &backend.options()).context("lowering to CKKS")?;
+                let samples = polyhe::program_calibration_samples(&g, c, CALIBRATION_SIMULATIONS)?;
+                polyhe::refresh_shifts_from_calibration(&mut ck, &g, &samples)?;
                 set_tail(&mut ck.report, tail.as_ref());
                 let s = match &ck.program {
                     Some(p) if full => p.print_exact(),
@@ -575,7 +587,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             write(s)
         }
-        Cmd::Run { model, inputs, outputs, mode, compare, import, poly, backend } => {
+        Cmd::Run { model, inputs, outputs, mode, compare, trace, import, poly, backend } => {
             let m = polyhe::load_model(&model)?;
             let in_names = polyhe::input_names(&m);
             let out_names = polyhe::output_names(&m);
@@ -616,16 +628,76 @@ fn run(cli: Cli) -> Result<()> {
                         None => (compiled.graph, r, elapsed),
                     }
                 }
-                Mode::Encrypted => {
+                Mode::Simulate => {
                     let compiled =
                         compile_poly(&m, &model, &g, &read_calib(&m, &poly)?, &poly, &import, tail.as_ref())?;
                     backend.warn();
+                    let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options())
+                        .context("lowering to CKKS")?;
+                    let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
+                    let (program, _) = ck.runnable()?;
+                    let t0 = Instant::now();
+                    let sim = polyhe_runtime::simulate(program, &data)?;
+                    let elapsed = t0.elapsed();
+                    let mut refreshed = sim.bootstrap_inputs.clone();
+                    refreshed.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    if !refreshed.is_empty() {
+                        let top: Vec<String> = refreshed
+                            .iter()
+                            .take(5)
+                            .map(|&(i, m)| {
+                                let node = program.origins.of(i).map_or("?", |o| o.node.as_str());
+                                format!("{m:.3e} (instruction {i}, {node})")
+                            })
+                            .collect();
+                        eprintln!("largest values refreshed: {}", top.join(", "));
+                    }
+                    let results = output_tensors(program, &compiled.graph, sim.outputs)?;
+                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
+                    let (g_out, results, poly_r) = match &tail {
+                        Some(tl) => (&tl.tail, run_tail(tl, results)?, run_tail(tl, poly_r)?),
+                        None => (&compiled.graph, results, poly_r),
+                    };
+                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&g_out.outputs) {
+                        eprintln!(
+                            "{}: max relative error vs poly mode = {:.3e}",
+                            g_out.value_label(v),
+                            polyhe::max_rel_error(a, b)?
+                        );
+                    }
+                    (g_out.clone(), results, elapsed)
+                }
+                Mode::Encrypted => {
+                    let calib = read_calib(&m, &poly)?;
+                    let compiled = compile_poly(&m, &model, &g, &calib, &poly, &import, tail.as_ref())?;
+                    backend.warn();
                     let mut ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options())
                         .context("lowering to CKKS")?;
+                    let samples =
+                        polyhe::program_calibration_samples(&compiled.graph, &calib, CALIBRATION_SIMULATIONS)?;
+                    polyhe::refresh_shifts_from_calibration(&mut ck, &compiled.graph, &samples)?;
                     set_tail(&mut ck.report, tail.as_ref());
                     eprint!("{}", ck.report);
                     let data = polyhe_backend::program_inputs(&compiled.graph, &ck, &ordered)?;
-                    let run = polyhe_backend::run_encrypted_with_progress(&ck, &data, Some(&print_progress))?;
+                    let run = polyhe_backend::run_encrypted_with(&ck, &data, Some(&print_progress), trace)?;
+                    if trace {
+                        eprintln!("trace (bootstrapping operands and results: decrypted vs simulated):");
+                        eprintln!(
+                            "{:>8} {:<15} {:>11} {:>11} {:>11}  node",
+                            "inst", "op", "max |x|", "max error", "relative"
+                        );
+                        for r in &run.trace {
+                            eprintln!(
+                                "{:>8} {:<15} {:>11.3e} {:>11.3e} {:>11.3e}  {}",
+                                r.inst,
+                                r.op,
+                                r.max_abs,
+                                r.max_error,
+                                r.max_error / r.max_abs.max(1e-300),
+                                r.node
+                            );
+                        }
+                    }
                     let t = &run.timings;
                     eprintln!("evaluation cpu time by kind (summed over threads): {}", run.stats.cpu_breakdown());
                     let (program, _) = ck.runnable()?;
@@ -691,6 +763,7 @@ fn run(cli: Cli) -> Result<()> {
                 Mode::Reference => "reference",
                 Mode::Poly => "poly",
                 Mode::Encrypted => "encrypted evaluation",
+                Mode::Simulate => "simulated CKKS program",
             };
             eprintln!("{what} run: {:.1} ms", elapsed.as_secs_f64() * 1e3);
             // A polynomial fed values far outside its interval diverges: NaN or infinite outputs
@@ -735,6 +808,8 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|(_, t)| t.dtype().is_float())
                 .filter_map(|(n, t)| Some((n.clone(), polyhe_backend::InputRange::of(&t.to_f64_vec())?)))
                 .collect();
+            // The backend sizes its refreshes by simulating the program on calibration samples.
+            let samples = polyhe::program_calibration_samples(&compiled.graph, &calib, CALIBRATION_SIMULATIONS)?;
             // The model, its import and the calibration data are not needed past this point:
             // dropped before lowering (BERT-base: a gigabyte of weights in each form).
             drop((m, g, calib, given));
@@ -765,7 +840,11 @@ fn run(cli: Cli) -> Result<()> {
             // second thread while the backend lowers.
             let (ck, written) = std::thread::scope(|scope| {
                 let writer = scope.spawn(|| write_ir(&ir_path, &compiled.graph));
-                let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options());
+                let ck = polyhe_backend::compile_ckks(&compiled.graph, &backend.options()).and_then(|mut ck| {
+                    polyhe::refresh_shifts_from_calibration(&mut ck, &compiled.graph, &samples)
+                        .map_err(|e| polyhe_backend::BackendError::Internal(format!("{e:#}")))?;
+                    Ok(ck)
+                });
                 (ck, writer.join())
             });
             written
@@ -1191,6 +1270,9 @@ fn decrypt_with_tail(
 }
 
 /// Reads the `--calib` files (every model input needs one).
+/// Calibration samples the compiler simulates a CKKS program on to size its refreshes.
+const CALIBRATION_SIMULATIONS: usize = 8;
+
 fn read_calib(m: &polyhe_frontend::OnnxModel, poly: &PolyArgs) -> Result<BTreeMap<String, polyhe_ir::Tensor>> {
     if poly.calib.is_empty() {
         anyhow::bail!(

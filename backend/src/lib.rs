@@ -28,6 +28,7 @@ mod lower;
 mod packing;
 mod params;
 mod refresh_pairs;
+mod refresh_shifts;
 mod rotation_keys;
 mod time_report;
 
@@ -41,6 +42,7 @@ pub use error::BackendError;
 pub use layout::LayoutPolicy;
 pub use packing::InputPacking;
 pub use params::{BootstrapCut, BootstrapPlan};
+pub use refresh_shifts::{set_refresh_shifts, RefreshInputs, REFRESH_BOUND};
 pub use time_report::{time_report, LayerTime, PhaseSeconds, TimeReport};
 
 /// Options of [`compile_ckks`]; `Default` gives 128-bit security, automatic N, scaling primes of
@@ -177,6 +179,9 @@ pub struct BackendReport {
     pub bootstraps: usize,
     /// Of them, `bootstrap_pair`s (two ciphertexts each, `refresh_pairs.rs`).
     pub bootstrap_pairs: usize,
+    /// The values the refreshes see on calibration samples and the shifts they got
+    /// ([`set_refresh_shifts`]; `None` until it runs).
+    pub refresh_inputs: Option<RefreshInputs>,
     /// The slot layout the program's tensors use (`row` or `column`, see [`LayoutPolicy`]).
     pub layout: String,
     /// Estimated one-thread evaluation seconds per layout the automatic choice compiled
@@ -284,6 +289,13 @@ impl std::fmt::Display for BackendReport {
                     bp.cuts.len(),
                     bp.max_levels,
                     bp.usable_after_bootstrap
+                )?;
+            }
+            if let Some(r) = &self.refresh_inputs {
+                writeln!(
+                    f,
+                    "refreshed values on {} calibration sample(s): up to {:.3e}; {} bootstrapping(s) refresh their input divided by up to 2^{} (bound {})",
+                    r.samples, r.largest, r.shifted, r.max_shift, REFRESH_BOUND
                 )?;
             }
             for c in &bp.cuts {
@@ -657,7 +669,11 @@ fn compile_bootstrapped(graph: &Graph, opts: &BackendOptions, log_n: u32) -> Res
     if let Some(plan) = rotation_plan(opts, &params, &real, &boot_steps)? {
         rotation_keys::apply_plan(&mut real, &plan);
     }
-    let bootstrap = polyhe_runtime::ProgramBootstrap { config: config.clone(), output_scale: real.builder.delta(top) };
+    let bootstrap = polyhe_runtime::ProgramBootstrap {
+        config: config.clone(),
+        output_scale: real.builder.delta(top),
+        input_shifts: Default::default(),
+    };
     let mut program = program_of(graph, &real, &params, top, Some(bootstrap));
     let rotation_steps = program.rotation_steps();
     let keys = rotation_steps.len() + 1 + usize::from(program.needs_conjugation());
@@ -853,6 +869,7 @@ fn report_of(l: &lower::Lowered, depth: usize, params: Option<&CkksParams>, slot
         bootstrap: None,
         bootstraps: 0,
         bootstrap_pairs: 0,
+        refresh_inputs: None,
         layout: String::new(),
         layout_costs: BTreeMap::new(),
     }
@@ -921,6 +938,21 @@ pub struct EncryptedRun {
     pub outputs: Vec<Vec<f64>>,
     pub timings: PhaseTimings,
     pub stats: polyhe_runtime::ExecStats,
+    /// With `trace`: every bootstrapping's operands and result, decrypted and compared with the
+    /// plaintext simulation, in program order.
+    pub trace: Vec<TraceRow>,
+}
+
+/// One traced register of [`run_encrypted_with`] (`polyhe run --mode encrypted --trace`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TraceRow {
+    pub inst: usize,
+    pub op: &'static str,
+    /// The IR node the instruction was lowered from.
+    pub node: String,
+    /// Largest slot magnitude in the simulation, and the largest |decrypted − simulated|.
+    pub max_abs: f64,
+    pub max_error: f64,
 }
 
 /// Keygen (exact rotation set), encrypt, evaluate, decrypt in one process — `polyhe run --mode
@@ -936,7 +968,20 @@ pub fn run_encrypted_with_progress(
     inputs: &[Vec<f64>],
     progress: Option<polyhe_runtime::Progress<'_>>,
 ) -> Result<EncryptedRun, BackendError> {
-    use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_with_progress, CkksContext, ClientKeys, Evaluator};
+    run_encrypted_with(compiled, inputs, progress, false)
+}
+
+/// [`run_encrypted_with_progress`]; with `trace`, the operands and result of every bootstrapping
+/// are decrypted as they are computed and compared with the program's plaintext simulation
+/// ([`EncryptedRun::trace`]): where an encrypted run goes wrong, the first row whose error jumps
+/// names the instruction and its IR node.
+pub fn run_encrypted_with(
+    compiled: &CkksCompiled,
+    inputs: &[Vec<f64>],
+    progress: Option<polyhe_runtime::Progress<'_>>,
+    trace: bool,
+) -> Result<EncryptedRun, BackendError> {
+    use polyhe_runtime::{decrypt_outputs, encrypt_inputs, execute_probed, CkksContext, ClientKeys, Evaluator};
     use std::time::Instant;
     let (program, params) = compiled.runnable()?;
     let mut timings = PhaseTimings::default();
@@ -953,11 +998,55 @@ pub fn run_encrypted_with_progress(
     let t = Instant::now();
     let cts = encrypt_inputs(program, &ctx, &keys.encryptor(), inputs)?;
     timings.encrypt = t.elapsed().as_secs_f64();
+    // The traced instructions (bootstrappings and their operands' producers) and their simulated
+    // values (real parts).
+    let n_in = program.num_input_regs();
+    let mut traced: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    if trace {
+        for (i, inst) in program.insts.iter().enumerate() {
+            if matches!(inst.op, polyhe_runtime::ProgramOp::Bootstrap(_) | polyhe_runtime::ProgramOp::BootstrapPair(..))
+            {
+                traced.insert(i, Vec::new());
+                for r in inst.op.operands() {
+                    if let Some(j) = (r as usize).checked_sub(n_in) {
+                        traced.insert(j, Vec::new());
+                    }
+                }
+            }
+        }
+        polyhe_runtime::simulate_observed(program, inputs, &mut |i, v| {
+            if let Some(x) = traced.get_mut(&i) {
+                *x = v.iter().map(|c| c.re).collect();
+            }
+        })?;
+    }
+    let rows = std::sync::Mutex::new(Vec::new());
+    let encoder = polyhe_runtime::Encoder::new(&ctx);
+    let probe = |i: usize, ct: &polyhe_runtime::Ciphertext| {
+        let Some(want) = traced.get(&i) else { return };
+        let Ok(got) = keys.decrypt(ct).and_then(|pt| encoder.decode(&pt)) else { return };
+        let max_abs = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let max_error = got.iter().zip(want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        let inst = program.insts.get(i);
+        let row = TraceRow {
+            inst: i,
+            op: inst.map_or("?", |x| x.op.name()),
+            node: program.origins.of(i).map_or_else(String::new, |o| o.node.clone()),
+            max_abs,
+            max_error,
+        };
+        if let Ok(mut r) = rows.lock() {
+            r.push(row);
+        }
+    };
     let t = Instant::now();
-    let (out, stats) = execute_with_progress(program, &evaluator, cts, progress)?;
+    let probe_ref: polyhe_runtime::Probe<'_> = &probe;
+    let (out, stats) = execute_probed(program, &evaluator, cts, progress, trace.then_some(probe_ref))?;
     timings.eval = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let outputs = decrypt_outputs(program, &ctx, &keys, &out)?;
     timings.decrypt = t.elapsed().as_secs_f64();
-    Ok(EncryptedRun { outputs, timings, stats })
+    let mut trace = rows.into_inner().unwrap_or_default();
+    trace.sort_by_key(|r| r.inst);
+    Ok(EncryptedRun { outputs, timings, stats, trace })
 }

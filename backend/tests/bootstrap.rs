@@ -144,6 +144,44 @@ fn refreshed_values_are_reused_by_free_ops() {
     assert!(err < 1e-3, "error {err}");
 }
 
+/// Refreshed values far beyond what a bootstrapping takes (`x³` up to 2.7e4 where the message
+/// ratio wraps past a few thousand) come back as garbage, unless `set_refresh_shifts`, simulating
+/// the program on calibration samples, divides them by a power of two for their refresh.
+#[test]
+fn large_refreshed_values_are_shifted_from_calibration_samples() {
+    let mut g = Graph::new("large");
+    let x = g.add_input("x", TensorType::new(DType::F32, vec![4, 8]));
+    let m = g.add_constant(tensor(&[8, 8], rand_vec(64, 3).into_iter().map(|v| v * 0.4).collect()), "m");
+    let a = node(&mut g, Op::Mul, vec![x, x]);
+    let a2 = node(&mut g, Op::Mul, vec![a, x]);
+    let s = node(&mut g, Op::MatMul, vec![a2, m]);
+    let e = node(&mut g, Op::Mul, vec![s, s]);
+    g.outputs = vec![e];
+    let sample = |seed: u64| rand_vec(32, seed).into_iter().map(|v| 30.0 * v).collect::<Vec<f64>>();
+    let xin = tensor(&[4, 8], sample(9));
+    let want = polyhe_ir::interp::run(&g, std::slice::from_ref(&xin)).unwrap()[0].to_f64_vec();
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let rel_error = |compiled: &polyhe_backend::CkksCompiled| {
+        let run = polyhe_backend::run_encrypted(compiled, &[xin.to_f64_vec()]).unwrap();
+        assert!(run.stats.bootstraps >= 1);
+        run.outputs[0].iter().zip(&want).map(|(a, b)| (a - b).abs() / scale).fold(0.0, f64::max)
+    };
+    let mut compiled = compile_ckks(&g, &opts()).unwrap();
+    assert!(compiled.report.refresh_inputs.is_none());
+    let unshifted = rel_error(&compiled);
+    assert!(unshifted > 1e-2, "the refresh wrapped around yet erred only {unshifted:e}");
+    let samples: Vec<Vec<Vec<f64>>> = (20..23).map(|k| vec![sample(k)]).collect();
+    let r = polyhe_backend::set_refresh_shifts(&mut compiled, &samples).unwrap().unwrap();
+    assert_eq!(r.samples, 3);
+    assert!(r.largest > 5e3 && r.shifted >= 1 && r.max_shift >= 9, "{r:?}");
+    assert_eq!(compiled.report.refresh_inputs.as_ref(), Some(&r));
+    let program = compiled.program.as_ref().unwrap();
+    program.validate().unwrap();
+    assert!(program.print().contains("{input_shift="), "{}", program.print());
+    let shifted = rel_error(&compiled);
+    assert!(shifted < 1e-3, "relative error {shifted:e} with the shifts");
+}
+
 /// Sparse refreshes end to end (N = 2^15, 16384 slots): the centered-keys attention of the file
 /// test `ckks/centered_keys.ir` with 3 compute levels refreshes 2^13 zero-padded slots, and two of
 /// its values have nonzero slots wrapping past the last slot (the rotated product's left

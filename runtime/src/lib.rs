@@ -63,7 +63,8 @@ pub use params::{max_log_qp_128, CkksParams, Security, ERROR_STD_DEV};
 pub use serial::{ObjectHeader, ObjectKind, FORMAT_VERSION, MAGIC};
 mod program;
 pub use program::{
-    decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats, Inst,
-    Op as ProgramOp, Origin, Origins, Port, Program, ProgramBootstrap, ProgramError, ProgramParams, ProgramResult,
-    Progress, ProgressReport, Reg, SlotLayout, SlotSupport, SlotVector, PROGRAM_MAGIC, PROGRAM_VERSION,
+    decrypt_outputs, encrypt_inputs, execute, execute_probed, execute_with_progress, execute_with_stats, simulate,
+    simulate_observed, ExecStats, Inst, Op as ProgramOp, Origin, Origins, Port, Probe, Program, ProgramBootstrap,
+    ProgramError, ProgramParams, ProgramResult, Progress, ProgressReport, Reg, Simulation, SlotLayout, SlotSupport,
+    SlotVector, MAX_INPUT_SHIFT, PROGRAM_MAGIC, PROGRAM_VERSION,
 };

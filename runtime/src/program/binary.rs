@@ -18,7 +18,8 @@
 //! Version 5 also added instruction tags 13 = bootstrap_pair, 14 = conjugate, 15 = mul_i.
 //! Version 6 appends the instructions' origins ([`super::Origins`]): the sources (node and op
 //! strings), then runs of (`u32` length, `u32` source or `u32::MAX` for none) whose lengths sum
-//! to the instruction count (no runs: no origins).
+//! to the instruction count (no runs: no origins), then the bootstrapping input shifts (count,
+//! then (`u32` instruction, `u32` shift) pairs; [`super::ProgramBootstrap::input_shifts`]).
 //! This build writes version 6 and reads versions 3 to 6.
 //!
 //! Every length is bounds-checked against the remaining bytes before allocating (a constant's run
@@ -456,6 +457,12 @@ impl Program {
             w.u32(n as u32);
             w.u32(src.unwrap_or(u32::MAX));
         }
+        let shifts = self.bootstrap.as_ref().map(|b| &b.input_shifts);
+        w.len(shifts.map_or(0, |m| m.len()));
+        for (&i, &k) in shifts.into_iter().flatten() {
+            w.u32(i as u32);
+            w.u32(k);
+        }
         let mut out = w.0;
         let body_len = out.len() - HEADER_LEN;
         if let Some(len) = out.get_mut(HEADER_LEN - 8..HEADER_LEN) {
@@ -522,7 +529,7 @@ impl Program {
                     // version 5 added the plan weight; older programs were planned with 1
                     giant_step_cost: if r.version >= 5 { r.usize_small(1 << 16, "giant_step_cost")? } else { 1 },
                 };
-                let b = ProgramBootstrap { config, output_scale: r.f64()? };
+                let b = ProgramBootstrap { config, output_scale: r.f64()?, input_shifts: Default::default() };
                 // Range-check before anything uses the configuration (levels() fits a polynomial).
                 if let Err(reason) = b.check(log_n) {
                     return r.err(format!("bootstrapping configuration: {reason}"));
@@ -570,6 +577,19 @@ impl Program {
             insts.push(Inst { op, level, scale });
         }
         let origins = if r.version >= 6 { r.origins(insts.len())? } else { super::Origins::default() };
+        let mut bootstrap = bootstrap;
+        if r.version >= 6 {
+            let n = r.count(8)?;
+            for _ in 0..n {
+                let (i, k) = (r.u32()? as usize, r.u32()?);
+                match bootstrap.as_mut() {
+                    Some(b) => {
+                        b.input_shifts.insert(i, k);
+                    }
+                    None => return r.err("bootstrapping input shifts without a bootstrapping configuration"),
+                }
+            }
+        }
         if r.pos != body.len() {
             return r.err("trailing bytes in the body");
         }

@@ -186,6 +186,21 @@ pub fn execute_with_progress(
     inputs: Vec<Ciphertext>,
     progress: Option<Progress<'_>>,
 ) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
+    execute_probed(program, eval, inputs, progress, None)
+}
+
+/// Called with every instruction's index and result as it is computed (for debugging: a caller
+/// holding the secret key can decrypt chosen registers and compare them with [`super::simulate`]).
+pub type Probe<'a> = &'a (dyn Fn(usize, &Ciphertext) + Sync);
+
+/// [`execute_with_progress`] with a [`Probe`].
+pub fn execute_probed(
+    program: &Program,
+    eval: &Evaluator,
+    inputs: Vec<Ciphertext>,
+    progress: Option<Progress<'_>>,
+    probe: Option<Probe<'_>>,
+) -> ProgramResult<(Vec<Ciphertext>, ExecStats)> {
     program.validate_structure()?;
     check_eval(program, eval)?;
     let n_in = program.num_input_regs();
@@ -393,6 +408,9 @@ pub fn execute_with_progress(
                     *t += share;
                 }
                 check_result(program, i, &ct)?;
+                if let Some(p) = probe {
+                    p(i, &ct);
+                }
                 if let Some(slot) = regs.get_mut(n_in + i) {
                     *slot = Some(ct);
                 }
@@ -648,12 +666,31 @@ fn run_one(
         Op::Rescale(a) => eval.rescale(r(a)?)?,
         Op::DropLevel { src, level } => eval.drop_to_level(r(src)?, level)?,
         Op::Rotate { src, step } => eval.rotate(r(src)?, step)?,
-        Op::Bootstrap(a) => boot
-            .ok_or(ProgramError::Invalid { inst: i, reason: "no bootstrapper for a bootstrap instruction".into() })?
-            .bootstrap(eval, r(a)?)?,
-        Op::BootstrapPair(a, b) => boot
-            .ok_or(ProgramError::Invalid { inst: i, reason: "no bootstrapper for a bootstrap instruction".into() })?
-            .bootstrap_complex(eval, r(a)?, r(b)?)?,
+        Op::Bootstrap(_) | Op::BootstrapPair(..) => {
+            let boot = boot.ok_or(ProgramError::Invalid {
+                inst: i,
+                reason: "no bootstrapper for a bootstrap instruction".into(),
+            })?;
+            // x / 2^k by declaring 2^k times the scale (free), then × 2^k after (an integer, no level).
+            let k = program.bootstrap.as_ref().and_then(|b| b.input_shifts.get(&i)).copied().unwrap_or(0);
+            let shifted = |x: &Ciphertext| -> ProgramResult<Ciphertext> {
+                let mut y = x.clone();
+                if k > 0 {
+                    y.set_scale(x.scale() * f64::from(k).exp2())?;
+                }
+                Ok(y)
+            };
+            let z = match inst.op {
+                Op::BootstrapPair(a, b) => boot.bootstrap_complex(eval, &shifted(r(a)?)?, &shifted(r(b)?)?)?,
+                Op::Bootstrap(a) => boot.bootstrap(eval, &shifted(r(a)?)?)?,
+                _ => return Err(ProgramError::Invalid { inst: i, reason: "not a bootstrapping".into() }),
+            };
+            if k > 0 {
+                eval.mul_int(&z, 1i64 << k)?
+            } else {
+                z
+            }
+        }
         Op::Conjugate(a) => eval.conjugate(r(a)?)?,
         Op::MulI(a) => eval.mul_by_i(r(a)?)?,
     };

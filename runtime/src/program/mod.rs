@@ -42,6 +42,7 @@ mod binary;
 mod exec;
 mod origins;
 mod progress;
+mod simulate;
 mod slot_vector;
 mod support;
 mod text;
@@ -53,9 +54,13 @@ use crate::error::CkksError;
 use crate::params::CkksParams;
 
 pub use binary::{PROGRAM_MAGIC, PROGRAM_VERSION};
-pub use exec::{decrypt_outputs, encrypt_inputs, execute, execute_with_progress, execute_with_stats, ExecStats};
+pub use exec::{
+    decrypt_outputs, encrypt_inputs, execute, execute_probed, execute_with_progress, execute_with_stats, ExecStats,
+    Probe,
+};
 pub use origins::{Origin, Origins};
 pub use progress::{Progress, ProgressReport};
+pub use simulate::{simulate, simulate_observed, Simulation};
 pub use slot_vector::SlotVector;
 pub use support::SlotSupport;
 
@@ -430,7 +435,16 @@ pub struct ProgramBootstrap {
     pub config: BootstrapConfig,
     /// Scale of every bootstrapped value ([`crate::Bootstrapper::with_output_scale`]).
     pub output_scale: f64,
+    /// Per bootstrapping instruction (by index), `k`: its input is refreshed as `x / 2^k` and the
+    /// result multiplied back by the integer `2^k` (no level). The bootstrapping's sine needs the
+    /// message small next to `q_0` (`|x| ≪ 2^log_message_ratio`; beyond about half of that it
+    /// wraps around and returns garbage); the compiler sets `k` from the values calibration
+    /// inputs refresh ([`super::simulate`]). The relative precision is the same; absent = 0.
+    pub input_shifts: std::collections::BTreeMap<usize, u32>,
 }
+
+/// Largest [`ProgramBootstrap::input_shifts`] entry.
+pub const MAX_INPUT_SHIFT: u32 = 40;
 
 impl ProgramBootstrap {
     /// Field ranges (what [`crate::Bootstrapper::new`] would refuse for any parameters), checked
@@ -680,6 +694,19 @@ impl Program {
             }
             if let Some(&r) = p.regs.iter().find(|&&r| r as usize >= self.num_regs()) {
                 return bad(self.insts.len(), format!("output `{}` reads undefined %{r}", p.name));
+            }
+        }
+        if let Some(b) = &self.bootstrap {
+            for (&i, &k) in &b.input_shifts {
+                if !matches!(self.insts.get(i).map(|x| &x.op), Some(Op::Bootstrap(_) | Op::BootstrapPair(..))) {
+                    return bad(
+                        i.min(self.insts.len()),
+                        format!("input shift {k} on instruction {i}, not a bootstrapping"),
+                    );
+                }
+                if k > MAX_INPUT_SHIFT {
+                    return bad(i, format!("input shift {k} exceeds {MAX_INPUT_SHIFT}"));
+                }
             }
         }
         if let Err(reason) = self.origins.check(self.insts.len()) {

@@ -48,6 +48,8 @@ fn small_program_validates_and_runs() {
     let (out, stats) = execute_with_stats(&prog, &ev, cts).unwrap();
     assert_eq!(stats.rotations, 1);
     let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
+    let sim = simulate(&prog, std::slice::from_ref(&x)).unwrap();
+    assert!(sim.outputs[0].iter().zip(&y[0]).all(|(a, b)| (a - b).abs() < 1e-4), "{:?} vs {:?}", sim.outputs, y);
     let want: Vec<f64> = (0..4)
         .map(|i| (x.get(i + 1).map_or(0.0, |v| v * v) + [1.0, 2.0, 3.0, 4.0][i]) * [1.0, 1.0, 0.5, 0.0][i])
         .collect();
@@ -119,8 +121,8 @@ fn origins_round_trip_in_both_forms_and_are_checked() {
     assert!(short.validate_structure().is_err());
     assert!(Program::parse(&exact.replace("at s2", "at s7")).is_err());
     let mut bytes = prog.to_bytes();
-    // The last run's source index is the last 4 bytes of the body.
-    let at = bytes.len() - 32 - 4;
+    // The last run's source index precedes the (empty) input shifts' count at the end of the body.
+    let at = bytes.len() - 32 - 8 - 4;
     bytes[at] = 9;
     reseal(&mut bytes);
     let err = Program::from_bytes(&bytes).unwrap_err().to_string();
@@ -196,7 +198,7 @@ fn with_bootstrap() -> (Program, CkksContext) {
         constants: vec![],
         insts,
         outputs: vec![Port { name: "y".into(), layout: lay(vec![slots]), regs: vec![5] }],
-        bootstrap: Some(ProgramBootstrap { config, output_scale: out_scale }),
+        bootstrap: Some(ProgramBootstrap { config, output_scale: out_scale, input_shifts: Default::default() }),
         origins: Origins::default(),
     };
     (prog, ctx)
@@ -241,6 +243,58 @@ fn bootstrap_program_validates_runs_and_round_trips() {
     let (x, y) = run_with_one_bootstrap(&prog, &ctx, 5);
     let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
     assert!(err < 1e-4, "max error {err:e}");
+    assert_simulation_matches(&prog, &x, &y, 1e-4);
+}
+
+/// A refreshed value beyond the bootstrapping's range (`x²` up to 8100 where the message ratio
+/// 2^12 wraps past about 2048) comes back as garbage; with the input shift the simulation asks
+/// for (`x / 2^10` refreshed, times 2^10 after) it comes back to the usual relative precision.
+#[test]
+fn input_shift_refreshes_values_beyond_the_bootstrapping_range() {
+    let (mut prog, ctx) = with_bootstrap();
+    let slots = prog.params.slots();
+    let v = [0.5, -0.25, 0.75, -0.9, 0.1, 0.3, -0.6, 0.2];
+    let x: Vec<f64> = (0..slots).map(|j| 100.0 * v[j % 8]).collect();
+    let sim = simulate(&prog, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(sim.bootstrap_inputs.len(), 1);
+    let (at, biggest) = sim.bootstrap_inputs[0];
+    assert!(at == 2 && (biggest - 8100.0).abs() < 1e-6, "{:?}", sim.bootstrap_inputs);
+    let rel_error = |prog: &Program| {
+        let (keys, ev) = keys_for(prog, &ctx, 9);
+        let cts = encrypt_inputs(prog, &ctx, &keys.encryptor(), std::slice::from_ref(&x)).unwrap();
+        let y = decrypt_outputs(prog, &ctx, &keys, &execute(prog, &ev, cts).unwrap()).unwrap();
+        let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
+        err / 9e5
+    };
+    let unshifted = rel_error(&prog);
+    assert!(unshifted > 1e-2, "the bootstrapping wrapped around yet erred only {unshifted:e}");
+    prog.bootstrap.as_mut().unwrap().input_shifts.insert(2, 10);
+    prog.validate().unwrap();
+    assert!(prog.print().contains("%3 = bootstrap %2 {input_shift=10} @L2"), "{}", prog.print());
+    assert_eq!(Program::from_bytes(&prog.to_bytes()).unwrap(), prog);
+    assert_eq!(Program::parse(&prog.print_exact()).unwrap(), prog);
+    let shifted = rel_error(&prog);
+    assert!(shifted < 1e-4, "relative error {shifted:e} with the shift");
+    // only on bootstrapping instructions, and bounded
+    let mut bad = prog.clone();
+    bad.bootstrap.as_mut().unwrap().input_shifts.insert(0, 3);
+    assert!(bad.validate_structure().unwrap_err().to_string().contains("not a bootstrapping"));
+    let mut bad = prog.clone();
+    bad.bootstrap.as_mut().unwrap().input_shifts.insert(2, 41);
+    assert!(bad.validate_structure().unwrap_err().to_string().contains("exceeds"));
+}
+
+/// The plaintext simulation of `prog` on `x` gives the decrypted outputs `y` within `tol`, and
+/// reports the bootstrapping's input magnitude.
+fn assert_simulation_matches(prog: &Program, x: &[f64], y: &[Vec<f64>], tol: f64) {
+    let sim = simulate(prog, &[x.to_vec()]).unwrap();
+    assert_eq!(sim.outputs.len(), y.len());
+    for (s, e) in sim.outputs.iter().zip(y) {
+        let err = s.iter().zip(e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < tol, "simulation vs encrypted: {err:e}");
+    }
+    assert_eq!(sim.bootstrap_inputs.len(), prog.bootstraps());
+    assert!(sim.bootstrap_inputs.iter().all(|&(_, m)| m > 0.0 && m < 1.0), "{:?}", sim.bootstrap_inputs);
 }
 
 /// The same program with a zero-padded sparse bootstrap: `x` holds 8 values in slots 0..8 and
@@ -267,6 +321,7 @@ fn zero_padded_bootstrap_validates_runs_and_is_checked() {
     let y = decrypt_outputs(&prog, &ctx, &keys, &out).unwrap();
     let err = y[0].iter().zip(&x).map(|(g, a)| (g - a * a * a).abs()).fold(0.0, f64::max);
     assert!(err < 1e-4, "max error {err:e}");
+    assert_simulation_matches(&prog, &x, &y, 1e-4);
 
     // a full-width input may be nonzero in every slot
     let mut bad = prog.clone();
@@ -321,6 +376,7 @@ fn bootstrap_pair_refreshes_two_values_in_one_bootstrapping() {
         let err = y[port].iter().zip(&x).map(|(g, a)| (g - sign * a * a).abs()).fold(0.0, f64::max);
         assert!(err < 1e-4, "output {port}: max error {err:e}");
     }
+    assert_simulation_matches(&prog, &x, &y, 1e-4);
     // operands at different levels
     let mut bad = prog.clone();
     bad.insts[3].op = Op::BootstrapPair(2, 0);
@@ -507,12 +563,13 @@ fn find(bytes: &[u8], pat: &[u8]) -> usize {
 }
 
 /// Recomputes the checksum after editing a body (header 18 bytes, SHA-256 trailer).
-/// `bytes` (a program without origins, as this build writes it) in the form of format `version`
-/// < 6: without the empty origins section (two zero counts), relabelled and resealed.
+/// `bytes` (a program without origins or input shifts, as this build writes it) in the form of
+/// format `version` < 6: without the empty version-6 trailer (three zero counts), relabelled and
+/// resealed.
 fn as_version(bytes: &[u8], version: u16) -> Vec<u8> {
     let n = bytes.len();
-    assert_eq!(&bytes[n - 32 - 16..n - 32], &[0u8; 16], "the program has origins");
-    let mut v = [&bytes[..n - 32 - 16], &bytes[n - 32..]].concat();
+    assert_eq!(&bytes[n - 32 - 24..n - 32], &[0u8; 24], "the program has origins or input shifts");
+    let mut v = [&bytes[..n - 32 - 24], &bytes[n - 32..]].concat();
     v[8..10].copy_from_slice(&version.to_le_bytes());
     let body = (v.len() - 18 - 32) as u64;
     v[10..18].copy_from_slice(&body.to_le_bytes());

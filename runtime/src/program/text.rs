@@ -50,6 +50,14 @@ fn config_fields(c: &crate::bootstrap::BootstrapConfig) -> String {
 }
 
 impl Program {
+    /// ` {input_shift=k}` on a bootstrapping instruction with a shift (both text forms).
+    fn input_shift_attr(&self, i: usize) -> String {
+        match self.bootstrap.as_ref().and_then(|b| b.input_shifts.get(&i)) {
+            Some(k) => format!(" {{input_shift={k}}}"),
+            None => String::new(),
+        }
+    }
+
     /// Prints the program.
     pub fn print(&self) -> String {
         let mut s = String::new();
@@ -112,7 +120,7 @@ impl Program {
                 }
             }
             source = here;
-            let args = inst_args(&inst.op, false);
+            let args = inst_args(&inst.op, false) + &self.input_shift_attr(i);
             let _ =
                 writeln!(s, "%{} = {} {args} @L{} 2^{:.4}", n_in + i, inst.op.name(), inst.level, inst.scale.log2());
         }
@@ -192,7 +200,7 @@ impl Program {
             if let Some(src) = run_starts.get(&i) {
                 let _ = writeln!(s, "at {}", src.map_or_else(|| "none".to_string(), |k| format!("s{k}")));
             }
-            let args = inst_args(&inst.op, true);
+            let args = inst_args(&inst.op, true) + &self.input_shift_attr(i);
             let _ = writeln!(s, "%{} = {} {args} @L{} {:?}", n_in + i, inst.op.name(), inst.level, inst.scale);
         }
         for o in &self.outputs {
@@ -214,6 +222,7 @@ impl Program {
         let mut n_in = 0usize;
         // Origins: the source table, and the source the `at` line before each instruction named.
         let (mut sources, mut of_inst, mut at) = (Vec::new(), Vec::new(), None::<Option<u32>>);
+        let mut shifts = std::collections::BTreeMap::new();
         for (ln, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with("//") {
@@ -260,7 +269,8 @@ impl Program {
                         }
                         true
                     };
-                    bootstrap = Some(super::ProgramBootstrap { config, output_scale });
+                    bootstrap =
+                        Some(super::ProgramBootstrap { config, output_scale, input_shifts: Default::default() });
                 }
                 "inputs_at" => inputs_at = Some(c.level_scale()?),
                 "input" => {
@@ -312,6 +322,9 @@ impl Program {
                     }
                     c.literal("=")?;
                     let op = c.op()?;
+                    if matches!(op, Op::Bootstrap(_) | Op::BootstrapPair(..)) && c.s.trim_start().starts_with('{') {
+                        shifts.insert(insts.len(), c.attr("input_shift")?);
+                    }
                     let (level, scale) = c.level_scale()?;
                     insts.push(super::Inst { op, level, scale });
                     if let Some(src) = at {
@@ -326,6 +339,11 @@ impl Program {
             }
         }
         let missing = |what: &str| ProgramError::Text { reason: format!("without {what}") };
+        match bootstrap.as_mut() {
+            Some(b) => b.input_shifts = shifts,
+            None if !shifts.is_empty() => return Err(missing("a `bootstrap` line for the input shifts")),
+            None => {}
+        }
         let (log_n, q_bits, p_bits, dnum, log_scale, fingerprint, security, hamming_weight) =
             params.ok_or_else(|| missing("a `params` line"))?;
         let (input_level, input_scale) = inputs_at.ok_or_else(|| missing("an `inputs_at` line"))?;
