@@ -19,7 +19,7 @@
 //! | gelu, erf, tanh, sigmoid | one `chebyshev` (Remez/Chebyshev, smallest depth reaching `target_error`) |
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
-//! | layer_norm | `s = Σx`, `n·Σx² − s²` (= `n²·var`, integer scalars only), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× (n·x − s)·gamma`, `+ beta` |
+//! | layer_norm | `s = Σx`, `d = n·x − s`, `Σd²` (= `n³·var`, integer scalars only; no cancellation), `+ n³·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n³·(var+eps)`, `× d·(gamma·√n)`, `+ beta` |
 //! | softmax | `x − max̂_j x` by a tournament of polynomial ReLUs when the other forms' row sums span too much or it is shallower (`--softmax-max`, see "Row maximum"), else rows centered `x − mean_j x` when that lowers the depth of exp + 1/sum (`--softmax-center`; through the keys `A·(B − mean_j B)` when the scores are a ct×ct product times scalars), `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
@@ -1204,32 +1204,34 @@ fn layer_norm(
     let x = ins[0];
     let rank = e.g.ty(x).rank();
     let axes: Vec<usize> = (axis..rank).collect();
-    // With integer scalars only (no level): s = Σx, n²·var = n·Σx² − s², and
-    // (x − mean)/√(var + eps) = (n·x − s) / √(n²·(var + eps)). The 1/√ polynomial is fit on the
-    // calibrated var + eps range scaled by n² (relative errors are scale-free, so the same guess and
-    // steps are chosen). Against mean, centre, square, mean: one level less on the critical path.
+    // With integer scalars only (no level): s = Σx, d = n·x − s = n·(x − mean), Σd² = n³·var, and
+    // (x − mean)/√(var + eps) = d·√n / √(n³·(var + eps)), the √n folded into γ (a plaintext
+    // product either way). The 1/√ polynomial is fit on the calibrated var + eps range scaled by
+    // n³ (relative errors are scale-free, so the same guess and steps are chosen). Squaring the
+    // centered d, not `n·Σx² − s²`: that difference of two large sums cancels (MiniLM: 1.9e7 −
+    // 1.9e7 for a variance term of 3e4), and under CKKS their relative error becomes the
+    // variance's, 600× larger. The same depth: d is a map of x, as s was.
     let n = e.g.ty(x).shape[axis..].iter().product::<usize>() as f64;
     let s = e.op(Op::ReduceSum { axes: axes.clone(), keepdims: true }, vec![x], "sum")?;
-    let sq = e.op(Op::Mul, vec![x, x], "square")?;
-    let s2 = e.op(Op::ReduceSum { axes, keepdims: true }, vec![sq], "sum_sq")?;
-    let ns2 = e.mul_scalar(s2, n, "n_sum_sq")?;
-    let ss = e.op(Op::Mul, vec![s, s], "sum_squared")?;
-    let var_n2 = e.op(Op::Sub, vec![ns2, ss], "n2_var")?;
-    let v = e.add_scalar(var_n2, n * n * eps, "n2_var_eps")?;
-    let n2 = n * n;
-    let iv = widen_positive(node, "layer_norm", var_eps.min * n2, var_eps.max * n2, opts.margin)?;
+    let nx = e.mul_scalar(x, n, "n_x")?;
+    let dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
+    let sq = e.op(Op::Mul, vec![dx, dx], "square")?;
+    let var_n3 = e.op(Op::ReduceSum { axes, keepdims: true }, vec![sq], "n3_var")?;
+    let n3 = n * n * n;
+    let v = e.add_scalar(var_n3, n3 * eps, "n3_var_eps")?;
+    let iv = widen_positive(node, "layer_norm", var_eps.min * n3, var_eps.max * n3, opts.margin)?;
     let inv = inv_sqrt(iv, opts).map_err(|er| approx_err(node, "layer_norm", er))?;
     let r = emit_inverse(e, v, &inv, "rsqrt")?;
     let mut rec =
-        inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n2, var_eps.max * n2], &inv, (v, r));
-    rec.method = format!("{} on n²·(var+eps), n = {n}", rec.method);
+        inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n3, var_eps.max * n3], &inv, (v, r));
+    rec.method = format!("{} on n³·(var+eps), n = {n}", rec.method);
     records.push(rec);
-    let nx = e.mul_scalar(x, n, "n_x")?;
-    let mut dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
-    // γ scales channels and 1/√ rows: (dx·γ)·r puts γ's level beside the 1/√ instead of after it.
-    if let Some(&gamma) = ins.get(1) {
-        dx = e.op(Op::Mul, vec![dx, gamma], "gamma")?;
-    }
+    // γ scales channels and 1/√ rows: (d·γ√n)·r puts γ's level beside the 1/√ instead of after it.
+    let gamma = match ins.get(1) {
+        Some(&gamma) => e.mul_scalar(gamma, n.sqrt(), "gamma_sqrt_n")?,
+        None => e.scalar(n.sqrt(), e.g.ty(x).dtype, "sqrt_n"),
+    };
+    let dx = e.op(Op::Mul, vec![dx, gamma], "gamma")?;
     let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
     if let Some(&beta) = ins.get(2) {
         y = e.op(Op::Add, vec![y, beta], "beta")?;
