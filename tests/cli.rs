@@ -14,8 +14,21 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A scratch path of this test process, under cargo's target tmp dir. Folders left by earlier
+/// runs (keys and ciphertexts: hundreds of MB each) are removed the first time.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("polyhe-cli-{}", std::process::id()));
+    static CLEAN: std::sync::Once = std::sync::Once::new();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mine = format!("cli-{}", std::process::id());
+    CLEAN.call_once(|| {
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with("cli-") && n != mine {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+    let d = root.join(mine);
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }

@@ -23,7 +23,7 @@
 //!   the division must cover far below the uncentered one on trained models (the shipped encoder:
 //!   1.7e4 → 64). And for the scores minus their *row maximum* ([`SoftmaxCalibration::maxed`],
 //!   with the per-row spread `max_j − min_j` the encrypted max tree compares over): then rows sum
-//!   to at least 1 whenever the maximum is not masked, however far apart rows are (MiniLM's first
+//!   to at least 1 (with a mask, the maximum is over the unmasked positions), however far apart rows are (MiniLM's first
 //!   layer: plain row sums span 3e11, too wide for any encrypted division).
 //!
 //! [`Calibration::warnings`] flags ranges too wide for a low-degree polynomial (see its doc).
@@ -101,8 +101,8 @@ pub struct SoftmaxCalibration {
     pub plain: ShiftedScores,
     /// The encrypted scores centered per row: `scores − mean_j(scores)`.
     pub centered: ShiftedScores,
-    /// The encrypted scores minus their row maximum (over every position: the encrypted max
-    /// tree does not see the mask). `None` in calibrations written before it existed.
+    /// The encrypted scores minus their row maximum (with a mask: over the unmasked positions,
+    /// see [`crate::to_poly()`]'s "Row maximum"). `None` in calibrations written before it existed.
     #[serde(default)]
     pub maxed: Option<ShiftedScores>,
     /// Per-row `max_j − min_j` of the encrypted scores: what the max tree's comparisons span.
@@ -548,11 +548,14 @@ fn observe(
                     // Σ exp(a − mean(a) + bias) = exp(lse − mean(a)).
                     let mean = (0..len).map(|j| ab[j * inner + i]).sum::<f64>() / len as f64;
                     let lse_c = lse - mean;
-                    // The max form subtracts the encrypted scores' row max (mask not seen).
+                    // The max form subtracts the row max. With a mask, to_poly's tournament sees
+                    // `a + max(bias, −C)` with `C` above the row spread, where a masked position never
+                    // wins: the max is the softmax input's `m`, and rows sum to at least 1.
                     let a_max = (0..len).map(|j| ab[j * inner + i]).fold(f64::NEG_INFINITY, f64::max);
                     let a_min = (0..len).map(|j| ab[j * inner + i]).fold(f64::INFINITY, f64::min);
                     s.row_spread.push(a_max - a_min);
-                    let lse_m = lse - a_max;
+                    let top = if masked { m } else { a_max };
+                    let lse_m = lse - top;
                     for j in 0..len {
                         let v = ab[j * inner + i];
                         s.scores.push(v);
@@ -563,8 +566,8 @@ fn observe(
                         gc.0 = gc.0.min(v - mean);
                         gc.1 = gc.1.max(v - mean);
                         let gm = &mut s.maxed.group_score[grp];
-                        gm.0 = gm.0.min(v - a_max);
-                        gm.1 = gm.1.max(v - a_max);
+                        gm.0 = gm.0.min(v - top);
+                        gm.1 = gm.1.max(v - top);
                     }
                     for (form, l) in [(&mut s.plain, lse), (&mut s.centered, lse_c), (&mut s.maxed, lse_m)] {
                         let gl = &mut form.group_lse[grp];

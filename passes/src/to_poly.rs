@@ -19,7 +19,7 @@
 //! | gelu, erf, tanh, sigmoid | one `chebyshev` (Remez/Chebyshev, smallest depth reaching `target_error`) |
 //! | relu | direct `chebyshev`, or composite odd sign polynomials `x·(1+s(x/R))/2` (chained `chebyshev`s and one mul) |
 //! | exp | `chebyshev` of `exp(x/2^r)` on the range (relative error; interpolation, else relative Remez) followed by `r` squarings |
-//! | layer_norm | `s = Σx`, `d = n·x − s`, `Σd²` (= `n³·var`, integer scalars only; no cancellation), `+ n³·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n³·(var+eps)`, `× d·(gamma·√n)`, `+ beta` |
+//! | layer_norm | `s = Σx`, `d = n·x − s`, `mean d²` (= `n²·var`; no cancellation), `+ n²·eps`, 1/√ as a `chebyshev` guess + Newton steps (mul/sub) fit on `n²·(var+eps)`, `× d·gamma`, `+ beta` |
 //! | softmax | `x − max̂_j x` by a tournament of polynomial ReLUs when the other forms' row sums span too much or it is shallower (`--softmax-max`, see "Row maximum"), else rows centered `x − mean_j x` when that lowers the depth of exp + 1/sum (`--softmax-center`; through the keys `A·(B − mean_j B)` when the scores are a ct×ct product times scalars), `x − shift` (per-head calibrated shift, see [`crate::calibrate()`]), exp as above, `× exp(mask)` (plaintext) when the input is `scores + mask`, `reduce_sum`, 1/sum as below, mul; a `matmul` consuming a last-axis softmax becomes `(exp·V)·(1/sum)` |
 //! | softmax (σ) | `relu(x)/n` (only for models trained with σ-attention; [`SoftmaxMethod::Sigma`]) |
 //! | div by constant / plaintext | mul by the reciprocal (computed in plaintext) |
@@ -53,8 +53,11 @@
 //! `max_j − min_j` widened (an odd position out waits a round). Each round errs by at most the
 //! ReLU's error, so `|max̂ − max| ≤ δ = rounds · ε` (budget 1), and the exponential's argument
 //! `x − max̂ − shift` and the row sums take the calibrated max form's ranges widened by `δ` and
-//! `e^±δ`. A row then sums to at least `e^−δ` unless its maximum is masked (the tree does not see
-//! the mask), which calibration measures. It costs `rounds × depth(relu)` levels, so `Auto` takes
+//! `e^±δ`. A row then sums to at least `e^−δ`. With a mask (plaintext), the tree compares
+//! `x + max(bias, −C)`, `C` above the calibrated row spread: a masked position ends at least `C`
+//! below any unmasked one and never wins (the ReLU's interval doubles). Ignoring the mask left
+//! MiniLM rows summing to 3e-3 (a padding token's score on top), whose 1/sum then amplified the
+//! refreshes' absolute error into 0.7% and 23% errors (`--trace`). It costs `rounds × depth(relu)` levels, so `Auto` takes
 //! it when that is shallower, or when the other forms' row sums span more than
 //! [`UNSAFE_ROW_SUM_RATIO`]: in poly mode a 3e11 ratio only costs depth, but under CKKS the
 //! smallest rows drown in noise and 1/sum diverges (MiniLM's layer 0, encrypted: outputs ~1e20).
@@ -1204,34 +1207,34 @@ fn layer_norm(
     let x = ins[0];
     let rank = e.g.ty(x).rank();
     let axes: Vec<usize> = (axis..rank).collect();
-    // With integer scalars only (no level): s = Σx, d = n·x − s = n·(x − mean), Σd² = n³·var, and
-    // (x − mean)/√(var + eps) = d·√n / √(n³·(var + eps)), the √n folded into γ (a plaintext
-    // product either way). The 1/√ polynomial is fit on the calibrated var + eps range scaled by
-    // n³ (relative errors are scale-free, so the same guess and steps are chosen). Squaring the
-    // centered d, not `n·Σx² − s²`: that difference of two large sums cancels (MiniLM: 1.9e7 −
-    // 1.9e7 for a variance term of 3e4), and under CKKS their relative error becomes the
-    // variance's, 600× larger. The same depth: d is a map of x, as s was.
+    // With integer scalars only (no level): s = Σx, d = n·x − s = n·(x − mean), mean_j d² = n²·var,
+    // and (x − mean)/√(var + eps) = d / √(n²·(var + eps)). The 1/√ polynomial is fit on the
+    // calibrated var + eps range scaled by n² (relative errors are scale-free, so the same guess and
+    // steps are chosen). Squaring the centered d, not `n·Σx² − s²`: that difference of two large
+    // sums cancels (MiniLM: 1.9e7 − 1.9e7 for a variance term of 3e4), and under CKKS their
+    // relative error becomes the variance's, 600× larger. The mean's 1/n composes with the 1/√
+    // guess's map onto [-1, 1] (one map either way), and keeps the value n times smaller than
+    // Σd²: that map's weight, encoded at the scale, keeps 2^-16 instead of 2^-8 relative precision
+    // on MiniLM (a degree-31 guess amplifies its input's error up to 31²×).
     let n = e.g.ty(x).shape[axis..].iter().product::<usize>() as f64;
     let s = e.op(Op::ReduceSum { axes: axes.clone(), keepdims: true }, vec![x], "sum")?;
     let nx = e.mul_scalar(x, n, "n_x")?;
-    let dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
+    let mut dx = e.op(Op::Sub, vec![nx, s], "n_centered")?;
     let sq = e.op(Op::Mul, vec![dx, dx], "square")?;
-    let var_n3 = e.op(Op::ReduceSum { axes, keepdims: true }, vec![sq], "n3_var")?;
-    let n3 = n * n * n;
-    let v = e.add_scalar(var_n3, n3 * eps, "n3_var_eps")?;
-    let iv = widen_positive(node, "layer_norm", var_eps.min * n3, var_eps.max * n3, opts.margin)?;
+    let var_n2 = e.op(Op::ReduceMean { axes, keepdims: true }, vec![sq], "n2_var")?;
+    let n2 = n * n;
+    let v = e.add_scalar(var_n2, n2 * eps, "n2_var_eps")?;
+    let iv = widen_positive(node, "layer_norm", var_eps.min * n2, var_eps.max * n2, opts.margin)?;
     let inv = inv_sqrt(iv, opts).map_err(|er| approx_err(node, "layer_norm", er))?;
     let r = emit_inverse(e, v, &inv, "rsqrt")?;
     let mut rec =
-        inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n3, var_eps.max * n3], &inv, (v, r));
-    rec.method = format!("{} on n³·(var+eps), n = {n}", rec.method);
+        inverse_record(node, "layer_norm", "1/sqrt(var+eps)", [var_eps.min * n2, var_eps.max * n2], &inv, (v, r));
+    rec.method = format!("{} on n²·(var+eps), n = {n}", rec.method);
     records.push(rec);
-    // γ scales channels and 1/√ rows: (d·γ√n)·r puts γ's level beside the 1/√ instead of after it.
-    let gamma = match ins.get(1) {
-        Some(&gamma) => e.mul_scalar(gamma, n.sqrt(), "gamma_sqrt_n")?,
-        None => e.scalar(n.sqrt(), e.g.ty(x).dtype, "sqrt_n"),
-    };
-    let dx = e.op(Op::Mul, vec![dx, gamma], "gamma")?;
+    // γ scales channels and 1/√ rows: (dx·γ)·r puts γ's level beside the 1/√ instead of after it.
+    if let Some(&gamma) = ins.get(1) {
+        dx = e.op(Op::Mul, vec![dx, gamma], "gamma")?;
+    }
     let mut y = e.op(Op::Mul, vec![dx, r], "normalized")?;
     if let Some(&beta) = ins.get(2) {
         y = e.op(Op::Add, vec![y, beta], "beta")?;
@@ -1392,6 +1395,9 @@ fn row_max_plan(
     let rounds = usize::BITS - (s.len - 1).leading_zeros();
     let per_round = ROW_MAX_DELTA / rounds as f64;
     let radius = spread.max * (1.0 + 2.0 * opts.margin) + ROW_MAX_DELTA;
+    // With a mask, the tournament compares `a + max(bias, −radius)`: masked positions sit a
+    // radius below, so the comparisons span twice as far.
+    let radius = if s.masked { 2.0 * radius } else { radius };
     let iv = Interval::new(-radius, radius).map_err(|er| approx_err(node, "softmax", er))?;
     let ro = ReluOptions { max_direct_degree: opts.max_degree, ..ReluOptions::new(per_round) };
     let relu = fit_relu(iv, &ro).map_err(|er| approx_err(node, "softmax", er))?;
@@ -1503,7 +1509,16 @@ fn softmax(
             || m.depth() < best_depth
             || (best_ratio > UNSAFE_ROW_SUM_RATIO && ratio(&m.plan) < best_ratio)
     }) {
-        let max = emit_row_max(e, scores, axis, s.len, &m.relu, node)?;
+        // A masked position never wins: its (plaintext) bias is clipped to half the ReLU's radius
+        // below, more than the row spread (module doc).
+        let contenders = match mask {
+            Some(bias) => {
+                let clipped = e.op(Op::Clip { min: Some(-m.radius / 2.0), max: None }, vec![bias], "max_mask")?;
+                e.op(Op::Add, vec![scores, clipped], "max_contenders")?
+            }
+            None => scores,
+        };
+        let max = emit_row_max(e, contenders, axis, s.len, &m.relu, node)?;
         let degs = match &m.relu.composite {
             Some(c) if m.relu.chosen == ReluMethod::Composite => {
                 format!("composite sign ({})", c.degrees().iter().map(|d| d.to_string()).collect::<Vec<_>>().join("∘"))

@@ -155,6 +155,37 @@ fn masked_softmax_uses_per_head_shifts_and_a_plaintext_mask() {
     }
 }
 
+/// With a mask, the row max is over the unmasked positions: masked columns scoring 20 above the
+/// rest must not become the max (the rows would then sum to e^−20 and the division drown).
+#[test]
+fn row_max_softmax_ignores_masked_positions() {
+    let g = parse(ATTN).unwrap();
+    let mask = Tensor::int(DType::I64, vec![2, 1, 1, 4], vec![1, 1, 1, 1, 1, 1, 0, 0]).unwrap();
+    let batch = |rng: &mut Lcg| {
+        let mut s = rng.tensor(&[2, 2, 4, 4], -2.0, 2.0);
+        if let polyhe_ir::Data::Float(v) = &mut s.data {
+            // batch 1, columns 2 and 3: masked, and far above the rest
+            v.iter_mut().enumerate().filter(|(i, _)| i / 32 == 1 && i % 4 >= 2).for_each(|(_, x)| *x += 20.0);
+        }
+        vec![s, mask.clone()]
+    };
+    let mut rng = Lcg(3);
+    let cal = calibrate(&g, &[batch(&mut rng), batch(&mut rng)]).unwrap();
+    let CalibDetail::Softmax(s) = &cal.get("sm").unwrap().detail else { panic!("no softmax calibration") };
+    let maxed = s.maxed.as_ref().unwrap();
+    // Minus the unmasked max, every row sums to between 1 and L (times e^−shift).
+    assert!(maxed.ratio() <= 4.0 * (1.0 + 1e-9), "{}", maxed.ratio());
+    let res = compile_to_poly(&g, &cal, &PolyOptions { softmax_max: SoftmaxMax::Always, ..opts() }).unwrap();
+    assert!(res.report.approximations.iter().any(|a| a.part == "row max"));
+    verify_poly_stage(&res.graph).unwrap();
+    let x = batch(&mut rng);
+    let want = interp::run(&g, &x).unwrap();
+    let (got, oor) = run_poly(&res.graph, &x).unwrap();
+    assert_eq!(oor.total_outside(), 0, "{oor}");
+    let err = max_abs(&got[0], &want[0]);
+    assert!(err < 5e-3, "masked row-max softmax error {err}");
+}
+
 const SCORES: &str = r#"
 graph "scores" (v0: f32[2,2,8,8] "s") {
   v1: f32[2,2,8,8] = softmax {axis=3} v0 @"sm"
