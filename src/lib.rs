@@ -341,24 +341,21 @@ pub fn refresh_shifts_from_calibration(
 /// `n` rows from `start` along the leading axis of `t` (the axis kept).
 fn rows_of(t: &Tensor, start: usize, n: usize) -> Result<Tensor> {
     let mut shape = t.shape().to_vec();
-    let per: usize = shape.get(1..).unwrap_or(&[]).iter().product();
     if let Some(d) = shape.first_mut() {
         *d = n;
     }
-    let range = start * per..(start + n) * per;
-    let data = match &t.data {
-        polyhe_ir::Data::Float(v) => polyhe_ir::Data::Float(v.get(range).context("rows out of range")?.to_vec()),
-        polyhe_ir::Data::Int(v) => polyhe_ir::Data::Int(v.get(range).context("rows out of range")?.to_vec()),
-        polyhe_ir::Data::Bool(v) => polyhe_ir::Data::Bool(v.get(range).context("rows out of range")?.to_vec()),
-    };
-    Ok(Tensor::new(polyhe_ir::TensorType::new(t.dtype(), shape), data)?)
+    leading_slice(t, start, n, shape)
 }
 
-/// Slice `i` along the leading axis of `t`.
+/// Slice `i` along the leading axis of `t` (the axis dropped).
 fn sample_of(t: &Tensor, i: usize) -> Result<Tensor> {
-    let shape = t.shape().get(1..).unwrap_or(&[]).to_vec();
-    let per: usize = shape.iter().product();
-    let range = i * per..(i + 1) * per;
+    leading_slice(t, i, 1, t.shape().get(1..).unwrap_or(&[]).to_vec())
+}
+
+/// Rows `start..start + n` of `t`'s leading axis as a tensor of `shape`.
+fn leading_slice(t: &Tensor, start: usize, n: usize, shape: Vec<usize>) -> Result<Tensor> {
+    let per: usize = t.shape().get(1..).unwrap_or(&[]).iter().product();
+    let range = start * per..(start + n) * per;
     let data = match &t.data {
         polyhe_ir::Data::Float(v) => polyhe_ir::Data::Float(v.get(range).context("sample out of range")?.to_vec()),
         polyhe_ir::Data::Int(v) => polyhe_ir::Data::Int(v.get(range).context("sample out of range")?.to_vec()),

@@ -653,19 +653,10 @@ fn run(cli: Cli) -> Result<()> {
                         eprintln!("largest values refreshed: {}", top.join(", "));
                     }
                     let results = output_tensors(program, &compiled.graph, sim.outputs)?;
-                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
-                    let (g_out, results, poly_r) = match &tail {
-                        Some(tl) => (&tl.tail, run_tail(tl, results)?, run_tail(tl, poly_r)?),
-                        None => (&compiled.graph, results, poly_r),
-                    };
-                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&g_out.outputs) {
-                        eprintln!(
-                            "{}: max relative error vs poly mode = {:.3e}",
-                            g_out.value_label(v),
-                            polyhe::max_rel_error(a, b)?
-                        );
-                    }
-                    (g_out.clone(), results, elapsed)
+                    let (g_out, results, poly_r, _) =
+                        with_poly_outputs(&compiled.graph, tail.as_ref(), results, &ordered)?;
+                    print_errors_vs_poly(&g_out, &results, &poly_r)?;
+                    (g_out, results, elapsed)
                 }
                 Mode::Encrypted => {
                     let calib = read_calib(&m, &poly)?;
@@ -706,18 +697,8 @@ fn run(cli: Cli) -> Result<()> {
                         polyhe_backend::time_report(program, &run.stats)
                     );
                     let results = output_tensors(program, &compiled.graph, run.outputs)?;
-                    let (poly_r, _) = polyhe_passes::run_poly(&compiled.graph, &ordered)?;
-                    // With a client tail, both runs go through it: the error is on the model's outputs.
-                    let t_tail = Instant::now();
-                    let (g_out, results) = match &tail {
-                        Some(tl) => (&tl.tail, run_tail(tl, results)?),
-                        None => (&compiled.graph, results),
-                    };
-                    let tail_s = t_tail.elapsed().as_secs_f64();
-                    let poly_r = match &tail {
-                        Some(tl) => run_tail(tl, poly_r)?,
-                        None => poly_r,
-                    };
+                    let (g_out, results, poly_r, tail_s) =
+                        with_poly_outputs(&compiled.graph, tail.as_ref(), results, &ordered)?;
                     let tail_phase =
                         if tail.is_some() { format!(", client tail {:.2} ms", tail_s * 1e3) } else { String::new() };
                     eprintln!(
@@ -729,14 +710,8 @@ fn run(cli: Cli) -> Result<()> {
                         t.eval,
                         t.decrypt
                     );
-                    for ((a, b), &v) in results.iter().zip(&poly_r).zip(&g_out.outputs) {
-                        eprintln!(
-                            "{}: max relative error vs poly mode = {:.3e}",
-                            g_out.value_label(v),
-                            polyhe::max_rel_error(a, b)?
-                        );
-                    }
-                    (g_out.clone(), results, std::time::Duration::from_secs_f64(t.eval))
+                    print_errors_vs_poly(&g_out, &results, &poly_r)?;
+                    (g_out, results, std::time::Duration::from_secs_f64(t.eval))
                 }
             };
             for (&v, t) in g.outputs.iter().zip(&results) {
@@ -1270,6 +1245,35 @@ fn decrypt_with_tail(
 }
 
 /// Reads the `--calib` files (every model input needs one).
+/// A CKKS run's outputs and poly mode's on the same inputs, both through the client tail when
+/// there is one (so the error is on the model's outputs): the graph whose outputs they are, the
+/// run's, poly mode's, and the seconds the run's tail took.
+fn with_poly_outputs(
+    graph: &polyhe_ir::Graph,
+    tail: Option<&polyhe_passes::ClientTail>,
+    results: Vec<polyhe_ir::Tensor>,
+    inputs: &[polyhe_ir::Tensor],
+) -> Result<(polyhe_ir::Graph, Vec<polyhe_ir::Tensor>, Vec<polyhe_ir::Tensor>, f64)> {
+    let (poly, _) = polyhe_passes::run_poly(graph, inputs)?;
+    Ok(match tail {
+        Some(t) => {
+            let t0 = Instant::now();
+            let results = run_tail(t, results)?;
+            let secs = t0.elapsed().as_secs_f64();
+            (t.tail.clone(), results, run_tail(t, poly)?, secs)
+        }
+        None => (graph.clone(), results, poly, 0.0),
+    })
+}
+
+/// `NAME: max relative error vs poly mode = E` per output.
+fn print_errors_vs_poly(g: &polyhe_ir::Graph, results: &[polyhe_ir::Tensor], poly: &[polyhe_ir::Tensor]) -> Result<()> {
+    for ((a, b), &v) in results.iter().zip(poly).zip(&g.outputs) {
+        eprintln!("{}: max relative error vs poly mode = {:.3e}", g.value_label(v), polyhe::max_rel_error(a, b)?);
+    }
+    Ok(())
+}
+
 /// Calibration samples the compiler simulates a CKKS program on to size its refreshes.
 const CALIBRATION_SIMULATIONS: usize = 8;
 
