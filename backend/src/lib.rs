@@ -1004,8 +1004,7 @@ pub fn run_encrypted_with(
     let mut traced: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     if trace {
         for (i, inst) in program.insts.iter().enumerate() {
-            if matches!(inst.op, polyhe_runtime::ProgramOp::Bootstrap(_) | polyhe_runtime::ProgramOp::BootstrapPair(..))
-            {
+            if inst.op.is_bootstrap() {
                 traced.insert(i, Vec::new());
                 for r in inst.op.operands() {
                     if let Some(j) = (r as usize).checked_sub(n_in) {

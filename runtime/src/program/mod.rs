@@ -399,6 +399,11 @@ impl Op {
     }
 
     /// The op's keyword in the text form.
+    /// `bootstrap` or `bootstrap_pair`.
+    pub fn is_bootstrap(&self) -> bool {
+        matches!(self, Op::Bootstrap(_) | Op::BootstrapPair(..))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Op::Add(..) => "add",
@@ -563,12 +568,12 @@ impl Program {
 
     /// Whether any instruction bootstraps.
     pub fn has_bootstraps(&self) -> bool {
-        self.insts.iter().any(|i| matches!(i.op, Op::Bootstrap(_) | Op::BootstrapPair(..)))
+        self.insts.iter().any(|i| i.op.is_bootstrap())
     }
 
     /// Number of bootstrap instructions.
     pub fn bootstraps(&self) -> usize {
-        self.insts.iter().filter(|i| matches!(i.op, Op::Bootstrap(_) | Op::BootstrapPair(..))).count()
+        self.insts.iter().filter(|i| i.op.is_bootstrap()).count()
     }
 
     /// Level of every bootstrapped value: `max_level − config.levels()`.
@@ -663,7 +668,7 @@ impl Program {
         let n_in = self.num_input_regs();
         for (i, inst) in self.insts.iter().enumerate() {
             let def = (n_in + i) as u32;
-            if matches!(inst.op, Op::Bootstrap(_) | Op::BootstrapPair(..)) && self.bootstrap.is_none() {
+            if inst.op.is_bootstrap() && self.bootstrap.is_none() {
                 return bad(i, "bootstrap without a bootstrapping configuration".into());
             }
             for r in inst.op.operands() {
@@ -698,7 +703,7 @@ impl Program {
         }
         if let Some(b) = &self.bootstrap {
             for (&i, &k) in &b.input_shifts {
-                if !matches!(self.insts.get(i).map(|x| &x.op), Some(Op::Bootstrap(_) | Op::BootstrapPair(..))) {
+                if !self.insts.get(i).is_some_and(|x| x.op.is_bootstrap()) {
                     return bad(
                         i.min(self.insts.len()),
                         format!("input shift {k} on instruction {i}, not a bootstrapping"),

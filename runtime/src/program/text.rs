@@ -322,7 +322,7 @@ impl Program {
                     }
                     c.literal("=")?;
                     let op = c.op()?;
-                    if matches!(op, Op::Bootstrap(_) | Op::BootstrapPair(..)) && c.s.trim_start().starts_with('{') {
+                    if op.is_bootstrap() && c.s.trim_start().starts_with('{') {
                         shifts.insert(insts.len(), c.attr("input_shift")?);
                     }
                     let (level, scale) = c.level_scale()?;
